@@ -1,0 +1,1 @@
+//! anekit-apple (work in progress).

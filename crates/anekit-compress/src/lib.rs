@@ -1,0 +1,1 @@
+//! anekit-compress (work in progress).

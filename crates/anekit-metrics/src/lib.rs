@@ -1,0 +1,1 @@
+//! anekit-metrics (work in progress).

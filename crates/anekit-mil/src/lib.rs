@@ -1,0 +1,1 @@
+//! anekit-mil (work in progress).

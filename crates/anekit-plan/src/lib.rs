@@ -1,0 +1,1 @@
+//! anekit-plan (work in progress).

@@ -1,0 +1,1 @@
+//! anekit-runtime (work in progress).
