@@ -16,6 +16,8 @@ pub mod blob;
 pub mod error;
 pub mod proto;
 pub mod subbyte;
+pub mod weights;
 
 pub use blob::{Blob, BlobDataType, BlobFile, BlobWriter};
 pub use error::{FormatError, Result};
+pub use weights::{BlobSource, WeightStore};

@@ -1,1 +1,17 @@
-//! anekit-mil (work in progress).
+//! The MIL IR: Core ML's ML Program representation, used by every part of anekit for
+//! reading, analysis, compression, execution, writing and the MIL text that the ANE
+//! compiler takes.
+//!
+//! - [`types`]: data types, dimensions (incl. flexible), tensor/list/tuple/dict/state types.
+//! - [`value`]: constants — immediates and memory-mapped weights.
+//! - [`program`]: Program → Function → Block → Operation, opsets.
+
+pub mod error;
+pub mod program;
+pub mod types;
+pub mod value;
+
+pub use error::{MilError, Result};
+pub use program::{Argument, Binding, Block, Function, Operation, Opset, Program};
+pub use types::{DataType, Dim, NamedValueType, TensorType, ValueType};
+pub use value::{BlobRef, Placement, Storage, TensorData, Value, ValueData};
