@@ -5,10 +5,20 @@
 //! - [`types`]: data types, dimensions (incl. flexible), tensor/list/tuple/dict/state types.
 //! - [`value`]: constants — immediates and memory-mapped weights.
 //! - [`program`]: Program → Function → Block → Operation, opsets.
+//! - [`proto`]: lossless conversion from and to the MIL protobuf.
+//! - [`model`]: a whole model (specification + program): open, save.
+//! - [`text`]: the `model.mil` text form.
+//! - [`ops`]: the op registry (opsets iOS15..iOS18, parameters, type inference).
+//! - [`validate`]: program validation against the registry.
 
 pub mod error;
+pub mod model;
+pub mod ops;
 pub mod program;
+pub mod proto;
+pub mod text;
 pub mod types;
+pub mod validate;
 pub mod value;
 
 pub use error::{MilError, Result};

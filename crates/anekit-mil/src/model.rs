@@ -1,0 +1,1 @@
+//! A whole Core ML model: its protobuf specification with the ML Program as IR.

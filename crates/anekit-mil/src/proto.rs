@@ -1,0 +1,1 @@
+//! Lossless conversion between the IR and the MIL protobuf (`MILSpec`).

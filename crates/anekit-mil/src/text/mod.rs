@@ -1,0 +1,1 @@
+//! MIL text form (the `model.mil` syntax): printer and parser.
