@@ -29,6 +29,7 @@ fn gen_proto(check: bool) -> Result<()> {
     let out_file = root.join("crates/anekit-format/src/proto/generated.rs");
     let fds = protox::compile(["Model.proto"], [&proto_dir])
         .with_context(|| format!("compiling protos in {}", proto_dir.display()))?;
+    let names = oneof_names(&fds);
     let tmp = tempdir()?;
     let mut config = prost_build::Config::new();
     config.out_dir(&tmp);
@@ -56,6 +57,7 @@ fn gen_proto(check: bool) -> Result<()> {
             out.push('\n');
         }
     }
+    out.push_str(&names);
     if check {
         let old = std::fs::read_to_string(&out_file).unwrap_or_default();
         if old != out {
@@ -78,4 +80,41 @@ fn tempdir() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("anekit-xtask-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// `type_name()` for the oneofs whose member names anekit reports (the model type and the
+/// NeuralNetwork layer type): prost gives no way to ask a oneof value for its field name.
+fn oneof_names(fds: &prost_types::FileDescriptorSet) -> String {
+    use heck::ToUpperCamelCase;
+    // (message, oneof, Rust path of the generated enum)
+    let wanted = [
+        ("Model", "Type", "core_ml::specification::model::Type"),
+        ("NeuralNetworkLayer", "layer", "core_ml::specification::neural_network_layer::Layer"),
+    ];
+    let mut out = String::new();
+    for (message, oneof, path) in wanted {
+        let Some(msg) = fds
+            .file
+            .iter()
+            .filter(|f| f.package() == "CoreML.Specification")
+            .flat_map(|f| f.message_type.iter())
+            .find(|m| m.name() == message)
+        else {
+            continue;
+        };
+        let Some(index) = msg.oneof_decl.iter().position(|o| o.name() == oneof) else { continue };
+        out.push_str(&format!(
+            "impl {path} {{\n    /// The protobuf field name of this member (e.g. `{}`).\n    pub fn type_name(&self) -> &'static str {{\n        match self {{\n",
+            msg.field.iter().find(|f| f.oneof_index == Some(index as i32)).map(|f| f.name()).unwrap_or("")
+        ));
+        for f in msg.field.iter().filter(|f| f.oneof_index == Some(index as i32)) {
+            out.push_str(&format!(
+                "            Self::{}(_) => \"{}\",\n",
+                f.name().to_upper_camel_case(),
+                f.name()
+            ));
+        }
+        out.push_str("        }\n    }\n}\n");
+    }
+    out
 }
