@@ -416,7 +416,7 @@ impl<W: Write + Seek> BlobWriter<W> {
         if padding_bits >= 8 {
             return Err(invalid(format!("padding bits {padding_bits} >= 8")));
         }
-        if !dtype.is_sub_byte() && data.len() % (dtype.bits() as usize / 8) != 0 {
+        if !dtype.is_sub_byte() && !data.len().is_multiple_of(dtype.bits() as usize / 8) {
             return Err(invalid(format!(
                 "{} bytes is not a whole number of {dtype:?}",
                 data.len()

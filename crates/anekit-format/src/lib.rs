@@ -14,10 +14,14 @@
 
 pub mod blob;
 pub mod error;
+pub mod mlmodel;
+pub mod package;
 pub mod proto;
 pub mod subbyte;
 pub mod weights;
 
 pub use blob::{Blob, BlobDataType, BlobFile, BlobWriter};
 pub use error::{FormatError, Result};
+pub use mlmodel::{decode_model, encode_model, read_model, write_model};
+pub use package::{Manifest, MlPackage, PackageWriter};
 pub use weights::{BlobSource, WeightStore};

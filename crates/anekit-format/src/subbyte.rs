@@ -37,10 +37,10 @@ pub fn pack(values: &[u8], bits: u32) -> Vec<u8> {
         if let Some(b) = out.get_mut(byte) {
             *b |= v as u8;
         }
-        if v > 0xff {
-            if let Some(b) = out.get_mut(byte + 1) {
-                *b |= (v >> 8) as u8;
-            }
+        if v > 0xff
+            && let Some(b) = out.get_mut(byte + 1)
+        {
+            *b |= (v >> 8) as u8;
         }
         bit += bits as usize;
     }
