@@ -8,20 +8,27 @@
 //! - [`blob`]: the MIL weight-blob file, read through a memory map ([`memmap2`]) so weights
 //!   are never copied without need, and written with 64-byte alignment.
 //! - [`subbyte`]: the LSB-first packing of 1..6-bit elements.
+//! - [`mlmodel`]: the single-file model (a serialized `Model`), [`package`]: the
+//!   `.mlpackage` folder (Manifest.json, atomic [`PackageWriter`]), [`mlmodelc`]: the
+//!   compiled `.mlmodelc` folder, [`asset`]: [`ModelAsset::open`] for any of them.
 //!
 //! Every file is untrusted: offsets, sizes and counts are checked before use and errors name
 //! the file and the field ([`FormatError`]).
 
+pub mod asset;
 pub mod blob;
 pub mod error;
 pub mod mlmodel;
+pub mod mlmodelc;
 pub mod package;
 pub mod proto;
 pub mod subbyte;
 pub mod weights;
 
+pub use asset::{AssetKind, BlobReference, ModelAsset, blob_references};
 pub use blob::{Blob, BlobDataType, BlobFile, BlobWriter};
 pub use error::{FormatError, Result};
 pub use mlmodel::{decode_model, encode_model, read_model, write_model};
+pub use mlmodelc::{CompiledMetadata, CompiledModel, CoreMlData};
 pub use package::{Manifest, MlPackage, PackageWriter};
 pub use weights::{BlobSource, WeightStore};
