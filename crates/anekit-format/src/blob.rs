@@ -286,9 +286,11 @@ impl BlobFile {
             .checked_add(size)
             .filter(|&e| e <= len)
             .ok_or_else(|| {
+                // Name the field that is out of range: the offset itself, or the size.
+                let which = if offset > len { "offset" } else { "sizeInBytes" };
                 FormatError::invalid(
                     &self.path,
-                    field("offset"),
+                    field(which),
                     format!("payload [{offset}, +{size}) runs past the end of the {len}-byte file"),
                 )
             })?;
@@ -531,6 +533,9 @@ mod tests {
         check(b, "sentinel");
         let mut b = good.clone();
         b[64 + 8..64 + 16].copy_from_slice(&u64::MAX.to_le_bytes());
+        check(b, "sizeInBytes");
+        let mut b = good.clone();
+        b[64 + 16..64 + 24].copy_from_slice(&u64::MAX.to_le_bytes());
         check(b, "offset");
         let mut b = good.clone();
         b[64 + 4] = 99;
@@ -541,7 +546,7 @@ mod tests {
         check(good[..100].to_vec(), "count");
         check(
             [&good[..4], &[2, 0, 0, 0], &good[8..160]].concat(),
-            "offset",
+            "sizeInBytes",
         );
         check(good[..10].to_vec(), "storage_header");
         let f = BlobFile::from_bytes("w.bin", Bytes::from(good)).unwrap();
