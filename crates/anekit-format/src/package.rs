@@ -103,7 +103,7 @@ impl Manifest {
     /// `com.apple.CoreML/model.mlmodel` and, if `weights` is set, a weights folder item
     /// `com.apple.CoreML/weights`, each under a fresh random UUID.
     pub fn coremltools(weights: bool) -> Self {
-        let model_id = uuid::Uuid::new_v4().to_string().to_uppercase();
+        let model_id = uuid::Uuid::new_v4().to_string();
         let mut entries = BTreeMap::new();
         entries.insert(
             model_id.clone(),
@@ -116,7 +116,7 @@ impl Manifest {
         );
         if weights {
             entries.insert(
-                uuid::Uuid::new_v4().to_string().to_uppercase(),
+                uuid::Uuid::new_v4().to_string(),
                 ItemInfo {
                     author: COREML_AUTHOR.into(),
                     description: WEIGHTS_ITEM_DESCRIPTION.into(),
