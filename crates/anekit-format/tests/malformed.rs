@@ -5,6 +5,8 @@
 //! root identifier), its MILBlob `StorageReader.cpp` (version 2, sentinel 0xDEADBEEF,
 //! offsets inside the file), protobuf's 2 GiB limit, and our own path-safety rules.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failure is a test failure
+
 mod common;
 
 use std::fs;

@@ -1,6 +1,8 @@
 //! `PackageWriter`: what it writes reads back, its Manifest has coremltools' exact shape,
 //! and replacing or abandoning a package never loses the user's files.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failure is a test failure
+
 mod common;
 
 use std::fs;

@@ -2,6 +2,7 @@
 //! weight file, written with the crate's own writers.
 
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failure is a test failure
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
