@@ -231,15 +231,17 @@ impl ModelAsset {
 }
 
 /// A `BlobFileValue` found in a model specification.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BlobReference {
     /// The weight file as written (`@model_path/weights/weight.bin`).
     pub file_name: String,
     /// Offset of the blob's metadata record in that file.
     pub offset: u64,
     /// Where the reference was found, for messages
-    /// (`function main / op 3 (const) / attribute val`).
+    /// (`function main<CoreML7> / op 3 (const) / attribute val`).
     pub location: String,
+    /// The value's declared type (for a blob: a tensor type with dtype and shape).
+    pub value_type: Option<mil_spec::ValueType>,
 }
 
 /// Every blob reference in the ML Programs of `model` (including the models of a pipeline):
@@ -276,6 +278,7 @@ fn program_references(prefix: &str, p: &mil_spec::Program, out: &mut Vec<BlobRef
                 file_name: b.file_name.clone(),
                 offset: b.offset,
                 location: loc(),
+                value_type: v.r#type.clone(),
             });
         }
     };
