@@ -58,6 +58,7 @@ fn gen_proto(check: bool) -> Result<()> {
         }
     }
     out.push_str(&names);
+    let out = rustfmt(&out)?;
     if check {
         let old = std::fs::read_to_string(&out_file).unwrap_or_default();
         if old != out {
@@ -117,4 +118,22 @@ fn oneof_names(fds: &prost_types::FileDescriptorSet) -> String {
         out.push_str("        }\n    }\n}\n");
     }
     out
+}
+
+/// Format generated code with the toolchain's rustfmt, so `cargo fmt --check` agrees with it.
+fn rustfmt(code: &str) -> Result<String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("rustfmt")
+        .args(["--edition", "2024", "--emit", "stdout"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running rustfmt (install it with `rustup component add rustfmt`)")?;
+    child.stdin.take().context("rustfmt stdin")?.write_all(code.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("rustfmt failed on the generated code");
+    }
+    Ok(String::from_utf8(out.stdout)?)
 }
