@@ -1,0 +1,214 @@
+//! Fuzzing entry points: one function per parser, each taking arbitrary bytes.
+//!
+//! A function must return normally for every input: parsers answer hostile input with an
+//! error, so a panic, an abort (e.g. an allocation the input does not justify) or a hang
+//! here is a bug. Where a parser also writes, the function checks that what was written
+//! parses back to the same thing. Each returns whether the input was accepted as a whole
+//! (the corpus test uses this to check that valid seeds are accepted and malformed ones
+//! refused).
+//!
+//! The cargo-fuzz project in `fuzz/` has one target per entry of [`TARGETS`], and
+//! `tests/corpus.rs` replays every file of `fuzz/corpus/<target>/` through it (that is what
+//! CI runs). See `docs/fuzzing.md`.
+
+use std::path::Path;
+
+use anekit_format::mlmodelc::{CompiledMetadata, CoreMlData};
+use anekit_format::package::Manifest;
+use anekit_format::{BlobFile, BlobSource, ModelAsset, blob_references, subbyte};
+use bytes::Bytes;
+
+/// Separates the member files in a [`mlpackage`] or [`mlmodelc`] input.
+pub const SEPARATOR: &[u8] = b"--anekit-fuzz--";
+
+/// An entry function: `true` if the input was accepted as a whole.
+pub type Entry = fn(&[u8]) -> bool;
+
+/// Every fuzz target: (name, entry). The name is the cargo-fuzz target and the corpus folder.
+pub const TARGETS: &[(&str, Entry)] = &[
+    ("blob_file", blob_file),
+    ("manifest", manifest),
+    ("mlmodel", mlmodel),
+    ("mlpackage", mlpackage),
+    ("mlmodelc", mlmodelc),
+];
+
+/// Most blob lookups tried per input (keeps each run fast on large inputs).
+const MAX_LOOKUPS: usize = 256;
+
+/// The weight-blob reader: header, every record in file order, lookups at every 64-byte
+/// boundary and at offsets taken from the input itself, and sub-byte unpacking of what it
+/// finds.
+pub fn blob_file(data: &[u8]) -> bool {
+    let Ok(file) = BlobFile::from_bytes("fuzz/weight.bin", Bytes::copy_from_slice(data)) else {
+        return false;
+    };
+    let mut accepted = true;
+    for blob in file.blobs().take(MAX_LOOKUPS) {
+        match blob {
+            Ok(blob) => check_blob(&blob),
+            Err(_) => accepted = false,
+        }
+    }
+    let aligned = (0..data.len() as u64).step_by(64);
+    let claimed = data
+        .chunks_exact(8)
+        .filter_map(|c| <[u8; 8]>::try_from(c).ok())
+        .map(u64::from_le_bytes);
+    for offset in aligned.chain(claimed).take(MAX_LOOKUPS) {
+        if let Ok(blob) = file.blob(offset) {
+            check_blob(&blob);
+        }
+    }
+    accepted
+}
+
+fn check_blob(blob: &anekit_format::Blob) {
+    let count = blob.element_count();
+    if blob.dtype.is_sub_byte() {
+        let Ok(count) = usize::try_from(count) else {
+            return;
+        };
+        // Every element fits in the payload the record claims.
+        let unpacked = subbyte::unpack(&blob.data, blob.dtype.bits(), count);
+        assert!(
+            unpacked.is_some_and(|v| v.len() == count),
+            "{count} elements of {:?} do not unpack from {} bytes",
+            blob.dtype,
+            blob.data.len()
+        );
+    } else {
+        let width = u64::from(blob.dtype.bits() / 8);
+        assert_eq!(count * width, blob.data.len() as u64);
+    }
+}
+
+/// The Manifest.json parser; a manifest that parses must write and re-parse to itself.
+pub fn manifest(data: &[u8]) -> bool {
+    let Ok(m) = Manifest::parse(Path::new("fuzz/Manifest.json"), data) else {
+        return false;
+    };
+    let text = m.to_json();
+    match Manifest::parse(Path::new("fuzz/Manifest.json"), text.as_bytes()) {
+        Ok(again) => assert_eq!(again, m, "manifest changed through to_json"),
+        Err(e) => panic!("re-parsing our own manifest failed: {e}\n{text}"),
+    }
+    true
+}
+
+/// The `.mlmodel` (protobuf `Model`) decoder, the blob-reference walker, and re-encoding.
+pub fn mlmodel(data: &[u8]) -> bool {
+    let path = Path::new("fuzz/model.mlmodel");
+    let Ok(model) = anekit_format::decode_model(path, data) else {
+        return false;
+    };
+    let refs = blob_references(&model);
+    let bytes = anekit_format::encode_model(&model);
+    match anekit_format::decode_model(path, &bytes) {
+        // NaN floats make `==` on models unusable; compare what does not involve floats.
+        Ok(again) => {
+            assert_eq!(again.specification_version, model.specification_version);
+            assert_eq!(blob_references(&again).len(), refs.len());
+        }
+        Err(e) => panic!("re-decoding our own encoding failed: {e}"),
+    }
+    true
+}
+
+/// A whole package on disk: the input is split at [`SEPARATOR`] into `Manifest.json`,
+/// `Data/com.apple.CoreML/model.mlmodel` and `Data/com.apple.CoreML/weights/weight.bin`
+/// (missing parts are missing files), opened with [`ModelAsset::open`], and every blob
+/// reference resolved. Accepted if it opens and every reference resolves.
+pub fn mlpackage(data: &[u8]) -> bool {
+    let Ok(dir) = tempfile::tempdir() else {
+        return false;
+    };
+    let root = dir.path().join("f.mlpackage");
+    let model_dir = root.join("Data/com.apple.CoreML");
+    let files = [
+        root.join("Manifest.json"),
+        model_dir.join("model.mlmodel"),
+        model_dir.join("weights/weight.bin"),
+    ];
+    if std::fs::create_dir_all(model_dir.join("weights")).is_err() {
+        return false;
+    }
+    for (part, path) in split(data).zip(&files) {
+        if std::fs::write(path, part).is_err() {
+            return false;
+        }
+    }
+    open_and_resolve(&root)
+}
+
+/// A compiled model's `metadata.json` and `coremldata.bin` (the input split at
+/// [`SEPARATOR`]), parsed in memory. Accepted if the metadata parses and the embedded
+/// model description is found.
+pub fn mlmodelc(data: &[u8]) -> bool {
+    let mut parts = split(data);
+    let metadata_ok = parts
+        .next()
+        .is_some_and(|md| CompiledMetadata::parse(Path::new("fuzz/metadata.json"), md).is_ok());
+    let description_ok = parts.next().is_some_and(|cd| {
+        let parsed = CoreMlData::parse(Bytes::copy_from_slice(cd));
+        assert_eq!(parsed.raw.as_ref(), cd);
+        parsed.description.is_some()
+    });
+    metadata_ok && description_ok
+}
+
+fn open_and_resolve(path: &Path) -> bool {
+    let Ok(asset) = ModelAsset::open(path) else {
+        return false;
+    };
+    let mut accepted = true;
+    if let Some(spec) = &asset.spec {
+        for r in blob_references(spec).iter().take(MAX_LOOKUPS) {
+            match asset.weights.blob(&r.file_name, r.offset) {
+                Ok(blob) => check_blob(&blob),
+                Err(_) => accepted = false,
+            }
+        }
+    }
+    accepted
+}
+
+/// The parts of `data` between separators.
+pub fn split(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(data);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match find(r, SEPARATOR) {
+            Some(i) => {
+                rest = r.get(i + SEPARATOR.len()..);
+                r.get(..i)
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Join parts with [`SEPARATOR`] (the inverse of [`split`]; used to build seeds).
+pub fn join(parts: &[&[u8]]) -> Vec<u8> {
+    parts.join(SEPARATOR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_and_join() {
+        let parts: [&[u8]; 3] = [b"a", b"", b"ccc"];
+        let joined = join(&parts);
+        assert_eq!(split(&joined).collect::<Vec<_>>(), parts);
+        assert_eq!(split(b"").collect::<Vec<_>>(), vec![b"" as &[u8]]);
+    }
+}
