@@ -452,12 +452,10 @@ impl<W: Write + Seek> BlobWriter<W> {
         Ok(())
     }
 
-    /// Pad the file to a 64-byte boundary, write the final blob count into the header and
+    /// Write the final blob count into the header and
     /// flush. Returns the underlying writer.
     pub fn finish(mut self) -> std::io::Result<W> {
-        if let Some(end) = align64(self.pos) {
-            self.pad_to(end)?;
-        }
+        // Like coremltools, the file ends right after the last payload (no final padding).
         self.out.seek(SeekFrom::Start(0))?;
         self.out.write_all(&header(self.count))?;
         self.out.seek(SeekFrom::End(0))?;
@@ -498,7 +496,8 @@ mod tests {
         assert_eq!(offs, vec![64, 16512]);
         assert_eq!(&bytes[0..8], &[2, 0, 0, 0, 2, 0, 0, 0]);
         assert_eq!(read_u64(&bytes, 64 + 16), Some(128));
-        assert_eq!(bytes.len() % 64, 0);
+        // No padding after the last payload, as coremltools writes it.
+        assert_eq!(bytes.len(), 16512 + 64 + 128);
         let f = BlobFile::from_bytes("w.bin", Bytes::from(bytes)).unwrap();
         let all: Vec<_> = f.blobs().collect::<Result<_>>().unwrap();
         assert_eq!(all.len(), 2);
