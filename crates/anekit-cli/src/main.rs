@@ -1,1 +1,69 @@
-fn main() {}
+//! `anekit`: inspect, analyze, compress and run Core ML models, on any OS.
+
+mod bundled;
+mod inspect;
+mod output;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// anekit — a toolkit and runtime for Apple's Neural Engine and Core ML models.
+///
+/// Reads .mlpackage, .mlmodel and compiled .mlmodelc models on any OS. Without a MODEL
+/// argument, commands use the small model bundled with anekit.
+#[derive(Debug, Parser)]
+#[command(name = "anekit", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show what a model contains: format, version, functions, inputs, outputs, states,
+    /// metadata, op histogram, parameters and compression.
+    Inspect(inspect::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result: Result<()> = match cli.command {
+        Command::Inspect(args) => inspect::run(&args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// The model a command works on: the given path, or the bundled model.
+fn model_path(path: &Option<PathBuf>) -> Result<PathBuf> {
+    match path {
+        Some(p) => Ok(p.clone()),
+        None => bundled::path(),
+    }
+}

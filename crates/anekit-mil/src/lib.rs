@@ -16,6 +16,7 @@ pub mod model;
 pub mod ops;
 pub mod program;
 pub mod proto;
+pub mod summary;
 pub mod text;
 pub mod types;
 pub mod validate;

@@ -585,6 +585,24 @@ pub fn program_to_proto(
         written: HashMap::new(),
     };
     let ctx = Ctx::default();
+    // Weights read from a file are written first, in their original order, so that an
+    // unmodified program gets a byte-identical weight file (and identical offsets).
+    let mut sourced: Vec<(&BlobRef, &TensorType, &TensorData)> = Vec::new();
+    visit_program_values(p, &mut |v| {
+        if let (Some(tt), ValueData::Tensor(td)) = (v.ty.as_tensor(), &v.data)
+            && let Placement::Blob { source: Some(r) } = &td.placement
+        {
+            sourced.push((r, tt, td));
+        }
+    });
+    sourced.sort_by(|a, b| (&a.0.file, a.0.offset).cmp(&(&b.0.file, b.0.offset)));
+    for (r, tt, td) in sourced {
+        w.blob(
+            tt,
+            td,
+            &ctx.with(format!("weight at offset {} of {}", r.offset, r.file)),
+        )?;
+    }
     let mut functions = BTreeMap::new();
     for (name, f) in &p.functions {
         functions.insert(
@@ -598,6 +616,30 @@ pub fn program_to_proto(
         doc_string: p.doc.clone(),
         attributes: w.attributes(&p.attributes, &ctx)?,
     })
+}
+
+/// Call `f` on every value of the program: attributes at every level and literal inputs,
+/// nested blocks included (not type attributes).
+fn visit_program_values<'a>(p: &'a Program, f: &mut impl FnMut(&'a Value)) {
+    fn block<'a>(b: &'a Block, f: &mut impl FnMut(&'a Value)) {
+        b.attributes.values().for_each(&mut *f);
+        for op in &b.operations {
+            op.attributes.values().for_each(&mut *f);
+            for arg in op.inputs.values() {
+                for binding in &arg.0 {
+                    if let Binding::Value(v) = binding {
+                        f(v);
+                    }
+                }
+            }
+            op.blocks.iter().for_each(|b| block(b, f));
+        }
+    }
+    p.attributes.values().for_each(&mut *f);
+    for func in p.functions.values() {
+        func.attributes.values().for_each(&mut *f);
+        func.blocks.values().for_each(|b| block(b, f));
+    }
 }
 
 struct Writer<'a> {
@@ -921,4 +963,384 @@ fn tensor_value(dtype: DataType, storage: &Storage) -> pb::TensorValue {
         }),
     };
     pb::TensorValue { value: Some(value) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anekit_format::BlobFile;
+    use anekit_format::weights::WeightStore;
+    use std::io::Cursor;
+
+    fn tensor_pb(dtype: DataType, dims: &[u64], value: pb::tensor_value::Value) -> pb::Value {
+        pb::Value {
+            doc_string: String::new(),
+            r#type: Some(value_type(&ValueType::tensor(dtype, dims))),
+            value: Some(pb::value::Value::ImmediateValue(
+                pb::value::ImmediateValue {
+                    value: Some(pb::value::immediate_value::Value::Tensor(pb::TensorValue {
+                        value: Some(value),
+                    })),
+                },
+            )),
+        }
+    }
+
+    fn const_op(name: &str, out_ty: &ValueType, val: pb::Value) -> pb::Operation {
+        let mut attributes = BTreeMap::new();
+        attributes.insert(
+            "name".into(),
+            tensor_pb(
+                DataType::String,
+                &[],
+                pb::tensor_value::Value::Strings(pb::tensor_value::RepeatedStrings {
+                    values: vec![name.into()],
+                }),
+            ),
+        );
+        attributes.insert("val".into(), val);
+        pb::Operation {
+            r#type: "const".into(),
+            inputs: BTreeMap::new(),
+            outputs: vec![pb::NamedValueType {
+                name: name.into(),
+                r#type: Some(value_type(out_ty)),
+            }],
+            blocks: vec![],
+            attributes,
+        }
+    }
+
+    fn program(ops: Vec<pb::Operation>) -> pb::Program {
+        let block = pb::Block {
+            inputs: vec![],
+            outputs: vec![],
+            operations: ops,
+            attributes: BTreeMap::new(),
+        };
+        let f = pb::Function {
+            inputs: vec![],
+            opset: "CoreML8".into(),
+            block_specializations: [("CoreML8".to_string(), block)].into(),
+            attributes: BTreeMap::new(),
+        };
+        pb::Program {
+            version: 1,
+            functions: [("main".to_string(), f)].into(),
+            doc_string: String::new(),
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    /// Weights in an in-memory blob file registered under the package path used by the store.
+    fn store_with(
+        blobs: &[(BlobDataType, Vec<u8>, u64)],
+    ) -> (tempfile::TempDir, WeightStore, Vec<u64>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("weights")).unwrap();
+        let mut w = BlobWriter::new(Cursor::new(Vec::new())).unwrap();
+        let offs = blobs
+            .iter()
+            .map(|(t, d, p)| w.append(*t, d, *p).unwrap())
+            .collect();
+        let bytes = w.finish().unwrap().into_inner();
+        let path = dir.path().join("weights/weight.bin");
+        std::fs::write(&path, &bytes).unwrap();
+        let store = WeightStore::new(dir.path(), dir.path());
+        (dir, store, offs)
+    }
+
+    #[test]
+    fn every_immediate_arm_round_trips_in_coremltools_form() {
+        use pb::tensor_value::Value as A;
+        use pb::tensor_value::*;
+        let cases = vec![
+            (
+                DataType::Fp32,
+                vec![3],
+                A::Floats(RepeatedFloats {
+                    values: vec![1.0, -2.5, 3.25],
+                }),
+            ),
+            (
+                DataType::Fp64,
+                vec![2],
+                A::Doubles(RepeatedDoubles {
+                    values: vec![1e-300, 2.0],
+                }),
+            ),
+            (
+                DataType::Int32,
+                vec![2],
+                A::Ints(RepeatedInts {
+                    values: vec![-7, i32::MAX],
+                }),
+            ),
+            (
+                DataType::Int16,
+                vec![2],
+                A::Ints(RepeatedInts {
+                    values: vec![-7, 300],
+                }),
+            ),
+            (
+                DataType::Uint16,
+                vec![1],
+                A::Ints(RepeatedInts {
+                    values: vec![65535],
+                }),
+            ),
+            (
+                DataType::Int64,
+                vec![2],
+                A::LongInts(RepeatedLongInts {
+                    values: vec![i64::MIN, 5],
+                }),
+            ),
+            (
+                DataType::Bool,
+                vec![3],
+                A::Bools(RepeatedBools {
+                    values: vec![true, false, true],
+                }),
+            ),
+            (
+                DataType::String,
+                vec![2],
+                A::Strings(RepeatedStrings {
+                    values: vec!["a".into(), "ü".into()],
+                }),
+            ),
+            (
+                DataType::Fp16,
+                vec![2],
+                A::Bytes(RepeatedBytes {
+                    values: vec![0x00, 0x3c, 0x00, 0xc0],
+                }),
+            ),
+            (
+                DataType::Int8,
+                vec![2],
+                A::Bytes(RepeatedBytes {
+                    values: vec![0xff, 0x01],
+                }),
+            ),
+            (
+                DataType::Uint4,
+                vec![3],
+                A::Bytes(RepeatedBytes {
+                    values: vec![0x21, 0x03],
+                }),
+            ),
+            (
+                DataType::Uint32,
+                vec![1],
+                A::Bytes(RepeatedBytes {
+                    values: vec![1, 0, 0, 0],
+                }),
+            ),
+            (
+                DataType::Int32,
+                vec![],
+                A::Ints(RepeatedInts { values: vec![42] }),
+            ),
+        ];
+        let ops: Vec<_> = cases
+            .iter()
+            .enumerate()
+            .map(|(i, (t, dims, v))| {
+                const_op(
+                    &format!("c{i}"),
+                    &ValueType::tensor(*t, dims),
+                    tensor_pb(*t, dims, v.clone()),
+                )
+            })
+            .collect();
+        let p = program(ops);
+        let ir = program_from_proto(&p, &WeightStore::none()).unwrap();
+        // Values decode to the expected little-endian bytes.
+        let block = ir.functions["main"].block().unwrap();
+        let val = |i: usize| block.operations[i].attributes["val"].clone();
+        assert_eq!(val(0).to_f32_vec().unwrap(), vec![1.0, -2.5, 3.25]);
+        assert_eq!(val(3).to_i64_vec().unwrap(), vec![-7, 300]);
+        assert_eq!(val(8).to_f32_vec().unwrap(), vec![1.0, -2.0]);
+        assert_eq!(val(9).to_i64_vec().unwrap(), vec![-1, 1]);
+        assert_eq!(val(10).to_i64_vec().unwrap(), vec![1, 2, 3]);
+        assert_eq!(val(12).as_i64(), Some(42));
+        // Inline values stay inline and the protobuf comes back identical.
+        let back = program_to_proto(&ir, &mut NoBlobs, &WriteOptions::default()).unwrap();
+        assert_eq!(back, p);
+    }
+
+    #[test]
+    fn non_canonical_arms_are_normalised() {
+        use pb::tensor_value::*;
+        // An fp16 tensor written as floats reads as fp16 bytes.
+        let v = tensor_pb(
+            DataType::Fp16,
+            &[2],
+            Value::Floats(RepeatedFloats {
+                values: vec![1.0, -2.0],
+            }),
+        );
+        let p = program(vec![const_op(
+            "c",
+            &ValueType::tensor(DataType::Fp16, &[2]),
+            v,
+        )]);
+        let ir = program_from_proto(&p, &WeightStore::none()).unwrap();
+        let val = &ir.functions["main"].block().unwrap().operations[0].attributes["val"];
+        assert_eq!(val.bytes().unwrap().as_ref(), &[0x00, 0x3c, 0x00, 0xc0]);
+    }
+
+    #[test]
+    fn blobs_resolve_without_copy_and_are_deduplicated_on_write() {
+        let data: Vec<u8> = (0..40u8).collect(); // 20 fp16
+        let (_dir, store, offs) = store_with(&[
+            (BlobDataType::Float16, data.clone(), 0),
+            (BlobDataType::UInt4, vec![0x21, 0x43, 0x05], 4),
+        ]);
+        let blob_pb = |dtype: DataType, dims: &[u64], off: u64| pb::Value {
+            doc_string: String::new(),
+            r#type: Some(value_type(&ValueType::tensor(dtype, dims))),
+            value: Some(pb::value::Value::BlobFileValue(pb::value::BlobFileValue {
+                file_name: DEFAULT_WEIGHT_FILE.into(),
+                offset: off,
+            })),
+        };
+        let t = ValueType::tensor(DataType::Fp16, &[4, 5]);
+        let t4 = ValueType::tensor(DataType::Uint4, &[5]);
+        let p = program(vec![
+            const_op("a", &t, blob_pb(DataType::Fp16, &[4, 5], offs[0])),
+            const_op("b", &t, blob_pb(DataType::Fp16, &[4, 5], offs[0])),
+            const_op("q", &t4, blob_pb(DataType::Uint4, &[5], offs[1])),
+        ]);
+        let ir = program_from_proto(&p, &store).unwrap();
+        let ops = &ir.functions["main"].block().unwrap().operations;
+        assert_eq!(
+            ops[0].attributes["val"].bytes().unwrap().as_ref(),
+            data.as_slice()
+        );
+        assert_eq!(
+            ops[2].attributes["val"].to_i64_vec().unwrap(),
+            vec![1, 2, 3, 4, 5]
+        );
+        let mut w = BlobWriter::new(Cursor::new(Vec::new())).unwrap();
+        let back = program_to_proto(&ir, &mut w, &WriteOptions::default()).unwrap();
+        assert_eq!(w.count(), 2, "the shared blob is written once");
+        // Same layout as the source file, so the protobuf is identical.
+        assert_eq!(back, p);
+        let file = BlobFile::from_bytes("w.bin", w.finish().unwrap().into_inner().into()).unwrap();
+        assert_eq!(file.blob(offs[1]).unwrap().padding_bits, 4);
+    }
+
+    #[test]
+    fn mismatched_blobs_are_errors_naming_the_op() {
+        let (_dir, store, offs) = store_with(&[(BlobDataType::Float16, vec![0; 40], 0)]);
+        let blob_pb = |dtype: DataType, dims: &[u64]| pb::Value {
+            doc_string: String::new(),
+            r#type: Some(value_type(&ValueType::tensor(dtype, dims))),
+            value: Some(pb::value::Value::BlobFileValue(pb::value::BlobFileValue {
+                file_name: DEFAULT_WEIGHT_FILE.into(),
+                offset: offs[0],
+            })),
+        };
+        for (dtype, dims, needle) in [
+            (DataType::Fp32, vec![10u64], "declared"),
+            (DataType::Fp16, vec![21], "holds 20 elements"),
+            (DataType::Fp16, vec![u64::MAX, 2], "no fixed element count"),
+            (DataType::Bool, vec![20], "cannot be stored"),
+        ] {
+            let t = ValueType::tensor(dtype, &dims);
+            let p = program(vec![const_op("w", &t, blob_pb(dtype, &dims))]);
+            let err = program_from_proto(&p, &store).unwrap_err().to_string();
+            assert!(
+                err.contains("op w (const)") && err.contains(needle),
+                "{err}"
+            );
+        }
+        // A reference that leaves the model folder.
+        let mut v = blob_pb(DataType::Fp16, &[20]);
+        if let Some(pb::value::Value::BlobFileValue(b)) = &mut v.value {
+            b.file_name = "@model_path/../weight.bin".into();
+        }
+        let p = program(vec![const_op(
+            "w",
+            &ValueType::tensor(DataType::Fp16, &[20]),
+            v,
+        )]);
+        assert!(
+            program_from_proto(&p, &store)
+                .unwrap_err()
+                .to_string()
+                .contains("..")
+        );
+    }
+
+    #[test]
+    fn malformed_immediates_are_errors() {
+        use pb::tensor_value::*;
+        let cases = [
+            (
+                DataType::Int8,
+                vec![1u64],
+                Value::Ints(RepeatedInts { values: vec![300] }),
+                "out of range",
+            ),
+            (
+                DataType::Fp32,
+                vec![3],
+                Value::Floats(RepeatedFloats { values: vec![1.0] }),
+                "4 bytes",
+            ),
+            (
+                DataType::Int32,
+                vec![1],
+                Value::Strings(RepeatedStrings {
+                    values: vec!["x".into()],
+                }),
+                "cannot be stored",
+            ),
+            (
+                DataType::Fp16,
+                vec![1],
+                Value::Bools(RepeatedBools { values: vec![true] }),
+                "cannot be stored",
+            ),
+        ];
+        for (t, dims, v, needle) in cases {
+            let p = program(vec![const_op(
+                "k",
+                &ValueType::tensor(t, &dims),
+                tensor_pb(t, &dims, v),
+            )]);
+            let err = program_from_proto(&p, &WeightStore::none())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("op k") && err.contains(needle), "{err}");
+        }
+        // A tensor type whose rank disagrees with its dimensions.
+        let mut ty = value_type(&ValueType::tensor(DataType::Fp32, &[2]));
+        if let Some(pb::value_type::Type::TensorType(t)) = &mut ty.r#type {
+            t.rank = 3;
+        }
+        let mut op = const_op(
+            "r",
+            &ValueType::tensor(DataType::Fp32, &[2]),
+            tensor_pb(
+                DataType::Fp32,
+                &[2],
+                Value::Floats(RepeatedFloats {
+                    values: vec![1.0, 2.0],
+                }),
+            ),
+        );
+        op.outputs[0].r#type = Some(ty);
+        assert!(
+            program_from_proto(&program(vec![op]), &WeightStore::none())
+                .unwrap_err()
+                .to_string()
+                .contains("rank")
+        );
+    }
 }

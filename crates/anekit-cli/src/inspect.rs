@@ -1,0 +1,160 @@
+//! `anekit inspect`: what a model contains.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anekit_mil::model::Model;
+use anekit_mil::summary::{FeatureSummary, ModelSummary};
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::output::{bytes, table, thousands};
+
+/// Arguments of `anekit inspect`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The model: a .mlpackage or .mlmodelc folder, or a .mlmodel file (default: the bundled
+    /// model).
+    model: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long, conflicts_with = "mil")]
+    json: bool,
+    /// Print the ML Program as MIL text (the `model.mil` syntax) instead of the report.
+    #[arg(long)]
+    mil: bool,
+}
+
+/// The JSON report: the model summary with where it came from.
+#[derive(Debug, Serialize)]
+struct Report<'a> {
+    path: String,
+    format: &'a str,
+    #[serde(flatten)]
+    summary: ModelSummary,
+}
+
+/// Run `anekit inspect`.
+pub fn run(args: &Args) -> Result<()> {
+    let path = crate::model_path(&args.model)?;
+    let model = Model::open(&path).with_context(|| format!("cannot read model {}", path.display()))?;
+    if args.mil {
+        let program = model.require_program()?;
+        print!("{}", anekit_mil::text::print(program));
+        return Ok(());
+    }
+    let report = Report { path: path.display().to_string(), format: model.format_name(), summary: ModelSummary::of(&model) };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report));
+    }
+    Ok(())
+}
+
+fn features(title: &str, fs: &[FeatureSummary], out: &mut String) {
+    if fs.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "{title}");
+    let rows: Vec<Vec<String>> = fs
+        .iter()
+        .map(|f| {
+            let mut r = vec![f.name.clone(), f.kind.clone(), f.dtype.clone(), f.shape_text()];
+            let mut notes = Vec::new();
+            if f.optional {
+                notes.push("optional".to_string());
+            }
+            if let Some(fl) = &f.flexible {
+                notes.push(match fl {
+                    anekit_mil::summary::Flexibility::Range { .. } => "flexible: range".into(),
+                    anekit_mil::summary::Flexibility::Enumerated { shapes } => {
+                        format!("flexible: {} shapes", shapes.len())
+                    }
+                });
+            }
+            if !f.description.is_empty() {
+                notes.push(f.description.clone());
+            }
+            r.push(notes.join("; "));
+            r
+        })
+        .collect();
+    out.push_str(&table(&rows, 2));
+}
+
+fn render(r: &Report<'_>) -> String {
+    let s = &r.summary;
+    let mut out = String::new();
+    let _ = writeln!(out, "Model       {}", r.path);
+    let _ = writeln!(
+        out,
+        "Format      {} · {} · specification version {} ({})",
+        r.format, s.model_type, s.spec_version, s.minimum_os
+    );
+    if !s.functions.is_empty() {
+        let fns: Vec<String> = s
+            .functions
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} ({}{}, {} ops){}",
+                    f.name,
+                    f.opset,
+                    f.opset_os.as_deref().map(|o| format!(" = {o}")).unwrap_or_default(),
+                    thousands(f.op_count as u64),
+                    if f.is_default && s.functions.len() > 1 { " [default]" } else { "" }
+                )
+            })
+            .collect();
+        let _ = writeln!(out, "Functions   {}", fns.join(", "));
+    }
+    let _ = writeln!(out);
+    features("Inputs", &s.inputs, &mut out);
+    features("Outputs", &s.outputs, &mut out);
+    features("States", &s.states, &mut out);
+    let m = &s.metadata;
+    let mut meta: Vec<Vec<String>> = Vec::new();
+    for (k, v) in [
+        ("description", &m.short_description),
+        ("author", &m.author),
+        ("license", &m.license),
+        ("version", &m.version),
+    ] {
+        if !v.is_empty() {
+            meta.push(vec![k.to_string(), v.clone()]);
+        }
+    }
+    meta.extend(m.user_defined.iter().map(|(k, v)| vec![k.clone(), v.clone()]));
+    if !meta.is_empty() {
+        let _ = writeln!(out, "Metadata");
+        out.push_str(&table(&meta, 2));
+    }
+    let p = &s.parameters;
+    if s.model_type == "mlProgram" {
+        let by: Vec<String> = p.bytes_by_dtype.iter().map(|(t, b)| format!("{t} {}", bytes(*b))).collect();
+        let _ = writeln!(out, "\nParameters  {}", thousands(p.count));
+        let _ = writeln!(
+            out,
+            "Weights     {}{}",
+            bytes(p.total_bytes),
+            if by.is_empty() { String::new() } else { format!(" ({})", by.join(", ")) }
+        );
+        let comp: Vec<String> = s.compression.iter().map(|(t, n)| format!("{t} ×{n}")).collect();
+        let _ = writeln!(out, "Compression {}", if comp.is_empty() { "none".to_string() } else { comp.join(", ") });
+    }
+    if !s.op_counts.is_empty() {
+        let total: usize = s.op_counts.values().sum();
+        let what = if s.model_type == "mlProgram" { "Ops" } else { "Layers" };
+        let _ = writeln!(
+            out,
+            "\n{what} ({}{})",
+            s.default_function.as_deref().map(|f| format!("{f}, ")).unwrap_or_default(),
+            thousands(total as u64)
+        );
+        let mut counts: Vec<(&String, &usize)> = s.op_counts.iter().collect();
+        counts.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let rows: Vec<Vec<String>> = counts.iter().map(|(t, n)| vec![(*t).clone(), n.to_string()]).collect();
+        out.push_str(&table(&rows, 2));
+    }
+    out
+}
