@@ -15,6 +15,9 @@ use super::{DefaultValue, OpDef, ParamKind, registry};
 /// `concat(gather(shape(x), 0), 64)`, so that a later `reshape` knows some output dims.
 pub type SymInt = Option<i64>;
 
+/// Arguments of an op by parameter name, one [`Arg`] per binding.
+pub type Args = BTreeMap<String, Vec<Arg>>;
+
 /// Largest integer tensor whose elements are tracked as a partial value.
 const MAX_SYM_ELEMENTS: u64 = 64;
 

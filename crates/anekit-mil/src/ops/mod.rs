@@ -43,7 +43,7 @@ mod tensor_transformation;
 mod transformers;
 
 pub use coverage::{CoverageRow, coverage_markdown, coverage_rows};
-pub use infer::{Arg, InferCtx, InferError, Inferred, SymInt, check_args, infer, infer_with};
+pub use infer::{Arg, Args, InferCtx, InferError, Inferred, SymInt, check_args, infer, infer_with};
 
 /// Element types of a parameter: a fixed set, or a named set (`"T"`) whose members must all
 /// bind the same element type within one op (coremltools `type_domains`).
