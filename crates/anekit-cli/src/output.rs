@@ -22,20 +22,31 @@ pub fn bytes(n: u64) -> String {
         v /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }
 
 /// Render rows as left-aligned columns separated by two spaces, indented by `indent`.
 pub fn table(rows: &[Vec<String>], indent: usize) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
-        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for r in rows {
         out.push_str(&" ".repeat(indent));
-        let last = r.len().saturating_sub(1);
-        for (i, cell) in r.iter().enumerate() {
+        // Empty trailing cells leave no trailing spaces.
+        let last = r.iter().rposition(|c| !c.is_empty()).unwrap_or(0);
+        for (i, cell) in r.iter().enumerate().take(last + 1) {
             out.push_str(cell);
             if i < last {
                 let w = widths.get(i).copied().unwrap_or(0);
@@ -57,6 +68,16 @@ mod tests {
         assert_eq!(thousands(12), "12");
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(bytes(10), "10 B");
-        assert_eq!(table(&[vec!["a".into(), "bb".into()], vec!["ccc".into(), "d".into()]], 1), " a    bb\n ccc  d\n");
+        assert_eq!(
+            table(
+                &[
+                    vec!["a".into(), "bb".into()],
+                    vec!["ccc".into(), "d".into()]
+                ],
+                1
+            ),
+            " a    bb\n ccc  d\n"
+        );
+        assert_eq!(table(&[vec!["a".into(), String::new()]], 0), "a\n");
     }
 }

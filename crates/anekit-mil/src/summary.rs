@@ -104,8 +104,12 @@ pub enum Flexibility {
 }
 
 impl FeatureSummary {
-    /// The shape as text: `[1, 3, 224, 224]`, `[1, 1..64, 32]`, or `[1, 8] | [1, 16]`.
+    /// The shape as text: `[1, 3, 224, 224]`, `[1, 1..64, 32]`, `[1, 8] | [1, 16]`, or
+    /// `unspecified` for a multi-array whose description gives no shape.
     pub fn shape_text(&self) -> String {
+        if self.shape.is_empty() && self.flexible.is_none() && self.kind == "tensor" {
+            return "unspecified".into();
+        }
         let list = |v: &[String]| format!("[{}]", v.join(", "));
         match &self.flexible {
             Some(Flexibility::Range { ranges }) if ranges.len() == self.shape.len() => {
@@ -335,34 +339,46 @@ fn io_of(
     Vec<FeatureSummary>,
     Vec<FeatureSummary>,
 ) {
+    // What the program declares (the only source for compiled models without a
+    // description, and the shapes coremltools leaves empty for flexible outputs).
+    let declared = model
+        .program
+        .as_ref()
+        .and_then(|p| function.and_then(|n| p.functions.get(n).map(|f| (f, n))))
+        .map(|(f, name)| function_summary(name, f, true));
+    let fill = |mut v: Vec<FeatureSummary>, from: &[FeatureSummary]| {
+        for f in v.iter_mut().filter(|f| f.shape.is_empty()) {
+            if let Some(d) = from.iter().find(|d| d.name == f.name) {
+                f.shape = d.shape.clone();
+            }
+        }
+        v
+    };
     let convert =
         |v: &[proto::FeatureDescription]| v.iter().map(feature_summary).collect::<Vec<_>>();
-    if let Some(d) = model.description() {
+    let described = model.description().and_then(|d| {
         if !d.functions.is_empty() {
             let f = d
                 .functions
                 .iter()
                 .find(|f| Some(f.name.as_str()) == function)
-                .or(d.functions.first());
-            if let Some(f) = f {
-                return (convert(&f.input), convert(&f.output), convert(&f.state));
-            }
+                .or(d.functions.first())?;
+            Some((convert(&f.input), convert(&f.output), convert(&f.state)))
+        } else if !d.input.is_empty() || !d.output.is_empty() {
+            Some((convert(&d.input), convert(&d.output), convert(&d.state)))
+        } else {
+            None
         }
-        if !d.input.is_empty() || !d.output.is_empty() {
-            return (convert(&d.input), convert(&d.output), convert(&d.state));
+    });
+    match (described, declared) {
+        (Some((i, o, s)), Some(decl)) => (fill(i, &decl.inputs), fill(o, &decl.outputs), s),
+        (Some(d), None) => d,
+        (None, Some(decl)) => {
+            let (states, inputs) = decl.inputs.into_iter().partition(|i| i.kind == "state");
+            (inputs, decl.outputs, states)
         }
+        (None, None) => Default::default(),
     }
-    // No description: what the program declares.
-    let Some((f, name)) = model
-        .program
-        .as_ref()
-        .and_then(|p| function.and_then(|n| p.functions.get(n).map(|f| (f, n))))
-    else {
-        return Default::default();
-    };
-    let s = function_summary(name, f, true);
-    let (states, inputs) = s.inputs.into_iter().partition(|i| i.kind == "state");
-    (inputs, s.outputs, states)
 }
 
 /// The MIL spelling of a multi-array element type.
@@ -577,7 +593,10 @@ fn parameter_summary(p: &Program) -> (ParameterSummary, BTreeMap<String, usize>)
                             let Some(t) = out.ty.as_tensor() else {
                                 continue;
                             };
-                            if t.dtype.is_float() && seen_params.insert((fname.clone(), n.clone()))
+                            // Scalars (epsilons, alphas) are not parameters.
+                            if t.dtype.is_float()
+                                && !t.is_scalar()
+                                && seen_params.insert((fname.clone(), n.clone()))
                             {
                                 // Shared weights of multifunction models: count by source blob.
                                 let shared = src.attributes.get("val").and_then(|v| {
