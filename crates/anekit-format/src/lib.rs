@@ -15,20 +15,28 @@
 //! Every file is untrusted: offsets, sizes and counts are checked before use and errors name
 //! the file and the field ([`FormatError`]).
 
+#[cfg(not(doctest))] // uses `proto`, which doctest collection leaves out
 pub mod asset;
 pub mod blob;
 pub mod error;
+#[cfg(not(doctest))] // uses `proto`, which doctest collection leaves out
 pub mod mlmodel;
+#[cfg(not(doctest))] // uses `proto`, which doctest collection leaves out
 pub mod mlmodelc;
+#[cfg(not(doctest))] // uses `proto`, which doctest collection leaves out
 pub mod package;
 pub mod proto;
 pub mod subbyte;
 pub mod weights;
 
+#[cfg(not(doctest))]
 pub use asset::{AssetKind, BlobReference, ModelAsset, blob_references};
 pub use blob::{Blob, BlobDataType, BlobFile, BlobWriter};
 pub use error::{FormatError, Result};
+#[cfg(not(doctest))]
 pub use mlmodel::{decode_model, encode_model, read_model, write_model};
+#[cfg(not(doctest))]
 pub use mlmodelc::{CompiledMetadata, CompiledModel, CoreMlData};
+#[cfg(not(doctest))]
 pub use package::{Manifest, MlPackage, PackageWriter};
 pub use weights::{BlobSource, WeightStore};
