@@ -446,3 +446,16 @@ fn compiled_metadata_malformed() {
     fs::write(c.join("model.mil"), [0xff, 0xfe, 0x00]).unwrap();
     assert_names(&open_err(&c), "model.mil", "text");
 }
+
+#[test]
+fn empty_blob_then_more_blobs_enumerate() {
+    // A zero-length payload (legal: coremltools can write an empty tensor) must not break
+    // walking to the next record.
+    let mut w = anekit_format::BlobWriter::new(std::io::Cursor::new(Vec::new())).unwrap();
+    let a = w.append(anekit_format::BlobDataType::Float16, &[], 0).unwrap();
+    let b = w.append(anekit_format::BlobDataType::Float16, &[1, 2], 0).unwrap();
+    let bytes = w.finish().unwrap().into_inner();
+    let f = anekit_format::BlobFile::from_bytes("w.bin", bytes.into()).unwrap();
+    let offsets: Vec<u64> = f.blobs().map(|b| b.unwrap().metadata_offset).collect();
+    assert_eq!(offsets, vec![a, b]);
+}
