@@ -829,7 +829,11 @@ impl<'a> Parser<'a> {
                         may_close = true;
                         continue;
                     }
-                    if may_close && self.peek_punct(']')? {
+                    if self.peek_punct(']')? {
+                        if !may_close {
+                            let t = self.next()?;
+                            return Err(self.unexpected(&t, "an element after `,`"));
+                        }
                         want_item = false;
                         continue;
                     }
