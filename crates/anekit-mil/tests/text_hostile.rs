@@ -99,7 +99,7 @@ fn byte_mutations_never_panic() {
         state ^= state << 17;
         let pos = (state % bytes.len() as u64) as usize;
         let mut m = bytes.to_vec();
-        if state % 5 == 0 {
+        if state.is_multiple_of(5) {
             m.remove(pos);
         } else {
             m[pos] = alphabet[((state >> 32) % alphabet.len() as u64) as usize];
