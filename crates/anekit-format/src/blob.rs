@@ -287,7 +287,11 @@ impl BlobFile {
             .filter(|&e| e <= len)
             .ok_or_else(|| {
                 // Name the field that is out of range: the offset itself, or the size.
-                let which = if offset > len { "offset" } else { "sizeInBytes" };
+                let which = if offset > len {
+                    "offset"
+                } else {
+                    "sizeInBytes"
+                };
                 FormatError::invalid(
                     &self.path,
                     field(which),

@@ -74,6 +74,12 @@ fn too_large(path: &Path, len: u64) -> FormatError {
 /// itself stops after `limit` bytes, so a file that grows meanwhile cannot make it allocate
 /// more. `what` names the file in errors ("model file", "Manifest.json", ...).
 pub(crate) fn read_limited(path: &Path, limit: u64, what: &'static str) -> Result<Vec<u8>> {
+    // Checked before opening: opening a FIFO or device planted in a model folder could block
+    // or read forever.
+    let kind = std::fs::metadata(path).map_err(|e| FormatError::io(path, "opening", e))?;
+    if !kind.is_file() {
+        return Err(FormatError::invalid(path, what, "is not a regular file"));
+    }
     let file = File::open(path).map_err(|e| FormatError::io(path, "opening", e))?;
     let meta = file
         .metadata()

@@ -356,6 +356,19 @@ impl MlPackage {
             .canonicalize()
             .map_err(|e| FormatError::io(&root, "resolving package folder", e))?;
         let manifest_path = root.join(MANIFEST_FILE_NAME);
+        let real_manifest = manifest_path
+            .canonicalize()
+            .map_err(|e| FormatError::io(&manifest_path, "resolving", e))?;
+        if !real_manifest.starts_with(&real_root) {
+            return Err(FormatError::invalid(
+                &manifest_path,
+                MANIFEST_FILE_NAME,
+                format!(
+                    "resolves to {}, outside the package",
+                    real_manifest.display()
+                ),
+            ));
+        }
         let manifest = Manifest::read(&root)?;
         let data = root.join(DATA_DIR);
         for (id, item) in &manifest.item_info_entries {
@@ -477,6 +490,10 @@ pub struct PackageWriter {
 impl PackageWriter {
     /// Start writing the package `dest`: creates `.<name>.anekit-tmp-<uuid>` next to it with
     /// `Data/com.apple.CoreML/weights/`. Nothing at `dest` changes until [`Self::finish`].
+    ///
+    /// `dest` may already exist only as a model package (a folder with Manifest.json) or an
+    /// empty folder; anything else there is refused rather than replaced. Callers that read
+    /// an input model should also call [`check_output_path`] so the input is never replaced.
     pub fn create(dest: impl AsRef<Path>) -> Result<Self> {
         let dest = dest.as_ref().to_path_buf();
         let Some(name) = dest.file_name() else {
@@ -505,6 +522,7 @@ impl PackageWriter {
             name.to_string_lossy(),
             uuid::Uuid::new_v4()
         ));
+        check_replaceable(&dest)?;
         let writer = Self {
             dest,
             tmp,
@@ -543,8 +561,9 @@ impl PackageWriter {
     }
 
     /// Write the root model and Manifest.json, flush everything to disk and move the package
-    /// to its destination. If `dest` exists it is moved aside first and deleted only after
-    /// the new package is in place. Returns the destination path.
+    /// to its destination. If `dest` exists (a package, see [`Self::create`]) it is moved
+    /// aside first and deleted only after the new package is in place; if the new one cannot
+    /// be moved in, the old one is put back. Returns the destination path.
     pub fn finish(mut self, model: &proto::Model) -> Result<PathBuf> {
         let model_path = self.model_dir().join(MODEL_ITEM_NAME);
         mlmodel::write_model(&model_path, model)?;
@@ -568,6 +587,7 @@ impl PackageWriter {
     }
 
     fn rename_into_place(&self) -> Result<()> {
+        check_replaceable(&self.dest)?;
         let exists = fs::symlink_metadata(&self.dest).is_ok();
         if !exists {
             return fs::rename(&self.tmp, &self.dest)
@@ -618,6 +638,26 @@ impl Drop for PackageWriter {
         {
             tracing::warn!(tmp = %self.tmp.display(), error = %e, "could not remove temporary package folder");
         }
+    }
+}
+
+/// A destination may be replaced only if it does not exist, is an empty folder, or is a model
+/// package (a folder with Manifest.json): anything else may be the user's work.
+fn check_replaceable(dest: &Path) -> Result<()> {
+    let Ok(meta) = fs::symlink_metadata(dest) else {
+        return Ok(());
+    };
+    let replaceable = meta.is_dir()
+        && (dest.join(MANIFEST_FILE_NAME).is_file()
+            || fs::read_dir(dest).is_ok_and(|mut d| d.next().is_none()));
+    if replaceable {
+        Ok(())
+    } else {
+        Err(FormatError::invalid(
+            dest,
+            "output path",
+            "exists and is not a model package; refusing to replace it",
+        ))
     }
 }
 

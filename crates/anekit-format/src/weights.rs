@@ -95,6 +95,14 @@ impl WeightStore {
                 format!("resolves to {} outside the model folder", real.display()),
             ));
         }
+        // Not a FIFO or device (opening one could block) and not a folder.
+        if !real.is_file() {
+            return Err(FormatError::invalid(
+                &path,
+                field,
+                "weight file is not a regular file",
+            ));
+        }
         Ok(path)
     }
 

@@ -452,10 +452,48 @@ fn empty_blob_then_more_blobs_enumerate() {
     // A zero-length payload (legal: coremltools can write an empty tensor) must not break
     // walking to the next record.
     let mut w = anekit_format::BlobWriter::new(std::io::Cursor::new(Vec::new())).unwrap();
-    let a = w.append(anekit_format::BlobDataType::Float16, &[], 0).unwrap();
-    let b = w.append(anekit_format::BlobDataType::Float16, &[1, 2], 0).unwrap();
+    let a = w
+        .append(anekit_format::BlobDataType::Float16, &[], 0)
+        .unwrap();
+    let b = w
+        .append(anekit_format::BlobDataType::Float16, &[1, 2], 0)
+        .unwrap();
     let bytes = w.finish().unwrap().into_inner();
     let f = anekit_format::BlobFile::from_bytes("w.bin", bytes.into()).unwrap();
     let offsets: Vec<u64> = f.blobs().map(|b| b.unwrap().metadata_offset).collect();
     assert_eq!(offsets, vec![a, b]);
+}
+
+#[cfg(unix)]
+#[test]
+fn manifest_symlink_leaving_package() {
+    let (d, pkg, _) = package();
+    let l = layout(&pkg);
+    let outside = d.path().join("Manifest.json");
+    fs::rename(&l.manifest, &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, &l.manifest).unwrap();
+    let err = open_err(&pkg);
+    assert_names(&err, "Manifest.json", "outside the package");
+}
+
+#[cfg(unix)]
+#[test]
+fn special_files_are_not_opened() {
+    // A FIFO in place of Manifest.json or weight.bin would block a reader that opens it.
+    let (_d, pkg, offsets) = package();
+    let l = layout(&pkg);
+    let mkfifo = |p: &Path| {
+        fs::remove_file(p).unwrap();
+        let ok = std::process::Command::new("mkfifo")
+            .arg(p)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    mkfifo(&l.weights);
+    let err = blob_err(&pkg, offsets[0]);
+    assert_names(&err, "weight.bin", "not a regular file");
+    mkfifo(&l.manifest);
+    let err = open_err(&pkg);
+    assert_names(&err, "Manifest.json", "not a regular file");
 }

@@ -159,13 +159,31 @@ fn replaces_existing_package() {
 }
 
 #[test]
-fn replaces_a_file_at_dest() {
+fn refuses_to_replace_what_is_not_a_package() {
     let dir = tempfile::tempdir().unwrap();
-    let pkg = dir.path().join("m.mlpackage");
-    fs::write(&pkg, "not a package").unwrap();
-    write_package(&pkg);
-    assert!(pkg.is_dir());
+    // A file, and a folder of someone's work, at the destination: both kept, nothing written.
+    let file = dir.path().join("m.mlpackage");
+    fs::write(&file, "not a package").unwrap();
+    let err = PackageWriter::create(&file).unwrap_err().to_string();
+    assert!(err.contains("not a model package"), "{err}");
+    assert_eq!(fs::read_to_string(&file).unwrap(), "not a package");
+    let work = dir.path().join("work");
+    fs::create_dir(&work).unwrap();
+    fs::write(work.join("thesis.tex"), "years of work").unwrap();
+    assert!(PackageWriter::create(&work).is_err());
+    assert!(work.join("thesis.tex").exists());
+    // Someone puts a file there while we write: finish refuses too and keeps it.
+    let later = dir.path().join("later.mlpackage");
+    let w = PackageWriter::create(&later).unwrap();
+    fs::write(&later, "appeared meanwhile").unwrap();
+    assert!(w.finish(&program_model(&[])).is_err());
+    assert_eq!(fs::read_to_string(&later).unwrap(), "appeared meanwhile");
     assert!(hidden_entries(dir.path()).is_empty());
+    // An empty folder may be replaced.
+    let empty = dir.path().join("empty.mlpackage");
+    fs::create_dir(&empty).unwrap();
+    write_package(&empty);
+    ModelAsset::open(&empty).unwrap();
 }
 
 #[test]
