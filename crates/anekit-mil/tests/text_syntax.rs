@@ -814,6 +814,21 @@ fn kitchen_sink() -> Program {
                 },
             ),
             const_op("dct", string_dict(&[("k1", "v1"), ("k2", "")])),
+            const_op("empty", inline(tt(D::Fp32, &[3, 0]), vec![])),
+            const_op(
+                "empties",
+                Value {
+                    ty: ValueType::List {
+                        element: Box::new(tt(D::Int8, &[2, 0])),
+                        length: Dim::Fixed(2),
+                    },
+                    data: ValueData::List(vec![
+                        inline(tt(D::Int8, &[2, 0]), vec![]),
+                        inline(tt(D::Int8, &[0, 2]), vec![]),
+                    ]),
+                    doc: String::new(),
+                },
+            ),
         ],
         &["x_out", "a"],
     );
@@ -875,6 +890,8 @@ fn every_construct_round_trips() {
         "                } -> (i_next, x_next);\n",
         "list<fp32, 2> lst = const()[name = string(\"lst\"), val = list<fp32, 2>([0x1.8p+0, -0x1p+1])];",
         "val = tuple<int32, string, tensor<bool, [3]>>((7, \"seven\", [true, false, true]))",
+        "val = tensor<fp32, [3, 0]>([[], [], []])",
+        "val = list<tensor<int8, [2, 0]>, 2>([[[], []], tensor<int8, [0, 2]>([])])",
         "        } -> (x_out, a);\n    func other<ios17>(tensor<fp32, [?*]> x) {\n            tensor<fp32, *> y = identity(x = x)[name = string(\"y\")];\n",
     ] {
         assert!(

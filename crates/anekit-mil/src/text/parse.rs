@@ -284,9 +284,10 @@ impl<'a> Parser<'a> {
                 let (int, frac) = s.split_once('.').unwrap_or((s, ""));
                 let digits_only = |x: &str| x.bytes().all(|c| c.is_ascii_digit());
                 if !int.is_empty() && digits_only(int) && digits_only(frac) {
-                    int.parse::<i64>()
+                    int.parse::<i128>()
                         .ok()
-                        .and_then(|v| if negative { v.checked_neg() } else { Some(v) })
+                        .map(|v| if negative { -v } else { v })
+                        .and_then(|v| i64::try_from(v).ok())
                 } else {
                     None
                 }
@@ -496,8 +497,17 @@ impl<'a> Parser<'a> {
     // types
     // --------------------------------------------------------------------------------------
 
+    /// A type. Only the composite types count towards the nesting limit (a tensor type nests
+    /// only through its attributes, which are values), so a tensor element costs one level
+    /// whether it is written bare or typed.
     fn value_type(&mut self) -> Result<ValueType> {
-        self.enter()?;
+        let composite = matches!(
+            self.peek(0)?,
+            Tok::Ident("list" | "tuple" | "dict" | "state")
+        );
+        if composite {
+            self.enter()?;
+        }
         let t = self.next()?;
         let ty = match t.tok {
             Tok::Ident("tensor") => {
@@ -556,7 +566,9 @@ impl<'a> Parser<'a> {
             },
             _ => return Err(self.unexpected(&t, "a type")),
         };
-        self.leave();
+        if composite {
+            self.leave();
+        }
         Ok(ty)
     }
 

@@ -421,7 +421,14 @@ impl<'o> Printer<'o> {
         let dims = tt.fixed_shape();
         match dims.as_deref() {
             Some([]) => self.flat_elements(tt.dtype, storage, Some(&[])),
-            Some(d) if d.contains(&0) => self.out.push_str("[]"),
+            Some(d) if d.contains(&0) => match empty_nesting(d) {
+                Some(prefix) => {
+                    let leaves = prefix.iter().product::<u64>();
+                    let elems = vec!["[]".to_string(); leaves as usize];
+                    self.nested(&elems, prefix);
+                }
+                None => self.out.push_str("[]"),
+            },
             Some(d) => self.flat_elements(tt.dtype, storage, Some(d)),
             None => self.flat_elements(tt.dtype, storage, None),
         }
@@ -439,34 +446,7 @@ impl<'o> Printer<'o> {
                     self.out.push_str(e);
                 }
             }
-            Some(d) if !d.is_empty() => {
-                // Block sizes: sizes[k] = product of dims[k..].
-                let mut sizes = vec![1u64; d.len()];
-                let mut acc = 1u64;
-                for (k, &x) in d.iter().enumerate().rev() {
-                    acc = acc.saturating_mul(x);
-                    if let Some(s) = sizes.get_mut(k) {
-                        *s = acc;
-                    }
-                }
-                for (i, e) in elems.iter().enumerate() {
-                    let i = i as u64;
-                    if i > 0 {
-                        self.out.push_str(", ");
-                    }
-                    for &s in &sizes {
-                        if i.is_multiple_of(s) {
-                            self.out.push('[');
-                        }
-                    }
-                    self.out.push_str(e);
-                    for &s in sizes.iter().rev() {
-                        if (i + 1).is_multiple_of(s) {
-                            self.out.push(']');
-                        }
-                    }
-                }
-            }
+            Some(d) if !d.is_empty() => self.nested(&elems, d),
             _ => {
                 self.out.push('[');
                 self.out.push_str(&elems.join(", "));
@@ -474,6 +454,53 @@ impl<'o> Printer<'o> {
             }
         }
     }
+
+    /// `elems` (as many as `d` holds, `d` non-empty) in brackets nested by `d`, without
+    /// recursion.
+    fn nested(&mut self, elems: &[String], d: &[u64]) {
+        // Block sizes: sizes[k] = product of dims[k..].
+        let mut sizes = vec![1u64; d.len()];
+        let mut acc = 1u64;
+        for (k, &x) in d.iter().enumerate().rev() {
+            acc = acc.saturating_mul(x);
+            if let Some(s) = sizes.get_mut(k) {
+                *s = acc;
+            }
+        }
+        for (i, e) in elems.iter().enumerate() {
+            let i = i as u64;
+            if i > 0 {
+                self.out.push_str(", ");
+            }
+            for &s in &sizes {
+                if i.is_multiple_of(s) {
+                    self.out.push('[');
+                }
+            }
+            self.out.push_str(e);
+            for &s in sizes.iter().rev() {
+                if (i + 1).is_multiple_of(s) {
+                    self.out.push(']');
+                }
+            }
+        }
+    }
+}
+
+/// Most `[]` leaves printed for a tensor without elements (more print as a flat `[]`).
+const MAX_EMPTY_LEAVES: u64 = 1024;
+
+/// For a shape with a zero dimension: the dimensions before it when the zero is the last
+/// dimension and they hold at most [`MAX_EMPTY_LEAVES`] leaves — such a tensor prints as
+/// nested empty lists (`[[], []]` for `[2, 0]`), from which the parser recovers the shape.
+/// Other empty tensors print as `[]`.
+fn empty_nesting(d: &[u64]) -> Option<&[u64]> {
+    let (last, prefix) = d.split_last()?;
+    if *last != 0 || prefix.contains(&0) || prefix.is_empty() {
+        return None;
+    }
+    let leaves = prefix.iter().try_fold(1u64, |a, &x| a.checked_mul(x))?;
+    (leaves <= MAX_EMPTY_LEAVES).then_some(prefix)
 }
 
 /// Whether `v` printed bare in a position whose declared type is `expected` parses back to
@@ -487,7 +514,10 @@ fn can_be_bare(v: &Value, expected: &ValueType) -> bool {
             let Some(shape) = vt.fixed_shape() else {
                 return false;
             };
-            let inferable = shape.is_empty() || shape == [0] || !shape.contains(&0);
+            let inferable = shape.is_empty()
+                || shape == [0]
+                || !shape.contains(&0)
+                || empty_nesting(&shape).is_some();
             let storage_ok = matches!(
                 (&td.storage, vt.dtype),
                 (Storage::Strings(_), DataType::String)
