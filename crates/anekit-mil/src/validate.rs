@@ -528,6 +528,12 @@ impl Walker<'_> {
         if let Some(def) = def {
             for e in check_args(def, &args) {
                 args_ok = false;
+                // an undefined name was already reported for this parameter
+                if matches!(e, InferError::MissingParam { .. })
+                    && missing.iter().any(|(p, _)| Some(p.as_str()) == e.param())
+                {
+                    continue;
+                }
                 self.diag(Some(op), e.param(), kind_of(&e), e.to_string());
             }
             if op.blocks.len() != def.blocks {

@@ -517,6 +517,17 @@ fn partial_values_flow_from_shape_to_reshape() {
     .unwrap();
     assert_eq!(cat.outputs, vec![ty(Int32, &[2])]);
     assert_eq!(cat.sym, Some(vec![None, Some(64)]));
+    // shape arithmetic keeps known entries: [?, 64] * 2 = [?, 128]
+    let mut c = Arg::var(cat.outputs[0].clone());
+    c.sym = cat.sym.clone();
+    let doubled = infer(
+        "mul",
+        Ios17,
+        &BTreeMap::from([("x".to_string(), vec![c]), ("y".to_string(), vec![int(2)])]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(doubled.sym, Some(vec![None, Some(128)]));
     let mut target = Arg::var(cat.outputs[0].clone());
     target.sym = cat.sym;
     expect1(

@@ -1,7 +1,7 @@
 //! Tensor transformations against coremltools' own test expectations
 //! (`coremltools/converters/mil/mil/ops/tests/iOS14/test_tensor_transformation.py` unless
 //! noted; `UNK_SYM` there is `-1` here).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)]
 
 mod ops_support;
 

@@ -107,7 +107,14 @@ pub(super) fn defs(v: &mut Vec<OpDef>) {
         "real_div",
         "sub",
     ] {
-        v.push(bin(name, num, binary));
+        let mut def = bin(name, num, binary);
+        if matches!(
+            name,
+            "add" | "sub" | "mul" | "floor_div" | "maximum" | "minimum"
+        ) {
+            def.value = Some(int_binary_value);
+        }
+        v.push(def);
     }
     for name in [
         "equal",
@@ -191,4 +198,37 @@ fn cast_value(ctx: &InferCtx<'_>) -> Option<Vec<super::SymInt>> {
         return None;
     }
     ctx.sym("x")
+}
+
+/// Integer `add/sub/mul/floor_div/maximum/minimum` of partially known small vectors or
+/// scalars (shape arithmetic such as `mul(gather(shape(x), 1), 4)`).
+fn int_binary_value(ctx: &InferCtx<'_>) -> Option<Vec<super::SymInt>> {
+    if !ctx.tensor("x").ok()?.dtype.is_int() {
+        return None;
+    }
+    let a = ctx.sym("x")?;
+    let b = ctx.sym("y")?;
+    let n = match (a.len(), b.len()) {
+        (p, q) if p == q => p,
+        (1, q) => q,
+        (p, 1) => p,
+        _ => return None,
+    };
+    let pick = |v: &[super::SymInt], i: usize| {
+        if v.len() == 1 {
+            v.first().copied().flatten()
+        } else {
+            v.get(i).copied().flatten()
+        }
+    };
+    let op: fn(i64, i64) -> Option<i64> = match ctx.def.name {
+        "add" => i64::checked_add,
+        "sub" => i64::checked_sub,
+        "mul" => i64::checked_mul,
+        "floor_div" => super::shape::floor_div,
+        "maximum" => |p, q| Some(p.max(q)),
+        "minimum" => |p, q| Some(p.min(q)),
+        _ => return None,
+    };
+    Some((0..n).map(|i| op(pick(&a, i)?, pick(&b, i)?)).collect())
 }

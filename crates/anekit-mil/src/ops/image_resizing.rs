@@ -52,10 +52,16 @@ fn set_last(x: &mut [Dim], from_end: usize, d: Dim) {
 fn upsample(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
     let mut x = rank_at_least(ctx, 3)?;
     for (p, from_end) in [("scale_factor_width", 1), ("scale_factor_height", 2)] {
+        // numpy: an fp32 scale times an int size is computed in fp32, an int32 one exactly
+        let float_scale = ctx.opt_tensor(p)?.is_some_and(|t| t.dtype.is_float());
         let s = ctx.f64(p)?;
         let d = x.get(x.len() - from_end).copied().unwrap_or(UNK);
         let nd = map1(d, p, |v| {
-            let r = (s * v as f64).floor();
+            let r = if float_scale {
+                f64::from((s as f32 * v as f32).floor())
+            } else {
+                (s * v as f64).floor()
+            };
             (0.0..9.0e18).contains(&r).then_some(r as i64)
         })?;
         set_last(&mut x, from_end, nd);
