@@ -31,6 +31,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("mlmodel", mlmodel),
     ("mlpackage", mlpackage),
     ("mlmodelc", mlmodelc),
+    ("mil_text", mil_text),
 ];
 
 /// Most blob lookups tried per input (keeps each run fast on large inputs).
@@ -155,6 +156,55 @@ pub fn mlmodelc(data: &[u8]) -> bool {
         parsed.description.is_some()
     });
     metadata_ok && description_ok
+}
+
+/// The MIL text parser (`model.mil`). The input is the text, optionally followed by
+/// [`SEPARATOR`] and a weight file that its BLOBFILE references resolve against. Accepted if
+/// the text parses; whatever parses must print and parse back to the same program in both
+/// dialects.
+pub fn mil_text(data: &[u8]) -> bool {
+    use anekit_mil::text::{self, Dialect, PrintOptions};
+    let mut parts = split(data);
+    let Some(Ok(source)) = parts.next().map(std::str::from_utf8) else {
+        return false;
+    };
+    let weights = MilWeights(parts.next().and_then(|w| {
+        BlobFile::from_bytes("fuzz/weights/weight.bin", Bytes::copy_from_slice(w)).ok()
+    }));
+    let Ok(program) = text::parse(source, "fuzz/model.mil", &weights) else {
+        return false;
+    };
+    for dialect in [Dialect::Legacy, Dialect::Modern] {
+        let options = PrintOptions {
+            dialect: Some(dialect),
+            extensions: true,
+        };
+        let printed = text::print_with(&program, &options);
+        match text::parse(&printed, "fuzz/printed.mil", &weights) {
+            Ok(again) => assert!(
+                again == program,
+                "program changed through print ({dialect:?}):\n{printed}"
+            ),
+            Err(e) => panic!("re-parsing our own text failed: {e}\n{printed}"),
+        }
+    }
+    true
+}
+
+/// The weight file of a [`mil_text`] input, whatever name a reference uses.
+struct MilWeights(Option<BlobFile>);
+
+impl BlobSource for MilWeights {
+    fn blob(&self, _file: &str, offset: u64) -> anekit_format::Result<anekit_format::Blob> {
+        match &self.0 {
+            Some(f) => f.blob(offset),
+            None => Err(anekit_format::FormatError::invalid(
+                "fuzz/weights/weight.bin",
+                "weights",
+                "the input has no weight file",
+            )),
+        }
+    }
 }
 
 fn open_and_resolve(path: &Path) -> bool {

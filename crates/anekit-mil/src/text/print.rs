@@ -488,7 +488,7 @@ impl<'o> Printer<'o> {
 }
 
 /// Most `[]` leaves printed for a tensor without elements (more print as a flat `[]`).
-const MAX_EMPTY_LEAVES: u64 = 1024;
+const MAX_EMPTY_LEAVES: u64 = 64;
 
 /// For a shape with a zero dimension: the dimensions before it when the zero is the last
 /// dimension and they hold at most [`MAX_EMPTY_LEAVES`] leaves — such a tensor prints as
