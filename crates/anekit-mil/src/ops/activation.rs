@@ -41,7 +41,7 @@ fn prelu(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
         ));
     }
     if matches!(x.len(), 3 | 5)
-        && let Some(v) = ctx.value("alpha").and_then(|v| v.to_f32_vec())
+        && let Some(v) = ctx.value("alpha").and_then(super::infer::small_f32s)
         && let Some(first) = v.first()
         && v.iter().any(|a| (a - first).abs() > 1e-5)
     {

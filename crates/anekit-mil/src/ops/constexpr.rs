@@ -221,7 +221,7 @@ fn quantize(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
             ),
         ));
     }
-    if let Some(v) = ctx.value("scale").and_then(|v| v.to_f32_vec())
+    if let Some(v) = ctx.value("scale").and_then(super::infer::small_f32s)
         && v.iter().all(|x| *x == 0.0)
     {
         return Err(InferError::at("scale", "scale cannot be 0"));
@@ -390,16 +390,15 @@ fn lut_to_dense18(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
 /// `_validate_sparse_inputs`: rank-1 non-zeros, as many as the ones of a known mask.
 fn check_sparse(ctx: &InferCtx<'_>, nz: &str, mask: &str) -> Result<Dim, InferError> {
     let n = vector_len(ctx, nz)?;
-    if let Some(bits) = ctx.value(mask).and_then(|v| v.to_i64_vec()) {
-        let ones = bits.iter().filter(|b| **b != 0).count() as u64;
-        if Some(ones) != n.fixed() {
-            return Err(InferError::at(
-                mask,
-                format!(
-                    "number of 1s in {mask} ({ones}) does not match the number of elements of {nz} ({n})"
-                ),
-            ));
-        }
+    if let Some(ones) = ctx.value(mask).and_then(super::infer::count_nonzero)
+        && Some(ones) != n.fixed()
+    {
+        return Err(InferError::at(
+            mask,
+            format!(
+                "number of 1s in {mask} ({ones}) does not match the number of elements of {nz} ({n})"
+            ),
+        ));
     }
     Ok(n)
 }

@@ -104,7 +104,7 @@ fn make_list(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
         let v = a.value.as_ref().ok_or_else(|| InferError::NotConstant {
             param: "elem_shape".into(),
         })?;
-        shape.push(match (v.as_i64(), v.as_str()) {
+        shape.push(match (super::infer::scalar_i64(v), v.as_str()) {
             (Some(n), _) => fixed(n, "elem_shape")?,
             (None, Some(_)) => UNK,
             _ => {
@@ -118,7 +118,7 @@ fn make_list(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
     let length = match (ctx.has("init_length"), ctx.value("init_length")) {
         (false, _) => Dim::Fixed(1),
         (true, Some(v)) => fixed(
-            v.as_i64()
+            super::infer::scalar_i64(v)
                 .ok_or_else(|| InferError::at("init_length", "must be an integer"))?,
             "init_length",
         )?,

@@ -68,8 +68,8 @@ fn cast(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
 /// iOS17 `clip`: `alpha` must be smaller than `beta`.
 fn clip17(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
     if let (Some(a), Some(b)) = (
-        ctx.value("alpha").and_then(|v| v.as_f32()),
-        ctx.value("beta").and_then(|v| v.as_f32()),
+        ctx.value("alpha").and_then(super::infer::scalar_f32),
+        ctx.value("beta").and_then(super::infer::scalar_f32),
     ) && a >= b
     {
         return Err(InferError::at(

@@ -21,6 +21,60 @@ pub type Args = BTreeMap<String, Vec<Arg>>;
 /// Largest integer tensor whose elements are tracked as a partial value.
 const MAX_SYM_ELEMENTS: u64 = 64;
 
+/// Largest constant whose elements inference reads (shape-like parameters, indices checked
+/// against bounds); a larger one is left unread rather than decoded.
+pub(crate) const MAX_READ_ELEMENTS: u64 = 1 << 20;
+
+fn small(v: &Value) -> bool {
+    v.tensor_type()
+        .and_then(TensorType::element_count)
+        .is_some_and(|n| n <= MAX_READ_ELEMENTS)
+}
+
+/// The elements of a constant as `i64`, if it is an integer/bool tensor of at most
+/// [`MAX_READ_ELEMENTS`] elements.
+pub(crate) fn small_i64s(v: &Value) -> Option<Vec<i64>> {
+    small(v).then(|| v.to_i64_vec()).flatten()
+}
+
+/// The elements of a constant as `f32`, if it has at most [`MAX_READ_ELEMENTS`] elements.
+pub(crate) fn small_f32s(v: &Value) -> Option<Vec<f32>> {
+    small(v).then(|| v.to_f32_vec()).flatten()
+}
+
+/// The single element of a one-element constant as `i64`.
+pub(crate) fn scalar_i64(v: &Value) -> Option<i64> {
+    (v.tensor_type()?.element_count()? == 1)
+        .then(|| v.as_i64())
+        .flatten()
+}
+
+/// The single element of a one-element constant as `f32`.
+pub(crate) fn scalar_f32(v: &Value) -> Option<f32> {
+    (v.tensor_type()?.element_count()? == 1)
+        .then(|| v.as_f32())
+        .flatten()
+}
+
+/// The number of non-zero elements of an integer/bool constant (a packed `uint1` mask is
+/// counted from its bytes, without unpacking).
+pub(crate) fn count_nonzero(v: &Value) -> Option<u64> {
+    let t = v.tensor_type()?;
+    if t.dtype == crate::types::DataType::Uint1 {
+        let n = t.element_count()?;
+        let bytes = v.bytes()?;
+        let mut ones = 0u64;
+        for (i, b) in bytes.iter().enumerate() {
+            let base = (i as u64).checked_mul(8)?;
+            let used = n.saturating_sub(base).min(8);
+            let mask = if used >= 8 { 0xffu8 } else { (1u8 << used) - 1 };
+            ones += u64::from((b & mask).count_ones());
+        }
+        return Some(ones);
+    }
+    Some(small_i64s(v)?.iter().filter(|x| **x != 0).count() as u64)
+}
+
 /// What is known about one argument binding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Arg {
@@ -79,7 +133,7 @@ impl Arg {
             if !t.dtype.is_int() || t.rank()? > 1 || t.element_count()? > MAX_SYM_ELEMENTS {
                 return None;
             }
-            return Some(v.to_i64_vec()?.into_iter().map(Some).collect());
+            return Some(small_i64s(v)?.into_iter().map(Some).collect());
         }
         self.sym.clone()
     }
@@ -297,10 +351,9 @@ impl<'a> InferCtx<'a> {
     /// Integer elements of `name` (bound value or coremltools default); `None` if neither.
     pub fn opt_ints(&self, name: &str) -> Result<Option<Vec<i64>>, InferError> {
         if let Some(v) = self.bound_value(name)? {
-            return v
-                .to_i64_vec()
+            return small_i64s(v)
                 .map(Some)
-                .ok_or_else(|| Self::wrong_value(name, "integer data"));
+                .ok_or_else(|| Self::wrong_value(name, "a short integer vector"));
         }
         Ok(match self.default_of(name) {
             Some(DefaultValue::Int(i)) => Some(vec![i]),
@@ -348,8 +401,7 @@ impl<'a> InferCtx<'a> {
     /// The float scalar `name` (or its default).
     pub fn opt_f64(&self, name: &str) -> Result<Option<f64>, InferError> {
         if let Some(v) = self.bound_value(name)? {
-            return v
-                .as_f32()
+            return scalar_f32(v)
                 .map(|x| Some(f64::from(x)))
                 .ok_or_else(|| Self::wrong_value(name, "a single number"));
         }

@@ -47,7 +47,7 @@ fn validate_indices(ctx: &InferCtx<'_>, bound: Option<Dim>) -> Result<(), InferE
         return Ok(());
     }
     if let (Some(vals), Some(b)) = (
-        ctx.value("indices").and_then(|v| v.to_i64_vec()),
+        ctx.value("indices").and_then(super::infer::small_i64s),
         bound.and_then(size),
     ) && vals.iter().any(|&i| i < 0 || i >= b)
     {
@@ -66,7 +66,7 @@ fn gather_value(ctx: &InferCtx<'_>) -> Option<Vec<SymInt>> {
     if ctx.rank("x").ok()? != 1 {
         return None;
     }
-    let idx = ctx.value("indices")?.to_i64_vec()?;
+    let idx = super::infer::small_i64s(ctx.value("indices")?)?;
     let n = src.len();
     idx.iter()
         .map(|&i| super::shape::py_index(i, n).and_then(|i| src.get(i).copied()))

@@ -23,9 +23,21 @@ pub(crate) fn unknown_rank(dtype: DataType) -> ValueType {
     tensor(dtype, vec![Dim::Unknown { variadic: true }])
 }
 
-/// `n` unknown dimensions.
-pub(crate) fn unknowns(n: usize) -> Vec<Dim> {
-    vec![UNK; n]
+/// Largest rank an inferred shape may get from a value (a shape vector's length); larger
+/// ones come only from corrupt files.
+pub(crate) const MAX_RANK: usize = 64;
+
+/// Largest number of outputs an op may get from a value (`split`'s `num_splits`).
+pub(crate) const MAX_OUTPUTS: usize = 1 << 16;
+
+/// `n` unknown dimensions, for a rank taken from the arguments (at most [`MAX_RANK`]).
+pub(crate) fn unknowns(n: usize) -> Result<Vec<Dim>, InferError> {
+    if n > MAX_RANK {
+        return Err(InferError::invalid(format!(
+            "rank {n} is larger than {MAX_RANK}"
+        )));
+    }
+    Ok(vec![UNK; n])
 }
 
 /// A fixed dimension from a signed size; negative sizes are an error.

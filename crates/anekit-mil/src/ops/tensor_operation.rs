@@ -42,7 +42,7 @@ pub(super) fn shape_from_vector(
         .and_then(|d| size(*d))
         .and_then(|v| usize::try_from(v).ok())
         .ok_or_else(|| InferError::at(p, "must be a vector"))?;
-    Ok(Some(unknowns(n)))
+    Ok(Some(unknowns(n)?))
 }
 
 fn fill(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
@@ -119,7 +119,7 @@ fn nms17(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
 /// `non_zero`: `[count, rank]`, the count known only for a constant input.
 fn non_zero(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
     let r = ctx.rank("x")?;
-    let count = match ctx.value("x").and_then(|v| v.to_f32_vec()) {
+    let count = match ctx.value("x").and_then(super::infer::small_f32s) {
         Some(vals) => Dim::Fixed(vals.iter().filter(|v| **v != 0.0).count() as u64),
         None => UNK,
     };
@@ -147,7 +147,10 @@ fn one_hot(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
             format!("axis {axis} is out of bounds"),
         ));
     }
-    let depth = match ctx.value("one_hot_vector_size").and_then(|v| v.as_i64()) {
+    let depth = match ctx
+        .value("one_hot_vector_size")
+        .and_then(super::infer::scalar_i64)
+    {
         Some(d) if d < 0 => {
             return Err(InferError::at(
                 "one_hot_vector_size",
@@ -243,12 +246,16 @@ fn range_1d(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
             "all inputs to the range operation must have the same type",
         ));
     }
+    // numpy: float operands are computed in their own (fp32/fp16→fp32) precision, int32
+    // ones with true division in float64
+    let is_float = dtype.is_float();
     let get = |p: &str| -> Option<f64> {
         if let Some(v) = ctx.value(p) {
-            return v
-                .as_f32()
-                .map(f64::from)
-                .or_else(|| v.as_i64().map(|i| i as f64));
+            return if is_float {
+                super::infer::scalar_f32(v).map(f64::from)
+            } else {
+                super::infer::scalar_i64(v).map(|i| i as f64)
+            };
         }
         match ctx.sym(p)?.as_slice() {
             [Some(v)] => Some(*v as f64),
@@ -256,15 +263,19 @@ fn range_1d(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
         }
     };
     let n = match (get("start"), get("end"), get("step")) {
-        (Some(s), Some(e), Some(st)) if st != 0.0 => {
-            let n = ((e - s) / st).ceil();
+        (_, _, Some(0.0)) => return Err(InferError::at("step", "step must not be 0")),
+        (Some(s), Some(e), Some(st)) => {
+            let n = if is_float {
+                f64::from(((e as f32 - s as f32) / st as f32).ceil())
+            } else {
+                ((e - s) / st).ceil()
+            };
             if !n.is_finite() || n > 9.0e18 {
                 return Err(InferError::at("step", "range size overflows"));
             }
             // coremltools: int(math.ceil(shape)); a negative count fails later in Core ML
             fixed(n as i64, "range")?
         }
-        (_, _, Some(0.0)) => return Err(InferError::at("step", "step must not be 0")),
         _ => UNK,
     };
     Ok(vec![tensor(dtype, vec![n])])
@@ -274,7 +285,7 @@ fn tile(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
     let x = ctx.shape("x")?;
     let dtype = ctx.dtype("x")?;
     let Some(reps) = ctx.sym("reps") else {
-        return Ok(vec![tensor(dtype, unknowns(x.len()))]);
+        return Ok(vec![tensor(dtype, unknowns(x.len())?)]);
     };
     if reps.is_empty() || reps.len() != x.len() {
         return Err(InferError::at(
@@ -515,8 +526,14 @@ fn split(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
     let a = norm_axis(ctx.i64("axis")?, x.len(), "axis")?;
     let sizes: Vec<Dim> = if ctx.has("num_splits") {
         let n = ctx.i64("num_splits")?;
-        if n <= 0 {
-            return Err(InferError::at("num_splits", "num_splits must be positive"));
+        if n <= 0 || n > super::shape::MAX_OUTPUTS as i64 {
+            return Err(InferError::at(
+                "num_splits",
+                format!(
+                    "num_splits must be in 1..={}, got {n}",
+                    super::shape::MAX_OUTPUTS
+                ),
+            ));
         }
         if ctx.has("split_sizes") {
             match ctx.sym("split_sizes") {
@@ -524,7 +541,7 @@ fn split(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
                     .into_iter()
                     .map(|v| v.map_or(Ok(UNK), |v| fixed(v, "split_sizes")))
                     .collect::<Result<_, _>>()?,
-                None => unknowns(usize::try_from(n).unwrap_or(0)),
+                None => split_unknowns(n)?,
             }
         } else {
             let d = x[a];
@@ -550,7 +567,7 @@ fn split(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
                     .first()
                     .and_then(|d| size(*d))
                     .ok_or_else(|| InferError::Undetermined("number of splits".into()))?;
-                unknowns(usize::try_from(n).unwrap_or(0))
+                split_unknowns(n)?
             }
         }
     } else {
@@ -567,6 +584,14 @@ fn split(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
             tensor(dtype, s)
         })
         .collect())
+}
+
+/// `n` unknown split sizes (at most [`super::shape::MAX_OUTPUTS`]).
+fn split_unknowns(n: i64) -> Result<Vec<Dim>, InferError> {
+    match usize::try_from(n) {
+        Ok(n) if n <= super::shape::MAX_OUTPUTS => Ok(vec![UNK; n]),
+        _ => Err(InferError::invalid(format!("cannot split into {n} parts"))),
+    }
 }
 
 /// `stack`: all of one shape; a new axis of length `len(values)` at `axis`.

@@ -255,7 +255,7 @@ fn reshape(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
     let Some(sym) = ctx.sym("shape") else {
         return Ok(vec![tensor(
             dtype,
-            unknowns(usize::try_from(n).unwrap_or(0)),
+            unknowns(usize::try_from(n).unwrap_or(0))?,
         )]);
     };
     if sym.iter().filter(|v| **v == Some(-1)).count() > 1 {
@@ -362,7 +362,9 @@ fn tuple_ints(ctx: &InferCtx<'_>, p: &str, want: DataType) -> Result<Vec<i64>, I
                 a.ty.as_tensor()
                     .filter(|t| t.dtype == want && t.is_scalar());
             match (t, &a.value) {
-                (Some(_), Some(v)) => v.as_i64().ok_or_else(|| InferError::at(p, "bad value")),
+                (Some(_), Some(v)) => {
+                    super::infer::scalar_i64(v).ok_or_else(|| InferError::at(p, "bad value"))
+                }
                 (Some(_), None) => Err(InferError::NotConstant { param: p.into() }),
                 (None, _) => Err(InferError::at(
                     p,
@@ -680,7 +682,7 @@ fn slice_by_size(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
         }
     }
     let Some(sz) = ctx.sym("size") else {
-        return Ok(vec![tensor(dtype, unknowns(x.len()))]);
+        return Ok(vec![tensor(dtype, unknowns(x.len())?)]);
     };
     let begin = ctx.sym("begin");
     let mut out = Vec::with_capacity(x.len());
