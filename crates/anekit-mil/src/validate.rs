@@ -3,7 +3,9 @@
 //! [`check`] walks every function (and every opset specialization block of it) and reports:
 //!
 //! - SSA: every name used is defined before, in the same or an enclosing block; no name is
-//!   defined twice in a function; block and function outputs name visible values;
+//!   defined again while it is visible (sibling blocks such as a `while_loop`'s condition and
+//!   body may reuse names, as coremltools writes them); block and function outputs name
+//!   visible values;
 //! - every op exists in the function's opset; required parameters present, unknown ones
 //!   rejected, one binding unless variadic, element types in the parameter's type domain
 //!   (and equal within a named domain), compile-time constants where required;
@@ -16,7 +18,7 @@
 //! for passes that want to infer an op's outputs inside a program; outside a program use
 //! [`crate::ops::infer`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use crate::ops::{Arg, Args, InferError, OpDef, check_args, infer_with, registry};
@@ -32,7 +34,7 @@ pub enum DiagnosticKind {
     Opset,
     /// A name is used before it is defined, or is not visible.
     UndefinedName,
-    /// A name is defined twice in one function.
+    /// A name is defined again while it is visible.
     DuplicateName,
     /// The op type does not exist in the function's opset.
     UnknownOp,
@@ -172,7 +174,6 @@ fn check_function_into(name: &str, f: &Function, report: &mut Report) {
         function: name,
         opset: Opset::Ios15,
         report,
-        defined: HashSet::new(),
     };
     if f.block().is_none() {
         w.diag(
@@ -193,7 +194,6 @@ fn check_function_into(name: &str, f: &Function, report: &mut Report) {
             continue;
         };
         w.opset = opset;
-        w.defined.clear();
         let mut env = Env::default();
         env.push();
         for i in &f.inputs {
@@ -323,7 +323,6 @@ struct Walker<'a> {
     function: &'a str,
     opset: Opset,
     report: &'a mut Report,
-    defined: HashSet<String>,
 }
 
 fn kind_of(e: &InferError) -> DiagnosticKind {
@@ -443,7 +442,7 @@ impl Walker<'_> {
     }
 
     fn define(&mut self, env: &mut Env, n: &NamedValueType, arg: Arg, op: Option<&Operation>) {
-        if !self.defined.insert(n.name.clone()) {
+        if env.get(&n.name).is_some() {
             self.diag(
                 op,
                 Some(&n.name),
