@@ -159,6 +159,14 @@ pub fn check(program: &Program) -> Report {
     for (name, f) in &program.functions {
         check_function_into(name, f, &mut report);
     }
+    tracing::debug!(
+        ops = report.ops,
+        outputs_compared = report.outputs_compared,
+        diagnostics = report.diagnostics.len(),
+        unverified = report.unverified.len(),
+        imprecise = report.imprecise.len(),
+        "validated program"
+    );
     report
 }
 
