@@ -85,8 +85,9 @@ fn zoo_programs_reinfer_every_declared_type() {
     );
 }
 
-/// Every op's check can fail: changing any single op's declared output type (one fixed dim
-/// off by one, or the element type) is reported on that op and output.
+/// Every op's check can fail: changing a single op's declared output type (one fixed dim off
+/// by one, or the element type) is reported on that op and output — for up to three
+/// configurations of every op type, in the iOS15 and iOS18 zoos.
 #[test]
 fn every_zoo_op_detects_a_wrong_declared_type() {
     use anekit_mil::types::{DataType, Dim, ValueType};
@@ -100,7 +101,17 @@ fn every_zoo_op_detects_a_wrong_declared_type() {
             .map(|i| i.output)
             .collect();
         let n = base.functions["main"].block().unwrap().operations.len();
+        // up to three configurations of each op type (keeps the test fast)
+        let mut per_type: std::collections::BTreeMap<String, usize> = Default::default();
         for i in 0..n {
+            let op_type = base.functions["main"].block().unwrap().operations[i]
+                .op_type
+                .clone();
+            let seen = per_type.entry(op_type).or_default();
+            *seen += 1;
+            if *seen > 3 {
+                continue;
+            }
             let mut p = base.clone();
             let op = &mut p
                 .functions
@@ -157,5 +168,5 @@ fn every_zoo_op_detects_a_wrong_declared_type() {
             mutated += 1;
         }
     }
-    assert!(mutated > 500, "only {mutated} ops mutated");
+    assert!(mutated > 400, "only {mutated} ops mutated");
 }
