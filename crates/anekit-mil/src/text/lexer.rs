@@ -80,7 +80,11 @@ impl<'a> Lexer<'a> {
     }
 
     fn peek_char(&self) -> Option<char> {
-        self.src.get(self.pos..)?.chars().next()
+        match self.src.as_bytes().get(self.pos) {
+            Some(&b) if b.is_ascii() => Some(char::from(b)),
+            Some(_) => self.src.get(self.pos..)?.chars().next(),
+            None => None,
+        }
     }
 
     fn peek_char2(&self) -> Option<char> {

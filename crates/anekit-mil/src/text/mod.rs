@@ -92,7 +92,7 @@
 //!
 //! # Weights
 //!
-//! [`parse`] resolves each BLOBFILE through a [`BlobSource`] (normally the model's
+//! [`parse()`] resolves each BLOBFILE through a [`BlobSource`] (normally the model's
 //! [`WeightStore`](anekit_format::WeightStore)) into a view of the mapped weight file, checking
 //! its element type and count against the declared type. [`parse_without_weights`] parses
 //! text that has no BLOBFILE references and fails, with the position, at the first one.
@@ -145,7 +145,7 @@ impl Dialect {
         }
     }
 
-    /// The dialect [`print`] picks for `program`: modern when any function runs an iOS18 or
+    /// The dialect [`print()`] picks for `program`: modern when any function runs an iOS18 or
     /// later opset (a model's specification version decides for Apple; use
     /// [`Dialect::for_spec_version`] when it is known).
     pub fn for_program(program: &Program) -> Self {
