@@ -1,5 +1,7 @@
 //! JSON and Prometheus renderings, checked with a real Prometheus text-format parser
 //! (`prometheus-parse`), and the HTTP endpoint under concurrent scrapes.
+// Test helpers panic on setup failures, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(target_os = "linux")]
 
 mod common;

@@ -1,5 +1,7 @@
 //! The Linux sources against fixture trees (tests/fixtures/README.md says where each file
 //! comes from).
+// Test helpers panic on setup failures, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(target_os = "linux")]
 
 mod common;

@@ -1,5 +1,5 @@
 //! Helpers for the fixture-tree tests (see fixtures/README.md).
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
