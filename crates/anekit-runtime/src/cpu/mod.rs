@@ -1,0 +1,325 @@
+//! The CPU backend: a MIL interpreter with fast kernels, on every OS.
+//!
+//! Loading compiles the function into a [`plan::Plan`] (constants decompressed once,
+//! constant ops folded, slot lifetimes planned); predicting runs the plan on a rayon pool of
+//! the requested size. Matrix products go through the `gemm` crate (chosen because it is
+//! the fastest pure-Rust f32 GEMM on this class of machine for small M — see
+//! research/peers.md §2.3 — and it parallelises on rayon).
+
+pub mod constexpr;
+pub mod exec;
+pub mod kernels;
+pub mod plan;
+pub mod value;
+
+use std::sync::{Arc, Mutex};
+
+use anekit_mil::model::Model;
+use anekit_mil::summary::ModelSummary;
+use anekit_mil::types::{DataType, TensorType, ValueType};
+use half::f16;
+use ndarray::ArrayD;
+
+use crate::engine::{
+    Availability, Backend, BackendKind, FeatureSpec, LoadOptions, ModelInstance, NamedTensors,
+    Precision, ShapeSpec, State,
+};
+use crate::error::{Result, RuntimeError};
+use crate::tensor::{ElementType, Tensor};
+use kernels::RunCtx;
+use value::Value;
+
+/// The CPU backend.
+pub struct CpuBackend;
+
+impl Backend for CpuBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Cpu
+    }
+
+    fn availability(&self) -> Availability {
+        Availability::Available
+    }
+
+    fn load(&self, model: Arc<Model>, options: &LoadOptions) -> Result<Box<dyn ModelInstance>> {
+        Ok(Box::new(CpuModel::load(&model, options)?))
+    }
+}
+
+/// A model compiled for the CPU backend.
+pub struct CpuModel {
+    plan: plan::Plan,
+    inputs: Vec<FeatureSpec>,
+    outputs: Vec<FeatureSpec>,
+    states: Vec<FeatureSpec>,
+    precision: Precision,
+    pool: rayon::ThreadPool,
+    threads: usize,
+    peak: Mutex<Option<usize>>,
+}
+
+fn spec_from_type(name: &str, ty: &TensorType) -> Option<FeatureSpec> {
+    let dtype = ElementType::from_mil(ty.dtype)?;
+    let shape = ty.shape.as_ref()?;
+    let fixed: Option<Vec<usize>> = shape
+        .iter()
+        .map(|d| d.fixed().map(|v| v as usize))
+        .collect();
+    Some(FeatureSpec {
+        name: name.to_string(),
+        dtype,
+        shape: match fixed {
+            Some(shape) => ShapeSpec::Fixed { shape },
+            None => ShapeSpec::Range {
+                ranges: shape
+                    .iter()
+                    .map(|d| {
+                        d.fixed()
+                            .map_or((1, None), |v| (v as usize, Some(v as usize)))
+                    })
+                    .collect(),
+                default: shape
+                    .iter()
+                    .map(|d| d.fixed().unwrap_or(1) as usize)
+                    .collect(),
+            },
+        },
+    })
+}
+
+impl CpuModel {
+    /// Compile `model` for `options`.
+    pub fn load(model: &Model, options: &LoadOptions) -> Result<Self> {
+        let program = model.require_program()?;
+        let summary = ModelSummary::of(model);
+        let function = match &options.function {
+            Some(f) => f.clone(),
+            None => summary.default_function.clone().ok_or_else(|| {
+                RuntimeError::Load("the model has no default function; choose one".into())
+            })?,
+        };
+        let f = program.functions.get(&function).ok_or_else(|| {
+            let names: Vec<&str> = program.functions.keys().map(String::as_str).collect();
+            RuntimeError::Load(format!(
+                "the model has no function {function:?} (its functions: {})",
+                names.join(", ")
+            ))
+        })?;
+        let plan = plan::compile(&function, f)?;
+        // I/O specs: the description's (flexible shapes) where it covers this function, else
+        // the program's declared types.
+        let described = if summary.default_function.as_deref() == Some(function.as_str()) {
+            Some((&summary.inputs, &summary.outputs, &summary.states))
+        } else {
+            None
+        };
+        let mut inputs = Vec::new();
+        let mut states = Vec::new();
+        for (name, ty) in &plan.inputs {
+            match ty {
+                ValueType::State(inner) => {
+                    let t = inner.as_tensor().ok_or_else(|| {
+                        RuntimeError::Load(format!("state {name:?} is not a tensor"))
+                    })?;
+                    let spec = spec_from_type(name, t).ok_or_else(|| {
+                        RuntimeError::Load(format!(
+                            "state {name:?} has type {t}, which the CPU backend cannot hold"
+                        ))
+                    })?;
+                    states.push(spec);
+                }
+                ValueType::Tensor(t) => {
+                    let from_desc = described
+                        .and_then(|(i, _, _)| i.iter().find(|f| &f.name == name))
+                        .and_then(FeatureSpec::from_summary);
+                    let spec = from_desc
+                        .or_else(|| spec_from_type(name, t))
+                        .ok_or_else(|| {
+                            RuntimeError::Load(format!(
+                                "input {name:?} has type {t}, which cannot be passed in"
+                            ))
+                        })?;
+                    inputs.push(spec);
+                }
+                other => {
+                    return Err(RuntimeError::Load(format!(
+                        "input {name:?} of type {other} is not supported"
+                    )));
+                }
+            }
+        }
+        let outputs = plan
+            .outputs
+            .iter()
+            .map(|(name, t)| {
+                let d = described.and_then(|(_, o, _)| o.iter().find(|f| &f.name == name));
+                let dtype = d
+                    .and_then(|d| DataType::from_name(&d.dtype))
+                    .or(t.as_ref().map(|t| t.dtype))
+                    .and_then(ElementType::from_mil)
+                    .unwrap_or(ElementType::F32);
+                let shape = t
+                    .as_ref()
+                    .and_then(|t| spec_from_type(name, t))
+                    .map(|s| s.shape)
+                    .unwrap_or(ShapeSpec::Fixed { shape: Vec::new() });
+                FeatureSpec {
+                    name: name.clone(),
+                    dtype,
+                    shape,
+                }
+            })
+            .collect();
+        let threads = options
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("anekit-cpu-{i}"))
+            .build()
+            .map_err(|e| {
+                RuntimeError::Load(format!("cannot start {threads} worker threads: {e}"))
+            })?;
+        let (planned_peak, total) = plan.main.planned_memory();
+        tracing::debug!(
+            steps = plan.main.steps.len(),
+            planned_peak,
+            total,
+            threads,
+            "CPU plan ready"
+        );
+        Ok(Self {
+            plan,
+            inputs,
+            outputs,
+            states,
+            precision: options.precision,
+            pool,
+            threads,
+            peak: Mutex::new(None),
+        })
+    }
+
+    /// The compiled plan.
+    pub fn plan(&self) -> &plan::Plan {
+        &self.plan
+    }
+
+    /// Worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    fn run(&self, inputs: &NamedTensors, mut state: Option<&mut State>) -> Result<NamedTensors> {
+        let mut args = Vec::with_capacity(self.plan.inputs.len());
+        for (name, ty) in &self.plan.inputs {
+            args.push(match ty {
+                ValueType::State(_) => {
+                    if state.is_none() {
+                        return Err(RuntimeError::State {
+                            name: name.clone(),
+                            message: "the model is stateful: pass a state (new_state) to predict_with_state".into(),
+                        });
+                    }
+                    Value::State(name.clone())
+                }
+                _ => {
+                    let t = inputs.get(name).ok_or_else(|| RuntimeError::Input { name: name.clone(), message: "missing".into() })?;
+                    tensor_to_value(t)
+                }
+            });
+        }
+        let mut meter = exec::Meter::default();
+        let outs = self.pool.install(|| {
+            let mut ctx = RunCtx {
+                precision: self.precision,
+                state: state.as_deref_mut(),
+                consts: &self.plan.consts,
+                state_types: &self.plan.state_types,
+            };
+            exec::run(&self.plan.main, args, Vec::new(), &mut ctx, &mut meter)
+        })?;
+        if let Ok(mut p) = self.peak.lock() {
+            *p = Some(meter.peak);
+        }
+        let mut result = NamedTensors::new();
+        for ((name, _), (v, spec)) in self
+            .plan
+            .outputs
+            .iter()
+            .zip(outs.into_iter().zip(&self.outputs))
+        {
+            result.insert(
+                name.clone(),
+                value_to_tensor(v, spec.dtype)
+                    .map_err(|m| RuntimeError::Load(format!("output {name:?}: {m}")))?,
+            );
+        }
+        Ok(result)
+    }
+}
+
+/// A tensor as a CPU value.
+pub fn tensor_to_value(t: &Tensor) -> Value {
+    match t {
+        Tensor::F32(a) => Value::F32(a.clone()),
+        Tensor::F16(a) => Value::F32(a.mapv(f16::to_f32)),
+        Tensor::I32(a) => Value::I32(a.clone()),
+        Tensor::I8(a) => Value::I32(a.mapv(i32::from)),
+        Tensor::U8(a) => Value::I32(a.mapv(i32::from)),
+        Tensor::Bool(a) => Value::Bool(a.clone()),
+    }
+}
+
+/// A CPU value as a tensor of `dtype`.
+pub fn value_to_tensor(v: Value, dtype: ElementType) -> std::result::Result<Tensor, String> {
+    Ok(match (v, dtype) {
+        (Value::F32(a), ElementType::F32) => Tensor::F32(a),
+        (Value::F32(a), ElementType::F16) => Tensor::F16(a.mapv(f16::from_f32)),
+        (Value::I32(a), ElementType::I32) => Tensor::I32(a),
+        (Value::Bool(a), ElementType::Bool) => Tensor::Bool(a),
+        (Value::I32(a), ElementType::I8) => Tensor::I8(a.mapv(|v| v as i8)),
+        (Value::I32(a), ElementType::U8) => Tensor::U8(a.mapv(|v| v as u8)),
+        (Value::F32(a), ElementType::I32) => Tensor::I32(a.mapv(|v| v as i32)),
+        (Value::I32(a), ElementType::F32) => Tensor::F32(a.mapv(|v| v as f32)),
+        (Value::I32(a), ElementType::F16) => Tensor::F16(a.mapv(|v| f16::from_f32(v as f32))),
+        (Value::Bool(a), t) => Tensor::Bool(a).cast(t),
+        (v, t) => return Err(format!("cannot convert {} to {t}", v.describe())),
+    })
+}
+
+/// A state tensor as a CPU value, checked against its declared type.
+pub fn state_value(t: &Tensor) -> Value {
+    tensor_to_value(t)
+}
+
+impl ModelInstance for CpuModel {
+    fn function(&self) -> &str {
+        &self.plan.function
+    }
+    fn inputs(&self) -> &[FeatureSpec] {
+        &self.inputs
+    }
+    fn outputs(&self) -> &[FeatureSpec] {
+        &self.outputs
+    }
+    fn states(&self) -> &[FeatureSpec] {
+        &self.states
+    }
+    fn predict(&self, inputs: &NamedTensors) -> Result<NamedTensors> {
+        self.run(inputs, None)
+    }
+    fn predict_with_state(&self, inputs: &NamedTensors, state: &mut State) -> Result<NamedTensors> {
+        self.run(inputs, Some(state))
+    }
+    fn peak_activation_bytes(&self) -> Option<usize> {
+        self.peak.lock().ok().and_then(|p| *p)
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn f<T: Send + Sync>() {}
+    f::<CpuModel>();
+    let _ = ArrayD::<f32>::zeros(ndarray::IxDyn(&[]));
+}

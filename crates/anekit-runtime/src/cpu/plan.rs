@@ -1,0 +1,599 @@
+//! Compilation of a MIL function into an execution plan.
+//!
+//! - `const` ops become constants; `constexpr_*` ops are decompressed once, here.
+//! - Every other op gets a kernel; an op whose arguments are all constants (shape
+//!   arithmetic, ...) is run once here and becomes a constant too (constant folding).
+//! - Values live in numbered slots; each step lists the slots to free after it, computed
+//!   from the last use of every value, so activation memory is released as soon as nothing
+//!   needs it (the executor reuses the freed buffers, see [`super::exec`]).
+//! - Nested blocks (`cond`, `while_loop` bodies) compile to [`SubPlan`]s; values they use
+//!   from the enclosing scope are passed in as captures.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anekit_mil::Opset;
+use anekit_mil::program::{Binding, Block, Function, Operation};
+use anekit_mil::types::{DataType, TensorType, ValueType};
+use anekit_mil::value::Value as MilValue;
+
+use super::constexpr;
+use super::kernels::{self, Args, Kernel, OpCtx, RunCtx};
+use super::value::Value;
+use crate::engine::Precision;
+
+/// Op types the compiler handles itself (no kernel).
+pub const PLAN_OPS: &[&str] = &[
+    "const",
+    "constexpr_affine_dequantize",
+    "constexpr_blockwise_shift_scale",
+    "constexpr_cast",
+    "constexpr_lut_to_dense",
+    "constexpr_lut_to_sparse",
+    "constexpr_sparse_blockwise_shift_scale",
+    "constexpr_sparse_to_dense",
+];
+
+/// Ops never folded at load (their result depends on more than their arguments).
+const NO_FOLD: &[&str] = &[
+    "read_state",
+    "write_state",
+    "random_bernoulli",
+    "random_categorical",
+    "random_normal",
+    "random_uniform",
+];
+
+/// Where an argument comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Src {
+    /// A slot of the running (sub-)plan.
+    Slot(usize),
+    /// A constant of the plan.
+    Const(usize),
+}
+
+/// One op to run.
+pub struct Step {
+    /// The op's name (for messages).
+    pub op_name: String,
+    /// The op's type.
+    pub op_type: String,
+    /// The kernel.
+    pub kernel: Box<dyn Kernel>,
+    /// Parameter → sources (captures of nested blocks appear as `capture:<name>`).
+    pub params: Vec<(String, Vec<Src>)>,
+    /// Output slots with their declared element types.
+    pub outputs: Vec<(usize, Option<DataType>)>,
+    /// Slots whose values are dead after this step.
+    pub frees: Vec<usize>,
+}
+
+/// A compiled block.
+#[derive(Default)]
+pub struct SubPlan {
+    /// Slots of the block's inputs (function inputs, or loop variables).
+    pub inputs: Vec<usize>,
+    /// Values from the enclosing scope: (name there, slot here).
+    pub captures: Vec<(String, usize)>,
+    /// Steps in order.
+    pub steps: Vec<Step>,
+    /// The block's outputs.
+    pub outputs: Vec<Src>,
+    /// Number of slots.
+    pub num_slots: usize,
+    /// Declared byte size of each slot's value, where the type has a fixed shape.
+    pub slot_bytes: Vec<Option<usize>>,
+}
+
+impl SubPlan {
+    /// Statically planned activation memory: the most bytes live at once (values of fixed
+    /// size only), and the sum over all values — what the plan would hold without freeing.
+    pub fn planned_memory(&self) -> (usize, usize) {
+        let size = |s: usize| self.slot_bytes.get(s).copied().flatten().unwrap_or(0);
+        let mut live: usize = self
+            .inputs
+            .iter()
+            .chain(self.captures.iter().map(|c| &c.1))
+            .map(|&s| size(s))
+            .sum();
+        let mut total = live;
+        let mut peak = live;
+        for step in &self.steps {
+            let out: usize = step.outputs.iter().map(|&(s, _)| size(s)).sum();
+            live += out;
+            total += out;
+            peak = peak.max(live);
+            live -= step.frees.iter().map(|&s| size(s)).sum::<usize>().min(live);
+        }
+        (peak, total)
+    }
+}
+
+/// A compiled function.
+pub struct Plan {
+    /// The function's name.
+    pub function: String,
+    /// The top-level block.
+    pub main: SubPlan,
+    /// Constants (weights decompressed, folded values).
+    pub consts: Vec<Value>,
+    /// Function inputs (tensor inputs and states), in order, with their types.
+    pub inputs: Vec<(String, ValueType)>,
+    /// Output names with declared types.
+    pub outputs: Vec<(String, Option<TensorType>)>,
+    /// Declared state types by name.
+    pub state_types: BTreeMap<String, TensorType>,
+    /// Number of ops folded into constants at load.
+    pub folded: usize,
+}
+
+struct Scope {
+    names: HashMap<String, Src>,
+    captures: Vec<(String, usize)>,
+    next_slot: usize,
+    slot_bytes: Vec<Option<usize>>,
+}
+
+impl Scope {
+    fn new() -> Self {
+        Scope {
+            names: HashMap::new(),
+            captures: Vec::new(),
+            next_slot: 0,
+            slot_bytes: Vec::new(),
+        }
+    }
+    fn slot(&mut self, ty: Option<&ValueType>) -> usize {
+        self.next_slot += 1;
+        self.slot_bytes.push(ty.and_then(byte_size));
+        self.next_slot - 1
+    }
+}
+
+fn byte_size(ty: &ValueType) -> Option<usize> {
+    let t = ty.as_tensor()?;
+    let n = usize::try_from(t.element_count()?).ok()?;
+    let w = match t.dtype {
+        DataType::Bool | DataType::String => 1,
+        _ => 4,
+    };
+    n.checked_mul(w)
+}
+
+struct Compiler {
+    consts: Vec<Value>,
+    opset: Opset,
+    types: BTreeMap<String, ValueType>,
+    /// Scopes, innermost last.
+    scopes: Vec<Scope>,
+    folded: usize,
+}
+
+/// Compile `function` (named `name`) for the CPU backend.
+pub fn compile(name: &str, function: &Function) -> Result<Plan, crate::RuntimeError> {
+    let block = function.block().ok_or_else(|| {
+        crate::RuntimeError::Load(format!(
+            "function {name:?} has no block for its opset {:?}",
+            function.opset
+        ))
+    })?;
+    let opset = function.known_opset().unwrap_or(Opset::Ios18);
+    let mut c = Compiler {
+        consts: Vec::new(),
+        opset,
+        types: BTreeMap::new(),
+        scopes: vec![Scope::new()],
+        folded: 0,
+    };
+    let mut inputs = Vec::new();
+    let mut input_slots = Vec::new();
+    let mut state_types = BTreeMap::new();
+    for i in &function.inputs {
+        let slot = c.scope().slot(Some(&i.ty));
+        c.scope().names.insert(i.name.clone(), Src::Slot(slot));
+        c.types.insert(i.name.clone(), i.ty.clone());
+        if let ValueType::State(inner) = &i.ty {
+            if let Some(t) = inner.as_tensor() {
+                state_types.insert(i.name.clone(), t.clone());
+            }
+        }
+        inputs.push((i.name.clone(), i.ty.clone()));
+        input_slots.push(slot);
+    }
+    let main = c.block(block, input_slots)?;
+    let outputs = block
+        .outputs
+        .iter()
+        .map(|o| {
+            (
+                o.clone(),
+                c.types.get(o).and_then(|t| t.as_tensor()).cloned(),
+            )
+        })
+        .collect();
+    tracing::debug!(
+        function = name,
+        steps = main.steps.len(),
+        consts = c.consts.len(),
+        folded = c.folded,
+        "compiled"
+    );
+    Ok(Plan {
+        function: name.to_string(),
+        main,
+        consts: c.consts,
+        inputs,
+        outputs,
+        state_types,
+        folded: c.folded,
+    })
+}
+
+fn op_err(op: &Operation, message: impl Into<String>) -> crate::RuntimeError {
+    crate::RuntimeError::Op {
+        op: op.display_name().to_string(),
+        op_type: op.op_type.clone(),
+        message: message.into(),
+    }
+}
+
+impl Compiler {
+    fn scope(&mut self) -> &mut Scope {
+        // There is always at least the function scope.
+        let n = self.scopes.len();
+        &mut self.scopes[n - 1]
+    }
+
+    /// Resolve a name, capturing it from enclosing scopes if needed.
+    fn lookup(&mut self, name: &str) -> Option<Src> {
+        let depth = self
+            .scopes
+            .iter()
+            .rposition(|s| s.names.contains_key(name))?;
+        let mut src = *self.scopes[depth].names.get(name)?;
+        for d in depth + 1..self.scopes.len() {
+            if let Src::Slot(_) = src {
+                let ty = self.types.get(name).cloned();
+                let scope = &mut self.scopes[d];
+                let slot = scope.slot(ty.as_ref());
+                scope.captures.push((name.to_string(), slot));
+                scope.names.insert(name.to_string(), Src::Slot(slot));
+                src = Src::Slot(slot);
+            }
+        }
+        Some(src)
+    }
+
+    fn push_const(&mut self, v: Value) -> Src {
+        self.consts.push(v);
+        Src::Const(self.consts.len() - 1)
+    }
+
+    fn block(&mut self, block: &Block, inputs: Vec<usize>) -> Result<SubPlan, crate::RuntimeError> {
+        let mut steps = Vec::new();
+        for op in &block.operations {
+            self.op(op, &mut steps)?;
+        }
+        let outputs = block
+            .outputs
+            .iter()
+            .map(|o| {
+                self.lookup(o).ok_or_else(|| {
+                    crate::RuntimeError::Load(format!("block output {o:?} is not defined"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let scope = self.scope();
+        let mut plan = SubPlan {
+            inputs,
+            captures: std::mem::take(&mut scope.captures),
+            steps,
+            outputs,
+            num_slots: scope.next_slot,
+            slot_bytes: std::mem::take(&mut scope.slot_bytes),
+        };
+        compute_frees(&mut plan);
+        Ok(plan)
+    }
+
+    fn define(&mut self, op: &Operation, i: usize, src: Src) -> Result<(), crate::RuntimeError> {
+        let out = op.outputs.get(i).ok_or_else(|| {
+            op_err(
+                op,
+                format!(
+                    "produces more than its {} declared outputs",
+                    op.outputs.len()
+                ),
+            )
+        })?;
+        self.types.insert(out.name.clone(), out.ty.clone());
+        self.scope().names.insert(out.name.clone(), src);
+        Ok(())
+    }
+
+    fn op(&mut self, op: &Operation, steps: &mut Vec<Step>) -> Result<(), crate::RuntimeError> {
+        if op.op_type == "const" {
+            let v = op
+                .attributes
+                .get("val")
+                .ok_or_else(|| op_err(op, "const without a val attribute"))?;
+            let value = Value::from_mil(v).map_err(|m| op_err(op, m))?;
+            let src = self.push_const(value);
+            return self.define(op, 0, src);
+        }
+        if op.op_type.starts_with("constexpr_") {
+            return self.constexpr(op);
+        }
+        // Arguments.
+        let mut params: Vec<(String, Vec<Src>)> = Vec::new();
+        for (param, arg) in &op.inputs {
+            let mut srcs = Vec::new();
+            for b in &arg.0 {
+                srcs.push(match b {
+                    Binding::Name(n) => self.lookup(n).ok_or_else(|| {
+                        op_err(
+                            op,
+                            format!(
+                                "input {param:?} refers to {n:?}, which is not defined before it"
+                            ),
+                        )
+                    })?,
+                    Binding::Value(v) => {
+                        let value = Value::from_mil(v)
+                            .map_err(|m| op_err(op, format!("input {param:?}: {m}")))?;
+                        self.push_const(value)
+                    }
+                });
+            }
+            params.push((param.clone(), srcs));
+        }
+        // Nested blocks compile first; the kernel takes them from the context.
+        let mut subplans = Vec::new();
+        for b in &op.blocks {
+            self.scopes.push(Scope::new());
+            let mut ins = Vec::new();
+            for i in &b.inputs {
+                let slot = self.scope().slot(Some(&i.ty));
+                self.scope().names.insert(i.name.clone(), Src::Slot(slot));
+                self.types.insert(i.name.clone(), i.ty.clone());
+                ins.push(slot);
+            }
+            let sp = self.block(b, ins);
+            self.scopes.pop();
+            subplans.push(sp?);
+        }
+        // Values the nested blocks capture from this scope become arguments of the op.
+        for sp in &subplans {
+            for (name, _) in &sp.captures {
+                let key = format!("capture:{name}");
+                if !params.iter().any(|(p, _)| *p == key) {
+                    let src = self.lookup(name).ok_or_else(|| {
+                        op_err(op, format!("nested block uses undefined {name:?}"))
+                    })?;
+                    params.push((key, vec![src]));
+                }
+            }
+        }
+        let mut pending = subplans.into_iter().map(Some).collect::<Vec<_>>();
+        let mut take = |b: &Block| -> Result<SubPlan, String> {
+            let i = op
+                .blocks
+                .iter()
+                .position(|x| std::ptr::eq(x, b))
+                .ok_or("not a block of this op")?;
+            pending
+                .get_mut(i)
+                .and_then(Option::take)
+                .ok_or_else(|| "block already taken".to_string())
+        };
+        let kernel = {
+            let mut ctx = OpCtx {
+                op,
+                opset: self.opset,
+                params: &params,
+                consts: &self.consts,
+                types: &self.types,
+                nested: &mut take,
+            };
+            kernels::build(&mut ctx).map_err(|m| crate::RuntimeError::Unsupported {
+                op: op.display_name().to_string(),
+                op_type: op.op_type.clone(),
+                message: m,
+            })?
+        };
+        let all_const = params
+            .iter()
+            .all(|(_, s)| s.iter().all(|s| matches!(s, Src::Const(_))));
+        if all_const && op.blocks.is_empty() && !NO_FOLD.contains(&op.op_type.as_str()) {
+            let outs = {
+                let args = Args {
+                    params: &params,
+                    slots: &[],
+                    consts: &self.consts,
+                };
+                let state_types = BTreeMap::new();
+                let mut rctx = RunCtx {
+                    precision: Precision::Fp32,
+                    state: None,
+                    consts: &self.consts,
+                    state_types: &state_types,
+                };
+                kernel.run(&args, &mut rctx).map_err(|m| op_err(op, m))?
+            };
+            if outs.len() != op.outputs.len() {
+                return Err(op_err(
+                    op,
+                    format!(
+                        "kernel returned {} values for {} outputs",
+                        outs.len(),
+                        op.outputs.len()
+                    ),
+                ));
+            }
+            for (i, v) in outs.into_iter().enumerate() {
+                let v = round_if_fp16(
+                    v,
+                    op.outputs
+                        .get(i)
+                        .and_then(|o| o.ty.as_tensor())
+                        .map(|t| t.dtype),
+                );
+                let src = self.push_const(v);
+                self.define(op, i, src)?;
+            }
+            self.folded += 1;
+            return Ok(());
+        }
+        let mut outputs = Vec::new();
+        for (i, o) in op.outputs.iter().enumerate() {
+            let slot = self.scope().slot(Some(&o.ty));
+            self.define(op, i, Src::Slot(slot))?;
+            outputs.push((slot, o.ty.as_tensor().map(|t| t.dtype)));
+        }
+        steps.push(Step {
+            op_name: op.display_name().to_string(),
+            op_type: op.op_type.clone(),
+            kernel,
+            params,
+            outputs,
+            frees: Vec::new(),
+        });
+        Ok(())
+    }
+
+    fn constexpr(&mut self, op: &Operation) -> Result<(), crate::RuntimeError> {
+        // Parameters: iOS16/17 as attributes, iOS18 as inputs (literal or another
+        // constexpr's output).
+        let mut values: BTreeMap<String, (Value, DataType)> = BTreeMap::new();
+        for (k, v) in &op.attributes {
+            if k == "name" {
+                continue;
+            }
+            values.insert(
+                k.clone(),
+                (
+                    Value::from_mil(v).map_err(|m| op_err(op, format!("{k}: {m}")))?,
+                    mil_dtype(v),
+                ),
+            );
+        }
+        for (k, arg) in &op.inputs {
+            let b = arg
+                .0
+                .first()
+                .ok_or_else(|| op_err(op, format!("{k}: no binding")))?;
+            let entry = match b {
+                Binding::Value(v) => (
+                    Value::from_mil(v).map_err(|m| op_err(op, format!("{k}: {m}")))?,
+                    mil_dtype(v),
+                ),
+                Binding::Name(n) => {
+                    let src = self
+                        .lookup(n)
+                        .ok_or_else(|| op_err(op, format!("{k} refers to undefined {n:?}")))?;
+                    let Src::Const(i) = src else {
+                        return Err(op_err(
+                            op,
+                            format!("{k} must be a constant, but {n:?} is computed at run time"),
+                        ));
+                    };
+                    let dt = self
+                        .types
+                        .get(n)
+                        .and_then(|t| t.as_tensor())
+                        .map(|t| t.dtype)
+                        .unwrap_or(DataType::Fp32);
+                    (
+                        self.consts
+                            .get(i)
+                            .cloned()
+                            .ok_or_else(|| op_err(op, "bad constant"))?,
+                        dt,
+                    )
+                }
+            };
+            values.insert(k.clone(), entry);
+        }
+        struct P<'a>(&'a BTreeMap<String, (Value, DataType)>);
+        impl constexpr::Params for P<'_> {
+            fn get(&self, name: &str) -> Option<constexpr::Param<'_>> {
+                self.0.get(name).map(|(value, dtype)| constexpr::Param {
+                    value,
+                    dtype: *dtype,
+                })
+            }
+        }
+        let outputs: Vec<(DataType, Vec<usize>)> = op
+            .outputs
+            .iter()
+            .map(|o| {
+                let t = o.ty.as_tensor();
+                let shape = t
+                    .and_then(TensorType::fixed_shape)
+                    .map(|s| s.iter().map(|&d| d as usize).collect())
+                    .unwrap_or_default();
+                (t.map_or(DataType::Fp32, |t| t.dtype), shape)
+            })
+            .collect();
+        let vals =
+            constexpr::decompress(&op.op_type, &P(&values), &outputs).map_err(|m| op_err(op, m))?;
+        for (i, v) in vals.into_iter().enumerate() {
+            if let (Some((_, shape)), false) = (outputs.get(i), i >= op.outputs.len()) {
+                if !shape.is_empty() && v.shape() != shape.as_slice() && i == 0 {
+                    return Err(op_err(
+                        op,
+                        format!("decompressed to shape {:?}, declared {shape:?}", v.shape()),
+                    ));
+                }
+            }
+            let src = self.push_const(v);
+            self.define(op, i, src)?;
+        }
+        Ok(())
+    }
+}
+
+fn mil_dtype(v: &MilValue) -> DataType {
+    v.tensor_type().map_or(DataType::Fp32, |t| t.dtype)
+}
+
+/// Round an f32 value to fp16 when its declared type is fp16.
+pub fn round_if_fp16(v: Value, dtype: Option<DataType>) -> Value {
+    match (v, dtype) {
+        (Value::F32(a), Some(DataType::Fp16)) => {
+            Value::F32(a.mapv(|x| half::f16::from_f32(x).to_f32()))
+        }
+        (v, _) => v,
+    }
+}
+
+/// Fill every step's `frees`: a slot dies after its last use (block outputs never die).
+fn compute_frees(plan: &mut SubPlan) {
+    let mut last: HashMap<usize, usize> = HashMap::new();
+    for (i, step) in plan.steps.iter().enumerate() {
+        for (_, srcs) in &step.params {
+            for s in srcs {
+                if let Src::Slot(slot) = s {
+                    last.insert(*slot, i);
+                }
+            }
+        }
+        // An output nobody reads dies right after the step that made it.
+        for &(slot, _) in &step.outputs {
+            last.entry(slot).or_insert(i);
+        }
+    }
+    for o in &plan.outputs {
+        if let Src::Slot(s) = o {
+            last.remove(s);
+        }
+    }
+    for (slot, i) in last {
+        if let Some(step) = plan.steps.get_mut(i) {
+            step.frees.push(slot);
+        }
+    }
+    for s in &mut plan.steps {
+        s.frees.sort_unstable();
+    }
+}
