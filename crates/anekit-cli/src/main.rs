@@ -3,6 +3,7 @@
 mod bundled;
 mod inspect;
 mod output;
+mod top;
 
 use std::path::PathBuf;
 
@@ -28,6 +29,9 @@ enum Command {
     /// Show what a model contains: format, version, functions, inputs, outputs, states,
     /// metadata, op histogram, parameters and compression.
     Inspect(inspect::Args),
+    /// Live hardware metrics: power, utilisation, memory and temperatures per unit (CPU,
+    /// GPUs, ANE), as a terminal view, JSON lines (--json) or a Prometheus endpoint (--serve).
+    Top(top::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -35,6 +39,7 @@ fn main() -> std::process::ExitCode {
     init_logging(cli.verbose);
     let result: Result<()> = match cli.command {
         Command::Inspect(args) => inspect::run(&args),
+        Command::Top(args) => top::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
