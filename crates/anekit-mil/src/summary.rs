@@ -247,11 +247,11 @@ impl ModelSummary {
 
 fn default_function(model: &Model) -> Option<String> {
     let p = model.program.as_ref()?;
-    if let Some(d) = model.description() {
-        if !d.default_function_name.is_empty() && p.functions.contains_key(&d.default_function_name)
-        {
-            return Some(d.default_function_name.clone());
-        }
+    if let Some(d) = model.description()
+        && !d.default_function_name.is_empty()
+        && p.functions.contains_key(&d.default_function_name)
+    {
+        return Some(d.default_function_name.clone());
     }
     p.main_function().map(|(n, _)| n.to_string())
 }
@@ -552,10 +552,9 @@ fn parameter_summary(p: &Program) -> (ParameterSummary, BTreeMap<String, usize>)
                     placement: crate::value::Placement::Blob { source: Some(r) },
                     ..
                 }) = v.tensor_data()
+                    && !seen_blobs.insert((r.file.clone(), r.offset))
                 {
-                    if !seen_blobs.insert((r.file.clone(), r.offset)) {
-                        return;
-                    }
+                    return;
                 }
                 *s.bytes_by_dtype
                     .entry(t.dtype.name().to_string())
@@ -609,10 +608,10 @@ fn parameter_summary(p: &Program) -> (ParameterSummary, BTreeMap<String, usize>)
                                         _ => None,
                                     }
                                 });
-                                if let Some(key) = shared {
-                                    if !seen_params.insert((key.0, key.1.to_string())) {
-                                        continue;
-                                    }
+                                if let Some(key) = shared
+                                    && !seen_params.insert((key.0, key.1.to_string()))
+                                {
+                                    continue;
                                 }
                                 s.count += t.element_count().unwrap_or(0);
                             }

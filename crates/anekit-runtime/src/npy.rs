@@ -379,12 +379,6 @@ mod tests {
         assert_eq!(t, Tensor::i32(&[2, 2], vec![1, 3, 2, 4]).unwrap());
     }
 
-    /// `bytes` with the first `from` replaced by `to` (same length keeps the layout).
-    fn replace(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
-        let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
-        [&bytes[..at], to, &bytes[at + from.len()..]].concat()
-    }
-
     /// A version 1.0 file with `header` (unpadded) and `data`.
     fn with_header(header: &str, data: &[u8]) -> Vec<u8> {
         let mut b = b"\x93NUMPY\x01\x00".to_vec();

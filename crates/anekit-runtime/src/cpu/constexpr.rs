@@ -330,11 +330,10 @@ fn shift_scale(
     }
     let sv = floats(scale)?;
     let ov = offset.map(floats).transpose()?;
-    if let (Some(o), Some(op)) = (&ov, offset) {
-        if dims(op) != sshape || o.len() != sv.len() {
+    if let (Some(o), Some(op)) = (&ov, offset)
+        && (dims(op) != sshape || o.len() != sv.len()) {
             return Err("offset must have the scale's shape".into());
         }
-    }
     let fp16 = scale.dtype == DataType::Fp16;
     let r = |v: f32| if fp16 { round16(v) } else { v };
     let dstr = strides(shape);
@@ -402,7 +401,7 @@ fn lut_to_dense(
     let lv = floats(lut)?;
     let mut group = Vec::with_capacity(k);
     for d in 0..k {
-        if lshape[d] == 0 || ishape[d] % lshape[d] != 0 {
+        if lshape[d] == 0 || !ishape[d].is_multiple_of(lshape[d]) {
             return Err(format!(
                 "indices dimension {d} ({}) is not a multiple of the LUT's ({})",
                 ishape[d], lshape[d]

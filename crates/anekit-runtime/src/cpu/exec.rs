@@ -130,8 +130,8 @@ fn args_max(step: &super::plan::Step, slots: &[Option<Value>], consts: &[Value])
 }
 
 fn check_finite(v: &Value, step: &super::plan::Step, max_input: &f32) -> Result<(), RuntimeError> {
-    if let Value::F32(a) = v {
-        if let Some(bad) = a.iter().find(|x| !x.is_finite()) {
+    if let Value::F32(a) = v
+        && let Some(bad) = a.iter().find(|x| !x.is_finite()) {
             return Err(RuntimeError::NonFinite {
                 op: step.op_name.clone(),
                 op_type: step.op_type.clone(),
@@ -140,6 +140,5 @@ fn check_finite(v: &Value, step: &super::plan::Step, max_input: &f32) -> Result<
                 max_input: *max_input,
             });
         }
-    }
     Ok(())
 }

@@ -210,7 +210,7 @@ impl CpuModel {
         self.threads
     }
 
-    fn run(&self, inputs: &NamedTensors, mut state: Option<&mut State>) -> Result<NamedTensors> {
+    fn run(&self, inputs: &NamedTensors, state: Option<&mut State>) -> Result<NamedTensors> {
         let mut args = Vec::with_capacity(self.plan.inputs.len());
         for (name, ty) in &self.plan.inputs {
             args.push(match ty {
@@ -233,7 +233,7 @@ impl CpuModel {
         let outs = self.pool.install(|| {
             let mut ctx = RunCtx {
                 precision: self.precision,
-                state: state.as_deref_mut(),
+                state,
                 consts: &self.plan.consts,
                 state_types: &self.plan.state_types,
             };

@@ -94,7 +94,7 @@ fn bin_gen<A: Clone + Sync, B: Clone + Sync, O: Send>(
     let shape = broadcast_shape(a.shape(), b.shape())?;
     let av = a.broadcast(IxDyn(&shape)).ok_or("broadcast failed")?;
     let bv = b.broadcast(IxDyn(&shape)).ok_or("broadcast failed")?;
-    Ok(Zip::from(&av).and(&bv).map_collect(|x, y| f(x, y)))
+    Ok(Zip::from(&av).and(&bv).map_collect(f))
 }
 
 fn floor_div_i(x: i32, y: i32) -> i32 {
