@@ -72,3 +72,17 @@ pub fn path() -> Result<PathBuf> {
     tracing::debug!(path = %dest.display(), "wrote the bundled model");
     Ok(dest)
 }
+
+/// Sample inputs of the bundled model (the fixture's recorded token ids).
+const SAMPLE_INPUTS: &[(&str, &[u8])] = &[(
+    "input_ids",
+    include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/data/decoder_sdpa/inputs/input_ids.npy")),
+)];
+
+/// The bundled model's sample inputs.
+pub fn sample_inputs() -> Result<anekit_runtime::NamedTensors> {
+    SAMPLE_INPUTS
+        .iter()
+        .map(|(name, bytes)| Ok((name.to_string(), anekit_runtime::npy::parse(bytes, name)?)))
+        .collect()
+}

@@ -1,8 +1,11 @@
 //! `anekit`: inspect, analyze, compress and run Core ML models, on any OS.
 
+mod bench;
 mod bundled;
+mod inputs;
 mod inspect;
 mod output;
+mod run;
 mod top;
 
 use std::path::PathBuf;
@@ -29,6 +32,14 @@ enum Command {
     /// Show what a model contains: format, version, functions, inputs, outputs, states,
     /// metadata, op histogram, parameters and compression.
     Inspect(inspect::Args),
+    /// Run a model on the CPU backend (or Core ML on a Mac) and summarise its outputs.
+    ///
+    /// Inputs come from .npy files (--input NAME=FILE.npy) or are random (--random); outputs
+    /// can be written as .npy files (--output-dir). With --precision fp16 every fp16-typed op
+    /// rounds to fp16 as the Neural Engine does, and the first op that overflows is named.
+    Run(run::Args),
+    /// Measure prediction latency (median and p90 after warm-up), peak memory and threads.
+    Bench(bench::Args),
     /// Live hardware metrics: power, utilisation, memory and temperatures per unit (CPU,
     /// GPUs, ANE), as a terminal view, JSON lines (--json) or a Prometheus endpoint (--serve).
     Top(top::Args),
@@ -39,6 +50,8 @@ fn main() -> std::process::ExitCode {
     init_logging(cli.verbose);
     let result: Result<()> = match cli.command {
         Command::Inspect(args) => inspect::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Top(args) => top::run(&args),
     };
     match result {

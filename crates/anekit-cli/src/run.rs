@@ -1,0 +1,229 @@
+//! `anekit run`: one prediction, with a summary of each output and the time it took.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anekit_mil::model::Model;
+use anekit_runtime::{ComputeUnits, Engine, LoadOptions, LoadedModel, Precision};
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::inputs::{InputArg, describe, gather};
+
+/// Compute units, as accepted on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Units {
+    /// Any unit.
+    All,
+    /// CPU and Neural Engine.
+    CpuAndNe,
+    /// CPU and GPU.
+    CpuAndGpu,
+    /// CPU only.
+    CpuOnly,
+}
+
+impl From<Units> for ComputeUnits {
+    fn from(u: Units) -> Self {
+        match u {
+            Units::All => ComputeUnits::All,
+            Units::CpuAndNe => ComputeUnits::CpuAndNeuralEngine,
+            Units::CpuAndGpu => ComputeUnits::CpuAndGpu,
+            Units::CpuOnly => ComputeUnits::CpuOnly,
+        }
+    }
+}
+
+/// Arithmetic precision, as accepted on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PrecisionArg {
+    /// f32 arithmetic.
+    Fp32,
+    /// Round every fp16-typed op's output to fp16 as the Neural Engine does; stop at the first
+    /// op that overflows.
+    Fp16,
+}
+
+impl From<PrecisionArg> for Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::Fp32 => Precision::Fp32,
+            PrecisionArg::Fp16 => Precision::Fp16,
+        }
+    }
+}
+
+/// Options shared by `run` and `bench` for loading a model.
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// Compute units (Core ML's meaning; without Core ML everything runs on anekit's CPU backend).
+    #[arg(long, value_enum, default_value = "all")]
+    pub compute_units: Units,
+    /// Arithmetic precision of the CPU backend.
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: PrecisionArg,
+    /// The function to run (multifunction models; default: the model's default function).
+    #[arg(long)]
+    pub function: Option<String>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl LoadArgs {
+    /// Open and load `path`; returns the model and the load time.
+    pub fn load(&self, path: &std::path::Path) -> Result<(LoadedModel, f64)> {
+        let t0 = Instant::now();
+        let model = Model::open(path).with_context(|| format!("cannot read model {}", path.display()))?;
+        let options = LoadOptions {
+            compute_units: self.compute_units.into(),
+            function: self.function.clone(),
+            precision: self.precision.into(),
+            threads: self.threads,
+        };
+        let loaded = Engine::new()
+            .load(Arc::new(model), &options)
+            .with_context(|| format!("cannot load {}", path.display()))?;
+        Ok((loaded, t0.elapsed().as_secs_f64() * 1e3))
+    }
+}
+
+/// Arguments of `anekit run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The model (default: the bundled model, with its sample input).
+    model: Option<PathBuf>,
+    /// An input as NAME=FILE.npy (repeatable).
+    #[arg(long = "input", short = 'i', value_name = "NAME=FILE.npy")]
+    inputs: Vec<InputArg>,
+    /// Random values for inputs not given (floats ~ N(0, 1), integers in [0, --int-high)).
+    #[arg(long)]
+    random: bool,
+    /// Seed of --random.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Upper bound (exclusive) of random integer inputs.
+    #[arg(long, default_value_t = 10)]
+    int_high: i32,
+    /// Write each output to DIR/<output name>.npy.
+    #[arg(long, short = 'o', value_name = "DIR")]
+    output_dir: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+#[derive(Serialize)]
+struct OutputReport {
+    name: String,
+    dtype: String,
+    shape: Vec<usize>,
+    min: f32,
+    max: f32,
+    mean: f64,
+    file: Option<String>,
+}
+
+#[derive(Serialize)]
+struct RunReport<'a> {
+    model: String,
+    function: &'a str,
+    selection: &'a anekit_runtime::Selection,
+    inputs: Vec<String>,
+    load_ms: f64,
+    predict_ms: f64,
+    peak_activation_bytes: Option<usize>,
+    outputs: Vec<OutputReport>,
+}
+
+/// Run `anekit run`.
+pub fn run(args: &Args) -> Result<()> {
+    let path = crate::model_path(&args.model)?;
+    let (loaded, load_ms) = args.load.load(&path)?;
+    let sample = if args.model.is_none() { Some(crate::bundled::sample_inputs()?) } else { None };
+    let (inputs, notes) = gather(loaded.inputs(), &args.inputs, args.random, args.seed, args.int_high, sample.as_ref())?;
+    let t0 = Instant::now();
+    let outputs = if loaded.instance().states().is_empty() {
+        loaded.predict(&inputs)?
+    } else {
+        let mut state = loaded.new_state();
+        loaded.predict_with_state(&inputs, &mut state)?
+    };
+    let predict_ms = t0.elapsed().as_secs_f64() * 1e3;
+    if let Some(dir) = &args.output_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut reports = Vec::new();
+    for (name, t) in &outputs {
+        let file = match &args.output_dir {
+            Some(dir) => {
+                let p = dir.join(format!("{}.npy", sanitize(name)));
+                anekit_runtime::npy::write(&p, t)?;
+                Some(p.display().to_string())
+            }
+            None => None,
+        };
+        let f = t.to_f32();
+        let finite: Vec<f32> = f.iter().copied().filter(|v| v.is_finite()).collect();
+        reports.push(OutputReport {
+            name: name.clone(),
+            dtype: t.dtype().to_string(),
+            shape: t.shape().to_vec(),
+            min: finite.iter().copied().fold(f32::INFINITY, f32::min),
+            max: finite.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+            mean: finite.iter().map(|&v| f64::from(v)).sum::<f64>() / finite.len().max(1) as f64,
+            file,
+        });
+    }
+    let report = RunReport {
+        model: path.display().to_string(),
+        function: loaded.instance().function(),
+        selection: loaded.selection(),
+        inputs: notes,
+        load_ms,
+        predict_ms,
+        peak_activation_bytes: loaded.instance().peak_activation_bytes(),
+        outputs: reports,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!("Model     {} (function {})", report.model, report.function);
+    println!("Backend   {}", loaded.selection().backend);
+    for r in &loaded.selection().reasons {
+        println!("          {r}");
+    }
+    for n in &report.inputs {
+        println!("Input     {n}");
+    }
+    println!();
+    for (name, t) in &outputs {
+        println!("{name}  {} {:?}", t.dtype(), t.shape());
+        println!("  {}", describe(t));
+    }
+    for r in &report.outputs {
+        if let Some(f) = &r.file {
+            println!("wrote {f}");
+        }
+    }
+    println!();
+    println!(
+        "load {:.1} ms · predict {:.2} ms{}",
+        load_ms,
+        predict_ms,
+        report
+            .peak_activation_bytes
+            .map(|b| format!(" · peak activations {}", crate::output::bytes(b as u64)))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// A file name for an output name (path separators and other awkward characters replaced).
+fn sanitize(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
+}
