@@ -23,6 +23,7 @@ use crate::engine::{Precision, State};
 pub mod activation;
 pub mod elementwise;
 pub mod linalg;
+pub mod recurrent;
 pub mod util;
 
 /// A compiled op.
@@ -227,6 +228,7 @@ const FAMILIES: &[(&[&str], Builder)] = &[
     (elementwise::OPS, elementwise::build),
     (activation::OPS, activation::build),
     (linalg::OPS, linalg::build),
+    (recurrent::OPS, recurrent::build),
 ];
 
 /// Build the kernel for an op, or say why it cannot run.

@@ -35,3 +35,46 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
     }
     Ok(out)
 }
+
+/// A constant string parameter read at load time: `default` when the op does not bind it, an
+/// error when it is bound to a value computed at run time or is not a string.
+pub fn const_str(ctx: &super::OpCtx<'_>, param: &str, default: &str) -> Result<String, String> {
+    match ctx.constant(param) {
+        Some(v) => v
+            .as_str()
+            .map(str::to_string)
+            .map_err(|e| format!("{param}: {e}")),
+        None if ctx.has(param) => Err(format!("{param} must be a constant")),
+        None => Ok(default.to_string()),
+    }
+}
+
+/// A constant boolean parameter read at load time (see [`const_str`]).
+pub fn const_bool(ctx: &super::OpCtx<'_>, param: &str, default: bool) -> Result<bool, String> {
+    Ok(const_i64(ctx, param, i64::from(default))? != 0)
+}
+
+/// A constant scalar integer parameter read at load time (see [`const_str`]).
+pub fn const_i64(ctx: &super::OpCtx<'_>, param: &str, default: i64) -> Result<i64, String> {
+    match ctx.constant(param) {
+        Some(v) => match v.to_i64s().map_err(|e| format!("{param}: {e}"))?.as_slice() {
+            [x] => Ok(*x),
+            v => Err(format!("{param}: expected one integer, got {}", v.len())),
+        },
+        None if ctx.has(param) => Err(format!("{param} must be a constant")),
+        None => Ok(default),
+    }
+}
+
+/// A constant scalar float parameter read at load time (see [`const_str`]); `None` when the
+/// op does not bind it.
+pub fn const_f32_opt(ctx: &super::OpCtx<'_>, param: &str) -> Result<Option<f32>, String> {
+    match ctx.constant(param) {
+        Some(v) => match v.to_f32s().map_err(|e| format!("{param}: {e}"))?.as_slice() {
+            [x] => Ok(Some(*x)),
+            v => Err(format!("{param}: expected one number, got {}", v.len())),
+        },
+        None if ctx.has(param) => Err(format!("{param} must be a constant")),
+        None => Ok(None),
+    }
+}
