@@ -73,11 +73,12 @@ fn main() {
         total_us / 1e6 * 100.0
     );
 
+    #[cfg(target_os = "linux")]
+    nvml_queries();
+
     println!();
-    println!("real sampler at 1 Hz for {secs} s (thread + history + wake-ups):");
+    println!("real sampler at 1 Hz for {secs} s, steady state (thread + history + wake-ups):");
     let collector = anekit_metrics::system_collector(&root);
-    let cpu0 = cpu_s(ClockId::ProcessCPUTime);
-    let wall0 = Instant::now();
     let sampler = match Sampler::start(
         collector,
         SamplerConfig {
@@ -91,6 +92,9 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // Steady state: opening the sources and the first (priming) sample are not counted.
+    let cpu0 = cpu_s(ClockId::ProcessCPUTime);
+    let wall0 = Instant::now();
     std::thread::sleep(Duration::from_secs(secs));
     let samples = sampler.with_history(|h| h.len());
     sampler.stop();
@@ -106,4 +110,47 @@ fn main() {
         "target (< 0.5 %)",
         if pct < 0.5 { "met" } else { "NOT met" }
     );
+}
+
+/// CPU time of each NVML query on GPU 0 (each is a driver call), to see where the NVML
+/// source's time goes.
+#[cfg(target_os = "linux")]
+fn nvml_queries() {
+    use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
+    let Ok(nvml) = nvml_wrapper::Nvml::init() else {
+        return;
+    };
+    let Ok(d) = nvml.device_by_index(0) else {
+        return;
+    };
+    const N: usize = 100;
+    let time = |name: &str, f: &dyn Fn() -> bool| {
+        let t0 = cpu_s(ClockId::ThreadCPUTime);
+        let mut ok = true;
+        for _ in 0..N {
+            ok &= f();
+        }
+        let us = (cpu_s(ClockId::ThreadCPUTime) - t0) / N as f64 * 1e6;
+        println!(
+            "  {name:<28} {us:>10.1} µs{}",
+            if ok { "" } else { "  (failed)" }
+        );
+    };
+    println!();
+    println!("NVML queries on GPU 0 (CPU time per call, {N} calls each):");
+    time("device_by_index", &|| nvml.device_by_index(0).is_ok());
+    time("utilization_rates", &|| d.utilization_rates().is_ok());
+    time("memory_info", &|| d.memory_info().is_ok());
+    time("total_energy_consumption", &|| {
+        d.total_energy_consumption().is_ok()
+    });
+    time("power_usage", &|| d.power_usage().is_ok());
+    time("enforced_power_limit", &|| d.enforced_power_limit().is_ok());
+    time("temperature(Gpu)", &|| {
+        d.temperature(TemperatureSensor::Gpu).is_ok()
+    });
+    time("clock_info(SM)", &|| d.clock_info(Clock::SM).is_ok());
+    time("clock_info(Memory)", &|| {
+        d.clock_info(Clock::Memory).is_ok()
+    });
 }

@@ -132,14 +132,30 @@ impl Collector {
         self.sample_at(at, time)
     }
 
+    /// Samples every open source now, reading every counter (see
+    /// [`Source::sample_precise`]).
+    pub fn sample_precise(&mut self) -> Snapshot {
+        let (at, time) = Timestamp::now();
+        self.take(at, time, true)
+    }
+
     /// Samples every open source, stamping the snapshot with `at` and `time` (tests pass
     /// constructed instants to get exact intervals).
     pub fn sample_at(&mut self, at: Instant, time: Timestamp) -> Snapshot {
+        self.take(at, time, false)
+    }
+
+    fn take(&mut self, at: Instant, time: Timestamp, precise: bool) -> Snapshot {
         let mut readings = Vec::with_capacity(128);
         for entry in &mut self.entries {
             if let Entry::Open { source, last_error } = entry {
                 let before = readings.len();
-                match source.sample(at, &mut readings) {
+                let result = if precise {
+                    source.sample_precise(at, &mut readings)
+                } else {
+                    source.sample(at, &mut readings)
+                };
+                match result {
                     Ok(()) => {
                         if last_error.take().is_some() {
                             tracing::info!(source = source.name(), "metric source recovered");

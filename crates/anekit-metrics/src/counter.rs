@@ -49,6 +49,8 @@ pub struct EnergyUpdate {
     /// Mean power since the previous reading, watts; `None` on the first reading, after a
     /// reset, or when no time has passed.
     pub power_w: Option<f64>,
+    /// When the previous reading was taken (the start of the interval `power_w` covers).
+    pub since: Option<Instant>,
 }
 
 impl EnergyCounter {
@@ -65,6 +67,7 @@ impl EnergyCounter {
     /// Feeds the raw counter value read at `at`.
     pub fn update(&mut self, raw: u64, at: Instant) -> EnergyUpdate {
         let mut power_w = None;
+        let since = self.prev.map(|p| p.1);
         if let Some((prev_raw, prev_at)) = self.prev {
             let dt = at.saturating_duration_since(prev_at).as_secs_f64();
             if let Some(d) = delta(prev_raw, raw, self.wrap) {
@@ -79,6 +82,7 @@ impl EnergyCounter {
         EnergyUpdate {
             total_j: self.total_j,
             power_w,
+            since,
         }
     }
 }
@@ -110,6 +114,7 @@ mod tests {
         let mut c = EnergyCounter::new(Wrap::At(max), 1e-6);
         let first = c.update(max - 10_000_000, t0);
         assert_eq!(first.power_w, None);
+        assert_eq!(first.since, None);
         assert_eq!(first.total_j, 0.0);
         // 10 J to the top, 1 µJ to zero, then 5 J: 15.000001 J over 0.5 s.
         let second = c.update(5_000_000, t0 + Duration::from_millis(500));

@@ -6,8 +6,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::span::{PowerInterval, Span, SpanEnergy, attribute};
-use crate::{Collector, Error, History, Snapshot, SpanRecorder};
+use crate::span::{ComponentEnergy, PowerInterval, Span, SpanEnergy, attribute};
+use crate::{Collector, Error, History, Metric, Snapshot, SpanRecorder};
 
 /// How a [`Sampler`] runs.
 #[derive(Debug, Clone, Copy)]
@@ -43,8 +43,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     /// Samples, records in the history, attributes spans and notifies subscribers.
-    fn sample(&self) -> Arc<Snapshot> {
-        let snap = Arc::new(lock(&self.collector).sample());
+    fn sample(&self, precise: bool) -> Arc<Snapshot> {
+        let snap = {
+            let mut c = lock(&self.collector);
+            Arc::new(if precise {
+                c.sample_precise()
+            } else {
+                c.sample()
+            })
+        };
         let intervals: Vec<PowerInterval> = {
             let mut h = lock(&self.history);
             h.push(Arc::clone(&snap));
@@ -95,7 +102,7 @@ impl Sampler {
             stop: Mutex::new(false),
             wake: Condvar::new(),
         });
-        shared.sample();
+        shared.sample(false);
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("anekit-sampler".into())
@@ -137,15 +144,19 @@ impl Sampler {
         self.shared.spans.clone()
     }
 
-    /// Takes a sample now, outside the schedule, and returns it.
+    /// Takes a sample now, outside the schedule, reading every counter
+    /// ([`crate::Source::sample_precise`]), and returns it.
     pub fn sample_now(&self) -> Arc<Snapshot> {
-        self.shared.sample()
+        self.shared.sample(true)
     }
 
     /// Runs `f` between two on-demand samples and returns its result with the energy and
-    /// mean power attributed to it. Counter-based sources (RAPL, NVML energy, IOReport
-    /// Energy Model) then give the energy of exactly this span; a benchmark runs its whole
-    /// loop inside one `measure` and divides by the iteration count.
+    /// mean power attributed to it. Where a component has an energy counter (RAPL, NVML,
+    /// IOReport Energy Model), its energy is the counter's increase between the two samples,
+    /// scaled from the sampled window to the span (the window exceeds the span only by the
+    /// time the samples themselves take); other components get the mean of their power
+    /// readings over the span. A benchmark runs its whole loop inside one `measure` and
+    /// divides by the iteration count.
     pub fn measure<R>(
         &self,
         model: impl Into<String>,
@@ -172,7 +183,36 @@ impl Sampler {
         });
         // The samples bracket the work, so the intervals cover [before, after] ⊇ [start, end];
         // the little time outside the span is not counted.
-        (r, attribute(&span, &intervals))
+        let mut e = attribute(&span, &intervals);
+        let window = after.at.saturating_duration_since(before.at).as_secs_f64();
+        if window > 0.0 {
+            for r1 in after.of(Metric::Energy) {
+                let Some(r0) = before
+                    .of(Metric::Energy)
+                    .find(|r0| r0.component == r1.component && r0.labels == r1.labels)
+                else {
+                    continue;
+                };
+                let joules = r1.value - r0.value;
+                if !(joules >= 0.0 && joules.is_finite()) {
+                    continue;
+                }
+                let mean_power_w = joules / window;
+                let c = ComponentEnergy {
+                    component: r1.component.clone(),
+                    energy_j: mean_power_w * e.duration_s,
+                    mean_power_w,
+                };
+                match e.components.iter_mut().find(|x| x.component == c.component) {
+                    Some(x) => *x = c,
+                    None => e.components.push(c),
+                }
+            }
+            if !e.components.is_empty() {
+                e.coverage = 1.0;
+            }
+        }
+        (r, e)
     }
 
     /// Stops the thread and waits for it.
@@ -217,7 +257,7 @@ fn run(shared: &Shared, interval: Duration) {
                     .0;
             }
         }
-        shared.sample();
+        shared.sample(false);
         next += interval;
         let now = Instant::now();
         if next <= now {
@@ -288,6 +328,45 @@ mod tests {
         assert!((c.energy_j - 1000.0 * e.duration_s).abs() < 1e-6);
         assert!(e.duration_s >= 0.02);
         s.stop();
+    }
+
+    /// A source whose energy counter (1000 W) is read only on precise samples, as NVML's
+    /// is most of the time; between, it reports a wrong instantaneous power (1 W).
+    struct Lazy(Kilowatt);
+
+    impl Source for Lazy {
+        fn name(&self) -> &str {
+            "lazy"
+        }
+        fn sample(&mut self, _at: Instant, out: &mut Vec<Reading>) -> Result<(), Error> {
+            out.push(Reading::new(Metric::Power, "heater", 1.0));
+            Ok(())
+        }
+        fn sample_precise(&mut self, at: Instant, out: &mut Vec<Reading>) -> Result<(), Error> {
+            self.0.sample(at, out)
+        }
+    }
+
+    #[test]
+    fn measure_uses_counters_read_at_both_ends() {
+        let mut c = Collector::new();
+        c.add(Lazy(Kilowatt {
+            first: None,
+            counter: crate::counter::EnergyCounter::new(crate::counter::Wrap::Never, 1e-6),
+        }));
+        // Periodic samples every 10 ms fall inside the measured work and carry 1 W.
+        let s = Sampler::start(
+            c,
+            SamplerConfig {
+                interval: Duration::from_millis(10),
+                history: 1000,
+            },
+        )
+        .unwrap();
+        let ((), e) = s.measure("m", "cpu", || std::thread::sleep(Duration::from_millis(50)));
+        let c = &e.components[0];
+        assert!((c.mean_power_w - 1000.0).abs() < 1e-6, "{c:?}");
+        assert_eq!(e.coverage, 1.0);
     }
 
     #[test]

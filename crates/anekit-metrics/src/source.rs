@@ -20,6 +20,14 @@ pub trait Source: Send {
     /// Takes one sample at `at` (the instant the collector stamps the snapshot with) and
     /// appends the readings to `out`.
     fn sample(&mut self, at: Instant, out: &mut Vec<Reading>) -> Result<(), Error>;
+
+    /// Like [`Source::sample`], but reads every counter now even where the source reads an
+    /// expensive one only every few samples (NVML's energy counter costs milliseconds of
+    /// CPU per read). [`crate::Sampler::measure`] samples this way at both ends of the
+    /// work it measures, so its energy comes from counters read at those instants.
+    fn sample_precise(&mut self, at: Instant, out: &mut Vec<Reading>) -> Result<(), Error> {
+        self.sample(at, out)
+    }
 }
 
 /// A source that could not be opened, and why.

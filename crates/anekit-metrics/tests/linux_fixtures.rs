@@ -176,6 +176,26 @@ fn epyc_vm_real_files() {
     }
 }
 
+#[test]
+fn h100_vm_real_files() {
+    let tree = Tree::new("h100-vm");
+    let mut c = collector(&tree);
+    let s1 = run(&tree, &mut c, 2).pop().unwrap();
+    // Expected values computed independently (python) from the two captures: idle.
+    assert_eq!(s1.find(Metric::Utilisation, "cpu", &[]), Some(0.0));
+    assert_eq!(s1.find(Metric::Utilisation, "cpu15", &[]), Some(0.0));
+    assert_eq!(s1.of(Metric::CpuTime).count(), 16 * 8);
+    assert_eq!(
+        s1.find(Metric::Memory, "memory", &[("field", "MemTotal")]),
+        Some(131_981_020.0 * 1024.0)
+    );
+    assert_eq!(s1.of(Metric::Frequency).count(), 16);
+    assert_eq!(
+        s1.find(Metric::Frequency, "cpu15", &[("source", "cpuinfo")]),
+        Some(2.1e9)
+    );
+}
+
 fn parse_error(tree: &Tree, rel: &str, content: &str) -> Error {
     tree.step(0);
     let mut s: Box<dyn Source> = match rel {

@@ -1,14 +1,24 @@
 //! NVIDIA GPUs through NVML (`nvml-wrapper`, which loads `libnvidia-ml.so.1` at run time).
 //!
 //! Per GPU: utilisation (time a kernel ran) and memory activity, framebuffer memory
-//! used/free/total, power (from the energy counter over the measured interval where the GPU
-//! has one — Volta and later — else NVML's instantaneous reading), energy, enforced power
-//! limit, GPU temperature, SM and memory clocks. A query the GPU does not support is
-//! skipped (logged once at debug level). Exported under dcgm-exporter's names.
+//! used/free/total, power, energy, enforced power limit, GPU temperature, SM and memory
+//! clocks. A query the GPU does not support is skipped (logged once at debug level).
+//! Exported under dcgm-exporter's names.
+//!
+//! Cost: every query but one costs well under 5 µs of CPU (the driver caches them), but the
+//! energy counter (`nvmlDeviceGetTotalEnergyConsumption`, Volta and later) costs about
+//! 3.7 ms per read (H100, driver 580; measured by the `overhead` benchmark). So the counter
+//! is read every [`ENERGY_EVERY`] samples and on precise samples
+//! ([`crate::Source::sample_precise`], which [`crate::Sampler::measure`] takes at both ends
+//! of the work it measures). A sample's power is the energy counter's increase over the
+//! interval when the counter was read at both ends of it, and NVML's power reading
+//! (`nvmlDeviceGetPowerUsage`, averaged over one second on Ampere and later) otherwise.
 
 use std::collections::BTreeSet;
+use std::sync::OnceLock;
 use std::time::Instant;
 
+use nvml_wrapper::Device;
 use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
 use nvml_wrapper::error::NvmlError;
 
@@ -16,20 +26,51 @@ use crate::counter::{EnergyCounter, Wrap};
 use crate::source::{Source, Unavailable};
 use crate::{Error, Family, Metric, Reading};
 
-#[derive(Debug)]
+/// Slow-changing values (enforced power limit, memory clock) are read every this many
+/// samples and repeated in between: each NVML query is a driver call costing tens to
+/// hundreds of microseconds of CPU, and the sampler's budget is 0.5 % of a core at 1 Hz.
+pub const SLOW_QUERY_EVERY: u64 = 10;
+
+/// The energy counter is read every this many samples (and on precise samples).
+pub const ENERGY_EVERY: u64 = 10;
+
 struct Gpu {
+    device: Device<'static>,
     index: u32,
     uuid: String,
     name: String,
     energy: EnergyCounter,
+    power_limit_w: Option<f64>,
+    mem_clock_hz: Option<f64>,
+    energy_j: Option<f64>,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu")
+            .field("index", &self.index)
+            .field("uuid", &self.uuid)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The NVML source.
 pub struct Nvml {
-    nvml: nvml_wrapper::Nvml,
     gpus: Vec<Gpu>,
     driver: String,
+    samples: u64,
+    last_at: Option<Instant>,
     unsupported: BTreeSet<(u32, &'static str)>,
+}
+
+/// NVML is initialised once per process and kept: device handles borrow it, and caching
+/// the handles (rather than looking each GPU up on every sample) halves the driver calls.
+fn library() -> Result<&'static nvml_wrapper::Nvml, String> {
+    static NVML: OnceLock<Result<nvml_wrapper::Nvml, String>> = OnceLock::new();
+    NVML.get_or_init(|| nvml_wrapper::Nvml::init().map_err(|e| init_failure_reason(&e)))
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 impl std::fmt::Debug for Nvml {
@@ -58,8 +99,7 @@ pub fn init_failure_reason(e: &NvmlError) -> String {
 impl Nvml {
     /// Loads NVML and lists the GPUs.
     pub fn open() -> Result<Self, Unavailable> {
-        let nvml = nvml_wrapper::Nvml::init()
-            .map_err(|e| Unavailable::new("nvml", init_failure_reason(&e)))?;
+        let nvml = library().map_err(|reason| Unavailable::new("nvml", reason))?;
         let count = nvml
             .device_count()
             .map_err(|e| Unavailable::new("nvml", format!("cannot count GPUs: {e}")))?;
@@ -77,13 +117,18 @@ impl Nvml {
                 uuid: d.uuid().unwrap_or_default(),
                 name: d.name().unwrap_or_else(|_| "NVIDIA GPU".to_string()),
                 energy: EnergyCounter::new(Wrap::Never, 1e-3),
+                power_limit_w: None,
+                mem_clock_hz: None,
+                energy_j: None,
+                device: d,
             });
         }
         tracing::debug!(gpus = gpus.len(), %driver, "NVML opened");
         Ok(Nvml {
-            nvml,
             gpus,
             driver,
+            samples: 0,
+            last_at: None,
             unsupported: BTreeSet::new(),
         })
     }
@@ -127,12 +172,25 @@ impl Source for Nvml {
     }
 
     fn sample(&mut self, at: Instant, out: &mut Vec<Reading>) -> Result<(), Error> {
+        self.read(at, out, false);
+        Ok(())
+    }
+
+    fn sample_precise(&mut self, at: Instant, out: &mut Vec<Reading>) -> Result<(), Error> {
+        self.read(at, out, true);
+        Ok(())
+    }
+}
+
+impl Nvml {
+    fn read(&mut self, at: Instant, out: &mut Vec<Reading>, precise: bool) {
         let uns = &mut self.unsupported;
+        let slow = self.samples.is_multiple_of(SLOW_QUERY_EVERY);
+        let read_energy = precise || self.samples.is_multiple_of(ENERGY_EVERY);
+        let prev_at = self.last_at.replace(at);
+        self.samples += 1;
         for g in &mut self.gpus {
-            let d = self
-                .nvml
-                .device_by_index(g.index)
-                .map_err(|e| Error::source("nvml", format!("GPU {}: {e}", g.index)))?;
+            let d = &g.device;
             let component = format!("gpu{}", g.index);
             let gpu_label = g.index.to_string();
             let (uuid, model) = (g.uuid.clone(), g.name.clone());
@@ -153,10 +211,19 @@ impl Source for Nvml {
                 out.push(r(Metric::Memory, m.total as f64).label("field", "total"));
             }
             let mut power = None;
-            if let Some(mj) = ok(d.total_energy_consumption(), g.index, "energy", uns) {
+            if read_energy
+                && let Some(mj) = ok(d.total_energy_consumption(), g.index, "energy", uns)
+            {
                 let u = g.energy.update(mj, at);
-                power = u.power_w;
-                out.push(r(Metric::Energy, u.total_j));
+                // Energy-based power only when the counter was read at both ends of this
+                // sample's interval.
+                if u.since.is_some() && u.since == prev_at {
+                    power = u.power_w;
+                }
+                g.energy_j = Some(u.total_j);
+            }
+            if let Some(j) = g.energy_j {
+                out.push(r(Metric::Energy, j));
             }
             if power.is_none() {
                 power = ok(d.power_usage(), g.index, "power", uns).map(|mw| f64::from(mw) / 1e3);
@@ -164,8 +231,14 @@ impl Source for Nvml {
             if let Some(p) = power {
                 out.push(r(Metric::Power, p));
             }
-            if let Some(mw) = ok(d.enforced_power_limit(), g.index, "power_limit", uns) {
-                out.push(r(Metric::PowerLimit, f64::from(mw) / 1e3));
+            if slow {
+                g.power_limit_w = ok(d.enforced_power_limit(), g.index, "power_limit", uns)
+                    .map(|mw| f64::from(mw) / 1e3);
+                g.mem_clock_hz = ok(d.clock_info(Clock::Memory), g.index, "mem_clock", uns)
+                    .map(|mhz| f64::from(mhz) * 1e6);
+            }
+            if let Some(w) = g.power_limit_w {
+                out.push(r(Metric::PowerLimit, w));
             }
             if let Some(c) = ok(
                 d.temperature(TemperatureSensor::Gpu),
@@ -178,11 +251,10 @@ impl Source for Nvml {
             if let Some(mhz) = ok(d.clock_info(Clock::SM), g.index, "sm_clock", uns) {
                 out.push(r(Metric::Frequency, f64::from(mhz) * 1e6).label("clock", "sm"));
             }
-            if let Some(mhz) = ok(d.clock_info(Clock::Memory), g.index, "mem_clock", uns) {
-                out.push(r(Metric::Frequency, f64::from(mhz) * 1e6).label("clock", "mem"));
+            if let Some(hz) = g.mem_clock_hz {
+                out.push(r(Metric::Frequency, hz).label("clock", "mem"));
             }
         }
-        Ok(())
     }
 }
 
