@@ -1,1 +1,42 @@
-//! anekit-plan (work in progress).
+//! anekit-plan: the offline compute plan. Predicts, on any OS and before deployment, where
+//! Core ML will place each operation of an ML Program (Neural Engine, GPU or CPU) on a given
+//! Apple chip, what it will cost, and what to change; rewrites models to suit the Neural
+//! Engine.
+//!
+//! - [`catalog`]: chips (A14 … A18 Pro, M1 … M5 with Pro/Max/Ultra), Neural Engine
+//!   generations and cost constants — data with a source for every value.
+//! - [`rules`]: when an op cannot use the Neural Engine, per generation, with reason and
+//!   source.
+//! - [`graph`]: the op graph with shapes resolved at the inputs' default shapes.
+//! - [`cost`]: FLOPs and bytes per op (padded Neural Engine layout), roofline per unit.
+//! - [`placement`]: units per op for a compute-units setting, segments, switches, latency.
+//! - [`findings`]: problems with fixes.
+//! - [`analyze`](mod@analyze): the whole analysis → [`report::Report`], rendered by
+//!   [`render`] as text, JSON or a self-contained HTML page.
+//! - [`rewrite`]: the Neural Engine rewrites behind `anekit optimize`.
+//!
+//! ```no_run
+//! use anekit_mil::model::Model;
+//! use anekit_plan::{Options, analyze_model};
+//! let model = Model::open("model.mlpackage")?;
+//! let report = analyze_model(&model, &Options { chip: "A15".into(), ..Options::default() })?;
+//! println!("{:.2} ms, {:.0}% of ops on the ANE", report.estimate.latency_ms, 100.0 * report.coverage.ane_fraction_ops);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod analyze;
+pub mod catalog;
+pub mod cost;
+pub mod error;
+pub mod findings;
+pub mod graph;
+pub mod placement;
+pub mod render;
+pub mod report;
+pub mod rules;
+
+pub use analyze::{Options, analyze_model, analyze_program};
+pub use catalog::Catalog;
+pub use error::{PlanError, Result};
+pub use placement::ComputeUnits;
+pub use report::Report;

@@ -1,0 +1,36 @@
+//! Errors of the planner.
+
+use thiserror::Error;
+
+/// A planner error.
+#[derive(Debug, Error)]
+pub enum PlanError {
+    /// The chip catalog is malformed.
+    #[error("chip catalog: {0}")]
+    Catalog(String),
+    /// No chip matches the name asked for.
+    #[error("unknown chip `{query}` (known: {known})")]
+    UnknownChip {
+        /// What was asked for.
+        query: String,
+        /// The known chip names.
+        known: String,
+    },
+    /// The model cannot be analysed.
+    #[error("{0}")]
+    Model(String),
+    /// An error of the IR layer.
+    #[error(transparent)]
+    Mil(#[from] anekit_mil::MilError),
+    /// A rewrite failed.
+    #[error("rewrite {pass}: {message}")]
+    Rewrite {
+        /// The pass.
+        pass: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Result with [`PlanError`].
+pub type Result<T, E = PlanError> = std::result::Result<T, E>;

@@ -1,0 +1,350 @@
+//! Placement: which unit runs every op for a compute-units setting, the segments that
+//! follow, the engine switches between them and the estimated latency.
+//!
+//! Per op: the Neural Engine if the setting includes it and no rule forbids it, else the
+//! GPU if the setting includes it and no rule keeps the op on the CPU, else the CPU. Then
+//! two documented heuristics: a model with almost no work stays on the CPU (vx-lang#436),
+//! and a short Neural Engine island between ops of another unit moves to that unit when
+//! the two switches it causes cost more than it saves (Core ML weighs switch costs; the
+//! exact policy is not published — `HOL` unsupported-layers.md describes the behaviour).
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, Chip, ChipPerf, Generation};
+use crate::cost::{OpCost, Unit, op_time};
+use crate::graph::Graph;
+use crate::report::{Segment, Switches};
+use crate::rules::{Effect, Hit};
+
+/// Which compute units a model may use (Core ML's `MLComputeUnits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ComputeUnits {
+    /// Any unit.
+    #[default]
+    All,
+    /// CPU and Neural Engine.
+    CpuAndNe,
+    /// CPU and GPU.
+    CpuAndGpu,
+    /// CPU only.
+    CpuOnly,
+}
+
+impl ComputeUnits {
+    /// Every setting.
+    pub const ALL: [ComputeUnits; 4] = [Self::All, Self::CpuAndNe, Self::CpuAndGpu, Self::CpuOnly];
+
+    /// Whether the Neural Engine may be used.
+    pub fn neural_engine(self) -> bool {
+        matches!(self, Self::All | Self::CpuAndNe)
+    }
+
+    /// Whether the GPU may be used.
+    pub fn gpu(self) -> bool {
+        matches!(self, Self::All | Self::CpuAndGpu)
+    }
+
+    /// The command-line spelling (`cpu-and-ne`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::CpuAndNe => "cpu-and-ne",
+            Self::CpuAndGpu => "cpu-and-gpu",
+            Self::CpuOnly => "cpu-only",
+        }
+    }
+
+    /// Parse the command-line spelling (Core ML's names are accepted too).
+    pub fn parse(s: &str) -> Option<Self> {
+        let n: String = s
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect::<String>()
+            .to_ascii_lowercase();
+        Some(match n.as_str() {
+            "all" => Self::All,
+            "cpuandne" | "cpuandneuralengine" | "cpuandane" => Self::CpuAndNe,
+            "cpuandgpu" => Self::CpuAndGpu,
+            "cpuonly" | "cpu" => Self::CpuOnly,
+            _ => return None,
+        })
+    }
+}
+
+/// The placement of one op.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpPlace {
+    /// The unit.
+    pub unit: Unit,
+    /// Why not the Neural Engine.
+    pub reasons: Vec<String>,
+}
+
+/// A complete placement with its costs.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Per op.
+    pub ops: Vec<OpPlace>,
+    /// Per op, time on its unit, µs.
+    pub op_us: Vec<f64>,
+    /// Per op, the memory-bound part of that time, µs.
+    pub op_memory_us: Vec<f64>,
+    /// Per op, bytes moved on its unit.
+    pub op_bytes: Vec<f64>,
+    /// Segments.
+    pub segments: Vec<Segment>,
+    /// Per op, its segment.
+    pub op_segment: Vec<Option<usize>>,
+    /// Switches.
+    pub switches: Switches,
+    /// Total dispatch overhead, µs.
+    pub dispatch_us: f64,
+    /// Latency, µs.
+    pub latency_us: f64,
+}
+
+/// Everything placement needs about the chip.
+pub struct Target<'c> {
+    /// The chip.
+    pub chip: &'c Chip,
+    /// Its generation.
+    pub generation: &'c Generation,
+    /// Its resolved figures.
+    pub perf: ChipPerf,
+    /// The catalog (for constants).
+    pub catalog: &'c Catalog,
+}
+
+fn units_reason(units: ComputeUnits) -> String {
+    format!("compute units `{}` exclude the Neural Engine", units.name())
+}
+
+/// Place every op of `g` (with its rule hits and costs) on `target` for `units`.
+pub fn place(
+    g: &Graph<'_>,
+    hits: &[Vec<Hit>],
+    costs: &[OpCost],
+    target: &Target<'_>,
+    units: ComputeUnits,
+) -> Plan {
+    let k = &target.catalog.constants;
+    let n = g.nodes.len();
+    let mut ops: Vec<OpPlace> = Vec::with_capacity(n);
+    for (i, node) in g.nodes.iter().enumerate() {
+        if node.constant {
+            ops.push(OpPlace {
+                unit: Unit::None,
+                reasons: Vec::new(),
+            });
+            continue;
+        }
+        let h = hits.get(i).map(Vec::as_slice).unwrap_or(&[]);
+        let blocking: Vec<&Hit> = h.iter().filter(|h| h.effect != Effect::Note).collect();
+        let cpu_only = blocking.iter().any(|h| h.effect == Effect::CpuOnly);
+        let mut reasons: Vec<String> = Vec::new();
+        let unit = if units.neural_engine() && blocking.is_empty() {
+            Unit::Ane
+        } else {
+            if units.neural_engine() {
+                reasons.extend(
+                    blocking
+                        .iter()
+                        .map(|h| format!("{} [{}]", h.reason, h.rule)),
+                );
+            } else {
+                reasons.push(units_reason(units));
+            }
+            if units.gpu() && !cpu_only {
+                Unit::Gpu
+            } else {
+                if units.gpu() {
+                    reasons.push("kept on the CPU (not supported on the GPU either)".into());
+                }
+                Unit::Cpu
+            }
+        };
+        ops.push(OpPlace { unit, reasons });
+    }
+
+    // Heuristic 1: a model with almost no work stays on the CPU.
+    let total_flops: f64 = costs.iter().map(|c| c.flops).sum();
+    let tiny = k.tiny_model_flops.value;
+    if total_flops < tiny && ops.iter().any(|o| o.unit == Unit::Ane) {
+        for o in ops.iter_mut().filter(|o| o.unit == Unit::Ane) {
+            o.unit = Unit::Cpu;
+            o.reasons.push(format!(
+                "the whole model is {total_flops:.0} FLOPs (< {tiny:.0}): Core ML tends to keep such models on the CPU [heuristic tiny-model]"
+            ));
+        }
+    }
+
+    // Heuristic 2: Neural Engine islands whose switches cost more than they save.
+    for _ in 0..8 {
+        let segs = segments(g, &ops);
+        let mut changed = false;
+        for (si, s) in segs.iter().enumerate() {
+            if s.0 != Unit::Ane || segs.len() < 2 {
+                continue;
+            }
+            let prev = si.checked_sub(1).and_then(|p| segs.get(p)).map(|p| p.0);
+            let next = segs.get(si + 1).map(|p| p.0);
+            let other = match (prev, next) {
+                (Some(a), Some(b)) if a == b => a,
+                (Some(a), None) | (None, Some(a)) => a,
+                _ => continue,
+            };
+            let switches = usize::from(prev.is_some()) + usize::from(next.is_some());
+            let mut ane_us =
+                target.perf.ane_dispatch_us + switches as f64 * k.engine_switch_us.value;
+            let mut other_us = 0.0;
+            for &i in &s.1 {
+                if let Some(c) = costs.get(i) {
+                    ane_us += op_time(c, Unit::Ane, &target.perf, target.generation, k).us;
+                    other_us += op_time(c, other, &target.perf, target.generation, k).us;
+                }
+            }
+            if other_us < ane_us {
+                for &i in &s.1 {
+                    if let Some(o) = ops.get_mut(i) {
+                        o.unit = other;
+                        o.reasons.push(format!(
+                            "a short Neural Engine island ({:.0} µs with dispatch and switches) is cheaper on the {} ({:.0} µs) [heuristic island]",
+                            ane_us,
+                            other.name(),
+                            other_us
+                        ));
+                    }
+                }
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    cost_plan(g, costs, target, ops)
+}
+
+/// Segments as (unit, op indices), constants skipped.
+fn segments(g: &Graph<'_>, ops: &[OpPlace]) -> Vec<(Unit, Vec<usize>)> {
+    let mut out: Vec<(Unit, Vec<usize>)> = Vec::new();
+    for (i, o) in ops.iter().enumerate() {
+        if o.unit == Unit::None {
+            continue;
+        }
+        // Ops inside control flow belong to their enclosing op's segment.
+        if g.nodes.get(i).is_some_and(|n| n.depth > 0) {
+            if let Some(last) = out.last_mut() {
+                last.1.push(i);
+                continue;
+            }
+        }
+        match out.last_mut() {
+            Some(last) if last.0 == o.unit => last.1.push(i),
+            _ => out.push((o.unit, vec![i])),
+        }
+    }
+    out
+}
+
+fn cost_plan(g: &Graph<'_>, costs: &[OpCost], target: &Target<'_>, ops: Vec<OpPlace>) -> Plan {
+    let k = &target.catalog.constants;
+    let n = ops.len();
+    let mut op_us = vec![0.0; n];
+    let mut op_memory_us = vec![0.0; n];
+    let mut op_bytes = vec![0.0; n];
+    for (i, o) in ops.iter().enumerate() {
+        let Some(c) = costs.get(i) else { continue };
+        let t = op_time(c, o.unit, &target.perf, target.generation, k);
+        op_us[i] = t.us;
+        op_memory_us[i] = t.memory_us.min(t.us);
+        op_bytes[i] = match o.unit {
+            Unit::Ane => {
+                let (w, a, _) = crate::cost::ane_bytes(c, target.generation);
+                w + a
+            }
+            Unit::None => 0.0,
+            _ => c.input_bytes + c.output_bytes + c.weight_bytes,
+        };
+    }
+    let segs = segments(g, &ops);
+    let mut op_segment = vec![None; n];
+    let mut segments_out = Vec::with_capacity(segs.len());
+    let mut dispatch_us = 0.0;
+    for (si, (unit, idx)) in segs.iter().enumerate() {
+        let d = match unit {
+            Unit::Ane => target.perf.ane_dispatch_us,
+            Unit::Gpu => k.gpu_dispatch_us.value,
+            _ => 0.0,
+        };
+        dispatch_us += d;
+        let mut est = d;
+        for &i in idx {
+            if let Some(s) = op_segment.get_mut(i) {
+                *s = Some(si);
+            }
+            est += op_us.get(i).copied().unwrap_or(0.0);
+        }
+        segments_out.push(Segment {
+            unit: *unit,
+            first: idx.first().copied().unwrap_or(0),
+            last: idx.last().copied().unwrap_or(0),
+            ops: idx.len(),
+            est_us: est,
+        });
+    }
+    // Data handed between units: every run-time value consumed on another unit.
+    let mut bytes = 0.0;
+    let mut transfer_us = 0.0;
+    for (i, node) in g.nodes.iter().enumerate() {
+        let Some(pu) = ops.get(i).map(|o| o.unit) else {
+            continue;
+        };
+        if pu == Unit::None {
+            continue;
+        }
+        for out in &node.outputs {
+            let Some(t) = g.values.get(out).and_then(|v| v.ty.as_tensor()) else {
+                continue;
+            };
+            let size = t.element_count().unwrap_or(0) as f64
+                * f64::from(t.dtype.bits().unwrap_or(16))
+                / 8.0;
+            let mut seen: Vec<Unit> = Vec::new();
+            for &c in &node.consumers {
+                let Some(cu) = ops.get(c).map(|o| o.unit) else {
+                    continue;
+                };
+                if cu != pu && cu != Unit::None && !seen.contains(&cu) {
+                    seen.push(cu);
+                    // A conversion is read and written once at the slower side's bandwidth.
+                    let bw = match (pu, cu) {
+                        (Unit::Ane, _) | (_, Unit::Ane) => target.perf.ane_bandwidth_gbs,
+                        _ => target.perf.cpu_bandwidth_gbs,
+                    };
+                    bytes += size;
+                    transfer_us += 2.0 * size / (bw * 1e3);
+                }
+            }
+        }
+    }
+    let count = segs.len().saturating_sub(1);
+    let switch_us = count as f64 * k.engine_switch_us.value + transfer_us;
+    let op_total: f64 = op_us.iter().sum();
+    Plan {
+        latency_us: op_total + dispatch_us + switch_us,
+        ops,
+        op_us,
+        op_memory_us,
+        op_bytes,
+        segments: segments_out,
+        op_segment,
+        switches: Switches {
+            count,
+            bytes,
+            cost_us: switch_us,
+        },
+        dispatch_us,
+    }
+}
