@@ -1,1 +1,65 @@
-//! anekit-compress (work in progress).
+//! The quantization engine of anekit: compresses the weights of Core ML ML Programs the way
+//! `coremltools.optimize.coreml` does — with the same math where it is deterministic (linear
+//! quantization is bit-exact with coremltools) and optimal where coremltools is heuristic
+//! (k-means palettization is solved exactly on the value histogram) — and much faster
+//! (parallel over weights and channel groups).
+//!
+//! - [`linear`]: linear quantization (int8/uint8/int4/uint4, `linear` and
+//!   `linear_symmetric`, per tensor / channel / block).
+//! - [`palettize`]: palettization (`kmeans`, `uniform`, `unique`; 1–8 bits; per tensor or
+//!   per grouped channel; per-channel scale; vector palettization).
+//! - [`kmeans`]: exact 1-D k-means by dynamic programming; vector k-means.
+//! - [`prune`]: magnitude (threshold, target sparsity, block-structured) and n:m pruning.
+//! - [`config`]: what to compress (global / by op type / by op name), TOML form.
+//! - [`pass`]: the program pass: selection, parallel compression, and replacement of each
+//!   `const` by the `constexpr_*` ops of the function's opset ([`emit`]).
+//! - [`fp16`]: fp32 → fp16 compute-precision conversion of fp32 models.
+//!
+//! Dependencies beyond the workspace's IR and format crates: `half` (fp16 rounding that
+//! reproduces numpy's float16 arithmetic), `rayon` (parallelism over weights and groups),
+//! `toml` + `serde` (configuration files), `thiserror`, `tracing`.
+
+pub mod config;
+pub mod emit;
+pub mod error;
+pub mod fp16;
+pub mod kmeans;
+pub mod linear;
+pub mod palettize;
+pub mod pass;
+pub mod prune;
+pub mod tensor;
+
+pub use config::{
+    Config, LinearConfig, PaletteConfig, PaletteGranularity, PruneConfig, QuantGranularity,
+    Selection,
+};
+pub use error::{CompressError, Result};
+pub use linear::{QuantDtype, QuantMode};
+pub use palettize::PaletteMode;
+pub use pass::{NoProgress, Progress, Report, Skipped, WeightReport, compress_program};
+pub use prune::PruneMethod;
+
+use anekit_mil::model::Model;
+
+/// Compress `model` in place as `config` says: the fp16 stage first (if asked), then
+/// pruning, palettization and quantization of the weights. The model must be an ML Program.
+pub fn compress_model(
+    model: &mut Model,
+    config: &Config,
+    progress: &dyn Progress,
+) -> Result<Report> {
+    config.validate()?;
+    let program = model
+        .program
+        .as_mut()
+        .ok_or_else(|| CompressError::Unsupported("the model is not an ML Program".into()))?;
+    let fp16_ops = if config.fp16 {
+        fp16::convert_program(program)?
+    } else {
+        0
+    };
+    let mut report = compress_program(program, config, progress)?;
+    report.fp16_ops = fp16_ops;
+    Ok(report)
+}

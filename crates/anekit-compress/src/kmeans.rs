@@ -1,0 +1,519 @@
+//! k-means for palettization.
+//!
+//! **Scalar (1-D)**: optimal clustering by dynamic programming over the *distinct* values
+//! weighted by their multiplicity. Clusters of an optimal 1-D k-means solution are
+//! contiguous runs of the sorted values, so `D[m][i] = min_j D[m−1][j−1] + cost(j, i)`
+//! over sorted distinct values gives the global optimum (what coremltools' `kmeans1d` path
+//! computes, Grønlund et al. 2017). An fp16 weight has at most 65,536 distinct values, so
+//! the problem size is bounded by the histogram, not by the weight's size. The row minima
+//! of each layer are monotone (the cost is Monge), so each layer is solved by divide and
+//! conquer in O(n log n). Costs come from prefix sums of the centred values.
+//!
+//! **Vector** (`cluster_dim > 1`): k-means++ seeding and Lloyd iterations (as scikit-learn,
+//! which coremltools uses there), with a few seeded restarts keeping the best.
+
+/// The clustering of distinct sorted values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Clustering1d {
+    /// Cluster centres in increasing order (weighted means of their members).
+    pub centroids: Vec<f64>,
+    /// For each input value, the index of its cluster.
+    pub assignment: Vec<u32>,
+}
+
+/// Above this many DP cells (distinct values × clusters), the distinct values are first
+/// merged into fewer weighted atoms (see [`cluster_1d`]). Every fp16 problem fits:
+/// 65,536 × 256 = 2²⁴.
+pub const MAX_DP_CELLS: usize = 1 << 24;
+
+/// Optimal weighted 1-D k-means. `values` must be sorted and distinct, `weights` positive,
+/// same length; `k ≥ 1`. At most `k` clusters are returned (fewer when there are fewer
+/// distinct values).
+///
+/// When `values.len() × k` exceeds [`MAX_DP_CELLS`] (only possible for fp32 weights), runs
+/// of neighbouring values are merged into `MAX_DP_CELLS / k` atoms, the DP is solved
+/// exactly on the atoms, and Lloyd iterations on the full data refine the result.
+pub fn cluster_1d(values: &[f64], weights: &[f64], k: usize) -> Clustering1d {
+    let n = values.len().min(weights.len());
+    if n == 0 || k == 0 {
+        return Clustering1d {
+            centroids: Vec::new(),
+            assignment: Vec::new(),
+        };
+    }
+    let k = k.min(n);
+    if k == n {
+        return Clustering1d {
+            centroids: values[..n].to_vec(),
+            assignment: (0..n as u32).collect(),
+        };
+    }
+    if n.saturating_mul(k) <= MAX_DP_CELLS {
+        let starts = optimal_starts(&values[..n], &weights[..n], k);
+        return from_starts(&values[..n], &weights[..n], &starts);
+    }
+    // Coarsen: atoms of about equal weight, DP on the atoms, then Lloyd on all values.
+    let atoms = (MAX_DP_CELLS / k).max(k);
+    let total: f64 = weights[..n].iter().sum();
+    let per_atom = total / atoms as f64;
+    let mut atom_of = Vec::with_capacity(n);
+    let (mut av, mut aw) = (Vec::new(), Vec::new());
+    let (mut sw, mut swx, mut acc) = (0.0f64, 0.0f64, 0.0f64);
+    for i in 0..n {
+        sw += weights[i];
+        swx += weights[i] * values[i];
+        acc += weights[i];
+        atom_of.push(av.len() as u32);
+        if acc >= per_atom * (av.len() + 1) as f64 || i + 1 == n {
+            av.push(swx / sw);
+            aw.push(sw);
+            sw = 0.0;
+            swx = 0.0;
+        }
+    }
+    let starts = optimal_starts(&av, &aw, k.min(av.len()));
+    let coarse = from_starts(&av, &aw, &starts);
+    let mut centroids = coarse.centroids;
+    lloyd_1d(&values[..n], &weights[..n], &mut centroids, 100);
+    let assignment = nearest_sorted(&values[..n], &centroids);
+    Clustering1d {
+        centroids,
+        assignment,
+    }
+}
+
+/// Lloyd iterations on sorted 1-D data with sorted centroids.
+fn lloyd_1d(values: &[f64], weights: &[f64], centroids: &mut [f64], max_iter: usize) {
+    for _ in 0..max_iter {
+        let assign = nearest_sorted(values, centroids);
+        let k = centroids.len();
+        let mut sw = vec![0f64; k];
+        let mut swx = vec![0f64; k];
+        for ((&v, &w), &a) in values.iter().zip(weights).zip(&assign) {
+            sw[a as usize] += w;
+            swx[a as usize] += w * v;
+        }
+        let mut changed = false;
+        for c in 0..k {
+            if sw[c] > 0.0 {
+                let m = swx[c] / sw[c];
+                if m != centroids[c] {
+                    changed = true;
+                    centroids[c] = m;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+}
+
+/// For sorted `values` and sorted `centroids`, the index of the nearest centroid of each
+/// value (ties to the lower index).
+pub fn nearest_sorted(values: &[f64], centroids: &[f64]) -> Vec<u32> {
+    let mut out = Vec::with_capacity(values.len());
+    let mut c = 0usize;
+    for &v in values {
+        while c + 1 < centroids.len() && (centroids[c + 1] - v).abs() < (v - centroids[c]).abs() {
+            c += 1;
+        }
+        out.push(c as u32);
+    }
+    out
+}
+
+fn from_starts(values: &[f64], weights: &[f64], starts: &[usize]) -> Clustering1d {
+    let n = values.len();
+    let mut centroids = Vec::with_capacity(starts.len());
+    let mut assignment = vec![0u32; n];
+    for (c, &s) in starts.iter().enumerate() {
+        let e = starts.get(c + 1).copied().unwrap_or(n);
+        let (mut sw, mut swx) = (0.0f64, 0.0f64);
+        for i in s..e {
+            sw += weights[i];
+            swx += weights[i] * values[i];
+            assignment[i] = c as u32;
+        }
+        centroids.push(if sw > 0.0 { swx / sw } else { values[s] });
+    }
+    Clustering1d {
+        centroids,
+        assignment,
+    }
+}
+
+/// Prefix sums for O(1) cluster costs.
+struct Prefix {
+    w: Vec<f64>,
+    s: Vec<f64>,
+    q: Vec<f64>,
+}
+
+impl Prefix {
+    fn new(values: &[f64], weights: &[f64]) -> Self {
+        let n = values.len();
+        let total: f64 = weights.iter().sum();
+        let mean = if total > 0.0 {
+            values.iter().zip(weights).map(|(v, w)| v * w).sum::<f64>() / total
+        } else {
+            0.0
+        };
+        let (mut w, mut s, mut q) = (
+            Vec::with_capacity(n + 1),
+            Vec::with_capacity(n + 1),
+            Vec::with_capacity(n + 1),
+        );
+        w.push(0.0);
+        s.push(0.0);
+        q.push(0.0);
+        for i in 0..n {
+            let x = values[i] - mean;
+            let c = weights[i];
+            w.push(w[i] + c);
+            s.push(s[i] + c * x);
+            q.push(q[i] + c * x * x);
+        }
+        Self { w, s, q }
+    }
+
+    /// Sum of squared deviations of elements `j..=i` from their mean.
+    #[inline]
+    fn cost(&self, j: usize, i: usize) -> f64 {
+        let w = self.w[i + 1] - self.w[j];
+        let s = self.s[i + 1] - self.s[j];
+        let c = self.q[i + 1] - self.q[j] - s * s / w;
+        c.max(0.0)
+    }
+}
+
+/// Start index of each of the `k` clusters of the optimal partition.
+fn optimal_starts(values: &[f64], weights: &[f64], k: usize) -> Vec<usize> {
+    let n = values.len();
+    let p = Prefix::new(values, weights);
+    // prev[i]: optimal cost of x[0..=i] in m clusters.
+    let mut prev: Vec<f64> = (0..n).map(|i| p.cost(0, i)).collect();
+    let mut cur = vec![f64::INFINITY; n];
+    // arg[m][i] (m ≥ 1): start of the last cluster in the optimum for x[0..=i], m+1 clusters.
+    let mut arg: Vec<Vec<u32>> = Vec::with_capacity(k.saturating_sub(1));
+    for m in 1..k {
+        let mut a = vec![0u32; n];
+        cur.iter_mut().for_each(|c| *c = f64::INFINITY);
+        // Rows i in m..n; the last cluster starts at j in m..=i.
+        solve_layer(&p, &prev, &mut cur, &mut a, m, n - 1, m, n - 1);
+        arg.push(a);
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    // Backtrack.
+    let mut starts = vec![0usize; k];
+    let mut i = n - 1;
+    for m in (1..k).rev() {
+        let j = arg[m - 1][i] as usize;
+        starts[m] = j;
+        i = j.saturating_sub(1);
+    }
+    starts
+}
+
+/// Divide and conquer over rows `lo..=hi` of layer `m`, with the optimal start known to be
+/// in `jlo..=jhi` (monotone row minima).
+#[allow(clippy::too_many_arguments)]
+fn solve_layer(
+    p: &Prefix,
+    prev: &[f64],
+    cur: &mut [f64],
+    arg: &mut [u32],
+    lo: usize,
+    hi: usize,
+    jlo: usize,
+    jhi: usize,
+) {
+    if lo > hi {
+        return;
+    }
+    let mid = lo + (hi - lo) / 2;
+    let mut best = f64::INFINITY;
+    let mut best_j = jlo;
+    let top = jhi.min(mid);
+    for j in jlo..=top {
+        let v = prev[j - 1] + p.cost(j, mid);
+        if v < best {
+            best = v;
+            best_j = j;
+        }
+    }
+    cur[mid] = best;
+    arg[mid] = best_j as u32;
+    if mid > lo {
+        solve_layer(p, prev, cur, arg, lo, mid - 1, jlo, best_j);
+    }
+    solve_layer(p, prev, cur, arg, mid + 1, hi, best_j, jhi);
+}
+
+/// Sum of squared errors of a 1-D clustering (for tests and reports).
+pub fn sse_1d(values: &[f64], weights: &[f64], centroids: &[f64], assignment: &[u32]) -> f64 {
+    values
+        .iter()
+        .zip(weights)
+        .zip(assignment)
+        .map(|((&v, &w), &a)| {
+            let d = v - centroids.get(a as usize).copied().unwrap_or(0.0);
+            w * d * d
+        })
+        .sum()
+}
+
+/// A small deterministic generator (splitmix64) for k-means++ seeding.
+pub(crate) struct SplitMix(u64);
+
+impl SplitMix {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub(crate) fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The result of vector k-means.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusteringNd {
+    /// `k × dim` centroids, row-major.
+    pub centroids: Vec<f64>,
+    /// Cluster of each sample.
+    pub assignment: Vec<u32>,
+    /// Sum of squared distances.
+    pub inertia: f64,
+}
+
+/// k-means of `samples` (`n × dim`, row-major) into at most `k` clusters: k-means++ seeding
+/// and Lloyd iterations until the centroids move less than `tol` × the data variance
+/// (scikit-learn's rule, tol = 1e-4 here, stricter than coremltools' 1e-2); the best of
+/// `restarts` seeded runs.
+pub fn cluster_nd(samples: &[f64], dim: usize, k: usize, restarts: usize) -> ClusteringNd {
+    let n = if dim == 0 { 0 } else { samples.len() / dim };
+    if n == 0 || k == 0 {
+        return ClusteringNd {
+            centroids: Vec::new(),
+            assignment: Vec::new(),
+            inertia: 0.0,
+        };
+    }
+    let k = k.min(n);
+    let mean: Vec<f64> = (0..dim)
+        .map(|d| (0..n).map(|i| samples[i * dim + d]).sum::<f64>() / n as f64)
+        .collect();
+    let variance: f64 = (0..n)
+        .map(|i| {
+            (0..dim)
+                .map(|d| (samples[i * dim + d] - mean[d]).powi(2))
+                .sum::<f64>()
+        })
+        .sum::<f64>()
+        / (n * dim) as f64;
+    let tol = 1e-4 * variance;
+    let mut best: Option<ClusteringNd> = None;
+    for r in 0..restarts.max(1) {
+        let mut rng = SplitMix::new(0x5eed_0000 + r as u64);
+        let mut centroids = kmeans_pp(samples, dim, n, k, &mut rng);
+        let mut assignment = vec![0u32; n];
+        let mut inertia = 0.0;
+        for _ in 0..300 {
+            inertia = assign_nd(samples, dim, &centroids, &mut assignment);
+            let mut sums = vec![0f64; k * dim];
+            let mut counts = vec![0usize; k];
+            for i in 0..n {
+                let c = assignment[i] as usize;
+                counts[c] += 1;
+                for d in 0..dim {
+                    sums[c * dim + d] += samples[i * dim + d];
+                }
+            }
+            let mut shift = 0.0;
+            for c in 0..k {
+                if counts[c] == 0 {
+                    continue;
+                }
+                for d in 0..dim {
+                    let m = sums[c * dim + d] / counts[c] as f64;
+                    shift += (m - centroids[c * dim + d]).powi(2);
+                    centroids[c * dim + d] = m;
+                }
+            }
+            if shift <= tol {
+                inertia = assign_nd(samples, dim, &centroids, &mut assignment);
+                break;
+            }
+        }
+        if best.as_ref().is_none_or(|b| inertia < b.inertia) {
+            best = Some(ClusteringNd {
+                centroids,
+                assignment,
+                inertia,
+            });
+        }
+    }
+    best.unwrap_or(ClusteringNd {
+        centroids: Vec::new(),
+        assignment: Vec::new(),
+        inertia: 0.0,
+    })
+}
+
+fn dist2(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+/// Assign each sample to its nearest centroid; returns the inertia.
+pub(crate) fn assign_nd(samples: &[f64], dim: usize, centroids: &[f64], out: &mut [u32]) -> f64 {
+    let k = centroids.len() / dim.max(1);
+    let mut inertia = 0.0;
+    for (i, o) in out.iter_mut().enumerate() {
+        let s = &samples[i * dim..(i + 1) * dim];
+        let (mut bd, mut bc) = (f64::INFINITY, 0usize);
+        for c in 0..k {
+            let d = dist2(s, &centroids[c * dim..(c + 1) * dim]);
+            if d < bd {
+                bd = d;
+                bc = c;
+            }
+        }
+        *o = bc as u32;
+        inertia += bd;
+    }
+    inertia
+}
+
+fn kmeans_pp(samples: &[f64], dim: usize, n: usize, k: usize, rng: &mut SplitMix) -> Vec<f64> {
+    let mut centroids = Vec::with_capacity(k * dim);
+    let first = (rng.next_u64() % n as u64) as usize;
+    centroids.extend_from_slice(&samples[first * dim..(first + 1) * dim]);
+    let mut d2: Vec<f64> = (0..n)
+        .map(|i| dist2(&samples[i * dim..(i + 1) * dim], &centroids[..dim]))
+        .collect();
+    while centroids.len() < k * dim {
+        let total: f64 = d2.iter().sum();
+        let pick = if total <= 0.0 {
+            (rng.next_u64() % n as u64) as usize
+        } else {
+            let mut t = rng.next_f64() * total;
+            let mut idx = n - 1;
+            for (i, &d) in d2.iter().enumerate() {
+                if t < d {
+                    idx = i;
+                    break;
+                }
+                t -= d;
+            }
+            idx
+        };
+        let c0 = centroids.len();
+        centroids.extend_from_slice(&samples[pick * dim..(pick + 1) * dim]);
+        for (i, d) in d2.iter_mut().enumerate() {
+            let nd = dist2(&samples[i * dim..(i + 1) * dim], &centroids[c0..c0 + dim]);
+            if nd < *d {
+                *d = nd;
+            }
+        }
+    }
+    centroids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Brute force: every way to cut n sorted values into k runs.
+    fn brute(values: &[f64], weights: &[f64], k: usize) -> f64 {
+        fn rec(v: &[f64], w: &[f64], start: usize, k: usize) -> f64 {
+            let n = v.len();
+            if k == 1 {
+                let sw: f64 = w[start..].iter().sum();
+                let m: f64 = v[start..]
+                    .iter()
+                    .zip(&w[start..])
+                    .map(|(a, b)| a * b)
+                    .sum::<f64>()
+                    / sw;
+                return v[start..]
+                    .iter()
+                    .zip(&w[start..])
+                    .map(|(a, b)| b * (a - m).powi(2))
+                    .sum();
+            }
+            let mut best = f64::INFINITY;
+            for end in start + 1..=n - (k - 1) {
+                let sw: f64 = w[start..end].iter().sum();
+                let m: f64 = v[start..end]
+                    .iter()
+                    .zip(&w[start..end])
+                    .map(|(a, b)| a * b)
+                    .sum::<f64>()
+                    / sw;
+                let c: f64 = v[start..end]
+                    .iter()
+                    .zip(&w[start..end])
+                    .map(|(a, b)| b * (a - m).powi(2))
+                    .sum();
+                best = best.min(c + rec(v, w, end, k - 1));
+            }
+            best
+        }
+        rec(values, weights, 0, k)
+    }
+
+    #[test]
+    fn dp_matches_brute_force() {
+        let mut rng = SplitMix::new(7);
+        for trial in 0..40 {
+            let n = 3 + trial % 9;
+            let mut v: Vec<f64> = (0..n).map(|_| rng.next_f64() * 4.0 - 2.0).collect();
+            v.sort_by(f64::total_cmp);
+            v.dedup();
+            let w: Vec<f64> = (0..v.len())
+                .map(|_| 1.0 + (rng.next_u64() % 5) as f64)
+                .collect();
+            for k in 1..=v.len().min(5) {
+                let c = cluster_1d(&v, &w, k);
+                let got = sse_1d(&v, &w, &c.centroids, &c.assignment);
+                let want = brute(&v, &w, k);
+                assert!(
+                    (got - want).abs() <= 1e-9 * (1.0 + want),
+                    "n={} k={k}: {got} vs {want}",
+                    v.len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn nearest_sorted_ties_go_low() {
+        assert_eq!(
+            nearest_sorted(&[0.0, 0.5, 0.6, 2.0], &[0.0, 1.0]),
+            vec![0, 0, 1, 1]
+        );
+    }
+
+    #[test]
+    fn vector_kmeans_separates_obvious_clusters() {
+        let mut s = Vec::new();
+        for i in 0..50 {
+            let j = (i % 5) as f64 * 0.01;
+            s.extend_from_slice(&[j, j]);
+            s.extend_from_slice(&[10.0 + j, -10.0 - j]);
+        }
+        let c = cluster_nd(&s, 2, 2, 2);
+        assert!(c.inertia < 0.1);
+        assert_ne!(c.assignment[0], c.assignment[1]);
+    }
+}
