@@ -90,7 +90,11 @@ fn oneof_names(fds: &prost_types::FileDescriptorSet) -> String {
     // (message, oneof, Rust path of the generated enum)
     let wanted = [
         ("Model", "Type", "core_ml::specification::model::Type"),
-        ("NeuralNetworkLayer", "layer", "core_ml::specification::neural_network_layer::Layer"),
+        (
+            "NeuralNetworkLayer",
+            "layer",
+            "core_ml::specification::neural_network_layer::Layer",
+        ),
     ];
     let mut out = String::new();
     for (message, oneof, path) in wanted {
@@ -103,12 +107,18 @@ fn oneof_names(fds: &prost_types::FileDescriptorSet) -> String {
         else {
             continue;
         };
-        let Some(index) = msg.oneof_decl.iter().position(|o| o.name() == oneof) else { continue };
+        let Some(index) = msg.oneof_decl.iter().position(|o| o.name() == oneof) else {
+            continue;
+        };
         out.push_str(&format!(
             "impl {path} {{\n    /// The protobuf field name of this member (e.g. `{}`).\n    pub fn type_name(&self) -> &'static str {{\n        match self {{\n",
             msg.field.iter().find(|f| f.oneof_index == Some(index as i32)).map(|f| f.name()).unwrap_or("")
         ));
-        for f in msg.field.iter().filter(|f| f.oneof_index == Some(index as i32)) {
+        for f in msg
+            .field
+            .iter()
+            .filter(|f| f.oneof_index == Some(index as i32))
+        {
             out.push_str(&format!(
                 "            Self::{}(_) => \"{}\",\n",
                 f.name().to_upper_camel_case(),
@@ -130,7 +140,11 @@ fn rustfmt(code: &str) -> Result<String> {
         .stdout(Stdio::piped())
         .spawn()
         .context("running rustfmt (install it with `rustup component add rustfmt`)")?;
-    child.stdin.take().context("rustfmt stdin")?.write_all(code.as_bytes())?;
+    child
+        .stdin
+        .take()
+        .context("rustfmt stdin")?
+        .write_all(code.as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!("rustfmt failed on the generated code");

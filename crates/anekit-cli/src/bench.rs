@@ -85,8 +85,19 @@ pub fn run(args: &Args) -> Result<()> {
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
     let path = crate::model_path(&args.model)?;
     let (loaded, load_ms) = args.load.load(&path)?;
-    let sample = if args.model.is_none() { Some(crate::bundled::sample_inputs()?) } else { None };
-    let (inputs, _) = gather(loaded.inputs(), &args.inputs, true, 0, args.int_high, sample.as_ref())?;
+    let sample = if args.model.is_none() {
+        Some(crate::bundled::sample_inputs()?)
+    } else {
+        None
+    };
+    let (inputs, _) = gather(
+        loaded.inputs(),
+        &args.inputs,
+        true,
+        0,
+        args.int_high,
+        sample.as_ref(),
+    )?;
     let stateful = !loaded.instance().states().is_empty();
     let mut state = loaded.new_state();
     let mut once = || -> Result<f64> {
@@ -103,7 +114,10 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let mut times = (0..args.runs).map(|_| once()).collect::<Result<Vec<_>>>()?;
     times.sort_by(f64::total_cmp);
-    let threads = args.load.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = args
+        .load
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let report = BenchReport {
         model: path.display().to_string(),
         function: loaded.instance().function().to_string(),
@@ -126,14 +140,30 @@ pub fn run(args: &Args) -> Result<()> {
     let rows = vec![
         vec!["model".into(), r.model.clone()],
         vec!["function".into(), r.function.clone()],
-        vec!["backend".into(), format!("{} ({} threads)", r.backend, r.threads)],
+        vec![
+            "backend".into(),
+            format!("{} ({} threads)", r.backend, r.threads),
+        ],
         vec!["load".into(), format!("{:.1} ms", r.load_ms)],
-        vec!["runs".into(), format!("{} after {} warm-up", r.runs, args.warmup)],
+        vec![
+            "runs".into(),
+            format!("{} after {} warm-up", r.runs, args.warmup),
+        ],
         vec!["median".into(), format!("{:.3} ms", r.median_ms)],
         vec!["p90".into(), format!("{:.3} ms", r.p90_ms)],
-        vec!["min / mean".into(), format!("{:.3} / {:.3} ms", r.min_ms, r.mean_ms)],
-        vec!["peak activations".into(), r.peak_activation_bytes.map_or("-".into(), |b| bytes(b as u64))],
-        vec!["peak RSS".into(), r.peak_rss_bytes.map_or("-".into(), bytes)],
+        vec![
+            "min / mean".into(),
+            format!("{:.3} / {:.3} ms", r.min_ms, r.mean_ms),
+        ],
+        vec![
+            "peak activations".into(),
+            r.peak_activation_bytes
+                .map_or("-".into(), |b| bytes(b as u64)),
+        ],
+        vec![
+            "peak RSS".into(),
+            r.peak_rss_bytes.map_or("-".into(), bytes),
+        ],
     ];
     print!("{}", table(&rows, 0));
     Ok(())

@@ -57,7 +57,8 @@ pub fn path() -> Result<PathBuf> {
     for (rel, bytes) in FILES {
         let p = tmp.join(rel);
         if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
         }
         std::fs::write(&p, bytes).with_context(|| format!("writing {}", p.display()))?;
     }
@@ -67,7 +68,10 @@ pub fn path() -> Result<PathBuf> {
         Err(_) if dest.join("Manifest.json").is_file() => {
             let _ = std::fs::remove_dir_all(&tmp);
         }
-        Err(e) => return Err(e).with_context(|| format!("moving the bundled model to {}", dest.display())),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("moving the bundled model to {}", dest.display()));
+        }
     }
     tracing::debug!(path = %dest.display(), "wrote the bundled model");
     Ok(dest)
@@ -76,7 +80,10 @@ pub fn path() -> Result<PathBuf> {
 /// Sample inputs of the bundled model (the fixture's recorded token ids).
 const SAMPLE_INPUTS: &[(&str, &[u8])] = &[(
     "input_ids",
-    include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/data/decoder_sdpa/inputs/input_ids.npy")),
+    include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/data/decoder_sdpa/inputs/input_ids.npy"
+    )),
 )];
 
 /// The bundled model's sample inputs.

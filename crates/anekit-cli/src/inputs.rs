@@ -17,11 +17,16 @@ pub struct InputArg {
 impl std::str::FromStr for InputArg {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let (name, path) = s.split_once('=').ok_or_else(|| format!("expected NAME=FILE.npy, got {s:?}"))?;
+        let (name, path) = s
+            .split_once('=')
+            .ok_or_else(|| format!("expected NAME=FILE.npy, got {s:?}"))?;
         if name.is_empty() || path.is_empty() {
             return Err(format!("expected NAME=FILE.npy, got {s:?}"));
         }
-        Ok(Self { name: name.to_string(), path: PathBuf::from(path) })
+        Ok(Self {
+            name: name.to_string(),
+            path: PathBuf::from(path),
+        })
     }
 }
 
@@ -66,11 +71,16 @@ pub fn random_input(spec: &FeatureSpec, rng: &mut Rng, int_high: i32) -> Result<
         }
         ElementType::I32 | ElementType::I8 | ElementType::U8 => Tensor::i32(
             &shape,
-            (0..n).map(|_| (rng.uniform() * int_high as f32) as i32).collect(),
+            (0..n)
+                .map(|_| (rng.uniform() * int_high as f32) as i32)
+                .collect(),
         )?
         .cast(spec.dtype),
-        ElementType::Bool => Tensor::i32(&shape, (0..n).map(|_| i32::from(rng.uniform() < 0.5)).collect())?
-            .cast(ElementType::Bool),
+        ElementType::Bool => Tensor::i32(
+            &shape,
+            (0..n).map(|_| i32::from(rng.uniform() < 0.5)).collect(),
+        )?
+        .cast(ElementType::Bool),
     };
     Ok(t)
 }
@@ -91,13 +101,23 @@ pub fn gather(
     for g in given {
         let spec = specs.iter().find(|s| s.name == g.name).with_context(|| {
             let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-            format!("the model has no input {:?} (its inputs: {})", g.name, names.join(", "))
+            format!(
+                "the model has no input {:?} (its inputs: {})",
+                g.name,
+                names.join(", ")
+            )
         })?;
         let t = anekit_runtime::npy::read(&g.path)?;
         let t = if t.dtype() == spec.dtype {
             t
         } else {
-            notes.push(format!("{}: converted {} from {} to {}", g.name, g.path.display(), t.dtype(), spec.dtype));
+            notes.push(format!(
+                "{}: converted {} from {} to {}",
+                g.name,
+                g.path.display(),
+                t.dtype(),
+                spec.dtype
+            ));
             t.cast(spec.dtype)
         };
         out.insert(g.name.clone(), t);
@@ -112,7 +132,12 @@ pub fn gather(
             notes.push(format!("{}: the bundled sample input", spec.name));
         } else if random {
             out.insert(spec.name.clone(), random_input(spec, &mut rng, int_high)?);
-            notes.push(format!("{}: random {} {:?} (seed {seed})", spec.name, spec.dtype, spec.shape.default_shape()));
+            notes.push(format!(
+                "{}: random {} {:?} (seed {seed})",
+                spec.name,
+                spec.dtype,
+                spec.shape.default_shape()
+            ));
         } else {
             let all: Vec<String> = specs
                 .iter()

@@ -36,13 +36,18 @@ struct Report<'a> {
 /// Run `anekit inspect`.
 pub fn run(args: &Args) -> Result<()> {
     let path = crate::model_path(&args.model)?;
-    let model = Model::open(&path).with_context(|| format!("cannot read model {}", path.display()))?;
+    let model =
+        Model::open(&path).with_context(|| format!("cannot read model {}", path.display()))?;
     if args.mil {
         let program = model.require_program()?;
         print!("{}", anekit_mil::text::print(program));
         return Ok(());
     }
-    let report = Report { path: path.display().to_string(), format: model.format_name(), summary: ModelSummary::of(&model) };
+    let report = Report {
+        path: path.display().to_string(),
+        format: model.format_name(),
+        summary: ModelSummary::of(&model),
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -59,7 +64,12 @@ fn features(title: &str, fs: &[FeatureSummary], out: &mut String) {
     let rows: Vec<Vec<String>> = fs
         .iter()
         .map(|f| {
-            let mut r = vec![f.name.clone(), f.kind.clone(), f.dtype.clone(), f.shape_text()];
+            let mut r = vec![
+                f.name.clone(),
+                f.kind.clone(),
+                f.dtype.clone(),
+                f.shape_text(),
+            ];
             let mut notes = Vec::new();
             if f.optional {
                 notes.push("optional".to_string());
@@ -100,9 +110,16 @@ fn render(r: &Report<'_>) -> String {
                     "{} ({}{}, {} ops){}",
                     f.name,
                     f.opset,
-                    f.opset_os.as_deref().map(|o| format!(" = {o}")).unwrap_or_default(),
+                    f.opset_os
+                        .as_deref()
+                        .map(|o| format!(" = {o}"))
+                        .unwrap_or_default(),
                     thousands(f.op_count as u64),
-                    if f.is_default && s.functions.len() > 1 { " [default]" } else { "" }
+                    if f.is_default && s.functions.len() > 1 {
+                        " [default]"
+                    } else {
+                        ""
+                    }
                 )
             })
             .collect();
@@ -124,36 +141,70 @@ fn render(r: &Report<'_>) -> String {
             meta.push(vec![k.to_string(), v.clone()]);
         }
     }
-    meta.extend(m.user_defined.iter().map(|(k, v)| vec![k.clone(), v.clone()]));
+    meta.extend(
+        m.user_defined
+            .iter()
+            .map(|(k, v)| vec![k.clone(), v.clone()]),
+    );
     if !meta.is_empty() {
         let _ = writeln!(out, "Metadata");
         out.push_str(&table(&meta, 2));
     }
     let p = &s.parameters;
     if s.model_type == "mlProgram" {
-        let by: Vec<String> = p.bytes_by_dtype.iter().map(|(t, b)| format!("{t} {}", bytes(*b))).collect();
+        let by: Vec<String> = p
+            .bytes_by_dtype
+            .iter()
+            .map(|(t, b)| format!("{t} {}", bytes(*b)))
+            .collect();
         let _ = writeln!(out, "\nParameters  {}", thousands(p.count));
         let _ = writeln!(
             out,
             "Weights     {}{}",
             bytes(p.total_bytes),
-            if by.is_empty() { String::new() } else { format!(" ({})", by.join(", ")) }
+            if by.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", by.join(", "))
+            }
         );
-        let comp: Vec<String> = s.compression.iter().map(|(t, n)| format!("{t} ×{n}")).collect();
-        let _ = writeln!(out, "Compression {}", if comp.is_empty() { "none".to_string() } else { comp.join(", ") });
+        let comp: Vec<String> = s
+            .compression
+            .iter()
+            .map(|(t, n)| format!("{t} ×{n}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "Compression {}",
+            if comp.is_empty() {
+                "none".to_string()
+            } else {
+                comp.join(", ")
+            }
+        );
     }
     if !s.op_counts.is_empty() {
         let total: usize = s.op_counts.values().sum();
-        let what = if s.model_type == "mlProgram" { "Ops" } else { "Layers" };
+        let what = if s.model_type == "mlProgram" {
+            "Ops"
+        } else {
+            "Layers"
+        };
         let _ = writeln!(
             out,
             "\n{what} ({}{})",
-            s.default_function.as_deref().map(|f| format!("{f}, ")).unwrap_or_default(),
+            s.default_function
+                .as_deref()
+                .map(|f| format!("{f}, "))
+                .unwrap_or_default(),
             thousands(total as u64)
         );
         let mut counts: Vec<(&String, &usize)> = s.op_counts.iter().collect();
         counts.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        let rows: Vec<Vec<String>> = counts.iter().map(|(t, n)| vec![(*t).clone(), n.to_string()]).collect();
+        let rows: Vec<Vec<String>> = counts
+            .iter()
+            .map(|(t, n)| vec![(*t).clone(), n.to_string()])
+            .collect();
         out.push_str(&table(&rows, 2));
     }
     out

@@ -1,5 +1,6 @@
 //! `anekit`: inspect, analyze, compress and run Core ML models, on any OS.
 
+mod analyze;
 mod bench;
 mod bundled;
 mod inputs;
@@ -32,6 +33,9 @@ enum Command {
     /// Show what a model contains: format, version, functions, inputs, outputs, states,
     /// metadata, op histogram, parameters and compression.
     Inspect(inspect::Args),
+    /// Predict where Core ML places every op (Neural Engine, GPU or CPU) on a given chip,
+    /// with reasons, segments, engine switches, an estimated latency per chip and fixes.
+    Analyze(analyze::Args),
     /// Run a model on the CPU backend (or Core ML on a Mac) and summarise its outputs.
     ///
     /// Inputs come from .npy files (--input NAME=FILE.npy) or are random (--random); outputs
@@ -50,6 +54,7 @@ fn main() -> std::process::ExitCode {
     init_logging(cli.verbose);
     let result: Result<()> = match cli.command {
         Command::Inspect(args) => inspect::run(&args),
+        Command::Analyze(args) => analyze::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Top(args) => top::run(&args),

@@ -75,7 +75,8 @@ impl LoadArgs {
     /// Open and load `path`; returns the model and the load time.
     pub fn load(&self, path: &std::path::Path) -> Result<(LoadedModel, f64)> {
         let t0 = Instant::now();
-        let model = Model::open(path).with_context(|| format!("cannot read model {}", path.display()))?;
+        let model =
+            Model::open(path).with_context(|| format!("cannot read model {}", path.display()))?;
         let options = LoadOptions {
             compute_units: self.compute_units.into(),
             function: self.function.clone(),
@@ -143,8 +144,19 @@ struct RunReport<'a> {
 pub fn run(args: &Args) -> Result<()> {
     let path = crate::model_path(&args.model)?;
     let (loaded, load_ms) = args.load.load(&path)?;
-    let sample = if args.model.is_none() { Some(crate::bundled::sample_inputs()?) } else { None };
-    let (inputs, notes) = gather(loaded.inputs(), &args.inputs, args.random, args.seed, args.int_high, sample.as_ref())?;
+    let sample = if args.model.is_none() {
+        Some(crate::bundled::sample_inputs()?)
+    } else {
+        None
+    };
+    let (inputs, notes) = gather(
+        loaded.inputs(),
+        &args.inputs,
+        args.random,
+        args.seed,
+        args.int_high,
+        sample.as_ref(),
+    )?;
     let t0 = Instant::now();
     let outputs = if loaded.instance().states().is_empty() {
         loaded.predict(&inputs)?
@@ -225,5 +237,13 @@ pub fn run(args: &Args) -> Result<()> {
 
 /// A file name for an output name (path separators and other awkward characters replaced).
 fn sanitize(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }

@@ -87,7 +87,13 @@ impl Model {
                         .and_then(|v| i32::try_from(v).ok())
                         .unwrap_or(0);
                 }
-                Self { spec, program: Some(program), weights, source: None, format: None }
+                Self {
+                    spec,
+                    program: Some(program),
+                    weights,
+                    source: None,
+                    format: None,
+                }
             }
             (_, Some(spec)) => Self::from_spec(spec, weights)?,
             (kind, None) => {

@@ -402,11 +402,17 @@ mod tests {
                 "needs",
             ),
             (
-                with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999, 99999999999), }", &[]),
+                with_header(
+                    "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999, 99999999999), }",
+                    &[],
+                ),
                 "overflows",
             ),
             (
-                with_header("{'descr': '<c8', 'fortran_order': False, 'shape': (2,), }", &[0; 16]),
+                with_header(
+                    "{'descr': '<c8', 'fortran_order': False, 'shape': (2,), }",
+                    &[0; 16],
+                ),
                 "unsupported",
             ),
         ];

@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use anekit_format::proto;
 use anekit_mil::model::Model;
-use anekit_mil::{Argument, Binding, Block, DataType, Function, NamedValueType, Operation, Program, TensorType, Value, ValueType};
+use anekit_mil::{
+    Argument, Binding, Block, DataType, Function, NamedValueType, Operation, Program, TensorType,
+    Value, ValueType,
+};
 use anekit_runtime::{ComputeUnits, Engine, LoadOptions, NamedTensors, Tensor};
 
 const WIDTH: u64 = 4096;
@@ -21,28 +24,45 @@ fn chain() -> Model {
     for i in 0..DEPTH {
         let r = format!("r{i}");
         let mut op = Operation::new("relu");
-        op.inputs.insert("x".into(), Argument(vec![Binding::Name(prev.clone())]));
+        op.inputs
+            .insert("x".into(), Argument(vec![Binding::Name(prev.clone())]));
         op.outputs.push(NamedValueType::new(r.clone(), ty.clone()));
-        op.attributes.insert("name".into(), Value::string(r.clone()));
+        op.attributes
+            .insert("name".into(), Value::string(r.clone()));
         ops.push(op);
         let a = format!("a{i}");
         let mut op = Operation::new("sub");
-        op.inputs.insert("x".into(), Argument(vec![Binding::Name(r)]));
-        op.inputs.insert("y".into(), Argument(vec![Binding::Name(prev)]));
+        op.inputs
+            .insert("x".into(), Argument(vec![Binding::Name(r)]));
+        op.inputs
+            .insert("y".into(), Argument(vec![Binding::Name(prev)]));
         op.outputs.push(NamedValueType::new(a.clone(), ty.clone()));
-        op.attributes.insert("name".into(), Value::string(a.clone()));
+        op.attributes
+            .insert("name".into(), Value::string(a.clone()));
         ops.push(op);
         prev = a;
     }
-    let block = Block { inputs: vec![], outputs: vec![prev], operations: ops, attributes: BTreeMap::new() };
+    let block = Block {
+        inputs: vec![],
+        outputs: vec![prev],
+        operations: ops,
+        attributes: BTreeMap::new(),
+    };
     let f = Function {
         inputs: vec![NamedValueType::new("x", ty)],
         opset: "CoreML5".into(),
         blocks: [("CoreML5".to_string(), block)].into(),
         attributes: BTreeMap::new(),
     };
-    let program = Program { version: 1, functions: [("main".to_string(), f)].into(), ..Default::default() };
-    let spec = proto::Model { specification_version: 6, ..Default::default() };
+    let program = Program {
+        version: 1,
+        functions: [("main".to_string(), f)].into(),
+        ..Default::default()
+    };
+    let spec = proto::Model {
+        specification_version: 6,
+        ..Default::default()
+    };
     Model::from_program(spec, program)
 }
 
@@ -50,20 +70,40 @@ fn chain() -> Model {
 fn peak_is_far_below_the_sum_of_activations() {
     let model = Arc::new(chain());
     let loaded = Engine::new()
-        .load(model, &LoadOptions { compute_units: ComputeUnits::CpuOnly, ..Default::default() })
+        .load(
+            model,
+            &LoadOptions {
+                compute_units: ComputeUnits::CpuOnly,
+                ..Default::default()
+            },
+        )
         .unwrap();
     let act = (WIDTH * 4) as usize;
     let cpu = anekit_runtime::cpu::CpuModel::load(&chain(), &LoadOptions::default()).unwrap();
     let (planned_peak, total) = cpu.plan().main.planned_memory();
-    assert_eq!(total, act * (2 * DEPTH + 1), "every activation counted once in the total");
-    assert!(planned_peak <= 3 * act, "planned peak {planned_peak} B for {act}-byte activations");
+    assert_eq!(
+        total,
+        act * (2 * DEPTH + 1),
+        "every activation counted once in the total"
+    );
+    assert!(
+        planned_peak <= 3 * act,
+        "planned peak {planned_peak} B for {act}-byte activations"
+    );
 
     let x: Vec<f32> = (0..WIDTH).map(|i| (i as f32 - 2000.0) / 1000.0).collect();
-    let inputs: NamedTensors = [("x".to_string(), Tensor::f32(&[1, WIDTH as usize], x.clone()).unwrap())].into();
+    let inputs: NamedTensors = [(
+        "x".to_string(),
+        Tensor::f32(&[1, WIDTH as usize], x.clone()).unwrap(),
+    )]
+    .into();
     let out = loaded.predict(&inputs).unwrap();
     let measured = loaded.instance().peak_activation_bytes().unwrap();
     assert!(measured <= 3 * act, "measured peak {measured} B");
-    assert!(measured * 100 < total, "peak {measured} B vs {total} B of activations in all");
+    assert!(
+        measured * 100 < total,
+        "peak {measured} B vs {total} B of activations in all"
+    );
     // And the chain computed the right thing: a_i = relu(a_{i-1}) - a_{i-1}.
     let expect: Vec<f32> = x
         .iter()

@@ -331,9 +331,10 @@ fn shift_scale(
     let sv = floats(scale)?;
     let ov = offset.map(floats).transpose()?;
     if let (Some(o), Some(op)) = (&ov, offset)
-        && (dims(op) != sshape || o.len() != sv.len()) {
-            return Err("offset must have the scale's shape".into());
-        }
+        && (dims(op) != sshape || o.len() != sv.len())
+    {
+        return Err("offset must have the scale's shape".into());
+    }
     let fp16 = scale.dtype == DataType::Fp16;
     let r = |v: f32| if fp16 { round16(v) } else { v };
     let dstr = strides(shape);

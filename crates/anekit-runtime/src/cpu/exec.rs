@@ -131,14 +131,15 @@ fn args_max(step: &super::plan::Step, slots: &[Option<Value>], consts: &[Value])
 
 fn check_finite(v: &Value, step: &super::plan::Step, max_input: &f32) -> Result<(), RuntimeError> {
     if let Value::F32(a) = v
-        && let Some(bad) = a.iter().find(|x| !x.is_finite()) {
-            return Err(RuntimeError::NonFinite {
-                op: step.op_name.clone(),
-                op_type: step.op_type.clone(),
-                what: if bad.is_nan() { "NaN" } else { "inf" },
-                precision: "fp16",
-                max_input: *max_input,
-            });
-        }
+        && let Some(bad) = a.iter().find(|x| !x.is_finite())
+    {
+        return Err(RuntimeError::NonFinite {
+            op: step.op_name.clone(),
+            op_type: step.op_type.clone(),
+            what: if bad.is_nan() { "NaN" } else { "inf" },
+            precision: "fp16",
+            max_input: *max_input,
+        });
+    }
     Ok(())
 }

@@ -193,9 +193,10 @@ pub fn compile(name: &str, function: &Function) -> Result<Plan, crate::RuntimeEr
         c.scope().names.insert(i.name.clone(), Src::Slot(slot));
         c.types.insert(i.name.clone(), i.ty.clone());
         if let ValueType::State(inner) = &i.ty
-            && let Some(t) = inner.as_tensor() {
-                state_types.insert(i.name.clone(), t.clone());
-            }
+            && let Some(t) = inner.as_tensor()
+        {
+            state_types.insert(i.name.clone(), t.clone());
+        }
         inputs.push((i.name.clone(), i.ty.clone()));
         input_slots.push(slot);
     }
@@ -538,12 +539,15 @@ impl Compiler {
             constexpr::decompress(&op.op_type, &P(&values), &outputs).map_err(|m| op_err(op, m))?;
         for (i, v) in vals.into_iter().enumerate() {
             if let (Some((_, shape)), false) = (outputs.get(i), i >= op.outputs.len())
-                && !shape.is_empty() && v.shape() != shape.as_slice() && i == 0 {
-                    return Err(op_err(
-                        op,
-                        format!("decompressed to shape {:?}, declared {shape:?}", v.shape()),
-                    ));
-                }
+                && !shape.is_empty()
+                && v.shape() != shape.as_slice()
+                && i == 0
+            {
+                return Err(op_err(
+                    op,
+                    format!("decompressed to shape {:?}, declared {shape:?}", v.shape()),
+                ));
+            }
             let src = self.push_const(v);
             self.define(op, i, src)?;
         }
