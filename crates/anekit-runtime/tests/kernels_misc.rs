@@ -71,18 +71,15 @@ fn rt(dtype: DataType, shape: &[usize], data: &[f64]) -> In {
     let ty = TensorType::new(dtype, &shape.iter().map(|&d| d as u64).collect::<Vec<_>>());
     let v = if dtype.is_float() {
         Value::F32(
-            ArrayD::from_shape_vec(IxDyn(shape), data.iter().map(|&v| v as f32).collect())
-                .unwrap(),
+            ArrayD::from_shape_vec(IxDyn(shape), data.iter().map(|&v| v as f32).collect()).unwrap(),
         )
     } else if dtype == DataType::Bool {
         Value::Bool(
-            ArrayD::from_shape_vec(IxDyn(shape), data.iter().map(|&v| v != 0.0).collect())
-                .unwrap(),
+            ArrayD::from_shape_vec(IxDyn(shape), data.iter().map(|&v| v != 0.0).collect()).unwrap(),
         )
     } else {
         Value::I32(
-            ArrayD::from_shape_vec(IxDyn(shape), data.iter().map(|&v| v as i32).collect())
-                .unwrap(),
+            ArrayD::from_shape_vec(IxDyn(shape), data.iter().map(|&v| v as i32).collect()).unwrap(),
         )
     };
     In::Runtime(v, ty)
@@ -101,8 +98,17 @@ fn f32s(v: f32) -> In {
     In::Lit(MilValue::fp32(v))
 }
 
+/// A tensor description with shared tensors (`{"ref": key}`) resolved.
+fn resolve<'a>(j: &'a Json, tensors: &'a Json) -> &'a Json {
+    match j.get("ref").and_then(Json::as_str) {
+        Some(k) => &tensors[k],
+        None => j,
+    }
+}
+
 /// An argument from its JSON description (see make_misc.py).
-fn from_json(j: &Json) -> In {
+fn from_json(spec: &Json, tensors: &Json) -> In {
+    let j = resolve(spec, tensors);
     if let Some(v) = j.get("str") {
         return s(v.as_str().unwrap());
     }
@@ -125,7 +131,7 @@ fn from_json(j: &Json) -> In {
             v => v.as_f64().unwrap(),
         })
         .collect();
-    if j.get("runtime").and_then(Json::as_bool) == Some(true) {
+    if spec.get("runtime").and_then(Json::as_bool) == Some(true) {
         rt(dtype, &shape, &data)
     } else {
         lit(dtype, &shape, &data)
@@ -134,6 +140,17 @@ fn from_json(j: &Json) -> In {
 
 /// Build a one-op function, compile it for the CPU backend and run it.
 fn run_op(op_type: &str, opset: Opset, args: &[(&str, In)]) -> Result<Vec<Value>, String> {
+    run_op_with(op_type, opset, args, None)
+}
+
+/// [`run_op`]; with `untyped: Some(n)` the op declares `n` outputs of unknown shape instead of
+/// the inferred types (to reach the kernel's own checks with arguments inference refuses).
+fn run_op_with(
+    op_type: &str,
+    opset: Opset,
+    args: &[(&str, In)],
+    untyped: Option<usize>,
+) -> Result<Vec<Value>, String> {
     let mut inputs = Vec::new();
     let mut values = Vec::new();
     let mut op = Operation::new(op_type);
@@ -158,10 +175,22 @@ fn run_op(op_type: &str, opset: Opset, args: &[(&str, In)]) -> Result<Vec<Value>
             }
         }
     }
-    let inferred =
-        infer(op_type, opset, &infer_args, &[]).map_err(|e| format!("type inference: {e}"))?;
-    op.outputs = inferred
-        .outputs
+    let types = match untyped {
+        Some(n) => vec![
+            ValueType::Tensor(TensorType {
+                dtype: DataType::Fp32,
+                shape: None,
+                attributes: BTreeMap::new(),
+            });
+            n
+        ],
+        None => {
+            infer(op_type, opset, &infer_args, &[])
+                .map_err(|e| format!("type inference: {e}"))?
+                .outputs
+        }
+    };
+    op.outputs = types
         .iter()
         .enumerate()
         .map(|(i, t)| NamedValueType::new(format!("out{i}"), t.clone()))
@@ -193,8 +222,14 @@ fn run_op(op_type: &str, opset: Opset, args: &[(&str, In)]) -> Result<Vec<Value>
 
 fn f32_of(v: &Value) -> (Vec<usize>, Vec<f64>) {
     match v {
-        Value::F32(a) => (a.shape().to_vec(), a.iter().map(|&x| f64::from(x)).collect()),
-        Value::I32(a) => (a.shape().to_vec(), a.iter().map(|&x| f64::from(x)).collect()),
+        Value::F32(a) => (
+            a.shape().to_vec(),
+            a.iter().map(|&x| f64::from(x)).collect(),
+        ),
+        Value::I32(a) => (
+            a.shape().to_vec(),
+            a.iter().map(|&x| f64::from(x)).collect(),
+        ),
         Value::Bool(a) => (
             a.shape().to_vec(),
             a.iter().map(|&x| f64::from(u8::from(x))).collect(),
@@ -249,10 +284,11 @@ fn run_family(family: &str) -> usize {
             .as_object()
             .unwrap()
             .iter()
-            .map(|(k, v)| (k.clone(), from_json(v)))
+            .map(|(k, v)| (k.clone(), from_json(v, &doc["tensors"])))
             .collect();
         let args: Vec<(&str, In)> = args.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        let result = run_op(c["op"].as_str().unwrap(), opset, &args);
+        let untyped = c.get("untyped_outputs").and_then(Json::as_u64).map(|n| n as usize);
+        let result = run_op_with(c["op"].as_str().unwrap(), opset, &args, untyped);
         if let Some(msg) = c.get("error").and_then(Json::as_str) {
             match result {
                 Err(e) if e.contains(msg) => {}
@@ -270,11 +306,16 @@ fn run_family(family: &str) -> usize {
         };
         let want = c["outputs"].as_array().unwrap();
         if outs.len() != want.len() {
-            failures.push(format!("{name}: {} outputs, expected {}", outs.len(), want.len()));
+            failures.push(format!(
+                "{name}: {} outputs, expected {}",
+                outs.len(),
+                want.len()
+            ));
             continue;
         }
         let (atol, rtol) = (c["atol"].as_f64().unwrap(), c["rtol"].as_f64().unwrap());
         for (k, (o, w)) in outs.iter().zip(want).enumerate() {
+            let w = resolve(w, &doc["tensors"]);
             let shape: Vec<usize> = w["shape"]
                 .as_array()
                 .unwrap()
@@ -311,5 +352,344 @@ fn run_family(family: &str) -> usize {
 #[test]
 fn recurrent_matches_torch_and_numpy() {
     let n = run_family("recurrent");
-    assert!(n >= 40 || std::env::var("ANEKIT_CASE").is_ok(), "ran {n} cases");
+    assert!(
+        n >= 40 || std::env::var("ANEKIT_CASE").is_ok(),
+        "ran {n} cases"
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// Image resizing
+// ------------------------------------------------------------------------------------------
+
+#[test]
+fn image_resizing_matches_torch_numpy_and_coremltools() {
+    let n = run_family("image_resizing");
+    assert!(
+        n >= 200 || std::env::var("ANEKIT_CASE").is_ok(),
+        "ran {n} cases"
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// Quantization
+// ------------------------------------------------------------------------------------------
+
+#[test]
+fn quantization_matches_torch_and_coremltools() {
+    let n = run_family("quantization");
+    assert!(
+        n >= 30 || std::env::var("ANEKIT_CASE").is_ok(),
+        "ran {n} cases"
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// Random: distribution statistics and determinism (values are not Core ML's bit for bit).
+// ------------------------------------------------------------------------------------------
+
+fn floats(v: &Value) -> Vec<f64> {
+    f32_of(v).1
+}
+
+fn mean_var(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    (m, v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n)
+}
+
+fn shape_arg(dims: &[i32]) -> In {
+    lit(
+        DataType::Int32,
+        &[dims.len()],
+        &dims.iter().map(|&d| f64::from(d)).collect::<Vec<_>>(),
+    )
+}
+
+#[test]
+fn random_uniform_statistics_and_seed() {
+    let n = 200_000;
+    let run = |seed: i32, opset| {
+        run_op(
+            "random_uniform",
+            opset,
+            &[
+                ("shape", rt(DataType::Int32, &[2], &[400.0, 500.0])),
+                ("low", f32s(-2.0)),
+                ("high", f32s(3.0)),
+                ("seed", i32s(seed)),
+            ],
+        )
+        .unwrap()
+    };
+    let a = run(42, Opset::Ios15);
+    assert_eq!(a[0].shape(), &[400, 500]);
+    let v = floats(&a[0]);
+    assert_eq!(v.len(), n);
+    assert!(
+        v.iter().all(|&x| (-2.0..3.0).contains(&x)),
+        "outside [low, high)"
+    );
+    let (m, var) = mean_var(&v);
+    // Uniform(-2, 3): mean 0.5, variance 25/12; 5 standard errors.
+    assert!(
+        (m - 0.5).abs() < 5.0 * (25.0f64 / 12.0 / n as f64).sqrt(),
+        "mean {m}"
+    );
+    assert!((var - 25.0 / 12.0).abs() < 0.03, "variance {var}");
+    // Ten equal bins each hold about a tenth.
+    let mut bins = [0usize; 10];
+    for x in &v {
+        bins[(((x + 2.0) / 0.5) as usize).min(9)] += 1;
+    }
+    for c in bins {
+        assert!((c as f64 / n as f64 - 0.1).abs() < 0.005, "bins {bins:?}");
+    }
+    // Same seed, same values (also across opsets); another seed, other values.
+    assert_eq!(a, run(42, Opset::Ios18));
+    assert_ne!(a, run(7, Opset::Ios15));
+}
+
+#[test]
+fn random_normal_statistics_and_seed() {
+    let run = |seed: Option<i32>| {
+        let mut args = vec![
+            ("shape", shape_arg(&[100_000])),
+            ("mean", f32s(1.5)),
+            ("stddev", f32s(0.5)),
+        ];
+        if let Some(s) = seed {
+            args.push(("seed", i32s(s)));
+        }
+        run_op("random_normal", Opset::Ios15, &args).unwrap()
+    };
+    let a = run(Some(3));
+    let v = floats(&a[0]);
+    let (m, var) = mean_var(&v);
+    assert!(
+        (m - 1.5).abs() < 5.0 * 0.5 / (v.len() as f64).sqrt(),
+        "mean {m}"
+    );
+    assert!((var - 0.25).abs() < 0.005, "variance {var}");
+    // About 68.3% within one standard deviation, 95.4% within two.
+    let within =
+        |k: f64| v.iter().filter(|x| (*x - 1.5).abs() < k * 0.5).count() as f64 / v.len() as f64;
+    assert!((within(1.0) - 0.6827).abs() < 0.006, "{}", within(1.0));
+    assert!((within(2.0) - 0.9545).abs() < 0.004, "{}", within(2.0));
+    assert_eq!(a, run(Some(3)));
+    // The default seed (-1) draws fresh values each prediction.
+    assert_ne!(run(None), run(None));
+}
+
+#[test]
+fn random_bernoulli_statistics_and_seed() {
+    let run = |p: f32, seed: i32| {
+        run_op(
+            "random_bernoulli",
+            Opset::Ios16,
+            &[
+                ("shape", shape_arg(&[50, 2000])),
+                ("prob", f32s(p)),
+                ("seed", i32s(seed)),
+            ],
+        )
+        .unwrap()
+    };
+    for p in [0.0f32, 0.2, 0.5, 1.0] {
+        let v = floats(&run(p, 11)[0]);
+        assert!(v.iter().all(|&x| x == 0.0 || x == 1.0));
+        let frac = v.iter().sum::<f64>() / v.len() as f64;
+        let se = (f64::from(p) * (1.0 - f64::from(p)) / v.len() as f64).sqrt();
+        assert!(
+            (frac - f64::from(p)).abs() <= 5.0 * se + 1e-12,
+            "p {p}: {frac}"
+        );
+    }
+    assert_eq!(run(0.3, 5), run(0.3, 5));
+    // Default prob is 0.5.
+    let d = run_op(
+        "random_bernoulli",
+        Opset::Ios15,
+        &[("shape", shape_arg(&[100_000])), ("seed", i32s(1))],
+    )
+    .unwrap();
+    let frac = floats(&d[0]).iter().sum::<f64>() / 100_000.0;
+    assert!((frac - 0.5).abs() < 0.01, "{frac}");
+}
+
+#[test]
+fn random_categorical_statistics_and_seed() {
+    // Two distributions of four classes, given as probabilities and as logits.
+    let p = [[0.1, 0.2, 0.3, 0.4], [0.7, 0.0, 0.05, 0.25]];
+    let flat: Vec<f64> = p.iter().flatten().copied().collect();
+    let logits: Vec<f64> = flat
+        .iter()
+        .map(|&x: &f64| x.max(1e-30).ln() + 3.0)
+        .collect();
+    for (mode, x) in [("probs", flat.clone()), ("logits", logits)] {
+        let mut args = vec![
+            ("x", rt(DataType::Fp32, &[2, 4], &x)),
+            ("size", i32s(40_000)),
+            ("seed", i32s(9)),
+        ];
+        if mode == "probs" {
+            args.push(("mode", s(mode)));
+        }
+        let out = run_op("random_categorical", Opset::Ios15, &args).unwrap();
+        assert_eq!(out[0].shape(), &[2, 40_000]);
+        let v = floats(&out[0]);
+        for (r, probs) in p.iter().enumerate() {
+            let row = &v[r * 40_000..(r + 1) * 40_000];
+            for (k, &want) in probs.iter().enumerate() {
+                let got = row.iter().filter(|&&c| c == k as f64).count() as f64 / 40_000.0;
+                let se = (want * (1.0 - want) / 40_000.0f64).sqrt();
+                assert!(
+                    (got - want).abs() <= 5.0 * se + 1e-12,
+                    "{mode} row {r} class {k}: {got} vs {want}"
+                );
+            }
+        }
+        assert_eq!(
+            out,
+            run_op("random_categorical", Opset::Ios15, &args).unwrap()
+        );
+    }
+}
+
+#[test]
+fn random_ops_refuse_bad_shapes() {
+    let e = run_op(
+        "random_uniform",
+        Opset::Ios15,
+        &[("shape", rt(DataType::Int32, &[2], &[3.0, -1.0]))],
+    )
+    .unwrap_err();
+    assert!(e.contains("negative"), "{e}");
+    // A shape whose element count cannot be allocated is an error, not an abort.
+    let e = run_op(
+        "random_normal",
+        Opset::Ios15,
+        &[(
+            "shape",
+            rt(
+                DataType::Int32,
+                &[3],
+                &[2_000_000_000.0, 2_000_000_000.0, 2_000_000_000.0],
+            ),
+        )],
+    )
+    .unwrap_err();
+    assert!(e.contains("overflow") || e.contains("allocate"), "{e}");
+    let e = run_op(
+        "random_normal",
+        Opset::Ios15,
+        &[(
+            "shape",
+            rt(DataType::Int32, &[2], &[2_000_000_000.0, 2_000_000_000.0]),
+        )],
+    )
+    .unwrap_err();
+    assert!(e.contains("allocate"), "{e}");
+}
+
+// ------------------------------------------------------------------------------------------
+// classify
+// ------------------------------------------------------------------------------------------
+
+fn list_of(items: Vec<MilValue>, element: DataType) -> In {
+    let n = items.len() as u64;
+    In::Lit(MilValue {
+        ty: ValueType::List {
+            element: Box::new(ValueType::scalar(element)),
+            length: anekit_mil::Dim::Fixed(n),
+        },
+        data: anekit_mil::ValueData::List(items),
+        doc: String::new(),
+    })
+}
+
+#[test]
+fn classify_returns_label_and_probabilities() {
+    let classes = list_of(
+        ["cat", "dog", "bird"]
+            .iter()
+            .map(|&c| MilValue::string(c))
+            .collect(),
+        DataType::String,
+    );
+    let out = run_op(
+        "classify",
+        Opset::Ios15,
+        &[
+            (
+                "probabilities",
+                rt(DataType::Fp32, &[1, 3], &[0.2, 0.7, 0.1]),
+            ),
+            ("classes", classes.clone()),
+        ],
+    )
+    .unwrap();
+    assert_eq!(out[0].as_str().unwrap(), "dog");
+    let Value::List(dict) = &out[1] else {
+        panic!("{:?}", out[1])
+    };
+    let Value::Str(keys) = &dict[0] else {
+        panic!("{dict:?}")
+    };
+    assert_eq!(
+        keys.iter().cloned().collect::<Vec<_>>(),
+        ["cat", "dog", "bird"]
+    );
+    let (_, probs) = f32_of(&dict[1]);
+    assert!((probs[1] - 0.7).abs() < 1e-7 && probs.len() == 3);
+    // Ties go to the first class; NaN never wins.
+    let out = run_op(
+        "classify",
+        Opset::Ios17,
+        &[
+            (
+                "probabilities",
+                rt(DataType::Fp32, &[3], &[f64::NAN, 0.5, 0.5]),
+            ),
+            ("classes", classes.clone()),
+        ],
+    )
+    .unwrap();
+    assert_eq!(out[0].as_str().unwrap(), "dog");
+    // int64 labels.
+    let ints = list_of(
+        [10i64, 20, 30]
+            .iter()
+            .map(|&v| {
+                MilValue::tensor_bytes(
+                    TensorType::scalar(DataType::Int64),
+                    v.to_le_bytes().to_vec(),
+                    Placement::Inline,
+                )
+            })
+            .collect(),
+        DataType::Int64,
+    );
+    let out = run_op(
+        "classify",
+        Opset::Ios18,
+        &[
+            ("probabilities", rt(DataType::Fp32, &[3], &[0.1, 0.3, 0.6])),
+            ("classes", ints),
+        ],
+    )
+    .unwrap();
+    assert_eq!(f32_of(&out[0]), (vec![], vec![30.0]));
+    let Value::List(dict) = &out[1] else { panic!() };
+    assert_eq!(f32_of(&dict[0]).1, [10.0, 20.0, 30.0]);
+    // A size mismatch is an error.
+    let e = run_op(
+        "classify",
+        Opset::Ios15,
+        &[
+            ("probabilities", rt(DataType::Fp32, &[2], &[0.5, 0.5])),
+            ("classes", classes),
+        ],
+    );
+    assert!(e.is_err());
 }

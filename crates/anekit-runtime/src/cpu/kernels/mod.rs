@@ -21,8 +21,12 @@ use super::value::Value;
 use crate::engine::{Precision, State};
 
 pub mod activation;
+pub mod classify;
 pub mod elementwise;
+pub mod image_resizing;
 pub mod linalg;
+pub mod quantize;
+pub mod random;
 pub mod recurrent;
 pub mod util;
 
@@ -229,6 +233,10 @@ const FAMILIES: &[(&[&str], Builder)] = &[
     (activation::OPS, activation::build),
     (linalg::OPS, linalg::build),
     (recurrent::OPS, recurrent::build),
+    (image_resizing::OPS, image_resizing::build),
+    (random::OPS, random::build),
+    (quantize::OPS, quantize::build),
+    (classify::OPS, classify::build),
 ];
 
 /// Build the kernel for an op, or say why it cannot run.

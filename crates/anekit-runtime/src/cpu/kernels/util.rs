@@ -78,3 +78,24 @@ pub fn const_f32_opt(ctx: &super::OpCtx<'_>, param: &str) -> Result<Option<f32>,
         None => Ok(None),
     }
 }
+
+/// A zero-filled buffer of `len` elements, or an error (not an abort) when the allocation
+/// fails — sizes that come from a model or its inputs go through this.
+pub fn try_zeros<T: Clone + Default>(len: usize) -> Result<Vec<T>, String> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| {
+        format!(
+            "cannot allocate {len} elements of {} bytes",
+            std::mem::size_of::<T>()
+        )
+    })?;
+    v.resize(len, T::default());
+    Ok(v)
+}
+
+/// The product of `dims`, or an error naming `what` when it overflows.
+pub fn checked_product(dims: &[usize], what: &str) -> Result<usize, String> {
+    dims.iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| format!("the size of {what} {dims:?} overflows"))
+}

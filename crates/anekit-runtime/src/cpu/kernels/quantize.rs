@@ -1,0 +1,155 @@
+//! Activation quantization (iOS17): `quantize`, `dequantize` (coremltools
+//! `ops/defs/iOS17/quantization_ops.py`, whose `value_inference` is
+//! `coremltools.optimize._utils.quantize_by_scale_and_zp` / `dequantize_by_scale_and_zp`).
+//!
+//! - `quantize`: `clip(round_half_even(input / scale) + zero_point)` to the range of
+//!   `output_dtype` (`int8`: −128…127, `uint8`: 0…255), computed in f32 like coremltools'
+//!   NumPy code; the result is an integer tensor (carried as i32 values, the declared output
+//!   type says int8/uint8).
+//! - `dequantize`: `(input − zero_point) · scale` in f32.
+//! - `scale` and `zero_point` (default 0) are scalars (per tensor) or vectors of
+//!   `input.shape[axis]` values (per axis; `axis` may be negative).
+
+use super::util::{axis as norm_axis, const_i64, const_str};
+use super::{Args, Kernel, OpCtx, RunCtx, kernel};
+use crate::cpu::value::Value;
+
+/// Op types of this family.
+pub const OPS: &[&str] = &["dequantize", "quantize"];
+
+/// Build a kernel of this family.
+pub fn build(ctx: &mut OpCtx<'_>) -> Option<Result<Box<dyn Kernel>, String>> {
+    let k = match ctx.op_type() {
+        "quantize" => quantize(ctx),
+        "dequantize" => dequantize(ctx),
+        _ => return None,
+    };
+    Some(k)
+}
+
+/// Per-element parameters: `value(i)` for the flat index `i` of the input.
+struct Params {
+    scale: Vec<f32>,
+    zero: Vec<f32>,
+    /// Elements per step of the quantization axis (1 for the last axis), and its size;
+    /// `None` for per-tensor parameters.
+    layout: Option<(usize, usize)>,
+}
+
+impl Params {
+    #[inline]
+    fn at(&self, i: usize) -> (f32, f32) {
+        let k = match self.layout {
+            None => 0,
+            Some((inner, n)) => (i / inner) % n,
+        };
+        (
+            self.scale.get(k).copied().unwrap_or(1.0),
+            self.zero.get(k).copied().unwrap_or(0.0),
+        )
+    }
+}
+
+fn params(a: &Args<'_>, axis: Option<i64>, shape: &[usize]) -> Result<Params, String> {
+    let sv = a.req("scale")?;
+    let scale = sv.to_f32s().map_err(|e| format!("scale: {e}"))?;
+    let zero = match a.get("zero_point") {
+        Some(z) => z.to_f32s().map_err(|e| format!("zero_point: {e}"))?,
+        None => vec![0.0; scale.len()],
+    };
+    let vector = !sv.shape().is_empty();
+    if !vector {
+        if scale.len() != 1 || zero.len() != 1 {
+            return Err("zero_point should be a scalar if scale is a scalar".into());
+        }
+        return Ok(Params {
+            scale,
+            zero,
+            layout: None,
+        });
+    }
+    if sv.shape().len() != 1 {
+        return Err(format!(
+            "scale must be a scalar or a vector, got shape {:?}",
+            sv.shape()
+        ));
+    }
+    let ax = norm_axis(
+        axis.ok_or("axis is required when scale is a vector")?,
+        shape.len(),
+    )?;
+    let n = shape.get(ax).copied().unwrap_or(0);
+    if scale.len() != n || zero.len() != n {
+        return Err(format!(
+            "scale has {} and zero_point {} values; input dimension {ax} has {n}",
+            scale.len(),
+            zero.len()
+        ));
+    }
+    let inner = shape
+        .get(ax + 1..)
+        .map_or(1, |s| s.iter().product::<usize>());
+    Ok(Params {
+        scale,
+        zero,
+        layout: Some((inner.max(1), n.max(1))),
+    })
+}
+
+fn axis_param(ctx: &OpCtx<'_>) -> Result<Option<i64>, String> {
+    if ctx.has("axis") {
+        Ok(Some(const_i64(ctx, "axis", 0)?))
+    } else {
+        Ok(None)
+    }
+}
+
+fn quantize(ctx: &OpCtx<'_>) -> Result<Box<dyn Kernel>, String> {
+    let (lo, hi) = match const_str(ctx, "output_dtype", "")?.as_str() {
+        "int8" => (-128.0f32, 127.0f32),
+        "uint8" => (0.0, 255.0),
+        "" => return Err("output_dtype is required".into()),
+        d => return Err(format!("output_dtype {d:?} is not int8 or uint8")),
+    };
+    let axis = axis_param(ctx)?;
+    Ok(kernel(move |a: &Args<'_>, _: &mut RunCtx<'_>| {
+        let x = a.f32("input")?;
+        let p = params(a, axis, x.shape())?;
+        if p.scale.contains(&0.0) {
+            return Err("scale cannot be 0".into());
+        }
+        let xs = super::linalg::contiguous(x);
+        let out: Vec<i32> = xs
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let (s, z) = p.at(i);
+                let q = (v / s).round_ties_even() + z;
+                // NaN maps to 0, as a float-to-int cast does.
+                q.clamp(lo, hi) as i32
+            })
+            .collect();
+        Ok(vec![Value::I32(
+            ndarray::ArrayD::from_shape_vec(x.raw_dim(), out).map_err(|e| e.to_string())?,
+        )])
+    }))
+}
+
+fn dequantize(ctx: &OpCtx<'_>) -> Result<Box<dyn Kernel>, String> {
+    let axis = axis_param(ctx)?;
+    Ok(kernel(move |a: &Args<'_>, _: &mut RunCtx<'_>| {
+        let x = a.i32("input")?;
+        let p = params(a, axis, x.shape())?;
+        let out: Vec<f32> = x
+            .iter()
+            .enumerate()
+            .map(|(i, &q)| {
+                let (s, z) = p.at(i);
+                (q as f32 - z) * s
+            })
+            .collect();
+        Ok(vec![Value::F32(
+            ndarray::ArrayD::from_shape_vec(x.raw_dim(), out).map_err(|e| e.to_string())?,
+        )])
+    }))
+}
