@@ -4,7 +4,7 @@
 //! Per op: the Neural Engine if the setting includes it and no rule forbids it, else the
 //! GPU if the setting includes it and no rule keeps the op on the CPU, else the CPU. Then
 //! two documented heuristics: a model with almost no work stays on the CPU (vx-lang#436),
-//! and a short Neural Engine island between ops of another unit moves to that unit when
+//! and a short Neural Engine or GPU island between ops of another unit moves to that unit when
 //! the two switches it causes cost more than it saves (Core ML weighs switch costs; the
 //! exact policy is not published — `HOL` unsupported-layers.md describes the behaviour).
 
@@ -15,6 +15,9 @@ use crate::cost::{OpCost, Unit, op_time};
 use crate::graph::Graph;
 use crate::report::{Segment, Switches};
 use crate::rules::{Effect, Hit};
+
+/// Longest run of ops the island heuristic moves to a neighbouring unit.
+pub const MAX_ISLAND_OPS: usize = 4;
 
 /// Which compute units a model may use (Core ML's `MLComputeUnits`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -159,7 +162,7 @@ pub fn place(
                 Unit::Gpu
             } else {
                 if units.gpu() {
-                    reasons.push("kept on the CPU (not supported on the GPU either)".into());
+                    reasons.push("kept on the CPU, not the GPU, by a CPU-only rule".into());
                 }
                 Unit::Cpu
             }
@@ -179,12 +182,14 @@ pub fn place(
         }
     }
 
-    // Heuristic 2: Neural Engine islands whose switches cost more than they save.
-    for _ in 0..8 {
+    // Heuristic 2: Neural Engine or GPU islands whose switches cost more than they save.
+    for _ in 0..64 {
         let segs = segments(g, &ops);
         let mut changed = false;
         for (si, s) in segs.iter().enumerate() {
-            if s.0 != Unit::Ane || segs.len() < 2 {
+            let own = s.0;
+            if !matches!(own, Unit::Ane | Unit::Gpu) || segs.len() < 2 || s.1.len() > MAX_ISLAND_OPS
+            {
                 continue;
             }
             let prev = si.checked_sub(1).and_then(|p| segs.get(p)).map(|p| p.0);
@@ -194,29 +199,41 @@ pub fn place(
                 (Some(a), None) | (None, Some(a)) => a,
                 _ => continue,
             };
+            // Ops may move to the CPU, and Neural Engine ops to the GPU, nothing else.
+            if !(other == Unit::Cpu || (own == Unit::Ane && other == Unit::Gpu && units.gpu())) {
+                continue;
+            }
             let switches = usize::from(prev.is_some()) + usize::from(next.is_some());
-            let mut ane_us =
-                target.perf.ane_dispatch_us + switches as f64 * k.engine_switch_us.value;
+            let dispatch = if own == Unit::Ane {
+                target.perf.ane_dispatch_us
+            } else {
+                k.gpu_dispatch_us.value
+            };
+            let mut own_us = dispatch + switches as f64 * k.engine_switch_us.value;
             let mut other_us = 0.0;
             for &i in &s.1 {
                 if let Some(c) = costs.get(i) {
-                    ane_us += op_time(c, Unit::Ane, &target.perf, target.generation, k).us;
+                    own_us += op_time(c, own, &target.perf, target.generation, k).us;
                     other_us += op_time(c, other, &target.perf, target.generation, k).us;
                 }
             }
-            if other_us < ane_us {
+            if other_us < own_us {
+                let what = if own == Unit::Ane {
+                    "Neural Engine"
+                } else {
+                    "GPU"
+                };
                 for &i in &s.1 {
                     if let Some(o) = ops.get_mut(i) {
                         o.unit = other;
                         o.reasons.push(format!(
-                            "a short Neural Engine island ({:.0} µs with dispatch and switches) is cheaper on the {} ({:.0} µs) [heuristic island]",
-                            ane_us,
+                            "a short {what} island ({own_us:.0} µs with dispatch and switches) is cheaper on the {} ({other_us:.0} µs) [heuristic island]",
                             other.name(),
-                            other_us
                         ));
                     }
                 }
                 changed = true;
+                break;
             }
         }
         if !changed {

@@ -138,10 +138,10 @@ pub static RULES: &[Rule] = &[
     ),
     rule(
         "int-compute",
-        "int16/int32/int64 tensors are not supported on the Neural Engine",
-        NotAne,
+        "int16/int32/int64 tensors are not supported on the Neural Engine; integer index math runs on the CPU",
+        CpuOnly,
         Measured,
-        "ANEMLL-PROF (Espresso: 'Unsupported tensor data type: int32'); ANEFORGE-CAP int32_compute",
+        "ANEMLL-PROF (Espresso: 'Unsupported tensor data type: int32'); ANEFORGE-CAP int32_compute; CPU rather than GPU assumed, as for embedding lookups (MLANE README)",
         check_int,
     ),
     rule(

@@ -1,0 +1,132 @@
+//! `anekit analyze`: predict where Core ML places every op (Neural Engine, GPU, CPU), what
+//! it costs per chip, and what to change.
+
+use std::path::PathBuf;
+
+use anekit_mil::model::Model;
+use anekit_plan::render;
+use anekit_plan::{Catalog, ComputeUnits, Options, analyze_model};
+use anyhow::{Context, Result, bail};
+
+/// Arguments of `anekit analyze`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The model: a .mlpackage or .mlmodelc folder, or a .mlmodel file (default: the bundled
+    /// model).
+    model: Option<PathBuf>,
+    /// The chip to place and estimate for: a name (M1, "M3 Max", A17 Pro), a SoC id (t8103)
+    /// or a device ("iPhone 13"). `--chip list` lists the catalog.
+    #[arg(long, default_value = "M1")]
+    chip: String,
+    /// Which compute units the model may use.
+    #[arg(long, default_value = "all", value_parser = parse_units)]
+    compute_units: ComputeUnits,
+    /// The function of a multifunction model (default: the default function).
+    #[arg(long)]
+    function: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Also write the report as a self-contained HTML page (graph coloured by unit).
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// List every op in the text report, not only those off the Neural Engine.
+    #[arg(long)]
+    all_ops: bool,
+    /// Skip the per-chip and per-compute-units comparison.
+    #[arg(long)]
+    no_compare: bool,
+}
+
+fn parse_units(s: &str) -> Result<ComputeUnits, String> {
+    ComputeUnits::parse(s).ok_or_else(|| {
+        format!("unknown compute units `{s}` (all, cpu-and-ne, cpu-and-gpu, cpu-only)")
+    })
+}
+
+fn list_chips() -> String {
+    let c = Catalog::builtin();
+    let rows: Vec<Vec<String>> = std::iter::once(vec![
+        "chip".into(),
+        "gen".into(),
+        "NE cores".into(),
+        "marketed TOPS".into(),
+        "fp16 TFLOP/s used".into(),
+        "NE GB/s used".into(),
+        "devices".into(),
+    ])
+    .chain(c.chips.iter().map(|chip| {
+        let perf = c.perf(chip);
+        vec![
+            chip.name.clone(),
+            chip.generation.value.clone(),
+            chip.ane_cores.value.to_string(),
+            chip.ane_marketed_tops.as_ref().map_or("-".into(), |t| {
+                format!(
+                    "{} ({})",
+                    t.value,
+                    chip.ane_marketed_precision
+                        .as_ref()
+                        .map_or("?", |p| p.value.as_str())
+                )
+            }),
+            format!("{:.1}", perf.ane_tflops),
+            format!("{:.0}", perf.ane_bandwidth_gbs),
+            chip.devices.first().cloned().unwrap_or_default(),
+        ]
+    }))
+    .collect();
+    crate::output::table(&rows, 0)
+}
+
+/// Run `anekit analyze`.
+pub fn run(args: &Args) -> Result<()> {
+    if args.chip.eq_ignore_ascii_case("list") {
+        print!("{}", list_chips());
+        return Ok(());
+    }
+    let path = crate::model_path(&args.model)?;
+    let model =
+        Model::open(&path).with_context(|| format!("cannot read model {}", path.display()))?;
+    if model.program.is_none() {
+        bail!(
+            "{} is a {} model; analyze works on ML Programs (convert with coremltools' mlprogram target)",
+            path.display(),
+            model.type_name()
+        );
+    }
+    let options = Options {
+        chip: args.chip.clone(),
+        compute_units: args.compute_units,
+        function: args.function.clone(),
+        compare: !args.no_compare,
+    };
+    let report = analyze_model(&model, &options)
+        .with_context(|| format!("cannot analyse {}", path.display()))?;
+    if let Some(html) = &args.html {
+        write_atomic(html, render::html(&report).as_bytes())
+            .with_context(|| format!("cannot write {}", html.display()))?;
+    }
+    if args.json {
+        println!("{}", render::json(&report));
+    } else {
+        print!("{}", render::text(&report, args.all_ops));
+        if let Some(html) = &args.html {
+            println!("\nHTML report: {}", html.display());
+        }
+    }
+    Ok(())
+}
+
+/// Write through a temporary sibling renamed into place.
+pub fn write_atomic(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
