@@ -494,22 +494,44 @@ fn metadata_summary(m: &proto::Metadata) -> MetadataSummary {
     }
 }
 
-/// Layer type → count for NeuralNetwork models (and the NeuralNetworks inside pipelines).
+/// Layer type → count for NeuralNetwork models (and the NeuralNetworks inside pipelines),
+/// the sub-networks of `loop` and `branch` layers included.
 fn layer_counts(spec: &proto::Model) -> BTreeMap<String, usize> {
     use proto::model::Type as T;
-    let mut counts = BTreeMap::new();
-    let mut add = |nn_layers: &[proto::NeuralNetworkLayer]| {
-        for l in nn_layers {
+    use proto::neural_network_layer::Layer as L;
+    fn add(
+        layers: &[proto::NeuralNetworkLayer],
+        counts: &mut BTreeMap<String, usize>,
+        depth: usize,
+    ) {
+        // Protobuf decoding already bounds nesting; stay bounded here too.
+        if depth > 64 {
+            return;
+        }
+        for l in layers {
             let name = l.layer.as_ref().map(|l| l.type_name()).unwrap_or("unknown");
             *counts.entry(name.to_string()).or_insert(0) += 1;
+            let subs: Vec<&proto::NeuralNetwork> = match &l.layer {
+                Some(L::Loop(p)) => p
+                    .condition_network
+                    .iter()
+                    .chain(p.body_network.iter())
+                    .collect(),
+                Some(L::Branch(p)) => p.if_branch.iter().chain(p.else_branch.iter()).collect(),
+                _ => Vec::new(),
+            };
+            for nn in subs {
+                add(&nn.layers, counts, depth + 1);
+            }
         }
-    };
+    }
+    let mut counts = BTreeMap::new();
     let mut stack = vec![spec];
     while let Some(m) = stack.pop() {
         match &m.r#type {
-            Some(T::NeuralNetwork(nn)) => add(&nn.layers),
-            Some(T::NeuralNetworkClassifier(nn)) => add(&nn.layers),
-            Some(T::NeuralNetworkRegressor(nn)) => add(&nn.layers),
+            Some(T::NeuralNetwork(nn)) => add(&nn.layers, &mut counts, 0),
+            Some(T::NeuralNetworkClassifier(nn)) => add(&nn.layers, &mut counts, 0),
+            Some(T::NeuralNetworkRegressor(nn)) => add(&nn.layers, &mut counts, 0),
             Some(T::Pipeline(p)) => stack.extend(p.models.iter()),
             Some(T::PipelineClassifier(p)) => {
                 stack.extend(p.pipeline.iter().flat_map(|p| p.models.iter()))
