@@ -113,6 +113,7 @@ impl Report {
 struct Use {
     op_type: String,
     op_name: String,
+    param: String,
     /// (output axis, input axis) as signed axes.
     axes: (i64, i64),
 }
@@ -195,6 +196,7 @@ impl Index {
                         ix.uses.entry(n.clone()).or_default().push(Use {
                             op_type: op.op_type.clone(),
                             op_name: op.display_name().to_string(),
+                            param: param.clone(),
                             axes,
                         });
                     }
@@ -534,6 +536,35 @@ fn collect(
                 .cloned(),
             None => None,
         };
+        // Structured pruning applies to conv/linear weights only, unless set by name
+        // (coremltools `_check_const_op_is_valid`).
+        let prune = prune.filter(|p| {
+            let structured = matches!(
+                p.method,
+                PruneMethod::NOfM { .. }
+                    | PruneMethod::Magnitude {
+                        block_size: Some(_),
+                        ..
+                    }
+            );
+            let by_name = config
+                .prune
+                .as_ref()
+                .is_some_and(|s| s.op_name.contains_key(&name) || s.op_name.contains_key(&var));
+            let ok = !structured
+                || by_name
+                || uses.iter().all(|u| {
+                    matches!(u.op_type.as_str(), "conv" | "linear") && u.param == "weight"
+                });
+            if !ok {
+                report.skipped.push(Skipped {
+                    function: fname.into(),
+                    name: name.clone(),
+                    reason: "structured pruning applies to conv/linear weights only".into(),
+                });
+            }
+            ok
+        });
         if prune.is_none() && pal.is_none() && quant.is_none() {
             continue;
         }
