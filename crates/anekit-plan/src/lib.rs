@@ -10,6 +10,8 @@
 //! - [`graph`]: the op graph with shapes resolved at the inputs' default shapes.
 //! - [`cost`]: FLOPs and bytes per op (padded Neural Engine layout), roofline per unit.
 //! - [`placement`]: units per op for a compute-units setting, segments, switches, latency.
+//! - [`device_plan`]: Core ML's own plan (`MLComputePlan`, read on a Mac) as placements,
+//!   compared with the prediction.
 //! - [`findings`]: problems with fixes.
 //! - [`analyze`](mod@analyze): the whole analysis → [`report::Report`], rendered by
 //!   [`render`] as text, JSON or a self-contained HTML page.
@@ -27,6 +29,7 @@
 pub mod analyze;
 pub mod catalog;
 pub mod cost;
+pub mod device_plan;
 pub mod error;
 pub mod findings;
 pub mod graph;
