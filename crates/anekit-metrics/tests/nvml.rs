@@ -35,9 +35,14 @@ fn nvml_reads_real_gpus() {
     let n = nvml.gpus().len();
     let mut c = Collector::new();
     c.add(nvml);
-    let s0 = c.sample();
+    // Precise samples read the energy counter at both ends of the interval.
+    let s0 = c.sample_precise();
     std::thread::sleep(Duration::from_millis(500));
-    let s1 = c.sample();
+    let s1 = c.sample_precise();
+    // A periodic sample in between energy reads: the energy total is repeated, the power
+    // comes from NVML's power reading.
+    std::thread::sleep(Duration::from_millis(200));
+    let s2 = c.sample();
     assert_eq!(s1.sources[0].state, SourceState::Ok);
     println!("{}", json_line(&s1).unwrap());
     println!("{}", prometheus_text(&s1));
@@ -68,6 +73,11 @@ fn nvml_reads_real_gpus() {
                 (e / dt - power).abs() < 1e-6 * power.max(1.0),
                 "{e} J / {dt} s vs {power} W"
             );
+            assert_eq!(s2.find(Metric::Energy, &gpu, &[]), Some(e));
+            let p2 = s2
+                .find(Metric::Power, &gpu, &[])
+                .expect("power from nvmlDeviceGetPowerUsage");
+            assert!(p2 > 1.0 && p2 < limit * 1.5, "{p2}");
         }
     }
 }
