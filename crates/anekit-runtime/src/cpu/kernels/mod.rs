@@ -21,13 +21,19 @@ use super::value::Value;
 use crate::engine::{Precision, State};
 
 pub mod activation;
+pub mod attention;
 pub mod classify;
+pub mod conv;
 pub mod elementwise;
 pub mod image_resizing;
 pub mod linalg;
+pub mod normalization;
+pub mod pool;
 pub mod quantize;
 pub mod random;
 pub mod recurrent;
+pub mod reduction;
+pub mod simd;
 pub mod util;
 
 /// A compiled op.
@@ -237,6 +243,11 @@ const FAMILIES: &[(&[&str], Builder)] = &[
     (random::OPS, random::build),
     (quantize::OPS, quantize::build),
     (classify::OPS, classify::build),
+    (conv::OPS, conv::build),
+    (pool::OPS, pool::build),
+    (normalization::OPS, normalization::build),
+    (reduction::OPS, reduction::build),
+    (attention::OPS, attention::build),
 ];
 
 /// Build the kernel for an op, or say why it cannot run.

@@ -1,0 +1,710 @@
+//! Convolutions: `conv` (1-D/2-D/3-D, groups, depthwise, strides, dilations, every pad type,
+//! bias) and `conv_transpose`.
+//!
+//! Layout is MIL's NC(D)HW, row-major. Every convolution is treated as 3-D (a 1-D one has
+//! D = H = 1). Strategies:
+//! - **1×1, stride 1, no padding**: the input plane already is the GEMM operand,
+//!   `out[g] = W[g] · X[g]` (faer GEMM, no copy).
+//! - **depthwise** (`groups == C_in`, one input channel per group): a direct loop per output
+//!   plane, one vectorised multiply-add per kernel tap and output row.
+//! - **everything else**: im2col by column blocks. The output positions are cut into blocks
+//!   of [`block_cols`] columns; each block's patch matrix (C_in/groups·kernel rows) is
+//!   written into a per-thread buffer small enough to stay in L2, then multiplied by the
+//!   group's weight matrix straight into the output. Blocks (and batches and groups) are
+//!   independent tasks, so large convolutions use every thread with sequential GEMMs and no
+//!   synchronisation; small ones run on the calling thread.
+//!
+//! `conv_transpose` is a GEMM (`Wᵀ · X` per group) followed by col2im: each column is
+//! scatter-added into the output, cropped by the padding.
+
+use faer::{MatMut, MatRef};
+use ndarray::{ArrayD, IxDyn};
+use rayon::prelude::*;
+
+use super::linalg::{checked_len, contiguous, matmul_views, parallel};
+use super::{Args, Kernel, OpCtx, RunCtx, kernel};
+use crate::cpu::value::Value;
+
+/// Op types of this family.
+pub const OPS: &[&str] = &["conv", "conv_transpose"];
+
+/// How padding is decided (`pad_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PadType {
+    /// No padding.
+    Valid,
+    /// Output = ceil(input / stride); the odd extra row/column goes after (TensorFlow `SAME`).
+    Same,
+    /// As `Same`, with the odd extra row/column before.
+    SameLower,
+    /// The `pad` parameter.
+    Custom,
+}
+
+impl PadType {
+    /// Parse MIL's `pad_type` string.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "valid" => Ok(PadType::Valid),
+            "same" => Ok(PadType::Same),
+            "same_lower" => Ok(PadType::SameLower),
+            "custom" => Ok(PadType::Custom),
+            other => Err(format!("unknown pad_type {other:?}")),
+        }
+    }
+}
+
+/// Constant parameters of a convolution op (spatial lists may be absent: defaults depend on
+/// the input's rank, known at run time).
+#[derive(Debug, Clone)]
+pub struct ConvParams {
+    /// Strides per spatial dimension.
+    pub strides: Option<Vec<i64>>,
+    /// Dilations per spatial dimension.
+    pub dilations: Option<Vec<i64>>,
+    /// Explicit padding, before/after per spatial dimension.
+    pub pad: Option<Vec<i64>>,
+    /// The pad type.
+    pub pad_type: PadType,
+    /// Number of groups.
+    pub groups: i64,
+    /// `conv_transpose`: the requested output shape.
+    pub output_shape: Option<Vec<i64>>,
+}
+
+/// The shape arithmetic of one convolution call, every convolution seen as 3-D.
+#[derive(Debug, Clone)]
+pub struct ConvGeom {
+    /// Batch.
+    pub n: usize,
+    /// Input channels.
+    pub c_in: usize,
+    /// Output channels.
+    pub c_out: usize,
+    /// Groups.
+    pub groups: usize,
+    /// Number of spatial dimensions of the op (1..=3).
+    pub spatial: usize,
+    /// Input D, H, W.
+    pub inp: [usize; 3],
+    /// Kernel D, H, W.
+    pub k: [usize; 3],
+    /// Strides.
+    pub s: [usize; 3],
+    /// Dilations.
+    pub d: [usize; 3],
+    /// Padding before each spatial dimension.
+    pub pad: [usize; 3],
+    /// Output D, H, W.
+    pub out: [usize; 3],
+}
+
+impl ConvGeom {
+    fn in_len(&self) -> usize {
+        self.inp.iter().product()
+    }
+    fn out_len(&self) -> usize {
+        self.out.iter().product()
+    }
+    fn k_len(&self) -> usize {
+        self.k.iter().product()
+    }
+    /// The output tensor's shape.
+    pub fn out_shape(&self) -> Vec<usize> {
+        let mut s = vec![self.n, self.c_out];
+        s.extend_from_slice(&self.out[3 - self.spatial..]);
+        s
+    }
+}
+
+fn get_list(v: &Option<Vec<i64>>, n: usize, default: i64, what: &str) -> Result<Vec<i64>, String> {
+    match v {
+        None => Ok(vec![default; n]),
+        Some(v) if v.len() == n => Ok(v.clone()),
+        Some(v) => Err(format!(
+            "{what} has {} values for {n} spatial dimensions",
+            v.len()
+        )),
+    }
+}
+
+fn pos(v: i64, what: &str) -> Result<usize, String> {
+    usize::try_from(v)
+        .ok()
+        .filter(|v| (1..=1 << 24).contains(v))
+        .ok_or_else(|| format!("{what} must be a positive integer, got {v}"))
+}
+
+fn nonneg(v: i64, what: &str) -> Result<usize, String> {
+    usize::try_from(v)
+        .ok()
+        .filter(|&v| v <= 1 << 24)
+        .ok_or_else(|| format!("{what} must be a non-negative integer, got {v}"))
+}
+
+/// Lift spatial lists to three dimensions (leading 1s / 0s).
+fn lift(v: &[usize], fill: usize) -> [usize; 3] {
+    let mut o = [fill; 3];
+    o[3 - v.len()..].copy_from_slice(v);
+    o
+}
+
+/// Check shapes and derive the geometry of a `conv` (or, with `transpose`, a
+/// `conv_transpose`) of input `xs` with weight `ws`.
+pub fn geometry(
+    xs: &[usize],
+    ws: &[usize],
+    p: &ConvParams,
+    transpose: bool,
+) -> Result<ConvGeom, String> {
+    let rank = xs.len();
+    if !(3..=5).contains(&rank) {
+        return Err(format!(
+            "x must be [N, C, *spatial] with 1 to 3 spatial dimensions, got shape {xs:?}"
+        ));
+    }
+    if ws.len() != rank {
+        return Err(format!(
+            "weight has shape {ws:?}, expected rank {rank} like x {xs:?}"
+        ));
+    }
+    let sp = rank - 2;
+    let groups = pos(p.groups, "groups")?;
+    let (n, c_in) = (xs[0], xs[1]);
+    let strides = get_list(&p.strides, sp, 1, "strides")?
+        .into_iter()
+        .map(|v| pos(v, "stride"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let dil = get_list(&p.dilations, sp, 1, "dilations")?
+        .into_iter()
+        .map(|v| pos(v, "dilation"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ksz: Vec<usize> = ws[2..].to_vec();
+    if ksz.contains(&0) {
+        return Err(format!("weight has an empty kernel dimension: {ws:?}"));
+    }
+    let inp: Vec<usize> = xs[2..].to_vec();
+    let keff: Vec<usize> = ksz
+        .iter()
+        .zip(&dil)
+        .map(|(&k, &d)| (k - 1).saturating_mul(d).saturating_add(1))
+        .collect();
+    if c_in % groups != 0 {
+        return Err(format!(
+            "{c_in} input channels are not divisible by groups = {groups}"
+        ));
+    }
+    let c_out;
+    if transpose {
+        // weight: [C_in, C_out / groups, *K]
+        if ws[0] != c_in {
+            return Err(format!(
+                "weight {ws:?} must have C_in = {c_in} as its first dimension"
+            ));
+        }
+        c_out = ws[1]
+            .checked_mul(groups)
+            .ok_or("output channels overflow")?;
+    } else {
+        // weight: [C_out, C_in / groups, *K]
+        if ws[1] != c_in / groups {
+            return Err(format!(
+                "weight {ws:?} must have C_in / groups = {} as its second dimension",
+                c_in / groups
+            ));
+        }
+        c_out = ws[0];
+        if c_out % groups != 0 {
+            return Err(format!(
+                "{c_out} output channels are not divisible by groups = {groups}"
+            ));
+        }
+    }
+    let mut pad_before = vec![0usize; sp];
+    let mut out = vec![0usize; sp];
+    let custom = match p.pad_type {
+        PadType::Custom => {
+            let v = get_list(&p.pad, 2 * sp, 0, "pad")?;
+            v.into_iter()
+                .map(|v| nonneg(v, "pad"))
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        _ => vec![0; 2 * sp],
+    };
+    for i in 0..sp {
+        let (inn, ke, s) = (inp[i], keff[i], strides[i]);
+        if transpose {
+            let full = inn.saturating_sub(1).saturating_mul(s).saturating_add(ke);
+            let (o, before) = match &p.output_shape {
+                Some(os) => {
+                    let want = os
+                        .get(2 + i)
+                        .copied()
+                        .ok_or_else(|| format!("output_shape {os:?} must have rank {rank}"))?;
+                    let o = pos(want, "output_shape entry")?;
+                    let before = match p.pad_type {
+                        PadType::Custom => custom[2 * i],
+                        PadType::Valid => 0,
+                        PadType::Same => full.saturating_sub(o) / 2,
+                        PadType::SameLower => full.saturating_sub(o).div_ceil(2),
+                    };
+                    (o, before)
+                }
+                None => match p.pad_type {
+                    PadType::Valid => (full, 0),
+                    PadType::Custom => {
+                        let (a, b) = (custom[2 * i], custom[2 * i + 1]);
+                        let o = full.checked_sub(a + b).filter(|&o| o > 0).ok_or_else(|| {
+                            format!("padding {a}+{b} leaves no output of spatial dimension {i}")
+                        })?;
+                        (o, a)
+                    }
+                    PadType::Same | PadType::SameLower => {
+                        let o = inn.saturating_mul(s);
+                        let total = full.saturating_sub(o);
+                        let before = if p.pad_type == PadType::Same {
+                            total / 2
+                        } else {
+                            total.div_ceil(2)
+                        };
+                        (o, before)
+                    }
+                },
+            };
+            out[i] = o;
+            pad_before[i] = before;
+        } else {
+            let (before, after) = match p.pad_type {
+                PadType::Valid => (0, 0),
+                PadType::Custom => (custom[2 * i], custom[2 * i + 1]),
+                PadType::Same | PadType::SameLower => {
+                    let o = inn.div_ceil(s);
+                    let total = (o.saturating_sub(1) * s + ke).saturating_sub(inn);
+                    if p.pad_type == PadType::Same {
+                        (total / 2, total - total / 2)
+                    } else {
+                        (total.div_ceil(2), total / 2)
+                    }
+                }
+            };
+            let padded = inn + before + after;
+            if padded < ke {
+                return Err(format!(
+                    "spatial dimension {i}: the input ({inn} + padding {before}+{after}) is \
+                     smaller than the dilated kernel ({ke})"
+                ));
+            }
+            out[i] = (padded - ke) / s + 1;
+            pad_before[i] = before;
+        }
+    }
+    if let (true, Some(os)) = (transpose, &p.output_shape)
+        && os.len() != rank
+    {
+        return Err(format!("output_shape {os:?} must have rank {rank}"));
+    }
+    let g = ConvGeom {
+        n,
+        c_in,
+        c_out,
+        groups,
+        spatial: sp,
+        inp: lift(&inp, 1),
+        k: lift(&ksz, 1),
+        s: lift(&strides, 1),
+        d: lift(&dil, 1),
+        pad: lift(&pad_before, 0),
+        out: lift(&out, 1),
+    };
+    checked_len(&g.out_shape(), "output")?;
+    // The patch matrix of one group for one column is C_in/groups · kernel values.
+    checked_len(&[c_in / groups, g.k_len()], "kernel")?;
+    Ok(g)
+}
+
+/// Columns per im2col block: about 64K floats (256 KiB) of patch matrix, at least 16 and at
+/// most all of them.
+fn block_cols(k_rows: usize, p: usize) -> usize {
+    (65_536 / k_rows.max(1)).clamp(16, p.max(16)).min(p.max(1))
+}
+
+/// Write the im2col patch matrix of input channels `x` (C×D×H×W, row-major, `c` channels)
+/// for output columns `p0..p0 + len` into `buf` ([c·kD·kH·kW, len] row-major).
+fn im2col(x: &[f32], c: usize, g: &ConvGeom, p0: usize, len: usize, buf: &mut [f32]) {
+    let [id, ih, iw] = g.inp;
+    let [kd, kh, kw] = g.k;
+    let [sd, sh, sw] = g.s;
+    let [dd, dh, dw] = g.d;
+    let [pd, ph, pw] = g.pad;
+    let [_, oh, ow] = g.out;
+    let plane = id * ih * iw;
+    let mut row = 0;
+    for ci in 0..c {
+        let xc = &x[ci * plane..(ci + 1) * plane];
+        for a in 0..kd {
+            for b in 0..kh {
+                for e in 0..kw {
+                    let dst = &mut buf[row * len..(row + 1) * len];
+                    row += 1;
+                    // Valid output-column range along W for this tap: iw = ow·sw − pw + e·dw.
+                    let off = (e * dw) as isize - pw as isize;
+                    let lo = if off >= 0 {
+                        0
+                    } else {
+                        ((-off) as usize).div_ceil(sw)
+                    };
+                    let hi = if (iw as isize) > off {
+                        ((iw as isize - off - 1) as usize / sw + 1).min(ow)
+                    } else {
+                        0
+                    };
+                    let mut p = p0;
+                    let mut j = 0;
+                    while j < len {
+                        let ox = p % ow;
+                        let rest = p / ow;
+                        let oy = rest % oh;
+                        let oz = rest / oh;
+                        let seg = (ow - ox).min(len - j);
+                        let out_seg = &mut dst[j..j + seg];
+                        let zi = (oz * sd + a * dd) as isize - pd as isize;
+                        let yi = (oy * sh + b * dh) as isize - ph as isize;
+                        if zi < 0 || zi >= id as isize || yi < 0 || yi >= ih as isize {
+                            out_seg.fill(0.0);
+                        } else {
+                            let src = &xc[(zi as usize * ih + yi as usize) * iw..][..iw];
+                            let (s0, s1) = (ox, ox + seg);
+                            let (v0, v1) =
+                                (lo.clamp(s0, s1), hi.clamp(s0, s1).max(lo.clamp(s0, s1)));
+                            out_seg[..v0 - s0].fill(0.0);
+                            out_seg[v1 - s0..].fill(0.0);
+                            let first = (v0 as isize * sw as isize + off) as usize;
+                            let dstv = &mut out_seg[v0 - s0..v1 - s0];
+                            if sw == 1 {
+                                dstv.copy_from_slice(&src[first..first + dstv.len()]);
+                            } else {
+                                for (d, s) in dstv.iter_mut().zip(src[first..].iter().step_by(sw)) {
+                                    *d = *s;
+                                }
+                            }
+                        }
+                        j += seg;
+                        p += seg;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A direct depthwise convolution of one output plane: input plane `x` (D×H×W), the
+/// channel's kernel `w` (kD×kH×kW), output plane `out` (initialised by the caller).
+fn depthwise_plane(x: &[f32], w: &[f32], g: &ConvGeom, out: &mut [f32]) {
+    let [id, ih, iw] = g.inp;
+    let [kd, kh, kw] = g.k;
+    let [sd, sh, sw] = g.s;
+    let [dd, dh, dw] = g.d;
+    let [pd, ph, pw] = g.pad;
+    let [od, oh, ow] = g.out;
+    super::simd::vectorize(
+        #[inline(always)]
+        || {
+            for oz in 0..od {
+                for oy in 0..oh {
+                    let orow = &mut out[(oz * oh + oy) * ow..][..ow];
+                    for a in 0..kd {
+                        let zi = (oz * sd + a * dd) as isize - pd as isize;
+                        if zi < 0 || zi >= id as isize {
+                            continue;
+                        }
+                        for b in 0..kh {
+                            let yi = (oy * sh + b * dh) as isize - ph as isize;
+                            if yi < 0 || yi >= ih as isize {
+                                continue;
+                            }
+                            let src = &x[(zi as usize * ih + yi as usize) * iw..][..iw];
+                            for e in 0..kw {
+                                let wv = w[(a * kh + b) * kw + e];
+                                let off = (e * dw) as isize - pw as isize;
+                                let lo = if off >= 0 {
+                                    0
+                                } else {
+                                    ((-off) as usize).div_ceil(sw)
+                                };
+                                let hi = if (iw as isize) > off {
+                                    ((iw as isize - off - 1) as usize / sw + 1).min(ow)
+                                } else {
+                                    0
+                                };
+                                if lo >= hi {
+                                    continue;
+                                }
+                                let first = (lo as isize * sw as isize + off) as usize;
+                                let dst = &mut orow[lo..hi];
+                                if sw == 1 {
+                                    for (o, s) in dst.iter_mut().zip(&src[first..]) {
+                                        *o += wv * s;
+                                    }
+                                } else {
+                                    for (o, s) in
+                                        dst.iter_mut().zip(src[first..].iter().step_by(sw))
+                                    {
+                                        *o += wv * s;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    );
+}
+
+/// `conv` on row-major data: `x` [N, C_in, *in], `w` [C_out, C_in/groups, *k], optional
+/// bias [C_out]; returns the output data (shape [`ConvGeom::out_shape`]).
+pub fn conv_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> Vec<f32> {
+    let (p, kl) = (g.out_len(), g.k_len());
+    let cig = g.c_in / g.groups;
+    let cog = g.c_out / g.groups;
+    let in_plane = g.in_len();
+    let mut out = vec![0.0f32; g.n * g.c_out * p];
+    if p == 0 || g.c_out == 0 {
+        return out;
+    }
+    let flops = g.n * g.c_out * p * cig * kl;
+    let par = parallel(flops);
+    // Depthwise: one input channel per group.
+    if cig == 1 && g.groups > 1 {
+        let run = |(plane, o): (usize, &mut [f32])| {
+            let (b, oc) = (plane / g.c_out, plane % g.c_out);
+            let ic = oc / cog;
+            o.fill(bias.map_or(0.0, |bv| bv[oc]));
+            depthwise_plane(
+                &x[(b * g.c_in + ic) * in_plane..][..in_plane],
+                &w[oc * kl..(oc + 1) * kl],
+                g,
+                o,
+            );
+        };
+        if par {
+            out.par_chunks_mut(p).enumerate().for_each(run);
+        } else {
+            out.chunks_mut(p).enumerate().for_each(run);
+        }
+        return out;
+    }
+    if let Some(bv) = bias {
+        for (i, o) in out.chunks_mut(p).enumerate() {
+            o.fill(bv[i % g.c_out]);
+        }
+    }
+    let acc = bias.is_some();
+    let pointwise = kl == 1 && g.s == [1, 1, 1] && g.pad == [0, 0, 0] && g.out == g.inp;
+    let k_rows = cig * kl;
+    let bc = block_cols(k_rows, p);
+    // One task per (batch, group, column block).
+    let task = |bg: usize, c0: usize, dst: MatMut<'_, f32>, buf: &mut Vec<f32>, par: bool| {
+        let (b, grp) = (bg / g.groups, bg % g.groups);
+        let xs = &x[(b * g.c_in + grp * cig) * in_plane..][..cig * in_plane];
+        let wg =
+            MatRef::from_row_major_slice(&w[grp * cog * k_rows..][..cog * k_rows], cog, k_rows);
+        let len = dst.ncols();
+        if pointwise {
+            let rhs = MatRef::from_row_major_slice(xs, cig, p).subcols(c0, len);
+            matmul_views(dst, wg, rhs, acc, par);
+        } else {
+            buf.resize(k_rows * len, 0.0);
+            im2col(xs, cig, g, c0, len, buf);
+            let rhs = MatRef::from_row_major_slice(&buf[..k_rows * len], k_rows, len);
+            matmul_views(dst, wg, rhs, acc, par);
+        }
+    };
+    let groups_total = g.n * g.groups;
+    let threads = rayon::current_num_threads();
+    if par && groups_total * p.div_ceil(bc) >= 2 * threads {
+        // Many independent blocks: one sequential GEMM per task.
+        out.par_chunks_mut(cog * p)
+            .enumerate()
+            .for_each(|(bg, chunk)| {
+                let m = MatMut::from_row_major_slice_mut(chunk, cog, p);
+                m.par_col_chunks_mut(bc)
+                    .enumerate()
+                    .for_each_init(Vec::new, |buf, (i, dst)| task(bg, i * bc, dst, buf, false));
+            });
+    } else {
+        // Few blocks (small outputs, e.g. late layers with 7×7 planes): whole planes, each
+        // GEMM split over the threads by faer when large.
+        let bc = if par { p } else { bc };
+        let mut buf = Vec::new();
+        for (bg, chunk) in out.chunks_mut(cog * p).enumerate().take(groups_total) {
+            let mut m = MatMut::from_row_major_slice_mut(chunk, cog, p);
+            let mut c0 = 0;
+            while c0 < p {
+                let len = bc.min(p - c0);
+                let dst = m.as_mut().subcols_mut(c0, len);
+                task(bg, c0, dst, &mut buf, par);
+                c0 += len;
+            }
+        }
+    }
+    out
+}
+
+/// `conv_transpose` on row-major data: `x` [N, C_in, *in], `w` [C_in, C_out/groups, *k],
+/// optional bias [C_out].
+pub fn conv_transpose_forward(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: &ConvGeom,
+) -> Vec<f32> {
+    let (p_in, kl) = (g.in_len(), g.k_len());
+    let p_out = g.out_len();
+    let cig = g.c_in / g.groups;
+    let cog = g.c_out / g.groups;
+    let rows = cog * kl;
+    let mut out = vec![0.0f32; g.n * g.c_out * p_out];
+    if let Some(bv) = bias {
+        for (i, o) in out.chunks_mut(p_out.max(1)).enumerate() {
+            o.fill(bv[i % g.c_out.max(1)]);
+        }
+    }
+    if p_out == 0 || p_in == 0 || rows == 0 {
+        return out;
+    }
+    // Columns per block, so that the column buffer stays near 4M floats.
+    let bc = (4_194_304 / rows).clamp(1, p_in);
+    let [_, ih, iw] = g.inp;
+    let [_, kh, kw] = g.k;
+    let [sd, sh, sw] = g.s;
+    let [dd, dh, dw] = g.d;
+    let [pd, ph, pw] = g.pad;
+    let [od, oh, ow] = g.out;
+    let par = parallel(g.n * g.c_out * p_in * cig * kl);
+    let run = |(bg, o): (usize, &mut [f32])| {
+        let (b, grp) = (bg / g.groups, bg % g.groups);
+        let xs = &x[(b * g.c_in + grp * cig) * p_in..][..cig * p_in];
+        // W_g is [cig, cog·k] row-major; cols = W_gᵀ · X_g.
+        let wg = &w[grp * cig * rows..][..cig * rows];
+        let mut cols = vec![0.0f32; rows * bc];
+        let mut c0 = 0;
+        while c0 < p_in {
+            let len = bc.min(p_in - c0);
+            {
+                let lhs = MatRef::from_row_major_slice(wg, cig, rows).transpose();
+                let rhs = MatRef::from_row_major_slice(xs, cig, p_in).subcols(c0, len);
+                let dst = MatMut::from_row_major_slice_mut(&mut cols[..rows * len], rows, len);
+                matmul_views(dst, lhs, rhs, false, false);
+            }
+            // col2im: row (oc, a, b, e), column p = (z, y, x) of the input.
+            for r in 0..rows {
+                let oc = r / kl;
+                let t = r % kl;
+                let (a, bb, e) = (t / (kh * kw), (t / kw) % kh, t % kw);
+                let oplane = &mut o[oc * p_out..(oc + 1) * p_out];
+                let crow = &cols[r * len..(r + 1) * len];
+                for (j, &v) in crow.iter().enumerate() {
+                    let pidx = c0 + j;
+                    let xx = pidx % iw;
+                    let yy = (pidx / iw) % ih;
+                    let zz = pidx / (iw * ih);
+                    let z = (zz * sd + a * dd) as isize - pd as isize;
+                    let y = (yy * sh + bb * dh) as isize - ph as isize;
+                    let xo = (xx * sw + e * dw) as isize - pw as isize;
+                    if z >= 0
+                        && (z as usize) < od
+                        && y >= 0
+                        && (y as usize) < oh
+                        && xo >= 0
+                        && (xo as usize) < ow
+                    {
+                        oplane[(z as usize * oh + y as usize) * ow + xo as usize] += v;
+                    }
+                }
+            }
+            c0 += len;
+        }
+    };
+    if par {
+        out.par_chunks_mut(cog * p_out).enumerate().for_each(run);
+    } else {
+        out.chunks_mut(cog * p_out).enumerate().for_each(run);
+    }
+    out
+}
+
+fn read_params(ctx: &OpCtx<'_>, transpose: bool) -> Result<ConvParams, String> {
+    let list = |name: &str| -> Result<Option<Vec<i64>>, String> {
+        match ctx.constant(name) {
+            Some(v) => Ok(Some(v.to_i64s().map_err(|e| format!("{name}: {e}"))?)),
+            None if ctx.has(name) => Err(format!("{name} must be a constant")),
+            None => Ok(None),
+        }
+    };
+    let pad_type = match ctx.constant("pad_type") {
+        Some(v) => PadType::parse(v.as_str()?)?,
+        None if ctx.has("pad_type") => return Err("pad_type must be a constant".into()),
+        None => PadType::Valid,
+    };
+    let groups = match list("groups")? {
+        None => 1,
+        Some(v) => match v[..] {
+            [g] => g,
+            _ => return Err(format!("groups must be one integer, got {v:?}")),
+        },
+    };
+    Ok(ConvParams {
+        strides: list("strides")?,
+        dilations: list("dilations")?,
+        pad: list("pad")?,
+        pad_type,
+        groups,
+        output_shape: if transpose {
+            list("output_shape")?
+        } else {
+            None
+        },
+    })
+}
+
+fn conv_kernel(ctx: &OpCtx<'_>, transpose: bool) -> Result<Box<dyn Kernel>, String> {
+    let params = read_params(ctx, transpose)?;
+    Ok(kernel(move |args: &Args<'_>, _: &mut RunCtx<'_>| {
+        let x = args.f32("x")?;
+        let w = args.f32("weight")?;
+        let g = geometry(x.shape(), w.shape(), &params, transpose)?;
+        let bias = match args.get("bias") {
+            Some(b) => {
+                let b = b.f32().map_err(|e| format!("bias: {e}"))?;
+                if b.len() != g.c_out {
+                    return Err(format!(
+                        "bias has {} values for {} output channels",
+                        b.len(),
+                        g.c_out
+                    ));
+                }
+                Some(contiguous(b))
+            }
+            None => None,
+        };
+        let (xd, wd) = (contiguous(x), contiguous(w));
+        let out = if transpose {
+            conv_transpose_forward(&xd, &wd, bias.as_deref(), &g)
+        } else {
+            conv_forward(&xd, &wd, bias.as_deref(), &g)
+        };
+        Ok(vec![Value::F32(
+            ArrayD::from_shape_vec(IxDyn(&g.out_shape()), out).map_err(|e| e.to_string())?,
+        )])
+    }))
+}
+
+/// Build a kernel of this family.
+pub fn build(ctx: &mut OpCtx<'_>) -> Option<Result<Box<dyn Kernel>, String>> {
+    match ctx.op_type() {
+        "conv" => Some(conv_kernel(ctx, false)),
+        "conv_transpose" => Some(conv_kernel(ctx, true)),
+        _ => None,
+    }
+}

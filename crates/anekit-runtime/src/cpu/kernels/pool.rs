@@ -1,0 +1,318 @@
+//! Pooling: `avg_pool`, `max_pool`, `l2_pool` (1-D/2-D/3-D, every pad type, `ceil_mode`,
+//! `exclude_padding_from_average`).
+//!
+//! Semantics follow coremltools' `Pooling` ops, whose `ceil_mode` is PyTorch's:
+//! - output size: `floor((in + pad_total − k) / s) + 1`, or with `ceil_mode`
+//!   `floor((in + pad_total − k + s − 1) / s) + 1`, minus one when the last window would
+//!   start at or beyond `in + pad_before` (and there is padding);
+//! - `same`/`same_lower` padding: total `max(0, (ceil(in/s) − 1)·s + k − in)`, the odd one
+//!   after (`same`) or before (`same_lower`);
+//! - max: padding never wins; l2: `sqrt(Σ x²)` over the window's input elements;
+//! - average: the window's input elements summed, divided by the number of input elements
+//!   (`exclude_padding_from_average`) or by the window's extent within the padded input
+//!   (PyTorch's `count_include_pad`: a `ceil_mode` window hanging past the padding does not
+//!   count the part outside).
+
+use ndarray::{ArrayD, IxDyn};
+use rayon::prelude::*;
+
+use super::conv::PadType;
+use super::linalg::{checked_len, contiguous, parallel};
+use super::{Args, Kernel, OpCtx, RunCtx, kernel};
+use crate::cpu::value::Value;
+
+/// Op types of this family.
+pub const OPS: &[&str] = &["avg_pool", "max_pool", "l2_pool"];
+
+/// The pooling function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolKind {
+    /// Average (optionally excluding padding from the count).
+    Avg {
+        /// `exclude_padding_from_average`.
+        exclude_padding: bool,
+    },
+    /// Maximum.
+    Max,
+    /// Square root of the sum of squares.
+    L2,
+}
+
+/// Constant parameters of a pooling op.
+#[derive(Debug, Clone)]
+pub struct PoolParams {
+    /// Window per spatial dimension.
+    pub kernel: Vec<i64>,
+    /// Strides (default 1).
+    pub strides: Option<Vec<i64>>,
+    /// Pad type.
+    pub pad_type: PadType,
+    /// Explicit padding (`custom`).
+    pub pad: Option<Vec<i64>>,
+    /// PyTorch's `ceil_mode`.
+    pub ceil_mode: bool,
+    /// The function.
+    pub kind: PoolKind,
+}
+
+/// Geometry of one pooling call (as 3-D).
+#[derive(Debug, Clone)]
+pub struct PoolGeom {
+    spatial: usize,
+    inp: [usize; 3],
+    k: [usize; 3],
+    s: [usize; 3],
+    pad_before: [usize; 3],
+    pad_after: [usize; 3],
+    out: [usize; 3],
+}
+
+fn lift(v: &[usize], fill: usize) -> [usize; 3] {
+    let mut o = [fill; 3];
+    o[3 - v.len()..].copy_from_slice(v);
+    o
+}
+
+/// Check the input shape against the parameters and derive the output geometry.
+pub fn geometry(xs: &[usize], p: &PoolParams) -> Result<PoolGeom, String> {
+    let rank = xs.len();
+    if !(3..=5).contains(&rank) {
+        return Err(format!(
+            "x must be [N, C, *spatial] with 1 to 3 spatial dimensions, got shape {xs:?}"
+        ));
+    }
+    let sp = rank - 2;
+    let small = |v: i64, min: i64, what: &str| -> Result<usize, String> {
+        if (min..=1 << 24).contains(&v) {
+            Ok(v as usize)
+        } else {
+            Err(format!("{what} {v} is out of range"))
+        }
+    };
+    if p.kernel.len() != sp {
+        return Err(format!(
+            "kernel_sizes has {} values for {sp} spatial dimensions",
+            p.kernel.len()
+        ));
+    }
+    let k: Vec<usize> = p
+        .kernel
+        .iter()
+        .map(|&v| small(v, 1, "kernel size"))
+        .collect::<Result<_, _>>()?;
+    let s: Vec<usize> = match &p.strides {
+        None => vec![1; sp],
+        Some(v) if v.len() == sp => v
+            .iter()
+            .map(|&v| small(v, 1, "stride"))
+            .collect::<Result<_, _>>()?,
+        Some(v) => {
+            return Err(format!(
+                "strides has {} values for {sp} dimensions",
+                v.len()
+            ));
+        }
+    };
+    let custom: Vec<usize> = match (&p.pad, p.pad_type) {
+        (Some(v), PadType::Custom) if v.len() == 2 * sp => v
+            .iter()
+            .map(|&v| small(v, 0, "pad"))
+            .collect::<Result<_, _>>()?,
+        (Some(v), PadType::Custom) => {
+            return Err(format!("pad has {} values for {sp} dimensions", v.len()));
+        }
+        _ => vec![0; 2 * sp],
+    };
+    let inp = &xs[2..];
+    let mut out = vec![0; sp];
+    let mut pb = vec![0; sp];
+    let mut pa = vec![0; sp];
+    for i in 0..sp {
+        let (n, kk, ss) = (inp[i], k[i], s[i]);
+        let (b, a) = match p.pad_type {
+            PadType::Valid => (0, 0),
+            PadType::Custom => (custom[2 * i], custom[2 * i + 1]),
+            PadType::Same | PadType::SameLower => {
+                let total = (n.div_ceil(ss).saturating_sub(1) * ss + kk).saturating_sub(n);
+                if p.pad_type == PadType::Same {
+                    (total / 2, total - total / 2)
+                } else {
+                    (total.div_ceil(2), total / 2)
+                }
+            }
+        };
+        let padded = n + a + b;
+        if padded < kk {
+            return Err(format!(
+                "spatial dimension {i}: the input ({n} + padding {b}+{a}) is smaller than the \
+                 window ({kk})"
+            ));
+        }
+        let mut o = if p.ceil_mode {
+            (padded - kk).div_ceil(ss) + 1
+        } else {
+            (padded - kk) / ss + 1
+        };
+        // coremltools: (out − 1)·s ≥ in + pad_total/2 (with padding) drops the last window.
+        if p.ceil_mode && a + b > 0 && 2 * (o - 1) * ss >= 2 * n + a + b {
+            o -= 1;
+        }
+        out[i] = o;
+        pb[i] = b;
+        pa[i] = a;
+    }
+    let g = PoolGeom {
+        spatial: sp,
+        inp: lift(inp, 1),
+        k: lift(&k, 1),
+        s: lift(&s, 1),
+        pad_before: lift(&pb, 0),
+        pad_after: lift(&pa, 0),
+        out: lift(&out, 1),
+    };
+    let mut shape = xs[..2].to_vec();
+    shape.extend_from_slice(&out);
+    checked_len(&shape, "output")?;
+    Ok(g)
+}
+
+/// The window of output index `o` along one dimension: (clipped start, clipped end, extent
+/// within the padded input).
+#[inline]
+fn window(o: usize, s: usize, k: usize, pb: usize, pa: usize, n: usize) -> (usize, usize, usize) {
+    let start = (o * s) as isize - pb as isize;
+    let end = start + k as isize;
+    let padded_end = end.min((n + pa) as isize);
+    let extent = (padded_end - start).max(0) as usize;
+    let lo = start.clamp(0, n as isize) as usize;
+    let hi = end.clamp(0, n as isize) as usize;
+    (lo, hi.max(lo), extent)
+}
+
+fn pool_plane(x: &[f32], g: &PoolGeom, kind: PoolKind, out: &mut [f32]) {
+    let [id, ih, iw] = g.inp;
+    let [od, oh, ow] = g.out;
+    let mut o = 0;
+    for oz in 0..od {
+        let (z0, z1, ez) = window(oz, g.s[0], g.k[0], g.pad_before[0], g.pad_after[0], id);
+        for oy in 0..oh {
+            let (y0, y1, ey) = window(oy, g.s[1], g.k[1], g.pad_before[1], g.pad_after[1], ih);
+            for ox in 0..ow {
+                let (x0, x1, ex) = window(ox, g.s[2], g.k[2], g.pad_before[2], g.pad_after[2], iw);
+                let mut acc = match kind {
+                    PoolKind::Max => f32::NEG_INFINITY,
+                    _ => 0.0,
+                };
+                for z in z0..z1 {
+                    for y in y0..y1 {
+                        let row = &x[(z * ih + y) * iw..][x0..x1];
+                        match kind {
+                            PoolKind::Max => {
+                                for &v in row {
+                                    // NaN propagates, as in PyTorch.
+                                    if v > acc || v.is_nan() {
+                                        acc = v;
+                                    }
+                                }
+                            }
+                            PoolKind::Avg { .. } => acc += row.iter().sum::<f32>(),
+                            PoolKind::L2 => acc += row.iter().map(|v| v * v).sum::<f32>(),
+                        }
+                    }
+                }
+                out[o] = match kind {
+                    PoolKind::Max => acc,
+                    PoolKind::L2 => acc.sqrt(),
+                    PoolKind::Avg { exclude_padding } => {
+                        let count = if exclude_padding {
+                            (z1 - z0) * (y1 - y0) * (x1 - x0)
+                        } else {
+                            ez * ey * ex
+                        };
+                        if count == 0 { 0.0 } else { acc / count as f32 }
+                    }
+                };
+                o += 1;
+            }
+        }
+    }
+}
+
+/// Pool row-major `x` of shape `xs`; returns the output shape and data.
+pub fn pool_forward(
+    x: &[f32],
+    xs: &[usize],
+    p: &PoolParams,
+) -> Result<(Vec<usize>, Vec<f32>), String> {
+    let g = geometry(xs, p)?;
+    let planes = xs[0] * xs[1];
+    let in_plane: usize = g.inp.iter().product();
+    let out_plane: usize = g.out.iter().product();
+    let mut out = vec![0.0f32; planes * out_plane];
+    let kvol: usize = g.k.iter().product();
+    let run = |(i, o): (usize, &mut [f32])| {
+        pool_plane(&x[i * in_plane..(i + 1) * in_plane], &g, p.kind, o);
+    };
+    if out_plane > 0 {
+        if parallel(out.len().saturating_mul(kvol)) {
+            out.par_chunks_mut(out_plane).enumerate().for_each(run);
+        } else {
+            out.chunks_mut(out_plane).enumerate().for_each(run);
+        }
+    }
+    let mut shape = xs[..2].to_vec();
+    shape.extend_from_slice(&g.out[3 - g.spatial..]);
+    Ok((shape, out))
+}
+
+fn pool_kernel(ctx: &OpCtx<'_>, kind: PoolKind) -> Result<Box<dyn Kernel>, String> {
+    let list = |name: &str| -> Result<Option<Vec<i64>>, String> {
+        match ctx.constant(name) {
+            Some(v) => Ok(Some(v.to_i64s().map_err(|e| format!("{name}: {e}"))?)),
+            None if ctx.has(name) => Err(format!("{name} must be a constant")),
+            None => Ok(None),
+        }
+    };
+    let flag = |name: &str| -> Result<bool, String> {
+        Ok(list(name)?.is_some_and(|v| v.first().is_some_and(|&b| b != 0)))
+    };
+    let kind = match kind {
+        PoolKind::Avg { .. } => PoolKind::Avg {
+            exclude_padding: flag("exclude_padding_from_average")?,
+        },
+        k => k,
+    };
+    let pad_type = match ctx.constant("pad_type") {
+        Some(v) => PadType::parse(v.as_str()?)?,
+        None if ctx.has("pad_type") => return Err("pad_type must be a constant".into()),
+        None => PadType::Valid,
+    };
+    let params = PoolParams {
+        kernel: list("kernel_sizes")?.ok_or("kernel_sizes is required")?,
+        strides: list("strides")?,
+        pad_type,
+        pad: list("pad")?,
+        ceil_mode: flag("ceil_mode")?,
+        kind,
+    };
+    Ok(kernel(move |args: &Args<'_>, _: &mut RunCtx<'_>| {
+        let x = args.f32("x")?;
+        let (shape, out) = pool_forward(&contiguous(x), x.shape(), &params)?;
+        Ok(vec![Value::F32(
+            ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| e.to_string())?,
+        )])
+    }))
+}
+
+/// Build a kernel of this family.
+pub fn build(ctx: &mut OpCtx<'_>) -> Option<Result<Box<dyn Kernel>, String>> {
+    let kind = match ctx.op_type() {
+        "avg_pool" => PoolKind::Avg {
+            exclude_padding: false,
+        },
+        "max_pool" => PoolKind::Max,
+        "l2_pool" => PoolKind::L2,
+        _ => return None,
+    };
+    Some(pool_kernel(ctx, kind))
+}
