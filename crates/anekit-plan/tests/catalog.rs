@@ -1,0 +1,192 @@
+//! The chip catalog against the research facts it was written from (each expectation below
+//! names its source), the padded-layout arithmetic, and the placement heuristics.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use anekit_plan::Catalog;
+use anekit_plan::ComputeUnits;
+use anekit_plan::catalog::source_key;
+use anekit_plan::cost::{Unit, padded_bytes};
+use support::*;
+
+fn cat() -> &'static Catalog {
+    Catalog::builtin()
+}
+
+#[test]
+fn catalog_parses_and_every_value_has_a_declared_source() {
+    let c = Catalog::parse(anekit_plan::catalog::CATALOG_JSON).unwrap();
+    assert!(c.chips.len() >= 24);
+    let sources = c.all_sources();
+    assert!(sources.len() > 250, "{}", sources.len());
+    for (field, src) in sources {
+        assert!(!src.trim().is_empty(), "{field} has no source");
+        let k = source_key(&src);
+        assert!(
+            c.sources.contains_key(k) || ["derived", "assumption", "heuristic"].contains(&k),
+            "{field}: `{src}`"
+        );
+    }
+    // A catalog naming an unknown generation is refused.
+    let bad =
+        anekit_plan::catalog::CATALOG_JSON.replacen("\"value\": \"h13\"", "\"value\": \"h99\"", 1);
+    assert!(Catalog::parse(&bad).is_err());
+}
+
+#[test]
+fn chips_of_the_issue_are_present() {
+    for name in [
+        "A14", "A15", "A16", "A17 Pro", "A18", "A18 Pro", "M1", "M1 Pro", "M1 Max", "M1 Ultra",
+        "M2", "M2 Pro", "M2 Max", "M2 Ultra", "M3", "M3 Pro", "M3 Max", "M3 Ultra", "M4", "M4 Pro",
+        "M4 Max", "M5", "M5 Pro", "M5 Max",
+    ] {
+        assert!(cat().chip(name).is_some(), "{name}");
+    }
+}
+
+/// Source: HOL supported-devices.md (cores and marketed TOPS); PR-M4 (M4 38 TOPS).
+#[test]
+fn marketed_peaks_and_cores_match_hollance() {
+    let tops = |n: &str| {
+        cat()
+            .chip(n)
+            .unwrap()
+            .ane_marketed_tops
+            .as_ref()
+            .unwrap()
+            .value
+    };
+    let cores = |n: &str| cat().chip(n).unwrap().ane_cores.value;
+    for (n, t) in [
+        ("A14", 11.0),
+        ("M1", 11.0),
+        ("M1 Max", 11.0),
+        ("M1 Ultra", 22.0),
+        ("A15", 15.8),
+        ("M2", 15.8),
+        ("M2 Ultra", 31.6),
+        ("A16", 17.0),
+        ("A17 Pro", 35.0),
+        ("A18", 35.0),
+        ("M3 Ultra", 36.0),
+        ("M4", 38.0),
+    ] {
+        assert_eq!(tops(n), t, "{n}");
+    }
+    for n in ["A14", "M1", "M2 Max", "M3 Pro", "M4 Max", "M5"] {
+        assert_eq!(cores(n), 16, "{n}");
+    }
+    for n in ["M1 Ultra", "M2 Ultra", "M3 Ultra"] {
+        assert_eq!(cores(n), 32, "{n}");
+        assert_eq!(cat().chip(n).unwrap().ane_engines.value, 2);
+    }
+}
+
+/// Source: ASAHI soc-codenames (research/metrics-facts.md §3.3); ANEFORGE-TARGETS
+/// (M-series Mn is H(n+12)).
+#[test]
+fn soc_ids_and_generations_match_asahi() {
+    for (soc, name, generation) in [
+        ("t8103", "M1", "h13"),
+        ("t6000", "M1 Pro", "h13"),
+        ("t6001", "M1 Max", "h13"),
+        ("t6002", "M1 Ultra", "h13"),
+        ("t8112", "M2", "h14"),
+        ("t6020", "M2 Pro", "h14"),
+        ("t6021", "M2 Max", "h14"),
+        ("t6022", "M2 Ultra", "h14"),
+        ("t8122", "M3", "h15"),
+        ("t6030", "M3 Pro", "h15"),
+        ("t8132", "M4", "h16"),
+        ("t6040", "M4 Pro", "h16"),
+        ("t6041", "M4 Max", "h16"),
+        ("t8142", "M5", "h17"),
+        ("t8140", "A18 Pro", "h17"),
+    ] {
+        let c = cat().chip(soc).unwrap_or_else(|| panic!("{soc}"));
+        assert_eq!(c.name, name);
+        assert_eq!(c.generation.value, generation, "{name}");
+    }
+}
+
+/// Source: research/ane-facts.md §2.1 (int8-counted marketing from A17 Pro/M4 on) and
+/// MAD-BENCH (measured M4 Pro 12.57, M4 Max 10.93).
+#[test]
+fn resolved_peaks_use_measurements_then_marketing() {
+    let perf = |n: &str| cat().perf(cat().chip(n).unwrap());
+    assert_eq!(perf("M4 Pro").ane_tflops, 12.57);
+    assert_eq!(perf("M4 Max").ane_tflops, 10.93);
+    // A15: no measurement: marketed 15.8 (fp16) × the utilisation constant.
+    let u = cat().constants.ane_utilisation_of_marketed.value;
+    assert!((perf("A15").ane_tflops - 15.8 * u).abs() < 1e-9);
+    // A17 Pro: 35 int8-counted TOPS = 17.5 fp16.
+    assert!((perf("A17 Pro").ane_tflops - 17.5 * u).abs() < 1e-9);
+    // M5 Max has no measurement and no marketed figure: the M5's (same generation).
+    assert_eq!(perf("M5 Max").ane_tflops, perf("M5").ane_tflops);
+    // Bandwidth: anemll-bench M1 61, M4 Pro 126 GB/s.
+    assert_eq!(perf("M1").ane_bandwidth_gbs, 61.0);
+    assert_eq!(perf("M4 Pro").ane_bandwidth_gbs, 126.0);
+}
+
+#[test]
+fn chips_are_found_by_alias_and_device() {
+    assert_eq!(cat().chip("iPhone 13").unwrap().name, "A15");
+    assert_eq!(cat().chip("iphone16pro").unwrap().name, "A18 Pro");
+    assert_eq!(cat().chip("Apple M1 Pro").unwrap().name, "M1 Pro");
+    assert_eq!(cat().chip("m3max").unwrap().name, "M3 Max");
+    assert!(cat().chip("M9").is_none());
+}
+
+/// Source: APPLE-ART Principle 1: the last axis is padded to 64 bytes; a singleton last
+/// axis costs 32x in fp16 and 64x in 8-bit. MAD-M5: 128 bytes on M5.
+#[test]
+fn padded_layout_arithmetic() {
+    assert_eq!(padded_bytes(&[1, 1], 2.0, 64), 64.0); // 2 bytes -> 64: 32x
+    assert_eq!(padded_bytes(&[1, 1], 1.0, 64), 64.0); // 1 byte -> 64: 64x
+    assert_eq!(padded_bytes(&[1, 64], 2.0, 64), 128.0); // already aligned
+    assert_eq!(padded_bytes(&[3, 33], 2.0, 64), 3.0 * 128.0);
+    assert_eq!(padded_bytes(&[1, 32], 2.0, 128), 128.0);
+    let m5 = cat().generation("h17").unwrap();
+    assert_eq!(m5.last_axis_alignment_bytes.value, 128);
+}
+
+#[test]
+fn a_tiny_model_stays_on_the_cpu() {
+    // vx-lang/Vx#436: a 4x4 matmul stayed on the CPU even with cpuAndNeuralEngine.
+    let p = program(
+        "ios17",
+        "tensor<fp16, [4, 4]> a, tensor<fp16, [4, 4]> b",
+        "    tensor<fp16, [4, 4]> y = matmul(x = a, y = b, transpose_x = bool(false), transpose_y = bool(false))[name = string(\"y\")];",
+        "y",
+    );
+    let r = analyze_with(&p, "M2", ComputeUnits::CpuAndNe, &[]);
+    assert_eq!(unit(&r, "y"), Unit::Cpu);
+    assert!(op(&r, "y").reasons.iter().any(|x| x.contains("tiny-model")));
+}
+
+#[test]
+fn short_islands_move_and_long_segments_stay() {
+    // cumsum (not on the ANE) → one cheap relu → cumsum: the relu joins the CPU.
+    let p = program(
+        "ios17",
+        "tensor<fp16, [1, 64, 64]> x",
+        "    tensor<fp16, [1, 64, 64]> a = cumsum(x = x, axis = int32(2))[name = string(\"a\")];\n    tensor<fp16, [1, 64, 64]> b = relu(x = a)[name = string(\"b\")];\n    tensor<fp16, [1, 64, 64]> c = cumsum(x = b, axis = int32(2))[name = string(\"c\")];",
+        "c",
+    );
+    let r = analyze_with(&p, "M1", ComputeUnits::CpuAndNe, &[]);
+    assert_eq!(unit(&r, "b"), Unit::Cpu);
+    assert!(op(&r, "b").reasons.iter().any(|x| x.contains("island")));
+    assert_eq!(r.switches.count, 0);
+    // A heavy matmul between the two stays on the Neural Engine: two switches.
+    let p = program(
+        "ios17",
+        "tensor<fp16, [1, 512, 512]> x, tensor<fp16, [1, 512, 512]> w",
+        "    tensor<fp16, [1, 512, 512]> a = cumsum(x = x, axis = int32(2))[name = string(\"a\")];\n    tensor<fp16, [1, 512, 512]> b = matmul(x = a, y = w, transpose_x = bool(false), transpose_y = bool(false))[name = string(\"b\")];\n    tensor<fp16, [1, 512, 512]> c = cumsum(x = b, axis = int32(2))[name = string(\"c\")];",
+        "c",
+    );
+    let r = analyze_with(&p, "M1", ComputeUnits::CpuAndNe, &[]);
+    assert_eq!(unit(&r, "b"), Unit::Ane);
+    assert_eq!(r.switches.count, 2);
+    assert!(r.switches.bytes >= 2.0 * 512.0 * 512.0 * 2.0);
+}
