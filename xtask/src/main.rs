@@ -1,9 +1,14 @@
-//! Developer tasks: `cargo run -p xtask -- gen-proto [--check]`.
+//! Developer tasks: `cargo xtask gen-proto [--check]`, `cargo xtask gen-docs [--check]`.
 //!
 //! `gen-proto` regenerates `crates/anekit-format/src/proto/generated.rs` from the vendored
 //! Core ML `.proto` files with `protox` (a pure-Rust protobuf compiler) and `prost-build`, so
 //! no `protoc` is needed at build time and the generated code is reviewed like any other file.
 //! `--check` fails when the committed file differs from a fresh generation (CI runs it).
+//!
+//! `gen-docs` writes `docs/op-coverage.md`, the op coverage table: anekit-mil's registry
+//! columns plus the columns other crates contribute (the CPU backend's kernels), as
+//! `anekit_runtime::coverage::op_coverage_markdown` composes them. anekit-runtime's
+//! `tests/coverage.rs` fails when the committed file is stale; `--check` does the same here.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -12,7 +17,8 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("gen-proto") => gen_proto(args.iter().any(|a| a == "--check")),
-        _ => bail!("usage: cargo run -p xtask -- gen-proto [--check]"),
+        Some("gen-docs") => gen_docs(args.iter().any(|a| a == "--check")),
+        _ => bail!("usage: cargo xtask gen-proto [--check] | gen-docs [--check]"),
     }
 }
 
@@ -74,6 +80,29 @@ fn gen_proto(check: bool) -> Result<()> {
         println!("wrote {}", out_file.display());
     }
     std::fs::remove_dir_all(&tmp).ok();
+    Ok(())
+}
+
+fn gen_docs(check: bool) -> Result<()> {
+    let path = workspace_root().join("docs/op-coverage.md");
+    let doc = anekit_runtime::coverage::op_coverage_markdown();
+    let rows = anekit_mil::ops::coverage_rows().len();
+    if check {
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        if old != doc {
+            bail!(
+                "{} is out of date: run `cargo xtask gen-docs`",
+                path.display()
+            );
+        }
+        println!("{} is up to date ({rows} op types)", path.display());
+        return Ok(());
+    }
+    // Written to a sibling, then renamed into place.
+    let tmp = path.with_extension("md.tmp");
+    std::fs::write(&tmp, &doc).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))?;
+    println!("wrote {} ({rows} op types)", path.display());
     Ok(())
 }
 

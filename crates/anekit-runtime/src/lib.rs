@@ -9,6 +9,7 @@
 //! The Apple backends (Core ML, the direct Neural Engine path) implement the same
 //! [`engine::Backend`] trait in `anekit-apple`.
 
+pub mod coverage;
 pub mod cpu;
 pub mod engine;
 pub mod error;

@@ -42,7 +42,9 @@ mod tensor_operation;
 mod tensor_transformation;
 mod transformers;
 
-pub use coverage::{CoverageRow, coverage_markdown, coverage_rows};
+pub use coverage::{
+    CoverageColumn, CoverageRow, coverage_markdown, coverage_markdown_with, coverage_rows,
+};
 pub use infer::{Arg, Args, InferCtx, InferError, Inferred, SymInt, check_args, infer, infer_with};
 
 /// Element types of a parameter: a fixed set, or a named set (`"T"`) whose members must all
