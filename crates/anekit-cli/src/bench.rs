@@ -30,8 +30,34 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Also measure energy and mean power of the timed runs, per component (where a power
+    /// source is readable: NVIDIA GPUs, RAPL, Apple's IOReport).
+    #[arg(long)]
+    metrics: bool,
     #[command(flatten)]
     load: LoadArgs,
+}
+
+/// Energy of the timed runs.
+#[derive(Debug, Serialize)]
+pub struct EnergyReport {
+    /// Per component: energy over all timed runs, per inference, and mean power.
+    pub components: Vec<ComponentReport>,
+    /// Power sources that could not be read, with the reason.
+    pub unavailable: Vec<String>,
+}
+
+/// One component's energy.
+#[derive(Debug, Serialize)]
+pub struct ComponentReport {
+    /// Component (`gpu0`, `rapl:package-0`, `ane`, ...).
+    pub component: String,
+    /// Joules over all timed runs.
+    pub energy_j: f64,
+    /// Joules per inference.
+    pub energy_per_inference_j: f64,
+    /// Mean watts over the timed runs.
+    pub mean_power_w: f64,
 }
 
 /// The benchmark report.
@@ -61,6 +87,9 @@ pub struct BenchReport {
     pub peak_activation_bytes: Option<usize>,
     /// Peak resident memory of the process (Linux: VmHWM).
     pub peak_rss_bytes: Option<u64>,
+    /// Energy and power (`--metrics`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub energy: Option<EnergyReport>,
 }
 
 /// Peak resident set size of this process, where the OS tells it.
@@ -112,7 +141,58 @@ pub fn run(args: &Args) -> Result<()> {
     for _ in 0..args.warmup {
         once()?;
     }
-    let mut times = (0..args.runs).map(|_| once()).collect::<Result<Vec<_>>>()?;
+    let sampler = if args.metrics {
+        let collector = anekit_metrics::system_collector(std::path::Path::new("/"));
+        Some(anekit_metrics::Sampler::start(
+            collector,
+            anekit_metrics::SamplerConfig::default(),
+        )?)
+    } else {
+        None
+    };
+    let backend = loaded.selection().backend.to_string();
+    let mut timed = || (0..args.runs).map(|_| once()).collect::<Result<Vec<_>>>();
+    let (times, energy) = match &sampler {
+        Some(s) => {
+            let (times, span) = s.measure(path.display().to_string(), backend.clone(), timed);
+            let unavailable = s
+                .latest()
+                .map(|snap| {
+                    snap.sources
+                        .iter()
+                        .filter_map(|st| match &st.state {
+                            anekit_metrics::SourceState::Ok => None,
+                            anekit_metrics::SourceState::Unavailable { reason } => {
+                                Some(format!("{}: {reason}", st.name))
+                            }
+                            anekit_metrics::SourceState::Error { message } => {
+                                Some(format!("{}: {message}", st.name))
+                            }
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let components = span
+                .components
+                .iter()
+                .map(|c| ComponentReport {
+                    component: c.component.clone(),
+                    energy_j: c.energy_j,
+                    energy_per_inference_j: c.energy_j / args.runs as f64,
+                    mean_power_w: c.mean_power_w,
+                })
+                .collect();
+            (
+                times,
+                Some(EnergyReport {
+                    components,
+                    unavailable,
+                }),
+            )
+        }
+        None => (timed(), None),
+    };
+    let mut times = times?;
     times.sort_by(f64::total_cmp);
     let threads = args
         .load
@@ -131,13 +211,14 @@ pub fn run(args: &Args) -> Result<()> {
         mean_ms: times.iter().sum::<f64>() / times.len() as f64,
         peak_activation_bytes: loaded.instance().peak_activation_bytes(),
         peak_rss_bytes: peak_rss(),
+        energy,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
     let r = &report;
-    let rows = vec![
+    let mut rows = vec![
         vec!["model".into(), r.model.clone()],
         vec!["function".into(), r.function.clone()],
         vec![
@@ -165,6 +246,28 @@ pub fn run(args: &Args) -> Result<()> {
             r.peak_rss_bytes.map_or("-".into(), bytes),
         ],
     ];
+    if let Some(e) = &r.energy {
+        for c in &e.components {
+            rows.push(vec![
+                format!("energy {}", c.component),
+                format!(
+                    "{:.3} J ({:.2} mJ per inference, mean {:.2} W)",
+                    c.energy_j,
+                    c.energy_per_inference_j * 1e3,
+                    c.mean_power_w
+                ),
+            ]);
+        }
+        if e.components.is_empty() {
+            rows.push(vec![
+                "energy".into(),
+                "no power source is readable on this machine".into(),
+            ]);
+        }
+        for u in &e.unavailable {
+            rows.push(vec!["unavailable".into(), u.clone()]);
+        }
+    }
     print!("{}", table(&rows, 0));
     Ok(())
 }
