@@ -264,6 +264,9 @@ def shape_cases():
     x = randn(2, 3, 4, 5)
     add(F, "transpose", "transpose", "iOS15", {"x": R(x), "perm": [0, 2, 3, 1]})
     add(F, "transpose_negative_perm", "transpose", "iOS17", {"x": R(x), "perm": [-2, 1, -1, 0]})
+    add(F, "transpose_attention_heads", "transpose", "iOS18", {"x": R(x), "perm": [0, 2, 1, 3]})
+    add(F, "transpose_keep_last", "transpose", "iOS15", {"x": R(x), "perm": [2, 0, 1, 3]})
+    add(F, "transpose_identity", "transpose", "iOS15", {"x": R(x), "perm": [0, 1, 2, 3]})
     add(F, "transpose_int", "transpose", "iOS15", {"x": R(np.arange(6, dtype=np.int32).reshape(2, 3)), "perm": [1, 0]})
     add(F, "transpose_bad_perm", "transpose", "iOS15", {"x": R(x), "perm": [0, 0, 1, 2]}, error="permutation")
 

@@ -23,8 +23,10 @@ use crate::engine::{Precision, State};
 pub mod activation;
 pub mod attention;
 pub mod classify;
+pub mod control;
 pub mod conv;
 pub mod elementwise;
+pub mod gather;
 pub mod image_resizing;
 pub mod linalg;
 pub mod normalization;
@@ -33,7 +35,10 @@ pub mod quantize;
 pub mod random;
 pub mod recurrent;
 pub mod reduction;
+pub mod shape;
 pub mod simd;
+pub mod state;
+pub mod tensor_op;
 pub mod util;
 
 /// A compiled op.
@@ -238,6 +243,11 @@ const FAMILIES: &[(&[&str], Builder)] = &[
     (elementwise::OPS, elementwise::build),
     (activation::OPS, activation::build),
     (linalg::OPS, linalg::build),
+    (shape::OPS, shape::build),
+    (tensor_op::OPS, tensor_op::build),
+    (gather::OPS, gather::build),
+    (state::OPS, state::build),
+    (control::OPS, control::build),
     (recurrent::OPS, recurrent::build),
     (image_resizing::OPS, image_resizing::build),
     (random::OPS, random::build),

@@ -597,7 +597,42 @@ pub fn permutation(perm: &[i64], rank: usize) -> Result<Vec<usize>, String> {
 
 /// `x` with its axes permuted, in standard layout.
 pub fn transpose_array<T: Clone>(x: &ArrayD<T>, perm: &[usize]) -> ArrayD<T> {
-    owned(x.view().permuted_axes(IxDyn(perm)))
+    let v = x.view().permuted_axes(IxDyn(perm));
+    let rank = perm.len();
+    // The common case of attention layouts ([0, 2, 1, 3], ...): the last axis stays last,
+    // so whole rows are copied.
+    if let (Some(src), Some(&last), true) = (x.as_slice(), perm.last(), rank >= 2)
+        && last == rank - 1
+        && !v.is_standard_layout()
+    {
+        let shape = v.shape().to_vec();
+        let inner = shape[rank - 1];
+        let strides: Vec<usize> = v.strides().iter().map(|&s| s.unsigned_abs()).collect();
+        let rows: usize = shape[..rank - 1].iter().product();
+        let mut out = Vec::with_capacity(rows * inner);
+        let mut idx = vec![0usize; rank - 1];
+        let mut off = 0usize;
+        for _ in 0..rows {
+            match src.get(off..off + inner) {
+                Some(row) => out.extend_from_slice(row),
+                None => return owned(v),
+            }
+            // Advance the row-major index over the leading axes, keeping the offset.
+            for k in (0..rank - 1).rev() {
+                idx[k] += 1;
+                off += strides[k];
+                if idx[k] < shape[k] {
+                    break;
+                }
+                off -= strides[k] * shape[k];
+                idx[k] = 0;
+            }
+        }
+        if let Ok(a) = ArrayD::from_shape_vec(IxDyn(&shape), out) {
+            return a;
+        }
+    }
+    owned(v)
 }
 
 fn transpose<T: Elem>(x: &Value, perm: &[i64]) -> Result<Value, String> {
