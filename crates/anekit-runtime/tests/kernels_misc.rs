@@ -287,7 +287,10 @@ fn run_family(family: &str) -> usize {
             .map(|(k, v)| (k.clone(), from_json(v, &doc["tensors"])))
             .collect();
         let args: Vec<(&str, In)> = args.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        let untyped = c.get("untyped_outputs").and_then(Json::as_u64).map(|n| n as usize);
+        let untyped = c
+            .get("untyped_outputs")
+            .and_then(Json::as_u64)
+            .map(|n| n as usize);
         let result = run_op_with(c["op"].as_str().unwrap(), opset, &args, untyped);
         if let Some(msg) = c.get("error").and_then(Json::as_str) {
             match result {
@@ -692,4 +695,260 @@ fn classify_returns_label_and_probabilities() {
         ],
     );
     assert!(e.is_err());
+}
+
+// ------------------------------------------------------------------------------------------
+// Malformed arguments give errors naming the problem, never a panic or an abort.
+// ------------------------------------------------------------------------------------------
+
+fn zeros(shape: &[usize]) -> Vec<f64> {
+    vec![0.0; shape.iter().product()]
+}
+
+fn lit_f32(shape: &[usize]) -> In {
+    lit(DataType::Fp32, shape, &zeros(shape))
+}
+
+fn rt_f32(shape: &[usize]) -> In {
+    rt(DataType::Fp32, shape, &zeros(shape))
+}
+
+#[track_caller]
+fn expect_err(op: &str, opset: Opset, args: &[(&str, In)], outputs: usize, needle: &str) {
+    match run_op_with(op, opset, args, Some(outputs)) {
+        Ok(v) => panic!("{op}: expected an error mentioning {needle:?}, got {v:?}"),
+        Err(e) => assert!(
+            e.contains(needle),
+            "{op}: {e:?} does not mention {needle:?}"
+        ),
+    }
+}
+
+#[test]
+fn recurrent_rejects_malformed_arguments() {
+    let base = |x: &[usize], ih: &[usize], hh: &[usize], h0: &[usize]| {
+        vec![
+            ("x", rt_f32(x)),
+            ("initial_h", rt_f32(h0)),
+            ("initial_c", rt_f32(h0)),
+            ("weight_ih", lit_f32(ih)),
+            ("weight_hh", lit_f32(hh)),
+        ]
+    };
+    let ok = base(&[3, 2, 4], &[20, 4], &[20, 5], &[2, 5]);
+    assert!(run_op_with("lstm", Opset::Ios15, &ok, Some(3)).is_ok());
+    expect_err(
+        "lstm",
+        Opset::Ios15,
+        &base(&[3, 8], &[20, 4], &[20, 5], &[2, 5]),
+        3,
+        "rank 3",
+    );
+    expect_err(
+        "lstm",
+        Opset::Ios15,
+        &base(&[3, 2, 4], &[20, 3], &[20, 5], &[2, 5]),
+        3,
+        "weight_ih",
+    );
+    expect_err(
+        "lstm",
+        Opset::Ios15,
+        &base(&[3, 2, 4], &[20, 4], &[21, 5], &[2, 5]),
+        3,
+        "weight_hh",
+    );
+    expect_err(
+        "lstm",
+        Opset::Ios15,
+        &base(&[3, 2, 4], &[20, 4], &[20, 5], &[2, 4]),
+        3,
+        "initial_h",
+    );
+    let mut bad_bias = ok.clone();
+    bad_bias.push(("bias", lit_f32(&[19])));
+    expect_err("lstm", Opset::Ios15, &bad_bias, 3, "bias");
+    let mut bad_peep = ok.clone();
+    bad_peep.push(("peephole", lit_f32(&[20])));
+    expect_err("lstm", Opset::Ios15, &bad_peep, 3, "peephole");
+    let mut bidir = base(&[3, 2, 4], &[20, 4], &[20, 5], &[2, 10]);
+    bidir.push(("direction", s("bidirectional")));
+    expect_err("lstm", Opset::Ios15, &bidir, 3, "weight_ih_back");
+    let mut act = ok.clone();
+    act.push(("activation", s("softmax")));
+    expect_err("lstm", Opset::Ios15, &act, 3, "activation");
+    let gru = vec![
+        ("x", rt_f32(&[3, 2, 4])),
+        ("initial_h", rt_f32(&[2, 5])),
+        ("weight_ih", lit_f32(&[15, 4])),
+        ("weight_hh", lit_f32(&[15, 5])),
+        ("direction", s("bidirectional")),
+    ];
+    expect_err("gru", Opset::Ios18, &gru, 2, "direction");
+    let rnn = vec![
+        ("x", rt_f32(&[3, 2, 4])),
+        ("initial_h", rt_f32(&[2, 5])),
+        ("weight_ih", lit_f32(&[5, 4])),
+        ("weight_hh", lit_f32(&[5, 0])),
+    ];
+    expect_err("rnn", Opset::Ios17, &rnn, 2, "H > 0");
+}
+
+#[test]
+fn image_resizing_rejects_malformed_arguments() {
+    let x = || ("x", rt_f32(&[1, 2, 3, 4]));
+    // Sizes no machine can hold: an error, not an abort.
+    expect_err(
+        "upsample_bilinear",
+        Opset::Ios16,
+        &[
+            x(),
+            ("scale_factor_height", f32s(2e8)),
+            ("scale_factor_width", f32s(2e8)),
+        ],
+        1,
+        "allocate",
+    );
+    expect_err(
+        "upsample_nearest_neighbor",
+        Opset::Ios15,
+        &[x(), ("scale_factor_height", f32s(1e30))],
+        1,
+        "not a valid size",
+    );
+    expect_err(
+        "resize_bilinear",
+        Opset::Ios15,
+        &[
+            x(),
+            ("target_size_height", i32s(i32::MAX)),
+            ("target_size_width", i32s(i32::MAX)),
+        ],
+        1,
+        "allocate",
+    );
+    expect_err(
+        "resize_bilinear",
+        Opset::Ios15,
+        &[x(), ("target_size_height", i32s(-3))],
+        1,
+        "negative",
+    );
+    expect_err(
+        "resize_bilinear",
+        Opset::Ios15,
+        &[x(), ("sampling_mode", s("BICUBIC"))],
+        1,
+        "sampling_mode",
+    );
+    expect_err(
+        "upsample_bilinear",
+        Opset::Ios15,
+        &[("x", rt_f32(&[4, 4]))],
+        1,
+        "rank",
+    );
+    expect_err(
+        "resize",
+        Opset::Ios17,
+        &[
+            x(),
+            ("shape", rt(DataType::Int32, &[2], &[-2.0, 3.0])),
+            ("resized_dims", lit(DataType::Uint32, &[], &[2.0])),
+        ],
+        1,
+        "negative",
+    );
+    expect_err(
+        "resize",
+        Opset::Ios17,
+        &[
+            x(),
+            ("shape", rt(DataType::Int32, &[2], &[2.0, 3.0])),
+            ("resized_dims", lit(DataType::Uint32, &[], &[3.0])),
+        ],
+        1,
+        "resized_dims",
+    );
+    let crop = |boxes: In, idx: In| {
+        vec![
+            x(),
+            ("boxes", boxes),
+            ("box_indices", idx),
+            ("target_height", i32s(2)),
+            ("target_width", i32s(2)),
+        ]
+    };
+    expect_err(
+        "crop_resize",
+        Opset::Ios17,
+        &crop(rt_f32(&[2, 4]), rt(DataType::Int32, &[2], &[0.0, 1.0])),
+        1,
+        "out of range",
+    );
+    expect_err(
+        "crop_resize",
+        Opset::Ios17,
+        &crop(rt_f32(&[2, 3]), rt(DataType::Int32, &[2], &[0.0, 0.0])),
+        1,
+        "[N, 4]",
+    );
+    expect_err(
+        "crop_resize",
+        Opset::Ios15,
+        &[
+            x(),
+            (
+                "roi",
+                rt(DataType::Fp32, &[1, 1, 5, 1, 1], &[3.0, 0.0, 0.0, 1.0, 1.0]),
+            ),
+        ],
+        1,
+        "out of range",
+    );
+    let sample = |coords: In| {
+        vec![
+            x(),
+            ("coordinates", coords),
+            ("sampling_mode", s("bilinear")),
+            ("padding_mode", s("constant")),
+            ("padding_value", f32s(0.0)),
+            ("coordinates_mode", s("unnormalized")),
+            ("align_corners", b(false)),
+        ]
+    };
+    expect_err(
+        "resample",
+        Opset::Ios16,
+        &sample(rt_f32(&[1, 2, 2, 3])),
+        1,
+        "[B, H, W, 2]",
+    );
+    expect_err(
+        "resample",
+        Opset::Ios16,
+        &sample(rt_f32(&[2, 2, 2, 2])),
+        1,
+        "batch",
+    );
+    let mut bad = sample(rt_f32(&[1, 2, 2, 2]));
+    bad[3] = ("padding_mode", s("wrap"));
+    expect_err("resample", Opset::Ios16, &bad, 1, "padding_mode");
+    expect_err(
+        "affine",
+        Opset::Ios15,
+        &[
+            x(),
+            ("transform_matrix", rt_f32(&[3, 6])),
+            ("output_height", i32s(2)),
+            ("output_width", i32s(2)),
+            ("sampling_mode", s("bilinear")),
+            ("padding_mode", s("constant")),
+            ("padding_value", f32s(0.0)),
+            ("coordinates_mode", s("normalized_minus_one_to_one")),
+            ("align_corners", b(true)),
+        ],
+        1,
+        "transform_matrix",
+    );
 }

@@ -115,24 +115,31 @@ struct Tap {
     w: f32,
 }
 
+/// `(0..n).map(f)` collected into a vector whose allocation failure is an error.
+fn try_collect<T>(n: usize, f: impl FnMut(usize) -> T) -> Result<Vec<T>, String> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| format!("cannot allocate a sampling grid of {n} points"))?;
+    v.extend((0..n).map(f));
+    Ok(v)
+}
+
 /// Linear taps for a grid over an input of `n_in`, clamped to `[0, n_in−1]`.
-fn linear_taps(grid: Grid, n_in: usize, n_out: usize) -> Vec<Tap> {
+fn linear_taps(grid: Grid, n_in: usize, n_out: usize) -> Result<Vec<Tap>, String> {
     let last = n_in.saturating_sub(1);
-    (0..n_out)
-        .map(|i| {
-            let g = grid
-                .point(i, n_out, 0.0, n_in as f64)
-                .clamp(0.0, last as f64);
-            let g = if g.is_nan() { 0.0 } else { g };
-            let i0 = (g.floor() as usize).min(last);
-            let i1 = (i0 + 1).min(last);
-            Tap {
-                i0,
-                i1,
-                w: (g - i0 as f64) as f32,
-            }
-        })
-        .collect()
+    try_collect(n_out, |i| {
+        let g = grid
+            .point(i, n_out, 0.0, n_in as f64)
+            .clamp(0.0, last as f64);
+        let g = if g.is_nan() { 0.0 } else { g };
+        let i0 = (g.floor() as usize).min(last);
+        let i1 = (i0 + 1).min(last);
+        Tap {
+            i0,
+            i1,
+            w: (g - i0 as f64) as f32,
+        }
+    })
 }
 
 fn nearest_tap(i: usize) -> Tap {
@@ -144,41 +151,33 @@ fn nearest_tap(i: usize) -> Tap {
 }
 
 /// `floor(i·X/N)` (`upsample_nearest_neighbor`).
-fn nearest_floor(n_in: usize, n_out: usize) -> Vec<Tap> {
+fn nearest_floor(n_in: usize, n_out: usize) -> Result<Vec<Tap>, String> {
     let last = n_in.saturating_sub(1);
-    (0..n_out)
-        .map(|i| {
-            nearest_tap(
-                ((i as u128 * n_in as u128) / n_out.max(1) as u128).min(last as u128) as usize,
-            )
-        })
-        .collect()
+    try_collect(n_out, |i| {
+        nearest_tap(((i as u128 * n_in as u128) / n_out.max(1) as u128).min(last as u128) as usize)
+    })
 }
 
 /// `floor((i + ½)·X/N)` (`resize_nearest_neighbor`, half-pixel centres).
-fn nearest_half(n_in: usize, n_out: usize) -> Vec<Tap> {
+fn nearest_half(n_in: usize, n_out: usize) -> Result<Vec<Tap>, String> {
     let last = n_in.saturating_sub(1);
-    (0..n_out)
-        .map(|i| {
-            let v = ((2 * i as u128 + 1) * n_in as u128) / (2 * n_out.max(1) as u128);
-            nearest_tap(v.min(last as u128) as usize)
-        })
-        .collect()
+    try_collect(n_out, |i| {
+        let v = ((2 * i as u128 + 1) * n_in as u128) / (2 * n_out.max(1) as u128);
+        nearest_tap(v.min(last as u128) as usize)
+    })
 }
 
 /// The grid point rounded half away from zero.
-fn nearest_round(grid: Grid, n_in: usize, n_out: usize) -> Vec<Tap> {
+fn nearest_round(grid: Grid, n_in: usize, n_out: usize) -> Result<Vec<Tap>, String> {
     let last = n_in.saturating_sub(1);
-    (0..n_out)
-        .map(|i| {
-            let g = grid.point(i, n_out, 0.0, n_in as f64).round();
-            nearest_tap(if g.is_nan() {
-                0
-            } else {
-                g.clamp(0.0, last as f64) as usize
-            })
+    try_collect(n_out, |i| {
+        let g = grid.point(i, n_out, 0.0, n_in as f64).round();
+        nearest_tap(if g.is_nan() {
+            0
+        } else {
+            g.clamp(0.0, last as f64) as usize
         })
-        .collect()
+    })
 }
 
 /// Resample `x` along `axis` with `taps` (one per output position).
@@ -241,6 +240,27 @@ fn resize_hw(x: &ArrayD<f32>, th: &[Tap], tw: &[Tap]) -> Result<ArrayD<f32>, Str
     }
 }
 
+/// Check that an output of `x`'s shape with the last two dimensions `oh × ow` can be
+/// allocated, before building its grids (which are at most that large).
+fn probe_output(x: &ArrayD<f32>, oh: usize, ow: usize) -> Result<(), String> {
+    let r = x.ndim();
+    let mut shape = x.shape().to_vec();
+    if r >= 2 {
+        shape[r - 2] = oh;
+        shape[r - 1] = ow;
+    }
+    probe(&shape)
+}
+
+/// Reserve (without touching) room for an f32 tensor of `shape`: an error when it cannot be
+/// allocated.
+fn probe(shape: &[usize]) -> Result<(), String> {
+    let n = checked_product(shape, "the output")?;
+    let mut v: Vec<f32> = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| format!("cannot allocate an output of shape {shape:?}"))
+}
+
 fn rank3(x: &ArrayD<f32>, op: &str) -> Result<(usize, usize), String> {
     let r = x.ndim();
     if r < 3 {
@@ -293,10 +313,11 @@ fn upsample_nearest(ctx: &OpCtx<'_>) -> Result<Box<dyn Kernel>, String> {
         let x = a.f32("x")?;
         let (h, w) = rank3(x, "upsample_nearest_neighbor")?;
         let (oh, ow) = (scaled(h, sh, "height")?, scaled(w, sw, "width")?);
+        probe_output(x, oh, ow)?;
         Ok(vec![Value::F32(resize_hw(
             x,
-            &nearest_floor(h, oh),
-            &nearest_floor(w, ow),
+            &nearest_floor(h, oh)?,
+            &nearest_floor(w, ow)?,
         )?)])
     }))
 }
@@ -324,10 +345,11 @@ fn upsample_bilinear(ctx: &OpCtx<'_>) -> Result<Box<dyn Kernel>, String> {
         let x = a.f32("x")?;
         let (h, w) = rank3(x, "upsample_bilinear")?;
         let (oh, ow) = (scaled(h, sh, "height")?, scaled(w, sw, "width")?);
+        probe_output(x, oh, ow)?;
         Ok(vec![Value::F32(resize_hw(
             x,
-            &linear_taps(grid, h, oh),
-            &linear_taps(grid, w, ow),
+            &linear_taps(grid, h, oh)?,
+            &linear_taps(grid, w, ow)?,
         )?)])
     }))
 }
@@ -351,10 +373,11 @@ fn resize_nearest(ctx: &OpCtx<'_>) -> Result<Box<dyn Kernel>, String> {
     Ok(kernel(move |a: &Args<'_>, _: &mut RunCtx<'_>| {
         let x = a.f32("x")?;
         let (h, w) = rank3(x, "resize_nearest_neighbor")?;
+        probe_output(x, oh, ow)?;
         Ok(vec![Value::F32(resize_hw(
             x,
-            &nearest_half(h, oh),
-            &nearest_half(w, ow),
+            &nearest_half(h, oh)?,
+            &nearest_half(w, ow)?,
         )?)])
     }))
 }
@@ -366,10 +389,11 @@ fn resize_bilinear(ctx: &OpCtx<'_>) -> Result<Box<dyn Kernel>, String> {
     Ok(kernel(move |a: &Args<'_>, _: &mut RunCtx<'_>| {
         let x = a.f32("x")?;
         let (h, w) = rank3(x, "resize_bilinear")?;
+        probe_output(x, oh, ow)?;
         Ok(vec![Value::F32(resize_hw(
             x,
-            &linear_taps(grid, h, oh),
-            &linear_taps(grid, w, ow),
+            &linear_taps(grid, h, oh)?,
+            &linear_taps(grid, w, ow)?,
         )?)])
     }))
 }
@@ -415,6 +439,14 @@ fn resize(ctx: &OpCtx<'_>) -> Result<Box<dyn Kernel>, String> {
                 target.len()
             ));
         }
+        let mut out_shape = x.shape().to_vec();
+        for j in 0..dims {
+            let want = target[target.len() - dims + j];
+            if want != 0 {
+                out_shape[r - dims + j] = size(want, "shape")?;
+            }
+        }
+        probe(&out_shape)?;
         let mut y = x.into_owned();
         for j in 0..dims {
             let axis = r - dims + j;
@@ -426,9 +458,9 @@ fn resize(ctx: &OpCtx<'_>) -> Result<Box<dyn Kernel>, String> {
                 size(want, "shape")?
             };
             let taps = match (linear, grid) {
-                (true, g) => linear_taps(g, n_in, n_out),
-                (false, Grid::StrictAlign | Grid::Align) => nearest_round(grid, n_in, n_out),
-                (false, _) => nearest_half(n_in, n_out),
+                (true, g) => linear_taps(g, n_in, n_out)?,
+                (false, Grid::StrictAlign | Grid::Align) => nearest_round(grid, n_in, n_out)?,
+                (false, _) => nearest_half(n_in, n_out)?,
             };
             y = resize_axis(&y, axis, &taps)?;
         }
@@ -597,6 +629,11 @@ fn crop_resize_run(cfg: &CropCfg, a: &Args<'_>) -> Result<Vec<Value>, String> {
     };
     let total = checked_product(&out_shape, "the output")?;
     let mut out = try_zeros::<f32>(total)?;
+    if total == 0 {
+        return Ok(vec![Value::F32(
+            ArrayD::from_shape_vec(IxDyn(&out_shape), out).map_err(|e| e.to_string())?,
+        )]);
+    }
     let xs = super::linalg::contiguous(x);
     let plane = h * w;
     let crop = th * tw;
@@ -626,8 +663,8 @@ fn crop_resize_run(cfg: &CropCfg, a: &Args<'_>) -> Result<Vec<Value>, String> {
         for (v, s) in [(&mut y1, sy), (&mut y2, sy), (&mut x1, sx), (&mut x2, sx)] {
             *v *= s * cfg.spatial_scale;
         }
-        let ys = box_grid(cfg.grid, y1, y2, th);
-        let xs_ = box_grid(cfg.grid, x1, x2, tw);
+        let ys = box_grid(cfg.grid, y1, y2, th)?;
+        let xs_ = box_grid(cfg.grid, x1, x2, tw)?;
         let imgs: Vec<usize> = match img {
             Some(i) => vec![*i],
             None => (0..bn).collect(),
@@ -653,22 +690,20 @@ fn crop_resize_run(cfg: &CropCfg, a: &Args<'_>) -> Result<Vec<Value>, String> {
 }
 
 /// Sample points of a box spanning `[a, e]` (pixel coordinates).
-fn box_grid(grid: Grid, a: f32, e: f32, n: usize) -> Vec<f64> {
+fn box_grid(grid: Grid, a: f32, e: f32, n: usize) -> Result<Vec<f64>, String> {
     let (a, e) = (f64::from(a), f64::from(e));
     let x = e - a + 1.0;
-    (0..n)
-        .map(|i| {
-            let g = grid.point(i, n, a, x);
-            match grid {
-                Grid::StrictAlign | Grid::Align => g,
-                // The other modes clamp into the box like the resize grid into [0, X−1].
-                _ => {
-                    let (lo, hi) = if a <= e { (a, e) } else { (e, a) };
-                    g.clamp(lo, hi)
-                }
+    try_collect(n, |i| {
+        let g = grid.point(i, n, a, x);
+        match grid {
+            Grid::StrictAlign | Grid::Align => g,
+            // The other modes clamp into the box like the resize grid into [0, X−1].
+            _ => {
+                let (lo, hi) = if a <= e { (a, e) } else { (e, a) };
+                g.clamp(lo, hi)
             }
-        })
-        .collect()
+        }
+    })
 }
 
 /// TensorFlow `crop_and_resize` sampling: `pad` outside `[0, H−1] × [0, W−1]`.

@@ -25,7 +25,7 @@
 //!   `hard_sigmoid`/`sigmoid_hard` (α = 0.2, β = 0.5), `relu`, `linear`.
 
 use super::linalg::{contiguous, gemm};
-use super::util::{const_bool, const_f32_opt, const_str};
+use super::util::{const_bool, const_f32_opt, const_str, try_zeros};
 use super::{Args, Kernel, OpCtx, RunCtx, kernel};
 use crate::cpu::value::Value;
 use ndarray::{ArrayD, IxDyn};
@@ -340,9 +340,9 @@ fn run(cfg: &Config, a: &Args<'_>) -> Result<Vec<Value>, String> {
     let out_len = s_out
         .checked_mul(state_len)
         .ok_or("the output size overflows")?;
-    let mut out = vec![0.0f32; out_len];
-    let mut h_final = vec![0.0f32; state_len];
-    let mut c_final = vec![0.0f32; state_len];
+    let mut out = try_zeros::<f32>(out_len)?;
+    let mut h_final = try_zeros::<f32>(state_len)?;
+    let mut c_final = try_zeros::<f32>(state_len)?;
     let xs = contiguous(x);
     for (d, (&(_, reverse), w)) in dirs.iter().zip(&ws).enumerate() {
         // This direction's half of the [batch, D·H] states.
