@@ -3,8 +3,10 @@
 mod analyze;
 mod bench;
 mod bundled;
+mod devices;
 mod inputs;
 mod inspect;
+mod optimize;
 mod output;
 mod run;
 mod top;
@@ -36,6 +38,9 @@ enum Command {
     /// Predict where Core ML places every op (Neural Engine, GPU or CPU) on a given chip,
     /// with reasons, segments, engine switches, an estimated latency per chip and fixes.
     Analyze(analyze::Args),
+    /// Rewrite a model for the Neural Engine (no-op removal, fp16 epsilons; optionally fp16
+    /// compute and linear-to-conv) and write a new .mlpackage, validated after every pass.
+    Optimize(optimize::Args),
     /// Run a model on the CPU backend (or Core ML on a Mac) and summarise its outputs.
     ///
     /// Inputs come from .npy files (--input NAME=FILE.npy) or are random (--random); outputs
@@ -44,6 +49,10 @@ enum Command {
     Run(run::Args),
     /// Measure prediction latency (median and p90 after warm-up), peak memory and threads.
     Bench(bench::Args),
+    /// What this machine has for running models: host, backends and, on Apple platforms,
+    /// the chip, Neural Engine and GPUs (elsewhere: which Apple features are unavailable and
+    /// why).
+    Devices(devices::Args),
     /// Live hardware metrics: power, utilisation, memory and temperatures per unit (CPU,
     /// GPUs, ANE), as a terminal view, JSON lines (--json) or a Prometheus endpoint (--serve).
     Top(top::Args),
@@ -55,8 +64,10 @@ fn main() -> std::process::ExitCode {
     let result: Result<()> = match cli.command {
         Command::Inspect(args) => inspect::run(&args),
         Command::Analyze(args) => analyze::run(&args),
+        Command::Optimize(args) => optimize::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Devices(args) => devices::run(&args),
         Command::Top(args) => top::run(&args),
     };
     match result {

@@ -14,6 +14,7 @@
 pub mod error;
 pub mod model;
 pub mod ops;
+pub mod passes;
 pub mod program;
 pub mod proto;
 pub mod summary;

@@ -36,6 +36,7 @@ pub mod graph;
 pub mod placement;
 pub mod render;
 pub mod report;
+pub mod rewrite;
 pub mod rules;
 
 pub use analyze::{Options, analyze_model, analyze_program};
@@ -43,3 +44,33 @@ pub use catalog::Catalog;
 pub use error::{PlanError, Result};
 pub use placement::ComputeUnits;
 pub use report::Report;
+
+/// The rewrites `anekit optimize` applies, in order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OptimizeOptions {
+    /// Convert an fp32-typed program to fp16 compute ([`rewrite::Fp16Compute`]).
+    pub fp16: bool,
+    /// Rewrite linear layers as 1x1 convolutions ([`rewrite::LinearToConv`]).
+    pub linear_to_conv: bool,
+    /// Leave normalisation epsilons alone ([`rewrite::RaiseNormEpsilon`] is on by default).
+    pub keep_epsilon: bool,
+}
+
+/// The pass pipeline for `options`: no-op removal, the chosen rewrites, dead-code
+/// elimination; the program is validated after every pass.
+pub fn optimize_passes(options: &OptimizeOptions) -> anekit_mil::passes::PassManager {
+    use anekit_mil::passes::{DeadCodeElimination, PassManager, RemoveNoOps};
+    let mut pm = PassManager::new();
+    pm.add(RemoveNoOps);
+    if options.fp16 {
+        pm.add(rewrite::Fp16Compute);
+    }
+    if !options.keep_epsilon {
+        pm.add(rewrite::RaiseNormEpsilon::default());
+    }
+    if options.linear_to_conv {
+        pm.add(rewrite::LinearToConv);
+    }
+    pm.add(DeadCodeElimination);
+    pm
+}
