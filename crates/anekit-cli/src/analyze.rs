@@ -36,6 +36,10 @@ pub struct Args {
     /// Skip the per-chip and per-compute-units comparison.
     #[arg(long)]
     no_compare: bool,
+    /// Also ask Core ML for its own plan of this model on this machine (MLComputePlan; macOS
+    /// 14.4+ / iOS 17.4+) and show it beside the prediction.
+    #[arg(long)]
+    device: bool,
 }
 
 fn parse_units(s: &str) -> Result<ComputeUnits, String> {
@@ -107,10 +111,33 @@ pub fn run(args: &Args) -> Result<()> {
         write_atomic(html, render::html(&report).as_bytes())
             .with_context(|| format!("cannot write {}", html.display()))?;
     }
-    if args.json {
+    let device = if args.device {
+        Some(crate::devices::device_comparison(
+            &model,
+            &report,
+            args.compute_units,
+            args.function.as_deref(),
+        )?)
+    } else {
+        None
+    };
+    if let Some((plan, comparison)) = &device
+        && args.json
+    {
+        let report: serde_json::Value = serde_json::from_str(&render::json(&report))?;
+        let all =
+            serde_json::json!({"report": report, "device_plan": plan, "comparison": comparison});
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    } else if args.json {
         println!("{}", render::json(&report));
     } else {
         print!("{}", render::text(&report, args.all_ops));
+        if let Some((_, comparison)) = &device {
+            print!(
+                "\n{}",
+                anekit_plan::device_plan::comparison_text(comparison, args.all_ops)
+            );
+        }
         if let Some(html) = &args.html {
             println!("\nHTML report: {}", html.display());
         }

@@ -217,3 +217,6 @@ pub fn for_each_block(
     }
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests;
