@@ -248,27 +248,28 @@ def _base(name):
 
 
 def _final_weights(prog):
-    """{base name: decompressed value} of every const/constexpr output feeding a real op."""
+    """{base name: decompressed value} of every weight feeding a real op, after coremltools'
+    own WeightDecompressor pass (what decompress_weights runs) turned every constexpr chain
+    into a const."""
     import numpy as np
+    from coremltools.optimize.coreml._quantization_passes import WeightDecompressor
 
+    WeightDecompressor(op_selector=lambda op: True).apply(prog)
     out = {}
 
     def walk(block):
         for op in block.operations:
             for b in op.blocks:
                 walk(b)
-            if op.op_type != "const" and not op.op_type.startswith("constexpr_"):
+            if op.op_type != "const":
                 continue
-            for i, v in enumerate(op.outputs):
-                children = v.child_ops
-                if not children or all(c.op_type.startswith("constexpr_") for c in children):
-                    continue
-                if op.op_type == "const":
-                    val = v.val
-                else:
-                    vals = op.materialized_val_inference()
-                    val = vals[i] if isinstance(vals, (list, tuple)) else vals
-                out[_base(op.name)] = np.asarray(val, dtype=np.float64)
+            v = op.outputs[0]
+            if not v.child_ops:
+                continue
+            arr = np.asarray(v.val)
+            if arr.dtype.kind != "f" or arr.size < 10:
+                continue
+            out[_base(v.name)] = arr.astype(np.float64)
 
     for fn in prog.functions.values():
         walk(fn)

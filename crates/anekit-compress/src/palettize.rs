@@ -530,6 +530,66 @@ fn vector_group(
     (lut, idx)
 }
 
+/// Move each scalar index to the LUT entry that best reconstructs the *original* weight,
+/// searching outward from the current one while the error drops. Used when what the
+/// decompressor produces differs from the clustering domain: with a per-channel scale
+/// (`s · lut[i]` rounded to the dtype; `scale` gives `s` per (outer, inner) position of
+/// `axis`) and with a quantized LUT (`lut` = the dequantized entries).
+pub fn refine_indices(
+    p: &mut Palettized,
+    original: &Weight,
+    lut: &[f32],
+    scale: Option<(&[f32], usize)>,
+) {
+    if p.vector_axis.is_some() || p.shape != original.shape || lut.len() != p.lut.len() {
+        return;
+    }
+    let r = original.dtype;
+    let entries = 1usize << p.nbits;
+    let rank = p.shape.len();
+    let axis = scale.map_or(0, |(_, a)| a).min(rank.saturating_sub(1));
+    let outer: usize = p.shape[..axis].iter().product();
+    let c = p.shape.get(axis).copied().unwrap_or(1);
+    let inner: usize = p.shape[axis + 1..].iter().product();
+    // Groups lie along the palettization axis; find it from the LUT shape.
+    let g_axis = p.lut_shape[..rank].iter().position(|&g| g > 1).unwrap_or(0);
+    let groups = p.lut_shape.get(g_axis).copied().unwrap_or(1).max(1);
+    let g_extent = p.shape.get(g_axis).copied().unwrap_or(1);
+    let g_size = (g_extent / groups).max(1);
+    let st = crate::tensor::strides(&p.shape);
+    for o in 0..outer {
+        for ch in 0..c {
+            for i in 0..inner {
+                let e = (o * c + ch) * inner + i;
+                let g = (e / st[g_axis] % g_extent.max(1)) / g_size;
+                let l = &lut[g * entries..(g + 1) * entries];
+                let sc = scale.map(|(s, _)| s[o * inner + i]);
+                let w = original.values[e];
+                let err = |j: usize| match sc {
+                    Some(sc) => (w - r.round(sc * l[j])).abs(),
+                    None => (w - l[j]).abs(),
+                };
+                let mut cur = usize::from(p.indices[e]);
+                let mut best = err(cur);
+                for step in [
+                    usize::wrapping_sub as fn(usize, usize) -> usize,
+                    usize::wrapping_add,
+                ] {
+                    loop {
+                        let j = step(cur, 1);
+                        if j >= entries || err(j) >= best {
+                            break;
+                        }
+                        best = err(j);
+                        cur = j;
+                    }
+                }
+                p.indices[e] = cur as u8;
+            }
+        }
+    }
+}
+
 /// Per-channel scale of coremltools' `enable_per_channel_scale`: `s = max |w|` over the
 /// channel axis (kept as a size-1 axis; 0 → 1), and `w / s` in the weight dtype. Returns
 /// the normalised weight, the scale values and the scale's shape.

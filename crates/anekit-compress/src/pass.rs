@@ -852,7 +852,11 @@ fn compute(job: &Job) -> Result<Outcome> {
                     cluster_dim: pc.cluster_dim,
                 };
                 match palettize::palettize(&src, mask.as_deref(), &params) {
-                    Ok(p) => {
+                    Ok(mut p) => {
+                        if let Some((s, _, axis)) = &pcs {
+                            let lut = p.lut.clone();
+                            palettize::refine_indices(&mut p, dense, &lut, Some((s, *axis)));
+                        }
                         let nb = p.nbits;
                         pal = Some((p, pcs, nb));
                     }
@@ -884,6 +888,12 @@ fn compute(job: &Job) -> Result<Outcome> {
             };
             quant = linear::quantize(&lw, qc.dtype, qc.mode, &vec![0; lw.shape.len()])
                 .map(QuantTarget::Lut);
+            // Re-pick indices against the LUT as it will be decompressed.
+            if let (Some(QuantTarget::Lut(q)), Some((p, pcs, _))) = (&quant, &mut pal) {
+                let lut = q.dequantize();
+                let scale = pcs.as_ref().map(|(s, _, a)| (s.as_slice(), *a));
+                palettize::refine_indices(p, dense, &lut, scale);
+            }
         } else {
             match quant_block_sizes(&qc.granularity, rank, job.axes) {
                 Err(m) => skips.push(format!("quantize declined: {m}")),
