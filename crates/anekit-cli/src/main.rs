@@ -3,6 +3,7 @@
 mod analyze;
 mod bench;
 mod bundled;
+mod compress;
 mod inputs;
 mod inspect;
 mod optimize;
@@ -46,6 +47,11 @@ enum Command {
     /// can be written as .npy files (--output-dir). With --precision fp16 every fp16-typed op
     /// rounds to fp16 as the Neural Engine does, and the first op that overflows is named.
     Run(run::Args),
+    /// Compress a model's weights: linear quantization (--quantize), palettization
+    /// (--palettize), pruning (--prune, --prune-nm), alone or jointly (iOS18), as
+    /// coremltools.optimize.coreml does; report sizes and, through the CPU backend, the
+    /// output SNR against the uncompressed model.
+    Compress(compress::Args),
     /// Measure prediction latency (median and p90 after warm-up), peak memory and threads.
     Bench(bench::Args),
     /// Live hardware metrics: power, utilisation, memory and temperatures per unit (CPU,
@@ -61,6 +67,7 @@ fn main() -> std::process::ExitCode {
         Command::Analyze(args) => analyze::run(&args),
         Command::Optimize(args) => optimize::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Compress(args) => compress::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Top(args) => top::run(&args),
     };
