@@ -599,40 +599,46 @@ pub fn permutation(perm: &[i64], rank: usize) -> Result<Vec<usize>, String> {
 pub fn transpose_array<T: Clone>(x: &ArrayD<T>, perm: &[usize]) -> ArrayD<T> {
     let v = x.view().permuted_axes(IxDyn(perm));
     let rank = perm.len();
-    // The common case of attention layouts ([0, 2, 1, 3], ...): the last axis stays last,
-    // so whole rows are copied.
-    if let (Some(src), Some(&last), true) = (x.as_slice(), perm.last(), rank >= 2)
-        && last == rank - 1
-        && !v.is_standard_layout()
-    {
-        let shape = v.shape().to_vec();
-        let inner = shape[rank - 1];
-        let strides: Vec<usize> = v.strides().iter().map(|&s| s.unsigned_abs()).collect();
-        let rows: usize = shape[..rank - 1].iter().product();
-        let mut out = Vec::with_capacity(rows * inner);
-        let mut idx = vec![0usize; rank - 1];
-        let mut off = 0usize;
-        for _ in 0..rows {
-            match src.get(off..off + inner) {
-                Some(row) => out.extend_from_slice(row),
+    let Some(src) = x.as_slice() else {
+        return owned(v);
+    };
+    if rank < 2 || v.is_standard_layout() || src.is_empty() {
+        return owned(v);
+    }
+    // Walk the output row by row; each row reads the input with the stride of the axis that
+    // became the last one (1 when the last axis stays: attention layouts [0, 2, 1, 3]).
+    let shape = v.shape().to_vec();
+    let inner = shape[rank - 1];
+    let strides: Vec<usize> = v.strides().iter().map(|&s| s.unsigned_abs()).collect();
+    let step = strides[rank - 1].max(1);
+    let rows: usize = shape[..rank - 1].iter().product();
+    let mut out = Vec::with_capacity(rows * inner);
+    let mut idx = vec![0usize; rank - 1];
+    let mut off = 0usize;
+    for _ in 0..rows {
+        let Some(row) = src.get(off..) else {
+            return owned(v);
+        };
+        if step == 1 {
+            match row.get(..inner) {
+                Some(r) => out.extend_from_slice(r),
                 None => return owned(v),
             }
-            // Advance the row-major index over the leading axes, keeping the offset.
-            for k in (0..rank - 1).rev() {
-                idx[k] += 1;
-                off += strides[k];
-                if idx[k] < shape[k] {
-                    break;
-                }
-                off -= strides[k] * shape[k];
-                idx[k] = 0;
-            }
+        } else {
+            out.extend(row.iter().step_by(step).take(inner).cloned());
         }
-        if let Ok(a) = ArrayD::from_shape_vec(IxDyn(&shape), out) {
-            return a;
+        // Advance the row-major index over the leading axes, keeping the offset.
+        for k in (0..rank - 1).rev() {
+            idx[k] += 1;
+            off += strides[k];
+            if idx[k] < shape[k] {
+                break;
+            }
+            off -= strides[k] * shape[k];
+            idx[k] = 0;
         }
     }
-    owned(v)
+    ArrayD::from_shape_vec(IxDyn(&shape), out).unwrap_or_else(|_| owned(v))
 }
 
 fn transpose<T: Elem>(x: &Value, perm: &[i64]) -> Result<Value, String> {
