@@ -4,6 +4,7 @@ mod analyze;
 mod bench;
 mod bundled;
 mod compress;
+mod devices;
 mod inputs;
 mod inspect;
 mod optimize;
@@ -54,6 +55,10 @@ enum Command {
     Compress(compress::Args),
     /// Measure prediction latency (median and p90 after warm-up), peak memory and threads.
     Bench(bench::Args),
+    /// What this machine has for running models: host, backends and, on Apple platforms,
+    /// the chip, Neural Engine and GPUs (elsewhere: which Apple features are unavailable and
+    /// why).
+    Devices(devices::Args),
     /// Live hardware metrics: power, utilisation, memory and temperatures per unit (CPU,
     /// GPUs, ANE), as a terminal view, JSON lines (--json) or a Prometheus endpoint (--serve).
     Top(top::Args),
@@ -69,6 +74,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Compress(args) => compress::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Devices(args) => devices::run(&args),
         Command::Top(args) => top::run(&args),
     };
     match result {

@@ -83,7 +83,9 @@ impl LoadArgs {
             precision: self.precision.into(),
             threads: self.threads,
         };
-        let loaded = Engine::new()
+        let mut engine = Engine::new();
+        anekit_apple::register(&mut engine);
+        let loaded = engine
             .load(Arc::new(model), &options)
             .with_context(|| format!("cannot load {}", path.display()))?;
         Ok((loaded, t0.elapsed().as_secs_f64() * 1e3))

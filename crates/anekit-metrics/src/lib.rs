@@ -36,6 +36,8 @@
 //! - `thiserror`, `tracing`: the project's error and logging conventions.
 
 pub mod apple;
+#[cfg(any(test, target_os = "macos"))]
+pub mod apple_macos;
 pub mod collector;
 pub mod counter;
 mod error;
@@ -70,10 +72,7 @@ pub fn system_collector(root: &std::path::Path) -> Collector {
     #[cfg(target_os = "macos")]
     {
         let _ = root;
-        collector.push(Err(Unavailable::new(
-            "apple",
-            "the macOS sources (IOReport, IOKit, SMC) come with the anekit-apple crate, which is not built yet",
-        )));
+        collector.push(apple_macos::open());
     }
     #[cfg(not(any(target_os = "linux", target_os = "macos")))]
     {

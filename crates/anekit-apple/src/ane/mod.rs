@@ -1,0 +1,593 @@
+//! The direct Neural Engine path: portable preparation here (always built), the backend over
+//! the private framework with the cargo feature `private-ane` on macOS.
+//!
+//! Our IR is printed as MIL text with its constants in one weight blob ([`export`]); the
+//! private AppleNeuralEngine framework compiles it (`_ANEInMemoryModelDescriptor` →
+//! `_ANEInMemoryModel` → `compileWithQoS:` → `loadWithQoS:`), and each prediction writes the
+//! inputs into IOSurfaces wrapped by `_ANEIOSurfaceObject`, evaluates an `_ANERequest` and
+//! reads the outputs back (research/ane-facts.md §1.4). Three guards sit around it, all
+//! portable and tested on any OS:
+//!
+//! - [`CompileBudget`]: the framework leaks per compile and fails after ~119 compiles in a
+//!   process; the budget (default 100, `ANEKIT_ANE_MAX_COMPILES`) refuses compiles past it
+//!   with a typed error instead of crashing into the wall;
+//! - [`CacheIndex`]: a persistent index keyed by the hashes of the MIL text and the weights.
+//!   The compiled program itself is kept by the system (`aned`'s cache, asked through
+//!   `compiledModelExists`); the index records what was compiled for which OS build, and a
+//!   cached program is loaded without compiling (and without spending budget);
+//! - [`AneStage`] and [`hint`]: framework errors become [`AppleError::Ane`] with the stage
+//!   that failed and, for known status codes, what usually causes them.
+//!
+//! Nothing of the private path has been run (no Mac was available); see docs/apple.md.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use anekit_format::BlobWriter;
+use anekit_format::weights::BlobSource;
+use anekit_mil::program::{Binding, Block, Program};
+use anekit_mil::text::{Dialect, PrintOptions};
+use anekit_mil::value::{BlobRef, Placement, Storage, Value, ValueData};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{AppleError, Result};
+
+#[cfg(all(target_os = "macos", feature = "private-ane"))]
+mod backend;
+
+#[cfg(all(target_os = "macos", feature = "private-ane"))]
+pub use backend::{AneBackend, AneModel};
+
+/// The weight-file name the MIL text refers to (and the key of the descriptor's weights
+/// dictionary).
+pub const WEIGHT_FILE: &str = "@model_path/weights/weight.bin";
+
+/// The compile budget when `ANEKIT_ANE_MAX_COMPILES` is not set.
+pub const DEFAULT_COMPILE_LIMIT: u32 = 100;
+
+/// The stage of the private path that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AneStage {
+    /// Building the descriptor or model object.
+    Describe,
+    /// `compileWithQoS:options:error:`.
+    Compile,
+    /// `loadWithQoS:options:error:`.
+    Load,
+    /// Creating IOSurfaces or the request.
+    Prepare,
+    /// `evaluateWithQoS:options:request:error:`.
+    Evaluate,
+    /// `unloadWithQoS:error:`.
+    Unload,
+}
+
+impl std::fmt::Display for AneStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AneStage::Describe => "describe",
+            AneStage::Compile => "compile",
+            AneStage::Load => "load",
+            AneStage::Prepare => "prepare",
+            AneStage::Evaluate => "evaluate",
+            AneStage::Unload => "unload",
+        })
+    }
+}
+
+/// What usually causes a failure, from the framework's message (status codes seen by
+/// others, research/ane-facts.md §1.5, §5.3).
+pub fn hint(stage: AneStage, description: &str) -> Option<&'static str> {
+    let d = description.to_ascii_lowercase();
+    if d.contains("0x1d") {
+        Some(
+            "status 0x1d: an input or output narrower than 64 elements in its last axis, \
+             several inputs on older chips, or an earlier `tile` op in this process",
+        )
+    } else if d.contains("anecccompile") || d.contains("aneccompile") {
+        Some("the ANE compiler rejected the program (unsupported op, shape or size for this chip)")
+    } else if d.contains("entitlement") || d.contains("not entitled") {
+        Some("this macOS version requires an entitlement for this call")
+    } else if d.contains("0x16") || d.contains("program inference error") {
+        Some("status 0x16: the program failed on the Neural Engine (inputs out of the fp16 range?)")
+    } else if stage == AneStage::Compile && d.contains("leak") {
+        Some("too many compiles in this process; restart it")
+    } else {
+        None
+    }
+}
+
+/// The process-wide compile counter behind [`CompileBudget`].
+static COMPILES: AtomicU32 = AtomicU32::new(0);
+
+/// The per-process compile budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompileBudget {
+    limit: u32,
+}
+
+impl CompileBudget {
+    /// A budget of `limit` compiles per process.
+    pub fn new(limit: u32) -> Self {
+        Self { limit }
+    }
+
+    /// The budget from `ANEKIT_ANE_MAX_COMPILES`, else [`DEFAULT_COMPILE_LIMIT`].
+    pub fn from_env() -> Self {
+        Self::new(parse_limit(
+            std::env::var("ANEKIT_ANE_MAX_COMPILES").ok().as_deref(),
+        ))
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// Compiles made so far in this process.
+    pub fn used() -> u32 {
+        COMPILES.load(Ordering::SeqCst)
+    }
+
+    /// Takes one compile from the process's budget, or says the budget is spent.
+    pub fn acquire(&self) -> Result<u32> {
+        Self::acquire_from(&COMPILES, self.limit)
+    }
+
+    fn acquire_from(counter: &AtomicU32, limit: u32) -> Result<u32> {
+        counter
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .map(|n| n + 1)
+            .map_err(|used| AppleError::CompileBudget { used, limit })
+    }
+}
+
+/// Parses `ANEKIT_ANE_MAX_COMPILES` (a positive integer; anything else means the default).
+pub fn parse_limit(v: Option<&str>) -> u32 {
+    v.and_then(|s| s.trim().parse::<u32>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(DEFAULT_COMPILE_LIMIT)
+}
+
+/// A program prepared for the private compiler: MIL text and the weight blob it refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exported {
+    /// The function that was exported.
+    pub function: String,
+    /// MIL text (Apple's syntax, no anekit extensions).
+    pub mil: String,
+    /// The weight file (`weights/weight.bin` layout: 64-byte header, 64-byte aligned
+    /// blobs); empty when the program has no blob constants.
+    pub weights: Vec<u8>,
+}
+
+impl Exported {
+    /// The cache key: SHA-256 of the MIL text's hash and the weights' hash.
+    pub fn key(&self) -> String {
+        let mil = Sha256::digest(self.mil.as_bytes());
+        let w = Sha256::digest(&self.weights);
+        let mut h = Sha256::new();
+        h.update(b"anekit-ane-v1\0");
+        h.update(mil);
+        h.update(w);
+        h.finalize()
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// The build information the ANE's MIL parser requires (it fails without a
+/// `coremlc-version`; research/ane-facts.md §1.4).
+const BUILD_INFO_PROGRAM: &str = r#"program(1.3)
+[buildInfo = dict<string, string>({{"coremlc-component-MIL", "3510.2.1"}, {"coremlc-version", "3505.4.1"}})]
+{
+}
+"#;
+
+fn default_build_info() -> Option<Value> {
+    anekit_mil::text::parse_without_weights(BUILD_INFO_PROGRAM, "<anekit build info>")
+        .ok()?
+        .attributes
+        .remove("buildInfo")
+}
+
+/// Prepares `function` of `program` for the private compiler: keeps only that function
+/// (renamed `main`, which the compiler expects), moves every tensor constant that goes to a
+/// weight file (blob-placed ones, and coremltools' rule for the others: ≥ 10 elements of
+/// fp16, fp32, int8 or uint8, or sub-byte) into one
+/// in-memory weight blob referenced as [`WEIGHT_FILE`], adds the build information when
+/// missing, and prints the text in the dialect of the function's opset without anekit
+/// extensions.
+pub fn export(program: &Program, function: &str) -> Result<Exported> {
+    let f = program.functions.get(function).ok_or_else(|| {
+        let names: Vec<&str> = program.functions.keys().map(String::as_str).collect();
+        AppleError::invalid(
+            "function",
+            format!(
+                "the program has no function {function:?} (its functions: {})",
+                names.join(", ")
+            ),
+        )
+    })?;
+    let mut p = Program {
+        version: program.version,
+        functions: [("main".to_string(), f.clone())].into_iter().collect(),
+        doc: String::new(),
+        attributes: program.attributes.clone(),
+    };
+    if !p.attributes.contains_key("buildInfo")
+        && let Some(b) = default_build_info()
+    {
+        p.attributes.insert("buildInfo".into(), b);
+    }
+    let mut writer = BlobWriter::new(std::io::Cursor::new(Vec::new()))
+        .map_err(|e| AppleError::invalid("weight blob", e.to_string()))?;
+    let mut failure: Option<AppleError> = None;
+    let mut visit = |v: &mut Value| {
+        if failure.is_some() {
+            return;
+        }
+        if let Err(e) = externalize(v, &mut writer) {
+            failure = Some(e);
+        }
+    };
+    for func in p.functions.values_mut() {
+        for block in func.blocks.values_mut() {
+            visit_block(block, &mut visit);
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let count = writer.count();
+    let weights = writer
+        .finish()
+        .map_err(|e| AppleError::invalid("weight blob", e.to_string()))?
+        .into_inner();
+    let dialect = p
+        .functions
+        .values()
+        .next()
+        .and_then(|f| f.known_opset())
+        .map_or_else(
+            || Dialect::for_program(&p),
+            |o| Dialect::for_spec_version(o.spec_version()),
+        );
+    let mil = anekit_mil::text::print_with(
+        &p,
+        &PrintOptions {
+            dialect: Some(dialect),
+            extensions: false,
+        },
+    );
+    Ok(Exported {
+        function: function.to_string(),
+        mil,
+        weights: if count == 0 { Vec::new() } else { weights },
+    })
+}
+
+fn visit_block(b: &mut Block, f: &mut impl FnMut(&mut Value)) {
+    for op in &mut b.operations {
+        for v in op.attributes.values_mut() {
+            f(v);
+        }
+        for arg in op.inputs.values_mut() {
+            for binding in &mut arg.0 {
+                if let Binding::Value(v) = binding {
+                    f(v);
+                }
+            }
+        }
+        for nested in &mut op.blocks {
+            visit_block(nested, f);
+        }
+    }
+}
+
+fn externalize<W: std::io::Write + std::io::Seek>(
+    v: &mut Value,
+    w: &mut BlobWriter<W>,
+) -> Result<()> {
+    let Some(tt) = v.ty.as_tensor().cloned() else {
+        return Ok(());
+    };
+    let ValueData::Tensor(td) = &mut v.data else {
+        return Ok(());
+    };
+    let Some(blob_type) = tt.dtype.blob_type() else {
+        return Ok(());
+    };
+    let Storage::Bytes(bytes) = &td.storage else {
+        return Ok(());
+    };
+    let n = tt.element_count().unwrap_or(0);
+    // Blob-placed tensors stay in the blob; inline and undecided ones follow coremltools'
+    // rule for weights (≥ 10 elements of fp16, fp32, int8 or uint8, and every sub-byte
+    // tensor): large literals in the text would only slow the compiler's parser down.
+    use anekit_mil::types::DataType as D;
+    let to_blob = match td.placement {
+        Placement::Blob { .. } => true,
+        Placement::Inline | Placement::Auto => {
+            tt.dtype.is_sub_byte()
+                || (n >= 10 && matches!(tt.dtype, D::Fp16 | D::Fp32 | D::Int8 | D::Uint8))
+        }
+    };
+    if !to_blob {
+        return Ok(());
+    }
+    let padding = if blob_type.is_sub_byte() {
+        anekit_format::subbyte::padding_bits(n as usize, blob_type.bits())
+    } else {
+        0
+    };
+    let offset = w
+        .append(blob_type, bytes, padding)
+        .map_err(|e| AppleError::invalid("weight blob", e.to_string()))?;
+    td.placement = Placement::Blob {
+        source: Some(BlobRef {
+            file: WEIGHT_FILE.to_string(),
+            offset,
+        }),
+    };
+    Ok(())
+}
+
+/// A [`BlobSource`] over an exported weight blob (to parse exported text back, and to
+/// check an export).
+pub fn weight_source(weights: &[u8]) -> Result<impl BlobSource> {
+    struct Source(anekit_format::BlobFile);
+    impl BlobSource for Source {
+        fn blob(
+            &self,
+            file: &str,
+            offset: u64,
+        ) -> anekit_format::Result<anekit_format::blob::Blob> {
+            if file != WEIGHT_FILE {
+                return Err(anekit_format::FormatError::invalid(
+                    self.0.path(),
+                    "file",
+                    format!("exported programs refer only to {WEIGHT_FILE}, not {file}"),
+                ));
+            }
+            self.0.blob(offset)
+        }
+    }
+    let f = anekit_format::BlobFile::from_bytes(
+        "weights/weight.bin",
+        bytes::Bytes::copy_from_slice(weights),
+    )
+    .map_err(|e| AppleError::invalid("weight blob", e.to_string()))?;
+    Ok(Source(f))
+}
+
+/// One entry of the [`CacheIndex`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheEntry {
+    /// [`Exported::key`].
+    pub key: String,
+    /// The framework's identifier of the compiled program (`hexStringIdentifier`).
+    pub identifier: String,
+    /// The OS build it was compiled on.
+    pub os_build: String,
+    /// The exported function.
+    pub function: String,
+}
+
+/// The persistent index of programs compiled by the private path, one JSON file per key in
+/// a folder (`$ANEKIT_CACHE_DIR/ane`, else next to the Core ML cache).
+#[derive(Debug, Clone)]
+pub struct CacheIndex {
+    dir: PathBuf,
+}
+
+impl CacheIndex {
+    /// An index in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The index next to the Core ML compile cache.
+    pub fn default_location() -> Self {
+        let coreml = crate::coreml::default_cache_dir();
+        Self::new(
+            coreml
+                .parent()
+                .map_or_else(|| coreml.clone(), Path::to_path_buf)
+                .join("ane"),
+        )
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.json"))
+    }
+
+    /// The entry for `key` compiled on `os_build`, if recorded (an entry from another OS
+    /// build is not returned: the system purges compiled programs on OS updates).
+    pub fn lookup(&self, key: &str, os_build: &str) -> Option<CacheEntry> {
+        let text = std::fs::read_to_string(self.path(key)).ok()?;
+        let e: CacheEntry = serde_json::from_str(&text).ok()?;
+        (e.key == key && e.os_build == os_build).then_some(e)
+    }
+
+    /// Records an entry (written to a temporary sibling, then renamed).
+    pub fn record(&self, entry: &CacheEntry) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| AppleError::io(&self.dir, e))?;
+        let dest = self.path(&entry.key);
+        let tmp = self
+            .dir
+            .join(format!(".{}.{}.tmp", entry.key, std::process::id()));
+        let json = serde_json::to_vec_pretty(entry)
+            .map_err(|e| AppleError::invalid("ANE cache entry", e.to_string()))?;
+        std::fs::write(&tmp, json).map_err(|e| AppleError::io(&tmp, e))?;
+        std::fs::rename(&tmp, &dest).map_err(|e| AppleError::io(&dest, e))
+    }
+
+    /// Removes an entry (when the system no longer has the compiled program).
+    pub fn forget(&self, key: &str) {
+        let _ = std::fs::remove_file(self.path(key));
+    }
+}
+
+/// Bytes of an IOSurface for a tensor of `shape` and element size `elem`, with the last
+/// axis padded to `align` bytes (64 on M1–M4, reported 128 on M5); `None` on overflow.
+pub fn surface_bytes(shape: &[usize], elem: usize, align: usize) -> Option<usize> {
+    let (&last, rest) = shape.split_last()?;
+    let row = last.checked_mul(elem)?;
+    let row = row.checked_add(align - 1)? / align * align;
+    rest.iter().try_fold(row, |acc, &d| acc.checked_mul(d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_refuses_past_its_limit() {
+        let counter = AtomicU32::new(0);
+        assert_eq!(CompileBudget::acquire_from(&counter, 2).unwrap(), 1);
+        assert_eq!(CompileBudget::acquire_from(&counter, 2).unwrap(), 2);
+        match CompileBudget::acquire_from(&counter, 2) {
+            Err(AppleError::CompileBudget { used: 2, limit: 2 }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            counter.load(Ordering::SeqCst),
+            2,
+            "a refusal does not count"
+        );
+    }
+
+    #[test]
+    fn the_limit_comes_from_the_environment_value() {
+        assert_eq!(parse_limit(None), DEFAULT_COMPILE_LIMIT);
+        assert_eq!(parse_limit(Some("50")), 50);
+        assert_eq!(parse_limit(Some(" 7 ")), 7);
+        assert_eq!(parse_limit(Some("0")), DEFAULT_COMPILE_LIMIT);
+        assert_eq!(parse_limit(Some("many")), DEFAULT_COMPILE_LIMIT);
+    }
+
+    #[test]
+    fn hints_for_known_statuses() {
+        assert!(
+            hint(
+                AneStage::Evaluate,
+                "ANEProgramProcessRequestDirect() Failed with status=0x1d"
+            )
+            .unwrap()
+            .contains("64")
+        );
+        assert!(
+            hint(
+                AneStage::Compile,
+                "_ANECompiler : ANECCompile() FAILED (11)"
+            )
+            .is_some()
+        );
+        assert_eq!(hint(AneStage::Load, "something else"), None);
+    }
+
+    fn sample_program() -> Program {
+        let weights: Vec<String> = (0..16).map(|i| format!("{}", i as f32 / 4.0)).collect();
+        let text = format!(
+            r#"program(1.3)
+{{
+    func main<ios18>(tensor<fp16, [1, 4, 1, 64]> x) {{
+            tensor<fp16, [4, 4, 1, 1]> w = const()[name = string("w"), val = tensor<fp16, [4, 4, 1, 1]>([{w}])];
+            tensor<fp16, [1, 4, 1, 64]> y = conv(x = x, weight = w, pad_type = string("valid"), strides = tensor<int32, [2]>([1, 1]), dilations = tensor<int32, [2]>([1, 1]), groups = int32(1))[name = string("y")];
+            tensor<fp16, [1, 4, 1, 64]> z = add(x = y, y = fp16(0x1p+0))[name = string("z")];
+        }} -> (z);
+    func other<ios18>(tensor<fp16, [1, 64]> a) {{
+            tensor<fp16, [1, 64]> b = relu(x = a)[name = string("b")];
+        }} -> (b);
+}}
+"#,
+            w = weights
+                .chunks(1)
+                .map(|c| format!("[[{}]]", c[0]))
+                .collect::<Vec<_>>()
+                .chunks(4)
+                .map(|r| format!("[{}]", r.join(", ")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        anekit_mil::text::parse_without_weights(&text, "<test>").expect("parses")
+    }
+
+    #[test]
+    fn export_moves_constants_to_the_blob_and_round_trips() {
+        let p = sample_program();
+        let e = export(&p, "main").unwrap();
+        assert!(e.mil.starts_with("program(1.3)"), "{}", e.mil);
+        assert!(e.mil.contains("coremlc-version"), "build info added");
+        assert!(
+            e.mil
+                .contains("BLOBFILE(path = string(\"@model_path/weights/weight.bin\")"),
+            "{}",
+            e.mil
+        );
+        assert!(!e.mil.contains("func other"), "only the chosen function");
+        // Header 64 + metadata 64 + 16 fp16 values.
+        assert_eq!(e.weights.len(), 160);
+        assert_eq!(&e.weights[0..4], &1u32.to_le_bytes(), "one blob");
+        assert_eq!(&e.weights[64..68], &0xDEAD_BEEFu32.to_le_bytes());
+        // The text parses back against the blob into the same function.
+        let src = weight_source(&e.weights).unwrap();
+        let back = anekit_mil::text::parse(&e.mil, "<export>", &src).unwrap();
+        // Equal to the original but for the weight's placement (inline → blob).
+        let mut expected = p.functions["main"].clone();
+        let block = expected.block_mut().unwrap();
+        let val = block.operations[0].attributes.get_mut("val").unwrap();
+        if let ValueData::Tensor(td) = &mut val.data {
+            td.placement = Placement::Blob { source: None };
+        }
+        assert_eq!(back.functions["main"], expected);
+        // Deterministic, and the key changes with the content.
+        let again = export(&p, "main").unwrap();
+        assert_eq!(again, e);
+        assert_eq!(again.key(), e.key());
+        let other = export(&p, "other").unwrap();
+        assert!(other.weights.is_empty(), "no blob constants");
+        assert!(other.mil.contains("func main<ios18>"), "renamed to main");
+        assert_ne!(other.key(), e.key());
+        assert!(
+            export(&p, "nope")
+                .unwrap_err()
+                .to_string()
+                .contains("its functions: main, other")
+        );
+    }
+
+    #[test]
+    fn the_cache_index_is_keyed_by_content_and_os_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = CacheIndex::new(dir.path());
+        let e = CacheEntry {
+            key: "abc".into(),
+            identifier: "DEADBEEF".into(),
+            os_build: "24D70".into(),
+            function: "main".into(),
+        };
+        assert_eq!(idx.lookup("abc", "24D70"), None);
+        idx.record(&e).unwrap();
+        assert_eq!(idx.lookup("abc", "24D70"), Some(e.clone()));
+        assert_eq!(idx.lookup("abc", "25A1"), None, "another OS build");
+        idx.forget("abc");
+        assert_eq!(idx.lookup("abc", "24D70"), None);
+    }
+
+    #[test]
+    fn surfaces_pad_the_last_axis() {
+        assert_eq!(surface_bytes(&[1, 4, 1, 64], 2, 64), Some(512));
+        assert_eq!(surface_bytes(&[1, 4, 1, 3], 2, 64), Some(256));
+        assert_eq!(surface_bytes(&[2, 10], 4, 128), Some(256));
+        assert_eq!(surface_bytes(&[], 2, 64), None);
+        assert_eq!(surface_bytes(&[usize::MAX, 2], 2, 64), None);
+    }
+}

@@ -1,0 +1,1008 @@
+//! The Core ML backend over `objc2-core-ml` (Apple platforms; type-checked, not run).
+
+use std::cell::RefCell;
+use std::ffi::c_void;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use anekit_mil::model::Model;
+use anekit_runtime::engine::{
+    Availability, Backend, BackendKind, ComputeUnits, FeatureSpec, LoadOptions, ModelInstance,
+    NamedTensors, State,
+};
+use anekit_runtime::{ElementType, RuntimeError, Tensor};
+use block2::RcBlock;
+use half::f16;
+use ndarray::{ArrayD, IxDyn};
+use objc2::rc::{Retained, autoreleasepool};
+use objc2::runtime::{AnyObject, ProtocolObject};
+use objc2::{AnyThread, available};
+use objc2_core_foundation::{CFDictionary, CFRetained, CFString, CFType};
+use objc2_core_ml::{
+    MLArrayBatchProvider, MLBatchProvider, MLComputeUnits, MLDictionaryFeatureProvider,
+    MLFeatureProvider, MLFeatureValue, MLModel, MLModelConfiguration, MLMultiArray,
+    MLMultiArrayDataType, MLPredictionOptions, MLState,
+};
+use objc2_core_video::{
+    CVPixelBuffer, CVPixelBufferCreate, CVPixelBufferGetBaseAddress, CVPixelBufferGetBytesPerRow,
+    CVPixelBufferLockBaseAddress, CVPixelBufferLockFlags, CVPixelBufferUnlockBaseAddress,
+    kCVPixelBufferIOSurfacePropertiesKey, kCVPixelFormatType_OneComponent16Half, kCVReturnSuccess,
+};
+use objc2_foundation::{NSArray, NSDictionary, NSError, NSInteger, NSNumber, NSString, NSURL};
+
+use super::{CompileCache, gather_strided, io_specs, ml_compute_units, pixel_buffer_layout};
+use crate::cf;
+use crate::error::{AppleError, Result};
+
+/// The Core ML backend.
+#[derive(Debug, Clone)]
+pub struct CoreMlBackend {
+    cache: CompileCache,
+}
+
+impl Default for CoreMlBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CoreMlBackend {
+    /// The backend with the compile cache in its default location.
+    pub fn new() -> Self {
+        Self {
+            cache: CompileCache::default_location(),
+        }
+    }
+
+    /// The backend with its compile cache in `cache`.
+    pub fn with_cache(cache: CompileCache) -> Self {
+        Self { cache }
+    }
+
+    /// The compiled `.mlmodelc` for `model`: the model's own folder when it was read from
+    /// one, else a cached compile of its source (compiled now when the cache has none for
+    /// this content and OS build). A model held only in memory is written as a package
+    /// first.
+    pub fn compiled_path(&self, model: &Model) -> Result<PathBuf> {
+        use anekit_format::AssetKind;
+        match (&model.source, model.format) {
+            (Some(p), Some(AssetKind::Compiled)) => Ok(p.clone()),
+            (Some(p), Some(_)) => compile_cached(&self.cache, p),
+            _ => {
+                let dir = tempfile_dir()?;
+                let pkg = dir.join("model.mlpackage");
+                model.save_mlpackage(&pkg).map_err(|e| {
+                    AppleError::invalid("writing the model for Core ML", e.to_string())
+                })?;
+                let r = compile_cached(&self.cache, &pkg);
+                let _ = std::fs::remove_dir_all(&dir);
+                r
+            }
+        }
+    }
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let d = std::env::temp_dir().join(format!(
+        "anekit-coreml-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::create_dir_all(&d).map_err(|e| AppleError::io(&d, e))?;
+    Ok(d)
+}
+
+/// The OS build (`kern.osversion`), part of the compile-cache key.
+pub fn os_build() -> String {
+    crate::sysctl::string("kern.osversion").unwrap_or_else(|| "unknown".into())
+}
+
+fn file_url(path: &Path) -> Result<Retained<NSURL>> {
+    let path = &std::fs::canonicalize(path).map_err(|e| AppleError::io(path, e))?;
+    let url = if path.is_dir() {
+        NSURL::from_directory_path(path)
+    } else {
+        NSURL::from_file_path(path)
+    };
+    url.ok_or_else(|| AppleError::invalid(path.display().to_string(), "not an absolute path"))
+}
+
+/// Compiles `source` (`.mlpackage` or `.mlmodel`) with Core ML, through `cache`.
+pub fn compile_cached(cache: &CompileCache, source: &Path) -> Result<PathBuf> {
+    let source = std::fs::canonicalize(source).map_err(|e| AppleError::io(source, e))?;
+    let key = CompileCache::key(&source, &os_build())?;
+    if let Some(p) = cache.lookup(&key) {
+        tracing::debug!(path = %p.display(), "compiled model from cache");
+        return Ok(p);
+    }
+    let t0 = std::time::Instant::now();
+    let compiled = compile(&source)?;
+    tracing::info!(
+        source = %source.display(),
+        ms = t0.elapsed().as_millis() as u64,
+        "compiled with Core ML"
+    );
+    let dest = cache.insert(&key, &compiled)?;
+    // Core ML compiles into a fresh temporary folder; remove what is left of it.
+    if let Some(parent) = compiled.parent()
+        && parent != std::env::temp_dir()
+    {
+        let _ = std::fs::remove_dir(parent);
+    }
+    Ok(dest)
+}
+
+/// Compiles `source` with `+[MLModel compileModelAtURL:completionHandler:]` (the
+/// synchronous call before macOS 13 / iOS 16) and returns the temporary `.mlmodelc`.
+pub fn compile(source: &Path) -> Result<PathBuf> {
+    let url = file_url(source)?;
+    if available!(macos = 13.0, ios = 16.0) {
+        let (tx, rx) = mpsc::channel::<Result<PathBuf>>();
+        let block = RcBlock::new(move |out: *mut NSURL, err: *mut NSError| {
+            // SAFETY: Core ML passes a valid URL or error (or null) for the duration of
+            // the handler; retaining them keeps them alive while we read them.
+            let r = unsafe {
+                match (Retained::retain(out), Retained::retain(err)) {
+                    (Some(u), _) => u
+                        .to_file_path()
+                        .ok_or_else(|| AppleError::invalid("compiled model URL", "not a file URL")),
+                    (None, Some(e)) => {
+                        Err(cf::ns_error("compileModelAtURL:completionHandler:", &e))
+                    }
+                    (None, None) => Err(AppleError::null(
+                        "compileModelAtURL:completionHandler:",
+                        "neither a model nor an error",
+                    )),
+                }
+            };
+            let _ = tx.send(r);
+        });
+        // SAFETY: available since macOS 13 / iOS 16 (checked); the handler is copied by
+        // Core ML and called once.
+        unsafe { MLModel::compileModelAtURL_completionHandler(&url, &block) };
+        rx.recv().map_err(|_| {
+            AppleError::null(
+                "compileModelAtURL:completionHandler:",
+                "the handler was never called",
+            )
+        })?
+    } else {
+        // SAFETY: the synchronous compile of older systems; returns the compiled URL or an
+        // error.
+        #[allow(deprecated)]
+        let r = unsafe { MLModel::compileModelAtURL_error(&url) };
+        match r {
+            Ok(u) => u
+                .to_file_path()
+                .ok_or_else(|| AppleError::invalid("compiled model URL", "not a file URL")),
+            Err(e) => Err(cf::ns_error("compileModelAtURL:error:", &e)),
+        }
+    }
+}
+
+fn configuration(options: &LoadOptions) -> Result<Retained<MLModelConfiguration>> {
+    if options.compute_units == ComputeUnits::CpuAndNeuralEngine
+        && !available!(macos = 13.0, ios = 16.0)
+    {
+        return Err(AppleError::Unavailable {
+            feature: "cpuAndNeuralEngine",
+            reason: "needs macOS 13 / iOS 16 or later".into(),
+        });
+    }
+    // SAFETY: creating and setting a fresh configuration object.
+    let config = unsafe { MLModelConfiguration::new() };
+    // SAFETY: a valid MLComputeUnits value (0…3).
+    unsafe { config.setComputeUnits(MLComputeUnits(ml_compute_units(options.compute_units))) };
+    if let Some(f) = &options.function {
+        if !available!(macos = 15.0, ios = 18.0) {
+            return Err(AppleError::Unavailable {
+                feature: "function selection",
+                reason: "MLModelConfiguration.functionName needs macOS 15 / iOS 18 or later".into(),
+            });
+        }
+        // SAFETY: available (checked); the name is copied.
+        unsafe { config.setFunctionName(Some(&NSString::from_str(f))) };
+    }
+    Ok(config)
+}
+
+impl Backend for CoreMlBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::CoreMl
+    }
+
+    fn availability(&self) -> Availability {
+        Availability::Available
+    }
+
+    fn load(
+        &self,
+        model: Arc<Model>,
+        options: &LoadOptions,
+    ) -> anekit_runtime::Result<Box<dyn ModelInstance>> {
+        Ok(Box::new(CoreMlModel::load(self, &model, options)?))
+    }
+}
+
+/// An `MLModel` that may be moved between threads.
+struct SharedModel(Retained<MLModel>);
+
+// SAFETY: MLModel is a reference-counted Objective-C object not bound to a thread (Core ML
+// documents loading on a background queue and predicting from any thread); every
+// prediction through this wrapper is serialized by the `Mutex` around it.
+unsafe impl Send for SharedModel {}
+// SAFETY: as above; shared access only reads the retained pointer.
+unsafe impl Sync for SharedModel {}
+
+/// A model loaded by Core ML.
+pub struct CoreMlModel {
+    model: Mutex<SharedModel>,
+    function: String,
+    inputs: Vec<FeatureSpec>,
+    outputs: Vec<FeatureSpec>,
+    states: Vec<FeatureSpec>,
+    compiled: PathBuf,
+}
+
+impl std::fmt::Debug for CoreMlModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoreMlModel")
+            .field("function", &self.function)
+            .field("compiled", &self.compiled)
+            .finish_non_exhaustive()
+    }
+}
+
+fn rt(e: AppleError) -> RuntimeError {
+    RuntimeError::Load(e.to_string())
+}
+
+impl CoreMlModel {
+    /// Compiles (cached) and loads `model` with `options`.
+    pub fn load(backend: &CoreMlBackend, model: &Model, options: &LoadOptions) -> Result<Self> {
+        let super::IoSpecs {
+            function,
+            inputs,
+            outputs,
+            states,
+        } = io_specs(model, options.function.as_deref())?;
+        let compiled = backend.compiled_path(model)?;
+        let url = file_url(&compiled)?;
+        let config = configuration(options)?;
+        let t0 = std::time::Instant::now();
+        let loaded = autoreleasepool(|_| {
+            // SAFETY: a compiled model URL and a configuration; returns the model or an error.
+            unsafe { MLModel::modelWithContentsOfURL_configuration_error(&url, &config) }
+                .map_err(|e| cf::ns_error("modelWithContentsOfURL:configuration:error:", &e))
+        })?;
+        tracing::info!(
+            compiled = %compiled.display(),
+            units = options.compute_units.coreml_name(),
+            ms = t0.elapsed().as_millis() as u64,
+            "loaded with Core ML"
+        );
+        Ok(Self {
+            model: Mutex::new(SharedModel(loaded)),
+            function,
+            inputs,
+            outputs,
+            states,
+            compiled,
+        })
+    }
+
+    /// The compiled model folder.
+    pub fn compiled(&self) -> &Path {
+        &self.compiled
+    }
+
+    fn with_model<T>(&self, f: impl FnOnce(&MLModel) -> Result<T>) -> Result<T> {
+        let guard = self.model.lock().map_err(|_| {
+            AppleError::invalid("Core ML model", "lock poisoned by an earlier panic")
+        })?;
+        autoreleasepool(|_| f(&guard.0))
+    }
+
+    /// Runs a batch of predictions with `predictionsFromBatch:options:error:` (one call
+    /// for the whole batch).
+    pub fn predict_batch(&self, batch: &[NamedTensors]) -> Result<Vec<NamedTensors>> {
+        self.with_model(|m| {
+            let mut providers = Vec::with_capacity(batch.len());
+            let mut keep = Vec::new();
+            for inputs in batch {
+                let (p, k) = feature_provider(inputs, &self.inputs)?;
+                providers.push(ProtocolObject::from_retained(p));
+                keep.push(k);
+            }
+            let array = NSArray::from_retained_slice(&providers);
+            // SAFETY: an array of feature providers.
+            let batch_provider = unsafe {
+                MLArrayBatchProvider::initWithFeatureProviderArray(
+                    MLArrayBatchProvider::alloc(),
+                    &array,
+                )
+            };
+            // SAFETY: creating default prediction options.
+            let options = unsafe { MLPredictionOptions::new() };
+            // SAFETY: the providers' arrays point into `batch` (alive for this call) or into
+            // `keep`; the call is synchronous.
+            let out = unsafe {
+                m.predictionsFromBatch_options_error(
+                    ProtocolObject::from_ref(&*batch_provider),
+                    &options,
+                )
+            }
+            .map_err(|e| cf::ns_error("predictionsFromBatch:options:error:", &e))?;
+            drop(keep);
+            // SAFETY: reading the count and items of the result batch.
+            let n = unsafe { out.count() };
+            (0..n)
+                .map(|i| {
+                    // SAFETY: `i` < count.
+                    let features = unsafe { out.featuresAtIndex(i) };
+                    read_outputs(&features, &self.outputs, &[])
+                })
+                .collect()
+        })
+    }
+
+    /// Starts a prediction with `predictionFromFeatures:completionHandler:` (macOS 14 /
+    /// iOS 17) and returns at once; [`AsyncPrediction::wait`] gives the outputs.
+    pub fn predict_async(&self, inputs: NamedTensors) -> Result<AsyncPrediction> {
+        if !available!(macos = 14.0, ios = 17.0) {
+            return Err(AppleError::Unavailable {
+                feature: "async prediction",
+                reason: "needs macOS 14 / iOS 17 or later".into(),
+            });
+        }
+        let (tx, rx) = mpsc::channel();
+        let inputs = Arc::new(inputs);
+        self.with_model(|m| {
+            let (provider, keep) = feature_provider(&inputs, &self.inputs)?;
+            let outputs = self.outputs.clone();
+            // The input arrays point into `inputs`: the block keeps them (and the pixel
+            // buffers) alive until Core ML has called it and released it.
+            let held = (Arc::clone(&inputs), SendKeep { _held: keep });
+            let _ = &held;
+            let block = RcBlock::new(
+                move |result: *mut ProtocolObject<dyn MLFeatureProvider>, err: *mut NSError| {
+                    let _ = &held;
+                    // SAFETY: Core ML passes a valid provider or error (or null) for the duration
+                    // of the handler.
+                    let r = unsafe {
+                        match (Retained::retain(result), Retained::retain(err)) {
+                            (Some(p), _) => autoreleasepool(|_| read_outputs(&p, &outputs, &[])),
+                            (None, Some(e)) => Err(cf::ns_error(
+                                "predictionFromFeatures:completionHandler:",
+                                &e,
+                            )),
+                            (None, None) => Err(AppleError::null(
+                                "predictionFromFeatures:completionHandler:",
+                                "no result",
+                            )),
+                        }
+                    };
+                    let _ = tx.send(r);
+                },
+            );
+            // SAFETY: available (checked); the provider's arrays stay alive through `held`.
+            unsafe {
+                m.predictionFromFeatures_completionHandler(
+                    ProtocolObject::from_ref(&*provider),
+                    &block,
+                )
+            };
+            Ok(())
+        })?;
+        Ok(AsyncPrediction { rx })
+    }
+
+    fn predict_impl(
+        &self,
+        inputs: &NamedTensors,
+        state: Option<&mut State>,
+    ) -> Result<NamedTensors> {
+        self.with_model(|m| {
+            let (provider, keep) = feature_provider(inputs, &self.inputs)?;
+            let provider = ProtocolObject::from_ref(&*provider);
+            // SAFETY: creating prediction options.
+            let options = unsafe { MLPredictionOptions::new() };
+            let backings = output_backings(&self.outputs)?;
+            if !backings.is_empty() {
+                let names: Vec<Retained<NSString>> = backings
+                    .iter()
+                    .map(|b| NSString::from_str(&b.name))
+                    .collect();
+                let name_refs: Vec<&NSString> = names.iter().map(|n| &**n).collect();
+                let arrays: Vec<Retained<AnyObject>> = backings
+                    .iter()
+                    .map(|b| crate::cf::any_object(b.array.clone()))
+                    .collect();
+                let dict = NSDictionary::from_retained_objects(&name_refs, &arrays);
+                // SAFETY: a dictionary of output name → MLMultiArray backed by an IOSurface.
+                unsafe { options.setOutputBackings(&dict) };
+            }
+            let result = match state {
+                None => {
+                    // SAFETY: the inputs' arrays point into `inputs` or `keep`, both alive
+                    // for this synchronous call.
+                    unsafe { m.predictionFromFeatures_options_error(provider, &options) }
+                        .map_err(|e| cf::ns_error("predictionFromFeatures:options:error:", &e))?
+                }
+                Some(state) => {
+                    if !available!(macos = 15.0, ios = 18.0) {
+                        return Err(AppleError::Unavailable {
+                            feature: "MLState",
+                            reason: "stateful models need macOS 15 / iOS 18 or later".into(),
+                        });
+                    }
+                    // SAFETY: available (checked); a zero-initialised state of this model.
+                    let ml_state = unsafe { m.newState() };
+                    for spec in &self.states {
+                        write_state(
+                            &ml_state,
+                            &spec.name,
+                            state.read(&spec.name).map_err(runtime_to_apple)?,
+                        )?;
+                    }
+                    // SAFETY: as above; the state belongs to this model.
+                    let r = unsafe {
+                        m.predictionFromFeatures_usingState_options_error(
+                            provider, &ml_state, &options,
+                        )
+                    }
+                    .map_err(|e| {
+                        cf::ns_error("predictionFromFeatures:usingState:options:error:", &e)
+                    })?;
+                    for spec in &self.states {
+                        let t = read_state(&ml_state, spec)?;
+                        state.write(&spec.name, t).map_err(runtime_to_apple)?;
+                    }
+                    r
+                }
+            };
+            drop(keep);
+            read_outputs(&result, &self.outputs, &backings)
+        })
+    }
+}
+
+fn runtime_to_apple(e: RuntimeError) -> AppleError {
+    AppleError::invalid("state", e.to_string())
+}
+
+/// Objects that must outlive a prediction (pixel buffers behind input arrays).
+struct Keep(Vec<CFRetained<CVPixelBuffer>>);
+
+/// What must outlive an asynchronous prediction, moved into its completion handler.
+struct SendKeep {
+    _held: (Keep, Vec<Vec<u8>>),
+}
+
+// SAFETY: the pixel buffers are reference-counted CF objects; the handler only holds them
+// (no access) until Core ML releases the block.
+unsafe impl Send for SendKeep {}
+
+/// A prediction started by [`CoreMlModel::predict_async`].
+#[derive(Debug)]
+pub struct AsyncPrediction {
+    rx: mpsc::Receiver<Result<NamedTensors>>,
+}
+
+impl AsyncPrediction {
+    /// Waits for the outputs.
+    pub fn wait(self) -> Result<NamedTensors> {
+        self.rx.recv().map_err(|_| {
+            AppleError::null(
+                "predictionFromFeatures:completionHandler:",
+                "the handler was never called",
+            )
+        })?
+    }
+}
+
+impl ModelInstance for CoreMlModel {
+    fn function(&self) -> &str {
+        &self.function
+    }
+
+    fn inputs(&self) -> &[FeatureSpec] {
+        &self.inputs
+    }
+
+    fn outputs(&self) -> &[FeatureSpec] {
+        &self.outputs
+    }
+
+    fn states(&self) -> &[FeatureSpec] {
+        &self.states
+    }
+
+    fn predict(&self, inputs: &NamedTensors) -> anekit_runtime::Result<NamedTensors> {
+        self.predict_impl(inputs, None).map_err(rt)
+    }
+
+    fn predict_with_state(
+        &self,
+        inputs: &NamedTensors,
+        state: &mut State,
+    ) -> anekit_runtime::Result<NamedTensors> {
+        self.predict_impl(inputs, Some(state)).map_err(rt)
+    }
+}
+
+fn ml_type(t: ElementType) -> Option<MLMultiArrayDataType> {
+    Some(match t {
+        ElementType::F32 => MLMultiArrayDataType::Float32,
+        ElementType::F16 => MLMultiArrayDataType::Float16,
+        ElementType::I32 => MLMultiArrayDataType::Int32,
+        ElementType::I8 if available!(macos = 26.0, ios = 26.0) => MLMultiArrayDataType::Int8,
+        _ => return None,
+    })
+}
+
+fn row_major_strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1usize; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// An IOSurface-backed fp16 pixel buffer of `width` × `height`.
+fn fp16_pixel_buffer(width: usize, height: usize) -> Result<CFRetained<CVPixelBuffer>> {
+    let empty = CFDictionary::<CFString, CFType>::empty();
+    let empty: &CFType = (*empty).as_ref();
+    // SAFETY: the key is a constant of Core Video.
+    let key: &CFString = unsafe { kCVPixelBufferIOSurfacePropertiesKey };
+    let attrs = CFDictionary::<CFString, CFType>::from_slices(&[key], &[empty]);
+    let mut out: *mut CVPixelBuffer = std::ptr::null_mut();
+    // SAFETY: `attrs` is a valid attributes dictionary; `out` a valid out-pointer; on
+    // success the buffer is returned owned (create rule).
+    let rc = unsafe {
+        CVPixelBufferCreate(
+            None,
+            width,
+            height,
+            kCVPixelFormatType_OneComponent16Half,
+            Some(attrs.as_opaque()),
+            NonNull::from(&mut out),
+        )
+    };
+    if rc != kCVReturnSuccess {
+        return Err(AppleError::status(
+            "CVPixelBufferCreate",
+            rc,
+            format!("{width}×{height} fp16"),
+        ));
+    }
+    let out =
+        NonNull::new(out).ok_or_else(|| AppleError::null("CVPixelBufferCreate", "no buffer"))?;
+    // SAFETY: owned by the create call above.
+    Ok(unsafe { CFRetained::from_raw(out) })
+}
+
+/// Runs `f` on the base address and row stride of a locked pixel buffer.
+fn with_locked<T>(
+    pb: &CVPixelBuffer,
+    read_only: bool,
+    f: impl FnOnce(*mut u8, usize) -> T,
+) -> Result<T> {
+    let flags = if read_only {
+        CVPixelBufferLockFlags::ReadOnly
+    } else {
+        CVPixelBufferLockFlags::empty()
+    };
+    // SAFETY: locking a live pixel buffer; unlocked below with the same flags.
+    let rc = unsafe { CVPixelBufferLockBaseAddress(pb, flags) };
+    if rc != kCVReturnSuccess {
+        return Err(AppleError::status("CVPixelBufferLockBaseAddress", rc, ""));
+    }
+    let base = CVPixelBufferGetBaseAddress(pb).cast::<u8>();
+    let stride = CVPixelBufferGetBytesPerRow(pb);
+    let r = f(base, stride);
+    // SAFETY: unlocking what was locked above.
+    unsafe { CVPixelBufferUnlockBaseAddress(pb, flags) };
+    Ok(r)
+}
+
+fn contiguous_bytes(t: &Tensor) -> Vec<u8> {
+    match t {
+        Tensor::F32(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        Tensor::F16(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        Tensor::I32(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        Tensor::I8(a) => a.iter().map(|v| *v as u8).collect(),
+        Tensor::U8(a) => a.iter().copied().collect(),
+        Tensor::Bool(a) => a.iter().map(|v| u8::from(*v)).collect(),
+    }
+}
+
+/// An `MLMultiArray` for one input: fp16 tensors go into an IOSurface-backed pixel buffer
+/// (the layout the Neural Engine reads without a further copy); f32/i32/i8 tensors in
+/// standard layout are wrapped in place (`initWithDataPointer:…`, no copy); others are
+/// copied once. `u8` and `bool`
+/// inputs, which Core ML does not exchange, are widened to `int32`.
+fn input_array(
+    t: &Tensor,
+    keep: &mut Keep,
+    owned: &mut Vec<Vec<u8>>,
+) -> Result<Retained<MLMultiArray>> {
+    let shape = t.shape().to_vec();
+    let ns_shape = cf::ns_usizes(&shape);
+    if let Tensor::F16(a) = t
+        && let Some((w, h)) = pixel_buffer_layout(&shape)
+    {
+        let pb = fp16_pixel_buffer(w, h)?;
+        let values: Vec<f16> = a.iter().copied().collect();
+        with_locked(&pb, false, |base, stride| {
+            for (r, row) in values.chunks(w).enumerate() {
+                // SAFETY: the buffer has `h` rows of `stride` ≥ `w × 2` bytes; `r` < `h`.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        row.as_ptr().cast::<u8>(),
+                        base.add(r * stride),
+                        w * 2,
+                    )
+                };
+            }
+        })?;
+        // SAFETY: an fp16 OneComponent16Half pixel buffer whose width is the last dimension
+        // and height the product of the others (checked by `pixel_buffer_layout`).
+        let arr = unsafe {
+            MLMultiArray::initWithPixelBuffer_shape(MLMultiArray::alloc(), &pb, &ns_shape)
+        };
+        keep.0.push(pb);
+        return Ok(arr);
+    }
+    let strides = cf::ns_usizes(&row_major_strides(&shape));
+    if let Some((ptr, dtype)) = borrowed_pointer(t) {
+        // SAFETY: `ptr` points at the tensor's own row-major elements of `dtype` (standard
+        // layout, checked by `borrowed_pointer`); the tensor outlives the prediction (the
+        // caller holds it across the synchronous call, or the async handler holds an `Arc`
+        // of it); Core ML only reads input arrays, and no deallocator is given.
+        return unsafe {
+            MLMultiArray::initWithDataPointer_shape_dataType_strides_deallocator_error(
+                MLMultiArray::alloc(),
+                ptr,
+                &ns_shape,
+                dtype,
+                &strides,
+                None,
+            )
+        }
+        .map_err(|e| {
+            cf::ns_error(
+                "initWithDataPointer:shape:dataType:strides:deallocator:error:",
+                &e,
+            )
+        });
+    }
+    let (dtype, bytes): (MLMultiArrayDataType, Vec<u8>) = match ml_type(t.dtype()) {
+        Some(d) => (d, contiguous_bytes(t)),
+        None => (
+            MLMultiArrayDataType::Int32,
+            contiguous_bytes(&t.cast(ElementType::I32)),
+        ),
+    };
+    owned.push(bytes);
+    let data = owned
+        .last_mut()
+        .ok_or_else(|| AppleError::null("input", "buffer"))?;
+    let ptr = NonNull::new(data.as_mut_ptr().cast::<c_void>())
+        .ok_or_else(|| AppleError::null("input", "empty buffer"))?;
+    // SAFETY: `data` holds shape.product() elements of `dtype`, row-major with `strides`;
+    // it lives in `owned` until the prediction has finished (no deallocator: Core ML does
+    // not free it).
+    unsafe {
+        MLMultiArray::initWithDataPointer_shape_dataType_strides_deallocator_error(
+            MLMultiArray::alloc(),
+            ptr,
+            &ns_shape,
+            dtype,
+            &strides,
+            None,
+        )
+    }
+    .map_err(|e| {
+        cf::ns_error(
+            "initWithDataPointer:shape:dataType:strides:deallocator:error:",
+            &e,
+        )
+    })
+}
+
+/// The tensor's own memory, when Core ML can read it in place (f32, i32 and — on macOS 26 /
+/// iOS 26 — i8 tensors in standard row-major layout, not empty).
+fn borrowed_pointer(t: &Tensor) -> Option<(NonNull<c_void>, MLMultiArrayDataType)> {
+    let dtype = ml_type(t.dtype())?;
+    let ptr: *const c_void = match t {
+        Tensor::F32(a) if a.is_standard_layout() => a.as_ptr().cast(),
+        Tensor::I32(a) if a.is_standard_layout() => a.as_ptr().cast(),
+        Tensor::I8(a) if a.is_standard_layout() => a.as_ptr().cast(),
+        _ => return None,
+    };
+    if t.is_empty() {
+        return None;
+    }
+    NonNull::new(ptr.cast_mut()).map(|p| (p, dtype))
+}
+
+/// The feature provider for `inputs` and what must outlive it.
+fn feature_provider(
+    inputs: &NamedTensors,
+    specs: &[FeatureSpec],
+) -> Result<(Retained<MLDictionaryFeatureProvider>, (Keep, Vec<Vec<u8>>))> {
+    let mut keep = Keep(Vec::new());
+    let mut owned = Vec::new();
+    let mut names = Vec::new();
+    let mut values: Vec<Retained<AnyObject>> = Vec::new();
+    for spec in specs {
+        let Some(t) = inputs.get(&spec.name) else {
+            continue;
+        };
+        let arr = input_array(t, &mut keep, &mut owned)?;
+        // SAFETY: wrapping an array in a feature value.
+        let fv = unsafe { MLFeatureValue::featureValueWithMultiArray(&arr) };
+        names.push(NSString::from_str(&spec.name));
+        values.push(crate::cf::any_object(fv));
+    }
+    let name_refs: Vec<&NSString> = names.iter().map(|n| &**n).collect();
+    let dict: Retained<NSDictionary<NSString, AnyObject>> =
+        NSDictionary::from_retained_objects(&name_refs, &values);
+    // SAFETY: a dictionary of name → MLFeatureValue.
+    let provider = unsafe {
+        MLDictionaryFeatureProvider::initWithDictionary_error(
+            MLDictionaryFeatureProvider::alloc(),
+            &dict,
+        )
+    }
+    .map_err(|e| cf::ns_error("initWithDictionary:error:", &e))?;
+    Ok((provider, (keep, owned)))
+}
+
+/// A pre-allocated output (zero copy out).
+struct Backing {
+    name: String,
+    shape: Vec<usize>,
+    buffer: CFRetained<CVPixelBuffer>,
+    array: Retained<MLMultiArray>,
+}
+
+/// Pixel-buffer backings for the fp16 outputs of fixed shape.
+fn output_backings(outputs: &[FeatureSpec]) -> Result<Vec<Backing>> {
+    let mut out = Vec::new();
+    for spec in outputs {
+        let anekit_runtime::ShapeSpec::Fixed { shape } = &spec.shape else {
+            continue;
+        };
+        if spec.dtype != ElementType::F16 || shape.contains(&0) {
+            continue;
+        }
+        let Some((w, h)) = pixel_buffer_layout(shape) else {
+            continue;
+        };
+        let buffer = fp16_pixel_buffer(w, h)?;
+        // SAFETY: as in `input_array`.
+        let array = unsafe {
+            MLMultiArray::initWithPixelBuffer_shape(
+                MLMultiArray::alloc(),
+                &buffer,
+                &cf::ns_usizes(shape),
+            )
+        };
+        out.push(Backing {
+            name: spec.name.clone(),
+            shape: shape.clone(),
+            buffer,
+            array,
+        });
+    }
+    Ok(out)
+}
+
+fn read_pixel_buffer(pb: &CVPixelBuffer, shape: &[usize]) -> Result<Tensor> {
+    let (w, h) =
+        pixel_buffer_layout(shape).ok_or_else(|| AppleError::invalid("output", "empty shape"))?;
+    let mut values = vec![f16::ZERO; w * h];
+    with_locked(pb, true, |base, stride| {
+        for r in 0..h {
+            // SAFETY: `h` rows of `stride` ≥ `w × 2` bytes; the destination row has `w` values.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    base.add(r * stride),
+                    values[r * w..].as_mut_ptr().cast::<u8>(),
+                    w * 2,
+                )
+            };
+        }
+    })?;
+    ArrayD::from_shape_vec(IxDyn(shape), values)
+        .map(Tensor::F16)
+        .map_err(|e| AppleError::invalid("output", e.to_string()))
+}
+
+fn multi_array_bytes(arr: &MLMultiArray) -> Vec<u8> {
+    let out = RefCell::new(Vec::new());
+    let block = RcBlock::new(|ptr: NonNull<c_void>, len: NSInteger| {
+        let n = usize::try_from(len).unwrap_or(0);
+        // SAFETY: Core ML passes the array's storage and its size in bytes for the duration
+        // of the handler.
+        let bytes = unsafe { std::slice::from_raw_parts(ptr.as_ptr().cast::<u8>(), n) };
+        out.borrow_mut().extend_from_slice(bytes);
+    });
+    // SAFETY: the handler is called synchronously before the method returns.
+    unsafe { arr.getBytesWithHandler(&block) };
+    drop(block);
+    out.into_inner()
+}
+
+/// A tensor from an `MLMultiArray` (any strides).
+fn array_to_tensor(arr: &MLMultiArray, what: &str) -> Result<Tensor> {
+    // SAFETY: reading the properties of a live array.
+    let (shape, strides, dtype) = unsafe { (arr.shape(), arr.strides(), arr.dataType()) };
+    let shape = cf::usizes(&shape, what)?;
+    let strides = cf::usizes(&strides, what)?;
+    let (elem, et) = if dtype == MLMultiArrayDataType::Float32 {
+        (4, ElementType::F32)
+    } else if dtype == MLMultiArrayDataType::Float16 {
+        (2, ElementType::F16)
+    } else if dtype == MLMultiArrayDataType::Int32 {
+        (4, ElementType::I32)
+    } else if dtype == MLMultiArrayDataType::Float64 {
+        (8, ElementType::F32)
+    } else if dtype == MLMultiArrayDataType::Int8 {
+        (1, ElementType::I8)
+    } else {
+        return Err(AppleError::invalid(
+            what.to_string(),
+            format!("data type {:#x}", dtype.0),
+        ));
+    };
+    let raw = multi_array_bytes(arr);
+    let bytes = gather_strided(&raw, elem, &shape, &strides)?;
+    let bad = |e: ndarray::ShapeError| AppleError::invalid(what.to_string(), e.to_string());
+    let s = IxDyn(&shape);
+    Ok(match (et, elem) {
+        (ElementType::F32, 8) => Tensor::F32(
+            ArrayD::from_shape_vec(
+                s,
+                bytes
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
+                    .collect(),
+            )
+            .map_err(bad)?,
+        ),
+        (ElementType::F32, _) => Tensor::F32(
+            ArrayD::from_shape_vec(
+                s,
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            )
+            .map_err(bad)?,
+        ),
+        (ElementType::F16, _) => Tensor::F16(
+            ArrayD::from_shape_vec(
+                s,
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| f16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+            )
+            .map_err(bad)?,
+        ),
+        (ElementType::I32, _) => Tensor::I32(
+            ArrayD::from_shape_vec(
+                s,
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            )
+            .map_err(bad)?,
+        ),
+        _ => Tensor::I8(
+            ArrayD::from_shape_vec(s, bytes.iter().map(|&b| b as i8).collect()).map_err(bad)?,
+        ),
+    })
+}
+
+/// The outputs of a prediction: from our backing when Core ML used it, else from the array
+/// it returned; cast to the declared element type.
+fn read_outputs(
+    result: &ProtocolObject<dyn MLFeatureProvider>,
+    specs: &[FeatureSpec],
+    backings: &[Backing],
+) -> Result<NamedTensors> {
+    let mut out = NamedTensors::new();
+    for spec in specs {
+        let what = format!("output {:?}", spec.name);
+        // SAFETY: reading a feature of the prediction's result.
+        let fv = unsafe { result.featureValueForName(&NSString::from_str(&spec.name)) }
+            .ok_or_else(|| AppleError::null("featureValueForName:", what.clone()))?;
+        // SAFETY: reading the multi-array of a feature value.
+        let arr = unsafe { fv.multiArrayValue() }
+            .ok_or_else(|| AppleError::invalid(what.clone(), "not a multi-array"))?;
+        let backed = backings.iter().find(|b| b.name == spec.name).filter(|b| {
+            // Core ML may ignore a backing; it used it when the result wraps our buffer.
+            // SAFETY: reading the pixel buffer of the result array.
+            unsafe { arr.pixelBuffer() }.is_some_and(|pb| {
+                std::ptr::eq(
+                    Retained::as_ptr(&pb),
+                    CFRetained::as_ptr(&b.buffer).as_ptr(),
+                )
+            })
+        });
+        let t = match backed {
+            Some(b) => read_pixel_buffer(&b.buffer, &b.shape)?,
+            None => array_to_tensor(&arr, &what)?,
+        };
+        let t = if t.dtype() == spec.dtype {
+            t
+        } else {
+            t.cast(spec.dtype)
+        };
+        out.insert(spec.name.clone(), t);
+    }
+    Ok(out)
+}
+
+fn write_state(state: &MLState, name: &str, value: &Tensor) -> Result<()> {
+    let bytes = contiguous_bytes(value);
+    let elem = value.dtype().size();
+    let failure: RefCell<Option<AppleError>> = RefCell::new(None);
+    let block = RcBlock::new(|arr: NonNull<MLMultiArray>| {
+        // SAFETY: Core ML passes the state's array for the duration of the handler.
+        let arr = unsafe { arr.as_ref() };
+        let inner = RcBlock::new(
+            |ptr: NonNull<c_void>, len: NSInteger, strides: NonNull<NSArray<NSNumber>>| {
+                // SAFETY: the strides array is valid for the handler.
+                let strides = unsafe { strides.as_ref() };
+                let n = usize::try_from(len).unwrap_or(0);
+                // SAFETY: Core ML passes the state's storage, `n` writable bytes, for the
+                // duration of the handler; nothing else touches it meanwhile.
+                let dst = unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr().cast::<u8>(), n) };
+                let r = cf::usizes(strides, "state strides")
+                    .and_then(|s| super::scatter_strided(dst, &bytes, elem, value.shape(), &s));
+                if let Err(e) = r {
+                    *failure.borrow_mut() = Some(AppleError::invalid(
+                        format!("state {name:?}"),
+                        e.to_string(),
+                    ));
+                }
+            },
+        );
+        // SAFETY: the handler runs synchronously inside this call.
+        unsafe { arr.getMutableBytesWithHandler(&inner) };
+    });
+    // SAFETY: the handler runs synchronously inside this call.
+    unsafe { state.getMultiArrayForStateNamed_handler(&NSString::from_str(name), &block) };
+    drop(block);
+    failure.into_inner().map_or(Ok(()), Err)
+}
+
+fn read_state(state: &MLState, spec: &FeatureSpec) -> Result<Tensor> {
+    let out: RefCell<Option<Result<Tensor>>> = RefCell::new(None);
+    let block = RcBlock::new(|arr: NonNull<MLMultiArray>| {
+        // SAFETY: Core ML passes the state's array for the duration of the handler.
+        let arr = unsafe { arr.as_ref() };
+        *out.borrow_mut() = Some(array_to_tensor(arr, &format!("state {:?}", spec.name)));
+    });
+    // SAFETY: the handler runs synchronously inside this call.
+    unsafe { state.getMultiArrayForStateNamed_handler(&NSString::from_str(&spec.name), &block) };
+    drop(block);
+    let t = out.into_inner().ok_or_else(|| {
+        AppleError::null("getMultiArrayForStateNamed:handler:", spec.name.clone())
+    })??;
+    Ok(if t.dtype() == spec.dtype {
+        t
+    } else {
+        t.cast(spec.dtype)
+    })
+}

@@ -1,0 +1,599 @@
+//! Planning a MIL function for MPSGraph: which ops of our IR the GPU path runs and how.
+//!
+//! [`plan_function`] walks a function's block and turns each op into a [`GraphNode`] of a
+//! small vocabulary that maps one-to-one onto MPSGraph calls: matrix products (`matmul`,
+//! `linear`), 2-D convolutions (`conv`), elementwise binary and unary ops, `softmax`, and
+//! `const` values. Anything else is refused with the op's name and type, so the caller knows
+//! before touching the GPU. The plan is plain data, tested on any OS; `metal::GraphRunner`
+//! (Apple platforms) builds and runs the MPSGraph from it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anekit_mil::program::{Binding, Function, Operation};
+use anekit_mil::types::{DataType, ValueType};
+use anekit_mil::value::Value;
+use serde::Serialize;
+
+/// An elementwise binary op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum BinaryOp {
+    /// `add`.
+    Add,
+    /// `sub`.
+    Sub,
+    /// `mul`.
+    Mul,
+    /// `real_div`.
+    Div,
+    /// `maximum`.
+    Maximum,
+    /// `minimum`.
+    Minimum,
+}
+
+/// An elementwise unary op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum UnaryOp {
+    /// `relu`.
+    Relu,
+    /// `sigmoid`.
+    Sigmoid,
+    /// `tanh`.
+    Tanh,
+    /// `exp`.
+    Exp,
+    /// `sqrt`.
+    Sqrt,
+    /// `abs`.
+    Abs,
+}
+
+/// What a node computes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum GraphOp {
+    /// `x @ y` with optional transposes of the last two axes.
+    MatMul {
+        /// Transpose `x`.
+        transpose_x: bool,
+        /// Transpose `y`.
+        transpose_y: bool,
+    },
+    /// `x @ weightᵀ + bias` (inputs: x, weight `[out, in]`, optional bias `[out]`).
+    Linear,
+    /// 2-D convolution, NCHW input, OIHW weight (inputs: x, weight, optional bias `[C_out]`).
+    Conv2d {
+        /// Strides `[h, w]`.
+        strides: [usize; 2],
+        /// Dilations `[h, w]`.
+        dilations: [usize; 2],
+        /// Explicit padding `[top, bottom, left, right]` (when not `same`).
+        pad: [usize; 4],
+        /// `pad_type = same` (TensorFlow SAME).
+        same: bool,
+        /// Groups.
+        groups: usize,
+    },
+    /// Elementwise binary op with broadcasting.
+    Binary(BinaryOp),
+    /// Elementwise unary op.
+    Unary(UnaryOp),
+    /// Softmax along `axis`.
+    Softmax {
+        /// The axis (negative counts from the end).
+        axis: i64,
+    },
+}
+
+/// A constant operand.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConstTensor {
+    /// Element type (`fp32`, `fp16` or `int32`).
+    pub dtype: DataType,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Row-major element bytes (little-endian).
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
+}
+
+/// An operand of a node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Operand {
+    /// A function input, by index in [`GraphPlan::inputs`].
+    Input(usize),
+    /// The output of an earlier node, by index in [`GraphPlan::nodes`].
+    Node(usize),
+    /// A constant.
+    Const(ConstTensor),
+}
+
+/// One node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GraphNode {
+    /// The op's name in the program.
+    pub name: String,
+    /// What it computes.
+    pub op: GraphOp,
+    /// Operands, in the order [`GraphOp`] documents.
+    pub operands: Vec<Operand>,
+    /// The output variable.
+    pub output: String,
+}
+
+/// A function input.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GraphInput {
+    /// Name.
+    pub name: String,
+    /// Element type.
+    pub dtype: DataType,
+    /// Shape (fixed).
+    pub shape: Vec<usize>,
+}
+
+/// A function planned for MPSGraph.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GraphPlan {
+    /// Inputs (placeholders).
+    pub inputs: Vec<GraphInput>,
+    /// Nodes in execution order.
+    pub nodes: Vec<GraphNode>,
+    /// Outputs: (name, node index).
+    pub outputs: Vec<(String, usize)>,
+}
+
+/// Why a function cannot run on the MPSGraph path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("op {op:?} ({op_type}): {reason}")]
+pub struct Unsupported {
+    /// The op's name.
+    pub op: String,
+    /// Its type.
+    pub op_type: String,
+    /// Why.
+    pub reason: String,
+}
+
+fn unsupported(op: &Operation, reason: impl Into<String>) -> Unsupported {
+    Unsupported {
+        op: op.display_name().to_string(),
+        op_type: op.op_type.clone(),
+        reason: reason.into(),
+    }
+}
+
+/// The op types the MPSGraph path runs.
+pub const SUPPORTED_OPS: &[&str] = &[
+    "const", "matmul", "linear", "conv", "add", "sub", "mul", "real_div", "maximum", "minimum",
+    "relu", "sigmoid", "tanh", "exp", "sqrt", "abs", "softmax",
+];
+
+fn const_tensor(v: &Value) -> Option<ConstTensor> {
+    let tt = v.tensor_type()?;
+    let shape: Vec<usize> = tt
+        .fixed_shape()?
+        .into_iter()
+        .map(|d| usize::try_from(d).ok())
+        .collect::<Option<_>>()?;
+    let (dtype, bytes) = match tt.dtype {
+        DataType::Fp32 | DataType::Fp16 | DataType::Int32 => (tt.dtype, v.bytes()?.to_vec()),
+        // Small integer vectors (shapes, axes) are widened to int32; others are refused.
+        _ => {
+            let ints = v.to_i64_vec()?;
+            let b: Vec<u8> = ints
+                .iter()
+                .flat_map(|&i| i32::try_from(i).unwrap_or(i32::MAX).to_le_bytes())
+                .collect();
+            (DataType::Int32, b)
+        }
+    };
+    let elem = match dtype {
+        DataType::Fp16 => 2,
+        _ => 4,
+    };
+    (bytes.len() == shape.iter().product::<usize>() * elem).then_some(ConstTensor {
+        dtype,
+        shape,
+        bytes,
+    })
+}
+
+fn pair(v: Option<&Value>, default: usize) -> Option<[usize; 2]> {
+    match v {
+        None => Some([default, default]),
+        Some(v) => {
+            let x = v.to_i64_vec()?;
+            match x.as_slice() {
+                [a, b] => Some([usize::try_from(*a).ok()?, usize::try_from(*b).ok()?]),
+                _ => None,
+            }
+        }
+    }
+}
+
+/// Plans `f` (its main block) for MPSGraph, or says which op cannot run there.
+pub fn plan_function(f: &Function) -> Result<GraphPlan, Unsupported> {
+    let block = f.block().ok_or_else(|| Unsupported {
+        op: "<function>".into(),
+        op_type: String::new(),
+        reason: "the function has no block".into(),
+    })?;
+    let mut inputs = Vec::new();
+    let mut names: HashMap<String, Operand> = HashMap::new();
+    for (i, inp) in f.inputs.iter().enumerate() {
+        let bad = |reason: &str| Unsupported {
+            op: inp.name.clone(),
+            op_type: "input".into(),
+            reason: reason.into(),
+        };
+        let ValueType::Tensor(t) = &inp.ty else {
+            return Err(bad("only tensor inputs run on the GPU path"));
+        };
+        if !matches!(t.dtype, DataType::Fp32 | DataType::Fp16 | DataType::Int32) {
+            return Err(bad("only fp32, fp16 and int32 inputs run on the GPU path"));
+        }
+        let shape = t
+            .fixed_shape()
+            .ok_or_else(|| bad("flexible shapes do not run on the GPU path"))?
+            .into_iter()
+            .map(|d| usize::try_from(d).unwrap_or(usize::MAX))
+            .collect();
+        inputs.push(GraphInput {
+            name: inp.name.clone(),
+            dtype: t.dtype,
+            shape,
+        });
+        names.insert(inp.name.clone(), Operand::Input(i));
+    }
+    let mut nodes: Vec<GraphNode> = Vec::new();
+    for op in &block.operations {
+        if op.op_type == "const" {
+            let v = op
+                .literal("val")
+                .ok_or_else(|| unsupported(op, "const without a value"))?;
+            let c = const_tensor(v)
+                .ok_or_else(|| unsupported(op, "constant of a type the GPU path cannot hold"))?;
+            let out = op
+                .outputs
+                .first()
+                .ok_or_else(|| unsupported(op, "no output"))?;
+            names.insert(out.name.clone(), Operand::Const(c));
+            continue;
+        }
+        let operand = |param: &str| -> Result<Option<Operand>, Unsupported> {
+            match op.input(param) {
+                None => Ok(None),
+                Some(Binding::Name(n)) => names
+                    .get(n)
+                    .cloned()
+                    .map(Some)
+                    .ok_or_else(|| unsupported(op, format!("unknown variable {n:?}"))),
+                Some(Binding::Value(v)) => const_tensor(v)
+                    .map(|c| Some(Operand::Const(c)))
+                    .ok_or_else(|| {
+                        unsupported(op, format!("literal {param} of an unsupported type"))
+                    }),
+            }
+        };
+        let required = |param: &str| -> Result<Operand, Unsupported> {
+            operand(param)?.ok_or_else(|| unsupported(op, format!("missing {param}")))
+        };
+        // A literal parameter (bool, int list, string), from an inline value or a const op.
+        let literal = |param: &str| -> Option<Value> {
+            match op.input(param)? {
+                Binding::Value(v) => Some(v.clone()),
+                Binding::Name(n) => block
+                    .operations
+                    .iter()
+                    .find(|o| o.op_type == "const" && o.outputs.iter().any(|x| &x.name == n))
+                    .and_then(|o| o.literal("val").cloned()),
+            }
+        };
+        let (graph_op, operands) = match op.op_type.as_str() {
+            "matmul" => (
+                GraphOp::MatMul {
+                    transpose_x: literal("transpose_x")
+                        .and_then(|v| v.as_bool())
+                        .unwrap_or(false),
+                    transpose_y: literal("transpose_y")
+                        .and_then(|v| v.as_bool())
+                        .unwrap_or(false),
+                },
+                vec![required("x")?, required("y")?],
+            ),
+            "linear" => {
+                let mut v = vec![required("x")?, required("weight")?];
+                v.extend(operand("bias")?);
+                (GraphOp::Linear, v)
+            }
+            "conv" => {
+                let rank = f
+                    .inputs
+                    .iter()
+                    .chain(block.operations.iter().flat_map(|o| o.outputs.iter()))
+                    .find(|n| matches!(op.input("x"), Some(Binding::Name(x)) if *x == n.name))
+                    .and_then(|n| n.ty.as_tensor())
+                    .and_then(|t| t.shape.as_ref().map(Vec::len));
+                if rank.is_some_and(|r| r != 4) {
+                    return Err(unsupported(
+                        op,
+                        "only 2-D convolutions (rank-4 input) run on the GPU path",
+                    ));
+                }
+                let pad_type = literal("pad_type")
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_else(|| "valid".into());
+                let pad = match pad_type.as_str() {
+                    "custom" => {
+                        let p = literal("pad")
+                            .and_then(|v| v.to_i64_vec())
+                            .ok_or_else(|| unsupported(op, "custom padding without pad"))?;
+                        match p.as_slice() {
+                            [t, b, l, r] => {
+                                [*t, *b, *l, *r].map(|x| usize::try_from(x).unwrap_or(0))
+                            }
+                            _ => return Err(unsupported(op, "pad must have 4 values")),
+                        }
+                    }
+                    "valid" | "same" => [0; 4],
+                    other => {
+                        return Err(unsupported(
+                            op,
+                            format!("pad_type {other} is not supported"),
+                        ));
+                    }
+                };
+                let strides = pair(literal("strides").as_ref(), 1)
+                    .ok_or_else(|| unsupported(op, "strides must be two positive integers"))?;
+                let dilations = pair(literal("dilations").as_ref(), 1)
+                    .ok_or_else(|| unsupported(op, "dilations must be two positive integers"))?;
+                let groups = literal("groups")
+                    .and_then(|v| v.as_i64())
+                    .map_or(Ok(1), |g| {
+                        usize::try_from(g).map_err(|_| unsupported(op, "bad groups"))
+                    })?;
+                let mut v = vec![required("x")?, required("weight")?];
+                v.extend(operand("bias")?);
+                (
+                    GraphOp::Conv2d {
+                        strides,
+                        dilations,
+                        pad,
+                        same: pad_type == "same",
+                        groups: groups.max(1),
+                    },
+                    v,
+                )
+            }
+            t @ ("add" | "sub" | "mul" | "real_div" | "maximum" | "minimum") => {
+                let b = match t {
+                    "add" => BinaryOp::Add,
+                    "sub" => BinaryOp::Sub,
+                    "mul" => BinaryOp::Mul,
+                    "real_div" => BinaryOp::Div,
+                    "maximum" => BinaryOp::Maximum,
+                    _ => BinaryOp::Minimum,
+                };
+                (GraphOp::Binary(b), vec![required("x")?, required("y")?])
+            }
+            t @ ("relu" | "sigmoid" | "tanh" | "exp" | "sqrt" | "abs") => {
+                let u = match t {
+                    "relu" => UnaryOp::Relu,
+                    "sigmoid" => UnaryOp::Sigmoid,
+                    "tanh" => UnaryOp::Tanh,
+                    "exp" => UnaryOp::Exp,
+                    "sqrt" => UnaryOp::Sqrt,
+                    _ => UnaryOp::Abs,
+                };
+                (GraphOp::Unary(u), vec![required("x")?])
+            }
+            "softmax" => (
+                GraphOp::Softmax {
+                    axis: literal("axis").and_then(|v| v.as_i64()).unwrap_or(-1),
+                },
+                vec![required("x")?],
+            ),
+            other => {
+                return Err(unsupported(
+                    op,
+                    format!(
+                        "{other} is not on the GPU path (it runs {})",
+                        SUPPORTED_OPS.join(", ")
+                    ),
+                ));
+            }
+        };
+        let out = op
+            .outputs
+            .first()
+            .ok_or_else(|| unsupported(op, "no output"))?;
+        if op.outputs.len() != 1 {
+            return Err(unsupported(
+                op,
+                "ops with several outputs are not on the GPU path",
+            ));
+        }
+        names.insert(out.name.clone(), Operand::Node(nodes.len()));
+        nodes.push(GraphNode {
+            name: op.display_name().to_string(),
+            op: graph_op,
+            operands,
+            output: out.name.clone(),
+        });
+    }
+    let mut outputs = Vec::new();
+    for o in &block.outputs {
+        match names.get(o) {
+            Some(Operand::Node(i)) => outputs.push((o.clone(), *i)),
+            _ => {
+                return Err(Unsupported {
+                    op: o.clone(),
+                    op_type: "output".into(),
+                    reason: "outputs must be computed by a GPU op (not an input or a constant)"
+                        .into(),
+                });
+            }
+        }
+    }
+    Ok(GraphPlan {
+        inputs,
+        nodes,
+        outputs,
+    })
+}
+
+/// Op counts of a plan by kind (for reports).
+pub fn op_summary(plan: &GraphPlan) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for n in &plan.nodes {
+        let k = match &n.op {
+            GraphOp::MatMul { .. } => "matmul".to_string(),
+            GraphOp::Linear => "linear".into(),
+            GraphOp::Conv2d { .. } => "conv".into(),
+            GraphOp::Binary(b) => format!("{b:?}").to_lowercase(),
+            GraphOp::Unary(u) => format!("{u:?}").to_lowercase(),
+            GraphOp::Softmax { .. } => "softmax".into(),
+        };
+        *m.entry(k).or_insert(0) += 1;
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn program(text: &str) -> anekit_mil::program::Program {
+        anekit_mil::text::parse_without_weights(text, "<test>").expect("parses")
+    }
+
+    #[test]
+    fn matmul_conv_and_elementwise_are_planned() {
+        let p = program(
+            r#"program(1.3)
+{
+    func main<ios18>(tensor<fp32, [1, 2, 4, 4]> x, tensor<fp32, [4, 3]> a, tensor<fp32, [3, 5]> b) {
+            tensor<fp32, [3, 2, 1, 1]> w = const()[name = string("w"), val = tensor<fp32, [3, 2, 1, 1]>([[[[1]], [[2]]], [[[3]], [[4]]], [[[5]], [[6]]]])];
+            tensor<fp32, [1, 3, 4, 4]> c = conv(x = x, weight = w, pad_type = string("valid"), strides = tensor<int32, [2]>([1, 1]), dilations = tensor<int32, [2]>([1, 1]), groups = int32(1))[name = string("c")];
+            tensor<fp32, [1, 3, 4, 4]> r = relu(x = c)[name = string("r")];
+            tensor<fp32, [4, 5]> m = matmul(x = a, y = b, transpose_x = bool(false), transpose_y = bool(false))[name = string("m")];
+            tensor<fp32, [4, 5]> s = add(x = m, y = fp32(1))[name = string("s")];
+        } -> (r, s);
+}
+"#,
+        );
+        let plan = plan_function(&p.functions["main"]).unwrap();
+        assert_eq!(plan.inputs.len(), 3);
+        assert_eq!(plan.inputs[0].shape, [1, 2, 4, 4]);
+        assert_eq!(plan.nodes.len(), 4);
+        match &plan.nodes[0].op {
+            GraphOp::Conv2d {
+                strides,
+                groups,
+                same,
+                pad,
+                ..
+            } => {
+                assert_eq!(*strides, [1, 1]);
+                assert_eq!(*groups, 1);
+                assert!(!same);
+                assert_eq!(*pad, [0; 4]);
+            }
+            other => panic!("{other:?}"),
+        }
+        match &plan.nodes[0].operands[1] {
+            Operand::Const(c) => {
+                assert_eq!(c.shape, [3, 2, 1, 1]);
+                assert_eq!(c.bytes.len(), 6 * 4);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(plan.nodes[1].op, GraphOp::Unary(UnaryOp::Relu));
+        assert_eq!(plan.nodes[1].operands, [Operand::Node(0)]);
+        assert_eq!(
+            plan.nodes[2].op,
+            GraphOp::MatMul {
+                transpose_x: false,
+                transpose_y: false
+            }
+        );
+        assert_eq!(plan.nodes[3].op, GraphOp::Binary(BinaryOp::Add));
+        assert!(matches!(&plan.nodes[3].operands[1], Operand::Const(c) if c.shape.is_empty()));
+        assert_eq!(plan.outputs, [("r".to_string(), 1), ("s".to_string(), 3)]);
+        let summary = op_summary(&plan);
+        assert_eq!(summary["conv"], 1);
+        assert_eq!(summary["matmul"], 1);
+    }
+
+    #[test]
+    fn unsupported_ops_are_named() {
+        let p = program(
+            r#"program(1.3)
+{
+    func main<ios18>(tensor<fp32, [4]> x) {
+            tensor<fp32, [4]> y = sin(x = x)[name = string("the_sin")];
+        } -> (y);
+}
+"#,
+        );
+        let e = plan_function(&p.functions["main"]).unwrap_err();
+        assert_eq!(e.op, "the_sin");
+        assert_eq!(e.op_type, "sin");
+        assert!(e.reason.contains("not on the GPU path"));
+    }
+
+    #[test]
+    fn flexible_inputs_and_constant_outputs_are_refused() {
+        let p = program(
+            r#"program(1.3)
+{
+    func main<ios18>(tensor<fp32, [1, ?]> x) {
+            tensor<fp32, [1, ?]> y = relu(x = x)[name = string("y")];
+        } -> (y);
+}
+"#,
+        );
+        let e = plan_function(&p.functions["main"]).unwrap_err();
+        assert!(e.reason.contains("flexible"), "{e}");
+        let p = program(
+            r#"program(1.3)
+{
+    func main<ios18>(tensor<fp32, [2]> x) {
+            tensor<fp32, [2]> y = const()[name = string("y"), val = tensor<fp32, [2]>([1, 2])];
+        } -> (y);
+}
+"#,
+        );
+        let e = plan_function(&p.functions["main"]).unwrap_err();
+        assert_eq!(e.op_type, "output");
+    }
+
+    #[test]
+    fn linear_and_custom_padding() {
+        let p = program(
+            r#"program(1.3)
+{
+    func main<ios18>(tensor<fp16, [1, 1, 5, 5]> x, tensor<fp16, [2, 3]> v) {
+            tensor<fp16, [1, 1, 3, 3]> w = const()[name = string("w"), val = tensor<fp16, [1, 1, 3, 3]>([[[[1, 1, 1], [1, 1, 1], [1, 1, 1]]]])];
+            tensor<fp16, [1, 1, 3, 3]> c = conv(x = x, weight = w, pad_type = string("custom"), pad = tensor<int32, [4]>([0, 0, 1, 1]), strides = tensor<int32, [2]>([2, 2]), groups = int32(1))[name = string("c")];
+            tensor<fp16, [4, 3]> lw = const()[name = string("lw"), val = tensor<fp16, [4, 3]>([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]])];
+            tensor<fp16, [2, 4]> l = linear(x = v, weight = lw)[name = string("l")];
+        } -> (c, l);
+}
+"#,
+        );
+        let plan = plan_function(&p.functions["main"]).unwrap();
+        match &plan.nodes[0].op {
+            GraphOp::Conv2d { pad, strides, .. } => {
+                assert_eq!(*pad, [0, 0, 1, 1]);
+                assert_eq!(*strides, [2, 2]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(plan.nodes[1].op, GraphOp::Linear);
+        assert_eq!(plan.nodes[1].operands.len(), 2);
+        assert!(
+            matches!(&plan.nodes[1].operands[1], Operand::Const(c) if c.dtype == DataType::Fp16 && c.bytes.len() == 24)
+        );
+    }
+}
