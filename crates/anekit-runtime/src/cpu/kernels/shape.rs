@@ -159,6 +159,23 @@ pub(crate) use with_elem;
 
 /// A standard-layout (row-major, contiguous) copy of a view.
 pub fn owned<T: Clone>(v: ArrayViewD<'_, T>) -> ArrayD<T> {
+    if v.is_standard_layout() {
+        return v.to_owned();
+    }
+    // Rows that are contiguous (slices along other axes, splits): copy them whole.
+    let nd = v.ndim();
+    if nd >= 2 && v.strides().last() == Some(&1) {
+        let mut out = Vec::with_capacity(v.len());
+        for lane in v.lanes(Axis(nd - 1)) {
+            match lane.as_slice() {
+                Some(s) => out.extend_from_slice(s),
+                None => out.extend(lane.iter().cloned()),
+            }
+        }
+        if let Ok(a) = ArrayD::from_shape_vec(v.raw_dim(), out) {
+            return a;
+        }
+    }
     v.as_standard_layout().into_owned()
 }
 
