@@ -89,6 +89,7 @@ pub struct Prepared<'a> {
     /// Per-op cost facts.
     pub costs: Vec<OpCost>,
     hits: HashMap<String, Vec<Vec<Hit>>>,
+    base_hits: Option<Vec<Vec<Hit>>>,
 }
 
 impl<'a> Prepared<'a> {
@@ -115,25 +116,55 @@ impl<'a> Prepared<'a> {
             graph,
             costs,
             hits: HashMap::new(),
+            base_hits: None,
         })
     }
 
-    /// The rule hits of every op on the generation of `chip` (computed once per generation).
+    /// The rule hits of every op on the generation of `chip` (the generation-independent
+    /// rules run once per model, the others once per generation).
     pub fn hits(&mut self, catalog: &Catalog, chip: &Chip) -> Result<&Vec<Vec<Hit>>> {
         let generation = catalog
             .generation_of(chip)
             .ok_or_else(|| PlanError::Catalog(format!("no generation for {}", chip.name)))?;
         if !self.hits.contains_key(&generation.name) {
+            if self.base_hits.is_none() {
+                let base: Vec<Vec<Hit>> = self
+                    .graph
+                    .nodes
+                    .iter()
+                    .map(|node| {
+                        rules::check_some(
+                            &Ctx {
+                                graph: &self.graph,
+                                node,
+                                generation,
+                            },
+                            |id| !rules::PER_GENERATION.contains(&id),
+                        )
+                    })
+                    .collect();
+                self.base_hits = Some(base);
+            }
+            let base = self.base_hits.as_ref().map(Vec::as_slice).unwrap_or(&[]);
             let h: Vec<Vec<Hit>> = self
                 .graph
                 .nodes
                 .iter()
-                .map(|node| {
-                    rules::check(&Ctx {
-                        graph: &self.graph,
-                        node,
-                        generation,
-                    })
+                .enumerate()
+                .map(|(i, node)| {
+                    let extra = rules::check_some(
+                        &Ctx {
+                            graph: &self.graph,
+                            node,
+                            generation,
+                        },
+                        |id| rules::PER_GENERATION.contains(&id),
+                    );
+                    let mut all: Vec<Hit> = base.get(i).cloned().unwrap_or_default();
+                    all.extend(extra);
+                    // keep the rule order of RULES
+                    all.sort_by_key(|h| rules::RULES.iter().position(|r| r.info.id == h.rule));
+                    all
                 })
                 .collect();
             self.hits.insert(generation.name.clone(), h);
@@ -145,17 +176,21 @@ impl<'a> Prepared<'a> {
 
     /// Place the model on `chip` for `units`.
     pub fn plan(&mut self, catalog: &Catalog, chip: &Chip, units: ComputeUnits) -> Result<Plan> {
-        let hits = self.hits(catalog, chip)?.clone();
+        self.hits(catalog, chip)?;
         let generation = catalog
             .generation_of(chip)
             .ok_or_else(|| PlanError::Catalog(format!("no generation for {}", chip.name)))?;
+        let hits = self
+            .hits
+            .get(&generation.name)
+            .ok_or_else(|| PlanError::Catalog("rule cache".into()))?;
         let target = Target {
             chip,
             generation,
             perf: catalog.perf(chip),
             catalog,
         };
-        Ok(place(&self.graph, &hits, &self.costs, &target, units))
+        Ok(place(&self.graph, hits, &self.costs, &target, units))
     }
 }
 

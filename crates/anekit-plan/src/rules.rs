@@ -335,13 +335,27 @@ pub fn rule_info(id: &str) -> Option<&'static RuleInfo> {
     RULES.iter().map(|r| &r.info).find(|r| r.id == id)
 }
 
+/// Rules whose answer depends on the Neural Engine generation.
+pub const PER_GENERATION: &[&str] = &[
+    "generation-floor",
+    "axis-extent",
+    "conv-kernel-width",
+    "int8-activations",
+];
+
 /// Run every rule on one op; returns the hits in rule order. Constants never hit.
 pub fn check(ctx: &Ctx<'_, '_>) -> Vec<Hit> {
+    check_some(ctx, |_| true)
+}
+
+/// Run the rules `select` accepts (by id) on one op, in rule order.
+pub fn check_some(ctx: &Ctx<'_, '_>, select: impl Fn(&str) -> bool) -> Vec<Hit> {
     if ctx.node.constant {
         return Vec::new();
     }
     RULES
         .iter()
+        .filter(|r| select(r.info.id))
         .filter_map(|r| {
             (r.check)(ctx).map(|reason| Hit {
                 rule: r.info.id,
