@@ -3,6 +3,7 @@
 //! Prints a table (min / median of N runs); no assertions.
 //!
 //! Run: `cargo bench -p anekit-plan --bench analyze`
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

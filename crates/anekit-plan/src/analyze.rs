@@ -145,7 +145,7 @@ impl<'a> Prepared<'a> {
                     .collect();
                 self.base_hits = Some(base);
             }
-            let base = self.base_hits.as_ref().map(Vec::as_slice).unwrap_or(&[]);
+            let base = self.base_hits.as_deref().unwrap_or(&[]);
             let h: Vec<Vec<Hit>> = self
                 .graph
                 .nodes

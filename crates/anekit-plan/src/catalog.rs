@@ -385,7 +385,7 @@ fn normalize(s: &str) -> String {
 /// The key a source string starts with (`HOL`, `derived`, …).
 pub fn source_key(source: &str) -> &str {
     let end = source
-        .find(|c: char| matches!(c, ' ' | ':' | ';' | '(' | ',' | '/'))
+        .find([' ', ':', ';', '(', ',', '/'])
         .unwrap_or(source.len());
     &source[..end]
 }

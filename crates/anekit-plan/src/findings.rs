@@ -453,6 +453,6 @@ pub fn findings(
         );
     }
 
-    b.out.sort_by(|a, b| b.severity.cmp(&a.severity));
+    b.out.sort_by_key(|f| std::cmp::Reverse(f.severity));
     b.out
 }

@@ -251,11 +251,11 @@ fn segments(g: &Graph<'_>, ops: &[OpPlace]) -> Vec<(Unit, Vec<usize>)> {
             continue;
         }
         // Ops inside control flow belong to their enclosing op's segment.
-        if g.nodes.get(i).is_some_and(|n| n.depth > 0) {
-            if let Some(last) = out.last_mut() {
-                last.1.push(i);
-                continue;
-            }
+        if g.nodes.get(i).is_some_and(|n| n.depth > 0)
+            && let Some(last) = out.last_mut()
+        {
+            last.1.push(i);
+            continue;
         }
         match out.last_mut() {
             Some(last) if last.0 == o.unit => last.1.push(i),

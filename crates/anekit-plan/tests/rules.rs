@@ -414,9 +414,7 @@ fn batch_to_space_indivisible() {
         program(
             "ios17",
             &format!("tensor<fp16, [{n}, 4, 8, 8]> x"),
-            &format!(
-                "    tensor<fp16, [1, 4, 16, 16]> y = batch_to_space(x = x, block_shape = tensor<int32, [2]>([2, 2]), crops = tensor<int32, [2, 2]>([[0, 0], [0, 0]]))[name = string(\"y\")];"
-            ),
+            "    tensor<fp16, [1, 4, 16, 16]> y = batch_to_space(x = x, block_shape = tensor<int32, [2]>([2, 2]), crops = tensor<int32, [2, 2]>([[0, 0], [0, 0]]))[name = string(\"y\")];",
             "y",
         )
     };
