@@ -201,6 +201,17 @@ fn resize_axis(x: &ArrayD<f32>, axis: usize, taps: &[Tap]) -> Result<ArrayD<f32>
     if plane_out > 0 {
         let body = |(o, dst): (usize, &mut [f32])| {
             let src = &xs[o * plane_in..(o + 1) * plane_in];
+            if inner == 1 {
+                for (t, r) in taps.iter().zip(dst.iter_mut()) {
+                    let p = src[t.i0];
+                    *r = if t.w == 0.0 {
+                        p
+                    } else {
+                        p + (src[t.i1] - p) * t.w
+                    };
+                }
+                return;
+            }
             for (t, row) in taps.iter().zip(dst.chunks_exact_mut(inner)) {
                 let a = &src[t.i0 * inner..(t.i0 + 1) * inner];
                 if t.w == 0.0 {
@@ -215,7 +226,15 @@ fn resize_axis(x: &ArrayD<f32>, axis: usize, taps: &[Tap]) -> Result<ArrayD<f32>
             }
         };
         if out_len >= PAR_MIN && outer > 1 {
-            out.par_chunks_mut(plane_out).enumerate().for_each(body);
+            // Tasks of about PAR_MIN output elements.
+            let per = (PAR_MIN / plane_out).max(1);
+            out.par_chunks_mut(plane_out * per)
+                .enumerate()
+                .for_each(|(t, chunk)| {
+                    for (k, dst) in chunk.chunks_mut(plane_out).enumerate() {
+                        body((t * per + k, dst));
+                    }
+                });
         } else {
             out.chunks_mut(plane_out).enumerate().for_each(body);
         }
@@ -223,21 +242,65 @@ fn resize_axis(x: &ArrayD<f32>, axis: usize, taps: &[Tap]) -> Result<ArrayD<f32>
     ArrayD::from_shape_vec(IxDyn(&out_shape), out).map_err(|e| e.to_string())
 }
 
-/// Resample the last two axes.
+/// Resample the last two axes in one pass: each output row interpolates between two input
+/// rows (`th`), each of them between two columns (`tw`).
 fn resize_hw(x: &ArrayD<f32>, th: &[Tap], tw: &[Tap]) -> Result<ArrayD<f32>, String> {
     let r = x.ndim();
     if r < 2 {
         return Err(format!("x must have rank >= 2, got shape {:?}", x.shape()));
     }
-    // Width first when it shrinks the data more.
-    let (h_in, w_in) = (x.shape()[r - 2], x.shape()[r - 1]);
-    if tw.len() * h_in <= th.len() * w_in {
-        let y = resize_axis(x, r - 1, tw)?;
-        resize_axis(&y, r - 2, th)
-    } else {
-        let y = resize_axis(x, r - 2, th)?;
-        resize_axis(&y, r - 1, tw)
+    let (h, w) = (x.shape()[r - 2], x.shape()[r - 1]);
+    let (oh, ow) = (th.len(), tw.len());
+    if (h == 0 || w == 0) && oh * ow > 0 {
+        return Err(format!(
+            "cannot resize an empty image (shape {:?})",
+            x.shape()
+        ));
     }
+    let mut out_shape = x.shape().to_vec();
+    out_shape[r - 2] = oh;
+    out_shape[r - 1] = ow;
+    let out_len = checked_product(&out_shape, "the output")?;
+    let mut out = try_zeros::<f32>(out_len)?;
+    let plane_out = oh * ow;
+    if plane_out > 0 {
+        let xs = super::linalg::contiguous(x);
+        let plane_in = h * w;
+        let body = |(p, dst): (usize, &mut [f32])| {
+            let src = &xs[p * plane_in..(p + 1) * plane_in];
+            let mut top = vec![0.0f32; ow];
+            let mut bot = vec![0.0f32; ow];
+            let horiz = |row: &[f32], buf: &mut [f32]| {
+                for (v, t) in buf.iter_mut().zip(tw) {
+                    let a = row[t.i0];
+                    *v = if t.w == 0.0 {
+                        a
+                    } else {
+                        a + (row[t.i1] - a) * t.w
+                    };
+                }
+            };
+            for (ty, d) in th.iter().zip(dst.chunks_exact_mut(ow)) {
+                horiz(&src[ty.i0 * w..(ty.i0 + 1) * w], &mut top);
+                if ty.w == 0.0 {
+                    d.copy_from_slice(&top);
+                } else {
+                    horiz(&src[ty.i1 * w..(ty.i1 + 1) * w], &mut bot);
+                    let wy = ty.w;
+                    for ((o, &a), &b) in d.iter_mut().zip(&top).zip(&bot) {
+                        *o = a + (b - a) * wy;
+                    }
+                }
+            }
+        };
+        let planes = out_len / plane_out;
+        if out_len >= PAR_MIN && planes > 1 {
+            out.par_chunks_mut(plane_out).enumerate().for_each(body);
+        } else {
+            out.chunks_mut(plane_out).enumerate().for_each(body);
+        }
+    }
+    ArrayD::from_shape_vec(IxDyn(&out_shape), out).map_err(|e| e.to_string())
 }
 
 /// Check that an output of `x`'s shape with the last two dimensions `oh × ow` can be
@@ -810,30 +873,42 @@ impl SampleCfg {
         }
     }
 
-    /// Sample plane `src` (`h × w`) at pixel position (`px`, `py`).
-    fn sample(&self, src: &[f32], h: usize, w: usize, px: f64, py: f64) -> f32 {
+    /// The taps of a sample at pixel position (`px`, `py`) of an `h × w` plane: up to four
+    /// (flat index, weight) pairs; index [`PAD`] reads the padding value.
+    fn taps(&self, h: usize, w: usize, px: f64, py: f64) -> [(usize, f32); 4] {
         let (px, py) = (self.fold(px, w), self.fold(py, h));
+        let none = (PAD, 0.0);
         if !(px.is_finite() && py.is_finite()) {
-            return self.pad_value;
+            return [(PAD, 1.0), none, none, none];
         }
-        let at = |r: i64, c: i64| -> f32 {
-            if r >= 0 && c >= 0 && (r as usize) < h && (c as usize) < w {
-                src[r as usize * w + c as usize]
+        let at = |r: f64, c: f64| -> usize {
+            if r >= 0.0 && c >= 0.0 && r < h as f64 && c < w as f64 {
+                r as usize * w + c as usize
             } else {
-                self.pad_value
+                PAD
             }
         };
         if self.nearest {
-            return at(py.round_ties_even() as i64, px.round_ties_even() as i64);
+            return [
+                (at(py.round_ties_even(), px.round_ties_even()), 1.0),
+                none,
+                none,
+                none,
+            ];
         }
         let (x0, y0) = (px.floor(), py.floor());
         let (fx, fy) = ((px - x0) as f32, (py - y0) as f32);
-        let (x0, y0) = (x0 as i64, y0 as i64);
-        let top = at(y0, x0) * (1.0 - fx) + at(y0, x0 + 1) * fx;
-        let bot = at(y0 + 1, x0) * (1.0 - fx) + at(y0 + 1, x0 + 1) * fx;
-        top * (1.0 - fy) + bot * fy
+        [
+            (at(y0, x0), (1.0 - fx) * (1.0 - fy)),
+            (at(y0, x0 + 1.0), fx * (1.0 - fy)),
+            (at(y0 + 1.0, x0), (1.0 - fx) * fy),
+            (at(y0 + 1.0, x0 + 1.0), fx * fy),
+        ]
     }
 }
+
+/// The tap index that reads the padding value.
+const PAD: usize = usize::MAX;
 
 /// Reflect `p` into `[lo, hi]` (period `2·(hi − lo)`).
 fn reflect(p: f64, lo: f64, hi: f64) -> f64 {
@@ -938,24 +1013,32 @@ fn grid_sample(
     let mut out = try_zeros::<f32>(total)?;
     let xs = super::linalg::contiguous(x);
     let plane_out = oh * ow;
-    if plane_out > 0 && h * w > 0 {
-        let body = |(p, dst): (usize, &mut [f32])| {
-            let n = p / c.max(1);
-            let src = &xs[p * h * w..(p + 1) * h * w];
-            for i in 0..oh {
-                for j in 0..ow {
-                    let (px, py) = pos(n, i, j);
-                    dst[i * ow + j] = cfg.sample(src, h, w, px, py);
+    let plane_in = h * w;
+    if plane_out > 0 && c > 0 {
+        let pad = cfg.pad_value;
+        for n in 0..bn {
+            // The taps of each output pixel, shared by the image's channels.
+            let taps = try_collect(plane_out, |k| {
+                let (px, py) = pos(n, k / ow, k % ow);
+                cfg.taps(h, w, px, py)
+            })?;
+            let dst = &mut out[n * c * plane_out..(n + 1) * c * plane_out];
+            let body = |(ch, d): (usize, &mut [f32])| {
+                let src = &xs[(n * c + ch) * plane_in..(n * c + ch + 1) * plane_in];
+                for (o, t) in d.iter_mut().zip(&taps) {
+                    *o = t
+                        .iter()
+                        .filter(|t| t.1 != 0.0)
+                        .map(|&(i, wt)| wt * src.get(i).copied().unwrap_or(pad))
+                        .sum();
                 }
+            };
+            if total >= PAR_MIN {
+                dst.par_chunks_mut(plane_out).enumerate().for_each(body);
+            } else {
+                dst.chunks_mut(plane_out).enumerate().for_each(body);
             }
-        };
-        if total >= PAR_MIN {
-            out.par_chunks_mut(plane_out).enumerate().for_each(body);
-        } else {
-            out.chunks_mut(plane_out).enumerate().for_each(body);
         }
-    } else if plane_out > 0 {
-        out.iter_mut().for_each(|v| *v = cfg.pad_value);
     }
     Ok(vec![Value::F32(
         ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| e.to_string())?,

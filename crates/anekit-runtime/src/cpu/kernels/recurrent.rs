@@ -24,7 +24,10 @@
 //! - Activations: `tanh`, `scaled_tanh` (default α = β = 1, i.e. tanh), `sigmoid`,
 //!   `hard_sigmoid`/`sigmoid_hard` (α = 0.2, β = 0.5), `relu`, `linear`.
 
+use rayon::prelude::*;
+
 use super::linalg::{contiguous, gemm};
+use super::simd;
 use super::util::{const_bool, const_f32_opt, const_str, try_zeros};
 use super::{Args, Kernel, OpCtx, RunCtx, kernel};
 use crate::cpu::value::Value;
@@ -63,14 +66,29 @@ impl Act {
         })
     }
 
-    #[inline]
-    fn apply(self, x: f32) -> f32 {
+    /// Apply in place to every element (vectorised).
+    fn apply_slice(self, v: &mut [f32]) {
         match self {
-            Act::Tanh => x.tanh(),
-            Act::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-            Act::HardSigmoid => (0.2 * x + 0.5).clamp(0.0, 1.0),
-            Act::Relu => x.max(0.0),
-            Act::Linear => x,
+            Act::Tanh => simd::vectorize(
+                #[inline(always)]
+                || v.iter_mut().for_each(|x| *x = simd::tanh(*x)),
+            ),
+            Act::Sigmoid => simd::vectorize(
+                #[inline(always)]
+                || v.iter_mut().for_each(|x| *x = 1.0 / (1.0 + simd::exp(-*x))),
+            ),
+            Act::HardSigmoid => simd::vectorize(
+                #[inline(always)]
+                || {
+                    v.iter_mut()
+                        .for_each(|x| *x = (0.2 * *x + 0.5).clamp(0.0, 1.0))
+                },
+            ),
+            Act::Relu => simd::vectorize(
+                #[inline(always)]
+                || v.iter_mut().for_each(|x| *x = x.max(0.0)),
+            ),
+            Act::Linear => {}
         }
     }
 }
@@ -416,6 +434,50 @@ struct State {
     c: Vec<f32>,
 }
 
+/// `out[m×n] = a[m×k] · wᵀ` for a weight `w` stored `n×k` row-major, as one recurrent step
+/// needs it: for small `m` (the batch) each weight row is read once for all rows of `a`
+/// (dot products into `scratch`, then transposed), which beats a packed GEMM here.
+fn step_gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    w: &[f32],
+    out: &mut [f32],
+    scratch: &mut Vec<f32>,
+) {
+    if m == 1 || m > 16 {
+        gemm(m, n, k, a, false, w, true, out, false);
+        return;
+    }
+    scratch.clear();
+    scratch.resize(n * m, 0.0);
+    let run = |j0: usize, chunk: &mut [f32]| {
+        for (jj, o) in chunk.chunks_mut(m).enumerate() {
+            let j = j0 + jj;
+            let row = &w[j * k..(j + 1) * k];
+            for (b, v) in o.iter_mut().enumerate() {
+                *v = simd::dot(&a[b * k..(b + 1) * k], row);
+            }
+        }
+    };
+    let threads = rayon::current_num_threads();
+    if threads > 1 && m * n * k >= 1 << 18 {
+        let rows = n.div_ceil(threads * 4).max(16);
+        scratch
+            .par_chunks_mut(rows * m)
+            .enumerate()
+            .for_each(|(c, chunk)| run(c * rows, chunk));
+    } else {
+        run(0, scratch);
+    }
+    for (j, col) in scratch.chunks_exact(m).enumerate() {
+        for (b, &v) in col.iter().enumerate() {
+            out[b * n + j] = v;
+        }
+    }
+}
+
 /// Run one direction over the sequence, calling `emit(k, t, h)` after processing step `k`
 /// (input time `t`).
 #[allow(clippy::too_many_arguments)]
@@ -436,7 +498,18 @@ fn run_direction(
     let block = (XW_BLOCK / row.max(1)).clamp(1, s.max(1));
     let mut xw = Vec::new();
     let mut hw = vec![0.0f32; row];
-    let mut tmp = vec![0.0f32; b * h];
+    let mut sc = Scratch::default();
+    // The input projection is one large product: give it W_ihᵀ row-major (`[I, G·H]`), the
+    // layout the GEMM reads fastest, unless the sequence is a single row.
+    let wih_t: Option<Vec<f32>> = (s * b > 1).then(|| {
+        let mut t = vec![0.0f32; gh * input];
+        for (r, row) in w.wih.chunks_exact(input.max(1)).enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                t[c * gh + r] = v;
+            }
+        }
+        t
+    });
     let mut k = 0;
     let mut lo_hi: Vec<(usize, usize)> = (0..s)
         .step_by(block)
@@ -456,7 +529,10 @@ fn run_direction(
         let xin = x
             .get(lo * b * input..hi * b * input)
             .ok_or("x is shorter than its shape")?;
-        gemm(m, gh, input, xin, false, &w.wih, true, &mut xw, true);
+        match &wih_t {
+            Some(t) => gemm(m, gh, input, xin, false, t, false, &mut xw, true),
+            None => gemm(m, gh, input, xin, false, &w.wih, true, &mut xw, true),
+        }
         let ts: Vec<usize> = if reverse {
             (lo..hi).rev().collect()
         } else {
@@ -467,15 +543,15 @@ fn run_direction(
                 .get((t - lo) * row..(t - lo + 1) * row)
                 .ok_or("projection index out of range")?;
             // Hidden projection h · W_hhᵀ: [b, G·H].
-            gemm(b, gh, h, &st.h, false, &w.whh, true, &mut hw, false);
+            step_gemm(b, gh, h, &st.h, &w.whh, &mut hw, &mut sc.dots);
             match cfg.kind {
-                Kind::Lstm => lstm_step(cfg, xt, &hw, w.peephole.as_deref(), b, h, st),
+                Kind::Lstm => lstm_step(cfg, xt, &mut hw, w.peephole.as_deref(), b, h, st, &mut sc),
                 Kind::Rnn => {
-                    for (hv, (xv, rv)) in st.h.iter_mut().zip(xt.iter().zip(&hw)) {
-                        *hv = cfg.recurrent.apply(xv + rv);
-                    }
+                    add_assign(&mut hw, xt);
+                    cfg.recurrent.apply_slice(&mut hw);
+                    st.h.copy_from_slice(&hw);
                 }
-                Kind::Gru => gru_step(cfg, xt, &hw, w, b, h, st, &mut tmp),
+                Kind::Gru => gru_step(cfg, xt, &hw, w, b, h, st, &mut sc),
             }
             emit(k, t, &st.h);
             k += 1;
@@ -484,41 +560,101 @@ fn run_direction(
     Ok(())
 }
 
+/// Reused per-step buffers.
+#[derive(Default)]
+struct Scratch {
+    dots: Vec<f32>,
+    r: Vec<f32>,
+    z: Vec<f32>,
+    ho: Vec<f32>,
+    rh: Vec<f32>,
+    t: Vec<f32>,
+}
+
+/// `a[i] += b[i]`.
+fn add_assign(a: &mut [f32], b: &[f32]) {
+    simd::vectorize(
+        #[inline(always)]
+        || {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        },
+    );
+}
+
+/// `a[i] += b[i]·c[i]`.
+fn add_mul(a: &mut [f32], b: &[f32], c: &[f32]) {
+    simd::vectorize(
+        #[inline(always)]
+        || {
+            for ((x, y), z) in a.iter_mut().zip(b).zip(c) {
+                *x += y * z;
+            }
+        },
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
 fn lstm_step(
     cfg: &Config,
     xt: &[f32],
-    hw: &[f32],
+    hw: &mut [f32],
     peephole: Option<&[f32]>,
     b: usize,
     h: usize,
     st: &mut State,
+    sc: &mut Scratch,
 ) {
     let g = 4 * h;
-    let p = |i: usize| peephole.and_then(|p| p.get(i)).copied().unwrap_or(0.0);
+    add_assign(&mut hw[..b * g], &xt[..b * g]);
+    let (pi, pf, po) = match peephole {
+        Some(p) if p.len() == 3 * h => (Some(&p[..h]), Some(&p[h..2 * h]), Some(&p[2 * h..])),
+        _ => (None, None, None),
+    };
+    sc.t.resize(h, 0.0);
     for n in 0..b {
-        let (Some(xr), Some(hr)) = (xt.get(n * g..(n + 1) * g), hw.get(n * g..(n + 1) * g)) else {
-            continue;
-        };
-        let (Some(hs), Some(cs)) = (
-            st.h.get_mut(n * h..(n + 1) * h),
-            st.c.get_mut(n * h..(n + 1) * h),
-        ) else {
-            continue;
-        };
-        for j in 0..h {
-            let pre = |gate: usize| xr[gate * h + j] + hr[gate * h + j];
-            let c_prev = cs[j];
-            let i = cfg.recurrent.apply(pre(0) + c_prev * p(j));
-            let f = cfg.recurrent.apply(pre(1) + c_prev * p(h + j));
-            let z = cfg.cell.apply(pre(3));
-            let mut c = f * c_prev + i * z;
-            if let Some(clip) = cfg.clip {
-                c = c.clamp(-clip.abs(), clip.abs());
-            }
-            let o = cfg.recurrent.apply(pre(2) + c * p(2 * h + j));
-            cs[j] = c;
-            hs[j] = o * cfg.activation.apply(c);
+        let row = &mut hw[n * g..(n + 1) * g];
+        let (i, rest) = row.split_at_mut(h);
+        let (f, rest) = rest.split_at_mut(h);
+        let (o, z) = rest.split_at_mut(h);
+        let hs = &mut st.h[n * h..(n + 1) * h];
+        let cs = &mut st.c[n * h..(n + 1) * h];
+        if let (Some(pi), Some(pf)) = (pi, pf) {
+            add_mul(i, cs, pi);
+            add_mul(f, cs, pf);
         }
+        cfg.recurrent.apply_slice(i);
+        cfg.recurrent.apply_slice(f);
+        cfg.cell.apply_slice(z);
+        let clip = cfg.clip.map(f32::abs);
+        simd::vectorize(
+            #[inline(always)]
+            || {
+                for (((c, &fv), &iv), &zv) in cs.iter_mut().zip(&*f).zip(&*i).zip(&*z) {
+                    let v = fv * *c + iv * zv;
+                    *c = match clip {
+                        Some(k) => v.clamp(-k, k),
+                        None => v,
+                    };
+                }
+            },
+        );
+        if let Some(po) = po {
+            add_mul(o, cs, po);
+        }
+        cfg.recurrent.apply_slice(o);
+        let t = &mut sc.t[..h];
+        t.copy_from_slice(cs);
+        cfg.activation.apply_slice(t);
+        simd::vectorize(
+            #[inline(always)]
+            || {
+                for ((hv, &ov), &tv) in hs.iter_mut().zip(&*o).zip(&*t) {
+                    *hv = ov * tv;
+                }
+            },
+        );
     }
 }
 
@@ -531,47 +667,58 @@ fn gru_step(
     b: usize,
     h: usize,
     st: &mut State,
-    rh: &mut [f32],
+    sc: &mut Scratch,
 ) {
     let g = 3 * h;
-    // Reset and update gates (r: block 0, z: block 2).
-    let mut r = vec![0.0f32; b * h];
-    let mut z = vec![0.0f32; b * h];
-    for n in 0..b {
-        for j in 0..h {
-            let at = |blk: usize| n * g + blk * h + j;
-            let pre = |blk: usize| {
-                xt.get(at(blk)).copied().unwrap_or(0.0) + hw.get(at(blk)).copied().unwrap_or(0.0)
-            };
-            r[n * h + j] = cfg.recurrent.apply(pre(0));
-            z[n * h + j] = cfg.recurrent.apply(pre(2));
-        }
+    let bh = b * h;
+    for v in [&mut sc.r, &mut sc.z, &mut sc.ho, &mut sc.rh] {
+        v.clear();
+        v.resize(bh, 0.0);
     }
+    // Reset (block 0) and update (block 2) gates.
+    for n in 0..b {
+        let (x, hr) = (&xt[n * g..(n + 1) * g], &hw[n * g..(n + 1) * g]);
+        let r = &mut sc.r[n * h..(n + 1) * h];
+        r.copy_from_slice(&x[..h]);
+        add_assign(r, &hr[..h]);
+        let z = &mut sc.z[n * h..(n + 1) * h];
+        z.copy_from_slice(&x[2 * h..]);
+        add_assign(z, &hr[2 * h..]);
+    }
+    cfg.recurrent.apply_slice(&mut sc.r);
+    cfg.recurrent.apply_slice(&mut sc.z);
     // The output gate's hidden term: r ⊙ (R_o h + b_o), or R_o (r ⊙ h).
-    let mut ho = vec![0.0f32; b * h];
     if cfg.reset_after {
         for n in 0..b {
-            for j in 0..h {
-                let v = hw.get(n * g + h + j).copied().unwrap_or(0.0)
-                    + w.hbias_o.get(j).copied().unwrap_or(0.0);
-                ho[n * h + j] = r[n * h + j] * v;
+            let ho = &mut sc.ho[n * h..(n + 1) * h];
+            ho.copy_from_slice(&hw[n * g + h..n * g + 2 * h]);
+            if w.hbias_o.len() == h {
+                add_assign(ho, &w.hbias_o);
+            }
+            for (v, rv) in ho.iter_mut().zip(&sc.r[n * h..(n + 1) * h]) {
+                *v *= rv;
             }
         }
     } else {
-        for ((d, rv), hv) in rh.iter_mut().zip(&r).zip(&st.h) {
+        for ((d, rv), hv) in sc.rh.iter_mut().zip(&sc.r).zip(&st.h) {
             *d = rv * hv;
         }
-        let ro = w.whh.get(h * h..2 * h * h).unwrap_or(&[]);
-        gemm(b, h, h, rh, false, ro, true, &mut ho, false);
+        let ro = &w.whh[h * h..2 * h * h];
+        step_gemm(b, h, h, &sc.rh, ro, &mut sc.ho, &mut sc.dots);
     }
     for n in 0..b {
-        for j in 0..h {
-            let i = n * h + j;
-            let o = cfg
-                .activation
-                .apply(xt.get(n * g + h + j).copied().unwrap_or(0.0) + ho[i]);
-            let zi = z[i];
-            st.h[i] = (1.0 - zi) * o + zi * st.h[i];
-        }
+        add_assign(
+            &mut sc.ho[n * h..(n + 1) * h],
+            &xt[n * g + h..n * g + 2 * h],
+        );
     }
+    cfg.activation.apply_slice(&mut sc.ho);
+    simd::vectorize(
+        #[inline(always)]
+        || {
+            for ((hv, &o), &z) in st.h.iter_mut().zip(&sc.ho).zip(&sc.z) {
+                *hv = (1.0 - z) * o + z * *hv;
+            }
+        },
+    );
 }
