@@ -6,7 +6,8 @@
 //! ```
 //!
 //! Each case is warmed up, then timed at least 10 times and 0.3 s; the table shows the best
-//! time. `tests/data/bench_misc.py` times the same shapes in PyTorch for comparison.
+//! time. `benches/misc_torch.py` times the same shapes in PyTorch for comparison. The
+//! times include the executor's copy of the op's output (what a one-op model pays).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::BTreeMap;
