@@ -897,6 +897,68 @@ def quantization_cases(rng):
                           {"input": rt(x), "scale": f(scale), "output_dtype": s(qdt)}, [want], atol=0, rtol=0))
         cases.append(case(f"numpy_dequantize_symmetric_{qdt}", "dequantize", "iOS17",
                           {"input": rt(want, qdt), "scale": f(scale)}, [want.astype(np.float32) * scale]))
+    # conv_quantized: torch conv1d/conv2d with the dequantized weight W_q * scale + bias.
+    F = torch.nn.functional
+    for n, (nd, groups, pad_type, strides, dil, per_channel, nbits, lut) in enumerate([
+        (2, 1, "valid", [1, 1], [1, 1], False, 8, False),
+        (2, 1, "same", [2, 1], [1, 2], True, 8, False),
+        (2, 2, "custom", [1, 2], [1, 1], True, 4, False),
+        (1, 1, "valid", [2], [1], True, 8, False),
+        (2, 1, "valid", [1, 1], [1, 1], False, 3, True),
+    ]):
+        cin, cout, k = 4, 6, 3
+        spatial = (7, 9) if nd == 2 else (11,)
+        x = rng.standard_normal((2, cin) + spatial).astype(np.float32)
+        wq = rng.integers(0, 2 ** nbits, (cout, cin // groups) + (k,) * nd).astype(np.uint8)
+        nsc = cout if per_channel else 1
+        scale = (rng.random(nsc) * 0.05 + 0.01).astype(np.float32)
+        qbias = (rng.standard_normal(nsc) * 0.1).astype(np.float32)
+        if lut:
+            table = rng.standard_normal(2 ** nbits).astype(np.float32)
+            w = table[wq]
+        else:
+            bs = (cout,) + (1,) * (nd + 1)
+            w = wq.astype(np.float32) * np.broadcast_to(scale, (cout,)).reshape(bs) + np.broadcast_to(qbias, (cout,)).reshape(bs)
+        # The op's bias shares the weight's uint8 type domain; its values are used as they are
+        # (coremltools' NeuralNetwork lowering passes them on as the float bias).
+        bias = rng.integers(0, 4, cout).astype(np.uint8)
+        pad = [1, 0, 2, 1][: 2 * nd]
+        xt, wt = torch.from_numpy(x), torch.from_numpy(w.astype(np.float32))
+        if pad_type == "custom":
+            xt = F.pad(xt, [pad[2], pad[3], pad[0], pad[1]] if nd == 2 else [pad[0], pad[1]])
+            padding = 0
+        else:
+            padding = pad_type
+        conv = F.conv2d if nd == 2 else F.conv1d
+        if pad_type == "same" and any(st > 1 for st in strides):
+            # torch's padding="same" needs stride 1: pad as TensorFlow SAME does (extra after).
+            ins = x.shape[2:]
+            pads = []
+            for d in range(nd):
+                out = -(-ins[d] // strides[d])
+                eff = (k - 1) * dil[d] + 1
+                tot = max((out - 1) * strides[d] + eff - ins[d], 0)
+                pads.append((tot // 2, tot - tot // 2))
+            flat = [v for pr in reversed(pads) for v in pr]
+            xt = F.pad(xt, flat)
+            padding = 0
+        want = conv(xt, wt, torch.from_numpy(bias.astype(np.float32)), stride=strides, padding=padding, dilation=dil, groups=groups).numpy()
+        inputs = {
+            "x": rt(x),
+            "weight": lit(wq, "uint8"),
+            "bias": lit(bias, "uint8"),
+            "quantization_type": s("lut" if lut else "linear"),
+            "nbits": i(nbits),
+            "quant_scale": lit(table if lut else (scale if per_channel else scale.reshape(()))),
+            "quant_bias": lit(qbias if per_channel else qbias.reshape(())),
+            "pad_type": s(pad_type),
+            "strides": lit(np.array(strides, np.int32)),
+            "dilations": lit(np.array(dil, np.int32)),
+            "groups": i(groups),
+        }
+        if pad_type == "custom":
+            inputs["pad"] = lit(np.array(pad, np.int32))
+        cases.append(case(f"torch_conv_quantized_{n}", "conv_quantized", "iOS15", inputs, [want], atol=2e-5, rtol=1e-5))
     cases.append(case("quantize_zero_scale", "quantize", "iOS17",
                       {"input": rt(np.float32([1, 2])), "scale": f(0.0), "output_dtype": s("int8")}, [], error="scale"))
     cases.append(case("quantize_bad_vector", "quantize", "iOS17",

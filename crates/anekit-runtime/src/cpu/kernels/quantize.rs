@@ -9,19 +9,28 @@
 //! - `dequantize`: `(input − zero_point) · scale` in f32.
 //! - `scale` and `zero_point` (default 0) are scalars (per tensor) or vectors of
 //!   `input.shape[axis]` values (per axis; `axis` may be negative).
+//!
+//! And `conv_quantized` (iOS15, coremltools `ops/defs/iOS15/conv.py`, "experimental"): a
+//! `conv` whose uint8 `weight` holds quantized values, dequantized as the NeuralNetwork
+//! weight format defines it (`QuantizationParams` in NeuralNetwork.proto):
+//! `linear`: `W = W_q · quant_scale + quant_bias`, each a scalar or one value per output
+//! channel; `lut`: `W = table[W_q]` with the `2^nbits`-entry table in `quant_scale` (the op
+//! has no other place for it; coremltools' converters only emit `linear`). The convolution
+//! itself is the `conv` kernel's.
 
 use super::util::{axis as norm_axis, const_i64, const_str};
 use super::{Args, Kernel, OpCtx, RunCtx, kernel};
 use crate::cpu::value::Value;
 
 /// Op types of this family.
-pub const OPS: &[&str] = &["dequantize", "quantize"];
+pub const OPS: &[&str] = &["conv_quantized", "dequantize", "quantize"];
 
 /// Build a kernel of this family.
 pub fn build(ctx: &mut OpCtx<'_>) -> Option<Result<Box<dyn Kernel>, String>> {
     let k = match ctx.op_type() {
         "quantize" => quantize(ctx),
         "dequantize" => dequantize(ctx),
+        "conv_quantized" => conv_quantized(ctx),
         _ => return None,
     };
     Some(k)
@@ -150,6 +159,146 @@ fn dequantize(ctx: &OpCtx<'_>) -> Result<Box<dyn Kernel>, String> {
             .collect();
         Ok(vec![Value::F32(
             ndarray::ArrayD::from_shape_vec(x.raw_dim(), out).map_err(|e| e.to_string())?,
+        )])
+    }))
+}
+
+/// Dequantize `conv_quantized` weights (`c_out` output channels, first axis).
+fn dequantize_weight(
+    lut: bool,
+    nbits: i64,
+    wq: &Value,
+    scale: &Value,
+    bias: Option<&Value>,
+) -> Result<ndarray::ArrayD<f32>, String> {
+    let q = wq.to_i64s().map_err(|e| format!("weight: {e}"))?;
+    let shape = wq.shape().to_vec();
+    let c_out = shape.first().copied().unwrap_or(0);
+    let levels = 1i64 << nbits.clamp(1, 8);
+    if let Some(v) = q.iter().find(|&&v| !(0..levels).contains(&v)) {
+        return Err(format!(
+            "weight value {v} is outside [0, {levels}) for nbits {nbits}"
+        ));
+    }
+    let s = scale.to_f32s().map_err(|e| format!("quant_scale: {e}"))?;
+    let per_channel = |v: &[f32], name: &str| -> Result<(), String> {
+        if v.len() == 1 || v.len() == c_out {
+            Ok(())
+        } else {
+            Err(format!(
+                "{name} has {} values; expected 1 or the {c_out} output channels",
+                v.len()
+            ))
+        }
+    };
+    let per = if c_out == 0 { 0 } else { q.len() / c_out };
+    let out: Vec<f32> = if lut {
+        if s.len() as i64 != levels {
+            return Err(format!(
+                "quant_scale (the lookup table) has {} entries; expected 2^nbits = {levels}",
+                s.len()
+            ));
+        }
+        q.iter().map(|&v| s[v as usize]).collect()
+    } else {
+        per_channel(&s, "quant_scale")?;
+        let b = match bias {
+            Some(b) => b.to_f32s().map_err(|e| format!("quant_bias: {e}"))?,
+            None => vec![0.0],
+        };
+        per_channel(&b, "quant_bias")?;
+        let at = |v: &[f32], i: usize| {
+            let c = if per == 0 { 0 } else { i / per };
+            if v.len() == 1 { v[0] } else { v[c] }
+        };
+        q.iter()
+            .enumerate()
+            .map(|(i, &v)| v as f32 * at(&s, i) + at(&b, i))
+            .collect()
+    };
+    ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), out).map_err(|e| e.to_string())
+}
+
+fn conv_quantized(ctx: &OpCtx<'_>) -> Result<Box<dyn Kernel>, String> {
+    use super::conv::{ConvParams, PadType, conv_forward, geometry};
+    let lut = match const_str(ctx, "quantization_type", "")?
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "linear" => false,
+        "lut" => true,
+        t => return Err(format!("quantization_type {t:?} is not linear or lut")),
+    };
+    let nbits = const_i64(ctx, "nbits", 8)?;
+    if !(1..=8).contains(&nbits) {
+        return Err(format!("nbits must be in 1..=8, got {nbits}"));
+    }
+    let list = |name: &str| -> Result<Option<Vec<i64>>, String> {
+        match ctx.constant(name) {
+            Some(v) => Ok(Some(v.to_i64s().map_err(|e| format!("{name}: {e}"))?)),
+            None if ctx.has(name) => Err(format!("{name} must be a constant")),
+            None => Ok(None),
+        }
+    };
+    let params = ConvParams {
+        strides: list("strides")?,
+        dilations: list("dilations")?,
+        pad: list("pad")?,
+        pad_type: PadType::parse(&const_str(ctx, "pad_type", "valid")?)?,
+        groups: const_i64(ctx, "groups", 1)?,
+        output_shape: None,
+    };
+    // Constant weights (the usual case) are dequantized once, here.
+    let pre = match (ctx.constant("weight"), ctx.constant("quant_scale")) {
+        (Some(w), Some(s)) => Some(dequantize_weight(
+            lut,
+            nbits,
+            w,
+            s,
+            ctx.constant("quant_bias"),
+        )?),
+        _ => None,
+    };
+    Ok(kernel(move |a: &Args<'_>, _: &mut RunCtx<'_>| {
+        let x = a.f32("x")?;
+        let owned;
+        let w = match &pre {
+            Some(w) => w,
+            None => {
+                owned = dequantize_weight(
+                    lut,
+                    nbits,
+                    a.req("weight")?,
+                    a.req("quant_scale")?,
+                    a.get("quant_bias"),
+                )?;
+                &owned
+            }
+        };
+        let g = geometry(x.shape(), w.shape(), &params, false)?;
+        let bias = match a.get("bias") {
+            Some(b) => {
+                let b = b.to_f32s().map_err(|e| format!("bias: {e}"))?;
+                if b.len() != g.c_out {
+                    return Err(format!(
+                        "bias has {} values for {} output channels",
+                        b.len(),
+                        g.c_out
+                    ));
+                }
+                Some(b)
+            }
+            None => None,
+        };
+        let out = conv_forward(
+            &super::linalg::contiguous(x),
+            &super::linalg::contiguous(w),
+            bias.as_deref(),
+            &g,
+        );
+        Ok(vec![Value::F32(
+            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&g.out_shape()), out)
+                .map_err(|e| e.to_string())?,
         )])
     }))
 }
