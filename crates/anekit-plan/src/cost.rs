@@ -9,7 +9,8 @@
 //! Time on a unit is a roofline: `max(flops / peak, bytes / bandwidth)` plus a per-op
 //! overhead (GPU, CPU). On the Neural Engine, weights always stream from DRAM; activations
 //! stay in the on-chip buffer when an op's working set fits (`TG`, `ANEINFER`) and are then
-//! charged at 4× the DRAM bandwidth (an assumption), otherwise at DRAM bandwidth.
+//! charged at a multiple of the DRAM bandwidth (catalog constant
+//! `ane_onchip_bandwidth_factor`, an assumption), otherwise at DRAM bandwidth.
 
 use anekit_mil::{DataType, TensorType};
 use serde::Serialize;
@@ -63,6 +64,9 @@ pub struct OpCost {
     pub weight_encoding: Option<String>,
     /// A pure data-movement op (reshape, transpose, concat, slice, …).
     pub data_movement: bool,
+    /// A unary activation applied to the only use of a conv/linear/matmul output: the Neural
+    /// Engine applies it on the way out of the producer, with no activation traffic of its own.
+    pub fused: bool,
 }
 
 /// Bytes per element on the Neural Engine (fp16, or 1 for 8-bit types).
@@ -132,6 +136,23 @@ const DATA_MOVEMENT: &[&str] = &[
     "sliding_windows",
 ];
 
+/// Activations the Neural Engine applies to a producer's output (`EILN-DOCS`: each core is a
+/// MADD array with an accumulator and post-processing).
+const FUSABLE: &[&str] = &[
+    "relu",
+    "relu6",
+    "gelu",
+    "sigmoid",
+    "sigmoid_hard",
+    "tanh",
+    "silu",
+    "leaky_relu",
+    "clip",
+    "elu",
+    "softplus",
+    "linear_activation",
+];
+
 /// FLOPs per output element of element-wise ops (transcendentals count more).
 fn elementwise_flops(op: &str) -> Option<f64> {
     Some(match op {
@@ -196,6 +217,26 @@ pub fn op_cost(g: &Graph<'_>, n: &Node<'_>) -> OpCost {
     }
     weights(g, n, &mut c);
     c.data_movement = DATA_MOVEMENT.contains(&op);
+    c.fused = FUSABLE.contains(&op)
+        && ins.len() == 1
+        && n.inputs.iter().any(|(_, v)| {
+            g.values
+                .get(v)
+                .and_then(|v| v.producer)
+                .and_then(|p| g.nodes.get(p))
+                .is_some_and(|p| {
+                    p.consumers.len() == 1
+                        && matches!(
+                            p.op.op_type.as_str(),
+                            "conv"
+                                | "conv_transpose"
+                                | "linear"
+                                | "matmul"
+                                | "einsum"
+                                | "batch_norm"
+                        )
+                })
+        });
     let out_elems: f64 = outs.first().map_or(0.0, |t| count(t));
     let shape = |p: &str| g.input_tensor(n, p).and_then(|t| t.fixed_shape());
     c.flops = match op {
@@ -408,11 +449,14 @@ pub fn ane_bytes(c: &OpCost, generation: &Generation) -> (f64, f64, bool) {
         c.weight_dense_bytes
     };
     let align = generation.last_axis_alignment_bytes.value;
-    let act: f64 = c
-        .activations
-        .iter()
-        .map(|(s, e)| padded_bytes(s, *e, align))
-        .sum();
+    let act: f64 = if c.fused {
+        0.0
+    } else {
+        c.activations
+            .iter()
+            .map(|(s, e)| padded_bytes(s, *e, align))
+            .sum()
+    };
     (w, act, act <= generation.sram_bytes.value as f64)
 }
 
@@ -446,7 +490,11 @@ pub fn op_time(
         Unit::Ane => {
             let (w, act, on_chip) = ane_bytes(c, generation);
             let bw = perf.ane_bandwidth_gbs * 1e3;
-            let act_bw = if on_chip { bw * 4.0 } else { bw };
+            let act_bw = if on_chip {
+                bw * k.ane_onchip_bandwidth_factor.value
+            } else {
+                bw
+            };
             let compute_us = c.flops / (perf.ane_tflops * 1e6);
             let memory_us = w / bw + act / act_bw;
             OpTime {

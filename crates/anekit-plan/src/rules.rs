@@ -692,3 +692,79 @@ fn check_dilated(c: &Ctx<'_, '_>) -> Option<String> {
     let d = c.graph.param_ints(c.node, "dilations")?;
     d.iter().any(|x| *x > 1).then(|| format!("dilations {d:?}"))
 }
+
+/// Op-specific conditions of the rules above, for the coverage table.
+const CONDITIONS: &[(&str, &str)] = &[
+    ("conv", "constant weight; kernel width ≤ 13 (≤ 15 from h16)"),
+    (
+        "conv_transpose",
+        "constant weight; kernel width ≤ 13 (≤ 15 from h16)",
+    ),
+    ("linear", "constant weight"),
+    ("matmul", "rank < 5"),
+    ("topk", "h14+; k not 3 or 4"),
+    ("local_response_norm", "size < 16"),
+    ("batch_to_space", "batch divisible by the block size"),
+    (
+        "scaled_dot_product_attention",
+        "attn_mask ignored on the direct path (note)",
+    ),
+    ("quantize", "int8 compute pays off from h16"),
+    ("dequantize", "int8 compute pays off from h16"),
+    ("cast", "fp16<->fp32 at a model input/output only"),
+    ("sin", "h15+"),
+    ("cos", "h15+"),
+    ("affine", "h14+"),
+    ("resample", "h14+"),
+];
+
+/// The `Neural Engine` column of `docs/op-coverage.md`: what the rules say about each op
+/// type, independent of shapes and dtypes (which the legend states).
+pub fn coverage_column() -> anekit_mil::ops::CoverageColumn {
+    use std::collections::BTreeMap;
+    let mut cells = BTreeMap::new();
+    for (op, _) in anekit_mil::ops::registry().iter() {
+        let cell = if op == "const" || op.starts_with("constexpr_") {
+            "compile time".to_string()
+        } else if matches!(
+            op,
+            "lstm" | "gru" | "rnn" | "cond" | "while_loop" | "make_list"
+        ) || op.starts_with("list_")
+            || matches!(op, "non_zero" | "non_maximum_suppression")
+        {
+            "CPU".to_string()
+        } else if NOT_IMPLEMENTED.contains(&op)
+            || matches!(
+                op,
+                "gather"
+                    | "gather_along_axis"
+                    | "gather_nd"
+                    | "scatter"
+                    | "scatter_along_axis"
+                    | "scatter_nd"
+                    | "slice_update"
+                    | "read_state"
+                    | "write_state"
+                    | "coreml_update_state"
+            )
+        {
+            "no".to_string()
+        } else if let Some((_, c)) = CONDITIONS.iter().find(|(o, _)| *o == op) {
+            format!("yes: {c}")
+        } else {
+            "yes".to_string()
+        };
+        cells.insert(op.to_string(), cell);
+    }
+    anekit_mil::ops::CoverageColumn {
+        header: "Neural Engine".into(),
+        legend: "what `anekit analyze` predicts for the op type (`anekit_plan::rules`, each rule \
+                 with its source): **yes** (with the op's own conditions), **no** (runs on the \
+                 GPU or CPU), **CPU** (CPU only), **compile time** (folded when Core ML compiles \
+                 the model). For every op: fp16 tensors only (fp32 and integer tensors keep an \
+                 op off the Neural Engine), rank ≤ 5, axes ≤ 16384 elements before h16 and \
+                 ≤ 65536 from h16, no range-flexible shapes."
+            .into(),
+        cells,
+    }
+}

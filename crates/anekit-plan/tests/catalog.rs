@@ -122,6 +122,9 @@ fn resolved_peaks_use_measurements_then_marketing() {
     assert!((perf("A15").ane_tflops - 15.8 * u).abs() < 1e-9);
     // A17 Pro: 35 int8-counted TOPS = 17.5 fp16.
     assert!((perf("A17 Pro").ane_tflops - 17.5 * u).abs() < 1e-9);
+    // One prediction uses one of an Ultra's two engines (whisper.cpp: the tiny encoder takes
+    // 30 ms on an M1 Pro and 29.4 ms on an M2 Ultra).
+    assert!((perf("M2 Ultra").ane_tflops - 31.6 / 2.0 * u).abs() < 1e-9);
     // M5 Max has no measurement and no marketed figure: the M5's (same generation).
     assert_eq!(perf("M5 Max").ane_tflops, perf("M5").ane_tflops);
     // Bandwidth: anemll-bench M1 61, M4 Pro 126 GB/s.

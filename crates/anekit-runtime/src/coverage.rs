@@ -40,5 +40,5 @@ pub fn cpu_column() -> CoverageColumn {
 
 /// The content of `docs/op-coverage.md`.
 pub fn op_coverage_markdown() -> String {
-    coverage_markdown_with(&[cpu_column()])
+    coverage_markdown_with(&[cpu_column(), anekit_plan::rules::coverage_column()])
 }
