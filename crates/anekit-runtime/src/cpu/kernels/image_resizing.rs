@@ -227,7 +227,7 @@ fn resize_axis(x: &ArrayD<f32>, axis: usize, taps: &[Tap]) -> Result<ArrayD<f32>
         };
         if out_len >= PAR_MIN && outer > 1 {
             // Tasks of about PAR_MIN output elements.
-            let per = (PAR_MIN / plane_out).max(1);
+            let per = PAR_MIN.checked_div(plane_out).unwrap_or(1).max(1);
             out.par_chunks_mut(plane_out * per)
                 .enumerate()
                 .for_each(|(t, chunk)| {
@@ -293,7 +293,7 @@ fn resize_hw(x: &ArrayD<f32>, th: &[Tap], tw: &[Tap]) -> Result<ArrayD<f32>, Str
                 }
             }
         };
-        let planes = out_len / plane_out;
+        let planes = out_len.checked_div(plane_out).unwrap_or(0);
         if out_len >= PAR_MIN && planes > 1 {
             out.par_chunks_mut(plane_out).enumerate().for_each(body);
         } else {

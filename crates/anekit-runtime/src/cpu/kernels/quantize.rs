@@ -191,7 +191,7 @@ fn dequantize_weight(
             ))
         }
     };
-    let per = if c_out == 0 { 0 } else { q.len() / c_out };
+    let per = q.len().checked_div(c_out).unwrap_or(0);
     let out: Vec<f32> = if lut {
         if s.len() as i64 != levels {
             return Err(format!(
@@ -208,7 +208,7 @@ fn dequantize_weight(
         };
         per_channel(&b, "quant_bias")?;
         let at = |v: &[f32], i: usize| {
-            let c = if per == 0 { 0 } else { i / per };
+            let c = i.checked_div(per).unwrap_or(0);
             if v.len() == 1 { v[0] } else { v[c] }
         };
         q.iter()
