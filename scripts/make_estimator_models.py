@@ -1,0 +1,474 @@
+#!/usr/bin/env python3
+"""Build the architectures behind published Core ML latencies, estimate them with
+`anekit analyze`, and write the comparison (estimate vs published, error per anchor).
+
+    scripts/setup-python.sh --with-torch
+    cargo build -p anekit-cli
+    .venv/bin/python scripts/make_estimator_models.py [--anekit target/debug/anekit] [--force]
+
+The models are built from their published architecture descriptions in PyTorch with random
+weights (latency does not depend on the weight values), converted by coremltools 9.0 to fp16
+ML Programs, and written to target/estimator-models/ (ignored by git; the FastViT-MA36 package
+alone is ~60 MB). Only the results are committed: docs/analyze-estimates.json and the table
+between the markers in docs/analyze.md.
+
+Architectures (inference form, i.e. after FastViT's structural reparameterisation):
+- distilbert_ane: DistilBERT-base (6 layers, d 768, 12 heads, FFN 3072, vocab 30522) written
+  the way apple/ml-ane-transformers writes it: (B, C, 1, S) layout, 1x1 convs, per-head
+  einsum attention (SPLIT_EINSUM), LayerNorm over channels; sequence 128; SST-2 head.
+- distilbert_linear: the same network in the usual (B, S, C) form with nn.Linear and batched
+  multi-head attention (the "baseline" of Apple's article).
+- fastvit_t8 / fastvit_ma36: apple/ml-fastvit at 256x256 (T8: layers 2-2-4-2, widths
+  48-96-192-384, MLP ratio 3, RepMixer everywhere; MA36: 6-6-18-6, 76-152-304-608, MLP ratio
+  4, attention and conditional positional encoding in the last stage), reparameterised.
+- whisper_tiny_encoder: openai/whisper AudioEncoder, tiny (d 384, 6 heads, 4 layers), 30 s
+  input (80 x 3000 mel frames).
+"""
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_v, "2")
+warnings.simplefilter("ignore")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import coremltools as ct  # noqa: E402
+
+logging.getLogger("coremltools").setLevel(logging.ERROR)
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+OUT = ROOT / "target" / "estimator-models"
+DOC = ROOT / "docs" / "analyze.md"
+JSON_OUT = ROOT / "docs" / "analyze-estimates.json"
+
+sys.path.insert(0, str(HERE))
+
+
+def _patch_coremltools_for_numpy24():
+    """As in scripts/make_fixtures.py: coremltools 9.0 converts aten::Int of a 1-element
+    constant with `int(x.val)`, which numpy 2.4 rejects for rank >= 1; use .item()."""
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.frontend.torch import ops as torch_ops
+
+    orig = torch_ops._cast
+
+    def _cast(context, node, dtype, dtype_name):
+        x = torch_ops._get_inputs(context, node, expected=1)[0]
+        if x.can_be_folded_to_const() and isinstance(x.val, np.ndarray) and x.val.size == 1:
+            context.add(mb.const(val=dtype(x.val.item()), name=node.name), node.name)
+            return
+        orig(context, node, dtype, dtype_name)
+
+    torch_ops._cast = _cast
+
+
+_patch_coremltools_for_numpy24()
+
+
+def log(msg):
+    print(f"make_estimator_models: {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------
+# DistilBERT, ANE form (apple/ml-ane-transformers) and linear form
+
+
+class LayerNormANE(nn.Module):
+    """LayerNorm over the channel axis of a (B, C, 1, S) tensor (ml-ane-transformers)."""
+
+    def __init__(self, c, eps=1e-7):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(c))
+        self.bias = nn.Parameter(torch.zeros(c))
+
+    def forward(self, x):
+        mean = x.mean(dim=1, keepdim=True)
+        zm = x - mean
+        denom = (zm.pow(2).mean(dim=1, keepdim=True) + self.eps).rsqrt()
+        out = zm * denom
+        return (out + self.bias.view(1, -1, 1, 1)) * self.weight.view(1, -1, 1, 1)
+
+
+class DistilBertANE(nn.Module):
+    def __init__(self, vocab=30522, d=768, heads=12, ffn=3072, layers=6, seq=128):
+        super().__init__()
+        self.d, self.h = d, heads
+        self.word = nn.Embedding(vocab, d)
+        self.pos = nn.Embedding(512, d)
+        self.register_buffer("pos_ids", torch.arange(seq).unsqueeze(0))
+        self.emb_ln = nn.LayerNorm(d, eps=1e-7)
+        self.layers = nn.ModuleList()
+        for _ in range(layers):
+            self.layers.append(
+                nn.ModuleDict(
+                    dict(
+                        q=nn.Conv2d(d, d, 1),
+                        k=nn.Conv2d(d, d, 1),
+                        v=nn.Conv2d(d, d, 1),
+                        o=nn.Conv2d(d, d, 1),
+                        ln1=LayerNormANE(d),
+                        f1=nn.Conv2d(d, ffn, 1),
+                        f2=nn.Conv2d(ffn, d, 1),
+                        ln2=LayerNormANE(d),
+                    )
+                )
+            )
+        self.pre = nn.Conv2d(d, d, 1)
+        self.cls = nn.Conv2d(d, 2, 1)
+
+    def forward(self, ids):
+        x = self.emb_ln(self.word(ids) + self.pos(self.pos_ids))  # (B, S, C)
+        x = x.transpose(1, 2).unsqueeze(2)  # (B, C, 1, S)
+        dh = self.d // self.h
+        scale = dh**-0.5
+        for L in self.layers:
+            q, k, v = L["q"](x), L["k"](x), L["v"](x)
+            mh_q = q.split(dh, dim=1)  # (B, dh, 1, S)
+            mh_k = k.transpose(1, 3).split(dh, dim=3)  # (B, S, 1, dh)
+            mh_v = v.split(dh, dim=1)
+            w = [torch.einsum("bchq,bkhc->bkhq", [qi, ki]) * scale for qi, ki in zip(mh_q, mh_k)]
+            w = [wi.softmax(dim=1) for wi in w]
+            a = [torch.einsum("bkhq,bchk->bchq", wi, vi) for wi, vi in zip(w, mh_v)]
+            a = torch.cat(a, dim=1)
+            x = L["ln1"](x + L["o"](a))
+            x = L["ln2"](x + L["f2"](F.gelu(L["f1"](x))))
+        cls = x[:, :, :, :1]
+        return self.cls(F.relu(self.pre(cls))).squeeze(3).squeeze(2)
+
+
+class DistilBertLinear(nn.Module):
+    def __init__(self, vocab=30522, d=768, heads=12, ffn=3072, layers=6, seq=128):
+        super().__init__()
+        self.d, self.h = d, heads
+        self.word = nn.Embedding(vocab, d)
+        self.pos = nn.Embedding(512, d)
+        self.register_buffer("pos_ids", torch.arange(seq).unsqueeze(0))
+        self.emb_ln = nn.LayerNorm(d, eps=1e-12)
+        self.layers = nn.ModuleList()
+        for _ in range(layers):
+            self.layers.append(
+                nn.ModuleDict(
+                    dict(
+                        q=nn.Linear(d, d),
+                        k=nn.Linear(d, d),
+                        v=nn.Linear(d, d),
+                        o=nn.Linear(d, d),
+                        ln1=nn.LayerNorm(d, eps=1e-12),
+                        f1=nn.Linear(d, ffn),
+                        f2=nn.Linear(ffn, d),
+                        ln2=nn.LayerNorm(d, eps=1e-12),
+                    )
+                )
+            )
+        self.pre = nn.Linear(d, d)
+        self.cls = nn.Linear(d, 2)
+
+    def forward(self, ids):
+        x = self.emb_ln(self.word(ids) + self.pos(self.pos_ids))
+        b, s, _ = x.shape
+        dh = self.d // self.h
+        for L in self.layers:
+            def heads(t):
+                return t.view(b, s, self.h, dh).transpose(1, 2)
+
+            q, k, v = heads(L["q"](x)), heads(L["k"](x)), heads(L["v"](x))
+            w = (q @ k.transpose(-1, -2)) * dh**-0.5
+            a = (w.softmax(-1) @ v).transpose(1, 2).reshape(b, s, self.d)
+            x = L["ln1"](x + L["o"](a))
+            x = L["ln2"](x + L["f2"](F.gelu(L["f1"](x))))
+        return self.cls(F.relu(self.pre(x[:, 0])))
+
+
+# --------------------------------------------------------------------------------------
+# FastViT (apple/ml-fastvit), reparameterised inference form
+
+
+def conv_act(cin, cout, k, s=1, groups=1):
+    return nn.Sequential(nn.Conv2d(cin, cout, k, s, k // 2, groups=groups), nn.GELU())
+
+
+class SE(nn.Module):
+    def __init__(self, c, r=0.0625):
+        super().__init__()
+        self.reduce = nn.Conv2d(c, int(c * r), 1)
+        self.expand = nn.Conv2d(int(c * r), c, 1)
+
+    def forward(self, x):
+        s = F.adaptive_avg_pool2d(x, 1)
+        return x * torch.sigmoid(self.expand(F.relu(self.reduce(s))))
+
+
+class ConvFFN(nn.Module):
+    def __init__(self, c, ratio):
+        super().__init__()
+        self.dw = nn.Conv2d(c, c, 7, 1, 3, groups=c)  # conv + BN folded
+        self.fc1 = nn.Conv2d(c, int(c * ratio), 1)
+        self.fc2 = nn.Conv2d(int(c * ratio), c, 1)
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(self.dw(x))))
+
+
+class RepMixerBlock(nn.Module):
+    def __init__(self, c, ratio):
+        super().__init__()
+        self.mixer = nn.Conv2d(c, c, 3, 1, 1, groups=c)  # RepMixer after reparameterisation
+        self.ffn = ConvFFN(c, ratio)
+
+    def forward(self, x):
+        x = self.mixer(x)
+        return x + self.ffn(x)  # layer scale folded into fc2
+
+
+class AttentionBlock(nn.Module):
+    def __init__(self, c, ratio, head_dim=32):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(c)
+        self.h = c // head_dim
+        self.qkv = nn.Linear(c, 3 * c, bias=False)
+        self.proj = nn.Linear(c, c)
+        self.ffn = ConvFFN(c, ratio)
+
+    def forward(self, x):
+        b, c, hh, ww = x.shape
+        n = hh * ww
+        t = self.norm(x).flatten(2).transpose(1, 2)  # (B, N, C)
+        qkv = self.qkv(t).reshape(b, n, 3, self.h, c // self.h).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        a = ((q * (c // self.h) ** -0.5) @ k.transpose(-2, -1)).softmax(-1)
+        t = self.proj((a @ v).transpose(1, 2).reshape(b, n, c))
+        x = x + t.transpose(1, 2).reshape(b, c, hh, ww)
+        return x + self.ffn(x)
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.lk = conv_act(cin, cout, 7, 2, groups=cin)  # ReparamLargeKernelConv
+        self.pw = conv_act(cout, cout, 1)  # MobileOneBlock 1x1
+
+    def forward(self, x):
+        return self.pw(self.lk(x))
+
+
+class FastViT(nn.Module):
+    def __init__(self, layers, dims, ratio, attention_last):
+        super().__init__()
+        c0 = dims[0]
+        self.stem = nn.Sequential(conv_act(3, c0, 3, 2), conv_act(c0, c0, 3, 2, groups=c0), conv_act(c0, c0, 1))
+        stages = []
+        for i, (n, c) in enumerate(zip(layers, dims)):
+            if i > 0:
+                stages.append(PatchEmbed(dims[i - 1], c))
+            last = i == len(layers) - 1
+            if last and attention_last:
+                stages.append(nn.Conv2d(c, c, 7, 1, 3, groups=c))  # RepCPE, reparameterised
+                stages.extend(AttentionBlock(c, ratio) for _ in range(n))
+            else:
+                stages.extend(RepMixerBlock(c, ratio) for _ in range(n))
+        self.stages = nn.Sequential(*stages)
+        c = dims[-1]
+        self.conv_exp = nn.Conv2d(c, 2 * c, 3, 1, 1, groups=c)
+        self.se = SE(2 * c)
+        self.head = nn.Linear(2 * c, 1000)
+
+    def forward(self, x):
+        x = self.stages(self.stem(x))
+        x = F.gelu(self.se(self.conv_exp(x)))
+        return self.head(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+# --------------------------------------------------------------------------------------
+# Whisper tiny encoder (openai/whisper AudioEncoder)
+
+
+class WhisperEncoder(nn.Module):
+    def __init__(self, mels=80, ctx=1500, d=384, heads=6, layers=4):
+        super().__init__()
+        self.h = heads
+        self.conv1 = nn.Conv1d(mels, d, 3, padding=1)
+        self.conv2 = nn.Conv1d(d, d, 3, stride=2, padding=1)
+        self.register_buffer("pos", torch.randn(ctx, d) * 0.02)
+        self.blocks = nn.ModuleList()
+        for _ in range(layers):
+            self.blocks.append(
+                nn.ModuleDict(
+                    dict(
+                        ln1=nn.LayerNorm(d),
+                        q=nn.Linear(d, d),
+                        k=nn.Linear(d, d, bias=False),
+                        v=nn.Linear(d, d),
+                        o=nn.Linear(d, d),
+                        ln2=nn.LayerNorm(d),
+                        f1=nn.Linear(d, 4 * d),
+                        f2=nn.Linear(4 * d, d),
+                    )
+                )
+            )
+        self.ln = nn.LayerNorm(d)
+
+    def forward(self, mel):
+        x = F.gelu(self.conv2(F.gelu(self.conv1(mel)))).permute(0, 2, 1) + self.pos
+        b, n, d = x.shape
+        dh = d // self.h
+        for B in self.blocks:
+            t = B["ln1"](x)
+
+            def heads(z):
+                return z.view(b, n, self.h, dh).permute(0, 2, 1, 3)
+
+            q = heads(B["q"](t)) * dh**-0.25
+            k = heads(B["k"](t)) * dh**-0.25
+            v = heads(B["v"](t))
+            a = ((q @ k.transpose(-1, -2)).softmax(-1) @ v).permute(0, 2, 1, 3).reshape(b, n, d)
+            x = x + B["o"](a)
+            x = x + B["f2"](F.gelu(B["f1"](B["ln2"](x))))
+        return self.ln(x)
+
+
+# --------------------------------------------------------------------------------------
+
+MODELS = {
+    "distilbert_ane": (lambda: DistilBertANE(), {"input_ids": ((1, 128), np.int32)}),
+    "distilbert_linear": (lambda: DistilBertLinear(), {"input_ids": ((1, 128), np.int32)}),
+    "fastvit_t8": (lambda: FastViT([2, 2, 4, 2], [48, 96, 192, 384], 3, False), {"image": ((1, 3, 256, 256), np.float32)}),
+    "fastvit_ma36": (lambda: FastViT([6, 6, 18, 6], [76, 152, 304, 608], 4, True), {"image": ((1, 3, 256, 256), np.float32)}),
+    "whisper_tiny_encoder": (lambda: WhisperEncoder(), {"mel": ((1, 80, 3000), np.float32)}),
+}
+
+# Published latencies: (model, device, chip, compute units, ms, source, note)
+ANCHORS = [
+    ("distilbert_ane", "iPhone 13", "A15", "all", 3.47, "machinelearning.apple.com/research/neural-engine-transformers (iOS 16, seq 128, batch 1)", "Apple's optimised model"),
+    ("distilbert_linear", "iPhone 13", "A15", "all", None, "same article: the optimised model is 'up to 10x faster' than this baseline", "no absolute number published"),
+    ("fastvit_t8", "iPhone 16 Pro", "A18 Pro", "all", 0.52, "developer.apple.com/machine-learning/models (FastViT-T8 F16, iOS 18.3)", ""),
+    ("fastvit_t8", "iPhone 12 Pro Max", "A14", "all", 0.79, "huggingface.co/apple/coreml-FastViT-T8 (iOS 17.5)", ""),
+    ("fastvit_t8", "MacBook Pro M3 Max", "M3 Max", "all", 0.62, "huggingface.co/apple/coreml-FastViT-T8 (macOS 14.4)", ""),
+    ("fastvit_ma36", "iPhone 12 Pro Max", "A14", "all", 4.50, "huggingface.co/apple/coreml-FastViT-MA36 (iOS 18.0)", ""),
+    ("fastvit_ma36", "MacBook Pro M3 Max", "M3 Max", "all", 2.99, "huggingface.co/apple/coreml-FastViT-MA36 (macOS 15.0)", ""),
+    ("whisper_tiny_encoder", "MacBook Pro M1 Pro", "M1 Pro", "all", 30.0, "github.com/ggml-org/whisper.cpp/pull/566 (Core ML encoder, 2023)", ""),
+    ("whisper_tiny_encoder", "Mac Studio M2 Ultra", "M2 Ultra", "all", 29.37, "github.com/ggml-org/whisper.cpp/pull/1716 (original Core ML model)", ""),
+]
+
+# Published model cost, for checking that the rebuilt architecture is the right size.
+PUBLISHED_GMAC = {"fastvit_t8": 0.7, "fastvit_ma36": 7.8, "distilbert_ane": 5.6, "distilbert_linear": 5.6, "whisper_tiny_encoder": 18.5}
+
+
+def build(name, force):
+    path = OUT / f"{name}.mlpackage"
+    if path.exists() and not force:
+        return path
+    make, inputs = MODELS[name]
+    torch.manual_seed(0)
+    model = make().eval()
+    example = tuple(
+        torch.randint(0, 1000, shape, dtype=torch.int32) if dt == np.int32 else torch.randn(shape)
+        for shape, dt in inputs.values()
+    )
+    with torch.no_grad():
+        traced = torch.jit.trace(model, example)
+    log(f"converting {name}")
+    ml = ct.convert(
+        traced,
+        inputs=[ct.TensorType(name=n, shape=s, dtype=dt) for n, (s, dt) in inputs.items()],
+        convert_to="mlprogram",
+        compute_precision=ct.precision.FLOAT16,
+        minimum_deployment_target=ct.target.iOS16,
+    )
+    OUT.mkdir(parents=True, exist_ok=True)
+    ml.save(str(path))
+    return path
+
+
+def analyze(anekit, path, chip, units):
+    out = subprocess.run(
+        [anekit, "analyze", str(path), "--chip", chip, "--compute-units", units, "--json", "--no-compare"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--anekit", default=str(ROOT / "target" / "debug" / "anekit"))
+    ap.add_argument("--force", action="store_true", help="rebuild the packages")
+    args = ap.parse_args()
+    rows = []
+    for model, device, chip, units, ms, source, note in ANCHORS:
+        path = build(model, args.force)
+        r = analyze(args.anekit, path, chip, units)
+        est = r["estimate"]["latency_ms"]
+        gflop = r["model"]["flops"] / 1e9
+        row = {
+            "model": model,
+            "device": device,
+            "chip": chip,
+            "compute_units": units,
+            "published_ms": ms,
+            "estimate_ms": round(est, 3),
+            "error_pct": None if ms is None else round(100.0 * (est - ms) / ms, 1),
+            "ane_fraction_ops": round(r["coverage"]["ane_fraction_ops"], 3),
+            "gflop": round(gflop, 2),
+            "published_gflop": 2 * PUBLISHED_GMAC.get(model, float("nan")),
+            "ane_ms": round(r["estimate"]["ane_ms"], 3),
+            "dispatch_ms": round(r["estimate"]["dispatch_ms"], 3),
+            "switch_ms": round(r["estimate"]["switch_ms"], 3),
+            "ane_memory_bound_fraction": round(r["estimate"]["ane_memory_bound_fraction"], 2),
+            "segments": len(r["segments"]),
+            "source": source,
+            "note": note,
+        }
+        rows.append(row)
+        log(f"{model} on {chip}: estimate {est:.3f} ms, published {ms}")
+    errors = [abs(r["error_pct"]) for r in rows if r["error_pct"] is not None]
+    summary = {
+        "anchors": len(errors),
+        "median_abs_error_pct": round(float(np.median(errors)), 1) if errors else None,
+        "max_abs_error_pct": round(max(errors), 1) if errors else None,
+        "within_2x": sum(1 for r in rows if r["published_ms"] and 0.5 <= r["estimate_ms"] / r["published_ms"] <= 2.0),
+    }
+    JSON_OUT.write_text(json.dumps({"generator": "scripts/make_estimator_models.py", "coremltools": ct.__version__, "torch": torch.__version__, "summary": summary, "rows": rows}, indent=2) + "\n")
+    table = [
+        "| model | device (chip) | published ms | estimate ms | error | NE ops | GFLOP (published) | NE memory-bound | segments |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        pub = "—" if r["published_ms"] is None else f"{r['published_ms']:.2f}"
+        err = "—" if r["error_pct"] is None else f"{r['error_pct']:+.0f}%"
+        table.append(
+            f"| {r['model']} | {r['device']} ({r['chip']}) | {pub} | {r['estimate_ms']:.2f} | {err} | "
+            f"{100 * r['ane_fraction_ops']:.0f}% | {r['gflop']:.1f} ({r['published_gflop']:.1f}) | "
+            f"{100 * r['ane_memory_bound_fraction']:.0f}% | {r['segments']} |"
+        )
+    table.append("")
+    table.append(
+        f"Median absolute error {summary['median_abs_error_pct']}%, largest {summary['max_abs_error_pct']}%, "
+        f"{summary['within_2x']} of {summary['anchors']} estimates within 2x of the published latency."
+    )
+    text = "\n".join(table)
+    print(text)
+    if DOC.exists():
+        doc = DOC.read_text()
+        a, b = "<!-- estimates:begin -->", "<!-- estimates:end -->"
+        if a in doc and b in doc:
+            head, rest = doc.split(a, 1)
+            _, tail = rest.split(b, 1)
+            DOC.write_text(f"{head}{a}\n{text}\n{b}{tail}")
+
+
+if __name__ == "__main__":
+    main()
