@@ -17,12 +17,14 @@
 //!   and `resize(NEAREST_NEIGHBOR)` take `floor((i + ½)·X/N)` (TensorFlow's
 //!   `half_pixel_centers=True`, which coremltools lowers to these ops and tests against;
 //!   coremltools' iOS17 `resize` test: 2 → 3 picks 0, 1, 1); with an `ALIGN_CORNERS` mode
-//!   `resize` rounds the align-corners grid instead.
+//!   `resize` rounds the align-corners grid instead (no coremltools test pins this down).
+//!   `resize` also takes int32 tensors: they are interpolated in f32 and rounded.
 //! - `crop_resize`: boxes in pixel coordinates (`normalized_coordinates` scales by `X−1`,
 //!   `spatial_scale` multiplies), each box's span `[a, e]` sampled like `[0, X−1]` by the
 //!   sampling mode (`ALIGN_CORNERS`: `a + i·(e−a)/(N−1)`, the box centre when `N = 1` — the
-//!   mode coremltools' converters emit, TensorFlow's `crop_and_resize`); a point outside the
-//!   image gives `pad_value` (0 before iOS16). iOS15/16 take `roi [N,1,4|5,1,1]` and return
+//!   mode coremltools' converters emit, TensorFlow's `crop_and_resize`; the other modes
+//!   apply the resize grids to the box, an anekit reading no Core ML number checks); a point
+//!   outside the image gives `pad_value` (0 before iOS16). iOS15/16 take `roi [N,1,4|5,1,1]` and return
 //!   `[N, B, C, h, w]` (`[N, 1, C, h, w]` for 5-element rois, whose first element is the
 //!   image index); iOS17 takes `boxes [N,4]` + `box_indices` and returns `[N, C, h, w]`.
 //! - `resample`/`affine`: coordinates `(x, y)` are mapped to pixels per `coordinates_mode`
