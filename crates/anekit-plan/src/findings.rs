@@ -324,6 +324,9 @@ pub fn findings(
         let Some(v) = g.param_value(n, param) else {
             continue;
         };
+        if v.tensor_type().and_then(|t| t.element_count()) != Some(1) {
+            continue;
+        }
         let Some(eps) = v.as_f32() else { continue };
         let fp16 = v
             .tensor_type()

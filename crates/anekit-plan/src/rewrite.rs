@@ -105,6 +105,9 @@ impl Pass for RaiseNormEpsilon {
                 let Some(v) = eps_value(op, &consts) else {
                     continue;
                 };
+                if v.tensor_type().and_then(|t| t.element_count()) != Some(1) {
+                    continue;
+                }
                 let (Some(eps), Some(t)) = (v.as_f32(), v.tensor_type()) else {
                     continue;
                 };
