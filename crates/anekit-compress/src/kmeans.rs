@@ -199,8 +199,25 @@ fn optimal_starts(values: &[f64], weights: &[f64], k: usize) -> Vec<usize> {
     for m in 1..k {
         let mut a = vec![0u32; n];
         cur.iter_mut().for_each(|c| *c = f64::INFINITY);
-        // Rows i in m..n; the last cluster starts at j in m..=i.
-        solve_layer(&p, &prev, &mut cur, &mut a, m, n - 1, m, n - 1);
+        // Rows i in m..n; the last cluster starts at j in m..=i. Row minima are monotone
+        // in i (the cost is Monge) and never left of the previous layer's (more clusters
+        // end later): divide and conquer within those bounds.
+        let base: Vec<f64> = (0..n)
+            .map(|j| {
+                if j == 0 {
+                    f64::INFINITY
+                } else {
+                    prev[j - 1] - p.q[j]
+                }
+            })
+            .collect();
+        let lower: &[u32] = arg.last().map_or(&[], |v| v.as_slice());
+        let layer = Layer {
+            p: &p,
+            base: &base,
+            lower,
+        };
+        layer.solve(&mut cur, &mut a, m, n - 1, m, n - 1);
         arg.push(a);
         std::mem::swap(&mut prev, &mut cur);
     }
@@ -215,8 +232,159 @@ fn optimal_starts(values: &[f64], weights: &[f64], k: usize) -> Vec<usize> {
     starts
 }
 
+/// One DP layer: `f(i, j) = base[j] + q[i+1] − (s[i+1] − s[j])² / (w[i+1] − w[j])`, where
+/// `base[j] = prev[j−1] − q[j]`.
+struct Layer<'a> {
+    p: &'a Prefix,
+    base: &'a [f64],
+    /// The previous layer's argmins (a lower bound per row), empty for the first layer.
+    lower: &'a [u32],
+}
+
+#[cfg(test)]
+static EVALS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Layer<'_> {
+    /// The best start for row `i` among `lb..=top` (rightmost on ties): `(value, j)`.
+    #[inline]
+    fn row_min(&self, i: usize, lb: usize, top: usize) -> (f64, usize) {
+        let p = self.p;
+        let (qi, si, wi) = (p.q[i + 1], p.s[i + 1], p.w[i + 1]);
+        let (mut best, mut best_j) = (f64::INFINITY, top);
+        if lb > top {
+            return (best, best_j);
+        }
+        // Scan j downwards from `top`. `v(j) < best` is tested without a division:
+        // (base[j] + q − best)·Δw < d² (Δw > 0). The last cluster's cost only grows as j
+        // falls and prev[j−1] ≥ prev[lb−1], so once cost(j, i) ≥ best − prev[lb−1] no
+        // smaller j can win.
+        let pmin = self.base[lb] + p.q[lb];
+        #[cfg(test)]
+        EVALS.fetch_add((top + 1 - lb) as u64, std::sync::atomic::Ordering::Relaxed);
+        for j in (lb..=top).rev() {
+            let d = si - p.s[j];
+            let dw = wi - p.w[j];
+            let d2 = d * d;
+            if (self.base[j] + qi - best) * dw < d2 {
+                best = self.base[j] + qi - d2 / dw;
+                best_j = j;
+            } else if (qi - p.q[j] - (best - pmin)) * dw >= d2 {
+                break;
+            }
+        }
+        (best, best_j)
+    }
+
+    /// Rows `lo..=hi` with their argmins in `jlo..=jhi`: monotone row minima found level by
+    /// level (divide and conquer without recursion): at stride `s` the rows between two
+    /// solved rows take those rows' argmins as bounds.
+    fn solve(
+        &self,
+        cur: &mut [f64],
+        arg: &mut [u32],
+        lo: usize,
+        hi: usize,
+        jlo: usize,
+        jhi: usize,
+    ) {
+        if lo > hi {
+            return;
+        }
+        let rows = hi - lo + 1;
+        let mut s = 1usize;
+        while s * 2 <= rows {
+            s *= 2;
+        }
+        loop {
+            let mut t = s - 1;
+            while t < rows {
+                let i = lo + t;
+                let left = if t >= s { arg[i - s] as usize } else { jlo };
+                let right = if t + s < rows {
+                    arg[i + s] as usize
+                } else {
+                    jhi
+                };
+                let lb = self.lower.get(i).map_or(left, |&l| (l as usize).max(left));
+                let (v, j) = self.row_min(i, lb, right.min(i));
+                cur[i] = v;
+                arg[i] = j as u32;
+                t += 2 * s;
+            }
+            if s == 1 {
+                break;
+            }
+            s /= 2;
+        }
+    }
+}
+
+/// Row minima (leftmost) of the totally monotone matrix `f` restricted to `rows` × `cols`
+/// (both increasing), written to `result[row]` (SMAWK: Aggarwal, Klawe, Moran, Shor,
+/// Wilber 1987). Kept as a reference for tests: slower here than bounded divide and conquer.
+#[cfg(test)]
+fn smawk(rows: &[usize], cols: &[usize], f: &impl Fn(usize, usize) -> f64, result: &mut [usize]) {
+    if rows.is_empty() {
+        return;
+    }
+    // REDUCE: keep at most |rows| columns that can hold a row minimum. `vals[s]` caches
+    // f(rows[s], stack[s]).
+    let mut stack: Vec<usize> = Vec::with_capacity(rows.len());
+    let mut vals: Vec<f64> = Vec::with_capacity(rows.len());
+    for &c in cols {
+        loop {
+            let s = stack.len();
+            if s == 0 {
+                break;
+            }
+            if f(rows[s - 1], c) < vals[s - 1] {
+                stack.pop();
+                vals.pop();
+            } else {
+                break;
+            }
+        }
+        if stack.len() < rows.len() {
+            vals.push(f(rows[stack.len()], c));
+            stack.push(c);
+        }
+    }
+    // Recurse on the odd rows.
+    let odd: Vec<usize> = rows.iter().skip(1).step_by(2).copied().collect();
+    smawk(&odd, &stack, f, result);
+    // INTERPOLATE the even rows between their neighbours' minima.
+    let mut start = 0usize;
+    let mut r = 0usize;
+    while r < rows.len() {
+        let row = rows[r];
+        let stop = if r + 1 < rows.len() {
+            let target = result[rows[r + 1]];
+            let mut p = start;
+            while p + 1 < stack.len() && stack[p] != target {
+                p += 1;
+            }
+            p
+        } else {
+            stack.len() - 1
+        };
+        let mut best = stack[start];
+        let mut bv = f(row, best);
+        for &c in &stack[start + 1..=stop] {
+            let v = f(row, c);
+            if v < bv {
+                bv = v;
+                best = c;
+            }
+        }
+        result[row] = best;
+        start = stop;
+        r += 2;
+    }
+}
+
 /// Divide and conquer over rows `lo..=hi` of layer `m`, with the optimal start known to be
-/// in `jlo..=jhi` (monotone row minima).
+/// in `jlo..=jhi` (monotone row minima). O(n log n); kept as the reference for SMAWK.
+#[cfg(test)]
 #[allow(clippy::too_many_arguments)]
 fn solve_layer(
     p: &Prefix,
@@ -496,6 +664,56 @@ mod tests {
         }
     }
 
+    /// The same DP with SMAWK and no cross-layer bound.
+    fn reference_cost(values: &[f64], weights: &[f64], k: usize) -> f64 {
+        let n = values.len();
+        let p = Prefix::new(values, weights);
+        let mut prev: Vec<f64> = (0..n).map(|i| p.cost(0, i)).collect();
+        for m in 1..k {
+            let f = |i: usize, j: usize| {
+                if j > i {
+                    f64::INFINITY
+                } else {
+                    prev[j - 1] + p.cost(j, i)
+                }
+            };
+            let rows: Vec<usize> = (m..n).collect();
+            let mut result = vec![0usize; n];
+            smawk(&rows, &rows, &f, &mut result);
+            let mut cur = vec![f64::INFINITY; n];
+            for i in m..n {
+                cur[i] = f(i, result[i]);
+            }
+            prev = cur;
+        }
+        prev[n - 1]
+    }
+
+    #[test]
+    fn bounded_divide_and_conquer_matches_smawk() {
+        let mut rng = SplitMix::new(11);
+        for trial in 0..20 {
+            let n = 200 + 37 * trial;
+            let mut v: Vec<f64> = (0..n)
+                .map(|_| ((0..6).map(|_| rng.next_f64()).sum::<f64>() - 3.0) * (1.0 + trial as f64))
+                .collect();
+            v.sort_by(f64::total_cmp);
+            v.dedup();
+            let w: Vec<f64> = (0..v.len())
+                .map(|_| 1.0 + (rng.next_u64() % 7) as f64)
+                .collect();
+            for k in [2, 3, 5, 16, 40] {
+                let c = cluster_1d(&v, &w, k);
+                let got = sse_1d(&v, &w, &c.centroids, &c.assignment);
+                let want = reference_cost(&v, &w, k);
+                assert!(
+                    (got - want).abs() <= 1e-9 * (1.0 + want),
+                    "n={n} k={k}: {got} vs {want}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn nearest_sorted_ties_go_low() {
         assert_eq!(
@@ -515,5 +733,52 @@ mod tests {
         let c = cluster_nd(&s, 2, 2, 2);
         assert!(c.inertia < 0.1);
         assert_ne!(c.assignment[0], c.assignment[1]);
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    #[test]
+    #[ignore = "timing, run with --release --ignored --nocapture"]
+    fn dp_timing() {
+        let mut rng = SplitMix::new(1);
+        for n_el in [16384usize, 65536] {
+            let mut v: Vec<f32> = (0..n_el)
+                .map(|_| {
+                    let u: f64 = (0..12).map(|_| rng.next_f64()).sum::<f64>() - 6.0;
+                    half::f16::from_f64(u * 0.02).to_f32()
+                })
+                .collect();
+            v.sort_by(f32::total_cmp);
+            let mut vals: Vec<f64> = Vec::new();
+            let mut w: Vec<f64> = Vec::new();
+            for x in v {
+                if vals.last() == Some(&f64::from(x)) {
+                    *w.last_mut().unwrap() += 1.0;
+                } else {
+                    vals.push(f64::from(x));
+                    w.push(1.0);
+                }
+            }
+            for k in [16usize, 256] {
+                let mut best = std::time::Duration::MAX;
+                let mut c = cluster_1d(&vals, &w, k);
+                for _ in 0..5 {
+                    let t = std::time::Instant::now();
+                    c = cluster_1d(&vals, &w, k);
+                    best = best.min(t.elapsed());
+                }
+                EVALS.store(0, std::sync::atomic::Ordering::Relaxed);
+                cluster_1d(&vals, &w, k);
+                eprintln!(
+                    "{n_el} elements, {} distinct, k {k}: {best:?} ({} clusters, {} evals)",
+                    vals.len(),
+                    c.centroids.len(),
+                    EVALS.load(std::sync::atomic::Ordering::Relaxed)
+                );
+            }
+        }
     }
 }
