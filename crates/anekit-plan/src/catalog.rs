@@ -91,6 +91,9 @@ pub struct Chip {
     pub ane_marketed_precision: Option<Fact<String>>,
     /// A measured fp16 peak, TFLOP/s, if someone published one.
     pub ane_fp16_tflops_measured: Option<Fact<f64>>,
+    /// A measured int8 (W8A8) peak, TOPS, if someone published one.
+    #[serde(default)]
+    pub ane_int8_tops_measured: Option<Fact<f64>>,
     /// DRAM bandwidth the Neural Engine reaches, GB/s, if measured.
     pub ane_bandwidth_gbs: Option<Fact<f64>>,
     /// Headline unified-memory bandwidth, GB/s.

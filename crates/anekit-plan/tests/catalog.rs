@@ -117,6 +117,10 @@ fn resolved_peaks_use_measurements_then_marketing() {
     let perf = |n: &str| cat().perf(cat().chip(n).unwrap());
     assert_eq!(perf("M4 Pro").ane_tflops, 12.57);
     assert_eq!(perf("M4 Max").ane_tflops, 10.93);
+    // M4 W8A8 35.1 TOPS vs fp16 18.6 (maderix).
+    let m4 = cat().chip("M4").unwrap();
+    assert_eq!(m4.ane_int8_tops_measured.as_ref().unwrap().value, 35.1);
+    assert_eq!(m4.ane_fp16_tflops_measured.as_ref().unwrap().value, 18.6);
     // A15: no measurement: marketed 15.8 (fp16) × the utilisation constant.
     let u = cat().constants.ane_utilisation_of_marketed.value;
     assert!((perf("A15").ane_tflops - 15.8 * u).abs() < 1e-9);
