@@ -382,42 +382,6 @@ fn smawk(rows: &[usize], cols: &[usize], f: &impl Fn(usize, usize) -> f64, resul
     }
 }
 
-/// Divide and conquer over rows `lo..=hi` of layer `m`, with the optimal start known to be
-/// in `jlo..=jhi` (monotone row minima). O(n log n); kept as the reference for SMAWK.
-#[cfg(test)]
-#[allow(clippy::too_many_arguments)]
-fn solve_layer(
-    p: &Prefix,
-    prev: &[f64],
-    cur: &mut [f64],
-    arg: &mut [u32],
-    lo: usize,
-    hi: usize,
-    jlo: usize,
-    jhi: usize,
-) {
-    if lo > hi {
-        return;
-    }
-    let mid = lo + (hi - lo) / 2;
-    let mut best = f64::INFINITY;
-    let mut best_j = jlo;
-    let top = jhi.min(mid);
-    for j in jlo..=top {
-        let v = prev[j - 1] + p.cost(j, mid);
-        if v < best {
-            best = v;
-            best_j = j;
-        }
-    }
-    cur[mid] = best;
-    arg[mid] = best_j as u32;
-    if mid > lo {
-        solve_layer(p, prev, cur, arg, lo, mid - 1, jlo, best_j);
-    }
-    solve_layer(p, prev, cur, arg, mid + 1, hi, best_j, jhi);
-}
-
 /// Sum of squared errors of a 1-D clustering (for tests and reports).
 pub fn sse_1d(values: &[f64], weights: &[f64], centroids: &[f64], assignment: &[u32]) -> f64 {
     values
@@ -469,7 +433,7 @@ pub struct ClusteringNd {
 /// (scikit-learn's rule, tol = 1e-4 here, stricter than coremltools' 1e-2); the best of
 /// `restarts` seeded runs.
 pub fn cluster_nd(samples: &[f64], dim: usize, k: usize, restarts: usize) -> ClusteringNd {
-    let n = if dim == 0 { 0 } else { samples.len() / dim };
+    let n = samples.len().checked_div(dim).unwrap_or(0);
     if n == 0 || k == 0 {
         return ClusteringNd {
             centroids: Vec::new(),

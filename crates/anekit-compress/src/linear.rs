@@ -166,7 +166,7 @@ pub(crate) fn block_sizes_of(shape: &[usize], counts: &[usize]) -> Vec<usize> {
     shape
         .iter()
         .zip(counts)
-        .map(|(&d, &c)| if c == 0 { 0 } else { d / c })
+        .map(|(&d, &c)| d.checked_div(c).unwrap_or(0))
         .collect()
 }
 

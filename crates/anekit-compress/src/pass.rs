@@ -307,6 +307,9 @@ struct Job {
     names: Names,
 }
 
+/// (function, path of nested blocks).
+type BlockKey = (String, Vec<(usize, usize)>);
+
 /// The result of one job.
 struct Outcome {
     ops: Vec<Operation>,
@@ -369,8 +372,7 @@ pub fn compress_program(
         })
         .collect();
     // Splice, deepest blocks first so that parent indices stay valid.
-    let mut by_block: BTreeMap<(String, Vec<(usize, usize)>), Vec<(usize, Outcome)>> =
-        BTreeMap::new();
+    let mut by_block: BTreeMap<BlockKey, Vec<(usize, Outcome)>> = BTreeMap::new();
     let mut renames: HashMap<String, HashMap<String, String>> = HashMap::new();
     for (job, out) in jobs.iter().zip(outcomes) {
         let out = out?;

@@ -80,7 +80,7 @@ pub fn prune_mask(w: &Weight, method: &PruneMethod) -> Result<Vec<bool>, PruneDe
             min_sparsity,
         } => {
             let t = r.round64(*threshold);
-            let keep: Vec<bool> = w.values.iter().map(|v| !(v.abs() <= t)).collect();
+            let keep: Vec<bool> = w.values.iter().map(|v| v.abs() > t || v.is_nan()).collect();
             let zeros = keep
                 .iter()
                 .zip(&w.values)
@@ -108,7 +108,9 @@ pub fn prune_mask(w: &Weight, method: &PruneMethod) -> Result<Vec<bool>, PruneDe
                 vec![true; w.len()]
             } else {
                 let thr = percentile(&mag, *target_sparsity, r);
-                mag.iter().map(|&m| !(m <= thr)).collect()
+                mag.iter()
+                    .map(|&m| m > thr || m.is_nan() || thr.is_nan())
+                    .collect()
             }
         }
         PruneMethod::NOfM { n, m, dim } => nm_mask(w, *n, *m, *dim)?,
@@ -202,7 +204,7 @@ fn nm_mask(w: &Weight, n: usize, m: usize, dim: usize) -> Result<Vec<bool>, Prun
     let mut keep = vec![true; w.len()];
     // Every element whose `dim` coordinate is 0 starts a line along `dim`.
     let lines: Vec<usize> = (0..w.len())
-        .filter(|&e| (e / st[dim]) % channels == 0)
+        .filter(|&e| (e / st[dim]).is_multiple_of(channels))
         .collect();
     let mut run: Vec<(f32, usize)> = Vec::with_capacity(m);
     for base in lines {

@@ -213,6 +213,7 @@ impl Blocks {
         let es = strides(&self.shape);
         let bs = strides(&self.counts);
         // Recursive descent with an explicit stack of (axis, element base, block base).
+        #[allow(clippy::too_many_arguments)]
         fn rec(
             b: &Blocks,
             es: &[usize],

@@ -12,7 +12,12 @@
 //!
 //! Needs the venv of `scripts/setup-python.sh`; without it the tests say so and pass, unless
 //! `ANEKIT_REQUIRE_INTEROP=1` (scripts/test.sh, CI).
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::type_complexity,
+    missing_docs
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
