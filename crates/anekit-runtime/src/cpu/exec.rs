@@ -47,7 +47,9 @@ pub fn run(
             *s = Some(v);
         }
     }
+    let profiling = profile::enabled();
     for step in &plan.steps {
+        let started = profiling.then(std::time::Instant::now);
         let outs = {
             let args = Args {
                 params: &step.params,
@@ -62,6 +64,9 @@ pub fn run(
                     message,
                 })?
         };
+        if let Some(t0) = started {
+            profile::record(step, &slots, ctx.consts, &outs, t0.elapsed());
+        }
         if outs.len() != step.outputs.len() {
             return Err(RuntimeError::Op {
                 op: step.op_name.clone(),
@@ -142,4 +147,213 @@ fn check_finite(v: &Value, step: &super::plan::Step, max_input: &f32) -> Result<
         });
     }
     Ok(())
+}
+
+/// Opt-in per-op timing of the executor.
+///
+/// Off by default, and then it costs one relaxed atomic load per block run. Two ways on:
+/// - the environment variable `ANEKIT_PROFILE=1` (read once): after every prediction a table
+///   of time per op type and the slowest op instances (with their input and output shapes)
+///   is printed to stderr;
+/// - [`collect`]`(true)` from code (benchmarks): times accumulate silently until [`take`].
+///
+/// A control-flow op's time includes the ops of its nested blocks, which are listed too.
+pub mod profile {
+    use std::collections::HashMap;
+    use std::fmt::Write as _;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::time::Duration;
+
+    use super::super::plan::{Src, Step};
+    use super::Value;
+
+    const UNSET: u8 = 0;
+    const OFF: u8 = 1;
+    const PRINT: u8 = 2;
+    const COLLECT: u8 = 3;
+
+    static MODE: AtomicU8 = AtomicU8::new(UNSET);
+    static TABLE: Mutex<Option<Table>> = Mutex::new(None);
+
+    #[derive(Default)]
+    struct Table {
+        index: HashMap<(String, String), usize>,
+        rows: Vec<OpTime>,
+    }
+
+    /// Time spent in one op instance.
+    #[derive(Debug, Clone)]
+    pub struct OpTime {
+        /// The op's type.
+        pub op_type: String,
+        /// The op's name.
+        pub op_name: String,
+        /// Input shapes → output shapes, at its first recorded call.
+        pub shapes: String,
+        /// Times it ran.
+        pub calls: u64,
+        /// Total time in its kernel.
+        pub total: Duration,
+    }
+
+    fn mode() -> u8 {
+        match MODE.load(Ordering::Relaxed) {
+            UNSET => {
+                let on = std::env::var("ANEKIT_PROFILE").is_ok_and(|v| !v.is_empty() && v != "0");
+                let m = if on { PRINT } else { OFF };
+                MODE.store(m, Ordering::Relaxed);
+                m
+            }
+            m => m,
+        }
+    }
+
+    /// Whether op times are being recorded.
+    pub fn enabled() -> bool {
+        mode() >= PRINT
+    }
+
+    /// Record op times silently (`true`) until [`take`], or stop recording (`false`).
+    pub fn collect(on: bool) {
+        MODE.store(if on { COLLECT } else { OFF }, Ordering::Relaxed);
+    }
+
+    fn shape_text(v: &Value) -> String {
+        let s = v.shape();
+        if s.is_empty() {
+            return "scalar".into();
+        }
+        s.iter().map(usize::to_string).collect::<Vec<_>>().join("x")
+    }
+
+    pub(super) fn record(
+        step: &Step,
+        slots: &[Option<Value>],
+        consts: &[Value],
+        outs: &[Value],
+        dt: Duration,
+    ) {
+        let Ok(mut guard) = TABLE.lock() else {
+            return;
+        };
+        let table = guard.get_or_insert_with(Table::default);
+        let key = (step.op_name.clone(), step.op_type.clone());
+        let i = match table.index.get(&key) {
+            Some(&i) => i,
+            None => {
+                let mut shapes = String::new();
+                for (name, srcs) in &step.params {
+                    for src in srcs {
+                        let (v, c) = match *src {
+                            Src::Slot(i) => (slots.get(i).and_then(Option::as_ref), ""),
+                            Src::Const(i) => (consts.get(i), "const "),
+                        };
+                        match v {
+                            // small integer constants (strides, axes, pads): their values
+                            Some(Value::I32(a)) if !c.is_empty() && a.len() <= 8 => {
+                                let vals: Vec<String> = a.iter().map(i32::to_string).collect();
+                                let _ = write!(shapes, "{name}=[{}] ", vals.join(","));
+                            }
+                            Some(v) if v.shape().iter().product::<usize>() > 1 => {
+                                let _ = write!(shapes, "{name}={c}{} ", shape_text(v));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                shapes.push_str("->");
+                for o in outs {
+                    let _ = write!(shapes, " {}", shape_text(o));
+                }
+                table.rows.push(OpTime {
+                    op_type: step.op_type.clone(),
+                    op_name: step.op_name.clone(),
+                    shapes,
+                    calls: 0,
+                    total: Duration::ZERO,
+                });
+                table.index.insert(key, table.rows.len() - 1);
+                table.rows.len() - 1
+            }
+        };
+        if let Some(r) = table.rows.get_mut(i) {
+            r.calls += 1;
+            r.total += dt;
+        }
+    }
+
+    /// The op times recorded so far (slowest first); clears them.
+    pub fn take() -> Vec<OpTime> {
+        let mut rows = TABLE
+            .lock()
+            .ok()
+            .and_then(|mut t| t.take())
+            .map(|t| t.rows)
+            .unwrap_or_default();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.total));
+        rows
+    }
+
+    /// A text table: time per op type (share of the total), then the `top` slowest op
+    /// instances with their shapes. Times are per prediction when `predictions` > 0.
+    pub fn render(rows: &[OpTime], predictions: u64, top: usize) -> String {
+        let div = predictions.max(1) as f64;
+        let total: f64 = rows.iter().map(|r| r.total.as_secs_f64()).sum();
+        let mut by_type: Vec<(String, f64, u64, usize)> = Vec::new();
+        for r in rows {
+            match by_type.iter_mut().find(|t| t.0 == r.op_type) {
+                Some(t) => {
+                    t.1 += r.total.as_secs_f64();
+                    t.2 += r.calls;
+                    t.3 += 1;
+                }
+                None => by_type.push((r.op_type.clone(), r.total.as_secs_f64(), r.calls, 1)),
+            }
+        }
+        by_type.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{:<28} {:>6} {:>10} {:>7}",
+            "op type", "ops", "ms", "share"
+        );
+        for (t, secs, _, n) in &by_type {
+            let _ = writeln!(
+                s,
+                "{t:<28} {n:>6} {:>10.3} {:>6.1}%",
+                secs * 1e3 / div,
+                100.0 * secs / total.max(f64::MIN_POSITIVE)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "{:<28} {:>6} {:>10.3}",
+            "total",
+            rows.len(),
+            total * 1e3 / div
+        );
+        if top > 0 {
+            let _ = writeln!(s, "slowest ops:");
+            for r in rows.iter().take(top) {
+                let _ = writeln!(
+                    s,
+                    "  {:>9.3} ms  {:<22} {:<24} {}",
+                    r.total.as_secs_f64() * 1e3 / div,
+                    r.op_type,
+                    r.op_name,
+                    r.shapes
+                );
+            }
+        }
+        s
+    }
+
+    /// Called after each prediction: with `ANEKIT_PROFILE` set, prints and clears the table.
+    pub fn after_prediction() {
+        if MODE.load(Ordering::Relaxed) == PRINT {
+            let rows = take();
+            eprintln!("anekit profile (one prediction):\n{}", render(&rows, 1, 15));
+        }
+    }
 }

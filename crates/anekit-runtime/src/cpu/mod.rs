@@ -239,6 +239,7 @@ impl CpuModel {
             };
             exec::run(&self.plan.main, args, Vec::new(), &mut ctx, &mut meter)
         })?;
+        exec::profile::after_prediction();
         if let Ok(mut p) = self.peak.lock() {
             *p = Some(meter.peak);
         }

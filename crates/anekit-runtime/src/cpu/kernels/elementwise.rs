@@ -2,6 +2,7 @@
 //! math, `cast`, `clip`, `threshold`, `select`.
 
 use ndarray::{ArrayD, IxDyn, Zip};
+use rayon::prelude::*;
 
 use super::util::broadcast_shape;
 use super::{Args, Kernel, OpCtx, RunCtx, kernel};
@@ -60,11 +61,72 @@ pub const OPS: &[&str] = &[
 /// Elements above which elementwise loops run in parallel.
 const PAR_MIN: usize = 1 << 15;
 
+/// `out[i] = f(x[i], y[i % y.len()])` (`y` repeats along `x`; `y.len()` divides `x.len()`),
+/// into a fresh vector in one pass: no copy of an operand first, no zeroing; in parallel for
+/// large outputs.
+fn zip_repeat(x: &[f32], y: &[f32], f: &(impl Fn(f32, f32) -> f32 + Sync + Send)) -> Vec<f32> {
+    let mut out = Vec::with_capacity(x.len());
+    if y.len() == x.len() {
+        if x.len() >= PAR_MIN {
+            x.par_iter()
+                .zip(y.par_iter())
+                .map(|(&p, &q)| f(p, q))
+                .collect_into_vec(&mut out);
+        } else {
+            out.extend(x.iter().zip(y).map(|(&p, &q)| f(p, q)));
+        }
+    } else if let [q] = y {
+        let q = *q;
+        if x.len() >= PAR_MIN {
+            x.par_iter().map(|&p| f(p, q)).collect_into_vec(&mut out);
+        } else {
+            out.extend(x.iter().map(|&p| f(p, q)));
+        }
+    } else if !y.is_empty() {
+        for row in x.chunks_exact(y.len()) {
+            out.extend(row.iter().zip(y).map(|(&p, &q)| f(p, q)));
+        }
+    }
+    out
+}
+
+/// The fast cases of [`bin_f32`]: both operands contiguous and either of the same shape, or
+/// one of them a scalar or a trailing block that repeats along the other (`[C]` against
+/// `[N, T, C]`) with the output shape of the other. `None` for every other case.
+fn bin_f32_fast(
+    a: &ArrayD<f32>,
+    b: &ArrayD<f32>,
+    f: &(impl Fn(f32, f32) -> f32 + Sync + Send),
+) -> Option<ArrayD<f32>> {
+    let (x, y) = (a.as_slice()?, b.as_slice()?);
+    // Does `small` repeat along `big` (its shape, left-padded with ones, is 1s followed by
+    // big's trailing dimensions), so that the output has big's shape?
+    let repeats = |small: &[usize], big: &[usize]| {
+        if small.len() > big.len() {
+            return false;
+        }
+        let tail = &big[big.len() - small.len()..];
+        let lead = small.iter().take_while(|&&d| d == 1).count();
+        small[lead..] == tail[lead..]
+    };
+    let (out, shape) = if a.shape() == b.shape() || repeats(b.shape(), a.shape()) {
+        (zip_repeat(x, y, f), a.raw_dim())
+    } else if repeats(a.shape(), b.shape()) {
+        (zip_repeat(y, x, &|q, p| f(p, q)), b.raw_dim())
+    } else {
+        return None;
+    };
+    ArrayD::from_shape_vec(shape, out).ok()
+}
+
 fn bin_f32(
     a: &ArrayD<f32>,
     b: &ArrayD<f32>,
     f: impl Fn(f32, f32) -> f32 + Sync + Send,
 ) -> Result<ArrayD<f32>, String> {
+    if let Some(out) = bin_f32_fast(a, b, &f) {
+        return Ok(out);
+    }
     if a.shape() == b.shape() {
         let mut out = a.clone();
         if out.len() >= PAR_MIN {
