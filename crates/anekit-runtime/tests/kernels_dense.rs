@@ -220,9 +220,7 @@ fn compare(got: &Value, want: &Json, atol: f64, rtol: f64) -> Result<(), String>
     for (k, (a, b)) in g.iter().zip(&w).enumerate() {
         let ok = if b.is_nan() {
             a.is_nan()
-        } else if b.is_infinite() {
-            a == b
-        } else if int {
+        } else if b.is_infinite() || int {
             a == b
         } else {
             (a - b).abs() <= atol + rtol * b.abs()

@@ -21,7 +21,8 @@ use faer::{MatMut, MatRef};
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
-use super::linalg::{checked_len, contiguous, matmul_views, parallel};
+use super::linalg::{checked_len, contiguous, matmul_views, parallel, with_scratch};
+use super::window::{self, Window};
 use super::{Args, Kernel, OpCtx, RunCtx, kernel};
 use crate::cpu::value::Value;
 
@@ -322,25 +323,96 @@ pub fn geometry(
     Ok(g)
 }
 
-/// Columns per im2col block: about 64K floats (256 KiB) of patch matrix, at least 16 and at
-/// most all of them.
-fn block_cols(k_rows: usize, p: usize) -> usize {
-    (65_536 / k_rows.max(1)).clamp(16, p.max(16)).min(p.max(1))
+/// Columns per im2col block: about 64K floats (256 KiB) of patch matrix, fewer when that
+/// would leave fewer than ~4 tasks per thread over all `planes` (batch × group) outputs, but
+/// at least 64 (narrower GEMMs lose efficiency) and at most `p`.
+fn block_cols(k_rows: usize, p: usize, planes: usize, threads: usize) -> usize {
+    let l2 = std::env::var("ANEKIT_BC")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(65_536)
+        / k_rows.max(1);
+    let per_plane = (4 * threads).div_ceil(planes.max(1));
+    let balanced = p.div_ceil(per_plane);
+    l2.min(balanced).max(64).min(p.max(1))
 }
 
-/// Write the im2col patch matrix of input channels `x` (C×D×H×W, row-major, `c` channels)
-/// for output columns `p0..p0 + len` into `buf` ([c·kD·kH·kW, len] row-major).
-fn im2col(x: &[f32], c: usize, g: &ConvGeom, p0: usize, len: usize, buf: &mut [f32]) {
+/// The input as im2col reads it: per channel, `phases` copies of the D·H rows, copy `q`
+/// holding columns `q, q + s, q + 2s, …` (s = the W stride), so that a strided tap is a
+/// contiguous run; with stride 1 this is the input itself.
+struct Phased<'a> {
+    data: &'a [f32],
+    phases: usize,
+    rows: usize,
+    row_len: usize,
+}
+
+impl Phased<'_> {
+    fn channel_len(&self) -> usize {
+        self.phases * self.rows * self.row_len
+    }
+}
+
+/// Split every W row of `x` (`planes` planes of `rows` rows of `w` values) by phase `s`.
+fn split_phases(x: &[f32], planes: usize, rows: usize, w: usize, s: usize) -> Vec<f32> {
+    let rl = w.div_ceil(s);
+    let mut out = vec![0.0f32; planes * s * rows * rl];
+    for (src, dst) in x
+        .chunks_exact(rows * w)
+        .zip(out.chunks_exact_mut(s * rows * rl))
+        .take(planes)
+    {
+        for r in 0..rows {
+            let row = &src[r * w..(r + 1) * w];
+            for q in 0..s {
+                let d = &mut dst[(q * rows + r) * rl..][..rl];
+                for (o, c) in d.iter_mut().zip(row[q..].chunks(s)) {
+                    *o = c[0];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One output row segment of an im2col block: output (z, y), first output column, length,
+/// and where it starts in the block.
+type Segment = (usize, usize, usize, usize, usize);
+
+fn segments(g: &ConvGeom, p0: usize, len: usize) -> Vec<Segment> {
+    let [_, oh, ow] = g.out;
+    let mut v = Vec::with_capacity(len / ow.max(1) + 2);
+    let (mut ox, rest) = (p0 % ow, p0 / ow);
+    let (mut oy, mut oz) = (rest % oh, rest / oh);
+    let mut j = 0;
+    while j < len {
+        let seg = (ow - ox).min(len - j);
+        v.push((oz, oy, ox, seg, j));
+        j += seg;
+        ox = 0;
+        oy += 1;
+        if oy == oh {
+            oy = 0;
+            oz += 1;
+        }
+    }
+    v
+}
+
+/// Write the im2col patch matrix of `c` input channels for output columns `p0..p0 + len`
+/// into `buf` ([c·kD·kH·kW, len] row-major).
+fn im2col(x: &Phased<'_>, c: usize, g: &ConvGeom, p0: usize, len: usize, buf: &mut [f32]) {
     let [id, ih, iw] = g.inp;
     let [kd, kh, kw] = g.k;
     let [sd, sh, sw] = g.s;
     let [dd, dh, dw] = g.d;
     let [pd, ph, pw] = g.pad;
-    let [_, oh, ow] = g.out;
-    let plane = id * ih * iw;
+    let [_, _, ow] = g.out;
+    let segs = segments(g, p0, len);
+    let chan = x.channel_len();
     let mut row = 0;
     for ci in 0..c {
-        let xc = &x[ci * plane..(ci + 1) * plane];
+        let xc = &x.data[ci * chan..(ci + 1) * chan];
         for a in 0..kd {
             for b in 0..kh {
                 for e in 0..kw {
@@ -358,38 +430,26 @@ fn im2col(x: &[f32], c: usize, g: &ConvGeom, p0: usize, len: usize, buf: &mut [f
                     } else {
                         0
                     };
-                    let mut p = p0;
-                    let mut j = 0;
-                    while j < len {
-                        let ox = p % ow;
-                        let rest = p / ow;
-                        let oy = rest % oh;
-                        let oz = rest / oh;
-                        let seg = (ow - ox).min(len - j);
+                    for &(oz, oy, ox, seg, j) in &segs {
                         let out_seg = &mut dst[j..j + seg];
                         let zi = (oz * sd + a * dd) as isize - pd as isize;
                         let yi = (oy * sh + b * dh) as isize - ph as isize;
                         if zi < 0 || zi >= id as isize || yi < 0 || yi >= ih as isize {
                             out_seg.fill(0.0);
-                        } else {
-                            let src = &xc[(zi as usize * ih + yi as usize) * iw..][..iw];
-                            let (s0, s1) = (ox, ox + seg);
-                            let (v0, v1) =
-                                (lo.clamp(s0, s1), hi.clamp(s0, s1).max(lo.clamp(s0, s1)));
-                            out_seg[..v0 - s0].fill(0.0);
-                            out_seg[v1 - s0..].fill(0.0);
-                            let first = (v0 as isize * sw as isize + off) as usize;
-                            let dstv = &mut out_seg[v0 - s0..v1 - s0];
-                            if sw == 1 {
-                                dstv.copy_from_slice(&src[first..first + dstv.len()]);
-                            } else {
-                                for (d, s) in dstv.iter_mut().zip(src[first..].iter().step_by(sw)) {
-                                    *d = *s;
-                                }
-                            }
+                            continue;
                         }
-                        j += seg;
-                        p += seg;
+                        let r = zi as usize * ih + yi as usize;
+                        let (s0, s1) = (ox, ox + seg);
+                        let v0 = lo.clamp(s0, s1);
+                        let v1 = hi.clamp(s0, s1).max(v0);
+                        out_seg[..v0 - s0].fill(0.0);
+                        out_seg[v1 - s0..].fill(0.0);
+                        if v1 > v0 {
+                            let first = (v0 as isize * sw as isize + off) as usize;
+                            let (q, j0) = (first % x.phases, first / x.phases);
+                            let src = &xc[(q * x.rows + r) * x.row_len..][..x.row_len];
+                            out_seg[v0 - s0..v1 - s0].copy_from_slice(&src[j0..j0 + (v1 - v0)]);
+                        }
                     }
                 }
             }
@@ -398,67 +458,18 @@ fn im2col(x: &[f32], c: usize, g: &ConvGeom, p0: usize, len: usize, buf: &mut [f
 }
 
 /// A direct depthwise convolution of one output plane: input plane `x` (D×H×W), the
-/// channel's kernel `w` (kD×kH×kW), output plane `out` (initialised by the caller).
+/// channel's kernel `w` (kD×kH×kW), output plane `out` (initialised with the bias); see
+/// [`super::window`].
 fn depthwise_plane(x: &[f32], w: &[f32], g: &ConvGeom, out: &mut [f32]) {
-    let [id, ih, iw] = g.inp;
-    let [kd, kh, kw] = g.k;
-    let [sd, sh, sw] = g.s;
-    let [dd, dh, dw] = g.d;
-    let [pd, ph, pw] = g.pad;
-    let [od, oh, ow] = g.out;
-    super::simd::vectorize(
-        #[inline(always)]
-        || {
-            for oz in 0..od {
-                for oy in 0..oh {
-                    let orow = &mut out[(oz * oh + oy) * ow..][..ow];
-                    for a in 0..kd {
-                        let zi = (oz * sd + a * dd) as isize - pd as isize;
-                        if zi < 0 || zi >= id as isize {
-                            continue;
-                        }
-                        for b in 0..kh {
-                            let yi = (oy * sh + b * dh) as isize - ph as isize;
-                            if yi < 0 || yi >= ih as isize {
-                                continue;
-                            }
-                            let src = &x[(zi as usize * ih + yi as usize) * iw..][..iw];
-                            for e in 0..kw {
-                                let wv = w[(a * kh + b) * kw + e];
-                                let off = (e * dw) as isize - pw as isize;
-                                let lo = if off >= 0 {
-                                    0
-                                } else {
-                                    ((-off) as usize).div_ceil(sw)
-                                };
-                                let hi = if (iw as isize) > off {
-                                    ((iw as isize - off - 1) as usize / sw + 1).min(ow)
-                                } else {
-                                    0
-                                };
-                                if lo >= hi {
-                                    continue;
-                                }
-                                let first = (lo as isize * sw as isize + off) as usize;
-                                let dst = &mut orow[lo..hi];
-                                if sw == 1 {
-                                    for (o, s) in dst.iter_mut().zip(&src[first..]) {
-                                        *o += wv * s;
-                                    }
-                                } else {
-                                    for (o, s) in
-                                        dst.iter_mut().zip(src[first..].iter().step_by(sw))
-                                    {
-                                        *o += wv * s;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        },
-    );
+    let win = Window {
+        inp: g.inp,
+        k: g.k,
+        s: g.s,
+        d: g.d,
+        pad: g.pad,
+        out: g.out,
+    };
+    window::run(x, &win, Some(w), 0.0, window::MulAdd, out);
 }
 
 /// `conv` on row-major data: `x` [N, C_in, *in], `w` [C_out, C_in/groups, *k], optional
@@ -502,26 +513,51 @@ pub fn conv_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) ->
     let acc = bias.is_some();
     let pointwise = kl == 1 && g.s == [1, 1, 1] && g.pad == [0, 0, 0] && g.out == g.inp;
     let k_rows = cig * kl;
-    let bc = block_cols(k_rows, p);
+    let threads = rayon::current_num_threads();
+    let bc = block_cols(k_rows, p, g.n * g.groups, if par { threads } else { 1 });
+    // Strided W: split the input by phase once, so that im2col copies contiguous runs.
+    let rows = g.inp[0] * g.inp[1];
+    let split;
+    let phased = if g.s[2] > 1 && !pointwise {
+        split = split_phases(x, g.n * g.c_in, rows, g.inp[2], g.s[2]);
+        Phased {
+            data: &split,
+            phases: g.s[2],
+            rows,
+            row_len: g.inp[2].div_ceil(g.s[2]),
+        }
+    } else {
+        Phased {
+            data: x,
+            phases: 1,
+            rows,
+            row_len: g.inp[2],
+        }
+    };
+    let chan = phased.channel_len();
     // One task per (batch, group, column block).
-    let task = |bg: usize, c0: usize, dst: MatMut<'_, f32>, buf: &mut Vec<f32>, par: bool| {
+    let task = |bg: usize, c0: usize, dst: MatMut<'_, f32>, par: bool| {
         let (b, grp) = (bg / g.groups, bg % g.groups);
-        let xs = &x[(b * g.c_in + grp * cig) * in_plane..][..cig * in_plane];
         let wg =
             MatRef::from_row_major_slice(&w[grp * cog * k_rows..][..cog * k_rows], cog, k_rows);
         let len = dst.ncols();
         if pointwise {
+            let xs = &x[(b * g.c_in + grp * cig) * in_plane..][..cig * in_plane];
             let rhs = MatRef::from_row_major_slice(xs, cig, p).subcols(c0, len);
             matmul_views(dst, wg, rhs, acc, par);
         } else {
-            buf.resize(k_rows * len, 0.0);
-            im2col(xs, cig, g, c0, len, buf);
-            let rhs = MatRef::from_row_major_slice(&buf[..k_rows * len], k_rows, len);
-            matmul_views(dst, wg, rhs, acc, par);
+            let xs = Phased {
+                data: &phased.data[(b * g.c_in + grp * cig) * chan..][..cig * chan],
+                ..phased
+            };
+            with_scratch(k_rows * len, |buf| {
+                im2col(&xs, cig, g, c0, len, buf);
+                let rhs = MatRef::from_row_major_slice(buf, k_rows, len);
+                matmul_views(dst, wg, rhs, acc, par);
+            });
         }
     };
     let groups_total = g.n * g.groups;
-    let threads = rayon::current_num_threads();
     if par && groups_total * p.div_ceil(bc) >= 2 * threads {
         // Many independent blocks: one sequential GEMM per task.
         out.par_chunks_mut(cog * p)
@@ -530,20 +566,19 @@ pub fn conv_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) ->
                 let m = MatMut::from_row_major_slice_mut(chunk, cog, p);
                 m.par_col_chunks_mut(bc)
                     .enumerate()
-                    .for_each_init(Vec::new, |buf, (i, dst)| task(bg, i * bc, dst, buf, false));
+                    .for_each(|(i, dst)| task(bg, i * bc, dst, false));
             });
     } else {
         // Few blocks (small outputs, e.g. late layers with 7×7 planes): whole planes, each
         // GEMM split over the threads by faer when large.
         let bc = if par { p } else { bc };
-        let mut buf = Vec::new();
         for (bg, chunk) in out.chunks_mut(cog * p).enumerate().take(groups_total) {
             let mut m = MatMut::from_row_major_slice_mut(chunk, cog, p);
             let mut c0 = 0;
             while c0 < p {
                 let len = bc.min(p - c0);
                 let dst = m.as_mut().subcols_mut(c0, len);
-                task(bg, c0, dst, &mut buf, par);
+                task(bg, c0, dst, par);
                 c0 += len;
             }
         }

@@ -40,6 +40,35 @@ pub fn checked_len(shape: &[usize], what: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("{what} of shape {shape:?} is too large"))
 }
 
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Largest scratch buffer (in floats) kept per thread between calls.
+const SCRATCH_KEEP: usize = 1 << 22;
+
+/// Run `f` on a scratch buffer of `len` floats (contents unspecified), reused per thread.
+///
+/// Kernels that need temporary space inside parallel tasks (im2col blocks, attention
+/// scores) take it from here instead of allocating: a fresh buffer above glibc's mmap
+/// threshold costs a page fault per 4 KiB on first touch, which measured as much as the
+/// GEMM of an im2col block. A nested use on the same thread (rayon work stealing) gets a
+/// fresh buffer.
+pub fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    if len > SCRATCH_KEEP {
+        return f(&mut vec![0.0f32; len]);
+    }
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut v) => {
+            if v.len() < len {
+                v.resize(len, 0.0);
+            }
+            f(&mut v[..len])
+        }
+        Err(_) => f(&mut vec![0.0f32; len]),
+    })
+}
+
 /// Whether work of `flops` multiply-adds should be split over the pool's threads.
 pub fn parallel(flops: usize) -> bool {
     flops >= PAR_FLOPS && rayon::current_num_threads() > 1
@@ -112,7 +141,15 @@ pub fn gemm_par(
     matmul_views(dst, lhs, rhs, accumulate, par);
 }
 
-/// `dst (+)= lhs · rhs` on faer views.
+/// `dst (+)= lhs · rhs` on faer views; with `par`, split over the pool's threads.
+///
+/// The split is ours, not faer's `Par::rayon`: the output is cut into blocks of columns
+/// (or rows, when it is taller than wide), a few per thread, and each block is an
+/// independent sequential GEMM. On a machine whose cores are shared with other processes
+/// faer's own splitting waits on its slowest thread at every synchronisation point and
+/// measured 2–5× slower than one thread; independent blocks are picked up by whichever
+/// thread is free (rayon work stealing) and keep ~1.8× on two threads. The cost is one
+/// more packing of the shared operand per block (≤ 1/64 of the work).
 pub fn matmul_views(
     dst: MatMut<'_, f32>,
     lhs: MatRef<'_, f32>,
@@ -120,23 +157,34 @@ pub fn matmul_views(
     accumulate: bool,
     par: bool,
 ) {
-    let par = if par && rayon::current_num_threads() > 1 {
-        Par::rayon(0)
+    let accum = if accumulate {
+        Accum::Add
     } else {
-        Par::Seq
+        Accum::Replace
     };
-    faer::linalg::matmul::matmul(
-        dst,
-        if accumulate {
-            Accum::Add
-        } else {
-            Accum::Replace
-        },
-        lhs,
-        rhs,
-        1.0f32,
-        par,
-    );
+    let threads = rayon::current_num_threads();
+    let (m, n) = (dst.nrows(), dst.ncols());
+    let seq = |d: MatMut<'_, f32>, l: MatRef<'_, f32>, r: MatRef<'_, f32>| {
+        faer::linalg::matmul::matmul(d, accum, l, r, 1.0f32, Par::Seq);
+    };
+    if !par || threads < 2 || m.max(n) < 128 {
+        seq(dst, lhs, rhs);
+        return;
+    }
+    let blocks = threads * 4;
+    if n >= m {
+        let cs = n.div_ceil(blocks).max(64).next_multiple_of(16);
+        dst.par_col_chunks_mut(cs).enumerate().for_each(|(i, d)| {
+            let nc = d.ncols();
+            seq(d, lhs, rhs.subcols(i * cs, nc));
+        });
+    } else {
+        let rs = m.div_ceil(blocks).max(64).next_multiple_of(16);
+        dst.par_row_chunks_mut(rs).enumerate().for_each(|(i, d)| {
+            let nr = d.nrows();
+            seq(d, lhs.subrows(i * rs, nr), rhs);
+        });
+    }
 }
 
 /// `out[j] (+)= Σ_i x[i]·W(i, j)` for j < n, i < k, where `W` is `w` read as n×k row-major

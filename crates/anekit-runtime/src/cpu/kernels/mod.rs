@@ -40,6 +40,7 @@ pub mod simd;
 pub mod state;
 pub mod tensor_op;
 pub mod util;
+pub mod window;
 
 /// A compiled op.
 pub trait Kernel: Send + Sync {

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 
 use super::conv::PadType;
 use super::linalg::{checked_len, contiguous, parallel};
+use super::window::{self, Window};
 use super::{Args, Kernel, OpCtx, RunCtx, kernel};
 use crate::cpu::value::Value;
 
@@ -189,50 +190,61 @@ fn window(o: usize, s: usize, k: usize, pb: usize, pa: usize, n: usize) -> (usiz
     (lo, hi.max(lo), extent)
 }
 
-fn pool_plane(x: &[f32], g: &PoolGeom, kind: PoolKind, out: &mut [f32]) {
-    let [id, ih, iw] = g.inp;
-    let [od, oh, ow] = g.out;
-    let mut o = 0;
-    for oz in 0..od {
-        let (z0, z1, ez) = window(oz, g.s[0], g.k[0], g.pad_before[0], g.pad_after[0], id);
-        for oy in 0..oh {
-            let (y0, y1, ey) = window(oy, g.s[1], g.k[1], g.pad_before[1], g.pad_after[1], ih);
-            for ox in 0..ow {
-                let (x0, x1, ex) = window(ox, g.s[2], g.k[2], g.pad_before[2], g.pad_after[2], iw);
-                let mut acc = match kind {
-                    PoolKind::Max => f32::NEG_INFINITY,
-                    _ => 0.0,
-                };
-                for z in z0..z1 {
-                    for y in y0..y1 {
-                        let row = &x[(z * ih + y) * iw..][x0..x1];
-                        match kind {
-                            PoolKind::Max => {
-                                for &v in row {
-                                    // NaN propagates, as in PyTorch.
-                                    if v > acc || v.is_nan() {
-                                        acc = v;
-                                    }
-                                }
-                            }
-                            PoolKind::Avg { .. } => acc += row.iter().sum::<f32>(),
-                            PoolKind::L2 => acc += row.iter().map(|v| v * v).sum::<f32>(),
-                        }
-                    }
+/// Windows of every output index along one dimension.
+fn windows(
+    o: usize,
+    s: usize,
+    k: usize,
+    pb: usize,
+    pa: usize,
+    n: usize,
+) -> Vec<(usize, usize, usize)> {
+    (0..o).map(|i| window(i, s, k, pb, pa, n)).collect()
+}
+
+/// Pool one plane (see [`super::window`]); averages are divided by the per-output count.
+fn pool_plane(
+    x: &[f32],
+    g: &PoolGeom,
+    kind: PoolKind,
+    win: &[Vec<(usize, usize, usize)>; 3],
+    out: &mut [f32],
+) {
+    let w = Window {
+        inp: g.inp,
+        k: g.k,
+        s: g.s,
+        d: [1, 1, 1],
+        pad: g.pad_before,
+        out: g.out,
+    };
+    match kind {
+        PoolKind::Max => {
+            out.fill(f32::NEG_INFINITY);
+            window::run(x, &w, None, f32::NEG_INFINITY, window::Max, out);
+        }
+        PoolKind::L2 => {
+            out.fill(0.0);
+            window::run(x, &w, None, 0.0, window::SumSq, out);
+            out.iter_mut().for_each(|v| *v = v.sqrt());
+        }
+        PoolKind::Avg { exclude_padding } => {
+            out.fill(0.0);
+            window::run(x, &w, None, 0.0, window::Sum, out);
+            let count = |&(lo, hi, extent): &(usize, usize, usize)| {
+                if exclude_padding { hi - lo } else { extent }
+            };
+            let cx: Vec<usize> = win[2].iter().map(count).collect();
+            let rows = out.chunks_exact_mut(cx.len().max(1));
+            let zy = win[0]
+                .iter()
+                .flat_map(|z| win[1].iter().map(move |y| (z, y)));
+            for (row, (z, y)) in rows.zip(zy) {
+                let czy = count(z) * count(y);
+                for (v, &c) in row.iter_mut().zip(&cx) {
+                    let n = czy * c;
+                    *v = if n == 0 { 0.0 } else { *v / n as f32 };
                 }
-                out[o] = match kind {
-                    PoolKind::Max => acc,
-                    PoolKind::L2 => acc.sqrt(),
-                    PoolKind::Avg { exclude_padding } => {
-                        let count = if exclude_padding {
-                            (z1 - z0) * (y1 - y0) * (x1 - x0)
-                        } else {
-                            ez * ey * ex
-                        };
-                        if count == 0 { 0.0 } else { acc / count as f32 }
-                    }
-                };
-                o += 1;
             }
         }
     }
@@ -250,8 +262,18 @@ pub fn pool_forward(
     let out_plane: usize = g.out.iter().product();
     let mut out = vec![0.0f32; planes * out_plane];
     let kvol: usize = g.k.iter().product();
+    let win = [0, 1, 2].map(|d| {
+        windows(
+            g.out[d],
+            g.s[d],
+            g.k[d],
+            g.pad_before[d],
+            g.pad_after[d],
+            g.inp[d],
+        )
+    });
     let run = |(i, o): (usize, &mut [f32])| {
-        pool_plane(&x[i * in_plane..(i + 1) * in_plane], &g, p.kind, o);
+        pool_plane(&x[i * in_plane..(i + 1) * in_plane], &g, p.kind, &win, o);
     };
     if out_plane > 0 {
         if parallel(out.len().saturating_mul(kvol)) {

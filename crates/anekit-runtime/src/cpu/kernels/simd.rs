@@ -202,23 +202,26 @@ pub fn scale_shift(x: &mut [f32], s: f32, t: f32) {
 /// `exp(x)` in f32, branch-free so that loops over it vectorise: Cody–Waite range reduction
 /// `x = n·ln2 + r`, |r| ≤ ln2/2, and the Cephes `expf` minimax polynomial for `e^r` (about
 /// 1 ulp on the reduced range, ≤ 2e-7 relative overall); `exp(x) = 0` below −87.3 (where f32
-/// results would be subnormal) and `+∞` above 88.72; NaN stays NaN.
+/// results would be subnormal) and `+∞` above 88.72; NaN stays NaN. `n` is rounded with the
+/// 1.5·2²³ magic constant and `2ⁿ` assembled from its bits, so there is no float→int
+/// conversion or `floor` call in the loop.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     const HI: f32 = 88.722_84;
     const LO: f32 = -87.336_54;
+    const MAGIC: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer in the bits
     let xc = x.clamp(LO, HI);
-    let n = (xc * std::f32::consts::LOG2_E + 0.5).floor();
+    let t = xc * std::f32::consts::LOG2_E + MAGIC;
+    let n = t - MAGIC;
     let r = xc - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let r2 = r * r;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
         + 0.5;
-    let y = p * r2 + r + 1.0;
-    // 2^n with n in [−126, 128]: split in two factors so that n = 128 does not overflow the
-    // exponent field before the multiplication.
-    let ni = n as i32;
+    let y = p * (r * r) + r + 1.0;
+    // n ∈ [−126, 128] sits in the low mantissa bits of t; 2ⁿ = 2^h · 2^(n−h) keeps both
+    // exponent fields in range.
+    let ni = t.to_bits().wrapping_sub(0x4B40_0000) as i32;
     let h = ni >> 1;
     let s1 = f32::from_bits(((h + 127) as u32) << 23);
     let s2 = f32::from_bits(((ni - h + 127) as u32) << 23);

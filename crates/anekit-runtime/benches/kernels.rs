@@ -1,0 +1,368 @@
+//! Throughput of the dense CPU kernels, on 1 and 2 threads.
+//!
+//! ```text
+//! cargo bench -p anekit-runtime --bench kernels [-- FILTER] [--threads 1,2] [--runs N]
+//! ```
+//!
+//! Each kernel runs on a rayon pool of the given size, is warmed up, then timed repeatedly
+//! (at least `--runs` times and 0.3 s); the table shows the best time. Compute-bound kernels
+//! report GFLOP/s (2 per multiply-add) and their share of the machine's GEMM peak, measured
+//! here first (faer on a 512³ product); memory-bound ones report GB/s of compulsory traffic
+//! (inputs read once, outputs written once).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use anekit_runtime::cpu::kernels::conv::{self, ConvParams, PadType};
+use anekit_runtime::cpu::kernels::pool::{self, PoolKind, PoolParams};
+use anekit_runtime::cpu::kernels::{activation, attention, linalg, normalization};
+
+/// What a kernel's rate is measured in.
+#[derive(Clone, Copy)]
+enum Work {
+    /// Floating-point operations.
+    Flops(f64),
+    /// Bytes moved.
+    Bytes(f64),
+}
+
+struct Bench {
+    name: &'static str,
+    shape: String,
+    work: Work,
+    run: Box<dyn Fn() + Sync + Send>,
+}
+
+fn data(n: usize, seed: u32) -> Vec<f32> {
+    // A cheap deterministic pseudo-random sequence in [-1, 1).
+    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s as f32 / u32::MAX as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn conv_bench(
+    name: &'static str,
+    x: [usize; 4],
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    groups: usize,
+) -> Bench {
+    let [n, c, h, w] = x;
+    let xs = vec![n, c, h, w];
+    let ws = vec![c_out, c / groups, k, k];
+    let params = ConvParams {
+        strides: Some(vec![stride as i64; 2]),
+        dilations: None,
+        pad: None,
+        pad_type: PadType::Same,
+        groups: groups as i64,
+        output_shape: None,
+    };
+    let g = conv::geometry(&xs, &ws, &params, false).unwrap();
+    let xd = data(xs.iter().product(), 1);
+    let wd = data(ws.iter().product(), 2);
+    let bias = data(c_out, 3);
+    let out: usize = g.out_shape().iter().product();
+    let macs = out * (c / groups) * k * k;
+    let work = if groups > 1 && groups == c {
+        Work::Bytes(((xd.len() + out) * 4) as f64)
+    } else {
+        Work::Flops(2.0 * macs as f64)
+    };
+    Bench {
+        name,
+        shape: format!("{xs:?}→{:?} k{k} s{stride} g{groups}", g.out_shape()),
+        work,
+        run: Box::new(move || {
+            black_box(conv::conv_forward(&xd, &wd, Some(&bias), &g));
+        }),
+    }
+}
+
+fn benches() -> Vec<Bench> {
+    let mut v = Vec::new();
+    // GEMM reference points.
+    for (m, k, n) in [(512, 512, 512), (128, 768, 3072)] {
+        let a = data(m * k, 4);
+        let b = data(k * n, 5);
+        v.push(Bench {
+            name: "gemm (faer)",
+            shape: format!("{m}×{k}×{n}"),
+            work: Work::Flops(2.0 * (m * k * n) as f64),
+            run: Box::new(move || {
+                let mut out = vec![0.0f32; m * n];
+                linalg::gemm(m, n, k, &a, false, &b, false, &mut out, false);
+                black_box(out);
+            }),
+        });
+    }
+    // Convolutions (ResNet-50 / MobileNet shapes).
+    v.push(conv_bench(
+        "conv 7×7 s2 stem",
+        [1, 3, 224, 224],
+        64,
+        7,
+        2,
+        1,
+    ));
+    v.push(conv_bench("conv 3×3", [1, 64, 56, 56], 64, 3, 1, 1));
+    v.push(conv_bench("conv 1×1", [1, 64, 56, 56], 256, 1, 1, 1));
+    v.push(conv_bench("conv 1×1", [1, 256, 56, 56], 64, 1, 1, 1));
+    v.push(conv_bench("conv 3×3 s2", [1, 128, 56, 56], 128, 3, 2, 1));
+    v.push(conv_bench("conv 3×3 late", [1, 512, 7, 7], 512, 3, 1, 1));
+    v.push(conv_bench(
+        "conv 3×3 groups 32",
+        [1, 256, 28, 28],
+        256,
+        3,
+        1,
+        32,
+    ));
+    v.push(conv_bench("depthwise 3×3", [1, 32, 112, 112], 32, 3, 1, 32));
+    v.push(conv_bench(
+        "depthwise 3×3 s2",
+        [1, 96, 112, 112],
+        96,
+        3,
+        2,
+        96,
+    ));
+    // Linear layers (BERT-base shapes).
+    for (m, k, n) in [
+        (128, 768, 3072),
+        (128, 3072, 768),
+        (128, 768, 768),
+        (1, 768, 3072),
+        (1, 3072, 768),
+    ] {
+        let x = data(m * k, 6);
+        let w = data(n * k, 7);
+        let b = data(n, 8);
+        let work = if m == 1 {
+            Work::Bytes(((n * k + k + n) * 4) as f64)
+        } else {
+            Work::Flops(2.0 * (m * k * n) as f64)
+        };
+        v.push(Bench {
+            name: "linear",
+            shape: format!("M={m} {k}→{n}"),
+            work,
+            run: Box::new(move || {
+                black_box(linalg::linear_f32(&x, m, k, &w, n, Some(&b)));
+            }),
+        });
+    }
+    // Attention pieces at 128 tokens, 12 heads of 64.
+    {
+        let (h, l, e) = (12, 128, 64);
+        let q = data(h * l * e, 9);
+        let kt = data(h * e * l, 10);
+        v.push(Bench {
+            name: "matmul heads",
+            shape: format!("[1,{h},{l},{e}]·[1,{h},{e},{l}]"),
+            work: Work::Flops(2.0 * (h * l * l * e) as f64),
+            run: Box::new(move || {
+                black_box(
+                    linalg::batched_matmul(&q, &[1, h], &kt, &[1, h], l, l, e, false, false)
+                        .unwrap(),
+                );
+            }),
+        });
+        let q = data(h * l * e, 11);
+        let k = data(h * l * e, 12);
+        let vv = data(h * l * e, 13);
+        let mask: Vec<bool> = (0..l * l).map(|i| i % l <= i / l).collect();
+        v.push(Bench {
+            name: "sdpa (causal bool mask)",
+            shape: format!("[1,{h},{l},{e}]"),
+            work: Work::Flops(4.0 * (h * l * l * e) as f64),
+            run: Box::new(move || {
+                let s = [1, h, l, e];
+                black_box(
+                    attention::sdpa(
+                        &q,
+                        &s,
+                        &k,
+                        &s,
+                        &vv,
+                        &s,
+                        Some((attention::Mask::Keep(&mask), &[l, l][..])),
+                    )
+                    .unwrap(),
+                );
+            }),
+        });
+        let x = data(h * l * l, 14);
+        v.push(Bench {
+            name: "softmax last axis",
+            shape: format!("[{h},{l},{l}]"),
+            work: Work::Bytes((2 * h * l * l * 4) as f64),
+            run: Box::new(move || {
+                black_box(activation::softmax_3d(&x, h * l, l, 1));
+            }),
+        });
+    }
+    {
+        let (m, d) = (128, 768);
+        let x = data(m * d, 15);
+        let g = data(d, 16);
+        let b = data(d, 17);
+        v.push(Bench {
+            name: "layer_norm",
+            shape: format!("[{m},{d}]"),
+            work: Work::Bytes((2 * m * d * 4) as f64),
+            run: Box::new(move || {
+                black_box(normalization::layer_norm_rows(
+                    &x,
+                    d,
+                    Some(&g),
+                    Some(&b),
+                    1e-5,
+                ));
+            }),
+        });
+        let x = data(m * 3072, 18);
+        v.push(Bench {
+            name: "gelu (exact)",
+            shape: format!("[{m},3072]"),
+            work: Work::Bytes((2 * m * 3072 * 4) as f64),
+            run: Box::new(move || {
+                black_box(activation::map(&x, activation::gelu_exact));
+            }),
+        });
+    }
+    {
+        let xs = vec![1, 64, 112, 112];
+        let x = data(xs.iter().product(), 19);
+        let p = PoolParams {
+            kernel: vec![3, 3],
+            strides: Some(vec![2, 2]),
+            pad_type: PadType::Custom,
+            pad: Some(vec![1, 1, 1, 1]),
+            ceil_mode: false,
+            kind: PoolKind::Max,
+        };
+        v.push(Bench {
+            name: "max_pool 3×3 s2",
+            shape: format!("{xs:?}"),
+            work: Work::Bytes(((x.len() + x.len() / 4) * 4) as f64),
+            run: Box::new(move || {
+                black_box(pool::pool_forward(&x, &xs, &p).unwrap());
+            }),
+        });
+    }
+    v
+}
+
+/// Best time of `f` over at least `runs` runs and 0.3 s, after one warm-up run.
+fn time(f: &(dyn Fn() + Sync + Send), runs: usize) -> Duration {
+    f();
+    let start = Instant::now();
+    let mut best = Duration::MAX;
+    let mut n = 0;
+    while n < runs || start.elapsed() < Duration::from_millis(300) {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed());
+        n += 1;
+    }
+    best
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut threads = vec![1usize, 2];
+    let mut runs = 5usize;
+    let mut filter: Option<String> = None;
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--threads" => {
+                i += 1;
+                threads = args[i].split(',').map(|t| t.parse().unwrap()).collect();
+            }
+            "--runs" => {
+                i += 1;
+                runs = args[i].parse().unwrap();
+            }
+            "--bench" => {}
+            a if a.starts_with("--") => {}
+            a => filter = Some(a.to_string()),
+        }
+        i += 1;
+    }
+    let all = benches();
+    let pools: Vec<rayon::ThreadPool> = threads
+        .iter()
+        .map(|&t| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    // GEMM peak per thread count: the 512³ product.
+    let peaks: Vec<f64> = pools
+        .iter()
+        .map(|p| {
+            let b = &all[0];
+            let d = p.install(|| time(&*b.run, runs));
+            match b.work {
+                Work::Flops(f) => f / d.as_secs_f64() / 1e9,
+                Work::Bytes(_) => 0.0,
+            }
+        })
+        .collect();
+    print!("{:<26} {:<44}", "kernel", "shape");
+    for t in &threads {
+        print!(
+            " {:>10} {:>14} {:>6}",
+            format!("{t}T time"),
+            format!("{t}T rate"),
+            "%peak"
+        );
+    }
+    println!();
+    for b in &all {
+        if filter
+            .as_deref()
+            .is_some_and(|f| !b.name.contains(f) && !b.shape.contains(f))
+        {
+            continue;
+        }
+        print!("{:<26} {:<44}", b.name, b.shape);
+        for (p, peak) in pools.iter().zip(&peaks) {
+            let d = p.install(|| time(&*b.run, runs));
+            let s = d.as_secs_f64();
+            let (rate, pct) = match b.work {
+                Work::Flops(f) => {
+                    let g = f / s / 1e9;
+                    (
+                        format!("{g:.1} GFLOP/s"),
+                        format!("{:.0}%", 100.0 * g / peak),
+                    )
+                }
+                Work::Bytes(by) => (format!("{:.1} GB/s", by / s / 1e9), String::new()),
+            };
+            print!(" {:>8.1}µs {:>14} {:>6}", s * 1e6, rate, pct);
+        }
+        println!();
+    }
+    println!(
+        "\nGEMM peak (faer, 512³): {}",
+        threads
+            .iter()
+            .zip(&peaks)
+            .map(|(t, p)| format!("{t}T {p:.0} GFLOP/s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
