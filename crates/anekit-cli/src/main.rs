@@ -52,7 +52,7 @@ enum Command {
     /// (--palettize), pruning (--prune, --prune-nm), alone or jointly (iOS18), as
     /// coremltools.optimize.coreml does; report sizes and, through the CPU backend, the
     /// output SNR against the uncompressed model.
-    Compress(compress::Args),
+    Compress(Box<compress::Args>),
     /// Measure prediction latency (median and p90 after warm-up), peak memory and threads.
     Bench(bench::Args),
     /// What this machine has for running models: host, backends and, on Apple platforms,
