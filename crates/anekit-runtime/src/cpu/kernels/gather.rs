@@ -313,10 +313,7 @@ impl Scatter for i32 {
 type ScatterInputs<T> = (Vec<T>, Vec<usize>, Vec<T>, Vec<usize>);
 
 /// `data` and `updates` as flat row-major vectors of the same element type.
-fn scatter_inputs<T: Scatter>(
-    data: &Value,
-    updates: &Value,
-) -> Result<ScatterInputs<T>, String> {
+fn scatter_inputs<T: Scatter>(data: &Value, updates: &Value) -> Result<ScatterInputs<T>, String> {
     let d = tensor_of::<T>(data, "data")?;
     let u = tensor_of::<T>(updates, "updates")?;
     Ok((
