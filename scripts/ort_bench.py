@@ -63,7 +63,7 @@ def feed_of(sess, files):
     return feed
 
 
-def print_profile(sess, outputs, feed, runs):
+def print_profile(sess, outputs, feed, runs, top=25):
     """ONNX Runtime's per-node times (its built-in profiler), mean per run."""
     import os
 
@@ -99,7 +99,7 @@ def print_profile(sess, outputs, feed, runs):
                 out.append("x".join(str(x) for x in v) or "scalar")
         return " ".join(out)
 
-    for name, (us, t, args) in sorted(by_node.items(), key=lambda kv: -kv[1][0])[:25]:
+    for name, (us, t, args) in sorted(by_node.items(), key=lambda kv: -kv[1][0])[:top]:
         print(f"  {us / 1e3 / runs:>9.3f} ms  {t:<22} {name[:-len('_kernel_time')][:28]:<28} "
               f"{shapes(args, 'input_type_shape')} -> {shapes(args, 'output_type_shape')}")
 
@@ -113,6 +113,7 @@ def main():
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--serve", action="store_true")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--top", type=int, default=25, help="--profile: slowest nodes listed")
     a = ap.parse_args()
     files = {}
     for s in a.input:
@@ -156,7 +157,7 @@ def main():
                 print(f"error: unknown command {cmd!r}", flush=True)
         return
     if a.profile:
-        return print_profile(sess, outputs, feed, a.runs)
+        return print_profile(sess, outputs, feed, a.runs, a.top)
     for _ in range(a.warmup):
         sess.run(outputs, feed)
     times = []

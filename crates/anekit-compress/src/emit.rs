@@ -126,15 +126,14 @@ pub fn output(name: &str, dtype: DataType, shape: &[usize]) -> NamedValueType {
     NamedValueType::new(name, ValueType::tensor(dtype, &shape_u64(shape)))
 }
 
-/// Values of a linear quantization: (data, scale, offset) in iOS18 form.
-pub fn quant_values(q: &Quantized) -> (Value, Value, Option<Value>) {
-    let data = tensor(q.dtype.data_type(), &q.shape, q.dtype.encode(&q.data));
+/// Parameters of a linear quantization: (scale, offset) in iOS18 form.
+pub fn quant_params(q: &Quantized) -> (Value, Option<Value>) {
     let scale = float_tensor(q.scale_dtype, &q.scale_shape, &q.scale);
     let offset = q
         .zero_point
         .as_ref()
         .map(|z| tensor(q.dtype.data_type(), &q.scale_shape, q.dtype.encode(z)));
-    (data, scale, offset)
+    (scale, offset)
 }
 
 /// `constexpr_blockwise_shift_scale` (iOS18) of `data` (a literal or a name).
@@ -144,7 +143,7 @@ pub fn blockwise_shift_scale(
     q: &Quantized,
     out_dtype: FloatType,
 ) -> Operation {
-    let (_, scale, offset) = quant_values(q);
+    let (scale, offset) = quant_params(q);
     let mut params = vec![("data", data), ("scale", Param::Value(scale))];
     if let Some(o) = offset {
         params.push(("offset", Param::Value(o)));
@@ -183,7 +182,7 @@ pub fn affine_dequantize(name: &str, q: &Quantized) -> Option<Operation> {
     let params = vec![
         (
             "quantized_data",
-            Param::Value(tensor(dt, &q.shape, q.dtype.encode(&q.data))),
+            Param::Value(tensor(dt, &q.shape, q.dtype.pack(&q.data))),
         ),
         (
             "zero_point",
@@ -355,8 +354,8 @@ pub fn lut_to_sparse(name: &str, p: &Palettized, mask: &[bool], lut: Option<Para
 /// iOS18 `constexpr_sparse_blockwise_shift_scale`: quantized kept elements. Outputs
 /// `<name>_0` (uint1 mask) and `<name>_1` (dequantized non-zeros).
 pub fn sparse_blockwise_shift_scale(name: &str, q: &Quantized, mask: &[bool]) -> Operation {
-    let (_, scale, offset) = quant_values(q);
-    let nz: Vec<i32> = q
+    let (scale, offset) = quant_params(q);
+    let nz: Vec<u8> = q
         .data
         .iter()
         .zip(mask)
@@ -371,7 +370,7 @@ pub fn sparse_blockwise_shift_scale(name: &str, q: &Quantized, mask: &[bool]) ->
         ),
         (
             "nonzero_data",
-            Param::Value(tensor(q.dtype.data_type(), &[nnz], q.dtype.encode(&nz))),
+            Param::Value(tensor(q.dtype.data_type(), &[nnz], q.dtype.pack(&nz))),
         ),
         ("scale", Param::Value(scale)),
     ];

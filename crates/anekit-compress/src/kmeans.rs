@@ -9,6 +9,19 @@
 //! of each layer are monotone (the cost is Monge), so each layer is solved by divide and
 //! conquer in O(n log n). Costs come from prefix sums of the centred values.
 //!
+//! For more than a few clusters the layered DP (k layers) is replaced by its Lagrangian
+//! relaxation ([`penalized_starts`]): a partition that minimises `cost + λ·(number of
+//! clusters)` over *all* partitions and has exactly `k` clusters is an optimal k-partition
+//! (for any other k-partition P: cost(P*) + λk ≤ cost(P) + λk). Such a λ exists because the
+//! optimal cost is convex in k for Monge costs (Aggarwal, Schieber, Tokuyama 1994; the
+//! "WQS"/"Aliens" technique; Grønlund et al. 2017 use it for 1-D k-means). One penalized
+//! problem is a single least-weight-subsequence DP, solved in about 5–10 cost evaluations
+//! per value with a queue of candidates (each owns an interval of rows; Monge makes a later
+//! candidate win on a suffix of rows, found by galloping from its predecessor's start). λ is
+//! found in a few solves from a high-resolution-quantization estimate refined by the observed
+//! count. If no λ within the search gives exactly `k` (ties), the layered DP runs instead, so
+//! the result is always the exact optimum.
+//!
 //! **Vector** (`cluster_dim > 1`): k-means++ seeding and Lloyd iterations (as scikit-learn,
 //! which coremltools uses there), with a few seeded restarts keeping the best.
 
@@ -26,13 +39,25 @@ pub struct Clustering1d {
 /// 65,536 × 256 = 2²⁴.
 pub const MAX_DP_CELLS: usize = 1 << 24;
 
+/// Smallest `k` solved through the Lagrangian relaxation (below it the layered DP has at
+/// most a few layers).
+const PENALIZED_MIN_K: usize = 4;
+
+/// Smallest number of distinct values solved through the Lagrangian relaxation.
+const PENALIZED_MIN_N: usize = 256;
+
+/// Penalized solves before giving up on finding a λ with exactly `k` clusters.
+const MAX_SOLVES: usize = 64;
+
 /// Optimal weighted 1-D k-means. `values` must be sorted and distinct, `weights` positive,
 /// same length; `k ≥ 1`. At most `k` clusters are returned (fewer when there are fewer
 /// distinct values).
 ///
-/// When `values.len() × k` exceeds [`MAX_DP_CELLS`] (only possible for fp32 weights), runs
-/// of neighbouring values are merged into `MAX_DP_CELLS / k` atoms, the DP is solved
-/// exactly on the atoms, and Lloyd iterations on the full data refine the result.
+/// Solved through the Lagrangian relaxation ([`penalized_starts`]) when it applies, else by
+/// the layered DP. When the relaxation finds no λ and `values.len() × k` exceeds
+/// [`MAX_DP_CELLS`] (only possible for fp32 weights), runs of neighbouring values are merged
+/// into `MAX_DP_CELLS / k` atoms, the DP is solved exactly on the atoms, and Lloyd
+/// iterations on the full data refine the result.
 pub fn cluster_1d(values: &[f64], weights: &[f64], k: usize) -> Clustering1d {
     let n = values.len().min(weights.len());
     if n == 0 || k == 0 {
@@ -47,6 +72,12 @@ pub fn cluster_1d(values: &[f64], weights: &[f64], k: usize) -> Clustering1d {
             centroids: values[..n].to_vec(),
             assignment: (0..n as u32).collect(),
         };
+    }
+    if k >= PENALIZED_MIN_K
+        && n >= PENALIZED_MIN_N
+        && let Some(starts) = penalized_starts(&values[..n], &weights[..n], k)
+    {
+        return from_starts(&values[..n], &weights[..n], &starts);
     }
     if n.saturating_mul(k) <= MAX_DP_CELLS {
         let starts = optimal_starts(&values[..n], &weights[..n], k);
@@ -230,6 +261,184 @@ fn optimal_starts(values: &[f64], weights: &[f64], k: usize) -> Vec<usize> {
         i = j.saturating_sub(1);
     }
     starts
+}
+
+/// The exact optimal `k`-partition of sorted distinct `values` (weights positive) through
+/// the Lagrangian relaxation (see the module documentation): start indices of the `k`
+/// clusters, or `None` when no λ was found that gives exactly `k` clusters (the caller then
+/// runs the layered DP). Needs `2 ≤ k < values.len()`.
+pub fn penalized_starts(values: &[f64], weights: &[f64], k: usize) -> Option<Vec<usize>> {
+    let n = values.len().min(weights.len());
+    if k < 2 || k >= n {
+        return None;
+    }
+    let p = Prefix::new(&values[..n], &weights[..n]);
+    let total = p.cost(0, n - 1);
+    if !(total > 0.0 && total.is_finite()) {
+        return None;
+    }
+    let kf = k as f64;
+    // High-resolution quantization: OPT_k ≈ C/k², so the slope λ = OPT_(k−1) − OPT_k ≈
+    // 2·OPT_k/k; for a Gaussian OPT_k ≈ 2.72·OPT_1/k².
+    let mut lam = 5.44 * total / (kf * kf * kf);
+    let (mut lo, mut hi) = (0.0f64, f64::INFINITY);
+    let mut last: Option<(f64, usize)> = None;
+    let mut solver = Penalized::new(n);
+    for _ in 0..MAX_SOLVES {
+        let c = solver.solve(&p, lam);
+        if c == k {
+            return Some(solver.starts(n));
+        }
+        if c > k {
+            lo = lo.max(lam);
+        } else {
+            hi = hi.min(lam);
+        }
+        if lo > 0.0 && hi.is_finite() && hi <= lo * (1.0 + 1e-12) {
+            return None;
+        }
+        // The count falls like a power of λ (−1/3 asymptotically); estimate the exponent
+        // from the last two solves and aim at k, staying inside the bracket.
+        let alpha = match last {
+            Some((l0, c0)) if c0 != c && l0 != lam && c0 > 0 && c > 0 => {
+                ((c as f64).ln() - (c0 as f64).ln()) / (lam.ln() - l0.ln())
+            }
+            _ => -1.0 / 3.0,
+        };
+        let alpha = if (-20.0..-0.05).contains(&alpha) {
+            alpha
+        } else {
+            -1.0 / 3.0
+        };
+        last = Some((lam, c));
+        let ratio = if c > 0 { kf / c as f64 } else { 0.5 };
+        let mut next = lam * (ratio.ln() / alpha).exp().clamp(1.0 / 64.0, 64.0);
+        if !(next > lo && next < hi) {
+            next = if lo > 0.0 && hi.is_finite() {
+                (lo * hi).sqrt()
+            } else if c > k {
+                lam * 4.0
+            } else {
+                lam / 4.0
+            };
+        }
+        if !(next.is_finite() && next > 0.0) {
+            return None;
+        }
+        lam = next;
+    }
+    None
+}
+
+/// The penalized problem `F[t] = min_{u<t} F[u] + cost(x[u..t]) + λ` (prefix lengths t),
+/// with reusable buffers.
+struct Penalized {
+    /// F[u] − q[u] for every prefix length u (the part of a candidate's value that does not
+    /// depend on the row).
+    b: Vec<f64>,
+    /// Clusters of the optimum of each prefix.
+    count: Vec<u32>,
+    /// Start of the last cluster of the optimum of each prefix.
+    arg: Vec<u32>,
+    /// Candidates (start u, first row it is best for), oldest first from `head`.
+    queue: Vec<(u32, u32)>,
+}
+
+impl Penalized {
+    fn new(n: usize) -> Self {
+        Self {
+            b: vec![0.0; n + 1],
+            count: vec![0; n + 1],
+            arg: vec![0; n + 1],
+            queue: Vec::with_capacity(n + 1),
+        }
+    }
+
+    /// Solve for `lambda`; returns the number of clusters of the optimum of all values.
+    fn solve(&mut self, p: &Prefix, lambda: f64) -> usize {
+        let n = p.w.len() - 1;
+        let (w, s) = (&p.w, &p.s);
+        // Value of candidate u at row t, less q[t] (common to all candidates of a row).
+        #[inline(always)]
+        fn g(b: &[f64], w: &[f64], s: &[f64], u: usize, t: usize) -> f64 {
+            let d = s[t] - s[u];
+            b[u] - d * d / (w[t] - w[u])
+        }
+        self.b[0] = 0.0;
+        self.count[0] = 0;
+        self.queue.clear();
+        self.queue.push((0, 1));
+        let mut head = 0usize;
+        for t in 1..=n {
+            while head + 1 < self.queue.len() && self.queue[head + 1].1 as usize <= t {
+                head += 1;
+            }
+            let u = self.queue[head].0 as usize;
+            // F[t] − q[t]: the row's q[t] cancels.
+            self.b[t] = g(&self.b, w, s, u, t) + lambda;
+            self.count[t] = self.count[u] + 1;
+            self.arg[t] = u as u32;
+            if t == n {
+                break;
+            }
+            // Candidate t for rows after t: drop the candidates it beats on their whole
+            // interval, then find where it overtakes the last one (a monotone predicate).
+            let b = &self.b;
+            let beats = |v: usize, r: usize| g(b, w, s, t, r) < g(b, w, s, v, r);
+            loop {
+                if self.queue.len() == head {
+                    self.queue.push((t as u32, t as u32 + 1));
+                    break;
+                }
+                let (v, vs) = self.queue[self.queue.len() - 1];
+                let (v, first) = (v as usize, (vs as usize).max(t + 1));
+                if beats(v, first) {
+                    self.queue.pop();
+                    continue;
+                }
+                // Gallop from `first` (where t loses), then bisect.
+                let mut lose = first;
+                let mut step = 1usize;
+                let win = loop {
+                    let c = lose + step;
+                    if c >= n {
+                        break beats(v, n).then_some(n);
+                    }
+                    if beats(v, c) {
+                        break Some(c);
+                    }
+                    lose = c;
+                    step *= 2;
+                };
+                if let Some(mut win) = win {
+                    while win - lose > 1 {
+                        let mid = lose + (win - lose) / 2;
+                        if beats(v, mid) {
+                            win = mid;
+                        } else {
+                            lose = mid;
+                        }
+                    }
+                    self.queue.push((t as u32, win as u32));
+                }
+                break;
+            }
+        }
+        self.count[n] as usize
+    }
+
+    /// Start indices of the clusters of the last solve's optimum.
+    fn starts(&self, n: usize) -> Vec<usize> {
+        let mut out = Vec::with_capacity(self.count[n] as usize);
+        let mut t = n;
+        while t > 0 {
+            let u = self.arg[t] as usize;
+            out.push(u);
+            t = u;
+        }
+        out.reverse();
+        out
+    }
 }
 
 /// One DP layer: `f(i, j) = base[j] + q[i+1] − (s[i+1] − s[j])² / (w[i+1] − w[j])`, where
@@ -678,6 +887,127 @@ mod tests {
         }
     }
 
+    fn cost_of(values: &[f64], weights: &[f64], starts: &[usize]) -> f64 {
+        let c = from_starts(values, weights, starts);
+        sse_1d(values, weights, &c.centroids, &c.assignment)
+    }
+
+    /// Sorted distinct fp16 values with counts, drawn by `draw`.
+    fn fp16_histogram(n: usize, draw: &mut impl FnMut() -> f64) -> (Vec<f64>, Vec<f64>) {
+        let mut v: Vec<f64> = (0..n)
+            .map(|_| half::f16::from_f64(draw()).to_f64() + 0.0)
+            .collect();
+        v.sort_by(f64::total_cmp);
+        let (mut vals, mut w): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+        for x in v {
+            if vals.last() == Some(&x) {
+                if let Some(c) = w.last_mut() {
+                    *c += 1.0;
+                }
+            } else {
+                vals.push(x);
+                w.push(1.0);
+            }
+        }
+        (vals, w)
+    }
+
+    #[test]
+    fn penalized_matches_brute_force_on_small_inputs() {
+        let mut rng = SplitMix::new(3);
+        let mut solved = 0;
+        for trial in 0..60 {
+            let n = 5 + trial % 8;
+            let mut v: Vec<f64> = (0..n).map(|_| rng.next_f64() * 4.0 - 2.0).collect();
+            v.sort_by(f64::total_cmp);
+            v.dedup();
+            let w: Vec<f64> = (0..v.len())
+                .map(|_| 1.0 + (rng.next_u64() % 5) as f64)
+                .collect();
+            for k in 2..v.len().min(6) {
+                if let Some(st) = penalized_starts(&v, &w, k) {
+                    assert_eq!(st.len(), k);
+                    let got = cost_of(&v, &w, &st);
+                    let want = brute(&v, &w, k);
+                    assert!((got - want).abs() <= 1e-9 * (1.0 + want), "{got} vs {want}");
+                    solved += 1;
+                }
+            }
+        }
+        assert!(solved > 100, "{solved}");
+    }
+
+    /// The Lagrangian relaxation gives the layered DP's optimum on weight-like data of
+    /// several shapes (and says so when it cannot).
+    #[test]
+    fn penalized_matches_layered_dp() {
+        let mut rng = SplitMix::new(5);
+        let gauss = |r: &mut SplitMix| (0..12).map(|_| r.next_f64()).sum::<f64>() - 6.0;
+        let mut fallbacks = 0;
+        let mut total = 0;
+        for shape in 0..6 {
+            for &(n_el, k) in &[
+                (3000usize, 4usize),
+                (4000, 8),
+                (16384, 16),
+                (6000, 64),
+                (20000, 256),
+            ] {
+                let mut draw = || -> f64 {
+                    match shape {
+                        0 => gauss(&mut rng) * 0.02,
+                        1 => {
+                            let u = rng.next_f64() - 0.5;
+                            -0.03 * u.signum() * (1.0 - 2.0 * u.abs()).max(1e-12).ln()
+                        }
+                        2 => rng.next_f64() * 2.0 - 1.0,
+                        3 => {
+                            gauss(&mut rng) * 0.01
+                                + if rng.next_u64().is_multiple_of(2) {
+                                    -0.3
+                                } else {
+                                    0.3
+                                }
+                        }
+                        // Half zeros (a pruned weight).
+                        4 => {
+                            if rng.next_u64().is_multiple_of(2) {
+                                0.0
+                            } else {
+                                gauss(&mut rng) * 0.05
+                            }
+                        }
+                        // Few distinct values with heavy ties.
+                        _ => (gauss(&mut rng) * 3.0).round() * 0.125,
+                    }
+                };
+                let (v, w) = fp16_histogram(n_el, &mut draw);
+                if k >= v.len() {
+                    continue;
+                }
+                let want = cost_of(&v, &w, &optimal_starts(&v, &w, k));
+                total += 1;
+                match penalized_starts(&v, &w, k) {
+                    Some(st) => {
+                        assert_eq!(st.len(), k);
+                        let got = cost_of(&v, &w, &st);
+                        assert!(
+                            got <= want * (1.0 + 1e-9) + 1e-300,
+                            "shape {shape} n {} k {k}: {got} vs {want}",
+                            v.len()
+                        );
+                    }
+                    None => fallbacks += 1,
+                }
+                // The public entry point is exact either way.
+                let c = cluster_1d(&v, &w, k);
+                let got = sse_1d(&v, &w, &c.centroids, &c.assignment);
+                assert!(got <= want * (1.0 + 1e-9) + 1e-300);
+            }
+        }
+        assert!(fallbacks * 5 <= total, "{fallbacks} of {total} fell back");
+    }
+
     #[test]
     fn nearest_sorted_ties_go_low() {
         assert_eq!(
@@ -734,6 +1064,13 @@ mod timing {
                     c = cluster_1d(&vals, &w, k);
                     best = best.min(t.elapsed());
                 }
+                let mut dp = std::time::Duration::MAX;
+                for _ in 0..3 {
+                    let t = std::time::Instant::now();
+                    optimal_starts(&vals, &w, k);
+                    dp = dp.min(t.elapsed());
+                }
+                eprintln!("layered DP alone: {dp:?}");
                 EVALS.store(0, std::sync::atomic::Ordering::Relaxed);
                 cluster_1d(&vals, &w, k);
                 eprintln!(

@@ -30,7 +30,7 @@ use crate::error::{CompressError, Result};
 use crate::linear::{self, Quantized};
 use crate::palettize::{self, PaletteParams, Palettized};
 use crate::prune::{self, PruneMethod};
-use crate::tensor::Weight;
+use crate::tensor::{ErrorStats, Weight};
 
 /// Receives progress while weights are compressed (called from worker threads).
 pub trait Progress: Sync {
@@ -929,7 +929,7 @@ fn compute(job: &Job) -> Result<Outcome> {
     // The LUT parameter: a literal, or the name of its quantization op.
     let mut lut_param: Option<Param> = None;
     if let (Some(QuantTarget::Lut(q)), Some((p, _, _))) = (&quant, &pal) {
-        let data = emit::tensor(q.dtype.data_type(), &q.shape, q.dtype.encode(&q.data));
+        let data = emit::tensor(q.dtype.data_type(), &q.shape, q.dtype.pack(&q.data));
         ops.push(emit::blockwise_shift_scale(
             &n.lut_quantized,
             Param::Value(data),
@@ -953,7 +953,7 @@ fn compute(job: &Job) -> Result<Outcome> {
         (None, None, None) => return nothing(skips),
         (None, None, Some(QuantTarget::Dense(q))) => match form {
             Form::Ios18 => {
-                let data = emit::tensor(q.dtype.data_type(), &q.shape, q.dtype.encode(&q.data));
+                let data = emit::tensor(q.dtype.data_type(), &q.shape, q.dtype.pack(&q.data));
                 ops.push(emit::blockwise_shift_scale(
                     &n.quantized,
                     Param::Value(data),
@@ -981,6 +981,7 @@ fn compute(job: &Job) -> Result<Outcome> {
                     scale_shape: sshape.clone(),
                     scale_dtype: w.dtype,
                     zero_point: None,
+                    error: ErrorStats::default(),
                 };
                 ops.push(emit::blockwise_shift_scale(
                     &n.pcs,
@@ -1042,22 +1043,25 @@ fn compute(job: &Job) -> Result<Outcome> {
             return nothing(skips);
         }
     }
-    // Reconstruct for the error report.
-    let recon = reconstruct(
-        &w,
-        mask.as_deref(),
-        pal.as_ref().map(|(p, s, _)| (p, s)),
-        quant.as_ref(),
-        dense,
-    );
-    let (mut sig, mut noise, mut max_err) = (0f64, 0f64, 0f64);
-    for (&a, &b) in w.values.iter().zip(&recon) {
-        let (a, b) = (f64::from(a), f64::from(b));
-        sig += a * a;
-        noise += (a - b) * (a - b);
-        max_err = max_err.max((a - b).abs());
-    }
-    let snr_db = (noise > 0.0).then(|| 10.0 * (sig / noise).log10());
+    // The error report: from the quantization pass itself for a plain linear quantization,
+    // else from the reconstructed weight.
+    let stats = match (&mask, &pal, &quant) {
+        (None, None, Some(QuantTarget::Dense(q))) => q.error,
+        _ => {
+            let recon = reconstruct(
+                &w,
+                mask.as_deref(),
+                pal.as_ref().map(|(p, s, _)| (p, s)),
+                quant.as_ref(),
+                dense,
+            );
+            let mut st = ErrorStats::default();
+            st.add(&w.values, &recon);
+            st
+        }
+    };
+    let snr_db = stats.snr_db();
+    let max_err = stats.max_abs;
     let bytes_after = emit::payload_bytes(&ops);
     let mut var = ops
         .last()

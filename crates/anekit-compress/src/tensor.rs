@@ -3,6 +3,8 @@
 
 use anekit_mil::{DataType, Value};
 use half::f16;
+use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+use rayon::prelude::*;
 
 use crate::error::{CompressError, Result};
 
@@ -109,7 +111,9 @@ impl Weight {
     }
 
     /// The weight held by a MIL tensor constant of dtype fp16 or fp32 (`None` for other
-    /// types or data that does not match the declared type).
+    /// types or data that does not match the declared type). fp16 data is widened with
+    /// the slice conversion of `half` (F16C when the CPU has it), in parallel for large
+    /// tensors.
     pub fn from_value(v: &Value) -> Option<Self> {
         let t = v.tensor_type()?;
         let dtype = FloatType::from_data_type(t.dtype)?;
@@ -119,8 +123,42 @@ impl Weight {
             .map(usize::try_from)
             .collect::<Result<_, _>>()
             .ok()?;
-        let values = v.to_f32_vec()?;
-        (element_count(&shape)? == values.len()).then_some(Self {
+        let n = element_count(&shape)?;
+        let bytes = v.bytes()?;
+        if bytes.len() != n.checked_mul(dtype.size())? {
+            return None;
+        }
+        let mut values = vec![0f32; n];
+        let chunk = CONVERT_CHUNK;
+        let job = |(dst, src): (&mut [f32], &[u8])| match dtype {
+            FloatType::F16 => {
+                let mut bits = [0u16; CONVERT_CHUNK];
+                let bits = &mut bits[..dst.len()];
+                for (b, c) in bits.iter_mut().zip(src.chunks_exact(2)) {
+                    *b = u16::from_le_bytes([c[0], c[1]]);
+                }
+                let h: &[f16] = bits.reinterpret_cast();
+                h.convert_to_f32_slice(dst);
+            }
+            FloatType::F32 => {
+                for (d, c) in dst.iter_mut().zip(src.chunks_exact(4)) {
+                    *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                }
+            }
+        };
+        let src: &[u8] = bytes;
+        if n >= PARALLEL_CONVERT {
+            values
+                .par_chunks_mut(chunk)
+                .zip(src.par_chunks(chunk * dtype.size()))
+                .for_each(job);
+        } else {
+            values
+                .chunks_mut(chunk)
+                .zip(src.chunks(chunk * dtype.size()))
+                .for_each(job);
+        }
+        Some(Self {
             dtype,
             shape,
             values,
@@ -140,6 +178,102 @@ impl Weight {
     /// Size in bytes as stored uncompressed.
     pub fn nbytes(&self) -> usize {
         self.values.len() * self.dtype.size()
+    }
+}
+
+/// Elements converted per call of the slice conversions.
+const CONVERT_CHUNK: usize = 1024;
+
+/// Elements above which a conversion is split across threads.
+const PARALLEL_CONVERT: usize = 1 << 18;
+
+/// Round every value of `buf` to fp16 precision in place (round half to even, overflow to
+/// ±inf, subnormals as IEEE), through `half`'s slice conversions: F16C, 8 lanes at a time,
+/// when the CPU has it (detected at run time), else its exact software path.
+pub fn round_f16_slice(buf: &mut [f32]) {
+    let mut h = [f16::ZERO; CONVERT_CHUNK];
+    for c in buf.chunks_mut(CONVERT_CHUNK) {
+        let h = &mut h[..c.len()];
+        h.convert_from_f32_slice(c);
+        h.convert_to_f32_slice(c);
+    }
+}
+
+/// The fp16 bit patterns of `values` (which must be representable in fp16; −0 stays −0).
+pub fn f16_bits(values: &[f32], out: &mut [u16]) {
+    for (o, v) in out
+        .chunks_mut(CONVERT_CHUNK)
+        .zip(values.chunks(CONVERT_CHUNK))
+    {
+        let h: &mut [f16] = o.reinterpret_cast_mut();
+        h.convert_from_f32_slice(v);
+    }
+}
+
+/// Round half to even to an integer without a libm call (`f32::round_ties_even` is a call
+/// to `rintf` on x86-64 targets without SSE4.1): adding and subtracting 2²³ leaves the
+/// integer nearest to |x| (ties to even) for |x| < 2²³; larger values are integers already.
+/// NaN stays NaN; the sign is kept (−0.4 → −0).
+#[inline(always)]
+pub fn round_ties_even(x: f32) -> f32 {
+    const TWO_23: f32 = 8_388_608.0;
+    let a = x.abs();
+    if a < TWO_23 {
+        ((a + TWO_23) - TWO_23).copysign(x)
+    } else {
+        x
+    }
+}
+
+/// Reconstruction error of a weight: Σw², Σ(w − ŵ)², max |w − ŵ|.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ErrorStats {
+    /// Sum of squared original values.
+    pub sum_sq: f64,
+    /// Sum of squared errors.
+    pub sse: f64,
+    /// Largest absolute error.
+    pub max_abs: f64,
+}
+
+impl ErrorStats {
+    /// Add the errors of `recon` against `orig` (same length).
+    pub fn add(&mut self, orig: &[f32], recon: &[f32]) {
+        // Four partial sums so that the loop vectorizes.
+        let (mut s, mut e, mut m) = ([0f64; 4], [0f64; 4], [0f64; 4]);
+        let mut oc = orig.chunks_exact(4);
+        let mut rc = recon.chunks_exact(4);
+        for (o, r) in (&mut oc).zip(&mut rc) {
+            for l in 0..4 {
+                let (a, b) = (f64::from(o[l]), f64::from(r[l]));
+                let d = a - b;
+                s[l] += a * a;
+                e[l] += d * d;
+                m[l] = if d.abs() > m[l] { d.abs() } else { m[l] };
+            }
+        }
+        for (&o, &r) in oc.remainder().iter().zip(rc.remainder()) {
+            let (a, b) = (f64::from(o), f64::from(r));
+            s[0] += a * a;
+            e[0] += (a - b) * (a - b);
+            m[0] = m[0].max((a - b).abs());
+        }
+        self.sum_sq += s.iter().sum::<f64>();
+        self.sse += e.iter().sum::<f64>();
+        self.max_abs = m.iter().fold(self.max_abs, |a, &b| a.max(b));
+    }
+
+    /// Combine two partial results.
+    pub fn merge(mut self, o: Self) -> Self {
+        self.sum_sq += o.sum_sq;
+        self.sse += o.sse;
+        self.max_abs = self.max_abs.max(o.max_abs);
+        self
+    }
+
+    /// Signal-to-noise ratio in dB (`None` when the reconstruction is exact).
+    pub fn snr_db(&self) -> Option<f64> {
+        (self.sse > 0.0).then(|| 10.0 * (self.sum_sq / self.sse).log10())
     }
 }
 
@@ -277,6 +411,55 @@ mod tests {
         assert!(Blocks::new(&[4, 6], &[0, 4]).is_none());
         let whole = Blocks::new(&[4, 6], &[0, 0]).unwrap();
         assert_eq!(whole.num_blocks(), 1);
+    }
+
+    #[test]
+    fn fast_rounding_matches_std() {
+        let mut v: Vec<f32> = vec![
+            0.5,
+            1.5,
+            2.5,
+            -0.5,
+            -1.5,
+            -2.5,
+            0.49999997,
+            -0.49999997,
+            3.0,
+            1e-30,
+            -1e-30,
+            8_388_607.5,
+            -8_388_607.5,
+            8_388_608.0,
+            1e10,
+            -1e10,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            -0.0,
+            126.5,
+            127.5,
+            -127.5,
+        ];
+        let mut x = 0x1234_5678u32;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            v.push(f32::from_bits(x));
+        }
+        for &a in &v {
+            let (got, want) = (round_ties_even(a), a.round_ties_even());
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "{a}: {got} vs {want}"
+            );
+        }
+        let mut r = v.clone();
+        round_f16_slice(&mut r);
+        for (&a, &b) in v.iter().zip(&r) {
+            let want = f16::from_f32(a).to_f32();
+            assert!(b.to_bits() == want.to_bits() || (b.is_nan() && want.is_nan()));
+        }
     }
 
     #[test]

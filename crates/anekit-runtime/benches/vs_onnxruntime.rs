@@ -4,7 +4,7 @@
 //! scripts/setup-python.sh --with-torch                 # once: .venv with torch, coremltools, onnxruntime
 //! .venv/bin/python scripts/make_bench_models.py        # once: target/bench-models/ (Core ML + ONNX)
 //! cargo bench -p anekit-runtime --bench vs_onnxruntime [-- FILTER ...] [--threads 2] [--runs N]
-//!       [--warmup N] [--seconds S] [--profile] [--json FILE]
+//!       [--warmup N] [--seconds S] [--profile] [--profile-top N] [--json FILE]
 //! ```
 //!
 //! For each network of `target/bench-models/manifest.json` (or `$ANEKIT_BENCH_MODELS`): the
@@ -22,7 +22,8 @@
 //! together) have passed, at least 15 and at most 1000 pairs; `--warmup` (default 3) pairs
 //! run first, untimed. `--profile`
 //! prints anekit's per-op time table (see `cpu::exec::profile`) for each network after its
-//! timing. `--json FILE` writes the results.
+//! timing (`--profile-top N`: with the N slowest ops, default 25). `--json FILE` writes the
+//! results.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -47,6 +48,7 @@ struct Opts {
     warmup: usize,
     seconds: f64,
     profile: bool,
+    profile_top: usize,
     json: Option<PathBuf>,
 }
 
@@ -58,6 +60,7 @@ fn parse_args() -> Opts {
         warmup: 3,
         seconds: 3.0,
         profile: false,
+        profile_top: 25,
         json: None,
     };
     let mut it = std::env::args().skip(1);
@@ -71,6 +74,10 @@ fn parse_args() -> Opts {
             "--seconds" => o.seconds = val("--seconds").parse().expect("--seconds S"),
             "--json" => o.json = Some(PathBuf::from(val("--json"))),
             "--profile" => o.profile = true,
+            "--profile-top" => {
+                o.profile = true;
+                o.profile_top = val("--profile-top").parse().expect("--profile-top N");
+            }
             s if s.starts_with("--") => panic!("unknown option {s}"),
             s => o.filters.push(s.to_string()),
         }
@@ -307,7 +314,7 @@ fn bench_one(dir: &Path, net: &Json, o: &Opts, engine: &Engine) -> Result<Row, S
             "\n--- {name}: anekit per-op time (mean of {n} predictions, profiling on; \
              minor page faults per prediction: {}) ---\n{}",
             faults.map_or("?".to_string(), |f| f.to_string()),
-            profile::render(&rows, n as u64, 25)
+            profile::render(&rows, n as u64, o.profile_top)
         );
     }
     let pct = |v: &mut Vec<f64>, p: f64| {
