@@ -55,7 +55,10 @@ fn wrong_name_dtype_shape_and_missing_inputs_name_the_input() {
     assert!(e.contains("\"x\"") && e.contains("63"), "wrong shape: {e}");
 
     let e = err(m.predict(&one("x", Tensor::zeros(ElementType::I32, &[1, 64]))));
-    assert!(e.contains("\"x\"") && e.contains("int32"), "wrong dtype: {e}");
+    assert!(
+        e.contains("\"x\"") && e.contains("int32"),
+        "wrong dtype: {e}"
+    );
 }
 
 #[test]
