@@ -265,22 +265,32 @@ impl anekit_compress::Progress for Bar {
     }
 }
 
-/// Run both models on the same inputs; SNR and max error per output.
-fn evaluate(original: &Path, compressed: &Path, a: &Args) -> Result<Vec<OutputError>> {
-    let options = LoadOptions {
+/// Run both models on the same inputs; SNR and max error per output. A model converted to
+/// fp16 compute precision runs with fp16 precision (every fp16 op's output rounded to fp16,
+/// as the Neural Engine computes).
+fn evaluate(original: &Path, compressed: &Path, a: &Args, fp16: bool) -> Result<Vec<OutputError>> {
+    let options = |precision| LoadOptions {
         compute_units: ComputeUnits::CpuOnly,
         function: None,
-        precision: Precision::Fp32,
+        precision,
         threads: None,
     };
     let engine = Engine::new();
-    let load = |p: &Path| -> Result<anekit_runtime::LoadedModel> {
+    let load = |p: &Path, precision| -> Result<anekit_runtime::LoadedModel> {
         let m = Model::open(p).with_context(|| format!("cannot read {}", p.display()))?;
         engine
-            .load(Arc::new(m), &options)
+            .load(Arc::new(m), &options(precision))
             .with_context(|| format!("the CPU backend cannot load {}", p.display()))
     };
-    let (base, comp) = (load(original)?, load(compressed)?);
+    let comp_precision = if fp16 {
+        Precision::Fp16
+    } else {
+        Precision::Fp32
+    };
+    let (base, comp) = (
+        load(original, Precision::Fp32)?,
+        load(compressed, comp_precision)?,
+    );
     let (inputs, _) = gather(base.inputs(), &a.inputs, true, a.seed, 10, None)?;
     let run = |m: &anekit_runtime::LoadedModel| -> Result<NamedTensors> {
         if m.instance().states().is_empty() {
@@ -345,7 +355,7 @@ pub fn run(a: &Args) -> Result<()> {
     let (outputs, eval_error) = if a.no_eval {
         (Vec::new(), None)
     } else {
-        match evaluate(&a.model, &a.output, a) {
+        match evaluate(&a.model, &a.output, a, config.fp16) {
             Ok(o) => (o, None),
             Err(e) => (Vec::new(), Some(format!("{e:#}"))),
         }
@@ -397,37 +407,58 @@ fn print_report(r: &CompressReport) {
             db(w.snr_db),
         ]);
     }
-    if c.weights.is_empty() {
-        println!("  no weight was compressed");
-    } else {
+    let ratio = |a: u64, b: u64| if b > 0 { a as f64 / b as f64 } else { 0.0 };
+    if !c.weights.is_empty() {
         print!("{}", table(&rows, 2));
+    } else if c.fp16.is_none() {
+        println!("  no weight was compressed");
     }
-    if c.fp16_ops > 0 {
+    if let Some(f) = &c.fp16 {
         println!(
-            "  fp16: {} ops converted to fp16 compute precision",
-            c.fp16_ops
+            "  fp16: {} ops converted to fp16 compute precision, {} fp32 constants made fp16, \
+             {:+} casts; constants {} → {} ({:.2}×)",
+            f.ops,
+            f.consts,
+            f.casts_added,
+            bytes(f.weight_bytes_before as u64),
+            bytes(f.weight_bytes_after as u64),
+            ratio(f.weight_bytes_before as u64, f.weight_bytes_after as u64),
         );
+        for s in &f.skipped {
+            println!("  fp16: {} ({}) stays fp32: {}", s.op, s.op_type, s.reason);
+        }
     }
     for s in &c.skipped {
         println!("  skipped {}: {}", s.name, s.reason);
     }
-    let ratio = |a: u64, b: u64| if b > 0 { a as f64 / b as f64 } else { 0.0 };
-    println!(
-        "  weights: {} → {} ({:.2}×), package: {} → {} ({:.2}×), {:.2} s",
-        bytes(r.weights_before as u64),
-        bytes(r.weights_after as u64),
-        ratio(r.weights_before as u64, r.weights_after as u64),
+    let package = format!(
+        "package: {} → {} ({:.2}×), {:.2} s",
         bytes(r.size_before),
         bytes(r.size_after),
         ratio(r.size_before, r.size_after),
         r.seconds
     );
+    if c.weights.is_empty() {
+        println!("  {package}");
+    } else {
+        println!(
+            "  weights: {} → {} ({:.2}×), {package}",
+            bytes(r.weights_before as u64),
+            bytes(r.weights_after as u64),
+            ratio(r.weights_before as u64, r.weights_after as u64),
+        );
+    }
     for o in &r.outputs {
         println!(
-            "  output {}: SNR {} vs the uncompressed model, max |error| {:.4e} (CPU backend)",
+            "  output {}: SNR {} vs the uncompressed model, max |error| {:.4e} (CPU backend{})",
             o.name,
             db(o.snr_db),
-            o.max_abs_error
+            o.max_abs_error,
+            if c.fp16.is_some() {
+                ", fp16 precision"
+            } else {
+                ""
+            }
         );
     }
     if let Some(e) = &r.eval_error {

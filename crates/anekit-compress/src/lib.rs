@@ -42,8 +42,9 @@ pub use prune::PruneMethod;
 
 use anekit_mil::model::Model;
 
-/// Compress `model` in place as `config` says: the fp16 stage first (if asked), then
-/// pruning, palettization and quantization of the weights. The model must be an ML Program.
+/// Compress `model` in place as `config` says: the fp16 stage first (if asked: fp32 compute
+/// precision becomes fp16, see [`fp16`]), then pruning, palettization and quantization of the
+/// weights, which are then fp16. The model must be an ML Program.
 pub fn compress_model(
     model: &mut Model,
     config: &Config,
@@ -54,12 +55,13 @@ pub fn compress_model(
         .program
         .as_mut()
         .ok_or_else(|| CompressError::Unsupported("the model is not an ML Program".into()))?;
-    let fp16_ops = if config.fp16 {
-        fp16::convert_program(program)?
+    let fp16 = if config.fp16 {
+        Some(fp16::convert(program)?)
     } else {
-        0
+        None
     };
     let mut report = compress_program(program, config, progress)?;
-    report.fp16_ops = fp16_ops;
+    report.fp16_ops = fp16.as_ref().map_or(0, |r| r.ops);
+    report.fp16 = fp16;
     Ok(report)
 }

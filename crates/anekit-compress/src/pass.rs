@@ -92,6 +92,8 @@ pub struct Report {
     pub skipped: Vec<Skipped>,
     /// Ops converted to fp16 by the fp16 stage (0 when it did not run).
     pub fp16_ops: usize,
+    /// What the fp16 stage did, if it ran.
+    pub fp16: Option<crate::fp16::Fp16Report>,
     /// Seconds spent compressing.
     pub seconds: f64,
 }
