@@ -372,6 +372,21 @@ impl MlPackage {
         let manifest = Manifest::read(&root)?;
         let data = root.join(DATA_DIR);
         for (id, item) in &manifest.item_info_entries {
+            // A missing item other than the root model is tolerated: version control drops
+            // the empty `weights` folder of a model without weight files. Whatever needs
+            // the item (a blob reference) fails later and names the file. A dangling
+            // symlink is not "missing" and is still refused below.
+            let joined = data.join(&item.path);
+            if *id != manifest.root_model_identifier
+                && fs::symlink_metadata(&joined)
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+            {
+                tracing::warn!(
+                    item = %joined.display(),
+                    "manifest item does not exist (an empty folder dropped by version control?)"
+                );
+                continue;
+            }
             resolve_inside(
                 &manifest_path,
                 &format!("itemInfoEntries[{id:?}].path"),

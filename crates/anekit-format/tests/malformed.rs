@@ -277,10 +277,28 @@ fn weight_reference_with_parent_dir() {
     assert_names(&err, "com.apple.CoreML", "BlobFileValue.fileName");
 }
 
+/// A missing weights folder (version control drops empty folders) opens; reading a blob
+/// from it then fails and names the weight file.
 #[test]
 fn missing_item() {
     let (_d, pkg, _) = package();
     fs::remove_dir_all(pkg.join("Data/com.apple.CoreML/weights")).unwrap();
+    let asset = ModelAsset::open(&pkg).unwrap();
+    let err = asset
+        .weights
+        .blob("@model_path/weights/weight.bin", 64)
+        .unwrap_err();
+    assert!(err.to_string().contains("weight.bin"), "{err}");
+}
+
+/// A manifest item that is a dangling symlink is still refused.
+#[cfg(unix)]
+#[test]
+fn dangling_symlink_item() {
+    let (_d, pkg, _) = package();
+    let w = pkg.join("Data/com.apple.CoreML/weights");
+    fs::remove_dir_all(&w).unwrap();
+    std::os::unix::fs::symlink(pkg.join("Data/no-such-folder"), &w).unwrap();
     let err = open_err(&pkg);
     assert_names(&err, "Manifest.json", "itemInfoEntries[");
     assert!(err.to_string().contains("does not exist"), "{err}");
