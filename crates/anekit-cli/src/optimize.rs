@@ -15,7 +15,8 @@ pub struct Args {
     /// Where to write the rewritten .mlpackage (never the input).
     #[arg(short, long)]
     output: PathBuf,
-    /// Compute in fp16 (an fp32-typed model cannot use the Neural Engine). Inputs and
+    /// Compute in fp16 (an fp32-typed model cannot use the Neural Engine): coremltools'
+    /// fp16 compute-precision conversion, the same as `anekit compress --fp16`. Inputs and
     /// outputs keep their types; results change within fp16 precision.
     #[arg(long)]
     fp16: bool,

@@ -6,14 +6,19 @@
 //! Bounds (relative error = max |a − b| / max |b|): exact rewrites (no-op removal, epsilon,
 //! linear → 1x1 conv) ≤ 1e-4 against the original; fp16 compute ≤ 1e-2 (fp16 keeps 11
 //! significant bits), the fixture's own fp16 bound.
+//!
+//! `anekit optimize --fp16` end to end: the binary converts an fp32 fixture, and the package
+//! it writes runs on the CPU backend (at fp32 and at fp16 precision) within 40 dB SNR of the
+//! PyTorch reference.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 
 use anekit_mil::model::Model;
 use anekit_plan::{OptimizeOptions, optimize_passes};
-use anekit_runtime::{ComputeUnits, Engine, LoadOptions, NamedTensors, Tensor, npy};
+use anekit_runtime::{ComputeUnits, Engine, LoadOptions, NamedTensors, Precision, Tensor, npy};
 use serde_json::Value as Json;
 
 fn fixtures() -> PathBuf {
@@ -32,12 +37,36 @@ fn rel(out: &Tensor, reference: &Tensor) -> f64 {
     err / refmax.max(f64::MIN_POSITIVE)
 }
 
+/// Signal-to-noise ratio of `out` against `reference`, in dB.
+fn snr_db(out: &Tensor, reference: &Tensor) -> f64 {
+    let o = out.to_f32();
+    let r = reference.to_f32();
+    assert_eq!(o.shape(), r.shape(), "output shape");
+    let (mut signal, mut noise) = (0f64, 0f64);
+    for (a, b) in o.iter().zip(r.iter()) {
+        signal += f64::from(*b).powi(2);
+        noise += (f64::from(*a) - f64::from(*b)).powi(2);
+    }
+    10.0 * (signal / noise.max(f64::MIN_POSITIVE)).log10()
+}
+
 fn run(engine: &Engine, model: Model, dir: &Path, data: &Json) -> NamedTensors {
+    run_at(engine, model, dir, data, Precision::Fp32)
+}
+
+fn run_at(
+    engine: &Engine,
+    model: Model,
+    dir: &Path,
+    data: &Json,
+    precision: Precision,
+) -> NamedTensors {
     let loaded = engine
         .load(
             Arc::new(model),
             &LoadOptions {
                 compute_units: ComputeUnits::CpuOnly,
+                precision,
                 ..Default::default()
             },
         )
@@ -122,8 +151,8 @@ fn rewritten_fixtures_give_the_same_outputs() {
             let runs = match optimize_passes(opts).run(&mut p) {
                 Ok(r) => r,
                 Err(e) => {
-                    // fp16 conversion refuses programs it cannot convert (control flow);
-                    // that is reported, not a wrong result.
+                    // A pass may refuse a program it cannot rewrite; that is reported, not
+                    // a wrong result.
                     println!("{name:<34} {label:<16} not rewritten: {e}");
                     continue;
                 }
@@ -158,4 +187,83 @@ fn rewritten_fixtures_give_the_same_outputs() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(compared >= 40, "compared only {compared} outputs");
+}
+
+#[test]
+fn optimize_fp16_binary_output_matches_the_reference() {
+    let dir = fixtures();
+    let manifest: Json =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let f = manifest["fixtures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "mlp_fp32_ios15")
+        .unwrap();
+    assert_eq!(f["precision"], "fp32");
+    let src = dir.join(f["path"].as_str().unwrap());
+    let tmp = tempfile::tempdir().unwrap();
+    let out_pkg = tmp.path().join("mlp_fp16.mlpackage");
+    let out = Command::new(env!("CARGO_BIN_EXE_anekit"))
+        .arg("optimize")
+        .arg(&src)
+        .arg("-o")
+        .arg(&out_pkg)
+        .args(["--fp16", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Json = serde_json::from_slice(&out.stdout).unwrap();
+    let fp16 = summary["passes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pass"] == "fp16-compute-precision")
+        .unwrap_or_else(|| panic!("no fp16 pass in {summary}"));
+    // every computing op of the MLP: 3 linear, layer_norm, 2 gelu, softmax
+    assert_eq!(fp16["changes"], 7, "{summary}");
+
+    let original = Model::open(&src).unwrap();
+    let converted = Model::open(&out_pkg).unwrap();
+    // the interface is unchanged: same inputs and outputs, still fp32
+    let (p0, p1) = (
+        original.program.as_ref().unwrap(),
+        converted.program.as_ref().unwrap(),
+    );
+    let (f0, f1) = (&p0.functions["main"], &p1.functions["main"]);
+    assert_eq!(f0.inputs, f1.inputs);
+    assert_eq!(
+        f0.block().unwrap().outputs,
+        f1.block().unwrap().outputs,
+        "output names"
+    );
+    let counts = f1.block().unwrap().op_counts();
+    assert_eq!(counts.get("linear"), Some(&3), "{counts:?}");
+    assert!(
+        f1.block()
+            .unwrap()
+            .operations
+            .iter()
+            .any(|o| o.op_type == "linear"
+                && o.outputs[0].ty.as_tensor().unwrap().dtype == anekit_mil::DataType::Fp16),
+        "linear computes in fp16"
+    );
+
+    let engine = Engine::new();
+    let data = &f["data"][0];
+    for precision in [Precision::Fp32, Precision::Fp16] {
+        let got = run_at(&engine, converted.clone(), &dir, data, precision);
+        for (oname, file) in data["outputs"].as_object().unwrap() {
+            let reference = npy::read(dir.join(file.as_str().unwrap())).unwrap();
+            let t = got.get(oname).unwrap();
+            assert_eq!(t.dtype(), anekit_runtime::ElementType::F32, "{oname}");
+            let snr = snr_db(t, &reference);
+            println!("mlp_fp32_ios15 optimize --fp16 ({precision:?}) {oname}: {snr:.1} dB");
+            assert!(snr >= 40.0, "{oname} at {precision:?}: {snr:.1} dB");
+        }
+    }
 }

@@ -48,19 +48,10 @@ pub enum CompressError {
         /// The conflicting consumers.
         message: String,
     },
-    /// The fp16 conversion cannot handle a function or op.
-    #[error(
-        "fp16 conversion of function {function}{}: {message}",
-        op.as_ref().map(|o| format!(", op {o}")).unwrap_or_default()
-    )]
-    Fp16 {
-        /// The function.
-        function: String,
-        /// The op, if the problem is in one.
-        op: Option<String>,
-        /// What is wrong.
-        message: String,
-    },
+    /// The fp16 conversion cannot handle a function or op ([`anekit_mil::passes::fp16`];
+    /// the message names both: `fp16 conversion of function main, op frob: ...`).
+    #[error(transparent)]
+    Fp16(anekit_mil::MilError),
 }
 
 impl CompressError {

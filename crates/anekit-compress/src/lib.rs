@@ -13,7 +13,8 @@
 //! - [`config`]: what to compress (global / by op type / by op name), TOML form.
 //! - [`pass`]: the program pass: selection, parallel compression, and replacement of each
 //!   `const` by the `constexpr_*` ops of the function's opset ([`emit`]).
-//! - [`fp16`]: fp32 → fp16 compute-precision conversion of fp32 models.
+//! - [`fp16`]: fp32 → fp16 compute-precision conversion of fp32 models (anekit-mil's
+//!   [`anekit_mil::passes::fp16`] pass with this crate's error type).
 //!
 //! Dependencies beyond the workspace's IR and format crates: `half` (fp16 rounding that
 //! reproduces numpy's float16 arithmetic), `rayon` (parallelism over weights and groups),

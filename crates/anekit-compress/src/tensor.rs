@@ -199,17 +199,6 @@ pub fn round_f16_slice(buf: &mut [f32]) {
     }
 }
 
-/// The fp16 bit patterns of `values` (which must be representable in fp16; −0 stays −0).
-pub fn f16_bits(values: &[f32], out: &mut [u16]) {
-    for (o, v) in out
-        .chunks_mut(CONVERT_CHUNK)
-        .zip(values.chunks(CONVERT_CHUNK))
-    {
-        let h: &mut [f16] = o.reinterpret_cast_mut();
-        h.convert_from_f32_slice(v);
-    }
-}
-
 /// Round half to even to an integer without a libm call (`f32::round_ties_even` is a call
 /// to `rintf` on x86-64 targets without SSE4.1): adding and subtracting 2²³ leaves the
 /// integer nearest to |x| (ties to even) for |x| < 2²³; larger values are integers already.

@@ -48,7 +48,9 @@ pub use report::Report;
 /// The rewrites `anekit optimize` applies, in order.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OptimizeOptions {
-    /// Convert an fp32-typed program to fp16 compute ([`rewrite::Fp16Compute`]).
+    /// Convert an fp32-typed program to fp16 compute precision
+    /// ([`anekit_mil::passes::Fp16ComputePrecision`], coremltools' `add_fp16_cast`; the same
+    /// pass as `anekit compress --fp16`).
     pub fp16: bool,
     /// Rewrite linear layers as 1x1 convolutions ([`rewrite::LinearToConv`]).
     pub linear_to_conv: bool,
@@ -59,11 +61,11 @@ pub struct OptimizeOptions {
 /// The pass pipeline for `options`: no-op removal, the chosen rewrites, dead-code
 /// elimination; the program is validated after every pass.
 pub fn optimize_passes(options: &OptimizeOptions) -> anekit_mil::passes::PassManager {
-    use anekit_mil::passes::{DeadCodeElimination, PassManager, RemoveNoOps};
+    use anekit_mil::passes::{DeadCodeElimination, Fp16ComputePrecision, PassManager, RemoveNoOps};
     let mut pm = PassManager::new();
     pm.add(RemoveNoOps);
     if options.fp16 {
-        pm.add(rewrite::Fp16Compute);
+        pm.add(Fp16ComputePrecision);
     }
     if !options.keep_epsilon {
         pm.add(rewrite::RaiseNormEpsilon::default());

@@ -19,7 +19,7 @@
 //!   fp16 represents).
 //!
 //! Converting an op casts each fp32 tensor argument to fp16, except arguments of parameters
-//! whose type domain (in the op registry of [`anekit_mil::ops`], for the function's opset)
+//! whose type domain (in the op registry of [`crate::ops`], for the function's opset)
 //! excludes fp16, and — from iOS17 on, where these ops take mixed precision — `alpha` of
 //! `elu`, `leaky_relu`, `prelu`, `thresholded_relu`, `alpha`/`beta` of `clamped_relu`,
 //! `linear_activation`, `scaled_tanh`, `sigmoid_hard`, `softplus_parametric` and `epsilon`
@@ -56,26 +56,35 @@
 //!   does the same when the replacement is a function input).
 //! - An op whose new output types the registry cannot infer stays fp32 and is reported in
 //!   [`Fp16Report::skipped`] (coremltools would fail).
-//! - Errors ([`CompressError::Fp16`]: an op type the function's opset does not have, an
-//!   unknown opset, a constant whose data does not match its type) name the function and op
-//!   and leave the program as it was.
+//! - Errors ([`MilError::Invalid`] with the context `fp16 conversion of function <f>, op <op>`:
+//!   an op type the function's opset does not have, an unknown opset, a constant whose data
+//!   does not match its type) name the function and op and leave the program as it was.
 //! - coremltools' pipeline also runs `add_int16_cast` (int32 → int16 for gather indices and
 //!   similar); that is a separate conversion this module does not do.
 //!
-//! Verified against coremltools itself in `tests/fp16.rs` (`scripts/fp16_oracle.py`).
+//! # Use
+//!
+//! [`Fp16ComputePrecision`] is the [`Pass`] (for a [`super::PassManager`]; it counts the
+//! converted ops); [`convert`] runs the same conversion and returns the whole
+//! [`Fp16Report`]. `anekit compress --fp16` (`anekit_compress::fp16`) and
+//! `anekit optimize --fp16` (`anekit_plan::optimize_passes`) both run it.
+//!
+//! Verified against coremltools itself in `crates/anekit-compress/tests/fp16.rs`
+//! (`scripts/fp16_oracle.py`).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use anekit_mil::ops::{Arg, OpDef, ParamKind, check_args, infer_with, registry};
-use anekit_mil::validate::Env;
-use anekit_mil::{
+use crate::error::{MilError, Result};
+use crate::ops::{Arg, OpDef, ParamKind, check_args, infer_with, registry};
+use crate::passes::Pass;
+use crate::validate::Env;
+use crate::{
     Argument, Binding, Block, DataType, NamedValueType, Operation, Opset, Placement, Program,
     TensorType, Value, ValueType,
 };
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 use serde::Serialize;
-
-use crate::error::{CompressError, Result};
 
 /// The largest finite fp16 value.
 pub const FP16_MAX: f32 = 65504.0;
@@ -149,14 +158,35 @@ pub struct Fp16Report {
     pub skipped: Vec<Fp16Skip>,
 }
 
-/// Convert `program` to fp16 compute precision; returns the number of converted ops (see
-/// the module documentation; [`convert`] gives the whole report).
-pub fn convert_program(program: &mut Program) -> Result<usize> {
-    Ok(convert(program)?.ops)
+/// The fp32 → fp16 compute-precision conversion as a [`Pass`] (`fp16-compute-precision`):
+/// coremltools 9.0's `add_fp16_cast` and the cleanup after it (see the
+/// [module documentation](self)). [`Pass::run`] returns the number of converted ops;
+/// [`convert`] gives the whole report. An error leaves the program as it was.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Fp16ComputePrecision;
+
+impl Pass for Fp16ComputePrecision {
+    fn name(&self) -> &str {
+        "fp16-compute-precision"
+    }
+
+    fn run(&self, program: &mut Program) -> Result<usize> {
+        Ok(convert(program)?.ops)
+    }
 }
 
-/// Convert `program` to fp16 compute precision and say what changed. Every function is
-/// converted (the block of its opset); a function with nothing to convert is left untouched.
+/// The error of the conversion of function `function` (at op `op`, if any).
+fn fp16_error(function: &str, op: Option<&str>, message: impl Into<String>) -> MilError {
+    let context = match op {
+        Some(op) => format!("fp16 conversion of function {function}, op {op}"),
+        None => format!("fp16 conversion of function {function}"),
+    };
+    MilError::invalid(context, message)
+}
+
+/// Convert `program` to fp16 compute precision and say what changed (see the module
+/// documentation). Every function is converted (the block of its opset); a function with
+/// nothing to convert is left untouched, and an error leaves the whole program as it was.
 pub fn convert(program: &mut Program) -> Result<Fp16Report> {
     let mut report = Fp16Report {
         weight_bytes_before: const_bytes(program),
@@ -167,17 +197,14 @@ pub fn convert(program: &mut Program) -> Result<Fp16Report> {
     // program as it was
     let mut done = Vec::new();
     for (fname, func) in &program.functions {
-        let opset = func.known_opset().ok_or_else(|| CompressError::Fp16 {
-            function: fname.clone(),
-            op: None,
-            message: format!("unknown opset {}", func.opset),
-        })?;
+        let opset = func
+            .known_opset()
+            .ok_or_else(|| fp16_error(fname, None, format!("unknown opset {}", func.opset)))?;
         let inputs = &func.inputs;
-        let mut block = func.block().cloned().ok_or_else(|| CompressError::Fp16 {
-            function: fname.clone(),
-            op: None,
-            message: "the function has no block for its opset".into(),
-        })?;
+        let mut block = func
+            .block()
+            .cloned()
+            .ok_or_else(|| fp16_error(fname, None, "the function has no block for its opset"))?;
         let block = &mut block;
         let mut vars: BTreeSet<String> = inputs.iter().map(|i| i.name.clone()).collect();
         let mut op_names = BTreeSet::new();
@@ -261,12 +288,8 @@ struct Rewrite {
 }
 
 impl Converter<'_> {
-    fn error(&self, op: &Operation, message: impl Into<String>) -> CompressError {
-        CompressError::Fp16 {
-            function: self.function.to_string(),
-            op: Some(op.display_name().to_string()),
-            message: message.into(),
-        }
+    fn error(&self, op: &Operation, message: impl Into<String>) -> MilError {
+        fp16_error(self.function, Some(op.display_name()), message)
     }
 
     fn skip(&mut self, op: &Operation, reason: String) {
@@ -281,12 +304,12 @@ impl Converter<'_> {
 
     /// A new variable name.
     fn fresh_var(&mut self, base: &str) -> String {
-        anekit_mil::passes::unique_name(base, &mut self.vars)
+        crate::passes::unique_name(base, &mut self.vars)
     }
 
     /// A new op name.
     fn fresh_op(&mut self, base: &str) -> String {
-        anekit_mil::passes::unique_name(base, &mut self.op_names)
+        crate::passes::unique_name(base, &mut self.op_names)
     }
 
     /// A new name for an op and its only output (`const`, `cast`).
@@ -793,8 +816,7 @@ fn to_fp16(v: &Value, placement: Placement) -> Result<Value, String> {
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    let mut bits = vec![0u16; n];
-    crate::tensor::f16_bits(&vals, &mut bits);
+    let mut bits = f16_bits(&vals);
     if n < UNDERFLOW_FIX_MAX_ELEMENTS {
         underflow_fix(&vals, &mut bits);
     }
@@ -806,6 +828,14 @@ fn to_fp16(v: &Value, placement: Placement) -> Result<Value, String> {
     let mut h = Value::tensor_bytes(ty, out, placement);
     h.doc = v.doc.clone();
     Ok(h)
+}
+
+/// The fp16 bit patterns of `values`, rounded to nearest even (−0 stays −0; the slice
+/// conversion uses the CPU's conversion instructions where it has them).
+fn f16_bits(values: &[f32]) -> Vec<u16> {
+    let mut h = vec![f16::ZERO; values.len()];
+    h.convert_from_f32_slice(values);
+    h.iter().map(|x| x.to_bits()).collect()
 }
 
 /// coremltools' `_check_underflow_to_zero`: an element that fp16 puts within the smallest
@@ -852,7 +882,7 @@ fn dce_block(block: &mut Block) {
         }
         for b in &mut op.blocks {
             dce_block(b);
-            used.extend(anekit_mil::passes::used_names(b));
+            used.extend(crate::passes::used_names(b));
         }
         kept.push(op);
     }
@@ -1187,7 +1217,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Program {
-        anekit_mil::text::parse_without_weights(text, "test.mil")
+        crate::text::parse_without_weights(text, "test.mil")
             .unwrap_or_else(|e| panic!("{e}\n{text}"))
     }
 
@@ -1195,10 +1225,10 @@ mod tests {
     fn convert_text(text: &str) -> (Program, Fp16Report) {
         let mut p = parse(text);
         let r = convert(&mut p).unwrap();
-        if let Err(d) = anekit_mil::validate::validate(&p) {
+        if let Err(d) = crate::validate::validate(&p) {
             panic!(
                 "converted program does not validate: {d:?}\n{}",
-                anekit_mil::text::print(&p)
+                crate::text::print(&p)
             );
         }
         (p, r)
@@ -1276,7 +1306,7 @@ mod tests {
             .iter()
             .filter(|o| o.outputs[0].ty.as_tensor().unwrap().dtype == DataType::Fp16)
             .collect();
-        assert_eq!(to16.len(), 1, "{}", anekit_mil::text::print(&p));
+        assert_eq!(to16.len(), 1, "{}", crate::text::print(&p));
         assert_eq!(name_input(to16[0], "x"), "x");
         let x16 = to16[0].outputs[0].name.clone();
         assert_eq!(x16, "x_to_fp16");
@@ -1338,7 +1368,7 @@ mod tests {
 "#,
         );
         let b = main_block(&p);
-        assert_eq!(r.ops, 2, "{}", anekit_mil::text::print(&p));
+        assert_eq!(r.ops, 2, "{}", crate::text::print(&p));
         // mul stays fp32 with its fp32 constant
         let mul = op_named(b, "a");
         assert_eq!(mul.op_type, "mul");
@@ -1407,9 +1437,14 @@ mod tests {
         // a coremltools fp16 fixture too
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../fixtures/models/mlp_fp16_ios16.mlpackage");
-        let mut m = anekit_mil::model::Model::open(path).unwrap();
+        let mut m = crate::model::Model::open(path).unwrap();
         let before = m.program.clone();
-        assert_eq!(convert_program(m.program.as_mut().unwrap()).unwrap(), 0);
+        assert_eq!(
+            Fp16ComputePrecision
+                .run(m.program.as_mut().unwrap())
+                .unwrap(),
+            0
+        );
         assert_eq!(m.program, before);
     }
 
@@ -1558,7 +1593,7 @@ mod tests {
 }
 "#,
         );
-        assert_eq!(r.ops, 2, "{}", anekit_mil::text::print(&p));
+        assert_eq!(r.ops, 2, "{}", crate::text::print(&p));
         let b = main_block(&p);
         let w = op_named(b, "w_cast_fp16");
         assert_eq!(w.op_type, "constexpr_affine_dequantize");
@@ -1584,7 +1619,7 @@ mod tests {
 }
 "#,
         );
-        assert_eq!(r.ops, 2, "{}", anekit_mil::text::print(&p));
+        assert_eq!(r.ops, 2, "{}", crate::text::print(&p));
         let b = main_block(&p);
         assert_eq!(name_input(op_named(b, "w_cast_fp16"), "scale"), "s_to_fp16");
         assert_eq!(dtype(b, "w_cast_fp16"), DataType::Fp16);

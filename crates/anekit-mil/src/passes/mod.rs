@@ -11,14 +11,21 @@
 //! - [`RemoveNoOps`]: drop `identity`, a `reshape` to the same shape, a `transpose` by the
 //!   identity permutation, a `cast` to the same type, and fold `transpose(transpose(x))`.
 //!
+//! Conversions (change results within a documented precision):
+//! - [`Fp16ComputePrecision`] ([`fp16`]): fp32 → fp16 compute precision of an fp32 program,
+//!   coremltools 9.0's `add_fp16_cast` and its cleanup; inputs, outputs and states keep
+//!   their names and types.
+//!
 //! Helpers for writing passes: [`replace_uses`], [`used_names`], [`unique_name`].
 
 mod dce;
+pub mod fp16;
 mod noop;
 
 use std::collections::{BTreeSet, HashSet};
 
 pub use dce::DeadCodeElimination;
+pub use fp16::Fp16ComputePrecision;
 pub use noop::RemoveNoOps;
 
 use crate::error::{MilError, Result};
