@@ -193,7 +193,18 @@ def save_model(mlmodel, name, ext=".mlpackage"):
         path.unlink()
     mlmodel.save(str(path))
     normalize(path)
+    keep_empty_folders(path)
     return path
+
+
+def keep_empty_folders(path):
+    """Git drops empty folders, and coremltools refuses a package whose manifest names a
+    missing item ("Item does not exist for identifier"): a model without weight files has an
+    empty `weights` folder, so put a `.gitkeep` in it. Core ML ignores unlisted files."""
+    if path.is_dir():
+        for d in path.rglob("*"):
+            if d.is_dir() and not any(d.iterdir()):
+                (d / ".gitkeep").touch()
 
 
 def normalize(path):

@@ -12,4 +12,4 @@ export ANEKIT_REQUIRE_INTEROP=1
 # The HTML report of `anekit analyze` is tested in headless Chromium (Debian's chromium).
 scripts/setup-chromium.sh >/dev/null
 export ANEKIT_REQUIRE_CHROMIUM=1
-cargo test --workspace "$@"
+cargo test --workspace --no-fail-fast "$@"
