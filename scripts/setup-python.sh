@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Create / update the project's Python virtual environment at <repo>/.venv.
 #
-#   scripts/setup-python.sh               # interop venv: coremltools + numpy (small, no torch)
-#   scripts/setup-python.sh --with-torch  # + torch, scikit-learn, onnx, onnxruntime (fixtures)
+#   scripts/setup-python.sh               # interop venv: coremltools, numpy, scikit-learn (no torch)
+#   scripts/setup-python.sh --with-torch  # + torch, onnx, onnxruntime (fixtures)
 #   scripts/setup-python.sh --force       # delete .venv first and rebuild from scratch
 #
 # Idempotent: a stamp file in .venv records a hash of the requirement files (and of the
