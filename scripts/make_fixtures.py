@@ -108,6 +108,14 @@ def save_npy(path, arr):
     return rel(path)
 
 
+def save_scalar_npy(path, arr):
+    """Save a 0-d array as 0-d (save_npy's np.ascontiguousarray makes it 1-d)."""
+    path = FIX / path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, arr, allow_pickle=False)
+    return rel(path)
+
+
 def save_io(network, inputs, outputs, in_dir="inputs", out_dir="outputs"):
     """Save dicts of numpy arrays; returns {"inputs": {name: path}, "outputs": {...}}."""
     base = Path("data") / network
@@ -293,7 +301,8 @@ def record(name, path, network, precision, data, notes, compression=None, extra=
     if extra:
         entry.update(extra)
     for d in data:
-        d.setdefault("tolerance", default_tolerance(precision, d))
+        if "tolerance" not in d:
+            d["tolerance"] = default_tolerance(precision, d)
     MANIFEST.append(entry)
     ops = entry["coremltools_op_counts"]
     log(f"  {name}: spec {entry['spec_version']}, " + "; ".join(
@@ -1035,9 +1044,72 @@ def record_external():
 # =========================================================================================
 
 
+class TinyClassifier(nn.Module):
+    """8 features -> 16 -> 3 class probabilities (softmax)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(8, 16)
+        self.fc2 = nn.Linear(16, 3)
+
+    def forward(self, x):
+        return torch.softmax(self.fc2(torch.relu(self.fc1(x))), dim=-1)
+
+
+def build_classifier():
+    """Two classifiers (ct.ClassifierConfig) over one tiny MLP: string labels (iOS15) and
+    int64 labels (iOS16). The references: the predicted label (numpy unicode or int64
+    scalar) and the probabilities in label order (fp32, the dictionary's values)."""
+    rng = seed_for("classifier")
+    m = TinyClassifier().eval()
+    while True:  # an input whose predicted class is not the first (a default would pass)
+        inputs = {"x": randn(rng, 1, 8, scale=2.0)}
+        with torch.no_grad():
+            probs = m(to_torch(inputs["x"])).numpy().astype(np.float32).reshape(-1)
+        best = int(np.argmax(probs))
+        if best != 0 and probs[best] > 0.5:
+            break
+    tr = trace(m, inputs)
+    for name, labels, tgt in [
+        ("classifier_str_fp32_ios15", ["cat", "dog", "bird"], "iOS15"),
+        ("classifier_int_fp32_ios16", [7, 3, 11], "iOS16"),
+    ]:
+        mlmodel = ct.convert(
+            tr,
+            inputs=tensor_types(inputs, False),
+            classifier_config=ct.ClassifierConfig(labels),
+            convert_to="mlprogram",
+            compute_precision=PRECISIONS["fp32"],
+            minimum_deployment_target=TARGETS[tgt],
+        )
+        desc = mlmodel.get_spec().description
+        label_name = desc.predictedFeatureName
+        probs_name = desc.predictedProbabilitiesName
+        label = np.array(labels[best]) if isinstance(labels[0], str) else np.array(labels[best], dtype=np.int64)
+        base = Path("data") / name
+        io_paths = {
+            "inputs": {"x": save_npy(base / "inputs" / "x.npy", inputs["x"])},
+            "outputs": {
+                label_name: save_scalar_npy(base / "outputs" / f"{label_name}.npy", label),
+                probs_name: save_npy(base / "outputs" / f"{probs_name}.npy", probs),
+            },
+        }
+        data = [main_data(io_paths, tolerance={"atol": 1e-4, "rtol": 1e-3})]
+        p = save_model(mlmodel, name)
+        record(name, p, "classifier", "fp32", data,
+               f"linear(8->16)+relu+linear(16->3)+softmax converted with ct.ClassifierConfig({labels!r}): "
+               f"the program ends in classify; outputs {label_name!r} (the predicted label) and "
+               f"{probs_name!r} (dictionary label -> probability). References: the label as a numpy "
+               f"{label.dtype} scalar, the probabilities as fp32 [3] in label order. I/O fp32.",
+               extra={"labels": labels})
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", nargs="*", help="debug: build only these builders (manifest then partial)")
+    ap.add_argument("--only", nargs="*", help="build only these builders (manifest then partial)")
+    ap.add_argument("--merge", action="store_true",
+                    help="with --only: put the built entries into manifest.json (replacing entries of "
+                         "the same name, appending new ones) and leave every other fixture as it is")
     args = ap.parse_args()
 
     builders = [
@@ -1053,6 +1125,7 @@ def main():
         ("neuralnetwork", build_neuralnetwork),
         ("control_flow", build_control_flow),
         ("mlp_big", build_mlp_big),
+        ("classifier", build_classifier),
     ]
     if args.only:
         builders = [b for b in builders if b[0] in args.only]
@@ -1079,7 +1152,12 @@ def main():
         },
         "fixtures": MANIFEST,
     }
-    out = FIX / ("manifest.json" if not args.only else "manifest.partial.json")
+    if args.only and args.merge:
+        old = json.loads((FIX / "manifest.json").read_text())
+        built = {e["name"]: e for e in MANIFEST}
+        merged = [built.pop(e["name"], e) for e in old["fixtures"]] + list(built.values())
+        manifest = {"generator": old["generator"], "fixtures": merged}
+    out = FIX / ("manifest.json" if not args.only or args.merge else "manifest.partial.json")
     out.write_text(json.dumps(manifest, indent=1) + "\n")
     log(f"wrote {rel(out)} ({len(MANIFEST)} fixtures)")
 

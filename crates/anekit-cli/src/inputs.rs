@@ -81,6 +81,12 @@ pub fn random_input(spec: &FeatureSpec, rng: &mut Rng, int_high: i32) -> Result<
             (0..n).map(|_| i32::from(rng.uniform() < 0.5)).collect(),
         )?
         .cast(ElementType::Bool),
+        ElementType::Str | ElementType::Dict => bail!(
+            "input {:?} is a {} feature: random values are only made for tensors; give --input {}=FILE.npy",
+            spec.name,
+            spec.dtype,
+            spec.name
+        ),
     };
     Ok(t)
 }
@@ -156,6 +162,34 @@ pub fn gather(
 
 /// min, max, mean and the first few values of a tensor, for printing.
 pub fn describe(t: &Tensor) -> String {
+    match t {
+        Tensor::Str(a) => {
+            let head: Vec<String> = a.iter().take(5).map(|v| format!("{v:?}")).collect();
+            return if a.len() == 1 {
+                head.join("")
+            } else {
+                format!(
+                    "[{}{}]",
+                    head.join(", "),
+                    if a.len() > 5 { ", …" } else { "" }
+                )
+            };
+        }
+        Tensor::Dict(d) => {
+            let e = d.entries();
+            let head: Vec<String> = e
+                .iter()
+                .take(10)
+                .map(|(k, v)| format!("{k}: {v:.4}"))
+                .collect();
+            return format!(
+                "{{{}{}}}",
+                head.join(", "),
+                if e.len() > 10 { ", …" } else { "" }
+            );
+        }
+        _ => {}
+    }
     let f = t.to_f32();
     let n = f.len();
     if n == 0 {

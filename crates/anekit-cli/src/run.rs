@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anekit_mil::model::Model;
-use anekit_runtime::{ComputeUnits, Engine, LoadOptions, LoadedModel, Precision};
+use anekit_runtime::{ComputeUnits, Engine, LoadOptions, LoadedModel, Precision, Tensor};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
@@ -127,7 +127,32 @@ struct OutputReport {
     min: f32,
     max: f32,
     mean: f64,
+    /// String outputs: the string (an array of them if not a scalar); dictionaries: an
+    /// object label (as text) → value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<serde_json::Value>,
     file: Option<String>,
+}
+
+/// The value of a string or dictionary output as JSON (`None` for numeric tensors).
+fn json_value(t: &Tensor) -> Option<serde_json::Value> {
+    use serde_json::Value as J;
+    match t {
+        Tensor::Str(a) if a.ndim() == 0 => a.iter().next().map(|s| J::String(s.clone())),
+        Tensor::Str(a) => Some(J::Array(a.iter().map(|s| J::String(s.clone())).collect())),
+        Tensor::Dict(d) => Some(J::Object(
+            d.entries()
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        k,
+                        serde_json::Number::from_f64(v).map_or(J::Null, J::Number),
+                    )
+                })
+                .collect(),
+        )),
+        _ => None,
+    }
 }
 
 #[derive(Serialize)]
@@ -173,6 +198,15 @@ pub fn run(args: &Args) -> Result<()> {
     let mut reports = Vec::new();
     for (name, t) in &outputs {
         let file = match &args.output_dir {
+            // A dictionary as `<name>.json` (an object label → value); everything else as
+            // `.npy` (strings as a numpy unicode array).
+            Some(dir) if matches!(t, Tensor::Dict(_)) => {
+                let p = dir.join(format!("{}.json", sanitize(name)));
+                let text = serde_json::to_string_pretty(&json_value(t))?;
+                std::fs::write(&p, text + "\n")
+                    .with_context(|| format!("writing {}", p.display()))?;
+                Some(p.display().to_string())
+            }
             Some(dir) => {
                 let p = dir.join(format!("{}.npy", sanitize(name)));
                 anekit_runtime::npy::write(&p, t)?;
@@ -189,6 +223,7 @@ pub fn run(args: &Args) -> Result<()> {
             min: finite.iter().copied().fold(f32::INFINITY, f32::min),
             max: finite.iter().copied().fold(f32::NEG_INFINITY, f32::max),
             mean: finite.iter().map(|&v| f64::from(v)).sum::<f64>() / finite.len().max(1) as f64,
+            value: json_value(t),
             file,
         });
     }

@@ -201,15 +201,32 @@ impl ShapeSpec {
 pub struct FeatureSpec {
     /// Name.
     pub name: String,
-    /// Element type exchanged.
+    /// Element type exchanged (`Str` / `Dict` for a classifier's label / probabilities).
     pub dtype: ElementType,
-    /// Accepted shapes (outputs: the declared shape, unknown dimensions as 0 in a range).
+    /// Accepted shapes (outputs: the declared shape, unknown dimensions as 0 in a range;
+    /// string, int64 and dictionary features: `[]`).
     pub shape: ShapeSpec,
 }
 
 impl FeatureSpec {
-    /// A spec from a model-description feature.
+    /// A spec from a model-description feature: tensors, and the classifier features —
+    /// strings ([`ElementType::Str`]), int64 scalars (exchanged as [`ElementType::I32`]) and
+    /// dictionaries ([`ElementType::Dict`]), each with shape `[]`. `None` for images,
+    /// doubles and sequences.
     pub fn from_summary(f: &FeatureSummary) -> Option<Self> {
+        let scalar = match f.kind.as_str() {
+            "string" => Some(ElementType::Str),
+            "int64" => Some(ElementType::I32),
+            "dictionary" => Some(ElementType::Dict),
+            _ => None,
+        };
+        if let Some(dtype) = scalar {
+            return Some(Self {
+                name: f.name.clone(),
+                dtype,
+                shape: ShapeSpec::Fixed { shape: Vec::new() },
+            });
+        }
         let dtype = anekit_mil::DataType::from_name(&f.dtype).and_then(ElementType::from_mil)?;
         let dims = |v: &[i64]| {
             v.iter()

@@ -21,4 +21,4 @@ pub use engine::{
     ModelInstance, NamedTensors, Precision, Selection, ShapeSpec, State,
 };
 pub use error::{Result, RuntimeError};
-pub use tensor::{ElementType, Tensor};
+pub use tensor::{DictKeys, Dictionary, ElementType, Tensor};

@@ -127,6 +127,28 @@ pub fn parse(bytes: &[u8], label: &str) -> Result<Tensor> {
         Kind::I8 => Tensor::I8(load!(i8, 1, |a: [u8; 1]| a[0] as i8)),
         Kind::U8 => Tensor::U8(load!(u8, 1, |a: [u8; 1]| a[0])),
         Kind::Bool => Tensor::Bool(load!(bool, 1, |a: [u8; 1]| a[0] != 0)),
+        Kind::Unicode(n) => {
+            // Fixed-width UTF-32, padded with NULs (numpy drops trailing NULs).
+            let width = n * 4;
+            let mut v = Vec::with_capacity(count);
+            for c in data.chunks_exact(width.max(1)).take(count) {
+                let mut s = String::new();
+                for u in c.chunks_exact(4) {
+                    let mut a = [u[0], u[1], u[2], u[3]];
+                    if !little {
+                        a.reverse();
+                    }
+                    let cp = u32::from_le_bytes(a);
+                    s.push(char::from_u32(cp).ok_or_else(|| {
+                        bad(label, format!("{cp:#x} is not a Unicode scalar value"))
+                    })?);
+                }
+                v.push(s.trim_end_matches('\0').to_string());
+            }
+            // `<U0`: every string empty.
+            v.resize(count, String::new());
+            Tensor::Str(arrange(v, shape.clone(), h.fortran_order).map_err(|m| bad(label, m))?)
+        }
     })
 }
 
@@ -155,6 +177,8 @@ enum Kind {
     U8,
     U16,
     Bool,
+    /// Unicode strings of this many UTF-32 code units (`<U3`).
+    Unicode(usize),
 }
 
 impl Kind {
@@ -164,6 +188,7 @@ impl Kind {
             Kind::F16 | Kind::I16 | Kind::U16 => 2,
             Kind::F32 | Kind::I32 => 4,
             Kind::F64 | Kind::I64 => 8,
+            Kind::Unicode(n) => n.saturating_mul(4),
         }
     }
 }
@@ -254,6 +279,9 @@ impl Header {
             "u1" => Kind::U8,
             "u2" => Kind::U16,
             "b1" => Kind::Bool,
+            c if c.starts_with('U') && c[1..].parse::<usize>().is_ok_and(|n| n <= 1 << 20) => {
+                Kind::Unicode(c[1..].parse().unwrap_or(0))
+            }
             _ => return Err(format!("unsupported element type {descr:?}")),
         };
         Ok(Header {
@@ -273,9 +301,23 @@ fn quoted(s: &str) -> Option<(&str, &str)> {
     Some((&s[1..end], &s[end + 1..]))
 }
 
-/// Encode a tensor as `.npy` (version 1.0, C order, little-endian).
+/// Encode a tensor as `.npy` (version 1.0, C order, little-endian). Strings become a
+/// numpy unicode array (`<U` of the longest string); a dictionary is written as its values
+/// (`<f8`, in key order; the keys are not kept — write them as JSON).
 pub fn to_bytes(t: &Tensor) -> Vec<u8> {
+    let width = match t {
+        Tensor::Str(a) => a
+            .iter()
+            .map(|s| s.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(1),
+        _ => 0,
+    };
+    let unicode = format!("<U{width}");
     let descr = match t {
+        Tensor::Str(_) => unicode.as_str(),
+        Tensor::Dict(_) => "<f8",
         Tensor::F32(_) => "<f4",
         Tensor::F16(_) => "<f2",
         Tensor::I32(_) => "<i4",
@@ -316,6 +358,16 @@ pub fn to_bytes(t: &Tensor) -> Vec<u8> {
         Tensor::I8(a) => a.iter().for_each(|v| out.push(*v as u8)),
         Tensor::U8(a) => out.extend(a.iter().copied()),
         Tensor::Bool(a) => out.extend(a.iter().map(|&v| u8::from(v))),
+        Tensor::Str(a) => a.iter().for_each(|v| {
+            let n = v.chars().count();
+            v.chars()
+                .for_each(|c| out.extend_from_slice(&u32::from(c).to_le_bytes()));
+            out.resize(out.len() + (width - n) * 4, 0);
+        }),
+        Tensor::Dict(d) => d
+            .values()
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
     }
     out
 }

@@ -12,7 +12,7 @@ use anekit_runtime::engine::{
     Availability, Backend, BackendKind, ComputeUnits, FeatureSpec, LoadOptions, ModelInstance,
     NamedTensors, State,
 };
-use anekit_runtime::{ElementType, RuntimeError, Tensor};
+use anekit_runtime::{DictKeys, Dictionary, ElementType, RuntimeError, Tensor};
 use block2::RcBlock;
 use half::f16;
 use ndarray::{ArrayD, IxDyn};
@@ -22,7 +22,7 @@ use objc2::{AnyThread, available};
 use objc2_core_foundation::{CFDictionary, CFRetained, CFString, CFType};
 use objc2_core_ml::{
     MLArrayBatchProvider, MLBatchProvider, MLComputeUnits, MLDictionaryFeatureProvider,
-    MLFeatureProvider, MLFeatureValue, MLModel, MLModelConfiguration, MLMultiArray,
+    MLFeatureProvider, MLFeatureType, MLFeatureValue, MLModel, MLModelConfiguration, MLMultiArray,
     MLMultiArrayDataType, MLPredictionOptions, MLState,
 };
 use objc2_core_video::{
@@ -618,6 +618,8 @@ fn contiguous_bytes(t: &Tensor) -> Vec<u8> {
         Tensor::I8(a) => a.iter().map(|v| *v as u8).collect(),
         Tensor::U8(a) => a.iter().copied().collect(),
         Tensor::Bool(a) => a.iter().map(|v| u8::from(*v)).collect(),
+        // Not multi-array data (inputs of these types are refused before this).
+        Tensor::Str(_) | Tensor::Dict(_) => Vec::new(),
     }
 }
 
@@ -744,9 +746,29 @@ fn feature_provider(
         let Some(t) = inputs.get(&spec.name) else {
             continue;
         };
-        let arr = input_array(t, &mut keep, &mut owned)?;
-        // SAFETY: wrapping an array in a feature value.
-        let fv = unsafe { MLFeatureValue::featureValueWithMultiArray(&arr) };
+        let fv = match t {
+            // A string feature: one string.
+            Tensor::Str(a) if a.len() == 1 => {
+                let s = NSString::from_str(a.iter().next().map_or("", String::as_str));
+                // SAFETY: wrapping a string in a feature value.
+                unsafe { MLFeatureValue::featureValueWithString(&s) }
+            }
+            Tensor::Str(_) | Tensor::Dict(_) => {
+                return Err(AppleError::invalid(
+                    format!("input {:?}", spec.name),
+                    format!(
+                        "{} {:?} inputs are not supported (a string input is one string)",
+                        t.dtype(),
+                        t.shape()
+                    ),
+                ));
+            }
+            _ => {
+                let arr = input_array(t, &mut keep, &mut owned)?;
+                // SAFETY: wrapping an array in a feature value.
+                unsafe { MLFeatureValue::featureValueWithMultiArray(&arr) }
+            }
+        };
         names.push(NSString::from_str(&spec.name));
         values.push(crate::cf::any_object(fv));
     }
@@ -926,6 +948,17 @@ fn read_outputs(
         // SAFETY: reading a feature of the prediction's result.
         let fv = unsafe { result.featureValueForName(&NSString::from_str(&spec.name)) }
             .ok_or_else(|| AppleError::null("featureValueForName:", what.clone()))?;
+        // SAFETY: reading the type of a feature value.
+        let kind = unsafe { fv.r#type() };
+        if let Some(t) = scalar_feature(&fv, kind, &what)? {
+            let t = if t.dtype() == spec.dtype || !spec.dtype.is_numeric() {
+                t
+            } else {
+                t.cast(spec.dtype)
+            };
+            out.insert(spec.name.clone(), t);
+            continue;
+        }
         // SAFETY: reading the multi-array of a feature value.
         let arr = unsafe { fv.multiArrayValue() }
             .ok_or_else(|| AppleError::invalid(what.clone(), "not a multi-array"))?;
@@ -951,6 +984,61 @@ fn read_outputs(
         out.insert(spec.name.clone(), t);
     }
     Ok(out)
+}
+
+/// A classifier's outputs: a string (`Tensor::Str` scalar), an int64 (`Tensor::I32`
+/// scalar) or a dictionary (`Tensor::Dict`; Core ML's dictionary has no order, so its keys
+/// come sorted). `None` for multi-arrays; an error for other feature types.
+fn scalar_feature(fv: &MLFeatureValue, kind: MLFeatureType, what: &str) -> Result<Option<Tensor>> {
+    let bad = |m: String| AppleError::invalid(what.to_string(), m);
+    let scalar = IxDyn(&[]);
+    Ok(Some(if kind == MLFeatureType::MultiArray {
+        return Ok(None);
+    } else if kind == MLFeatureType::String {
+        // SAFETY: the feature value holds a string.
+        let s = unsafe { fv.stringValue() }.to_string();
+        Tensor::Str(ArrayD::from_elem(scalar, s))
+    } else if kind == MLFeatureType::Int64 {
+        // SAFETY: the feature value holds an int64.
+        let v = unsafe { fv.int64Value() };
+        let v = i32::try_from(v).map_err(|_| bad(format!("int64 {v} does not fit int32")))?;
+        Tensor::I32(ArrayD::from_elem(scalar, v))
+    } else if kind == MLFeatureType::Dictionary {
+        // SAFETY: the feature value holds a dictionary.
+        let dict = unsafe { fv.dictionaryValue() };
+        let (keys, values) = dict.to_vecs();
+        let mut strs = Vec::new();
+        let mut ints = Vec::new();
+        for (k, v) in keys.iter().zip(&values) {
+            let v = v.doubleValue();
+            if let Some(s) = k.downcast_ref::<NSString>() {
+                strs.push((s.to_string(), v));
+            } else if let Some(n) = k.downcast_ref::<NSNumber>() {
+                ints.push((n.longLongValue(), v));
+            } else {
+                return Err(bad(
+                    "a dictionary key that is neither a string nor a number".into(),
+                ));
+            }
+        }
+        let d = if ints.is_empty() {
+            strs.sort_by(|a, b| a.0.cmp(&b.0));
+            let (k, v) = strs.into_iter().unzip();
+            Dictionary::new(DictKeys::Str(k), v)
+        } else if strs.is_empty() {
+            ints.sort_by_key(|e| e.0);
+            let (k, v) = ints.into_iter().unzip();
+            Dictionary::new(DictKeys::Int(k), v)
+        } else {
+            return Err(bad("a dictionary with both string and integer keys".into()));
+        };
+        Tensor::Dict(d.map_err(|e| bad(e.to_string()))?)
+    } else {
+        return Err(bad(format!(
+            "feature type {} is not supported (multi-arrays, strings, int64 and dictionaries are)",
+            kind.0
+        )));
+    }))
 }
 
 fn write_state(state: &MLState, name: &str, value: &Tensor) -> Result<()> {

@@ -18,14 +18,14 @@ use anekit_mil::model::Model;
 use anekit_mil::summary::ModelSummary;
 use anekit_mil::types::{DataType, TensorType, ValueType};
 use half::f16;
-use ndarray::ArrayD;
+use ndarray::{Array1, ArrayD};
 
 use crate::engine::{
     Availability, Backend, BackendKind, FeatureSpec, LoadOptions, ModelInstance, NamedTensors,
     Precision, ShapeSpec, State,
 };
 use crate::error::{Result, RuntimeError};
-use crate::tensor::{ElementType, Tensor};
+use crate::tensor::{DictKeys, Dictionary, ElementType, Tensor};
 use kernels::RunCtx;
 use value::Value;
 
@@ -153,6 +153,13 @@ impl CpuModel {
             .iter()
             .map(|(name, t)| {
                 let d = described.and_then(|(_, o, _)| o.iter().find(|f| &f.name == name));
+                // Classifier outputs: the description says string / int64 / dictionary.
+                if let Some(spec) = d
+                    .filter(|d| matches!(d.kind.as_str(), "string" | "int64" | "dictionary"))
+                    .and_then(FeatureSpec::from_summary)
+                {
+                    return spec;
+                }
                 let dtype = d
                     .and_then(|d| DataType::from_name(&d.dtype))
                     .or(t.as_ref().map(|t| t.dtype))
@@ -269,6 +276,25 @@ pub fn tensor_to_value(t: &Tensor) -> Value {
         Tensor::I8(a) => Value::I32(a.mapv(i32::from)),
         Tensor::U8(a) => Value::I32(a.mapv(i32::from)),
         Tensor::Bool(a) => Value::Bool(a.clone()),
+        Tensor::Str(a) => Value::Str(a.clone()),
+        Tensor::Dict(d) => Value::List(vec![
+            match d.keys() {
+                DictKeys::Str(k) => Value::Str(Array1::from(k.clone()).into_dyn()),
+                DictKeys::Int(k) => Value::I32(
+                    k.iter()
+                        .map(|&v| v as i32)
+                        .collect::<Array1<_>>()
+                        .into_dyn(),
+                ),
+            },
+            Value::F32(
+                d.values()
+                    .iter()
+                    .map(|&v| v as f32)
+                    .collect::<Array1<_>>()
+                    .into_dyn(),
+            ),
+        ]),
     }
 }
 
@@ -285,6 +311,36 @@ pub fn value_to_tensor(v: Value, dtype: ElementType) -> std::result::Result<Tens
         (Value::I32(a), ElementType::F32) => Tensor::F32(a.mapv(|v| v as f32)),
         (Value::I32(a), ElementType::F16) => Tensor::F16(a.mapv(|v| f16::from_f32(v as f32))),
         (Value::Bool(a), t) => Tensor::Bool(a).cast(t),
+        (Value::Str(a), ElementType::Str) => Tensor::Str(a),
+        // `classify`'s dictionary: [labels, probabilities] (see kernels/classify.rs).
+        (Value::List(items), ElementType::Dict) => {
+            let [keys, values] = <[Value; 2]>::try_from(items).map_err(|i| {
+                format!(
+                    "a dictionary is a list of keys and values, got {} items",
+                    i.len()
+                )
+            })?;
+            let keys = match keys {
+                Value::Str(a) => DictKeys::Str(a.into_iter().collect()),
+                Value::I32(a) => DictKeys::Int(a.iter().map(|&v| i64::from(v)).collect()),
+                v => {
+                    return Err(format!(
+                        "dictionary keys must be strings or integers, got {}",
+                        v.describe()
+                    ));
+                }
+            };
+            let values = match values {
+                Value::F32(a) => a.iter().map(|&v| f64::from(v)).collect(),
+                v => {
+                    return Err(format!(
+                        "dictionary values must be floats, got {}",
+                        v.describe()
+                    ));
+                }
+            };
+            Tensor::Dict(Dictionary::new(keys, values).map_err(|e| e.to_string())?)
+        }
         (v, t) => return Err(format!("cannot convert {} to {t}", v.describe())),
     })
 }
