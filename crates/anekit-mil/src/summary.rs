@@ -474,7 +474,16 @@ pub fn feature_summary(f: &proto::FeatureDescription) -> FeatureSummary {
             s.kind = "string".into();
             s.dtype = "string".into();
         }
-        FT::DictionaryType(_) => s.kind = "dictionary".into(),
+        FT::DictionaryType(d) => {
+            use proto::dictionary_feature_type::KeyType;
+            s.kind = "dictionary".into();
+            // Core ML's dictionaries map int64 or string keys to doubles.
+            s.dtype = match d.key_type {
+                Some(KeyType::Int64KeyType(_)) => "dict<int64, fp64>".into(),
+                Some(KeyType::StringKeyType(_)) => "dict<string, fp64>".into(),
+                None => "dict".into(),
+            };
+        }
         FT::SequenceType(_) => s.kind = "sequence".into(),
     }
     s
