@@ -304,18 +304,17 @@ fn evaluate(original: &Path, compressed: &Path, a: &Args, fp16: bool) -> Result<
     let mut out = Vec::new();
     for (name, ta) in &ya {
         let Some(tb) = yb.get(name) else { continue };
-        let (fa, fb) = (ta.to_f32(), tb.to_f32());
-        let (mut sig, mut noise, mut max) = (0f64, 0f64, 0f64);
-        for (x, y) in fa.iter().zip(fb.iter()) {
-            let (x, y) = (f64::from(*x), f64::from(*y));
-            sig += x * x;
-            noise += (x - y) * (x - y);
-            max = f64::max(max, (x - y).abs());
-        }
+        let d = tb.deviation(ta).with_context(|| {
+            format!(
+                "output {name}: the compressed model gives shape {:?}, the original {:?}",
+                tb.shape(),
+                ta.shape()
+            )
+        })?;
         out.push(OutputError {
             name: name.clone(),
-            snr_db: (noise > 0.0).then(|| 10.0 * (sig / noise).log10()),
-            max_abs_error: max,
+            snr_db: (d.noise > 0.0).then(|| d.snr_db()),
+            max_abs_error: d.max_abs,
         });
     }
     Ok(out)

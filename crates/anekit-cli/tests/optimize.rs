@@ -26,28 +26,12 @@ fn fixtures() -> PathBuf {
 }
 
 fn rel(out: &Tensor, reference: &Tensor) -> f64 {
-    let o = out.to_f32();
-    let r = reference.to_f32();
-    assert_eq!(o.shape(), r.shape(), "output shape");
-    let (mut err, mut refmax) = (0f64, 0f64);
-    for (a, b) in o.iter().zip(r.iter()) {
-        err = err.max((f64::from(*a) - f64::from(*b)).abs());
-        refmax = refmax.max(f64::from(*b).abs());
-    }
-    err / refmax.max(f64::MIN_POSITIVE)
+    out.deviation(reference).expect("output shape").relative()
 }
 
 /// Signal-to-noise ratio of `out` against `reference`, in dB.
 fn snr_db(out: &Tensor, reference: &Tensor) -> f64 {
-    let o = out.to_f32();
-    let r = reference.to_f32();
-    assert_eq!(o.shape(), r.shape(), "output shape");
-    let (mut signal, mut noise) = (0f64, 0f64);
-    for (a, b) in o.iter().zip(r.iter()) {
-        signal += f64::from(*b).powi(2);
-        noise += (f64::from(*a) - f64::from(*b)).powi(2);
-    }
-    10.0 * (signal / noise.max(f64::MIN_POSITIVE)).log10()
+    out.deviation(reference).expect("output shape").snr_db()
 }
 
 fn run(engine: &Engine, model: Model, dir: &Path, data: &Json) -> NamedTensors {

@@ -21,4 +21,4 @@ pub use engine::{
     ModelInstance, NamedTensors, Precision, Selection, ShapeSpec, State,
 };
 pub use error::{Result, RuntimeError};
-pub use tensor::{DictKeys, Dictionary, ElementType, Tensor};
+pub use tensor::{Deviation, DictKeys, Dictionary, ElementType, Tensor};

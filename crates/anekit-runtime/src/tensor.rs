@@ -376,6 +376,59 @@ impl Tensor {
             _ => self.len() * self.dtype().size(),
         }
     }
+
+    /// How far this tensor is from `reference` (both read as numbers, see
+    /// [`Tensor::to_f32`]). `None` when the shapes differ.
+    pub fn deviation(&self, reference: &Tensor) -> Option<Deviation> {
+        let (a, r) = (self.to_f32(), reference.to_f32());
+        if a.shape() != r.shape() {
+            return None;
+        }
+        let mut d = Deviation {
+            max_abs: 0.0,
+            max_abs_reference: 0.0,
+            signal: 0.0,
+            noise: 0.0,
+        };
+        for (&x, &y) in a.iter().zip(r.iter()) {
+            let (x, y) = (f64::from(x), f64::from(y));
+            d.max_abs = d.max_abs.max((x - y).abs());
+            d.max_abs_reference = d.max_abs_reference.max(y.abs());
+            d.signal += y * y;
+            d.noise += (x - y) * (x - y);
+        }
+        Some(d)
+    }
+}
+
+/// The difference between a tensor and a reference of the same shape
+/// ([`Tensor::deviation`]): the metrics the fixture tests, `anekit compress` and the docs use.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Deviation {
+    /// max |x − r|.
+    pub max_abs: f64,
+    /// max |r|.
+    pub max_abs_reference: f64,
+    /// Σ r².
+    pub signal: f64,
+    /// Σ (x − r)².
+    pub noise: f64,
+}
+
+impl Deviation {
+    /// max |x − r| / max |r| (0 for an all-zero reference that is matched exactly).
+    pub fn relative(&self) -> f64 {
+        self.max_abs / self.max_abs_reference.max(f64::MIN_POSITIVE)
+    }
+
+    /// Signal-to-noise ratio in dB, 10·log10(Σ r² / Σ (x − r)²); +∞ for an exact match.
+    pub fn snr_db(&self) -> f64 {
+        if self.noise == 0.0 {
+            f64::INFINITY
+        } else {
+            10.0 * (self.signal / self.noise).log10()
+        }
+    }
 }
 
 /// An array of `shape` from row-major `values`, or an error saying why not.
@@ -385,4 +438,25 @@ pub(crate) fn from_vec<T>(shape: &[usize], values: Vec<T>) -> Result<ArrayD<T>> 
         name: String::new(),
         message: format!("{n} values do not fill shape {shape:?}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deviation_by_hand() {
+        let x = Tensor::f32(&[2], vec![1.0, 2.0]).unwrap();
+        let r = Tensor::f32(&[2], vec![1.0, 4.0]).unwrap();
+        let d = x.deviation(&r).unwrap();
+        assert_eq!((d.max_abs, d.max_abs_reference), (2.0, 4.0));
+        assert_eq!(d.relative(), 0.5);
+        // 10·log10((1 + 16) / 4)
+        assert!((d.snr_db() - 6.283_889_300_503_116).abs() < 1e-12);
+        assert_eq!(r.deviation(&r).unwrap().snr_db(), f64::INFINITY);
+        assert!(
+            x.deviation(&Tensor::f32(&[1, 2], vec![1.0, 4.0]).unwrap())
+                .is_none()
+        );
+    }
 }
