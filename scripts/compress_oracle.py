@@ -39,11 +39,12 @@ synth     A synthetic fp16 iOS18 model of about PARAMS_M million parameters (a s
           linear layers 1024→4096→1024 and 4096-wide matmuls), for benchmarks.
 """
 
-import contextlib
 import json
 import os
 import sys
 import time
+from oracle_util import import_coremltools as _ct
+from oracle_util import stdout_to_stderr as _stdout_to_stderr
 
 SUFFIXES = (
     "_palettized_pcs",
@@ -51,31 +52,6 @@ SUFFIXES = (
     "_palettized",
     "_quantized",
 )
-
-
-@contextlib.contextmanager
-def _stdout_to_stderr():
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        yield saved
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-def _ct():
-    import logging
-    import warnings
-
-    warnings.simplefilter("ignore")
-    logging.getLogger("coremltools").setLevel(logging.ERROR)
-    import coremltools as ct
-
-    logging.getLogger("coremltools").setLevel(logging.ERROR)
-    return ct
 
 
 def _special(rng, shape, np, dtype):

@@ -47,10 +47,11 @@ Summary (JSON, one object per package under "results", keyed by function name):
                as a sorted list of lists.
 """
 
-import contextlib
 import json
 import os
 import sys
+from oracle_util import import_coremltools as _ct
+from oracle_util import stdout_to_stderr as _stdout_to_stderr
 
 PASSES_AFTER = [
     "common::update_output_dtypes",
@@ -64,31 +65,6 @@ PASSES_AFTER = [
     "common::dead_code_elimination",
     "common::const_elimination",
 ]
-
-
-@contextlib.contextmanager
-def _stdout_to_stderr():
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        yield saved
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-def _ct():
-    import logging
-    import warnings
-
-    warnings.simplefilter("ignore")
-    logging.getLogger("coremltools").setLevel(logging.ERROR)
-    import coremltools as ct
-
-    logging.getLogger("coremltools").setLevel(logging.ERROR)
-    return ct
 
 
 def _program(path):

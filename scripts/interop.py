@@ -46,12 +46,13 @@ describe   inputs / outputs / states with dtype, shape and shape flexibility, pe
            descriptions, default function, metadata; what coremltools reports from the spec.
 """
 
-import contextlib
 import hashlib
 import json
 import os
 import sys
 from collections import Counter
+from oracle_util import import_coremltools as _import_coremltools
+from oracle_util import stdout_to_stderr as _stdout_to_stderr
 
 SPEC_TO_TARGET = {
     1: "iOS11",
@@ -79,33 +80,6 @@ ARRAY_DTYPES = {
 
 class InteropError(Exception):
     pass
-
-
-@contextlib.contextmanager
-def _stdout_to_stderr():
-    """Route everything written to fd 1 (Python or native code) to stderr while inside."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        yield saved
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-def _import_coremltools():
-    import logging
-    import warnings
-
-    warnings.simplefilter("ignore")
-    # coremltools logs "Failed to load _MLModelProxy" etc. on Linux at import; keep them quiet.
-    logging.getLogger("coremltools").setLevel(logging.ERROR)
-    import coremltools as ct  # noqa: F401
-
-    logging.getLogger("coremltools").setLevel(logging.ERROR)
-    return ct
 
 
 def _model_format(path):
