@@ -952,3 +952,116 @@ fn image_resizing_rejects_malformed_arguments() {
         "transform_matrix",
     );
 }
+
+// ------------------------------------------------------------------------------------------
+// constexpr_* ops (decompressed at load): hostile weights give errors, never a panic.
+// ------------------------------------------------------------------------------------------
+
+#[track_caller]
+fn expect_op_err(op: &str, opset: Opset, args: &[(&str, In)], outputs: usize, needles: &[&str]) {
+    let e = match run_op_with(op, opset, args, Some(outputs)) {
+        Ok(v) => panic!("{op}: expected an error, got {v:?}"),
+        Err(e) => e,
+    };
+    let name = format!("{op}_0");
+    assert!(e.contains(&name), "{op}: {e:?} does not name the op");
+    for n in needles {
+        assert!(e.contains(n), "{op}: {e:?} does not mention {n:?}");
+    }
+}
+
+#[test]
+fn constexpr_ops_refuse_scalar_data_and_vector_axes() {
+    // A rank-0 quantized_data has no axis to dequantize along.
+    expect_op_err(
+        "constexpr_affine_dequantize",
+        Opset::Ios16,
+        &[
+            ("quantized_data", lit(DataType::Uint8, &[], &[3.0])),
+            ("zero_point", lit(DataType::Uint8, &[], &[1.0])),
+            ("scale", lit(DataType::Fp32, &[], &[0.5])),
+            ("axis", i32s(0)),
+        ],
+        1,
+        &["axis 0", "rank 0"],
+    );
+    // iOS18 LUT: rank-0 indices with vectors of 2 along vector_axis 0.
+    expect_op_err(
+        "constexpr_lut_to_dense",
+        Opset::Ios18,
+        &[
+            ("indices", lit(DataType::Uint8, &[], &[0.0])),
+            ("lut", lit(DataType::Fp32, &[2, 2], &[1.0, 2.0, 3.0, 4.0])),
+            ("vector_axis", i32s(0)),
+        ],
+        1,
+        &["vector_axis 0", "rank 0"],
+    );
+    // The same through constexpr_lut_to_sparse (whose mask is repeated along vector_axis).
+    expect_op_err(
+        "constexpr_lut_to_sparse",
+        Opset::Ios18,
+        &[
+            ("indices_mask", lit(DataType::Uint8, &[], &[1.0])),
+            ("indices_nonzero_data", lit(DataType::Uint8, &[1], &[0.0])),
+            ("lut", lit(DataType::Fp32, &[2, 2], &[1.0, 2.0, 3.0, 4.0])),
+            ("vector_axis", i32s(0)),
+        ],
+        2,
+        &["vector_axis 0", "rank 0"],
+    );
+}
+
+#[test]
+fn constexpr_lut_with_huge_vectors_is_an_error_not_an_abort() {
+    // 2^22 indices × a 2^22-wide vector: 2^44 floats (64 TiB) from 20 MiB of weights; the
+    // allocation must fail cleanly. (Int8 indices into a one-entry LUT.)
+    let n = 1usize << 22;
+    let vsize = 1usize << 22;
+    let tensor = |dtype, shape: &[u64], bytes| {
+        In::Lit(MilValue::tensor_bytes(
+            TensorType::new(dtype, shape),
+            bytes,
+            Placement::Inline,
+        ))
+    };
+    let indices = tensor(DataType::Int8, &[n as u64], vec![0; n]);
+    let lut = tensor(DataType::Fp32, &[1, 1, vsize as u64], vec![0; vsize * 4]);
+    expect_op_err(
+        "constexpr_lut_to_dense",
+        Opset::Ios18,
+        &[("indices", indices), ("lut", lut), ("vector_axis", i32s(0))],
+        1,
+        &["allocate"],
+    );
+}
+
+#[test]
+fn axes_of_a_scalar_are_errors() {
+    // A scalar has no axis 0: normalising or reducing along it is an error naming the op.
+    let x = || ("x", rt(DataType::Fp32, &[], &[2.0]));
+    let axes = || ("axes", lit(DataType::Int32, &[1], &[0.0]));
+    expect_op_err(
+        "layer_norm",
+        Opset::Ios15,
+        &[x(), axes()],
+        1,
+        &["axis 0", "rank 0"],
+    );
+    for op in [
+        "reduce_sum",
+        "reduce_mean",
+        "reduce_l2_norm",
+        "reduce_log_sum_exp",
+    ] {
+        expect_op_err(op, Opset::Ios15, &[x(), axes()], 1, &["axis 0", "rank 0"]);
+    }
+    let x = ("x", rt(DataType::Int32, &[], &[2.0]));
+    expect_op_err(
+        "reduce_prod",
+        Opset::Ios15,
+        &[x, axes()],
+        1,
+        &["axis 0", "rank 0"],
+    );
+}

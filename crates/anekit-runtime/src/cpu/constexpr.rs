@@ -67,6 +67,12 @@ fn dims(p: &Param<'_>) -> Vec<usize> {
     p.value.shape().to_vec()
 }
 
+/// Normalise a possibly negative axis of a tensor of rank `rank`; a scalar has no axis (unlike
+/// [`super::kernels::util::axis`], which lets axis 0 of a scalar through).
+fn axis_of(a: i64, rank: usize, what: &str) -> Result<usize, String> {
+    super::kernels::shape::norm_axis(a, rank, what)
+}
+
 fn count(shape: &[usize]) -> Result<usize, String> {
     shape
         .iter()
@@ -113,7 +119,7 @@ pub fn decompress(
             let scale = req(params, "scale")?;
             let axis = ints(&req(params, "axis")?)?.first().copied().unwrap_or(0);
             let shape = dims(&q);
-            let axis = super::kernels::util::axis(axis, shape.len())?;
+            let axis = axis_of(axis, shape.len(), "axis")?;
             let (qv, zv, sv) = (floats(&q)?, floats(&zp)?, floats(&scale)?);
             let inner: usize = shape[axis + 1..].iter().product();
             let extent = shape[axis];
@@ -363,13 +369,17 @@ fn repeat_along(
     axis: i64,
     times: usize,
 ) -> Result<(Vec<i64>, Vec<usize>), String> {
-    let axis = super::kernels::util::axis(axis, shape.len())?;
+    let axis = axis_of(axis, shape.len(), "vector_axis")?;
     let mut oshape = shape.to_vec();
-    oshape[axis] *= times;
+    oshape[axis] = oshape[axis]
+        .checked_mul(times)
+        .ok_or_else(|| format!("repeating {shape:?} {times} times overflows"))?;
     let ostr = strides(&oshape);
     let istr = strides(shape);
     let n = count(&oshape)?;
-    let mut out = Vec::with_capacity(n);
+    let mut out = Vec::new();
+    out.try_reserve_exact(n)
+        .map_err(|_| format!("cannot allocate a mask of {n} elements"))?;
     for o in 0..n {
         let mut ii = 0;
         for d in 0..shape.len() {
@@ -412,18 +422,20 @@ fn lut_to_dense(
     }
     let va = match (vsize, vector_axis) {
         (1, _) => None,
-        (_, Some(a)) => Some(super::kernels::util::axis(a, k)?),
+        (_, Some(a)) => Some(axis_of(a, k, "vector_axis")?),
         (_, None) => return Err("vector_axis is required when VECTOR_SIZE > 1".into()),
     };
     let mut oshape = ishape.to_vec();
     if let Some(a) = va {
-        oshape[a] *= vsize;
+        oshape[a] = oshape[a]
+            .checked_mul(vsize)
+            .ok_or_else(|| format!("{ishape:?} indices of {vsize}-vectors overflow"))?;
     }
     let n = count(&oshape)?;
     let istr = strides(ishape);
     let ostr = strides(&oshape);
     let lstr = strides(&lshape);
-    let mut out = vec![0.0f32; n];
+    let mut out = super::kernels::util::try_zeros::<f32>(n)?;
     for (p, &idx) in indices.iter().enumerate() {
         let idx = usize::try_from(idx)
             .ok()

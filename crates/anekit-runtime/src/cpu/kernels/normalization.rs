@@ -21,8 +21,8 @@ use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
 use super::linalg::contiguous;
+use super::shape::norm_axis;
 use super::simd;
-use super::util::axis;
 use super::{Args, Kernel, OpCtx, RunCtx, kernel};
 use crate::cpu::value::Value;
 
@@ -163,7 +163,10 @@ fn layer_norm(args: &Args<'_>, axes: &Option<Vec<i64>>) -> Result<Vec<Value>, St
     let eps = args.f32_or("epsilon", 1e-5)?;
     let mut ax: Vec<usize> = match axes {
         None => (0..rank).collect(),
-        Some(v) => v.iter().map(|&a| axis(a, rank)).collect::<Result<_, _>>()?,
+        Some(v) => v
+            .iter()
+            .map(|&a| norm_axis(a, rank, "axis"))
+            .collect::<Result<_, _>>()?,
     };
     ax.sort_unstable();
     ax.dedup();

@@ -255,7 +255,10 @@ fn reduce_axes(args: &Args<'_>, r: Reduce, axes: &Option<Vec<i64>>) -> Result<Ve
     let rank = shape.len();
     let mut ax: Vec<usize> = match axes {
         None => (0..rank).collect(),
-        Some(v) => v.iter().map(|&a| axis(a, rank)).collect::<Result<_, _>>()?,
+        Some(v) => v
+            .iter()
+            .map(|&a| super::shape::norm_axis(a, rank, "axis"))
+            .collect::<Result<_, _>>()?,
     };
     ax.sort_unstable();
     ax.dedup();
