@@ -11,29 +11,17 @@
 //! subset.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anekit_mil::ops::{Arg, infer};
-use anekit_mil::program::{Argument, Binding, Block, Function, Operation, Opset};
-use anekit_mil::types::{DataType, NamedValueType, TensorType, ValueType};
+use anekit_mil::program::Opset;
+use anekit_mil::types::{DataType, TensorType};
 use anekit_mil::value::{Placement, Value as MilValue};
-use anekit_runtime::Precision;
-use anekit_runtime::cpu::exec;
-use anekit_runtime::cpu::kernels::RunCtx;
-use anekit_runtime::cpu::plan;
 use anekit_runtime::cpu::value::Value;
 use ndarray::{ArrayD, IxDyn};
 use serde_json::Value as Json;
 
-/// One bound value of an op argument.
-#[derive(Clone, Debug)]
-enum Bound {
-    /// A function input with this value and type.
-    Input(Value, TensorType),
-    /// A literal.
-    Literal(MilValue),
-}
+mod common;
+use common::{Bound, f64_of, le_bytes, run_one_op, value_of};
 
 fn number(v: &Json) -> f64 {
     match v {
@@ -57,20 +45,6 @@ fn shape_of(j: &Json) -> Vec<usize> {
         .collect()
 }
 
-fn bytes(dtype: DataType, data: &[f64]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for &v in data {
-        match dtype {
-            DataType::Fp32 => out.extend((v as f32).to_le_bytes()),
-            DataType::Fp16 => out.extend(half::f16::from_f64(v).to_le_bytes()),
-            DataType::Int32 => out.extend((v as i32).to_le_bytes()),
-            DataType::Bool => out.push(u8::from(v != 0.0)),
-            d => panic!("unsupported dtype {d}"),
-        }
-    }
-    out
-}
-
 /// The bound values of one argument from its JSON form (see make_dense.py).
 fn bound(j: &Json) -> Vec<Bound> {
     if let Some(items) = j.get("tuple") {
@@ -89,25 +63,11 @@ fn bound(j: &Json) -> Vec<Bound> {
     if j.get("runtime").and_then(Json::as_bool) != Some(true) {
         return vec![Bound::Literal(MilValue::tensor_bytes(
             ty,
-            bytes(dtype, &data),
+            le_bytes(dtype, &data),
             Placement::Inline,
         ))];
     }
-    let v = match dtype {
-        d if d.is_float() => Value::F32(
-            ArrayD::from_shape_vec(IxDyn(&shape), data.iter().map(|&v| v as f32).collect())
-                .unwrap(),
-        ),
-        DataType::Bool => Value::Bool(
-            ArrayD::from_shape_vec(IxDyn(&shape), data.iter().map(|&v| v != 0.0).collect())
-                .unwrap(),
-        ),
-        _ => Value::I32(
-            ArrayD::from_shape_vec(IxDyn(&shape), data.iter().map(|&v| v as i32).collect())
-                .unwrap(),
-        ),
-    };
-    vec![Bound::Input(v, ty)]
+    vec![Bound::Input(value_of(dtype, &shape, &data), ty)]
 }
 
 /// Build a one-op function, compile it for the CPU backend and run it.
@@ -116,83 +76,13 @@ fn run_op(
     opset: Opset,
     args: &[(String, Vec<Bound>)],
 ) -> Result<Vec<Value>, String> {
-    let mut inputs = Vec::new();
-    let mut values = Vec::new();
-    let mut op = Operation::new(op_type);
-    let mut infer_args: BTreeMap<String, Vec<Arg>> = BTreeMap::new();
-    for (param, items) in args {
-        let mut bindings = Vec::new();
-        let mut iargs = Vec::new();
-        for (k, item) in items.iter().enumerate() {
-            match item {
-                Bound::Input(v, ty) => {
-                    let name = format!("in_{param}_{k}");
-                    inputs.push(NamedValueType::new(&name, ValueType::Tensor(ty.clone())));
-                    values.push(v.clone());
-                    bindings.push(Binding::Name(name));
-                    iargs.push(Arg::var(ValueType::Tensor(ty.clone())));
-                }
-                Bound::Literal(v) => {
-                    bindings.push(Binding::Value(v.clone()));
-                    iargs.push(Arg::literal(v.clone()));
-                }
-            }
-        }
-        op.inputs.insert(param.clone(), Argument(bindings));
-        infer_args.insert(param.clone(), iargs);
-    }
-    let inferred =
-        infer(op_type, opset, &infer_args, &[]).map_err(|e| format!("type inference: {e}"))?;
-    op.outputs = inferred
-        .outputs
-        .iter()
-        .enumerate()
-        .map(|(i, t)| NamedValueType::new(format!("out{i}"), t.clone()))
-        .collect();
-    op.attributes
-        .insert("name".into(), MilValue::string(format!("{op_type}_0")));
-    let block = Block {
-        inputs: Vec::new(),
-        outputs: op.outputs.iter().map(|o| o.name.clone()).collect(),
-        operations: vec![op],
-        attributes: BTreeMap::new(),
-    };
-    let function = Function {
-        inputs,
-        opset: opset.proto_name().to_string(),
-        blocks: BTreeMap::from([(opset.proto_name().to_string(), block)]),
-        attributes: BTreeMap::new(),
-    };
-    let plan = plan::compile("main", &function).map_err(|e| format!("compile: {e}"))?;
-    let mut ctx = RunCtx {
-        precision: Precision::Fp32,
-        state: None,
-        consts: &plan.consts,
-        state_types: &plan.state_types,
-    };
-    let mut meter = exec::Meter::default();
-    exec::run(&plan.main, values, Vec::new(), &mut ctx, &mut meter).map_err(|e| e.to_string())
+    run_one_op(op_type, opset, args, None)
 }
 
+/// Shape, values and whether the output is an integer (or bool) tensor.
 fn values_of(v: &Value) -> (Vec<usize>, Vec<f64>, bool) {
-    match v {
-        Value::F32(a) => (
-            a.shape().to_vec(),
-            a.iter().map(|&x| f64::from(x)).collect(),
-            false,
-        ),
-        Value::I32(a) => (
-            a.shape().to_vec(),
-            a.iter().map(|&x| f64::from(x)).collect(),
-            true,
-        ),
-        Value::Bool(a) => (
-            a.shape().to_vec(),
-            a.iter().map(|&x| f64::from(u8::from(x))).collect(),
-            true,
-        ),
-        v => panic!("not a tensor: {v:?}"),
-    }
+    let (shape, data) = f64_of(v);
+    (shape, data, !matches!(v, Value::F32(_)))
 }
 
 /// Compare an output with the expected tensor: `|got − want| ≤ atol + rtol·|want|`

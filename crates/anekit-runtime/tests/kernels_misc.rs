@@ -8,20 +8,16 @@
 //! case also checks that the arguments are valid for the op.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anekit_mil::ops::{Arg, infer};
-use anekit_mil::program::{Argument, Binding, Block, Function, Operation, Opset};
-use anekit_mil::types::{DataType, NamedValueType, TensorType, ValueType};
+use anekit_mil::program::Opset;
+use anekit_mil::types::{DataType, TensorType, ValueType};
 use anekit_mil::value::{Placement, Value as MilValue};
-use anekit_runtime::Precision;
-use anekit_runtime::cpu::exec;
-use anekit_runtime::cpu::kernels::RunCtx;
-use anekit_runtime::cpu::plan;
 use anekit_runtime::cpu::value::Value;
-use ndarray::{ArrayD, IxDyn};
 use serde_json::Value as Json;
+
+mod common;
+use common::{Bound, f64_of, le_bytes, run_one_op, value_of};
 
 // ------------------------------------------------------------------------------------------
 // Harness
@@ -34,26 +30,6 @@ enum In {
     Runtime(Value, TensorType),
     /// A literal.
     Lit(MilValue),
-}
-
-fn le_bytes(dtype: DataType, data: &[f64]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for &v in data {
-        match dtype {
-            DataType::Fp32 => out.extend((v as f32).to_le_bytes()),
-            DataType::Fp16 => out.extend(half::f16::from_f64(v).to_le_bytes()),
-            DataType::Int32 => out.extend((v as i32).to_le_bytes()),
-            DataType::Int16 => out.extend((v as i16).to_le_bytes()),
-            DataType::Uint16 => out.extend((v as u16).to_le_bytes()),
-            DataType::Uint32 => out.extend((v as u32).to_le_bytes()),
-            DataType::Int64 => out.extend((v as i64).to_le_bytes()),
-            DataType::Int8 => out.extend((v as i8).to_le_bytes()),
-            DataType::Uint8 => out.extend((v as u8).to_le_bytes()),
-            DataType::Bool => out.push(u8::from(v != 0.0)),
-            d => panic!("unsupported literal dtype {d}"),
-        }
-    }
-    out
 }
 
 /// A literal tensor of `dtype`.
@@ -69,20 +45,7 @@ fn lit(dtype: DataType, shape: &[usize], data: &[f64]) -> In {
 /// A run-time f32 (or `dtype`) tensor.
 fn rt(dtype: DataType, shape: &[usize], data: &[f64]) -> In {
     let ty = TensorType::new(dtype, &shape.iter().map(|&d| d as u64).collect::<Vec<_>>());
-    let v = if dtype.is_float() {
-        Value::F32(
-            ArrayD::from_shape_vec(IxDyn(shape), data.iter().map(|&v| v as f32).collect()).unwrap(),
-        )
-    } else if dtype == DataType::Bool {
-        Value::Bool(
-            ArrayD::from_shape_vec(IxDyn(shape), data.iter().map(|&v| v != 0.0).collect()).unwrap(),
-        )
-    } else {
-        Value::I32(
-            ArrayD::from_shape_vec(IxDyn(shape), data.iter().map(|&v| v as i32).collect()).unwrap(),
-        )
-    };
-    In::Runtime(v, ty)
+    In::Runtime(value_of(dtype, shape, data), ty)
 }
 
 fn s(v: &str) -> In {
@@ -151,96 +114,22 @@ fn run_op_with(
     args: &[(&str, In)],
     untyped: Option<usize>,
 ) -> Result<Vec<Value>, String> {
-    let mut inputs = Vec::new();
-    let mut values = Vec::new();
-    let mut op = Operation::new(op_type);
-    let mut infer_args: BTreeMap<String, Vec<Arg>> = BTreeMap::new();
-    for (param, a) in args {
-        match a {
-            In::Runtime(v, ty) => {
-                let name = format!("in_{param}");
-                inputs.push(NamedValueType::new(&name, ValueType::Tensor(ty.clone())));
-                values.push(v.clone());
-                op.inputs
-                    .insert(param.to_string(), Argument(vec![Binding::Name(name)]));
-                infer_args.insert(
-                    param.to_string(),
-                    vec![Arg::var(ValueType::Tensor(ty.clone()))],
-                );
-            }
-            In::Lit(v) => {
-                op.inputs
-                    .insert(param.to_string(), Argument(vec![Binding::Value(v.clone())]));
-                infer_args.insert(param.to_string(), vec![Arg::literal(v.clone())]);
-            }
-        }
-    }
-    let types = match untyped {
-        Some(n) => vec![
-            ValueType::Tensor(TensorType {
-                dtype: DataType::Fp32,
-                shape: None,
-                attributes: BTreeMap::new(),
-            });
-            n
-        ],
-        None => {
-            infer(op_type, opset, &infer_args, &[])
-                .map_err(|e| format!("type inference: {e}"))?
-                .outputs
-        }
-    };
-    op.outputs = types
+    let args: Vec<(String, Vec<Bound>)> = args
         .iter()
-        .enumerate()
-        .map(|(i, t)| NamedValueType::new(format!("out{i}"), t.clone()))
+        .map(|(param, a)| {
+            let bound = match a {
+                In::Runtime(v, ty) => Bound::Input(v.clone(), ty.clone()),
+                In::Lit(v) => Bound::Literal(v.clone()),
+            };
+            (param.to_string(), vec![bound])
+        })
         .collect();
-    op.attributes
-        .insert("name".into(), MilValue::string(format!("{op_type}_0")));
-    let block = Block {
-        inputs: Vec::new(),
-        outputs: op.outputs.iter().map(|o| o.name.clone()).collect(),
-        operations: vec![op],
-        attributes: BTreeMap::new(),
-    };
-    let function = Function {
-        inputs,
-        opset: opset.proto_name().to_string(),
-        blocks: BTreeMap::from([(opset.proto_name().to_string(), block)]),
-        attributes: BTreeMap::new(),
-    };
-    let plan = plan::compile("main", &function).map_err(|e| format!("compile: {e}"))?;
-    let mut ctx = RunCtx {
-        precision: Precision::Fp32,
-        state: None,
-        consts: &plan.consts,
-        state_types: &plan.state_types,
-    };
-    let mut meter = exec::Meter::default();
-    exec::run(&plan.main, values, Vec::new(), &mut ctx, &mut meter).map_err(|e| e.to_string())
-}
-
-fn f32_of(v: &Value) -> (Vec<usize>, Vec<f64>) {
-    match v {
-        Value::F32(a) => (
-            a.shape().to_vec(),
-            a.iter().map(|&x| f64::from(x)).collect(),
-        ),
-        Value::I32(a) => (
-            a.shape().to_vec(),
-            a.iter().map(|&x| f64::from(x)).collect(),
-        ),
-        Value::Bool(a) => (
-            a.shape().to_vec(),
-            a.iter().map(|&x| f64::from(u8::from(x))).collect(),
-        ),
-        v => panic!("not a numeric tensor: {v:?}"),
-    }
+    run_one_op(op_type, opset, &args, untyped)
 }
 
 /// Compare `got` with an expected tensor; an error message on mismatch.
 fn compare(got: &Value, shape: &[usize], want: &[f64], atol: f64, rtol: f64) -> Result<(), String> {
-    let (gs, g) = f32_of(got);
+    let (gs, g) = f64_of(got);
     if gs != shape {
         return Err(format!("shape {gs:?}, expected {shape:?}"));
     }
@@ -392,7 +281,7 @@ fn quantization_matches_torch_and_coremltools() {
 // ------------------------------------------------------------------------------------------
 
 fn floats(v: &Value) -> Vec<f64> {
-    f32_of(v).1
+    f64_of(v).1
 }
 
 fn mean_var(v: &[f64]) -> (f64, f64) {
@@ -643,7 +532,7 @@ fn classify_returns_label_and_probabilities() {
         keys.iter().cloned().collect::<Vec<_>>(),
         ["cat", "dog", "bird"]
     );
-    let (_, probs) = f32_of(&dict[1]);
+    let (_, probs) = f64_of(&dict[1]);
     assert!((probs[1] - 0.7).abs() < 1e-7 && probs.len() == 3);
     // Ties go to the first class; NaN never wins.
     let out = run_op(
@@ -682,9 +571,9 @@ fn classify_returns_label_and_probabilities() {
         ],
     )
     .unwrap();
-    assert_eq!(f32_of(&out[0]), (vec![], vec![30.0]));
+    assert_eq!(f64_of(&out[0]), (vec![], vec![30.0]));
     let Value::List(dict) = &out[1] else { panic!() };
-    assert_eq!(f32_of(&dict[0]).1, [10.0, 20.0, 30.0]);
+    assert_eq!(f64_of(&dict[0]).1, [10.0, 20.0, 30.0]);
     // A size mismatch is an error.
     let e = run_op(
         "classify",

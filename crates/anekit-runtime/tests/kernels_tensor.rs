@@ -11,12 +11,10 @@
 //! Control flow, lists and states are whole programs in MIL text.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anekit_mil::ops::{Arg, infer};
-use anekit_mil::program::{Argument, Binding, Block, Function, Operation, Opset};
-use anekit_mil::types::{DataType, NamedValueType, TensorType, ValueType};
+use anekit_mil::program::Opset;
+use anekit_mil::types::{DataType, TensorType};
 use anekit_mil::value::{Placement, Value as MilValue};
 use anekit_runtime::cpu::exec;
 use anekit_runtime::cpu::kernels::RunCtx;
@@ -26,6 +24,9 @@ use anekit_runtime::cpu::value::Value;
 use anekit_runtime::{ElementType, FeatureSpec, Precision, ShapeSpec, State, Tensor};
 use ndarray::{ArrayD, IxDyn};
 use serde_json::Value as Json;
+
+mod common;
+use common::{Bound, f64_of, le_bytes, run_one_op, value_of};
 
 // ------------------------------------------------------------------------------------------
 // One-op harness
@@ -40,41 +41,6 @@ enum In {
     Lit(MilValue),
     /// A variadic argument.
     Tuple(Vec<In>),
-}
-
-fn le_bytes(dtype: DataType, data: &[f64]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for &v in data {
-        match dtype {
-            DataType::Fp32 => out.extend((v as f32).to_le_bytes()),
-            DataType::Fp16 => out.extend(half::f16::from_f64(v).to_le_bytes()),
-            DataType::Int32 => out.extend((v as i32).to_le_bytes()),
-            DataType::Int16 => out.extend((v as i16).to_le_bytes()),
-            DataType::Uint16 => out.extend((v as u16).to_le_bytes()),
-            DataType::Uint32 => out.extend((v as u32).to_le_bytes()),
-            DataType::Int8 => out.extend((v as i8).to_le_bytes()),
-            DataType::Uint8 => out.extend((v as u8).to_le_bytes()),
-            DataType::Bool => out.push(u8::from(v != 0.0)),
-            d => panic!("unsupported literal dtype {d}"),
-        }
-    }
-    out
-}
-
-fn value_of(dtype: DataType, shape: &[usize], data: &[f64]) -> Value {
-    if dtype.is_float() {
-        Value::F32(
-            ArrayD::from_shape_vec(IxDyn(shape), data.iter().map(|&v| v as f32).collect()).unwrap(),
-        )
-    } else if dtype == DataType::Bool {
-        Value::Bool(
-            ArrayD::from_shape_vec(IxDyn(shape), data.iter().map(|&v| v != 0.0).collect()).unwrap(),
-        )
-    } else {
-        Value::I32(
-            ArrayD::from_shape_vec(IxDyn(shape), data.iter().map(|&v| v as i32).collect()).unwrap(),
-        )
-    }
 }
 
 fn json_data(j: &Json) -> (DataType, Vec<usize>, Vec<f64>) {
@@ -128,97 +94,22 @@ fn run_op(
     args: &[(String, In)],
     n_outputs: Option<usize>,
 ) -> Result<Vec<Value>, String> {
-    let mut inputs = Vec::new();
-    let mut values = Vec::new();
-    let mut op = Operation::new(op_type);
-    let mut infer_args: BTreeMap<String, Vec<Arg>> = BTreeMap::new();
-    for (param, a) in args {
-        let items: Vec<&In> = match a {
-            In::Tuple(items) => items.iter().collect(),
-            a => vec![a],
-        };
-        let mut bindings = Vec::new();
-        let mut iargs = Vec::new();
-        for (k, item) in items.into_iter().enumerate() {
-            match item {
-                In::Runtime(v, ty) => {
-                    let name = format!("in_{param}_{k}");
-                    inputs.push(NamedValueType::new(&name, ValueType::Tensor(ty.clone())));
-                    values.push(v.clone());
-                    bindings.push(Binding::Name(name));
-                    iargs.push(Arg::var(ValueType::Tensor(ty.clone())));
-                }
-                In::Lit(v) => {
-                    bindings.push(Binding::Value(v.clone()));
-                    iargs.push(Arg::literal(v.clone()));
-                }
-                In::Tuple(_) => panic!("nested tuples"),
-            }
-        }
-        op.inputs.insert(param.clone(), Argument(bindings));
-        infer_args.insert(param.clone(), iargs);
-    }
-    let types = match n_outputs {
-        Some(n) => vec![
-            ValueType::Tensor(TensorType {
-                dtype: DataType::Fp32,
-                shape: None,
-                attributes: BTreeMap::new(),
-            });
-            n
-        ],
-        None => {
-            infer(op_type, opset, &infer_args, &[])
-                .map_err(|e| format!("type inference: {e}"))?
-                .outputs
-        }
+    let bound = |item: &In| match item {
+        In::Runtime(v, ty) => Bound::Input(v.clone(), ty.clone()),
+        In::Lit(v) => Bound::Literal(v.clone()),
+        In::Tuple(_) => panic!("nested tuples"),
     };
-    op.outputs = types
+    let args: Vec<(String, Vec<Bound>)> = args
         .iter()
-        .enumerate()
-        .map(|(i, t)| NamedValueType::new(format!("out{i}"), t.clone()))
+        .map(|(param, a)| {
+            let items = match a {
+                In::Tuple(items) => items.iter().map(bound).collect(),
+                a => vec![bound(a)],
+            };
+            (param.clone(), items)
+        })
         .collect();
-    op.attributes
-        .insert("name".into(), MilValue::string(format!("{op_type}_0")));
-    let block = Block {
-        inputs: Vec::new(),
-        outputs: op.outputs.iter().map(|o| o.name.clone()).collect(),
-        operations: vec![op],
-        attributes: BTreeMap::new(),
-    };
-    let function = Function {
-        inputs,
-        opset: opset.proto_name().to_string(),
-        blocks: BTreeMap::from([(opset.proto_name().to_string(), block)]),
-        attributes: BTreeMap::new(),
-    };
-    let plan = plan::compile("main", &function).map_err(|e| format!("compile: {e}"))?;
-    let mut ctx = RunCtx {
-        precision: Precision::Fp32,
-        state: None,
-        consts: &plan.consts,
-        state_types: &plan.state_types,
-    };
-    let mut meter = exec::Meter::default();
-    exec::run(&plan.main, values, Vec::new(), &mut ctx, &mut meter).map_err(|e| e.to_string())
-}
-
-fn f64_of(v: &Value) -> (Vec<usize>, Vec<f64>) {
-    match v {
-        Value::F32(a) => (
-            a.shape().to_vec(),
-            a.iter().map(|&x| f64::from(x)).collect(),
-        ),
-        Value::I32(a) => (
-            a.shape().to_vec(),
-            a.iter().map(|&x| f64::from(x)).collect(),
-        ),
-        Value::Bool(a) => (
-            a.shape().to_vec(),
-            a.iter().map(|&x| f64::from(u8::from(x))).collect(),
-        ),
-        v => panic!("not a numeric tensor: {v:?}"),
-    }
+    run_one_op(op_type, opset, &args, n_outputs)
 }
 
 /// Compare `got` with an expected tensor; an error message on mismatch.
