@@ -954,3 +954,49 @@ fn axes_of_a_scalar_are_errors() {
         &["axis 0", "rank 0"],
     );
 }
+
+#[test]
+fn block_rearranging_ops_refuse_overflowing_sizes() {
+    // An empty tensor may have huge dimensions: scaling them by a block size (squared) must be
+    // an error, not an arithmetic overflow.
+    let x = || ("x", rt(DataType::Fp32, &[1, 1 << 10, 1 << 40, 0], &[]));
+    for (op, param) in [
+        ("space_to_depth", "block_size"),
+        ("pixel_unshuffle", "downscale_factor"),
+    ] {
+        expect_op_err(
+            op,
+            Opset::Ios16,
+            &[x(), (param, i32s(1 << 30))],
+            1,
+            &["overflow"],
+        );
+    }
+    let x = || ("x", rt(DataType::Fp32, &[1, 0, 1 << 40, 1 << 20], &[]));
+    for (op, param) in [
+        ("depth_to_space", "block_size"),
+        ("pixel_shuffle", "upscale_factor"),
+    ] {
+        expect_op_err(
+            op,
+            Opset::Ios16,
+            &[x(), (param, i32s(1 << 30))],
+            1,
+            &["overflow"],
+        );
+    }
+    expect_op_err(
+        "batch_to_space",
+        Opset::Ios15,
+        &[
+            ("x", rt(DataType::Fp32, &[0, 1, 1 << 40, 1 << 20], &[])),
+            (
+                "block_shape",
+                lit(DataType::Int32, &[2], &[1073741824.0, 1.0]),
+            ),
+            ("crops", lit(DataType::Int32, &[2, 2], &[0.0; 4])),
+        ],
+        1,
+        &["overflow"],
+    );
+}

@@ -802,7 +802,11 @@ fn block(v: i64, what: &str) -> Result<usize, String> {
 /// (CRD order, as PyTorch), `pixel_unshuffle`.
 fn depth_space(op: &str, x: &ArrayD<f32>, bs: usize) -> Result<ArrayD<f32>, String> {
     let [n, c, h, w] = nchw(x, op)?;
-    let bb = bs * bs;
+    let mul = |a: usize, b: usize| {
+        a.checked_mul(b)
+            .ok_or_else(|| format!("{a} x {b} overflows (block size {bs}, x {:?})", x.shape()))
+    };
+    let bb = mul(bs, bs)?;
     match op {
         "depth_to_space" | "pixel_shuffle" => {
             if !c.is_multiple_of(bb) {
@@ -811,7 +815,7 @@ fn depth_space(op: &str, x: &ArrayD<f32>, bs: usize) -> Result<ArrayD<f32>, Stri
                 ));
             }
             let co = c / bb;
-            let out = [n, co, h * bs, w * bs];
+            let out = [n, co, mul(h, bs)?, mul(w, bs)?];
             if op == "depth_to_space" {
                 regroup(x, &[n, bs, bs, co, h, w], &[0, 3, 4, 1, 5, 2], &out)
             } else {
@@ -825,7 +829,7 @@ fn depth_space(op: &str, x: &ArrayD<f32>, bs: usize) -> Result<ArrayD<f32>, Stri
                 ));
             }
             let (ho, wo) = (h / bs, w / bs);
-            let out = [n, c * bb, ho, wo];
+            let out = [n, mul(c, bb)?, ho, wo];
             if op == "space_to_depth" {
                 regroup(x, &[n, c, ho, bs, wo, bs], &[0, 3, 5, 1, 2, 4], &out)
             } else {
@@ -889,14 +893,22 @@ fn batch_to_space(
     crops: [usize; 4],
 ) -> Result<ArrayD<f32>, String> {
     let [nb, c, h, w] = nchw(x, "batch_to_space")?;
-    let bb = bs[0] * bs[1];
+    let mul = |a: usize, b: usize| {
+        a.checked_mul(b).ok_or_else(|| {
+            format!(
+                "{a} x {b} overflows (block_shape {bs:?}, x {:?})",
+                x.shape()
+            )
+        })
+    };
+    let bb = mul(bs[0], bs[1])?;
     if !nb.is_multiple_of(bb) {
         return Err(format!(
             "batch {nb} is not divisible by the product of block_shape {bs:?}"
         ));
     }
     let n = nb / bb;
-    let (hf, wf) = (h * bs[0], w * bs[1]);
+    let (hf, wf) = (mul(h, bs[0])?, mul(w, bs[1])?);
     if crops[0] + crops[1] > hf || crops[2] + crops[3] > wf {
         return Err(format!("crops {crops:?} exceed the spatial size {hf}x{wf}"));
     }
