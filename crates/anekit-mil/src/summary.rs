@@ -644,7 +644,8 @@ fn parameter_summary(p: &Program) -> (ParameterSummary, BTreeMap<String, usize>)
                                 {
                                     continue;
                                 }
-                                s.count += t.element_count().unwrap_or(0);
+                                // Declared types come from the file unchecked: saturate.
+                                s.count = s.count.saturating_add(t.element_count().unwrap_or(0));
                             }
                         }
                     }

@@ -1257,3 +1257,30 @@ fn scaled_dot_product_attention() {
         .is_err()
     );
 }
+
+#[test]
+fn constexpr_packed_size_of_huge_shape_does_not_overflow() {
+    // A malformed model: `shape` multiplies out to i64::MAX (7·7·73·127·337·92737·649657,
+    // every factor fits uint32), so ceil(n / 8) must not be computed as (n + 7) / 8.
+    let shape = || ints_of(Uint32, &[4], &[49, 73 * 127, 337 * 92_737, 649_657]);
+    expect_err(
+        "constexpr_sparse_to_dense",
+        Ios16,
+        &[
+            ("nonzero_data", f32s(&[1], &[1.0])),
+            ("mask", raw(Uint8, &[1], vec![1])),
+            ("shape", shape()),
+        ],
+        Some("mask"),
+    );
+    expect_err(
+        "constexpr_lut_to_dense",
+        Ios16,
+        &[
+            ("indices", ints_of(Uint8, &[1], &[0])),
+            ("lut", f32s(&[2], &[1.0, 2.0])),
+            ("shape", shape()),
+        ],
+        Some("indices"),
+    );
+}

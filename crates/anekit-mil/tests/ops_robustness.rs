@@ -39,6 +39,9 @@ const DIMS: &[Dim] = &[
     Dim::Fixed(16),
     Dim::Fixed(u64::MAX),
     Dim::Fixed(1 << 40),
+    // a malformed file may declare any size: ceil-divisions and `+ 1`s must not overflow
+    Dim::Fixed(i64::MAX as u64),
+    Dim::Fixed(i64::MAX as u64 - 1),
     Dim::Unknown { variadic: false },
     Dim::Unknown { variadic: true },
 ];

@@ -548,3 +548,67 @@ fn slice_update() {
         "slice_update is iOS18"
     );
 }
+
+#[test]
+fn slice_by_index_of_huge_dim_does_not_overflow() {
+    // A malformed model can declare a dimension of i64::MAX; ceil(dim / stride) must not be
+    // computed as (dim + stride - 1) / stride.
+    let big = i64::MAX;
+    let want = big / 2 + 1;
+    // begin and end masked
+    expect1(
+        "slice_by_index",
+        Ios15,
+        &[
+            ("x", x(Fp32, &[big])),
+            ("begin", ints(&[0])),
+            ("end", ints(&[0])),
+            ("stride", ints(&[2])),
+            ("begin_mask", bools(&[true])),
+            ("end_mask", bools(&[true])),
+        ],
+        ty(Fp32, &[want]),
+    );
+    // end masked only
+    expect1(
+        "slice_by_index",
+        Ios15,
+        &[
+            ("x", x(Fp32, &[big])),
+            ("begin", ints(&[0])),
+            ("end", ints(&[0])),
+            ("stride", ints(&[2])),
+            ("end_mask", bools(&[true])),
+        ],
+        ty(Fp32, &[want]),
+    );
+    // negative stride from the end, begin masked
+    expect1(
+        "slice_by_index",
+        Ios15,
+        &[
+            ("x", x(Fp32, &[big])),
+            ("begin", ints(&[0])),
+            ("end", ints(&[0])),
+            ("stride", ints(&[-2])),
+            ("begin_mask", bools(&[true])),
+            ("end_mask", bools(&[true])),
+        ],
+        ty(Fp32, &[want]),
+    );
+}
+
+#[test]
+fn sliding_windows_of_huge_dim_does_not_overflow() {
+    // (i64::MAX - 0) // 1 + 1 windows does not fit: an error, not an overflow.
+    expect_err(
+        "sliding_windows",
+        Ios15,
+        &[
+            ("x", x(Fp32, &[i64::MAX])),
+            ("axis", int(0)),
+            ("size", int(0)),
+        ],
+        None,
+    );
+}

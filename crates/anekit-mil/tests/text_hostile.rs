@@ -326,3 +326,24 @@ fn structural_errors() {
         assert!(m.contains(needle), "{text:?}: {m}");
     }
 }
+
+#[test]
+fn summary_of_huge_declared_weight_types_does_not_overflow() {
+    // The declared output types of constants come from the file; their element counts
+    // (u64::MAX each here) must not overflow the parameter total.
+    let text = r#"program(1.3)
+{
+    func main<ios18>(tensor<fp32, [1]> x) {
+            tensor<fp32, [18446744073709551615]> a = const()[name = string("a"), val = tensor<fp32, [1]>([1])];
+            tensor<fp32, [18446744073709551615]> b = const()[name = string("b"), val = tensor<fp32, [1]>([2])];
+            tensor<fp32, [1]> c = add(x = a, y = b)[name = string("c")];
+        } -> (c);
+}
+"#;
+    let Ok(program) = text::parse_without_weights(text, "huge.mil") else {
+        return; // rejected while parsing: nothing to summarise
+    };
+    let model = anekit_mil::model::Model::from_program(Default::default(), program);
+    let s = anekit_mil::summary::ModelSummary::of(&model);
+    assert_eq!(s.parameters.count, u64::MAX);
+}

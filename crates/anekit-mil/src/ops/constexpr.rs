@@ -92,7 +92,7 @@ fn lut_to_dense16(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
     let (dims, n) = shape_param(ctx)?;
     let need = n
         .checked_mul(nbits)
-        .map(|b| (b + 7) / 8)
+        .map(|b| super::shape::ceil_div(b, 8))
         .ok_or_else(|| InferError::at("shape", "size overflows"))?;
     if size(m) != Some(need) {
         return Err(InferError::at(
@@ -108,13 +108,11 @@ fn sparse_to_dense16(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
     let nz = vector_len(ctx, "nonzero_data")?;
     let m = vector_len(ctx, "mask")?;
     let (dims, n) = shape_param(ctx)?;
-    if size(m) != Some((n + 7) / 8) {
+    let need = super::shape::ceil_div(n, 8);
+    if size(m) != Some(need) {
         return Err(InferError::at(
             "mask",
-            format!(
-                "M = ceil(product(shape) / 8) = {}, but mask has {m} bytes",
-                (n + 7) / 8
-            ),
+            format!("M = ceil(product(shape) / 8) = {need}, but mask has {m} bytes"),
         ));
     }
     if let Some(bytes) = ctx.value("mask").and_then(|v| v.bytes()) {

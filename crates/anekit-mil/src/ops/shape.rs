@@ -200,6 +200,12 @@ pub(crate) fn out(dtype: DataType, dims: Option<Vec<Dim>>) -> Vec<ValueType> {
     }]
 }
 
+/// `ceil(a / b)` for `a >= 0` and `b > 0`, without the overflow of `(a + b - 1) / b` when
+/// `a` is a huge dimension from a malformed file.
+pub(crate) fn ceil_div(a: i64, b: i64) -> i64 {
+    a / b + i64::from(a % b != 0)
+}
+
 /// Floor division for a positive divisor.
 pub(crate) fn floor_div(a: i64, b: i64) -> Option<i64> {
     if b == 0 {

@@ -233,7 +233,7 @@ fn sliding_windows(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
     let size_ = ctx.i64("size")?;
     let stride = positive(ctx, "stride")?;
     x[a] = map1(x[a], "sliding_windows", |v| {
-        Some(super::shape::floor_div(v.checked_sub(size_)?, stride)? + 1)
+        super::shape::floor_div(v.checked_sub(size_)?, stride)?.checked_add(1)
     })?;
     x.insert(a + 1, fixed(size_, "size")?);
     Ok(vec![tensor(ctx.dtype("x")?, x)])
@@ -479,12 +479,15 @@ fn slice_shape(
         if s == 0 {
             return Err(InferError::at("stride", "stride must not be 0"));
         }
+        let a = s
+            .checked_abs()
+            .ok_or_else(|| InferError::at("stride", format!("stride {s} is out of range")))?;
         let xd = size(x[i]);
         if bm[i] && em[i] {
             out.push(match xd {
                 None if s == 1 || s == -1 => x[i],
                 None => UNK,
-                Some(v) => fixed((v + s.abs() - 1) / s.abs(), "slice")?,
+                Some(v) => fixed(super::shape::ceil_div(v, a), "slice")?,
             });
             continue;
         }
@@ -502,11 +505,7 @@ fn slice_shape(
                         ),
                     ));
                 }
-                o = Some(
-                    super::shape::floor_div(e - b + s - 1, s)
-                        .unwrap_or(0)
-                        .max(0),
-                );
+                o = Some(super::shape::ceil_div(e - b, s));
             }
             if b < 0 && e < 0 && s < 0 {
                 if b < e {
@@ -517,11 +516,7 @@ fn slice_shape(
                         ),
                     ));
                 }
-                o = Some(
-                    super::shape::floor_div(-(b - e - s - 1), s)
-                        .unwrap_or(0)
-                        .max(0),
-                );
+                o = Some(super::shape::ceil_div(b - e, a));
             }
             if let Some(v @ (0 | 1)) = o {
                 out.push(Dim::Fixed(v as u64));
@@ -569,10 +564,9 @@ fn slice_shape(
         }
         let ei = if iem { high } else { ei.min(high) };
         let diff = ei - bi;
-        let a = s.abs();
         // ceil(diff / |s|) with real division
         let num = if diff >= 0 {
-            (diff + a - 1) / a
+            super::shape::ceil_div(diff, a)
         } else {
             -((-diff) / a)
         };
