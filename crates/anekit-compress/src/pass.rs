@@ -14,7 +14,7 @@
 //!   `transpose_x`); consumers that disagree leave the weight without axes, and it is
 //!   skipped unless an explicit per-axis block size is given.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
 use anekit_mil::{Binding, Block, Function, Operation, Opset, Program, Value};
@@ -125,7 +125,7 @@ struct Use {
 struct Index {
     uses: HashMap<String, Vec<Use>>,
     block_outputs: HashSet<String>,
-    names: HashSet<String>,
+    names: BTreeSet<String>,
 }
 
 fn visit_blocks<'a>(b: &'a Block, f: &mut impl FnMut(&'a Block)) {
@@ -209,16 +209,7 @@ impl Index {
     }
 
     fn fresh(&mut self, base: String) -> String {
-        if self.names.insert(base.clone()) {
-            return base;
-        }
-        for i in 1.. {
-            let n = format!("{base}_{i}");
-            if self.names.insert(n.clone()) {
-                return n;
-            }
-        }
-        base
+        anekit_mil::passes::unique_name(&base, &mut self.names)
     }
 }
 
@@ -503,7 +494,12 @@ fn collect(
         let Some(shape) = tt.fixed_shape() else {
             continue;
         };
-        let n: u64 = shape.iter().product();
+        // A shape read from the file may have more elements than fit in a `usize`: no data
+        // can match it, and the weight fails as such below (`Weight::from_value`).
+        let n = tt
+            .element_count()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(usize::MAX);
         if n < 10 {
             continue;
         }
@@ -517,7 +513,6 @@ fn collect(
             weight: name.clone(),
             message: m,
         };
-        let n = n as usize;
         let over = |t: usize| n > t;
         let prune = match &config.prune {
             Some(s) => resolve(s, &name, &var, &uses)
