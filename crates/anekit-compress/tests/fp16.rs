@@ -329,23 +329,8 @@ fn coremltools_loads_the_converted_packages() {
 
 /// (max |a − r| / max |r|, SNR dB)
 fn compare(out: &Tensor, reference: &Tensor) -> (f64, f64) {
-    let o = out.to_f32();
-    let r = reference.to_f32();
-    assert_eq!(o.shape(), r.shape(), "output shape");
-    let (mut err, mut refmax, mut sig, mut noise) = (0f64, 0f64, 0f64, 0f64);
-    for (a, b) in o.iter().zip(r.iter()) {
-        let (a, b) = (f64::from(*a), f64::from(*b));
-        err = err.max((a - b).abs());
-        refmax = refmax.max(b.abs());
-        sig += b * b;
-        noise += (a - b) * (a - b);
-    }
-    let snr = if noise == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (sig / noise).log10()
-    };
-    (err / refmax.max(f64::MIN_POSITIVE), snr)
+    let d = out.deviation(reference).expect("output shape");
+    (d.relative(), d.snr_db())
 }
 
 #[test]

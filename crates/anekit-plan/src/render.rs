@@ -5,8 +5,9 @@ use std::fmt::Write as _;
 use crate::cost::Unit;
 use crate::report::Report;
 
-/// Rows as left-aligned columns separated by two spaces, indented by `indent`.
-fn table(rows: &[Vec<String>], indent: usize) -> String {
+/// Rows as left-aligned columns separated by two spaces, indented by `indent` (empty
+/// trailing cells leave no trailing spaces). The CLI's tables use it too.
+pub fn table(rows: &[Vec<String>], indent: usize) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
