@@ -67,12 +67,6 @@ fn dims(p: &Param<'_>) -> Vec<usize> {
     p.value.shape().to_vec()
 }
 
-/// Normalise a possibly negative axis of a tensor of rank `rank`; a scalar has no axis (unlike
-/// [`super::kernels::util::axis`], which lets axis 0 of a scalar through).
-fn axis_of(a: i64, rank: usize, what: &str) -> Result<usize, String> {
-    super::kernels::shape::norm_axis(a, rank, what)
-}
-
 fn count(shape: &[usize]) -> Result<usize, String> {
     shape
         .iter()
@@ -119,7 +113,7 @@ pub fn decompress(
             let scale = req(params, "scale")?;
             let axis = ints(&req(params, "axis")?)?.first().copied().unwrap_or(0);
             let shape = dims(&q);
-            let axis = axis_of(axis, shape.len(), "axis")?;
+            let axis = super::kernels::shape::norm_axis(axis, shape.len(), "axis")?;
             let (qv, zv, sv) = (floats(&q)?, floats(&zp)?, floats(&scale)?);
             let inner: usize = shape[axis + 1..].iter().product();
             let extent = shape[axis];
@@ -369,7 +363,7 @@ fn repeat_along(
     axis: i64,
     times: usize,
 ) -> Result<(Vec<i64>, Vec<usize>), String> {
-    let axis = axis_of(axis, shape.len(), "vector_axis")?;
+    let axis = super::kernels::shape::norm_axis(axis, shape.len(), "vector_axis")?;
     let mut oshape = shape.to_vec();
     oshape[axis] = oshape[axis]
         .checked_mul(times)
@@ -422,7 +416,7 @@ fn lut_to_dense(
     }
     let va = match (vsize, vector_axis) {
         (1, _) => None,
-        (_, Some(a)) => Some(axis_of(a, k, "vector_axis")?),
+        (_, Some(a)) => Some(super::kernels::shape::norm_axis(a, k, "vector_axis")?),
         (_, None) => return Err("vector_axis is required when VECTOR_SIZE > 1".into()),
     };
     let mut oshape = ishape.to_vec();

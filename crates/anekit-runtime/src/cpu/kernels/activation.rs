@@ -20,8 +20,8 @@ use rayon::prelude::*;
 
 use super::linalg::contiguous;
 use super::normalization::par_elems;
+use super::shape::norm_axis;
 use super::simd;
-use super::util::axis;
 use super::{Args, Kernel, OpCtx, RunCtx, kernel};
 use crate::cpu::value::Value;
 
@@ -268,10 +268,10 @@ pub fn build(ctx: &mut OpCtx<'_>) -> Option<Result<Box<dyn Kernel>, String>> {
         }
         "softmax" => kernel(|a: &Args<'_>, _: &mut RunCtx<'_>| {
             let x = a.f32("x")?;
-            let ax = axis(a.i64_or("axis", -1)?, x.ndim())?;
             if x.ndim() == 0 {
                 return Err("softmax of a scalar".into());
             }
+            let ax = norm_axis(a.i64_or("axis", -1)?, x.ndim(), "axis")?;
             Ok(vec![Value::F32(softmax(x, ax))])
         }),
         "elu" => kernel(|a: &Args<'_>, _: &mut RunCtx<'_>| {

@@ -18,7 +18,8 @@
 //! has no other place for it; coremltools' converters only emit `linear`). The convolution
 //! itself is the `conv` kernel's.
 
-use super::util::{axis as norm_axis, const_i64, const_str};
+use super::shape::norm_axis;
+use super::util::{const_i64, const_str};
 use super::{Args, Kernel, OpCtx, RunCtx, kernel};
 use crate::cpu::value::Value;
 
@@ -86,6 +87,7 @@ fn params(a: &Args<'_>, axis: Option<i64>, shape: &[usize]) -> Result<Params, St
     let ax = norm_axis(
         axis.ok_or("axis is required when scale is a vector")?,
         shape.len(),
+        "axis",
     )?;
     let n = shape.get(ax).copied().unwrap_or(0);
     if scale.len() != n || zero.len() != n {

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use super::linalg::contiguous;
 use super::normalization::par_elems;
-use super::util::axis;
+use super::shape::norm_axis;
 use super::{Args, Kernel, OpCtx, RunCtx, kernel};
 use crate::cpu::value::Value;
 
@@ -257,7 +257,7 @@ fn reduce_axes(args: &Args<'_>, r: Reduce, axes: &Option<Vec<i64>>) -> Result<Ve
         None => (0..rank).collect(),
         Some(v) => v
             .iter()
-            .map(|&a| super::shape::norm_axis(a, rank, "axis"))
+            .map(|&a| norm_axis(a, rank, "axis"))
             .collect::<Result<_, _>>()?,
     };
     ax.sort_unstable();
@@ -315,7 +315,7 @@ fn arg_reduce(args: &Args<'_>, max: bool) -> Result<Vec<Value>, String> {
     if shape.is_empty() {
         return Err("x must have rank >= 1".into());
     }
-    let ax = axis(args.i64_or("axis", -1)?, shape.len())?;
+    let ax = norm_axis(args.i64_or("axis", -1)?, shape.len(), "axis")?;
     let (outer, red, inner) = (
         shape[..ax].iter().product::<usize>(),
         shape[ax],

@@ -1,15 +1,4 @@
-//! Helpers shared by kernels: axes, broadcasting, shapes.
-
-/// Normalise a possibly negative axis for `rank` dimensions.
-pub fn axis(a: i64, rank: usize) -> Result<usize, String> {
-    let r = rank as i64;
-    let v = if a < 0 { a + r } else { a };
-    if (0..r.max(1)).contains(&v) || (r == 0 && v == 0) {
-        Ok(v as usize)
-    } else {
-        Err(format!("axis {a} is out of range for rank {rank}"))
-    }
-}
+//! Helpers shared by kernels: broadcasting, shapes (axes: [`super::shape::norm_axis`]).
 
 /// The numpy broadcast of two shapes.
 pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
