@@ -8,6 +8,7 @@
 
 pub mod constexpr;
 pub mod exec;
+pub mod fuse;
 pub mod kernels;
 pub mod plan;
 pub mod value;
@@ -105,7 +106,13 @@ impl CpuModel {
                 names.join(", ")
             ))
         })?;
-        let plan = plan::compile(&function, f)?;
+        let plan = plan::compile_with(
+            &function,
+            f,
+            plan::CompileOptions {
+                fuse: options.precision != Precision::Fp16,
+            },
+        )?;
         // I/O specs: the description's (flexible shapes) where it covers this function, else
         // the program's declared types.
         let described = if summary.default_function.as_deref() == Some(function.as_str()) {

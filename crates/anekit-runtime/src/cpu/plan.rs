@@ -17,6 +17,7 @@ use anekit_mil::types::{DataType, TensorType, ValueType};
 use anekit_mil::value::Value as MilValue;
 
 use super::constexpr;
+use super::fuse;
 use super::kernels::{self, Args, Kernel, OpCtx, RunCtx};
 use super::value::Value;
 use crate::engine::Precision;
@@ -66,6 +67,13 @@ pub struct Step {
     pub outputs: Vec<(usize, Option<DataType>)>,
     /// Slots whose values are dead after this step.
     pub frees: Vec<usize>,
+    /// What the op computes, when it is a fusable elementwise op ([`fuse`]).
+    pub desc: Option<fuse::Desc>,
+    /// Elementwise ops fused after the kernel, applied to its output in place.
+    pub epilogue: Vec<fuse::EwOp>,
+    /// The kernel does not run: this slot's value (which dies here) is taken and the
+    /// epilogue applied to it in place.
+    pub inplace: Option<usize>,
 }
 
 /// A compiled block.
@@ -125,6 +133,8 @@ pub struct Plan {
     pub state_types: BTreeMap<String, TensorType>,
     /// Number of ops folded into constants at load.
     pub folded: usize,
+    /// Number of elementwise ops fused into the step before them.
+    pub fused: usize,
 }
 
 struct Scope {
@@ -161,16 +171,50 @@ fn byte_size(ty: &ValueType) -> Option<usize> {
 }
 
 struct Compiler {
+    /// Whether elementwise ops are fused ([`fuse`]).
+    fuse: bool,
     consts: Vec<Value>,
     opset: Opset,
     types: BTreeMap<String, ValueType>,
     /// Scopes, innermost last.
     scopes: Vec<Scope>,
     folded: usize,
+    fused: usize,
+}
+
+/// How to compile.
+#[derive(Debug, Clone, Copy)]
+pub struct CompileOptions {
+    /// Fuse elementwise ops into their producers ([`fuse`]); off for fp16 emulation, which
+    /// rounds and checks every op's own output.
+    pub fuse: bool,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        Self { fuse: true }
+    }
+}
+
+impl CompileOptions {
+    /// Every op as its own step, weights decompressed: the plan the rewrites are checked
+    /// against.
+    pub fn unoptimized() -> Self {
+        Self { fuse: false }
+    }
+}
+
+/// Compile `function` (named `name`) for the CPU backend, with the default options.
+pub fn compile(name: &str, function: &Function) -> Result<Plan, crate::RuntimeError> {
+    compile_with(name, function, CompileOptions::default())
 }
 
 /// Compile `function` (named `name`) for the CPU backend.
-pub fn compile(name: &str, function: &Function) -> Result<Plan, crate::RuntimeError> {
+pub fn compile_with(
+    name: &str,
+    function: &Function,
+    options: CompileOptions,
+) -> Result<Plan, crate::RuntimeError> {
     let block = function.block().ok_or_else(|| {
         crate::RuntimeError::Load(format!(
             "function {name:?} has no block for its opset {:?}",
@@ -179,11 +223,13 @@ pub fn compile(name: &str, function: &Function) -> Result<Plan, crate::RuntimeEr
     })?;
     let opset = function.known_opset().unwrap_or(Opset::Ios18);
     let mut c = Compiler {
+        fuse: options.fuse,
         consts: Vec::new(),
         opset,
         types: BTreeMap::new(),
         scopes: vec![Scope::new()],
         folded: 0,
+        fused: 0,
     };
     let mut inputs = Vec::new();
     let mut input_slots = Vec::new();
@@ -216,6 +262,7 @@ pub fn compile(name: &str, function: &Function) -> Result<Plan, crate::RuntimeEr
         steps = main.steps.len(),
         consts = c.consts.len(),
         folded = c.folded,
+        fused = c.fused,
         "compiled"
     );
     Ok(Plan {
@@ -226,6 +273,7 @@ pub fn compile(name: &str, function: &Function) -> Result<Plan, crate::RuntimeEr
         outputs,
         state_types,
         folded: c.folded,
+        fused: c.fused,
     })
 }
 
@@ -283,6 +331,9 @@ impl Compiler {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if self.fuse {
+            self.fused += fuse::fuse(&mut steps, &outputs);
+        }
         let scope = self.scope();
         let mut plan = SubPlan {
             inputs,
@@ -450,6 +501,7 @@ impl Compiler {
             self.define(op, i, Src::Slot(slot))?;
             outputs.push((slot, o.ty.as_tensor().map(|t| t.dtype)));
         }
+        let desc = self.describe(op, &params);
         steps.push(Step {
             op_name: op.display_name().to_string(),
             op_type: op.op_type.clone(),
@@ -457,8 +509,54 @@ impl Compiler {
             params,
             outputs,
             frees: Vec::new(),
+            desc,
+            epilogue: Vec::new(),
+            inplace: None,
         });
         Ok(())
+    }
+
+    /// The fusion description of an op whose inputs and output are floating-point tensors.
+    fn describe(&self, op: &Operation, params: &[(String, Vec<Src>)]) -> Option<fuse::Desc> {
+        if !self.fuse || !op.blocks.is_empty() || op.outputs.len() != 1 {
+            return None;
+        }
+        let is_float = |t: Option<&ValueType>| {
+            t.and_then(ValueType::as_tensor)
+                .is_some_and(|t| t.dtype.is_float())
+        };
+        if !is_float(op.outputs.first().map(|o| &o.ty)) {
+            return None;
+        }
+        for p in ["x", "y"] {
+            if let Some(arg) = op.inputs.get(p) {
+                let ty = match arg.0.first()? {
+                    Binding::Name(n) => self.types.get(n).cloned(),
+                    Binding::Value(v) => Some(v.ty.clone()),
+                };
+                if !is_float(ty.as_ref()) {
+                    return None;
+                }
+            }
+        }
+        let find = |name: &str| params.iter().find(|(p, _)| p == name);
+        let constant = |name: &str| -> Option<Value> {
+            match find(name)?.1.as_slice() {
+                [Src::Const(i)] => self.consts.get(*i).cloned(),
+                _ => None,
+            }
+        };
+        let has = |name: &str| find(name).is_some();
+        // Unary ops and batch_norm: only `x` may be computed at run time.
+        let d = fuse::describe(&op.op_type, &constant, &has)?;
+        if !matches!(d, fuse::Desc::Binary(_))
+            && params
+                .iter()
+                .any(|(p, s)| p != "x" && s.iter().any(|s| matches!(s, Src::Slot(_))))
+        {
+            return None;
+        }
+        Some(d)
     }
 
     fn constexpr(&mut self, op: &Operation) -> Result<(), crate::RuntimeError> {

@@ -46,6 +46,24 @@ pub mod window;
 pub trait Kernel: Send + Sync {
     /// Run the op: one value per op output, or a message saying what went wrong.
     fn run(&self, args: &Args<'_>, ctx: &mut RunCtx<'_>) -> Result<Vec<Value>, String>;
+
+    /// Run the op with elementwise ops fused after it ([`crate::cpu::fuse`]), applied to its
+    /// first output. The default runs the op, then the epilogue over the whole output;
+    /// kernels that produce their output in blocks (convolutions) override it to apply the
+    /// epilogue to each block while it is in cache.
+    fn run_fused(
+        &self,
+        args: &Args<'_>,
+        ctx: &mut RunCtx<'_>,
+        epilogue: &[crate::cpu::fuse::EwOp],
+    ) -> Result<Vec<Value>, String> {
+        let mut outs = self.run(args, ctx)?;
+        if let Some(first) = outs.first_mut() {
+            let v = std::mem::replace(first, Value::List(Vec::new()));
+            *first = crate::cpu::fuse::apply_epilogue(epilogue, v, &|p| args.get(p))?;
+        }
+        Ok(outs)
+    }
 }
 
 impl<F> Kernel for F
