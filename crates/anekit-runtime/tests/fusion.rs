@@ -64,13 +64,21 @@ fn run(p: &plan::Plan, args: Vec<Value>) -> Vec<Value> {
         consts: &p.consts,
         state_types: &p.state_types,
     };
-    exec::run(&p.main, args, Vec::new(), &mut ctx, &mut exec::Meter::default()).unwrap()
+    exec::run(
+        &p.main,
+        args,
+        Vec::new(),
+        &mut ctx,
+        &mut exec::Meter::default(),
+    )
+    .unwrap()
 }
 
 #[test]
 fn rewrites_do_not_change_outputs() {
     let mut checked = 0;
     let mut fused_total = 0;
+    let mut packed_total = 0;
     for path in models() {
         let model = Model::open(&path).unwrap();
         let Ok(program) = model.require_program() else {
@@ -88,10 +96,7 @@ fn rewrites_do_not_change_outputs() {
                     (Value::F32(x), Value::F32(y)) => {
                         assert_eq!(x.shape(), y.shape(), "{}", path.display());
                         let m = y.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
-                        let e = x
-                            .iter()
-                            .zip(y)
-                            .fold(0f32, |e, (p, q)| e.max((p - q).abs()));
+                        let e = x.iter().zip(y).fold(0f32, |e, (p, q)| e.max((p - q).abs()));
                         assert!(
                             e <= 1e-6 * m,
                             "{} {fname}: fused plan differs by {e} (max {m})",
@@ -102,10 +107,17 @@ fn rewrites_do_not_change_outputs() {
                 }
             }
             fused_total += on.fused;
+            packed_total += on.packed;
+            assert_eq!(off.packed, 0);
             checked += 1;
         }
     }
     assert!(checked >= 20, "only {checked} functions checked");
+    // mlp_big (fp16), the int8 / int4-per-block / palettized compressed ones
+    assert!(
+        packed_total >= 8,
+        "only {packed_total} weights kept packed over all fixtures"
+    );
     assert!(
         fused_total >= 10,
         "only {fused_total} ops fused over all fixtures"

@@ -93,8 +93,8 @@ pub fn run(
                 consts: ctx.consts,
             };
             let v = std::mem::replace(first, Value::List(Vec::new()));
-            *first = super::fuse::apply_epilogue(&step.epilogue, v, &|p| args.get(p))
-                .map_err(op_err)?;
+            *first =
+                super::fuse::apply_epilogue(&step.epilogue, v, &|p| args.get(p)).map_err(op_err)?;
         }
         if let Some(t0) = started {
             profile::record(step, &slots, ctx.consts, &outs, t0.elapsed());

@@ -356,7 +356,9 @@ fn bcast<'a>(data: &'a [f32], os: &[usize], xs: &[usize]) -> Option<Bcast<'a>> {
         return None;
     }
     let pad = xs.len() - os.len();
-    let full: Vec<usize> = std::iter::repeat_n(1, pad).chain(os.iter().copied()).collect();
+    let full: Vec<usize> = std::iter::repeat_n(1, pad)
+        .chain(os.iter().copied())
+        .collect();
     let first = full.iter().position(|&d| d != 1);
     let Some(a) = first else {
         return Some(Bcast {
@@ -607,10 +609,7 @@ pub fn apply_epilogue<'a>(
                 };
                 let shape = a.shape().to_vec();
                 let e = prepare(std::slice::from_ref(other), &shape, get).ok_or_else(|| {
-                    format!(
-                        "fused {} does not apply to shape {shape:?}",
-                        other.name()
-                    )
+                    format!("fused {} does not apply to shape {shape:?}", other.name())
                 })?;
                 let mut owned: ArrayD<f32> = a.as_standard_layout().into_owned();
                 if let Some(x) = owned.as_slice_mut() {

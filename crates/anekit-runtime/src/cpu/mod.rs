@@ -10,6 +10,7 @@ pub mod constexpr;
 pub mod exec;
 pub mod fuse;
 pub mod kernels;
+pub mod packed;
 pub mod plan;
 pub mod value;
 
@@ -111,6 +112,7 @@ impl CpuModel {
             f,
             plan::CompileOptions {
                 fuse: options.precision != Precision::Fp16,
+                pack_weights: true,
             },
         )?;
         // I/O specs: the description's (flexible shapes) where it covers this function, else

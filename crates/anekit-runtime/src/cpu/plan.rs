@@ -19,6 +19,7 @@ use anekit_mil::value::Value as MilValue;
 use super::constexpr;
 use super::fuse;
 use super::kernels::{self, Args, Kernel, OpCtx, RunCtx};
+use super::packed;
 use super::value::Value;
 use crate::engine::Precision;
 
@@ -135,6 +136,8 @@ pub struct Plan {
     pub folded: usize,
     /// Number of elementwise ops fused into the step before them.
     pub fused: usize,
+    /// Weights kept packed for the kernels that decode them ([`packed`]).
+    pub packed: usize,
 }
 
 struct Scope {
@@ -173,6 +176,10 @@ fn byte_size(ty: &ValueType) -> Option<usize> {
 struct Compiler {
     /// Whether elementwise ops are fused ([`fuse`]).
     fuse: bool,
+    /// Whether big weights stay packed ([`packed`]).
+    pack: bool,
+    /// Constants not converted yet (their `consts` entry is a placeholder).
+    lazy: HashMap<usize, Lazy>,
     consts: Vec<Value>,
     opset: Opset,
     types: BTreeMap<String, ValueType>,
@@ -188,11 +195,17 @@ pub struct CompileOptions {
     /// Fuse elementwise ops into their producers ([`fuse`]); off for fp16 emulation, which
     /// rounds and checks every op's own output.
     pub fuse: bool,
+    /// Keep large fp16 / quantized / palettized weights in their stored form for the
+    /// kernels that decode them on the fly ([`packed`]).
+    pub pack_weights: bool,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        Self { fuse: true }
+        Self {
+            fuse: true,
+            pack_weights: true,
+        }
     }
 }
 
@@ -200,8 +213,54 @@ impl CompileOptions {
     /// Every op as its own step, weights decompressed: the plan the rewrites are checked
     /// against.
     pub fn unoptimized() -> Self {
-        Self { fuse: false }
+        Self {
+            fuse: false,
+            pack_weights: false,
+        }
     }
+}
+
+/// Parameters whose kernels decode packed weights themselves.
+fn reads_packed(op: &str, param: &str, params: &[(String, Vec<Src>)], consts: &[Value]) -> bool {
+    let const_int = |name: &str| -> Option<i64> {
+        match params.iter().find(|(p, _)| p == name) {
+            None => Some(0),
+            Some((_, s)) => match s.as_slice() {
+                [Src::Const(i)] => match consts.get(*i)?.to_i64s().ok()?.as_slice() {
+                    [v] => Some(*v),
+                    _ => None,
+                },
+                _ => None,
+            },
+        }
+    };
+    match (op, param) {
+        ("linear", "weight") => true,
+        ("gather", "x") => const_int("axis") == Some(0) && const_int("batch_dims") == Some(0),
+        _ => false,
+    }
+}
+
+/// A constant that is not converted yet.
+enum Lazy {
+    /// As stored in the model.
+    Raw(MilValue),
+    /// In packed form.
+    Packed(packed::Shared),
+}
+
+fn placeholder() -> Value {
+    Value::F32(ndarray::ArrayD::zeros(ndarray::IxDyn(&[0])))
+}
+
+/// Whether a `const` is worth keeping unconverted until an op asks for it.
+fn lazy_candidate(v: &MilValue) -> bool {
+    v.tensor_type().is_some_and(|t| {
+        (t.dtype == DataType::Fp16 || t.dtype.is_int() && t.dtype.bits().is_some_and(|b| b <= 8))
+            && t.element_count()
+                .and_then(|n| usize::try_from(n).ok())
+                .is_some_and(|n| n >= packed::MIN_ELEMENTS)
+    })
 }
 
 /// Compile `function` (named `name`) for the CPU backend, with the default options.
@@ -224,6 +283,8 @@ pub fn compile_with(
     let opset = function.known_opset().unwrap_or(Opset::Ios18);
     let mut c = Compiler {
         fuse: options.fuse,
+        pack: options.pack_weights,
+        lazy: HashMap::new(),
         consts: Vec::new(),
         opset,
         types: BTreeMap::new(),
@@ -263,6 +324,11 @@ pub fn compile_with(
         consts = c.consts.len(),
         folded = c.folded,
         fused = c.fused,
+        packed = c
+            .lazy
+            .values()
+            .filter(|l| matches!(l, Lazy::Packed(_)))
+            .count(),
         "compiled"
     );
     Ok(Plan {
@@ -274,6 +340,11 @@ pub fn compile_with(
         state_types,
         folded: c.folded,
         fused: c.fused,
+        packed: c
+            .lazy
+            .values()
+            .filter(|l| matches!(l, Lazy::Packed(_)))
+            .count(),
     })
 }
 
@@ -312,6 +383,19 @@ impl Compiler {
         Some(src)
     }
 
+    /// Convert a lazy constant in place.
+    fn materialise(&mut self, i: usize) -> Result<(), String> {
+        let v = match self.lazy.remove(&i) {
+            None => return Ok(()),
+            Some(Lazy::Raw(v)) => Value::from_mil(&v)?,
+            Some(Lazy::Packed(p)) => p.to_value()?,
+        };
+        if let Some(c) = self.consts.get_mut(i) {
+            *c = v;
+        }
+        Ok(())
+    }
+
     fn push_const(&mut self, v: Value) -> Src {
         self.consts.push(v);
         Src::Const(self.consts.len() - 1)
@@ -331,6 +415,11 @@ impl Compiler {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        for o in &outputs {
+            if let Src::Const(i) = *o {
+                self.materialise(i).map_err(crate::RuntimeError::Load)?;
+            }
+        }
         if self.fuse {
             self.fused += fuse::fuse(&mut steps, &outputs);
         }
@@ -368,6 +457,13 @@ impl Compiler {
                 .attributes
                 .get("val")
                 .ok_or_else(|| op_err(op, "const without a val attribute"))?;
+            if self.pack && lazy_candidate(v) {
+                let src = self.push_const(placeholder());
+                if let Src::Const(i) = src {
+                    self.lazy.insert(i, Lazy::Raw(v.clone()));
+                }
+                return self.define(op, 0, src);
+            }
             let value = Value::from_mil(v).map_err(|m| op_err(op, m))?;
             let src = self.push_const(value);
             return self.define(op, 0, src);
@@ -437,12 +533,42 @@ impl Compiler {
                 .and_then(Option::take)
                 .ok_or_else(|| "block already taken".to_string())
         };
+        // Lazy constants: packed for the kernels that decode them, converted for the rest.
+        let all_const = params
+            .iter()
+            .all(|(_, s)| s.iter().all(|s| matches!(s, Src::Const(_))));
+        let mut packed_args: HashMap<usize, packed::Shared> = HashMap::new();
+        for (param, srcs) in &params {
+            for s in srcs {
+                let Src::Const(i) = *s else { continue };
+                if !self.lazy.contains_key(&i) {
+                    continue;
+                }
+                let keep = !all_const
+                    && op.blocks.is_empty()
+                    && reads_packed(&op.op_type, param, &params, &self.consts);
+                if keep {
+                    if let Some(Lazy::Raw(v)) = self.lazy.get(&i)
+                        && let Some(p) = packed::from_const(v)
+                    {
+                        self.lazy.insert(i, Lazy::Packed(std::sync::Arc::new(p)));
+                    }
+                    if let Some(Lazy::Packed(p)) = self.lazy.get(&i) {
+                        packed_args.insert(i, p.clone());
+                        continue;
+                    }
+                }
+                self.materialise(i)
+                    .map_err(|m| op_err(op, format!("{param}: {m}")))?;
+            }
+        }
         let kernel = {
             let mut ctx = OpCtx {
                 op,
                 opset: self.opset,
                 params: &params,
                 consts: &self.consts,
+                packed: &packed_args,
                 types: &self.types,
                 nested: &mut take,
             };
@@ -452,9 +578,6 @@ impl Compiler {
                 message: m,
             })?
         };
-        let all_const = params
-            .iter()
-            .all(|(_, s)| s.iter().all(|s| matches!(s, Src::Const(_))));
         if all_const && op.blocks.is_empty() && !NO_FOLD.contains(&op.op_type.as_str()) {
             let outs = {
                 let args = Args {
@@ -559,7 +682,57 @@ impl Compiler {
         Some(d)
     }
 
+    /// The packed form of a constexpr op's output, when [`packed`] decodes it.
+    fn try_pack<'s>(&'s mut self, op: &'s Operation) -> Option<packed::PackedTensor> {
+        if !self.pack || op.outputs.len() != 1 {
+            return None;
+        }
+        let t = op.outputs.first()?.ty.as_tensor()?;
+        let shape: Vec<usize> = t
+            .fixed_shape()?
+            .iter()
+            .map(|&d| usize::try_from(d).ok())
+            .collect::<Option<_>>()?;
+        let mut names: HashMap<String, Src> = HashMap::new();
+        for (k, arg) in &op.inputs {
+            if let Some(Binding::Name(n)) = arg.0.first() {
+                names.insert(k.clone(), self.lookup(n)?);
+            }
+        }
+        let this: &'s Self = self;
+        let names = &names;
+        let get: &dyn Fn(&str) -> Option<packed::Param<'s>> = &move |name: &str| {
+            if let Some(v) = op.attributes.get(name) {
+                return Some(packed::Param::Raw(v));
+            }
+            match op.inputs.get(name)?.0.first()? {
+                Binding::Value(v) => Some(packed::Param::Raw(v)),
+                Binding::Name(n) => {
+                    let Src::Const(i) = *names.get(name)? else {
+                        return None;
+                    };
+                    match this.lazy.get(&i) {
+                        Some(Lazy::Raw(v)) => Some(packed::Param::Raw(v)),
+                        Some(Lazy::Packed(_)) => None,
+                        None => {
+                            let dt = this.types.get(n)?.as_tensor()?.dtype;
+                            Some(packed::Param::Dense(this.consts.get(i)?, dt))
+                        }
+                    }
+                }
+            }
+        };
+        packed::from_constexpr(&op.op_type, get, (t.dtype, &shape))
+    }
+
     fn constexpr(&mut self, op: &Operation) -> Result<(), crate::RuntimeError> {
+        if let Some(p) = self.try_pack(op) {
+            let src = self.push_const(placeholder());
+            if let Src::Const(i) = src {
+                self.lazy.insert(i, Lazy::Packed(std::sync::Arc::new(p)));
+            }
+            return self.define(op, 0, src);
+        }
         // Parameters: iOS16/17 as attributes, iOS18 as inputs (literal or another
         // constexpr's output).
         let mut values: BTreeMap<String, (Value, DataType)> = BTreeMap::new();
@@ -595,6 +768,8 @@ impl Compiler {
                             format!("{k} must be a constant, but {n:?} is computed at run time"),
                         ));
                     };
+                    self.materialise(i)
+                        .map_err(|m| op_err(op, format!("{k}: {m}")))?;
                     let dt = self
                         .types
                         .get(n)

@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use super::linalg::{checked_len, contiguous, matmul_views, parallel, with_scratch};
 use super::window::{self, Window};
 use super::{Args, Kernel, OpCtx, RunCtx};
-use crate::cpu::fuse::{self, EwOp, Epilogue};
+use crate::cpu::fuse::{self, Epilogue, EwOp};
 use crate::cpu::value::Value;
 
 /// Op types of this family.
@@ -335,13 +335,7 @@ pub fn geometry(
     // A (kH, 1) kernel over [H, 1] planes (how 1-D audio networks such as CREPE are often
     // written) is a 1-D convolution along H: move H to the W position, so that im2col copies
     // contiguous runs instead of one element per output row. The data layout is the same.
-    if !transpose
-        && sp == 2
-        && g.inp[2] == 1
-        && g.k[2] == 1
-        && g.pad[2] == 0
-        && g.out[2] == 1
-    {
+    if !transpose && sp == 2 && g.inp[2] == 1 && g.k[2] == 1 && g.pad[2] == 0 && g.out[2] == 1 {
         g.inp = [1, 1, g.inp[1]];
         g.k = [1, 1, g.k[1]];
         g.s = [1, 1, g.s[1]];

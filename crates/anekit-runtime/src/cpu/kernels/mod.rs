@@ -198,6 +198,9 @@ pub struct OpCtx<'a> {
     pub(crate) params: &'a [(String, Vec<Src>)],
     /// The plan's constants so far.
     pub(crate) consts: &'a [Value],
+    /// Constants bound to this op that stay packed (by constant index; see
+    /// [`OpCtx::packed`]).
+    pub(crate) packed: &'a std::collections::HashMap<usize, crate::cpu::packed::Shared>,
     /// Types of the variables in scope, by name.
     pub(crate) types: &'a BTreeMap<String, ValueType>,
     /// Compiles a nested block (control flow) against the current scope.
@@ -221,6 +224,16 @@ impl OpCtx<'_> {
         let (_, srcs) = self.params.iter().find(|(p, _)| p == param)?;
         match srcs.as_slice() {
             [Src::Const(i)] => self.consts.get(*i),
+            _ => None,
+        }
+    }
+
+    /// The packed weight bound to `param`, when the plan kept it packed for this kernel
+    /// (then [`OpCtx::constant`] and the run-time argument are an empty placeholder).
+    pub fn packed(&self, param: &str) -> Option<crate::cpu::packed::Shared> {
+        let (_, srcs) = self.params.iter().find(|(p, _)| p == param)?;
+        match srcs.as_slice() {
+            [Src::Const(i)] => self.packed.get(i).cloned(),
             _ => None,
         }
     }
