@@ -202,7 +202,10 @@ fn main() {
         let (dense, diff) = if reference {
             let rout = tmp.join(format!("{name}.ref.npy"));
             let (drss, _, _) = run(pkg, &rout, "reference");
-            let (a, b) = (npy::read(&out).unwrap(), npy::read(&rout).unwrap());
+            // The packed run returns the model's output type (fp16 for an fp16 model):
+            // round the reference the same way.
+            let a = npy::read(&out).unwrap();
+            let b = npy::read(&rout).unwrap().cast(a.dtype());
             let d = a.deviation(&b).map(|d| d.relative()).unwrap_or(f64::NAN);
             (format!("{drss:.0}"), format!("{d:.1e}"))
         } else {

@@ -29,8 +29,18 @@ use super::value::Value;
 /// Elements below which a constant is simply decompressed (packing pays for big weights).
 pub const MIN_ELEMENTS: usize = 1 << 16;
 
+/// `v` rounded to the nearest fp16 value (ties to even), as `f16::from_f32(v).to_f32()`:
+/// in fp16's normal range by rounding the f32 mantissa to 10 bits in place (no conversion),
+/// elsewhere (subnormal, overflow, NaN) through `half`.
+#[inline]
 fn round16(v: f32) -> f32 {
-    f16::from_f32(v).to_f32()
+    let a = v.abs();
+    if (6.103_515_6e-5..65_504.0).contains(&a) {
+        let b = v.to_bits();
+        f32::from_bits((b + 0x0fff + ((b >> 13) & 1)) & !0x1fff)
+    } else {
+        f16::from_f32(v).to_f32()
+    }
 }
 
 /// How the stored codes become values.
@@ -151,7 +161,14 @@ impl PackedTensor {
             } => {
                 let nbk = k / bk;
                 let r = |v: f32| if *fp16_math { round16(v) } else { v };
-                let fin = |v: f32| if self.out_fp16 { round16(v) } else { v };
+                // (fp16 arithmetic already leaves fp16 values)
+                let fin = |v: f32| {
+                    if self.out_fp16 && !*fp16_math {
+                        round16(v)
+                    } else {
+                        v
+                    }
+                };
                 let levels = 1usize << bits;
                 let mut codes = vec![0u8; k];
                 let mut table = vec![0.0f32; levels];
@@ -519,3 +536,39 @@ pub fn from_constexpr<'a>(
 
 /// A packed constant shared by the plan and the kernels that read it.
 pub type Shared = Arc<PackedTensor>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round16_matches_half() {
+        let mut x = 1e-9f32;
+        while x < 1e6 {
+            for v in [x, -x, x * 1.000_123, x * 0.999_877] {
+                assert_eq!(
+                    round16(v).to_bits(),
+                    f16::from_f32(v).to_f32().to_bits(),
+                    "{v}"
+                );
+            }
+            x *= 1.000_37;
+        }
+        // every tie and neighbour around the fp16 grid, in the normal range
+        for h in 0x0400u16..0x7bff {
+            let lo = f16::from_bits(h).to_f32();
+            let hi = f16::from_bits(h + 1).to_f32();
+            let mid = (lo + hi) / 2.0;
+            for v in [
+                lo,
+                mid,
+                f32::from_bits(mid.to_bits() + 1),
+                f32::from_bits(mid.to_bits() - 1),
+            ] {
+                assert_eq!(round16(v), f16::from_f32(v).to_f32(), "{v}");
+            }
+        }
+        assert!(round16(f32::NAN).is_nan());
+        assert_eq!(round16(1e6), f32::INFINITY);
+    }
+}
