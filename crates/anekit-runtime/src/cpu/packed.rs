@@ -22,6 +22,7 @@ use anekit_mil::DataType;
 use anekit_mil::value::Value as MilValue;
 use bytes::Bytes;
 use half::f16;
+use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use ndarray::{ArrayD, IxDyn};
 
 use super::value::Value;
@@ -146,8 +147,18 @@ impl PackedTensor {
         match &self.kind {
             Kind::F16 => {
                 let src = &self.data[r0 * k * 2..(r0 + n) * k * 2];
-                for (o, b) in out.iter_mut().zip(src.chunks_exact(2)) {
-                    *o = f16::from_le_bytes([b[0], b[1]]).to_f32();
+                // `half` converts slices with F16C / NEON when the CPU has them (run-time
+                // detection); the blob is 2-byte aligned (64 in weight files), else bytes.
+                match bytemuck::try_cast_slice::<u8, u16>(src) {
+                    Ok(bits) if cfg!(target_endian = "little") => {
+                        bits.reinterpret_cast::<f16>()
+                            .convert_to_f32_slice(&mut out[..n * k]);
+                    }
+                    _ => {
+                        for (o, b) in out.iter_mut().zip(src.chunks_exact(2)) {
+                            *o = f16::from_le_bytes([b[0], b[1]]).to_f32();
+                        }
+                    }
                 }
             }
             Kind::Affine {

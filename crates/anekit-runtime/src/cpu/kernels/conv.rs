@@ -503,8 +503,13 @@ const TAPS_MIN_CHANNELS: usize = 32;
 /// Whether [`conv_forward`] computes `g` tap by tap (then it wants the weight in
 /// [`taps_layout`]).
 pub fn uses_taps(g: &ConvGeom) -> bool {
-    g.is_1d() && g.k_len() > 1 && g.c_in / g.groups >= TAPS_MIN_CHANNELS
+    // Short outputs (a few positions per row) make each tap's GEMM too narrow: im2col's one
+    // GEMM with K = channels × taps is faster there.
+    g.is_1d() && g.k_len() > 1 && g.c_in / g.groups >= TAPS_MIN_CHANNELS && g.out[2] >= TAPS_MIN_OUT
 }
+
+/// Output positions from which [`uses_taps`] computes tap by tap.
+const TAPS_MIN_OUT: usize = 32;
 
 /// A `[C_out, C_in/groups, K]` 1-D weight as `[K, C_out, C_in/groups]`: one row-major
 /// `C_out × C_in/groups` matrix per tap.
