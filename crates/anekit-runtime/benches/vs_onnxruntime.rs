@@ -18,6 +18,10 @@
 //! medians, their ratio and the geometric mean of the ratios. ORT's time is measured inside
 //! Python around `session.run` only; anekit's around `LoadedModel::predict`.
 //!
+//! Peak RSS is reported for both: anekit's process peak since the network's load (the
+//! peak is reset through Linux `/proc/self/clear_refs` before each network) and the peak of
+//! ORT's own Python process (one per network).
+//!
 //! `--runs 0` (default) times pairs until `--seconds` (default 3 s per network, both engines
 //! together) have passed, at least 15 and at most 1000 pairs; `--warmup` (default 3) pairs
 //! run first, untimed. `--profile`
