@@ -91,7 +91,7 @@ pub struct PackedTensor {
 fn unpack_codes(data: &[u8], bits: u32, e0: usize, out: &mut [u8]) {
     match bits {
         8 => out.copy_from_slice(&data[e0..e0 + out.len()]),
-        4 if e0 % 2 == 0 => {
+        4 if e0.is_multiple_of(2) => {
             let bytes = &data[e0 / 2..];
             for (pair, &b) in out.chunks_mut(2).zip(bytes) {
                 pair[0] = b & 0x0f;
@@ -101,7 +101,7 @@ fn unpack_codes(data: &[u8], bits: u32, e0: usize, out: &mut [u8]) {
             }
         }
         _ => {
-            let mask = ((1u16 << bits) - 1) as u16;
+            let mask = (1u16 << bits) - 1;
             let mut bit = e0 * bits as usize;
             for o in out.iter_mut() {
                 let byte = bit / 8;
