@@ -1,8 +1,10 @@
 //! The CPU backend: a MIL interpreter with fast kernels, on every OS.
 //!
-//! Loading compiles the function into a [`plan::Plan`] (constants decompressed once,
-//! constant ops folded, slot lifetimes planned); predicting runs the plan on a rayon pool of
-//! the requested size. Matrix products go through the `gemm` crate (chosen because it is
+//! Loading compiles the function into a [`plan::Plan`] (constant ops folded, slot lifetimes
+//! planned, elementwise ops fused into their producers by [`fuse`], large fp16 / quantized /
+//! palettized weights kept in their stored form for the kernels that decode them by
+//! [`packed`], the other compressed constants decompressed once); predicting runs the plan
+//! on a rayon pool of the requested size. Matrix products go through the `gemm` crate (chosen because it is
 //! the fastest pure-Rust f32 GEMM on this class of machine for small M — see
 //! research/peers.md §2.3 — and it parallelises on rayon).
 
