@@ -5,13 +5,15 @@
 //! no `protoc` is needed at build time and the generated code is reviewed like any other file.
 //! `--check` fails when the committed file differs from a fresh generation (CI runs it).
 //!
-//! `gen-docs` writes `docs/op-coverage.md`, the op coverage table: anekit-mil's registry
-//! columns plus the columns other crates contribute (the CPU backend's kernels), as
-//! `anekit_runtime::coverage::op_coverage_markdown` composes them. anekit-runtime's
-//! `tests/coverage.rs` fails when the committed file is stale; `--check` does the same here.
+//! `gen-docs` writes `docs/op-coverage.md`, the op coverage table ([`coverage`]): anekit-mil's
+//! registry columns plus one column per per-op table of the other crates (CPU kernels,
+//! Neural Engine support, cost classes, the fp16 pass, the MPSGraph path). A test of this
+//! crate fails when the committed file is stale; `--check` does the same (CI runs it).
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
+
+mod coverage;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -85,7 +87,7 @@ fn gen_proto(check: bool) -> Result<()> {
 
 fn gen_docs(check: bool) -> Result<()> {
     let path = workspace_root().join("docs/op-coverage.md");
-    let doc = anekit_runtime::coverage::op_coverage_markdown();
+    let doc = coverage::document();
     let rows = anekit_mil::ops::coverage_rows().len();
     if check {
         let old = std::fs::read_to_string(&path).unwrap_or_default();

@@ -49,9 +49,7 @@ mod tensor_operation;
 mod tensor_transformation;
 mod transformers;
 
-pub use coverage::{
-    CoverageColumn, CoverageRow, coverage_markdown, coverage_markdown_with, coverage_rows,
-};
+pub use coverage::{CoverageColumn, CoverageRow, coverage_rows};
 pub use infer::{Arg, Args, InferCtx, InferError, Inferred, SymInt, check_args, infer, infer_with};
 pub use tables::{Audit, audit};
 

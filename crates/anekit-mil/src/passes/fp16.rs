@@ -307,6 +307,33 @@ pub const FP16_RULES: &[(Fp16Rule, &[&str])] = &[
     ),
 ];
 
+/// The `fp16 pass` column of `docs/op-coverage.md`: [`FP16_RULES`] per op type.
+pub fn coverage_column() -> crate::ops::CoverageColumn {
+    let cells = FP16_RULES
+        .iter()
+        .flat_map(|(rule, ops)| {
+            let cell = match rule {
+                Fp16Rule::Convert => "fp16".to_string(),
+                Fp16Rule::ConvertKeepingFp32(params) => {
+                    format!("fp16; {} fp32 from iOS17", params.join(", "))
+                }
+                Fp16Rule::Keep => "kept".to_string(),
+                Fp16Rule::Constant => "fp16 constant".to_string(),
+            };
+            ops.iter().map(move |op| ((*op).to_string(), cell.clone()))
+        })
+        .collect();
+    crate::ops::CoverageColumn {
+        header: "fp16 pass".into(),
+        legend: "what the fp32 → fp16 compute-precision conversion (`anekit optimize --fp16`, \
+                 `anekit compress --fp16`; coremltools' `FP16ComputePrecision`) does with the op \
+                 type (`anekit_mil::passes::fp16::FP16_RULES`): **fp16** (computed in fp16), \
+                 **kept** (never converted), **fp16 constant** (replaced by an fp16 constant)."
+            .into(),
+        cells,
+    }
+}
+
 /// What the conversion does with `op_type`, or `None` for an op the registry does not know.
 pub fn fp16_rule(op_type: &str) -> Option<Fp16Rule> {
     FP16_RULES
