@@ -11,6 +11,7 @@ mod optimize;
 mod output;
 mod run;
 mod top;
+mod validation;
 
 use std::path::PathBuf;
 

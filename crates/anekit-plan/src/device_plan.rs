@@ -473,6 +473,7 @@ mod tests {
             &crate::Options {
                 chip: "M1".into(),
                 compare: false,
+                allow_invalid: false,
                 ..crate::Options::default()
             },
         )

@@ -82,6 +82,15 @@ pub fn text(r: &Report, all_ops: bool) -> String {
         c.ane_dispatch_us,
         r.compute_units.name()
     );
+    if !r.invalid.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nINVALID PROGRAM: analysed anyway; ops of unknown types are not placed"
+        );
+        for p in &r.invalid {
+            let _ = writeln!(out, "  {p}");
+        }
+    }
     let cov = &r.coverage;
     let _ = writeln!(
         out,

@@ -734,7 +734,7 @@ impl ModelInstance for AneModel {
         _inputs: &NamedTensors,
         _state: &mut State,
     ) -> anekit_runtime::Result<NamedTensors> {
-        Err(RuntimeError::Load(
+        Err(RuntimeError::Predict(
             "the direct Neural Engine path does not run stateful programs".into(),
         ))
     }

@@ -260,7 +260,7 @@ impl CpuModel {
             result.insert(
                 name.clone(),
                 value_to_tensor(v, spec.dtype)
-                    .map_err(|m| RuntimeError::Load(format!("output {name:?}: {m}")))?,
+                    .map_err(|m| RuntimeError::Predict(format!("output {name:?}: {m}")))?,
             );
         }
         Ok(result)
