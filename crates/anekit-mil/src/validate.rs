@@ -161,6 +161,25 @@ pub fn summarize(diagnostics: &[Diagnostic], max: usize) -> String {
     out
 }
 
+/// An invalid program: every problem found, each naming its function, op and parameter. Core
+/// ML refuses to compile such a program; commands refuse it with this error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the program is invalid, Core ML will refuse to compile it ({} problem{}):\n{}",
+    diagnostics.len(),
+    if diagnostics.len() == 1 { "" } else { "s" },
+    summarize(diagnostics, 10)
+)]
+pub struct InvalidProgram {
+    /// The problems.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// `Ok` for a valid program, else every problem as an [`InvalidProgram`] error.
+pub fn require_valid(program: &Program) -> Result<(), InvalidProgram> {
+    validate(program).map_err(|diagnostics| InvalidProgram { diagnostics })
+}
+
 /// Validate a program: `Ok` or every problem found.
 pub fn validate(program: &Program) -> Result<(), Vec<Diagnostic>> {
     let r = check(program);

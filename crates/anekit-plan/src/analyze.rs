@@ -234,7 +234,7 @@ pub fn analyze_program(
     // Core ML compiles the whole program, so every function must be valid.
     let diagnostics = anekit_mil::validate::check(program).diagnostics;
     if !diagnostics.is_empty() && !options.allow_invalid {
-        return Err(PlanError::Invalid { diagnostics });
+        return Err(anekit_mil::validate::InvalidProgram { diagnostics }.into());
     }
     let generation = catalog
         .generation_of(chip)

@@ -21,16 +21,8 @@ pub enum PlanError {
     Model(String),
     /// The program is invalid: Core ML will refuse to compile it, so there is no placement
     /// to predict (`Options::allow_invalid` analyses it anyway).
-    #[error(
-        "the program is invalid, Core ML will refuse to compile it ({} problem{}):\n{}",
-        diagnostics.len(),
-        if diagnostics.len() == 1 { "" } else { "s" },
-        anekit_mil::validate::summarize(diagnostics, 10)
-    )]
-    Invalid {
-        /// The problems, each naming the function, op and parameter.
-        diagnostics: Vec<anekit_mil::validate::Diagnostic>,
-    },
+    #[error(transparent)]
+    Invalid(#[from] anekit_mil::validate::InvalidProgram),
     /// An error of the IR layer.
     #[error(transparent)]
     Mil(#[from] anekit_mil::MilError),

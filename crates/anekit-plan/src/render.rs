@@ -5,9 +5,10 @@ use std::fmt::Write as _;
 use crate::cost::Unit;
 use crate::report::Report;
 
-/// Rows as left-aligned columns separated by two spaces, indented by `indent` (empty
-/// trailing cells leave no trailing spaces). The CLI's tables use it too.
-pub fn table(rows: &[Vec<String>], indent: usize) -> String {
+/// The text report's columns: rows as left-aligned columns separated by two spaces,
+/// indented by `indent`. Private to this report; the CLI has its own table renderer
+/// (`anekit-cli`'s `output::table`) for everything else it prints.
+fn table(rows: &[Vec<String>], indent: usize) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {

@@ -535,8 +535,7 @@ impl Engine {
         // Validation is part of loading: an invalid program is refused with every problem
         // named, whichever backend would have run it (Core ML would refuse to compile it).
         if let Some(program) = &model.program {
-            anekit_mil::validate::validate(program)
-                .map_err(|diagnostics| RuntimeError::Invalid { diagnostics })?;
+            anekit_mil::validate::require_valid(program)?;
         }
         let (backend, selection) = self.select(options.compute_units)?;
         tracing::info!(backend = %selection.backend, reasons = ?selection.reasons, "selected backend");

@@ -55,16 +55,8 @@ pub enum RuntimeError {
     },
     /// The model's ML Program is invalid (Core ML would refuse to compile it): every problem,
     /// each naming its function, op and parameter. Checked when a model is loaded.
-    #[error(
-        "the program is invalid, Core ML will refuse to compile it ({} problem{}):\n{}",
-        diagnostics.len(),
-        if diagnostics.len() == 1 { "" } else { "s" },
-        anekit_mil::validate::summarize(diagnostics, 10)
-    )]
-    Invalid {
-        /// The problems.
-        diagnostics: Vec<anekit_mil::validate::Diagnostic>,
-    },
+    #[error(transparent)]
+    Invalid(#[from] anekit_mil::validate::InvalidProgram),
     /// The model cannot be loaded with the requested options.
     #[error("{0}")]
     Load(String),

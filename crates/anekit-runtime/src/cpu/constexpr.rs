@@ -1,7 +1,7 @@
 //! Decompression of the `constexpr_*` ops (compressed weights), done once at load.
 //!
 //! Semantics follow coremltools 9.0 (`defs/iOS16/constexpr_ops.py`, `defs/iOS18/compression.py`,
-//! `optimize/_utils.py`; summarised in research/coreml-format.md §4.5), including the iOS16
+//! `optimize/_utils.py`; summarised in docs/references.md#compression-ops), including the iOS16
 //! packed forms (LSB-first bit order) and the iOS18 forms with per-block scales, grouped and
 //! vector LUTs, and the joint sparse ops. fp16 arithmetic is reproduced exactly: where
 //! coremltools computes in the scale's fp16 dtype, every intermediate is rounded to fp16.

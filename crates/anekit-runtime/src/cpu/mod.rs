@@ -2,9 +2,9 @@
 //!
 //! Loading compiles the function into a [`plan::Plan`] (constants decompressed once,
 //! constant ops folded, slot lifetimes planned); predicting runs the plan on a rayon pool of
-//! the requested size. Matrix products go through the `gemm` crate (chosen because it is
-//! the fastest pure-Rust f32 GEMM on this class of machine for small M — see
-//! research/peers.md §2.3 — and it parallelises on rayon).
+//! the requested size. Matrix products go through `faer` (a pure-Rust GEMM that
+//! parallelises on rayon) and, for one-row products, the backend's own GEMV
+//! ([`kernels::linalg`]; why: docs/references.md#cpu-matrix-products).
 
 pub mod constexpr;
 pub mod exec;

@@ -5,7 +5,8 @@
 //!   arithmetic, ...) is run once here and becomes a constant too (constant folding).
 //! - Values live in numbered slots; each step lists the slots to free after it, computed
 //!   from the last use of every value, so activation memory is released as soon as nothing
-//!   needs it (the executor reuses the freed buffers, see [`super::exec`]).
+//!   needs it: the executor ([`super::exec`]) drops the value and the allocator gets the
+//!   memory back. There is no buffer pool or arena: each kernel allocates its outputs.
 //! - Nested blocks (`cond`, `while_loop` bodies) compile to [`SubPlan`]s; values they use
 //!   from the enclosing scope are passed in as captures.
 

@@ -3,7 +3,7 @@
 //! Products go through faer's GEMM (its safe API over row-major slices); matrix–vector
 //! products (one row, e.g. batch-1 decoding) through [`gemv`], which streams each weight
 //! row once with SIMD dot products — faer treats M = 1 as a general GEMM and reaches a
-//! fraction of memory bandwidth there (research/peers.md §2.3).
+//! fraction of memory bandwidth there (docs/references.md#cpu-matrix-products).
 //!
 //! Threads: a product is split over the rayon pool only when it is large
 //! ([`PAR_FLOPS`]); batched products with many small matrices (attention heads) run one
