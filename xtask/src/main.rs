@@ -10,6 +10,8 @@
 //! Neural Engine support, cost classes, the fp16 pass, the MPSGraph path). A test of this
 //! crate fails when the committed file is stale; `--check` does the same (CI runs it).
 
+#![forbid(unsafe_code)]
+
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 
