@@ -8,6 +8,7 @@
 
 use anekit_format::subbyte;
 use anekit_mil::DataType;
+use anekit_mil::types::row_major_strides as strides;
 use half::f16;
 use ndarray::{ArrayD, IxDyn};
 
@@ -292,15 +293,6 @@ fn sparse_to_dense(nonzero: &[f32], mask: &[i64]) -> Result<Vec<f32>, String> {
             }
         })
         .collect())
-}
-
-/// Row-major strides of `shape`.
-fn strides(shape: &[usize]) -> Vec<usize> {
-    let mut s = vec![1; shape.len()];
-    for d in (0..shape.len().saturating_sub(1)).rev() {
-        s[d] = s[d + 1] * shape[d + 1];
-    }
-    s
 }
 
 /// `out = scale * (data - offset)` with scale/offset repeated blockwise to data's shape; in
