@@ -30,6 +30,7 @@ mod constexpr;
 mod control_flow;
 mod conv;
 mod coverage;
+mod effects;
 mod elementwise_binary;
 mod elementwise_unary;
 mod image_resizing;
@@ -50,6 +51,7 @@ mod tensor_transformation;
 mod transformers;
 
 pub use coverage::{CoverageColumn, CoverageRow, coverage_rows};
+pub use effects::{EFFECTS, Effect, effect};
 pub use infer::{Arg, Args, InferCtx, InferError, Inferred, SymInt, check_args, infer, infer_with};
 pub use tables::{Audit, audit};
 

@@ -1078,8 +1078,7 @@ fn dce_block(block: &mut Block) {
     let ops = std::mem::take(&mut block.operations);
     let mut kept = Vec::with_capacity(ops.len());
     for mut op in ops.into_iter().rev() {
-        let side_effect = matches!(op.op_type.as_str(), "coreml_update_state" | "write_state")
-            || op.op_type.starts_with("random_");
+        let side_effect = !crate::ops::effect(&op.op_type).removable();
         if !side_effect && !op.outputs.iter().any(|o| used.contains(&o.name)) {
             continue;
         }

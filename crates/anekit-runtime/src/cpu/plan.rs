@@ -34,16 +34,6 @@ pub const PLAN_OPS: &[&str] = &[
     "constexpr_sparse_to_dense",
 ];
 
-/// Ops never folded at load (their result depends on more than their arguments).
-const NO_FOLD: &[&str] = &[
-    "read_state",
-    "write_state",
-    "random_bernoulli",
-    "random_categorical",
-    "random_normal",
-    "random_uniform",
-];
-
 /// Where an argument comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Src {
@@ -405,7 +395,7 @@ impl Compiler {
         let all_const = params
             .iter()
             .all(|(_, s)| s.iter().all(|s| matches!(s, Src::Const(_))));
-        if all_const && op.blocks.is_empty() && !NO_FOLD.contains(&op.op_type.as_str()) {
+        if all_const && op.blocks.is_empty() && anekit_mil::ops::effect(&op.op_type).foldable() {
             let outs = {
                 let args = Args {
                     params: &params,
