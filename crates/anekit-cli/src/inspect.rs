@@ -12,6 +12,16 @@ use crate::output::{bytes, table, thousands};
 
 /// Arguments of `anekit inspect`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  anekit inspect model.mlpackage              the report, with a Validation section
+  anekit inspect --json model.mlpackage       the same as JSON (validation.problems lists each one)
+  anekit inspect --mil model.mlmodelc | less  the program as MIL text
+  anekit inspect --no-validate broken.mlpackage
+                                              show what can be shown of an invalid model
+
+Exit status: 0 for a valid model, 1 when the program is invalid (each problem is named with its
+function, op, parameter and reason) or cannot be read.")]
 pub struct Args {
     /// The model: a .mlpackage or .mlmodelc folder, or a .mlmodel file (default: the bundled
     /// model).

@@ -37,7 +37,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Show what a model contains: format, version, functions, inputs, outputs, states,
-    /// metadata, op histogram, parameters and compression.
+    /// metadata, op histogram, parameters, compression, and whether the program is valid.
     Inspect(inspect::Args),
     /// Predict where Core ML places every op (Neural Engine, GPU or CPU) on a given chip,
     /// with reasons, segments, engine switches, an estimated latency per chip and fixes.
