@@ -162,11 +162,75 @@ fn unsupported(op: &Operation, reason: impl Into<String>) -> Unsupported {
     }
 }
 
-/// The op types the MPSGraph path runs.
-pub const SUPPORTED_OPS: &[&str] = &[
-    "const", "matmul", "linear", "conv", "add", "sub", "mul", "real_div", "maximum", "minimum",
-    "relu", "sigmoid", "tanh", "exp", "sqrt", "abs", "softmax",
+/// What a registry op type becomes on the MPSGraph path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuKind {
+    /// A constant operand (`const`).
+    Const,
+    /// [`GraphOp::MatMul`].
+    MatMul,
+    /// [`GraphOp::Linear`].
+    Linear,
+    /// [`GraphOp::Conv2d`] (rank-4 inputs only).
+    Conv2d,
+    /// [`GraphOp::Binary`].
+    Binary(BinaryOp),
+    /// [`GraphOp::Unary`].
+    Unary(UnaryOp),
+    /// [`GraphOp::Softmax`].
+    Softmax,
+}
+
+/// The MPSGraph path's vocabulary, keyed by registry op names: every op type it runs and
+/// what it becomes. Any other op type is refused with its name before the GPU is touched
+/// (so a registry op missing here is never run wrongly, only not on this path); a test
+/// checks that every entry names a registry op, once.
+pub const GPU_OPS: &[(&str, GpuKind)] = &[
+    ("const", GpuKind::Const),
+    ("matmul", GpuKind::MatMul),
+    ("linear", GpuKind::Linear),
+    ("conv", GpuKind::Conv2d),
+    ("add", GpuKind::Binary(BinaryOp::Add)),
+    ("sub", GpuKind::Binary(BinaryOp::Sub)),
+    ("mul", GpuKind::Binary(BinaryOp::Mul)),
+    ("real_div", GpuKind::Binary(BinaryOp::Div)),
+    ("maximum", GpuKind::Binary(BinaryOp::Maximum)),
+    ("minimum", GpuKind::Binary(BinaryOp::Minimum)),
+    ("relu", GpuKind::Unary(UnaryOp::Relu)),
+    ("sigmoid", GpuKind::Unary(UnaryOp::Sigmoid)),
+    ("tanh", GpuKind::Unary(UnaryOp::Tanh)),
+    ("exp", GpuKind::Unary(UnaryOp::Exp)),
+    ("sqrt", GpuKind::Unary(UnaryOp::Sqrt)),
+    ("abs", GpuKind::Unary(UnaryOp::Abs)),
+    ("softmax", GpuKind::Softmax),
 ];
+
+/// What `op_type` becomes on the MPSGraph path, if it runs there.
+pub fn gpu_kind(op_type: &str) -> Option<GpuKind> {
+    GPU_OPS
+        .iter()
+        .find(|(op, _)| *op == op_type)
+        .map(|(_, k)| *k)
+}
+
+/// The `MPSGraph` column of `docs/op-coverage.md`: `yes` for the keys of [`GPU_OPS`].
+pub fn coverage_column() -> anekit_mil::ops::CoverageColumn {
+    anekit_mil::ops::CoverageColumn {
+        header: "MPSGraph".into(),
+        legend: "**yes** when anekit's own GPU path (`anekit_apple::gpu_graph::GPU_OPS`, \
+                 MPSGraph on a Mac) runs the op type; this is not Core ML's GPU placement, which \
+                 the Neural Engine column's **no** leaves to Core ML."
+            .into(),
+        cells: supported_ops()
+            .map(|op| (op.to_string(), "yes".to_string()))
+            .collect(),
+    }
+}
+
+/// The op types the MPSGraph path runs (the keys of [`GPU_OPS`]).
+pub fn supported_ops() -> impl Iterator<Item = &'static str> {
+    GPU_OPS.iter().map(|(op, _)| *op)
+}
 
 fn const_tensor(v: &Value) -> Option<ConstTensor> {
     let tt = v.tensor_type()?;
@@ -247,7 +311,17 @@ pub fn plan_function(f: &Function) -> Result<GraphPlan, Unsupported> {
     }
     let mut nodes: Vec<GraphNode> = Vec::new();
     for op in &block.operations {
-        if op.op_type == "const" {
+        let Some(kind) = gpu_kind(&op.op_type) else {
+            return Err(unsupported(
+                op,
+                format!(
+                    "{} is not on the GPU path (it runs {})",
+                    op.op_type,
+                    supported_ops().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        };
+        if kind == GpuKind::Const {
             let v = op
                 .literal("val")
                 .ok_or_else(|| unsupported(op, "const without a value"))?;
@@ -289,8 +363,8 @@ pub fn plan_function(f: &Function) -> Result<GraphPlan, Unsupported> {
                     .and_then(|o| o.literal("val").cloned()),
             }
         };
-        let (graph_op, operands) = match op.op_type.as_str() {
-            "matmul" => (
+        let (graph_op, operands) = match kind {
+            GpuKind::MatMul => (
                 GraphOp::MatMul {
                     transpose_x: literal("transpose_x")
                         .and_then(|v| v.as_bool())
@@ -301,12 +375,12 @@ pub fn plan_function(f: &Function) -> Result<GraphPlan, Unsupported> {
                 },
                 vec![required("x")?, required("y")?],
             ),
-            "linear" => {
+            GpuKind::Linear => {
                 let mut v = vec![required("x")?, required("weight")?];
                 v.extend(operand("bias")?);
                 (GraphOp::Linear, v)
             }
-            "conv" => {
+            GpuKind::Conv2d => {
                 let rank = f
                     .inputs
                     .iter()
@@ -365,43 +439,16 @@ pub fn plan_function(f: &Function) -> Result<GraphPlan, Unsupported> {
                     v,
                 )
             }
-            t @ ("add" | "sub" | "mul" | "real_div" | "maximum" | "minimum") => {
-                let b = match t {
-                    "add" => BinaryOp::Add,
-                    "sub" => BinaryOp::Sub,
-                    "mul" => BinaryOp::Mul,
-                    "real_div" => BinaryOp::Div,
-                    "maximum" => BinaryOp::Maximum,
-                    _ => BinaryOp::Minimum,
-                };
-                (GraphOp::Binary(b), vec![required("x")?, required("y")?])
-            }
-            t @ ("relu" | "sigmoid" | "tanh" | "exp" | "sqrt" | "abs") => {
-                let u = match t {
-                    "relu" => UnaryOp::Relu,
-                    "sigmoid" => UnaryOp::Sigmoid,
-                    "tanh" => UnaryOp::Tanh,
-                    "exp" => UnaryOp::Exp,
-                    "sqrt" => UnaryOp::Sqrt,
-                    _ => UnaryOp::Abs,
-                };
-                (GraphOp::Unary(u), vec![required("x")?])
-            }
-            "softmax" => (
+            GpuKind::Binary(b) => (GraphOp::Binary(b), vec![required("x")?, required("y")?]),
+            GpuKind::Unary(u) => (GraphOp::Unary(u), vec![required("x")?]),
+            GpuKind::Softmax => (
                 GraphOp::Softmax {
                     axis: literal("axis").and_then(|v| v.as_i64()).unwrap_or(-1),
                 },
                 vec![required("x")?],
             ),
-            other => {
-                return Err(unsupported(
-                    op,
-                    format!(
-                        "{other} is not on the GPU path (it runs {})",
-                        SUPPORTED_OPS.join(", ")
-                    ),
-                ));
-            }
+            // Handled before the match: a constant is an operand, not a node.
+            GpuKind::Const => continue,
         };
         let out = op
             .outputs
@@ -465,6 +512,13 @@ mod tests {
 
     fn program(text: &str) -> anekit_mil::program::Program {
         anekit_mil::text::parse_without_weights(text, "<test>").expect("parses")
+    }
+
+    #[test]
+    fn the_gpu_vocabulary_names_registry_ops_once() {
+        let a = anekit_mil::ops::audit("anekit_apple::gpu_graph::GPU_OPS", super::supported_ops());
+        assert!(a.names_registry_ops(), "{a}");
+        assert_eq!(super::gpu_kind("frobnicate"), None);
     }
 
     #[test]

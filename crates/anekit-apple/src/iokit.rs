@@ -4,7 +4,7 @@
 //! Everything is returned as plain data ([`GpuStatistics`], [`PmgrTables`],
 //! [`SocIdentity`], [`RegistryEntry`]); what it means (utilisation, frequency tables in
 //! hertz, which chip a SoC id is) is decided above this crate. Facts:
-//! research/metrics-facts.md §1.4, §2.1, §2.2, §3.3.
+//! docs/references.md#iokit, #frequency-tables-and-cpu-tiers, #chips (SoC ids).
 
 use std::collections::BTreeMap;
 

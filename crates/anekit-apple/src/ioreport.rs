@@ -1,7 +1,7 @@
 //! IOReport (macOS): subscriptions to energy and residency channels, sampled as deltas.
 //!
 //! `libIOReport.dylib` has no public header; the functions below are declared as macmon,
-//! mactop, actop and all-smi declare them (research/metrics-facts.md §1.1). A
+//! mactop, actop and all-smi declare them (docs/references.md#ioreport). A
 //! [`Subscription`] copies the channels of the requested groups, subscribes, and each
 //! [`Subscription::sample`] returns the delta since the previous one as plain
 //! [`Channel`]s with the measured interval. Units are passed on as the channel states them

@@ -32,7 +32,7 @@
 //! # What is type-checked only
 //!
 //! Everything under `cfg(target_vendor = "apple")` / `cfg(target_os = "macos")` has been
-//! compiled for `aarch64-apple-darwin` and `aarch64-apple-ios` by `../shared/tools/apple-check`
+//! compiled for `aarch64-apple-darwin` and `aarch64-apple-ios` by the CI's `apple-check` step
 //! (against the real objc2 framework bindings) but, as of this writing, **never run**: no
 //! Mac was available. `docs/apple.md` lists what was run and what was only type-checked.
 //!

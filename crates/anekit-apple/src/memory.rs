@@ -1,5 +1,5 @@
 //! Memory counters of an Apple machine: `hw.memsize`, `host_statistics64(HOST_VM_INFO64)`
-//! page counts and `vm.swapusage`, as plain numbers (research/metrics-facts.md §1.6). What
+//! page counts and `vm.swapusage`, as plain numbers (docs/references.md#memory). What
 //! "used" means is computed above this crate.
 
 use serde::Serialize;

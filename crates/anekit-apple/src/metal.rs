@@ -666,7 +666,7 @@ mod imp {
                 .collect();
             ndarray::ArrayD::from_shape_vec(shape.clone(), v)
                 .map(Tensor::F16)
-                .map_err(|e| anekit_runtime::RuntimeError::Load(e.to_string()))
+                .map_err(|e| anekit_runtime::RuntimeError::Predict(e.to_string()))
         } else if dtype == MPSDataType::Int32 {
             let v: Vec<i32> = bytes
                 .chunks_exact(4)

@@ -7,7 +7,7 @@
 //! `objc_getClass`. Before any message is sent, the method is looked up and its type
 //! encoding compared with what this code passes, so that an OS where a selector is missing
 //! or changed its signature gives [`AppleError::MissingPrivateApi`] instead of undefined
-//! behaviour. Facts: research/ane-facts.md §1.2, §1.3, §1.7.
+//! behaviour. Facts: docs/references.md#loading-classes-and-selectors.
 
 use std::ffi::CStr;
 use std::sync::OnceLock;
@@ -121,7 +121,7 @@ pub fn device_info() -> Result<AneDeviceInfo> {
     let mut info = AneDeviceInfo::default();
     // Each message below is sent only after `has` found the selector as a class method of
     // `_ANEDeviceInfo` with no arguments and the return type the message declares; object
-    // results are NSString or nil (research/ane-facts.md §1.3, §1.7).
+    // results are NSString or nil (docs/references.md#loading-classes-and-selectors).
     if has(c"hasANE", BOOL) {
         // SAFETY: selector and signature checked by `has` just above.
         info.has_ane = Some(unsafe { msg_send![cls, hasANE] });

@@ -4,7 +4,7 @@
 //! `IOConnectCallStructMethod(selector 2)` on an 80-byte `SMCKeyData` record; the command
 //! byte says what to do (9 = key info, 5 = read bytes, 8 = key name by index). Keys are
 //! FourCCs (`Tp09`, `#KEY`); values carry a type FourCC (`flt `, `fpe2`, `sp78`, `ui32`, ...).
-//! Source: research/metrics-facts.md §1.5 (macmon `platform/smc.rs`, AsahiLinux SMC docs).
+//! Source: docs/references.md#smc (macmon `src_lib/sources.rs`, AsahiLinux `docs/hw/soc/smc.md`).
 //!
 //! The record layout, key encoding and value decoding are plain functions here, tested on any
 //! OS; only [`Smc`] (macOS) talks to the hardware.

@@ -1,5 +1,5 @@
 //! `sysctl` facts of an Apple machine: chip brand string, model, memory, CPU performance
-//! levels (clusters), OS version and build (research/metrics-facts.md §3.1).
+//! levels (clusters), OS version and build (docs/references.md#sysctl).
 
 use serde::Serialize;
 

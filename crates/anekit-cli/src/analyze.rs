@@ -40,6 +40,10 @@ pub struct Args {
     /// 14.4+ / iOS 17.4+) and show it beside the prediction.
     #[arg(long)]
     device: bool,
+    /// Analyse a program that fails validation instead of refusing it: each problem is
+    /// listed as "Core ML will refuse to compile: …" and ops of unknown types are not placed.
+    #[arg(long)]
+    no_validate: bool,
 }
 
 fn parse_units(s: &str) -> Result<ComputeUnits, String> {
@@ -104,6 +108,7 @@ pub fn run(args: &Args) -> Result<()> {
         compute_units: args.compute_units,
         function: args.function.clone(),
         compare: !args.no_compare,
+        allow_invalid: args.no_validate,
     };
     let report = analyze_model(&model, &options)
         .with_context(|| format!("cannot analyse {}", path.display()))?;

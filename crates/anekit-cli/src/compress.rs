@@ -333,6 +333,7 @@ pub fn run(a: &Args) -> Result<()> {
     let t0 = std::time::Instant::now();
     let mut model = Model::open(&a.model)
         .with_context(|| format!("cannot read model {}", a.model.display()))?;
+    crate::validation::require_valid(&model, &a.model)?;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -347,6 +348,7 @@ pub fn run(a: &Args) -> Result<()> {
     let report = anekit_compress::compress_model(&mut model, &config, &Bar(bar.clone()))
         .with_context(|| format!("cannot compress {}", a.model.display()))?;
     bar.finish_and_clear();
+    crate::validation::require_valid_output(&model, &a.output)?;
     model
         .save_mlpackage(&a.output)
         .with_context(|| format!("cannot write {}", a.output.display()))?;

@@ -64,7 +64,15 @@ impl Rng {
 /// uniform in [0, `int_high`), bools fair coins.
 pub fn random_input(spec: &FeatureSpec, rng: &mut Rng, int_high: i32) -> Result<Tensor> {
     let shape = spec.shape.default_shape().to_vec();
-    let n: usize = shape.iter().product();
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "input {}: shape {shape:?} has too many elements for a random input",
+                spec.name
+            )
+        })?;
     let t = match spec.dtype {
         ElementType::F32 | ElementType::F16 => {
             Tensor::f32(&shape, (0..n).map(|_| rng.normal()).collect())?.cast(spec.dtype)

@@ -1,5 +1,7 @@
 //! `anekit`: inspect, analyze, compress and run Core ML models, on any OS.
 
+#![forbid(unsafe_code)]
+
 mod analyze;
 mod bench;
 mod bundled;
@@ -11,6 +13,7 @@ mod optimize;
 mod output;
 mod run;
 mod top;
+mod validation;
 
 use std::path::PathBuf;
 
@@ -34,7 +37,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Show what a model contains: format, version, functions, inputs, outputs, states,
-    /// metadata, op histogram, parameters and compression.
+    /// metadata, op histogram, parameters, compression, and whether the program is valid.
     Inspect(inspect::Args),
     /// Predict where Core ML places every op (Neural Engine, GPU or CPU) on a given chip,
     /// with reasons, segments, engine switches, an estimated latency per chip and fixes.
@@ -65,6 +68,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    quiet_broken_pipe();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result: Result<()> = match cli.command {
@@ -79,11 +83,42 @@ fn main() -> std::process::ExitCode {
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reader went away (`anekit inspect --mil | head`): stop quietly, as a pipe
+        // expects (ripgrep does the same).
+        Err(e) if is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `e` comes from writing to a closed pipe.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// `print!` panics when stdout is a closed pipe (Rust ignores SIGPIPE, so the write fails
+/// with EPIPE and std turns that into "failed printing to stdout: Broken pipe"). Output that
+/// goes through `print!` ends here: the process exits 0 without a message, as it would have
+/// been killed quietly by SIGPIPE in a C tool. Every other panic keeps the default report.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
 
 fn init_logging(verbose: u8) {

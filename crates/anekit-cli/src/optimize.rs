@@ -59,6 +59,7 @@ fn side(m: &Model, chip: &str) -> Result<Side> {
             compute_units: ComputeUnits::All,
             function: None,
             compare: false,
+            allow_invalid: false,
         },
     )?;
     Ok(Side {
@@ -75,6 +76,7 @@ pub fn run(args: &Args) -> Result<()> {
     let Some(program) = model.program.as_ref() else {
         bail!("{} is not an ML Program", args.model.display());
     };
+    crate::validation::require_valid(&model, &args.model)?;
     let before = side(&model, &args.chip)?;
     let mut program = program.clone();
     let pm = optimize_passes(&OptimizeOptions {
@@ -87,6 +89,7 @@ pub fn run(args: &Args) -> Result<()> {
         .with_context(|| format!("cannot rewrite {}", args.model.display()))?;
     let mut out = model.clone();
     out.program = Some(program);
+    crate::validation::require_valid_output(&out, &args.output)?;
     let written = out
         .save_mlpackage(&args.output)
         .with_context(|| format!("cannot write {}", args.output.display()))?;

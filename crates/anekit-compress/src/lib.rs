@@ -20,6 +20,8 @@
 //! reproduces numpy's float16 arithmetic), `rayon` (parallelism over weights and groups),
 //! `toml` + `serde` (configuration files), `thiserror`, `tracing`.
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 pub mod emit;
 pub mod error;

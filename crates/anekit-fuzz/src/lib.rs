@@ -11,6 +11,8 @@
 //! `tests/corpus.rs` replays every file of `fuzz/corpus/<target>/` through it (that is what
 //! CI runs). See `docs/fuzzing.md`.
 
+#![forbid(unsafe_code)]
+
 use std::path::Path;
 
 use anekit_format::mlmodelc::{CompiledMetadata, CoreMlData};

@@ -8,7 +8,7 @@
 //! [`Source`]. Everything here (units, residency histograms to frequencies, energy to power)
 //! is plain arithmetic, tested on any OS with constructed samples.
 //!
-//! Conventions followed (see `research/metrics-facts.md` §1): energy channels of the
+//! Conventions followed (see `docs/references.md#ioreport`): energy channels of the
 //! `Energy Model` group carry their unit label (`mJ`, `uJ`, `nJ`, varying per channel and
 //! chip), so the unit is never assumed; performance-state channels are residency histograms
 //! (24 MHz ticks) whose states are `IDLE`/`OFF`/`DOWN` (inactive) and then one state per DVFS

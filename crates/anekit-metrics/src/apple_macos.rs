@@ -69,7 +69,7 @@ pub fn temperatures(readings: &[SmcReading]) -> Vec<Temperature> {
 }
 
 /// Memory as Activity Monitor counts it: used = (active + inactive + wired + speculative +
-/// compressor − purgeable − external) pages (research/metrics-facts.md §1.6).
+/// compressor − purgeable − external) pages (docs/references.md#memory).
 pub fn memory_stats(v: &VmCounters) -> MemoryStats {
     let pages = (v.active + v.inactive + v.wired + v.speculative + v.compressor)
         .saturating_sub(v.purgeable + v.external);
@@ -117,7 +117,7 @@ fn table(tables: &PmgrTables, key: &str) -> Option<Vec<u64>> {
 ///
 /// CPU tables: with `acc-clusters` (M5), the fastest cluster type's table is the `pcpu`
 /// table and the next one is used for both `ecpu` and `mcpu` (sources disagree on the M5
-/// tier names, research/metrics-facts.md §1.11; the residency conversion uses whichever
+/// tier names, docs/references.md#frequency-tables-and-cpu-tiers; the residency conversion uses whichever
 /// kind the channels carry). Without it (M1–M4), `voltage-states1-sram` is the E-cluster
 /// and `voltage-states5-sram` the P-cluster. GPU: `voltage-states9`. The non-`-sram` CPU
 /// tables hold zero frequencies and are not used.

@@ -35,6 +35,8 @@
 //! - `serde`/`serde_json`: snapshots are data first; JSON is a rendering of the same struct.
 //! - `thiserror`, `tracing`: the project's error and logging conventions.
 
+#![forbid(unsafe_code)]
+
 pub mod apple;
 #[cfg(any(test, target_os = "macos"))]
 pub mod apple_macos;

@@ -1,6 +1,6 @@
 //! The macOS conversion (IOReport deltas, IOAccelerator statistics, SMC temperatures) with
 //! constructed samples. Channel groups, names, unit labels and state names are the ones
-//! macmon, mactop and an M1 `ioreg` dump show (research/metrics-facts.md §1); the M1 DVFS
+//! macmon, mactop and an M1 `ioreg` dump show (docs/references.md#ioreport); the M1 DVFS
 //! tables are the E-cluster (600–2064 MHz, 5 states) and P-cluster (600–3204 MHz, 15 states)
 //! tables macmon prints for an M1.
 // Test helpers panic on setup failures, like the tests themselves.

@@ -11,6 +11,8 @@
 //! - [`ops`]: the op registry (opsets iOS15..iOS18, parameters, type inference).
 //! - [`validate`]: program validation against the registry.
 
+#![forbid(unsafe_code)]
+
 pub mod error;
 pub mod model;
 pub mod ops;

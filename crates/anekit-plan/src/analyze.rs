@@ -28,6 +28,10 @@ pub struct Options {
     pub function: Option<String>,
     /// Also estimate every chip of the catalog and every compute-units setting.
     pub compare: bool,
+    /// Analyse a program that fails validation instead of refusing it: the report then
+    /// lists the problems in [`Report::invalid`] ("Core ML will refuse to compile …"), and
+    /// ops of unknown types are not placed.
+    pub allow_invalid: bool,
 }
 
 impl Default for Options {
@@ -37,6 +41,7 @@ impl Default for Options {
             compute_units: ComputeUnits::All,
             function: None,
             compare: true,
+            allow_invalid: false,
         }
     }
 }
@@ -226,6 +231,11 @@ pub fn analyze_program(
 ) -> Result<Report> {
     let catalog = Catalog::builtin();
     let chip = find_chip(catalog, &options.chip)?;
+    // Core ML compiles the whole program, so every function must be valid.
+    let diagnostics = anekit_mil::validate::check(program).diagnostics;
+    if !diagnostics.is_empty() && !options.allow_invalid {
+        return Err(anekit_mil::validate::InvalidProgram { diagnostics }.into());
+    }
     let generation = catalog
         .generation_of(chip)
         .ok_or_else(|| PlanError::Catalog(format!("no generation for {}", chip.name)))?;
@@ -422,6 +432,10 @@ pub fn analyze_program(
         },
         findings,
         notes,
+        invalid: diagnostics
+            .iter()
+            .map(|d| format!("Core ML will refuse to compile: {d}"))
+            .collect(),
     };
     Ok(report)
 }

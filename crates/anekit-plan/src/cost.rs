@@ -96,103 +96,708 @@ pub fn padded_bytes(shape: &[u64], elem: f64, align: u64) -> f64 {
     rest.iter().map(|d| *d as f64).product::<f64>() * padded_row
 }
 
-const DATA_MOVEMENT: &[&str] = &[
-    "reshape",
-    "transpose",
-    "concat",
-    "split",
-    "slice_by_index",
-    "slice_by_size",
-    "squeeze",
-    "expand_dims",
-    "pad",
-    "tile",
-    "gather",
-    "gather_along_axis",
-    "gather_nd",
-    "identity",
-    "stack",
-    "reverse",
-    "depth_to_space",
-    "space_to_depth",
-    "pixel_shuffle",
-    "pixel_unshuffle",
-    "flatten2d",
-    "cast",
-    "read_state",
-    "write_state",
-    "coreml_update_state",
-    "slice_update",
-    "scatter",
-    "scatter_along_axis",
-    "scatter_nd",
-    "band_part",
-    "fill",
-    "fill_like",
-    "shape",
-    "crop",
-    "space_to_batch",
-    "batch_to_space",
-    "sliding_windows",
-];
-
-/// Activations the Neural Engine applies to a producer's output (`EILN-DOCS`: each core is a
-/// MADD array with an accumulator and post-processing).
-const FUSABLE: &[&str] = &[
-    "relu",
-    "relu6",
-    "gelu",
-    "sigmoid",
-    "sigmoid_hard",
-    "tanh",
-    "silu",
-    "leaky_relu",
-    "clip",
-    "elu",
-    "softplus",
-    "linear_activation",
-];
-
-/// FLOPs per output element of element-wise ops (transcendentals count more).
-fn elementwise_flops(op: &str) -> Option<f64> {
-    Some(match op {
-        "add" | "sub" | "mul" | "real_div" | "maximum" | "minimum" | "relu" | "relu6" | "abs"
-        | "clip" | "floor" | "ceil" | "round" | "sign" | "square" | "equal" | "not_equal"
-        | "less" | "less_equal" | "greater" | "greater_equal" | "logical_not" | "select"
-        | "leaky_relu" | "threshold" | "thresholded_relu" | "clamped_relu" | "prelu"
-        | "linear_activation" | "floor_div" | "mod" | "inverse" | "logical_and" | "logical_or"
-        | "logical_xor" => 1.0,
-        "sqrt"
-        | "rsqrt"
-        | "pow"
-        | "exp"
-        | "exp2"
-        | "log"
-        | "sigmoid"
-        | "sigmoid_hard"
-        | "tanh"
-        | "scaled_tanh"
-        | "silu"
-        | "softplus"
-        | "softplus_parametric"
-        | "softsign"
-        | "elu"
-        | "erf"
-        | "sin"
-        | "cos"
-        | "tan"
-        | "asin"
-        | "acos"
-        | "atan"
-        | "sinh"
-        | "cosh"
-        | "atanh" => 4.0,
-        "gelu" => 8.0,
-        "softmax" => 5.0,
-        "layer_norm" | "batch_norm" | "instance_norm" | "l2_norm" | "local_response_norm" => 8.0,
-        _ => return None,
-    })
+/// An op-specific FLOP formula of [`op_cost`] ([`CostClass::Compute`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Formula {
+    /// `2 · output elements · (weight elements per output channel)`.
+    Conv,
+    /// `2 · input elements · (weight elements per input channel)`.
+    ConvTranspose,
+    /// `2 · output elements · input features`.
+    Linear,
+    /// `2 · output elements · inner dimension`.
+    Matmul,
+    /// `2 · product of every index extent`.
+    Einsum,
+    /// `QKᵀ` and `AV` (`2·L·S·E` each) and the softmax (`5·L·S` per batch-head).
+    Attention,
+    /// `gates` × (input and hidden products) per time step and direction (LSTM 4, GRU 3,
+    /// RNN 1).
+    Recurrent {
+        /// Gates per cell.
+        gates: u8,
+    },
+    /// `output elements · kernel elements`.
+    Pool,
+    /// One FLOP per input element.
+    Reduction,
+    /// Four FLOPs per output element (interpolation).
+    Resize,
 }
+
+impl Formula {
+    /// A short name (`conv`, `lstm (4 gates)`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Formula::Conv => "conv",
+            Formula::ConvTranspose => "conv_transpose",
+            Formula::Linear => "linear",
+            Formula::Matmul => "matmul",
+            Formula::Einsum => "einsum",
+            Formula::Attention => "attention",
+            Formula::Recurrent { gates: 4 } => "recurrent, 4 gates",
+            Formula::Recurrent { gates: 3 } => "recurrent, 3 gates",
+            Formula::Recurrent { .. } => "recurrent",
+            Formula::Pool => "pool",
+            Formula::Reduction => "reduction",
+            Formula::Resize => "resize",
+        }
+    }
+}
+
+/// How the cost model counts an op type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CostClass {
+    /// Moves data only (reshape, transpose, concat, slice, gather, …): no FLOPs; on the CPU
+    /// only the output's bytes are charged.
+    DataMovement,
+    /// Element-wise: `flops` per output element (or per input element when an input is
+    /// larger); transcendentals count more. `fusable`: an activation the Neural Engine
+    /// applies to a producer's output on its way out (`EILN-DOCS`: each core is a MADD array
+    /// with an accumulator and post-processing), with no activation traffic of its own.
+    PerElement {
+        /// FLOPs per element.
+        flops: f64,
+        /// Fused into a convolution / linear / matmul producer.
+        fusable: bool,
+    },
+    /// FLOPs from an op-specific formula.
+    Compute(Formula),
+    /// FLOPs not modelled (counted as zero): only the bytes it moves are charged.
+    BytesOnly,
+    /// Folded when Core ML compiles the model (`const`, `constexpr_*`): free at run time.
+    Constant,
+}
+
+/// Every registry op type and how the cost model counts it. A test checks that the table
+/// classifies every op of the registry once; an op type not in it (one Core ML does not
+/// know) is not costed.
+pub static OP_COSTS: &[(&str, CostClass)] = {
+    use CostClass::{BytesOnly, Compute, Constant, DataMovement, PerElement};
+    &[
+        (
+            "abs",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        (
+            "acos",
+            PerElement {
+                flops: 4.0,
+                fusable: false,
+            },
+        ),
+        (
+            "add",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        ("affine", BytesOnly),
+        ("argsort", BytesOnly),
+        (
+            "asin",
+            PerElement {
+                flops: 4.0,
+                fusable: false,
+            },
+        ),
+        (
+            "atan",
+            PerElement {
+                flops: 4.0,
+                fusable: false,
+            },
+        ),
+        (
+            "atanh",
+            PerElement {
+                flops: 4.0,
+                fusable: false,
+            },
+        ),
+        ("avg_pool", Compute(Formula::Pool)),
+        ("band_part", DataMovement),
+        (
+            "batch_norm",
+            PerElement {
+                flops: 8.0,
+                fusable: false,
+            },
+        ),
+        ("batch_to_space", DataMovement),
+        ("cast", DataMovement),
+        (
+            "ceil",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        (
+            "clamped_relu",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        ("classify", BytesOnly),
+        (
+            "clip",
+            PerElement {
+                flops: 1.0,
+                fusable: true,
+            },
+        ),
+        ("concat", DataMovement),
+        ("cond", BytesOnly),
+        ("const", Constant),
+        ("constexpr_affine_dequantize", Constant),
+        ("constexpr_blockwise_shift_scale", Constant),
+        ("constexpr_cast", Constant),
+        ("constexpr_lut_to_dense", Constant),
+        ("constexpr_lut_to_sparse", Constant),
+        ("constexpr_sparse_blockwise_shift_scale", Constant),
+        ("constexpr_sparse_to_dense", Constant),
+        ("conv", Compute(Formula::Conv)),
+        ("conv_quantized", Compute(Formula::Conv)),
+        ("conv_transpose", Compute(Formula::ConvTranspose)),
+        (
+            "cos",
+            PerElement {
+                flops: 4.0,
+                fusable: false,
+            },
+        ),
+        (
+            "cosh",
+            PerElement {
+                flops: 4.0,
+                fusable: false,
+            },
+        ),
+        ("crop", DataMovement),
+        ("crop_resize", Compute(Formula::Resize)),
+        ("cumsum", BytesOnly),
+        ("depth_to_space", DataMovement),
+        ("dequantize", BytesOnly),
+        ("einsum", Compute(Formula::Einsum)),
+        (
+            "elu",
+            PerElement {
+                flops: 4.0,
+                fusable: true,
+            },
+        ),
+        (
+            "equal",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        (
+            "erf",
+            PerElement {
+                flops: 4.0,
+                fusable: false,
+            },
+        ),
+        (
+            "exp",
+            PerElement {
+                flops: 4.0,
+                fusable: false,
+            },
+        ),
+        (
+            "exp2",
+            PerElement {
+                flops: 4.0,
+                fusable: false,
+            },
+        ),
+        ("expand_dims", DataMovement),
+        ("fill", DataMovement),
+        ("fill_like", DataMovement),
+        ("flatten2d", DataMovement),
+        (
+            "floor",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        (
+            "floor_div",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        ("gather", DataMovement),
+        ("gather_along_axis", DataMovement),
+        ("gather_nd", DataMovement),
+        (
+            "gelu",
+            PerElement {
+                flops: 8.0,
+                fusable: true,
+            },
+        ),
+        (
+            "greater",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        (
+            "greater_equal",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        ("gru", Compute(Formula::Recurrent { gates: 3 })),
+        ("identity", DataMovement),
+        (
+            "instance_norm",
+            PerElement {
+                flops: 8.0,
+                fusable: false,
+            },
+        ),
+        (
+            "inverse",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        (
+            "l2_norm",
+            PerElement {
+                flops: 8.0,
+                fusable: false,
+            },
+        ),
+        ("l2_pool", Compute(Formula::Pool)),
+        (
+            "layer_norm",
+            PerElement {
+                flops: 8.0,
+                fusable: false,
+            },
+        ),
+        (
+            "leaky_relu",
+            PerElement {
+                flops: 1.0,
+                fusable: true,
+            },
+        ),
+        (
+            "less",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        (
+            "less_equal",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        ("linear", Compute(Formula::Linear)),
+        (
+            "linear_activation",
+            PerElement {
+                flops: 1.0,
+                fusable: true,
+            },
+        ),
+        ("list_gather", BytesOnly),
+        ("list_length", BytesOnly),
+        ("list_read", BytesOnly),
+        ("list_scatter", BytesOnly),
+        ("list_write", BytesOnly),
+        (
+            "local_response_norm",
+            PerElement {
+                flops: 8.0,
+                fusable: false,
+            },
+        ),
+        (
+            "log",
+            PerElement {
+                flops: 4.0,
+                fusable: false,
+            },
+        ),
+        (
+            "logical_and",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        (
+            "logical_not",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        (
+            "logical_or",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        (
+            "logical_xor",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        ("lstm", Compute(Formula::Recurrent { gates: 4 })),
+        ("make_list", BytesOnly),
+        ("matmul", Compute(Formula::Matmul)),
+        ("max_pool", Compute(Formula::Pool)),
+        (
+            "maximum",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        (
+            "minimum",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        (
+            "mod",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        (
+            "mul",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        ("non_maximum_suppression", BytesOnly),
+        ("non_zero", BytesOnly),
+        (
+            "not_equal",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        ("one_hot", BytesOnly),
+        ("pad", DataMovement),
+        ("pixel_shuffle", DataMovement),
+        ("pixel_unshuffle", DataMovement),
+        (
+            "pow",
+            PerElement {
+                flops: 4.0,
+                fusable: false,
+            },
+        ),
+        (
+            "prelu",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        ("quantize", BytesOnly),
+        ("random_bernoulli", BytesOnly),
+        ("random_categorical", BytesOnly),
+        ("random_normal", BytesOnly),
+        ("random_uniform", BytesOnly),
+        ("range_1d", BytesOnly),
+        ("read_state", DataMovement),
+        (
+            "real_div",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        ("reduce_argmax", Compute(Formula::Reduction)),
+        ("reduce_argmin", Compute(Formula::Reduction)),
+        ("reduce_l1_norm", Compute(Formula::Reduction)),
+        ("reduce_l2_norm", Compute(Formula::Reduction)),
+        ("reduce_log_sum", Compute(Formula::Reduction)),
+        ("reduce_log_sum_exp", Compute(Formula::Reduction)),
+        ("reduce_max", Compute(Formula::Reduction)),
+        ("reduce_mean", Compute(Formula::Reduction)),
+        ("reduce_min", Compute(Formula::Reduction)),
+        ("reduce_prod", Compute(Formula::Reduction)),
+        ("reduce_sum", Compute(Formula::Reduction)),
+        ("reduce_sum_square", Compute(Formula::Reduction)),
+        (
+            "relu",
+            PerElement {
+                flops: 1.0,
+                fusable: true,
+            },
+        ),
+        (
+            "relu6",
+            PerElement {
+                flops: 1.0,
+                fusable: true,
+            },
+        ),
+        ("resample", BytesOnly),
+        ("reshape", DataMovement),
+        ("reshape_like", BytesOnly),
+        ("resize", Compute(Formula::Resize)),
+        ("resize_bilinear", Compute(Formula::Resize)),
+        ("resize_nearest_neighbor", Compute(Formula::Resize)),
+        ("reverse", DataMovement),
+        ("reverse_sequence", BytesOnly),
+        ("rnn", Compute(Formula::Recurrent { gates: 1 })),
+        (
+            "round",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        (
+            "rsqrt",
+            PerElement {
+                flops: 4.0,
+                fusable: false,
+            },
+        ),
+        ("scaled_dot_product_attention", Compute(Formula::Attention)),
+        (
+            "scaled_tanh",
+            PerElement {
+                flops: 4.0,
+                fusable: false,
+            },
+        ),
+        ("scatter", DataMovement),
+        ("scatter_along_axis", DataMovement),
+        ("scatter_nd", DataMovement),
+        (
+            "select",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        ("shape", DataMovement),
+        (
+            "sigmoid",
+            PerElement {
+                flops: 4.0,
+                fusable: true,
+            },
+        ),
+        (
+            "sigmoid_hard",
+            PerElement {
+                flops: 4.0,
+                fusable: true,
+            },
+        ),
+        (
+            "sign",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        (
+            "silu",
+            PerElement {
+                flops: 4.0,
+                fusable: true,
+            },
+        ),
+        (
+            "sin",
+            PerElement {
+                flops: 4.0,
+                fusable: false,
+            },
+        ),
+        (
+            "sinh",
+            PerElement {
+                flops: 4.0,
+                fusable: false,
+            },
+        ),
+        ("slice_by_index", DataMovement),
+        ("slice_by_size", DataMovement),
+        ("slice_update", DataMovement),
+        ("sliding_windows", DataMovement),
+        (
+            "softmax",
+            PerElement {
+                flops: 5.0,
+                fusable: false,
+            },
+        ),
+        (
+            "softplus",
+            PerElement {
+                flops: 4.0,
+                fusable: true,
+            },
+        ),
+        (
+            "softplus_parametric",
+            PerElement {
+                flops: 4.0,
+                fusable: false,
+            },
+        ),
+        (
+            "softsign",
+            PerElement {
+                flops: 4.0,
+                fusable: false,
+            },
+        ),
+        ("space_to_batch", DataMovement),
+        ("space_to_depth", DataMovement),
+        ("split", DataMovement),
+        (
+            "sqrt",
+            PerElement {
+                flops: 4.0,
+                fusable: false,
+            },
+        ),
+        (
+            "square",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        ("squeeze", DataMovement),
+        ("stack", DataMovement),
+        (
+            "sub",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        (
+            "tan",
+            PerElement {
+                flops: 4.0,
+                fusable: false,
+            },
+        ),
+        (
+            "tanh",
+            PerElement {
+                flops: 4.0,
+                fusable: true,
+            },
+        ),
+        (
+            "threshold",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        (
+            "thresholded_relu",
+            PerElement {
+                flops: 1.0,
+                fusable: false,
+            },
+        ),
+        ("tile", DataMovement),
+        ("topk", BytesOnly),
+        ("transpose", DataMovement),
+        ("upsample_bilinear", Compute(Formula::Resize)),
+        ("upsample_nearest_neighbor", Compute(Formula::Resize)),
+        ("while_loop", BytesOnly),
+        ("write_state", DataMovement),
+    ]
+};
+
+/// The cost class of `op_type`; `None` for an op type the registry does not know.
+pub fn cost_class(op_type: &str) -> Option<CostClass> {
+    static INDEX: std::sync::OnceLock<std::collections::HashMap<&'static str, CostClass>> =
+        std::sync::OnceLock::new();
+    INDEX
+        .get_or_init(|| OP_COSTS.iter().copied().collect())
+        .get(op_type)
+        .copied()
+}
+
+/// The `cost class` column of `docs/op-coverage.md`: [`OP_COSTS`] per op type.
+pub fn coverage_column() -> anekit_mil::ops::CoverageColumn {
+    let cells = OP_COSTS
+        .iter()
+        .map(|(op, class)| {
+            let cell = match class {
+                CostClass::DataMovement => "data movement".to_string(),
+                CostClass::PerElement { flops, fusable } => format!(
+                    "{flops} FLOP/element{}",
+                    if *fusable { ", fusable" } else { "" }
+                ),
+                CostClass::Compute(f) => f.name().to_string(),
+                CostClass::BytesOnly => "bytes only".to_string(),
+                CostClass::Constant => "compile time".to_string(),
+            };
+            ((*op).to_string(), cell)
+        })
+        .collect();
+    anekit_mil::ops::CoverageColumn {
+        header: "cost class".into(),
+        legend: "how `anekit analyze` costs the op type (`anekit_plan::cost::OP_COSTS`): **data \
+                 movement** (no FLOPs; on the CPU only the output's bytes), **n FLOP/element** \
+                 (**fusable**: applied by the Neural Engine on the way out of a conv, linear or \
+                 matmul producer, with no activation traffic of its own), an op-specific formula \
+                 (conv, linear, matmul, attention, recurrent, pool, reduction, resize, …), \
+                 **bytes only** (FLOPs not modelled), **compile time** (free at run time)."
+            .into(),
+        cells,
+    }
+}
+
+/// Producers whose output a [`CostClass::PerElement`] `fusable` activation is fused into.
+pub const FUSION_PRODUCERS: &[&str] = &[
+    "conv",
+    "conv_transpose",
+    "linear",
+    "matmul",
+    "einsum",
+    "batch_norm",
+];
 
 /// The cost facts of node `n`.
 pub fn op_cost(g: &Graph<'_>, n: &Node<'_>) -> OpCost {
@@ -201,6 +806,9 @@ pub fn op_cost(g: &Graph<'_>, n: &Node<'_>) -> OpCost {
         return c;
     }
     let op = n.op.op_type.as_str();
+    let Some(class) = cost_class(op) else {
+        return c;
+    };
     let ins = g.runtime_inputs(n);
     let outs = g.output_tensors(n);
     for (_, t) in &ins {
@@ -216,8 +824,8 @@ pub fn op_cost(g: &Graph<'_>, n: &Node<'_>) -> OpCost {
         }
     }
     weights(g, n, &mut c);
-    c.data_movement = DATA_MOVEMENT.contains(&op);
-    c.fused = FUSABLE.contains(&op)
+    c.data_movement = class == CostClass::DataMovement;
+    c.fused = matches!(class, CostClass::PerElement { fusable: true, .. })
         && ins.len() == 1
         && n.inputs.iter().any(|(_, v)| {
             g.values
@@ -225,39 +833,30 @@ pub fn op_cost(g: &Graph<'_>, n: &Node<'_>) -> OpCost {
                 .and_then(|v| v.producer)
                 .and_then(|p| g.nodes.get(p))
                 .is_some_and(|p| {
-                    p.consumers.len() == 1
-                        && matches!(
-                            p.op.op_type.as_str(),
-                            "conv"
-                                | "conv_transpose"
-                                | "linear"
-                                | "matmul"
-                                | "einsum"
-                                | "batch_norm"
-                        )
+                    p.consumers.len() == 1 && FUSION_PRODUCERS.contains(&p.op.op_type.as_str())
                 })
         });
     let out_elems: f64 = outs.first().map_or(0.0, |t| count(t));
     let shape = |p: &str| g.input_tensor(n, p).and_then(|t| t.fixed_shape());
-    c.flops = match op {
-        "conv" => {
+    c.flops = match class {
+        CostClass::Compute(Formula::Conv) => {
             let k: f64 = shape("weight")
                 .map(|w| w.iter().skip(1).map(|d| *d as f64).product())
                 .unwrap_or(0.0);
             2.0 * out_elems * k
         }
-        "conv_transpose" => {
+        CostClass::Compute(Formula::ConvTranspose) => {
             let k: f64 = shape("weight")
                 .map(|w| w.iter().skip(1).map(|d| *d as f64).product())
                 .unwrap_or(0.0);
             let in_elems = shape("x").map_or(0.0, |s| s.iter().map(|d| *d as f64).product());
             2.0 * in_elems * k
         }
-        "linear" => {
+        CostClass::Compute(Formula::Linear) => {
             let k = shape("weight").and_then(|w| w.last().copied()).unwrap_or(0) as f64;
             2.0 * out_elems * k
         }
-        "matmul" => {
+        CostClass::Compute(Formula::Matmul) => {
             let x = shape("x").unwrap_or_default();
             let tx = g
                 .param_value(n, "transpose_x")
@@ -271,8 +870,8 @@ pub fn op_cost(g: &Graph<'_>, n: &Node<'_>) -> OpCost {
             .unwrap_or(0) as f64;
             2.0 * out_elems * k
         }
-        "einsum" => einsum_flops(g, n).unwrap_or(2.0 * out_elems),
-        "scaled_dot_product_attention" => {
+        CostClass::Compute(Formula::Einsum) => einsum_flops(g, n).unwrap_or(2.0 * out_elems),
+        CostClass::Compute(Formula::Attention) => {
             let q = shape("query").unwrap_or_default();
             let k = shape("key").unwrap_or_default();
             let l_e: f64 = q.iter().map(|d| *d as f64).product();
@@ -286,12 +885,8 @@ pub fn op_cost(g: &Graph<'_>, n: &Node<'_>) -> OpCost {
             let e = q.last().copied().unwrap_or(1).max(1) as f64;
             4.0 * l_e * s + 5.0 * (l_e / e) * s
         }
-        "lstm" | "gru" | "rnn" => {
-            let gates = match op {
-                "lstm" => 4.0,
-                "gru" => 3.0,
-                _ => 1.0,
-            };
+        CostClass::Compute(Formula::Recurrent { gates }) => {
+            let gates = f64::from(gates);
             let x = shape("x").unwrap_or_default();
             let (t, b, i) = match x.as_slice() {
                 [t, b, i] => (*t as f64, *b as f64, *i as f64),
@@ -307,24 +902,20 @@ pub fn op_cost(g: &Graph<'_>, n: &Node<'_>) -> OpCost {
             };
             dirs * 2.0 * t * b * gates * h * (i + h) + dirs * t * b * h * gates * 4.0
         }
-        "max_pool" | "avg_pool" | "l2_pool" => {
+        CostClass::Compute(Formula::Pool) => {
             let k: f64 = g
                 .param_ints(n, "kernel_sizes")
                 .map(|k| k.iter().map(|v| *v as f64).product())
                 .unwrap_or(1.0);
             out_elems * k
         }
-        o if o.starts_with("reduce_") => ins.first().map_or(0.0, |(_, t)| count(t)),
-        o if o.starts_with("upsample") || o.starts_with("resize") || o == "crop_resize" => {
-            out_elems * 4.0
+        CostClass::Compute(Formula::Reduction) => ins.first().map_or(0.0, |(_, t)| count(t)),
+        CostClass::Compute(Formula::Resize) => out_elems * 4.0,
+        CostClass::PerElement { flops, .. } => {
+            let in_max = ins.iter().map(|(_, t)| count(t)).fold(0.0, f64::max);
+            flops * out_elems.max(in_max)
         }
-        o => match elementwise_flops(o) {
-            Some(f) => {
-                let in_max = ins.iter().map(|(_, t)| count(t)).fold(0.0, f64::max);
-                f * out_elems.max(in_max)
-            }
-            None => 0.0,
-        },
+        CostClass::DataMovement | CostClass::BytesOnly | CostClass::Constant => 0.0,
     };
     c
 }
@@ -524,6 +1115,36 @@ pub fn op_time(
                 perf.cpu_bandwidth_gbs * 1e3,
                 k.cpu_op_overhead_us.value,
             )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anekit_mil::ops::audit;
+
+    #[test]
+    fn op_costs_classify_every_registry_op_once() {
+        let a = audit(
+            "anekit_plan::cost::OP_COSTS",
+            OP_COSTS.iter().map(|(op, _)| *op),
+        );
+        assert!(a.is_complete(), "{a}");
+        let p = audit(
+            "anekit_plan::cost::FUSION_PRODUCERS",
+            FUSION_PRODUCERS.iter().copied(),
+        );
+        assert!(p.names_registry_ops(), "{p}");
+        assert_eq!(cost_class("frobnicate"), None);
+    }
+
+    #[test]
+    fn constants_and_compile_time_ops_agree_with_the_rules() {
+        for (op, class) in OP_COSTS {
+            let compile_time =
+                crate::rules::op_support(op) == Some(crate::rules::OpSupport::CompileTime);
+            assert_eq!(*class == CostClass::Constant, compile_time, "{op}");
         }
     }
 }

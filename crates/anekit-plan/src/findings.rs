@@ -452,7 +452,7 @@ pub fn findings(
             &[],
             "Split the model into chunks (e.g. FFN chunking) or compress the weights.",
             None,
-            "ANEFORGE README (research/ane-facts.md §3.1 rule 11); SKY",
+            "ANEForge README.md (auto-segmentation past ~2 GB per program); SKY",
         );
     }
 

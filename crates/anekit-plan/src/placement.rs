@@ -142,6 +142,17 @@ pub fn place(
             });
             continue;
         }
+        // An op type Core ML does not know is not placed anywhere: the model will not compile.
+        if crate::rules::op_support(&node.op.op_type).is_none() {
+            ops.push(OpPlace {
+                unit: Unit::None,
+                reasons: vec![format!(
+                    "`{}` is not an op of any Core ML opset: not placed (Core ML will refuse to compile the model)",
+                    node.op.op_type
+                )],
+            });
+            continue;
+        }
         let h = hits.get(i).map(Vec::as_slice).unwrap_or(&[]);
         let blocking: Vec<&Hit> = h.iter().filter(|h| h.effect != Effect::Note).collect();
         let cpu_only = blocking.iter().any(|h| h.effect == Effect::CpuOnly);

@@ -5,9 +5,10 @@ use std::fmt::Write as _;
 use crate::cost::Unit;
 use crate::report::Report;
 
-/// Rows as left-aligned columns separated by two spaces, indented by `indent` (empty
-/// trailing cells leave no trailing spaces). The CLI's tables use it too.
-pub fn table(rows: &[Vec<String>], indent: usize) -> String {
+/// The text report's columns: rows as left-aligned columns separated by two spaces,
+/// indented by `indent`. Private to this report; the CLI has its own table renderer
+/// (`anekit-cli`'s `output::table`) for everything else it prints.
+fn table(rows: &[Vec<String>], indent: usize) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -82,6 +83,15 @@ pub fn text(r: &Report, all_ops: bool) -> String {
         c.ane_dispatch_us,
         r.compute_units.name()
     );
+    if !r.invalid.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nINVALID PROGRAM: analysed anyway; ops of unknown types are not placed"
+        );
+        for p in &r.invalid {
+            let _ = writeln!(out, "  {p}");
+        }
+    }
     let cov = &r.coverage;
     let _ = writeln!(
         out,

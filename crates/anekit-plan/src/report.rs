@@ -33,6 +33,11 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Caveats of this analysis.
     pub notes: Vec<String>,
+    /// Validation problems of a program analysed although it is invalid
+    /// ([`crate::Options::allow_invalid`]): "Core ML will refuse to compile: …". Empty for a
+    /// valid program.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub invalid: Vec<String>,
 }
 
 /// The analysed model.

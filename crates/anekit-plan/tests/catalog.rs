@@ -84,7 +84,7 @@ fn marketed_peaks_and_cores_match_hollance() {
     }
 }
 
-/// Source: ASAHI soc-codenames (research/metrics-facts.md §3.3); ANEFORGE-TARGETS
+/// Source: ASAHI soc-codenames (docs/references.md#chips); ANEFORGE-TARGETS
 /// (M-series Mn is H(n+12)).
 #[test]
 fn soc_ids_and_generations_match_asahi() {
@@ -111,7 +111,7 @@ fn soc_ids_and_generations_match_asahi() {
     }
 }
 
-/// Source: research/ane-facts.md §2.1 (int8-counted marketing from A17 Pro/M4 on) and
+/// Source: docs/references.md#chips (int8-counted marketing from A17 Pro/M4 on) and
 /// MAD-BENCH (measured M4 Pro 12.57, M4 Max 10.93).
 #[test]
 fn resolved_peaks_use_measurements_then_marketing() {

@@ -369,7 +369,7 @@ impl LoadedModel {
     pub fn predict(&self, inputs: &NamedTensors) -> Result<NamedTensors> {
         self.check_inputs(inputs)?;
         if !self.instance.states().is_empty() {
-            return Err(RuntimeError::Load(format!(
+            return Err(RuntimeError::Predict(format!(
                 "function {:?} is stateful: create a state with new_state() and call predict_with_state",
                 self.instance.function()
             )));
@@ -529,8 +529,14 @@ impl Engine {
         )))
     }
 
-    /// Load `model` with `options`.
+    /// Load `model` with `options`. Its ML Program is validated first ([`RuntimeError::Invalid`]
+    /// names every problem).
     pub fn load(&self, model: Arc<Model>, options: &LoadOptions) -> Result<LoadedModel> {
+        // Validation is part of loading: an invalid program is refused with every problem
+        // named, whichever backend would have run it (Core ML would refuse to compile it).
+        if let Some(program) = &model.program {
+            anekit_mil::validate::require_valid(program)?;
+        }
         let (backend, selection) = self.select(options.compute_units)?;
         tracing::info!(backend = %selection.backend, reasons = ?selection.reasons, "selected backend");
         let instance = backend.load(model, options)?;

@@ -53,9 +53,18 @@ pub enum RuntimeError {
         /// The largest finite absolute value among its floating-point inputs.
         max_input: f32,
     },
+    /// The model's ML Program is invalid (Core ML would refuse to compile it): every problem,
+    /// each naming its function, op and parameter. Checked when a model is loaded.
+    #[error(transparent)]
+    Invalid(#[from] anekit_mil::validate::InvalidProgram),
     /// The model cannot be loaded with the requested options.
     #[error("{0}")]
     Load(String),
+    /// A prediction failed for a reason that is neither an input, an op nor a state (an
+    /// output that cannot be converted to its declared type, a stateful function called
+    /// without a state, a backend failing while it predicts).
+    #[error("prediction failed: {0}")]
+    Predict(String),
     /// A state is missing or of the wrong shape.
     #[error("state {name:?}: {message}")]
     State {

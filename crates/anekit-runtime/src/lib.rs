@@ -10,6 +10,8 @@
 //! The Apple backends (Core ML, the direct Neural Engine path) implement the same
 //! [`engine::Backend`] trait in `anekit-apple`.
 
+#![forbid(unsafe_code)]
+
 pub mod coverage;
 pub mod cpu;
 pub mod engine;

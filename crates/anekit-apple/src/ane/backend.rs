@@ -1,7 +1,7 @@
 //! The direct Neural Engine backend over the private AppleNeuralEngine framework (macOS,
 //! cargo feature `private-ane`; type-checked, not run).
 //!
-//! Sequence (research/ane-facts.md §1.4): `+[_ANEInMemoryModelDescriptor
+//! Sequence (docs/references.md#compile-load-evaluate): `+[_ANEInMemoryModelDescriptor
 //! modelWithMILText:weights:optionsPlist:]` → `+[_ANEInMemoryModel
 //! inMemoryModelWithDescriptor:]` → stage `model.mil` and `weights/weight.bin` under
 //! `NSTemporaryDirectory()/<hexStringIdentifier>/` → `-compileWithQoS:options:error:` (skipped
@@ -41,7 +41,7 @@ use crate::private::{class, require};
 use crate::probe::{BOOL, OBJ, PTR, Signature, UINT};
 
 /// QoS passed to compile, load, evaluate and unload (`QOS_CLASS_DEFAULT`; every value 0–63
-/// behaves alike, research/ane-facts.md §1.5).
+/// behaves alike, docs/references.md#observed-behaviour-and-failures).
 const QOS: u32 = 21;
 
 const ARGS_NONE: &[&[&str]] = &[];
@@ -259,7 +259,7 @@ fn element_size(t: ElementType) -> Option<usize> {
 
 /// The fixed shape of an I/O tensor, checked for the flat IOSurface layout used here: fp16
 /// or fp32, and a last axis whose bytes are a multiple of 64 (the Neural Engine's row
-/// alignment; research/ane-facts.md §3.1).
+/// alignment; docs/references.md#last-axis-alignment).
 fn io_layout(spec: &FeatureSpec) -> Result<(Vec<usize>, usize)> {
     let what = || format!("tensor {:?} for the Neural Engine", spec.name);
     let ShapeSpec::Fixed { shape } = &spec.shape else {
@@ -305,7 +305,7 @@ fn surface(bytes: usize) -> Result<CFRetained<IOSurfaceRef>> {
     let value_refs: Vec<&CFType> = values.iter().map(|v| (**v).as_ref()).collect();
     let props = CFDictionary::<CFString, CFType>::from_slices(&keys, &value_refs);
     // SAFETY: a dictionary of IOSurface property keys to CFNumbers: a flat byte buffer
-    // (width = bytes, height 1, 1 byte per element), as research/ane-facts.md §1.4 step 6.
+    // (width = bytes, height 1, 1 byte per element), as docs/references.md#compile-load-evaluate step 5.
     unsafe { IOSurfaceRef::new(props.as_opaque()) }
         .ok_or_else(|| AppleError::null("IOSurfaceCreate", format!("{bytes} bytes")))
 }
@@ -734,7 +734,7 @@ impl ModelInstance for AneModel {
         _inputs: &NamedTensors,
         _state: &mut State,
     ) -> anekit_runtime::Result<NamedTensors> {
-        Err(RuntimeError::Load(
+        Err(RuntimeError::Predict(
             "the direct Neural Engine path does not run stateful programs".into(),
         ))
     }

@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use anekit_mil::model::Model;
+use anekit_mil::types::row_major_strides;
 use anekit_runtime::engine::{
     Availability, Backend, BackendKind, ComputeUnits, FeatureSpec, LoadOptions, ModelInstance,
     NamedTensors, State,
@@ -543,14 +544,6 @@ fn ml_type(t: ElementType) -> Option<MLMultiArrayDataType> {
         ElementType::I8 if available!(macos = 26.0, ios = 26.0) => MLMultiArrayDataType::Int8,
         _ => return None,
     })
-}
-
-fn row_major_strides(shape: &[usize]) -> Vec<usize> {
-    let mut s = vec![1usize; shape.len()];
-    for i in (0..shape.len().saturating_sub(1)).rev() {
-        s[i] = s[i + 1] * shape[i + 1];
-    }
-    s
 }
 
 /// An IOSurface-backed fp16 pixel buffer of `width` × `height`.

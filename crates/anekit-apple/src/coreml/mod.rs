@@ -138,7 +138,7 @@ pub fn io_specs(model: &Model, function: Option<&str>) -> Result<IoSpecs> {
 /// How an fp16 tensor of `shape` is laid out in an IOSurface-backed
 /// `kCVPixelFormatType_OneComponent16Half` pixel buffer for
 /// `-[MLMultiArray initWithPixelBuffer:shape:]`: width = last dimension, height = product
-/// of the others (research/ane-facts.md §4.2). `None` for rank 0 or an empty tensor.
+/// of the others (docs/references.md#pixel-buffer-backed-mlmultiarray). `None` for rank 0 or an empty tensor.
 pub fn pixel_buffer_layout(shape: &[usize]) -> Option<(usize, usize)> {
     let (&width, rest) = shape.split_last()?;
     let height: usize = rest.iter().product();

@@ -136,12 +136,10 @@ pub fn run(
                 .get(s)
                 .and_then(Option::as_ref)
                 .cloned()
-                .ok_or_else(|| RuntimeError::Load(format!("output slot {s} was never written"))),
-            Src::Const(i) => {
-                ctx.consts.get(i).cloned().ok_or_else(|| {
-                    RuntimeError::Load(format!("output constant {i} does not exist"))
-                })
-            }
+                .ok_or_else(|| RuntimeError::Predict(format!("output slot {s} was never written"))),
+            Src::Const(i) => ctx.consts.get(i).cloned().ok_or_else(|| {
+                RuntimeError::Predict(format!("output constant {i} does not exist"))
+            }),
         })
         .collect()
 }

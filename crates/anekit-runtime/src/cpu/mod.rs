@@ -4,9 +4,9 @@
 //! planned, elementwise ops fused into their producers by [`fuse`], large fp16 / quantized /
 //! palettized weights kept in their stored form for the kernels that decode them by
 //! [`packed`], the other compressed constants decompressed once); predicting runs the plan
-//! on a rayon pool of the requested size. Matrix products go through the `gemm` crate (chosen because it is
-//! the fastest pure-Rust f32 GEMM on this class of machine for small M — see
-//! research/peers.md §2.3 — and it parallelises on rayon).
+//! on a rayon pool of the requested size. Matrix products go through `faer` (a pure-Rust GEMM
+//! that parallelises on rayon) and, for one-row products, the backend's own GEMV
+//! ([`kernels::linalg`]; why: docs/references.md#cpu-matrix-products).
 
 pub mod constexpr;
 pub mod exec;
@@ -271,7 +271,7 @@ impl CpuModel {
             result.insert(
                 name.clone(),
                 value_to_tensor(v, spec.dtype)
-                    .map_err(|m| RuntimeError::Load(format!("output {name:?}: {m}")))?,
+                    .map_err(|m| RuntimeError::Predict(format!("output {name:?}: {m}")))?,
             );
         }
         Ok(result)
