@@ -29,6 +29,7 @@ pub mod linear;
 pub mod palettize;
 pub mod pass;
 pub mod prune;
+pub mod stage;
 pub mod tensor;
 
 pub use config::{
