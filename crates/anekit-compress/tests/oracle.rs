@@ -505,6 +505,41 @@ fn pruning_is_bit_exact_with_coremltools() {
     run_bit_exact(&py, &cases);
 }
 
+/// Weights on which the magnitude threshold (`np.percentile(|w|, 100·target)`) falls on a
+/// tie (scripts/compress_oracle.py `build_ties`). Issue 11's case: a 96×96 fp16 weight whose
+/// two magnitudes at the median are adjacent fp16 values; their midpoint rounds (in fp16,
+/// ties to even) up to the larger one, so coremltools prunes both and keeps 4,607 weights,
+/// not 4,608.
+#[test]
+fn pruning_ties_are_bit_exact_with_coremltools() {
+    let Some(py) = python() else { return };
+    let src = sources(&py);
+    let mut cases = Vec::new();
+    for model in ["ties_fp16_ios18", "ties_fp32_ios18"] {
+        for target in [0.5, 0.3, 0.75, 0.55, 0.05] {
+            cases.push(Case {
+                src: src.join(format!("{model}.mlpackage")),
+                stages: json!([{"kind": "prune", "global": {"target_sparsity": target}}]),
+                label: format!("{model} magnitude {target}"),
+            });
+        }
+    }
+    run_bit_exact(&py, &cases);
+    // The counts of the issue, from our own output.
+    let tmp = tempfile::tempdir().unwrap();
+    for model in ["ties_fp16_ios18", "ties_fp32_ios18"] {
+        let out = tmp.path().join(format!("{model}.mlpackage"));
+        let stages = json!([{"kind": "prune", "global": {"target_sparsity": 0.5}}]);
+        let report = ours(&src.join(format!("{model}.mlpackage")), &stages, &out);
+        let kept = |name: &str| {
+            let w = report.weights.iter().find(|w| w.name == name).unwrap();
+            ((1.0 - w.sparsity.unwrap()) * 9216.0).round() as usize
+        };
+        assert_eq!(kept("w_tie_up"), 4607, "{model}");
+        assert_eq!(kept("w_tie_down"), 4608, "{model}");
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // Palettization: error ≤ coremltools'
 // ------------------------------------------------------------------------------------------
