@@ -216,12 +216,25 @@ fn flags_are_resolved_by_the_library() {
     );
     for (args, needle) in [
         (
-            &["--palettize", "4", "--quantize", "int8", "--granularity", "per-channel"][..],
+            &[
+                "--palettize",
+                "4",
+                "--quantize",
+                "int8",
+                "--granularity",
+                "per-channel",
+            ][..],
             "quantizes the LUT",
         ),
-        (&["--quantize", "int8", "--granularity", "per-row"][..], "per-row"),
+        (
+            &["--quantize", "int8", "--granularity", "per-row"][..],
+            "per-row",
+        ),
         (&["--prune-nm", "2-4"][..], "N:M"),
-        (&["--prune-dim", "1", "--quantize", "int8"][..], "--prune-dim"),
+        (
+            &["--prune-dim", "1", "--quantize", "int8"][..],
+            "--prune-dim",
+        ),
         (&["--group-size", "8"][..], "--palettize"),
     ] {
         let mut all = vec!["compress", src, "-o", out, "--no-eval"];
