@@ -3,12 +3,10 @@
 //! SNR and max error against the uncompressed model.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anekit_compress::config::Config;
 use anekit_compress::{Flags, Granularity, NOfM, PaletteMode, QuantDtype, QuantMode, Report};
-use anekit_mil::model::Model;
-use anekit_runtime::{ComputeUnits, Engine, LoadOptions, NamedTensors, Precision};
+use anekit_runtime::{ComputeUnits, LoadOptions};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
@@ -133,14 +131,6 @@ impl Args {
     }
 }
 
-/// Accuracy of one output.
-#[derive(Debug, Serialize)]
-struct OutputError {
-    name: String,
-    snr_db: Option<f64>,
-    max_abs_error: f64,
-}
-
 #[derive(Debug, Serialize)]
 struct CompressReport {
     model: String,
@@ -151,7 +141,7 @@ struct CompressReport {
     weights_after: usize,
     seconds: f64,
     compression: Report,
-    outputs: Vec<OutputError>,
+    outputs: Vec<anekit::OutputError>,
     eval_error: Option<String>,
 }
 
@@ -179,59 +169,29 @@ impl anekit_compress::Progress for Bar {
     }
 }
 
-/// Run both models on the same inputs; SNR and max error per output. A model converted to
-/// fp16 compute precision runs with fp16 precision (every fp16 op's output rounded to fp16,
-/// as the Neural Engine computes).
-fn evaluate(original: &Path, compressed: &Path, a: &Args, fp16: bool) -> Result<Vec<OutputError>> {
-    let options = |precision| LoadOptions {
-        compute_units: ComputeUnits::CpuOnly,
-        function: None,
-        precision,
-        threads: None,
+/// The accuracy report of the library ([`anekit::Compressed::accuracy`]): the original and
+/// the package just written run on the same inputs on the CPU backend (the compressed one at
+/// fp16 precision if its compute precision was converted, as the Neural Engine computes);
+/// SNR and max error per output.
+fn evaluate(
+    original: &anekit::Model,
+    compressed: anekit::Compressed,
+    a: &Args,
+) -> Result<Vec<anekit::OutputError>> {
+    let written = anekit::Model::open(&a.output)
+        .with_context(|| format!("cannot read back {}", a.output.display()))?;
+    let compressed = anekit::Compressed {
+        model: written,
+        ..compressed
     };
-    let engine = Engine::new();
-    let load = |p: &Path, precision| -> Result<anekit_runtime::LoadedModel> {
-        let m = Model::open(p).with_context(|| format!("cannot read {}", p.display()))?;
-        engine
-            .load(Arc::new(m), &options(precision))
-            .with_context(|| format!("the CPU backend cannot load {}", p.display()))
-    };
-    let comp_precision = if fp16 {
-        Precision::Fp16
-    } else {
-        Precision::Fp32
-    };
-    let (base, comp) = (
-        load(original, Precision::Fp32)?,
-        load(compressed, comp_precision)?,
-    );
-    let (inputs, _) = gather(base.inputs(), &a.inputs, true, a.seed, 10, None)?;
-    let run = |m: &anekit_runtime::LoadedModel| -> Result<NamedTensors> {
-        if m.instance().states().is_empty() {
-            Ok(m.predict(&inputs)?)
-        } else {
-            let mut st = m.new_state();
-            Ok(m.predict_with_state(&inputs, &mut st)?)
-        }
-    };
-    let (ya, yb) = (run(&base)?, run(&comp)?);
-    let mut out = Vec::new();
-    for (name, ta) in &ya {
-        let Some(tb) = yb.get(name) else { continue };
-        let d = tb.deviation(ta).with_context(|| {
-            format!(
-                "output {name}: the compressed model gives shape {:?}, the original {:?}",
-                tb.shape(),
-                ta.shape()
-            )
-        })?;
-        out.push(OutputError {
-            name: name.clone(),
-            snr_db: (d.noise > 0.0).then(|| d.snr_db()),
-            max_abs_error: d.max_abs,
-        });
-    }
-    Ok(out)
+    let loaded = original
+        .load(&LoadOptions {
+            compute_units: ComputeUnits::CpuOnly,
+            ..LoadOptions::default()
+        })
+        .context("the CPU backend cannot load the original model")?;
+    let (inputs, _) = gather(loaded.inputs(), &a.inputs, true, a.seed, 10, None)?;
+    Ok(compressed.accuracy(original, &inputs)?)
 }
 
 /// Run `anekit compress`.
@@ -245,7 +205,7 @@ pub fn run(a: &Args) -> Result<()> {
         None => a.flags().resolve()?,
     };
     let t0 = std::time::Instant::now();
-    let mut model = Model::open(&a.model)
+    let model = anekit::Model::open(&a.model)
         .with_context(|| format!("cannot read model {}", a.model.display()))?;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -258,17 +218,20 @@ pub fn run(a: &Args) -> Result<()> {
     if a.json {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let report = anekit_compress::compress_model(&mut model, &config, &Bar(bar.clone()))
+    let compressed = model
+        .compress_with_progress(&config, &Bar(bar.clone()))
         .with_context(|| format!("cannot compress {}", a.model.display()))?;
     bar.finish_and_clear();
-    model
-        .save_mlpackage(&a.output)
+    compressed
+        .model
+        .save(&a.output)
         .with_context(|| format!("cannot write {}", a.output.display()))?;
     let seconds = t0.elapsed().as_secs_f64();
+    let report = compressed.report.clone();
     let (outputs, eval_error) = if a.no_eval {
         (Vec::new(), None)
     } else {
-        match evaluate(&a.model, &a.output, a, config.fp16) {
+        match evaluate(&model, compressed, a) {
             Ok(o) => (o, None),
             Err(e) => (Vec::new(), Some(format!("{e:#}"))),
         }

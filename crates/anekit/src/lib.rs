@@ -63,6 +63,11 @@
 pub mod bundled;
 pub mod inputs;
 
+/// The library example of the repository's README, run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 use std::path::Path;
 use std::sync::Arc;
 
