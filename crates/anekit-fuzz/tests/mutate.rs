@@ -32,7 +32,10 @@ fn mutants_parse_and_never_panic() {
                 Err(_) => {
                     let dump = std::env::temp_dir().join(format!("model-crash-{name}-{seed}"));
                     std::fs::write(&dump, &m).unwrap();
-                    panic!("{name} mutant {seed} panics (written to {})", dump.display());
+                    panic!(
+                        "{name} mutant {seed} panics (written to {})",
+                        dump.display()
+                    );
                 }
             }
         }
