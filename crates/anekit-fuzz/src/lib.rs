@@ -1,4 +1,6 @@
-//! Fuzzing entry points: one function per parser, each taking arbitrary bytes.
+//! Fuzzing entry points: one function per parser, each taking arbitrary bytes, and one for
+//! a whole model ([`model`]: parse → validate → analyze → CPU run, with a structure-aware
+//! mutator of MIL programs).
 //!
 //! A function must return normally for every input: parsers answer hostile input with an
 //! error, so a panic, an abort (e.g. an allocation the input does not justify) or a hang
@@ -12,6 +14,8 @@
 //! CI runs). See `docs/fuzzing.md`.
 
 #![forbid(unsafe_code)]
+
+pub mod model;
 
 use std::path::Path;
 
@@ -34,6 +38,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("mlpackage", mlpackage),
     ("mlmodelc", mlmodelc),
     ("mil_text", mil_text),
+    ("model", model::model),
 ];
 
 /// Most blob lookups tried per input (keeps each run fast on large inputs).
@@ -170,9 +175,7 @@ pub fn mil_text(data: &[u8]) -> bool {
     let Some(Ok(source)) = parts.next().map(std::str::from_utf8) else {
         return false;
     };
-    let weights = MilWeights(parts.next().and_then(|w| {
-        BlobFile::from_bytes("fuzz/weights/weight.bin", Bytes::copy_from_slice(w)).ok()
-    }));
+    let weights = mil_weights(parts.next());
     let Ok(program) = text::parse(source, "fuzz/model.mil", &weights) else {
         return false;
     };
@@ -191,6 +194,24 @@ pub fn mil_text(data: &[u8]) -> bool {
         }
     }
     true
+}
+
+fn mil_weights(file: Option<&[u8]>) -> MilWeights {
+    MilWeights(file.and_then(|w| {
+        BlobFile::from_bytes("fuzz/weights/weight.bin", Bytes::copy_from_slice(w)).ok()
+    }))
+}
+
+/// The program of a MIL-text input (text, optionally [`SEPARATOR`] and a weight file).
+pub fn parse_mil(data: &[u8]) -> Option<anekit_mil::Program> {
+    let mut parts = split(data);
+    let source = std::str::from_utf8(parts.next()?).ok()?;
+    anekit_mil::text::parse(source, "fuzz/model.mil", &mil_weights(parts.next())).ok()
+}
+
+/// The program of MIL `text` whose blob references resolve in the weight file `weights`.
+pub fn parse_mil_with(text: &str, weights: &[u8]) -> Option<anekit_mil::Program> {
+    anekit_mil::text::parse(text, "fuzz/model.mil", &mil_weights(Some(weights))).ok()
 }
 
 /// The weight file of a [`mil_text`] input, whatever name a reference uses.
