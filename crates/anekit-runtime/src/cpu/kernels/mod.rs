@@ -481,6 +481,7 @@ mod tests {
     #[test]
     fn builders_answer_for_their_listed_ops_only() {
         let types = BTreeMap::new();
+        let packed = std::collections::HashMap::new();
         let all: Vec<&str> = MODULES.iter().flat_map(|m| m.ops.iter().copied()).collect();
         for m in MODULES {
             for op in &all {
@@ -492,6 +493,7 @@ mod tests {
                     opset: Opset::Ios18,
                     params: &[],
                     consts: &[],
+                    packed: &packed,
                     types: &types,
                     nested: &mut nested,
                 };
