@@ -346,14 +346,6 @@ pub fn device_comparison(
     anekit_plan::device_plan::DevicePlan,
     anekit_plan::device_plan::Comparison,
 )> {
-    use anekit_plan::ComputeUnits as P;
-    use anekit_runtime::ComputeUnits as R;
-    let units = match units {
-        P::All => R::All,
-        P::CpuAndNe => R::CpuAndNeuralEngine,
-        P::CpuAndGpu => R::CpuAndGpu,
-        P::CpuOnly => R::CpuOnly,
-    };
     let records = anekit_apple::coreml::compute_plan_records(model, units)
         .map_err(|e| anyhow::anyhow!("--device: {e}"))?;
     let function = match function {

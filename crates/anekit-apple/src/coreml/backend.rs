@@ -32,7 +32,7 @@ use objc2_core_video::{
 };
 use objc2_foundation::{NSArray, NSDictionary, NSError, NSInteger, NSNumber, NSString, NSURL};
 
-use super::{CompileCache, gather_strided, io_specs, ml_compute_units, pixel_buffer_layout};
+use super::{CompileCache, gather_strided, io_specs, pixel_buffer_layout};
 use crate::cf;
 use crate::error::{AppleError, Result};
 
@@ -185,7 +185,7 @@ pub fn compile(source: &Path) -> Result<PathBuf> {
 }
 
 fn configuration(options: &LoadOptions) -> Result<Retained<MLModelConfiguration>> {
-    if options.compute_units == ComputeUnits::CpuAndNeuralEngine
+    if options.compute_units == ComputeUnits::CpuAndNe
         && !available!(macos = 13.0, ios = 16.0)
     {
         return Err(AppleError::Unavailable {
@@ -196,7 +196,7 @@ fn configuration(options: &LoadOptions) -> Result<Retained<MLModelConfiguration>
     // SAFETY: creating and setting a fresh configuration object.
     let config = unsafe { MLModelConfiguration::new() };
     // SAFETY: a valid MLComputeUnits value (0…3).
-    unsafe { config.setComputeUnits(MLComputeUnits(ml_compute_units(options.compute_units))) };
+    unsafe { config.setComputeUnits(MLComputeUnits(options.compute_units.coreml_value())) };
     if let Some(f) = &options.function {
         if !available!(macos = 15.0, ios = 18.0) {
             return Err(AppleError::Unavailable {

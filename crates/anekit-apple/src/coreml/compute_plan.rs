@@ -16,7 +16,6 @@ use objc2_core_ml::{
 };
 use objc2_foundation::{NSError, NSURL};
 
-use super::ml_compute_units;
 use crate::cf;
 use crate::error::{AppleError, Result};
 
@@ -43,7 +42,7 @@ pub fn compute_plan(compiled: &Path, units: ComputeUnits) -> Result<Vec<DeviceOp
         // SAFETY: creating and setting a fresh configuration.
         let config = unsafe { MLModelConfiguration::new() };
         // SAFETY: a valid MLComputeUnits value.
-        unsafe { config.setComputeUnits(MLComputeUnits(ml_compute_units(units))) };
+        unsafe { config.setComputeUnits(MLComputeUnits(units.coreml_value())) };
         let (tx, rx) = mpsc::channel::<Result<SendPlan>>();
         let block = RcBlock::new(move |plan: *mut MLComputePlan, err: *mut NSError| {
             // SAFETY: Core ML passes a valid plan or error (or null) for the handler's

@@ -3,7 +3,7 @@
 //!
 //! The portable parts live here and are tested on any OS: the compile cache keyed by the
 //! model's content hash and the OS build ([`CompileCache`]), the compute-unit mapping
-//! ([`ml_compute_units`]), the I/O specs of a function ([`io_specs`]), the layout of
+//! (`ComputeUnits::coreml_value`), the I/O specs of a function ([`io_specs`]), the layout of
 //! IOSurface-backed fp16 buffers ([`pixel_buffer_layout`]) and the gathering of strided
 //! `MLMultiArray` bytes ([`gather_strided`]). The Objective-C side (Apple platforms) is in
 //! `backend` and `compute_plan`.
@@ -51,17 +51,6 @@ pub fn compute_plan_records(
             feature: "MLComputePlan",
             reason: "Core ML exists only on Apple platforms".into(),
         })
-    }
-}
-
-/// Core ML's `MLComputeUnits` raw value for `units` (`CPUOnly` = 0, `CPUAndGPU` = 1, `All` =
-/// 2, `CPUAndNeuralEngine` = 3).
-pub fn ml_compute_units(units: ComputeUnits) -> isize {
-    match units {
-        ComputeUnits::CpuOnly => 0,
-        ComputeUnits::CpuAndGpu => 1,
-        ComputeUnits::All => 2,
-        ComputeUnits::CpuAndNeuralEngine => 3,
     }
 }
 
@@ -480,14 +469,6 @@ mod tests {
                 .starts_with("MLComputePlan is unavailable: Core ML exists only on"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn compute_units_map_to_core_ml_values() {
-        assert_eq!(ml_compute_units(ComputeUnits::CpuOnly), 0);
-        assert_eq!(ml_compute_units(ComputeUnits::CpuAndGpu), 1);
-        assert_eq!(ml_compute_units(ComputeUnits::All), 2);
-        assert_eq!(ml_compute_units(ComputeUnits::CpuAndNeuralEngine), 3);
     }
 
     #[test]
