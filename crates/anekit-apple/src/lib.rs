@@ -1,12 +1,14 @@
-//! anekit-apple: the Apple platform layer — Core ML and direct Neural Engine backends, Metal
-//! and MPSGraph, IOKit, IOReport, SMC and device detection.
+//! anekit-apple: the Apple backends — Core ML and the direct Neural Engine path behind
+//! anekit-runtime's `Backend`, Metal and MPSGraph — and device detection.
 //!
 //! # Design
 //!
-//! This crate is the thin Apple shell of anekit (DESIGN.md principle 1): it translates
+//! This crate is the thin Apple shell of anekit (docs/design.md principle 1): it translates
 //! between Apple objects and plain Rust data and decides nothing that can be decided
-//! without Apple hardware. All `unsafe` FFI of the project lives here, every block with a
-//! `// SAFETY:` comment. What it hands upward is plain data:
+//! without Apple hardware. With anekit-apple-sys (the OS readers: IOKit, IOReport, SMC,
+//! IOHID, sysctl, memory, private-framework probing, which it re-exports) it holds all
+//! `unsafe` FFI of the project, every block with a `// SAFETY:` comment. What it hands upward
+//! is plain data:
 //!
 //! - [`device::detect`] → a [`device::DeviceReport`] (sysctl facts, SoC identity, the Neural
 //!   Engine from `MLAllComputeDevices` and, where present, `_ANEDeviceInfo`, Metal devices,
@@ -46,21 +48,16 @@
 pub mod device;
 pub mod error;
 pub mod gpu_graph;
-pub mod iokit;
-pub mod ioreport;
-pub mod memory;
-pub mod probe;
-pub mod smc;
 pub mod status;
-pub mod sysctl;
-pub mod value;
+
+// The OS readers live in anekit-apple-sys; re-exported so that one path reaches both.
+pub use anekit_apple_sys::{exception, hid, iokit, ioreport, memory, probe, smc, sysctl, value};
 
 #[cfg(target_vendor = "apple")]
 mod cf;
 #[cfg(target_vendor = "apple")]
 mod platform;
-#[cfg(target_os = "macos")]
-pub mod private;
+pub use anekit_apple_sys::private;
 
 pub mod ane;
 pub mod coreml;

@@ -41,7 +41,7 @@ mod imp {
     use std::sync::OnceLock;
 
     use super::*;
-    use crate::error::{AppleError, Result};
+    use crate::error::{Result, SysError};
 
     unsafe extern "C" {
         /// The host port of this task (libSystem).
@@ -71,7 +71,7 @@ mod imp {
             )
         };
         if kr != 0 {
-            return Err(AppleError::status(
+            return Err(SysError::status(
                 "host_statistics64",
                 kr,
                 "HOST_VM_INFO64",
