@@ -46,6 +46,7 @@
 //! them. `libc` gives `sysctlbyname` and `dlopen`.
 
 pub mod device;
+pub mod device_plan;
 pub mod error;
 pub mod gpu_graph;
 pub mod status;

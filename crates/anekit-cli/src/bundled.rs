@@ -93,3 +93,10 @@ pub fn sample_inputs() -> Result<anekit_runtime::NamedTensors> {
         .map(|(name, bytes)| Ok((name.to_string(), anekit_runtime::npy::parse(bytes, name)?)))
         .collect()
 }
+
+/// PyTorch's `logits` for the sample inputs (what coremltools' converter was checked
+/// against; `anekit doctor` compares the CPU backend with it).
+pub const REFERENCE_LOGITS: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../fixtures/data/decoder_sdpa/outputs/logits.npy"
+));

@@ -335,24 +335,36 @@ pub fn text(d: &Devices) -> String {
     out
 }
 
-/// Core ML's own plan of `model` on this machine beside `report`'s prediction (`anekit
-/// analyze --device`). Off Apple platforms, an error saying why it is unavailable.
+/// The placement `backend` gives `model` on this machine beside `report`'s prediction
+/// (`anekit analyze --device --backend B`): Core ML's own plan (`MLComputePlan`) for `auto`
+/// and `coreml`; for `ane`, every op on the Neural Engine when the direct backend compiles
+/// the program (it runs whole programs or refuses them); for `cpu`, every op on the CPU.
+/// Off Apple platforms, Core ML and the direct backend give an error saying why.
 pub fn device_comparison(
     model: &anekit_mil::model::Model,
     report: &anekit_plan::Report,
     units: anekit_plan::ComputeUnits,
     function: Option<&str>,
+    backend: anekit_runtime::BackendChoice,
 ) -> Result<(
     anekit_plan::device_plan::DevicePlan,
     anekit_plan::device_plan::Comparison,
 )> {
-    let records = anekit_apple::coreml::compute_plan_records(model, units)
-        .map_err(|e| anyhow::anyhow!("--device: {e}"))?;
+    use anekit_plan::device_plan::DeviceKind;
+    use anekit_runtime::BackendChoice as B;
     let function = match function {
         Some(f) => f.to_string(),
         None => anekit_mil::summary::ModelSummary::of(model)
             .default_function
             .unwrap_or_else(|| "main".to_string()),
+    };
+    let records = match backend {
+        B::Auto | B::CoreMl => anekit_apple::coreml::compute_plan_records(model, units)
+            .map_err(|e| anyhow::anyhow!("--device: {e}"))?,
+        B::Cpu => anekit_apple::device_plan::uniform_records(model, &function, DeviceKind::Cpu)
+            .map_err(|e| anyhow::anyhow!("--device --backend cpu: {e}"))?,
+        B::Ane => anekit_apple::device_plan::ane_records(model, &function, units)
+            .map_err(|e| anyhow::anyhow!("--device --backend ane: {e}"))?,
     };
     let plan = anekit_plan::device_plan::device_plan(&records, &function);
     let comparison = anekit_plan::device_plan::compare(report, &plan);
