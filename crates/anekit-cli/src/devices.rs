@@ -143,17 +143,16 @@ fn backends() -> Vec<BackendStatus> {
             let reason = match registered.iter().find(|(k, _)| *k == kind) {
                 Some((_, Availability::Available)) => None,
                 Some((_, Availability::Unavailable(why))) => Some(why.clone()),
-                None => {
-                    let feature = if kind == BackendKind::Ane {
-                        Feature::DirectAne
-                    } else {
-                        Feature::CoreMl
-                    };
-                    Some(
-                        reason_in_this_build(feature)
-                            .unwrap_or_else(|| "not registered in this build".to_string()),
-                    )
-                }
+                // The direct backend's row says what the backend itself says (one function
+                // decides for the backend, this table and the feature list).
+                None if kind == BackendKind::Ane => Some(
+                    anekit_apple::ane::availability_reason()
+                        .unwrap_or_else(|| "not registered in this build".to_string()),
+                ),
+                None => Some(
+                    reason_in_this_build(Feature::CoreMl)
+                        .unwrap_or_else(|| "not registered in this build".to_string()),
+                ),
             };
             BackendStatus {
                 backend: kind,
