@@ -222,7 +222,11 @@ impl Backend for CoreMlBackend {
     }
 
     fn availability(&self) -> Availability {
-        Availability::Available
+        // Core ML itself is present on every Apple OS; ML Programs need macOS 12 / iOS 15.
+        match crate::platform::os_reason() {
+            None => Availability::Available,
+            Some(why) => Availability::Unavailable(why),
+        }
     }
 
     fn load(
