@@ -1,5 +1,6 @@
 //! Memory counters of an Apple machine: `hw.memsize`, `host_statistics64(HOST_VM_INFO64)`
-//! page counts and `vm.swapusage`, as plain numbers (research/metrics-facts.md §1.6). What
+//! page counts and `vm.swapusage`, as plain numbers (vladkens/macmon `libc_ram`/`libc_swap`;
+//! docs/metrics.md). What
 //! "used" means is computed above this crate.
 
 use serde::Serialize;

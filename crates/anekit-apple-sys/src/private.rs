@@ -160,7 +160,8 @@ mod imp {
         let mut info = AneDeviceInfo::default();
         // Each message below is sent only after `has` found the selector as a class method of
         // `_ANEDeviceInfo` with no arguments and the return type the message declares; object
-        // results are NSString or nil (research/ane-facts.md §1.3, §1.7).
+        // results are NSString or nil (the class dump of tmc/apple
+        // `private/appleneuralengine/ane_device_info.gen.go`).
         if has(c"hasANE", BOOL) {
             // SAFETY: selector and signature checked by `has` just above.
             info.has_ane = Some(unsafe { msg_send![cls, hasANE] });

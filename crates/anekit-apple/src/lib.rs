@@ -11,13 +11,13 @@
 //! is plain data:
 //!
 //! - [`device::detect`] → a [`device::DeviceReport`] (sysctl facts, SoC identity, the Neural
-//!   Engine from `MLAllComputeDevices` and, where present, `_ANEDeviceInfo`, Metal devices,
-//!   and which features are available and why not);
+//!   Engine from `+[MLModel availableComputeDevices]` and, with `private-ane`,
+//!   `_ANEDeviceInfo`, Metal devices, and which features are available and why not);
 //! - [`ioreport::Subscription::sample`] → [`ioreport::Sample`] (IOReport channels as
 //!   group/subgroup/name/unit/value-or-state-residencies), [`iokit::gpu_statistics`] →
 //!   [`iokit::GpuStatistics`], [`iokit::pmgr_tables`] → raw DVFS tables,
-//!   [`smc::Smc::temperatures`] → [`smc::SmcReading`]s; anekit-metrics turns these into
-//!   watts, frequencies and temperatures (its `apple_macos` adapter);
+//!   [`smc::Smc::temperatures`] → [`smc::SmcReading`]s (readers of anekit-apple-sys,
+//!   re-exported); anekit-metrics turns these into watts, frequencies and temperatures;
 //! - the Core ML backend ([`coreml`]) and the direct ANE backend ([`ane`]; its backend only
 //!   with the cargo feature `private-ane`, on macOS) implement anekit-runtime's `Backend`; [`register`] adds them to an
 //!   `Engine`; Core ML's `MLComputePlan` is extracted as plain per-op records
@@ -41,9 +41,10 @@
 //! # Dependencies
 //!
 //! The objc2 family (objc2, objc2-foundation, objc2-core-foundation, objc2-core-ml,
-//! objc2-core-video, objc2-io-surface, objc2-metal, objc2-metal-performance-shaders(-graph),
-//! objc2-io-kit) and block2 are target-specific dependencies: a Linux build does not compile
-//! them. `libc` gives `sysctlbyname` and `dlopen`.
+//! objc2-core-video, objc2-io-surface, objc2-metal, objc2-metal-performance-shaders(-graph))
+//! and block2 are target-specific dependencies: a Linux build does not compile them.
+//! anekit-apple-sys holds the OS readers; `half` and `ndarray` build the tensors the
+//! portable conversions return.
 
 pub mod device;
 pub mod device_plan;

@@ -5,7 +5,8 @@
 //! private AppleNeuralEngine framework compiles it (`_ANEInMemoryModelDescriptor` →
 //! `_ANEInMemoryModel` → `compileWithQoS:` → `loadWithQoS:`), and each prediction writes the
 //! inputs into IOSurfaces wrapped by `_ANEIOSurfaceObject`, evaluates an `_ANERequest` and
-//! reads the outputs back (research/ane-facts.md §1.4). Three guards sit around it, all
+//! reads the outputs back (maderix/ANE `training/ane_runtime.h`; docs/apple.md). Three guards
+//! sit around it, all
 //! portable and tested on any OS:
 //!
 //! - [`CompileBudget`]: the framework leaks per compile and fails after ~119 compiles in a
@@ -81,7 +82,8 @@ impl std::fmt::Display for AneStage {
 }
 
 /// What usually causes a failure, from the framework's message (status codes seen by
-/// others, research/ane-facts.md §1.5, §5.3).
+/// others: `ANEProgramProcessRequestDirect() Failed with status=0x1d` in maderix/ANE's README
+/// and the `ane` crate's width check, `ANECCompile() FAILED` in ncdrone/rustane#11).
 pub fn hint(stage: AneStage, description: &str) -> Option<&'static str> {
     let d = description.to_ascii_lowercase();
     if d.contains("0x1d") {
@@ -204,7 +206,8 @@ impl Exported {
 }
 
 /// The build information the ANE's MIL parser requires (it fails without a
-/// `coremlc-version`; research/ane-facts.md §1.4).
+/// `coremlc-version`; maderix/ANE `training/stories_mil.h` and the `ane` crate's
+/// `ops/mil.rs` write the same header).
 const BUILD_INFO_PROGRAM: &str = r#"program(1.3)
 [buildInfo = dict<string, string>({{"coremlc-component-MIL", "3510.2.1"}, {"coremlc-version", "3505.4.1"}})]
 {

@@ -317,7 +317,8 @@ pub fn device_kind_of(class_chain: &[String]) -> anekit_plan::device_plan::Devic
 /// How an fp16 tensor of `shape` is laid out in an IOSurface-backed
 /// `kCVPixelFormatType_OneComponent16Half` pixel buffer for
 /// `-[MLMultiArray initWithPixelBuffer:shape:]`: width = last dimension, height = product
-/// of the others (research/ane-facts.md §4.2). `None` for rank 0 or an empty tensor.
+/// of the others (Apple's `MLMultiArray.init(pixelBuffer:shape:)`: the last dimension is the
+/// buffer's width). `None` for rank 0 or an empty tensor.
 pub fn pixel_buffer_layout(shape: &[usize]) -> Option<(usize, usize)> {
     let (&width, rest) = shape.split_last()?;
     let height: usize = rest.iter().product();
