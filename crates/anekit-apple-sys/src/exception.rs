@@ -176,8 +176,8 @@ mod tests {
 
     #[test]
     fn a_caught_exception_becomes_a_typed_error_with_name_and_reason() {
-        let e = guard_with("placeholderWithShape:dataType:name:", throwing, || 1)
-            .expect_err("threw");
+        let e =
+            guard_with("placeholderWithShape:dataType:name:", throwing, || 1).expect_err("threw");
         match &e {
             SysError::Exception { call, name, reason } => {
                 assert_eq!(*call, "placeholderWithShape:dataType:name:");
@@ -186,9 +186,11 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(e.to_string().starts_with(
-            "placeholderWithShape:dataType:name: threw NSInvalidArgumentException:"
-        ));
+        assert!(
+            e.to_string().starts_with(
+                "placeholderWithShape:dataType:name: threw NSInvalidArgumentException:"
+            )
+        );
     }
 
     #[test]

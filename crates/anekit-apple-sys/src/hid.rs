@@ -55,11 +55,15 @@ mod imp {
     #[link(name = "IOKit", kind = "framework")]
     unsafe extern "C" {
         fn IOHIDEventSystemClientCreate(allocator: *const c_void) -> *mut Opaque;
-        fn IOHIDEventSystemClientSetMatching(client: *mut Opaque, matching: *const CFDictionary)
-        -> i32;
+        fn IOHIDEventSystemClientSetMatching(
+            client: *mut Opaque,
+            matching: *const CFDictionary,
+        ) -> i32;
         fn IOHIDEventSystemClientCopyServices(client: *mut Opaque) -> *mut CFArray;
-        fn IOHIDServiceClientCopyProperty(service: *const c_void, key: *const CFString)
-        -> *mut CFType;
+        fn IOHIDServiceClientCopyProperty(
+            service: *const c_void,
+            key: *const CFString,
+        ) -> *mut CFType;
         fn IOHIDServiceClientCopyEvent(
             service: *const c_void,
             event_type: i64,
@@ -100,9 +104,7 @@ mod imp {
         let values: [&CFType; 2] = [(*page).as_ref(), (*usage).as_ref()];
         let matching = CFDictionary::<CFString, CFType>::from_slices(&keys, &values);
         // SAFETY: a live client and a dictionary of CF values that outlives the call.
-        unsafe {
-            IOHIDEventSystemClientSetMatching(client.0.as_ptr(), matching.as_opaque())
-        };
+        unsafe { IOHIDEventSystemClientSetMatching(client.0.as_ptr(), matching.as_opaque()) };
         // SAFETY: a live client; the array is returned owned (Copy rule).
         let services = unsafe { IOHIDEventSystemClientCopyServices(client.0.as_ptr()) };
         let Some(services) = NonNull::new(services) else {
@@ -130,7 +132,8 @@ mod imp {
                 continue;
             };
             // SAFETY: a live service; the event is returned owned (Copy rule) or null.
-            let event = unsafe { IOHIDServiceClientCopyEvent(service, EVENT_TYPE_TEMPERATURE, 0, 0) };
+            let event =
+                unsafe { IOHIDServiceClientCopyEvent(service, EVENT_TYPE_TEMPERATURE, 0, 0) };
             let Some(event) = NonNull::new(event).map(Owned) else {
                 continue;
             };

@@ -138,8 +138,7 @@ mod imp {
         // SAFETY: the matching dictionary is consumed by the call (passed by value, as the
         // binding requires); `iter` is a valid out-pointer; `MAIN_PORT` (null) selects the
         // default main port.
-        let kr =
-            unsafe { IOServiceGetMatchingServices(MAIN_PORT, Some(matching), &mut iter) };
+        let kr = unsafe { IOServiceGetMatchingServices(MAIN_PORT, Some(matching), &mut iter) };
         if kr != 0 {
             return Err(SysError::status(
                 "IOServiceGetMatchingServices",
@@ -214,9 +213,8 @@ mod imp {
                 "",
             ));
         }
-        let dict = std::ptr::NonNull::new(dict).ok_or_else(|| {
-            SysError::null("IORegistryEntryCreateCFProperties", "no dictionary")
-        })?;
+        let dict = std::ptr::NonNull::new(dict)
+            .ok_or_else(|| SysError::null("IORegistryEntryCreateCFProperties", "no dictionary"))?;
         // SAFETY: created by the call above (create rule: we own one reference).
         let dict: CFRetained<CFMutableDictionary> = unsafe { CFRetained::from_raw(dict) };
         match cf::to_value(&dict) {

@@ -241,10 +241,11 @@ mod imp {
             // (`CFDictionaryCreateMutableCopy` in `cfio_get_chan`) and mactop do: the
             // dictionary IOReportCopyChannelsInGroup returns is not documented as mutable.
             // SAFETY: `merged` is a live CF dictionary; the copy is returned owned.
-            let channels = unsafe {
-                CFMutableDictionary::new_copy(None, 0, Some(&*merged as &CFDictionary))
-            }
-            .ok_or_else(|| SysError::null("CFDictionaryCreateMutableCopy", "IOReport channels"))?;
+            let channels =
+                unsafe { CFMutableDictionary::new_copy(None, 0, Some(&*merged as &CFDictionary)) }
+                    .ok_or_else(|| {
+                        SysError::null("CFDictionaryCreateMutableCopy", "IOReport channels")
+                    })?;
             let mut subscribed: *mut CFMutableDictionary = std::ptr::null_mut();
             // SAFETY: `channels` is a live mutable dictionary; `subscribed` is a valid
             // out-pointer; the other arguments are the reserved zeros every user passes.

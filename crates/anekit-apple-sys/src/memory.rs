@@ -72,11 +72,7 @@ mod imp {
             )
         };
         if kr != 0 {
-            return Err(SysError::status(
-                "host_statistics64",
-                kr,
-                "HOST_VM_INFO64",
-            ));
+            return Err(SysError::status("host_statistics64", kr, "HOST_VM_INFO64"));
         }
         let mut swap: libc::xsw_usage = libc::xsw_usage {
             xsu_total: 0,

@@ -41,7 +41,6 @@ pub struct AneDeviceInfo {
     pub is_virtual_machine: Option<bool>,
 }
 
-
 /// The framework binary.
 pub const FRAMEWORK_PATH: &std::ffi::CStr =
     c"/System/Library/PrivateFrameworks/AppleNeuralEngine.framework/AppleNeuralEngine";
@@ -152,7 +151,8 @@ mod imp {
     /// empty.
     pub fn device_info() -> Result<AneDeviceInfo> {
         let cls = class(c"_ANEDeviceInfo")?;
-        let has = |name: &CStr, returns| require(cls, Sel::register(name), &getter(returns)).is_ok();
+        let has =
+            |name: &CStr, returns| require(cls, Sel::register(name), &getter(returns)).is_ok();
         let string = |v: Option<Retained<AnyObject>>| {
             v.and_then(|v| v.downcast::<NSString>().ok())
                 .map(|s| s.to_string())

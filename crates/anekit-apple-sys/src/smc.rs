@@ -330,12 +330,13 @@ mod imp {
             };
             let out = self.call(&input)?;
             let n = (info.data_size as usize).min(out.bytes.len());
-            let value = decode(info.data_type, out.bytes.get(..n).unwrap_or(&[])).ok_or_else(|| {
-                SysError::invalid(
-                    format!("SMC key {key}"),
-                    format!("type {:?} is not a number", fourcc_text(info.data_type)),
-                )
-            })?;
+            let value =
+                decode(info.data_type, out.bytes.get(..n).unwrap_or(&[])).ok_or_else(|| {
+                    SysError::invalid(
+                        format!("SMC key {key}"),
+                        format!("type {:?} is not a number", fourcc_text(info.data_type)),
+                    )
+                })?;
             Ok(SmcReading {
                 key: key.to_string(),
                 data_type: fourcc_text(info.data_type),

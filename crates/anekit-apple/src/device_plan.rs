@@ -11,7 +11,13 @@ use anekit_runtime::ComputeUnits;
 
 use crate::error::{AppleError, Result};
 
-fn walk(block: &Block, function: &str, depth: usize, device: &DeviceKind, out: &mut Vec<DeviceOpRecord>) {
+fn walk(
+    block: &Block,
+    function: &str,
+    depth: usize,
+    device: &DeviceKind,
+    out: &mut Vec<DeviceOpRecord>,
+) {
     for op in &block.operations {
         let constant = op.op_type == "const";
         out.push(DeviceOpRecord {
@@ -21,7 +27,11 @@ fn walk(block: &Block, function: &str, depth: usize, device: &DeviceKind, out: &
             depth,
             // Core ML reports no device for constants; neither do these records.
             preferred: (!constant).then(|| device.clone()),
-            supported: if constant { Vec::new() } else { vec![device.clone()] },
+            supported: if constant {
+                Vec::new()
+            } else {
+                vec![device.clone()]
+            },
             cost_weight: None,
         });
         for nested in &op.blocks {
@@ -31,7 +41,11 @@ fn walk(block: &Block, function: &str, depth: usize, device: &DeviceKind, out: &
 }
 
 /// One record per op of `function`, every compute op on `device`.
-pub fn uniform_records(model: &Model, function: &str, device: DeviceKind) -> Result<Vec<DeviceOpRecord>> {
+pub fn uniform_records(
+    model: &Model,
+    function: &str,
+    device: DeviceKind,
+) -> Result<Vec<DeviceOpRecord>> {
     let program = model
         .require_program()
         .map_err(|e| AppleError::invalid("model", e.to_string()))?;
@@ -50,7 +64,11 @@ pub fn uniform_records(model: &Model, function: &str, device: DeviceKind) -> Res
 /// The direct backend's placement: the program is checked, exported for this chip,
 /// compiled and loaded (on a Mac with the `private-ane` feature); when that works, every op
 /// runs on the Neural Engine. Elsewhere, why it cannot.
-pub fn ane_records(model: &Model, function: &str, units: ComputeUnits) -> Result<Vec<DeviceOpRecord>> {
+pub fn ane_records(
+    model: &Model,
+    function: &str,
+    units: ComputeUnits,
+) -> Result<Vec<DeviceOpRecord>> {
     if let Some(reason) = crate::ane::availability_reason() {
         return Err(AppleError::Unavailable {
             feature: "the direct Neural Engine backend",
@@ -105,6 +123,10 @@ mod tests {
             return;
         }
         let e = ane_records(&model(), "main", ComputeUnits::All).unwrap_err();
-        assert!(e.to_string().contains("direct Neural Engine backend is unavailable"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("direct Neural Engine backend is unavailable"),
+            "{e}"
+        );
     }
 }

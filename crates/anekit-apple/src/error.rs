@@ -187,9 +187,7 @@ impl From<anekit_apple_sys::SysError> for AppleError {
                 detail,
             },
             S::Null { call, detail } => Self::Null { call, detail },
-            S::MissingPrivateApi { class, selector } => {
-                Self::MissingPrivateApi { class, selector }
-            }
+            S::MissingPrivateApi { class, selector } => Self::MissingPrivateApi { class, selector },
             S::Invalid { what, detail } => Self::Invalid { what, detail },
         }
     }

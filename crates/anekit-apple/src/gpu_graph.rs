@@ -129,8 +129,16 @@ pub fn broadcast(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for i in 0..n {
-        let x = if i < n - a.len() { 1 } else { a[i - (n - a.len())] };
-        let y = if i < n - b.len() { 1 } else { b[i - (n - b.len())] };
+        let x = if i < n - a.len() {
+            1
+        } else {
+            a[i - (n - a.len())]
+        };
+        let y = if i < n - b.len() {
+            1
+        } else {
+            b[i - (n - b.len())]
+        };
         out[i] = match (x, y) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -151,7 +159,10 @@ fn is_float(t: DataType) -> bool {
 /// a graph is built: operand counts, element types (floating point where the op computes;
 /// one type per node), ranks, matrix inner dimensions, broadcasting, convolution channels,
 /// groups and output size, softmax axes.
-pub fn infer(op: &GraphOp, types: &[(DataType, Vec<usize>)]) -> Result<(DataType, Vec<usize>), String> {
+pub fn infer(
+    op: &GraphOp,
+    types: &[(DataType, Vec<usize>)],
+) -> Result<(DataType, Vec<usize>), String> {
     let need = |n: usize, m: usize| -> Result<(), String> {
         if types.len() < n || types.len() > m {
             Err(format!("{} operands, {n} to {m} expected", types.len()))
@@ -161,7 +172,9 @@ pub fn infer(op: &GraphOp, types: &[(DataType, Vec<usize>)]) -> Result<(DataType
     };
     let dtype = types.first().map(|t| t.0).ok_or("no operand")?;
     if let Some((t, _)) = types.iter().find(|(t, _)| *t != dtype) {
-        return Err(format!("operands of types {dtype} and {t}: one type per op on the GPU path"));
+        return Err(format!(
+            "operands of types {dtype} and {t}: one type per op on the GPU path"
+        ));
     }
     let float = |what: &str| -> Result<(), String> {
         if is_float(dtype) {
@@ -174,7 +187,10 @@ pub fn infer(op: &GraphOp, types: &[(DataType, Vec<usize>)]) -> Result<(DataType
         GraphOp::Binary(_) => {
             need(2, 2)?;
             let s = broadcast(&types[0].1, &types[1].1).ok_or_else(|| {
-                format!("shapes {:?} and {:?} do not broadcast", types[0].1, types[1].1)
+                format!(
+                    "shapes {:?} and {:?} do not broadcast",
+                    types[0].1, types[1].1
+                )
             })?;
             Ok((dtype, s))
         }
@@ -200,7 +216,9 @@ pub fn infer(op: &GraphOp, types: &[(DataType, Vec<usize>)]) -> Result<(DataType
             float("matmul")?;
             let (a, b) = (&types[0].1, &types[1].1);
             if a.len() < 2 || b.len() < 2 {
-                return Err(format!("matmul of {a:?} and {b:?}: both need rank ≥ 2 on the GPU path"));
+                return Err(format!(
+                    "matmul of {a:?} and {b:?}: both need rank ≥ 2 on the GPU path"
+                ));
             }
             let t = |s: &[usize], tr: bool| {
                 let mut s = s.to_vec();
@@ -226,10 +244,14 @@ pub fn infer(op: &GraphOp, types: &[(DataType, Vec<usize>)]) -> Result<(DataType
             float("linear")?;
             let (x, w) = (&types[0].1, &types[1].1);
             let (Some(&inner), [out, win]) = (x.last(), w.as_slice()) else {
-                return Err(format!("linear of {x:?} with weight {w:?}: weight must be [out, in]"));
+                return Err(format!(
+                    "linear of {x:?} with weight {w:?}: weight must be [out, in]"
+                ));
             };
             if inner != *win {
-                return Err(format!("linear input has {inner} features, weight takes {win}"));
+                return Err(format!(
+                    "linear input has {inner} features, weight takes {win}"
+                ));
             }
             if let Some((_, b)) = types.get(2)
                 && b.as_slice() != [*out]
@@ -253,7 +275,9 @@ pub fn infer(op: &GraphOp, types: &[(DataType, Vec<usize>)]) -> Result<(DataType
             float("conv")?;
             let (x, w) = (&types[0].1, &types[1].1);
             let ([n, c, h, wd], [o, ci, kh, kw]) = (x.as_slice(), w.as_slice()) else {
-                return Err(format!("conv of {x:?} with weight {w:?}: NCHW input and OIHW weight"));
+                return Err(format!(
+                    "conv of {x:?} with weight {w:?}: NCHW input and OIHW weight"
+                ));
             };
             if *groups == 0 || c % groups != 0 || o % groups != 0 || c / groups != *ci {
                 return Err(format!(
@@ -268,7 +292,13 @@ pub fn infer(op: &GraphOp, types: &[(DataType, Vec<usize>)]) -> Result<(DataType
             {
                 return Err(format!("conv bias {b:?} for {o} output channels"));
             }
-            let out = |size: usize, k: usize, s: usize, d: usize, p0: usize, p1: usize| -> Option<usize> {
+            let out = |size: usize,
+                       k: usize,
+                       s: usize,
+                       d: usize,
+                       p0: usize,
+                       p1: usize|
+             -> Option<usize> {
                 if *same {
                     return Some(size.div_ceil(s));
                 }
@@ -280,7 +310,9 @@ pub fn infer(op: &GraphOp, types: &[(DataType, Vec<usize>)]) -> Result<(DataType
             let ow = out(*wd, *kw, strides[1], dilations[1], pad[2], pad[3]);
             match (oh, ow) {
                 (Some(oh), Some(ow)) if oh > 0 && ow > 0 => Ok((dtype, vec![*n, *o, oh, ow])),
-                _ => Err(format!("the {kh}x{kw} kernel does not fit the {h}x{wd} input")),
+                _ => Err(format!(
+                    "the {kh}x{kw} kernel does not fit the {h}x{wd} input"
+                )),
             }
         }
     }
@@ -673,13 +705,21 @@ mod tests {
                 .unwrap_err()
                 .contains("inner dimensions differ")
         );
-        assert!(infer(&GraphOp::Binary(BinaryOp::Add), &[f32s(&[2, 3]), f32s(&[4, 3])])
+        assert!(
+            infer(
+                &GraphOp::Binary(BinaryOp::Add),
+                &[f32s(&[2, 3]), f32s(&[4, 3])]
+            )
             .unwrap_err()
-            .contains("do not broadcast"));
+            .contains("do not broadcast")
+        );
         assert_eq!(
-            infer(&GraphOp::Binary(BinaryOp::Mul), &[f32s(&[2, 1, 3]), f32s(&[4, 1])])
-                .unwrap()
-                .1,
+            infer(
+                &GraphOp::Binary(BinaryOp::Mul),
+                &[f32s(&[2, 1, 3]), f32s(&[4, 1])]
+            )
+            .unwrap()
+            .1,
             [2, 4, 3]
         );
         assert!(
@@ -708,9 +748,12 @@ mod tests {
             groups,
         };
         assert_eq!(
-            infer(&conv(1), &[f32s(&[1, 4, 7, 7]), f32s(&[8, 4, 3, 3]), f32s(&[8])])
-                .unwrap()
-                .1,
+            infer(
+                &conv(1),
+                &[f32s(&[1, 4, 7, 7]), f32s(&[8, 4, 3, 3]), f32s(&[8])]
+            )
+            .unwrap()
+            .1,
             [1, 8, 4, 4]
         );
         assert!(

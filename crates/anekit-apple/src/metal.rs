@@ -384,12 +384,14 @@ mod imp {
                 };
                 let ops: Vec<Retained<MPSGraphTensor>> =
                     node.operands.iter().map(operand).collect::<Result<_>>()?;
-                let out = guard("MPSGraph (building a node)", || build_node(&graph, &node.op, &ops))
-                    .map_err(AppleError::from)
-                    .and_then(|r| r)
-                    .map_err(|e| {
-                        AppleError::invalid(format!("MPSGraph node {:?}", node.name), e.to_string())
-                    })?;
+                let out = guard("MPSGraph (building a node)", || {
+                    build_node(&graph, &node.op, &ops)
+                })
+                .map_err(AppleError::from)
+                .and_then(|r| r)
+                .map_err(|e| {
+                    AppleError::invalid(format!("MPSGraph node {:?}", node.name), e.to_string())
+                })?;
                 nodes.push(out);
             }
             let outputs = plan
@@ -683,10 +685,7 @@ mod imp {
     /// A result as a tensor: its data type is checked before `readBytes` (an unexpected
     /// type would make the copy overrun the buffer), its size computed with overflow checks,
     /// and its shape and type compared with what the plan inferred for the node.
-    fn read_tensor(
-        data: &MPSGraphTensorData,
-        expected: (DataType, &[usize]),
-    ) -> Result<Tensor> {
+    fn read_tensor(data: &MPSGraphTensorData, expected: (DataType, &[usize])) -> Result<Tensor> {
         // SAFETY: reading the shape and type of a result.
         let (shape, dtype) = unsafe { (data.shape(), data.dataType()) };
         let shape = cf::usizes(&shape, "MPSGraph result shape")?;

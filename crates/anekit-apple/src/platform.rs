@@ -54,9 +54,8 @@ pub(crate) fn runtime_reason(feature: Feature) -> Option<String> {
         Feature::DirectAne => crate::ane::availability_reason(),
         #[cfg(target_os = "macos")]
         Feature::IoReport => {
-            let counts = crate::ioreport::Subscription::channel_counts(
-                &crate::ioreport::DEFAULT_GROUPS,
-            );
+            let counts =
+                crate::ioreport::Subscription::channel_counts(&crate::ioreport::DEFAULT_GROUPS);
             counts.iter().all(|(_, n)| *n == 0).then(|| {
                 "no channel in the Energy Model, CPU Stats or GPU Stats groups (virtual \
                  machines have none)"
@@ -65,9 +64,9 @@ pub(crate) fn runtime_reason(feature: Feature) -> Option<String> {
         }
         #[cfg(target_os = "macos")]
         Feature::GpuStatistics => match crate::iokit::gpu_statistics() {
-            Ok(g) if g.is_empty() => Some(
-                "no IOAccelerator publishes PerformanceStatistics (a virtual machine?)".into(),
-            ),
+            Ok(g) if g.is_empty() => {
+                Some("no IOAccelerator publishes PerformanceStatistics (a virtual machine?)".into())
+            }
             Ok(_) => None,
             Err(e) => Some(e.to_string()),
         },

@@ -299,7 +299,11 @@ mod tests {
         assert!(os_too_old("macos", (11, 7)).unwrap().contains("macOS 12.0"));
         assert_eq!(os_too_old("macos", (12, 0)), None);
         assert_eq!(os_too_old("macos", (26, 1)), None);
-        assert!(os_too_old("ios", (14, 8)).unwrap().starts_with("iOS 14.8 is older"));
+        assert!(
+            os_too_old("ios", (14, 8))
+                .unwrap()
+                .starts_with("iOS 14.8 is older")
+        );
         assert_eq!(os_too_old("linux", (1, 0)), None);
     }
 

@@ -26,8 +26,10 @@ use serde::Serialize;
 
 /// Arguments of `anekit doctor`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  anekit doctor\n  anekit doctor --json > doctor.json   \
-                        # attach this file to a bug report")]
+#[command(
+    after_help = "Examples:\n  anekit doctor\n  anekit doctor --json > doctor.json   \
+                        # attach this file to a bug report"
+)]
 pub struct Args {
     /// Print the results as JSON (one object; attach it to a bug report).
     #[arg(long)]
@@ -89,15 +91,14 @@ pub struct Report {
 /// Runs `f` as the check `name`; an error becomes a failed check with its whole chain.
 fn check(name: &str, what: &str, f: impl FnOnce() -> Result<String>) -> Check {
     let t0 = Instant::now();
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-        .unwrap_or_else(|p| {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic".into());
-            Err(anyhow!("panicked: {msg}"))
-        });
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panic".into());
+        Err(anyhow!("panicked: {msg}"))
+    });
     let ms = t0.elapsed().as_secs_f64() * 1e3;
     match r {
         Ok(detail) => Check {
@@ -223,15 +224,20 @@ pub mod compare {
             )
         };
         let cpu = load(BackendChoice::Cpu, ComputeUnits::CpuOnly)?.predict(inputs)?;
-        let other = load(choice, units).with_context(|| format!("loading with --backend {choice}"))?;
+        let other =
+            load(choice, units).with_context(|| format!("loading with --backend {choice}"))?;
         let out = other
             .predict(inputs)
             .with_context(|| format!("predicting on {}", other.selection().backend))?;
-        let mut lines = vec![format!("{} ({})", other.selection().backend, units.coreml_name())];
+        let mut lines = vec![format!(
+            "{} ({})",
+            other.selection().backend,
+            units.coreml_name()
+        )];
         for (name, reference) in &cpu {
-            let got = out
-                .get(name)
-                .with_context(|| format!("no output {name:?} from {}", other.selection().backend))?;
+            let got = out.get(name).with_context(|| {
+                format!("no output {name:?} from {}", other.selection().backend)
+            })?;
             let d = got.deviation(reference).with_context(|| {
                 format!(
                     "output {name:?}: shape {:?}, the CPU backend gives {:?}",
@@ -262,7 +268,8 @@ fn portable_checks(out: &mut Vec<Check>) {
         "anekit's CPU backend on the bundled model against PyTorch's outputs",
         || {
             let path = crate::bundled::path()?;
-            let model = Model::open(&path).with_context(|| format!("reading {}", path.display()))?;
+            let model =
+                Model::open(&path).with_context(|| format!("reading {}", path.display()))?;
             let engine = anekit_runtime::Engine::new();
             let loaded = engine.load(
                 Arc::new(model),
@@ -273,7 +280,8 @@ fn portable_checks(out: &mut Vec<Check>) {
             )?;
             let out = loaded.predict(&crate::bundled::sample_inputs()?)?;
             let logits = out.get("logits").context("no output logits")?;
-            let reference = anekit_runtime::npy::parse(crate::bundled::REFERENCE_LOGITS, "logits.npy")?;
+            let reference =
+                anekit_runtime::npy::parse(crate::bundled::REFERENCE_LOGITS, "logits.npy")?;
             let d = logits
                 .deviation(&reference)
                 .context("logits: shape differs from PyTorch's")?;
@@ -332,7 +340,11 @@ fn portable_checks(out: &mut Vec<Check>) {
             if s.readings.is_empty() {
                 bail!("no reading at all ({})", states.join("; "));
             }
-            Ok(format!("{} readings; {}", s.readings.len(), states.join("; ")))
+            Ok(format!(
+                "{} readings; {}",
+                s.readings.len(),
+                states.join("; ")
+            ))
         },
     ));
     out.push(check(
@@ -401,18 +413,66 @@ fn source_state(s: &anekit_metrics::SourceState) -> String {
 /// The Apple checks: run on Apple platforms, listed as not applicable elsewhere; each with
 /// the feature whose absence makes it not applicable.
 const APPLE_CHECKS: &[(&str, Feature, &str)] = &[
-    ("apple.devices", Feature::DeviceDetection, "chip, Neural Engine and GPUs as the OS reports them"),
-    ("apple.metal", Feature::Metal, "Metal devices and a command-queue round trip"),
-    ("apple.mpsgraph-matmul", Feature::MpsGraph, "an MPSGraph matmul against the CPU backend"),
-    ("coreml.all", Feature::CoreMl, "Core ML with compute units all, against the CPU backend"),
-    ("coreml.cpu-and-ne", Feature::CoreMl, "Core ML with cpu-and-ne, against the CPU backend"),
-    ("coreml.cpu-and-gpu", Feature::CoreMl, "Core ML with cpu-and-gpu, against the CPU backend"),
-    ("coreml.cpu-only", Feature::CoreMl, "Core ML with cpu-only, against the CPU backend"),
-    ("coreml.compute-plan", Feature::ComputePlan, "MLComputePlan against analyze's prediction"),
-    ("ane.one-op", Feature::DirectAne, "the direct Neural Engine backend on a one-op program, against the CPU"),
-    ("ane.two-input", Feature::DirectAne, "the direct Neural Engine backend on a two-input program, against the CPU"),
-    ("apple.ioreport", Feature::IoReport, "one IOReport sample (energy, residencies) through the metrics source"),
-    ("apple.smc", Feature::Smc, "the SMC: temperature keys and system power"),
+    (
+        "apple.devices",
+        Feature::DeviceDetection,
+        "chip, Neural Engine and GPUs as the OS reports them",
+    ),
+    (
+        "apple.metal",
+        Feature::Metal,
+        "Metal devices and a command-queue round trip",
+    ),
+    (
+        "apple.mpsgraph-matmul",
+        Feature::MpsGraph,
+        "an MPSGraph matmul against the CPU backend",
+    ),
+    (
+        "coreml.all",
+        Feature::CoreMl,
+        "Core ML with compute units all, against the CPU backend",
+    ),
+    (
+        "coreml.cpu-and-ne",
+        Feature::CoreMl,
+        "Core ML with cpu-and-ne, against the CPU backend",
+    ),
+    (
+        "coreml.cpu-and-gpu",
+        Feature::CoreMl,
+        "Core ML with cpu-and-gpu, against the CPU backend",
+    ),
+    (
+        "coreml.cpu-only",
+        Feature::CoreMl,
+        "Core ML with cpu-only, against the CPU backend",
+    ),
+    (
+        "coreml.compute-plan",
+        Feature::ComputePlan,
+        "MLComputePlan against analyze's prediction",
+    ),
+    (
+        "ane.one-op",
+        Feature::DirectAne,
+        "the direct Neural Engine backend on a one-op program, against the CPU",
+    ),
+    (
+        "ane.two-input",
+        Feature::DirectAne,
+        "the direct Neural Engine backend on a two-input program, against the CPU",
+    ),
+    (
+        "apple.ioreport",
+        Feature::IoReport,
+        "one IOReport sample (energy, residencies) through the metrics source",
+    ),
+    (
+        "apple.smc",
+        Feature::Smc,
+        "the SMC: temperature keys and system power",
+    ),
 ];
 
 #[cfg(not(target_vendor = "apple"))]
@@ -445,17 +505,26 @@ fn apple_checks(out: &mut Vec<Check>) {
             .as_ref()
             .and_then(|c| c.brand_string.clone())
             .unwrap_or_else(|| "unknown chip".into());
-        let ne = d.neural_engine.as_ref().map_or("not probed".to_string(), |n| {
-            format!(
-                "Neural Engine {}{}",
-                if n.present { "present" } else { "not found" },
-                n.total_cores.map(|c| format!(", {c} cores")).unwrap_or_default()
-            )
-        });
+        let ne = d
+            .neural_engine
+            .as_ref()
+            .map_or("not probed".to_string(), |n| {
+                format!(
+                    "Neural Engine {}{}",
+                    if n.present { "present" } else { "not found" },
+                    n.total_cores
+                        .map(|c| format!(", {c} cores"))
+                        .unwrap_or_default()
+                )
+            });
         Ok(format!(
             "{chip}; {ne}; {} Metal device(s); notes: {}",
             d.metal_devices.len(),
-            if d.notes.is_empty() { "none".into() } else { d.notes.join(" | ") }
+            if d.notes.is_empty() {
+                "none".into()
+            } else {
+                d.notes.join(" | ")
+            }
         ))
     }));
 
@@ -479,31 +548,46 @@ fn apple_checks(out: &mut Vec<Check>) {
     }
 
     match missing(Feature::MpsGraph) {
-        Some(why) => out.push(not_applicable("apple.mpsgraph-matmul", what("apple.mpsgraph-matmul"), why)),
-        None => out.push(check("apple.mpsgraph-matmul", what("apple.mpsgraph-matmul"), || {
-            let model = programs::model(programs::MATMUL)?;
-            let inputs = inputs_for(&model)?;
-            let (gpu, timing, _) =
-                anekit_apple::metal::run_function(model.require_program()?, "main", &inputs, None)?;
-            let cpu = anekit_runtime::Engine::new()
-                .load(
-                    Arc::new(model),
-                    &anekit_runtime::LoadOptions {
-                        compute_units: ComputeUnits::CpuOnly,
-                        ..Default::default()
-                    },
-                )?
-                .predict(&inputs)?;
-            let d = gpu["y"].deviation(&cpu["y"]).context("shapes differ")?;
-            if d.relative() > compare::MAX_RELATIVE {
-                bail!("relative error {:.2e} against the CPU backend", d.relative());
-            }
-            Ok(format!(
-                "relative error {:.2e}; run {:.2} ms",
-                d.relative(),
-                timing.run_ms
-            ))
-        })),
+        Some(why) => out.push(not_applicable(
+            "apple.mpsgraph-matmul",
+            what("apple.mpsgraph-matmul"),
+            why,
+        )),
+        None => out.push(check(
+            "apple.mpsgraph-matmul",
+            what("apple.mpsgraph-matmul"),
+            || {
+                let model = programs::model(programs::MATMUL)?;
+                let inputs = inputs_for(&model)?;
+                let (gpu, timing, _) = anekit_apple::metal::run_function(
+                    model.require_program()?,
+                    "main",
+                    &inputs,
+                    None,
+                )?;
+                let cpu = anekit_runtime::Engine::new()
+                    .load(
+                        Arc::new(model),
+                        &anekit_runtime::LoadOptions {
+                            compute_units: ComputeUnits::CpuOnly,
+                            ..Default::default()
+                        },
+                    )?
+                    .predict(&inputs)?;
+                let d = gpu["y"].deviation(&cpu["y"]).context("shapes differ")?;
+                if d.relative() > compare::MAX_RELATIVE {
+                    bail!(
+                        "relative error {:.2e} against the CPU backend",
+                        d.relative()
+                    );
+                }
+                Ok(format!(
+                    "relative error {:.2e}; run {:.2} ms",
+                    d.relative(),
+                    timing.run_ms
+                ))
+            },
+        )),
     }
 
     let bundled = crate::bundled::path().and_then(|p| Model::open(&p).map_err(Into::into));
@@ -529,44 +613,61 @@ fn apple_checks(out: &mut Vec<Check>) {
     }
 
     match missing(Feature::ComputePlan) {
-        Some(why) => out.push(not_applicable("coreml.compute-plan", what("coreml.compute-plan"), why)),
-        None => out.push(check("coreml.compute-plan", what("coreml.compute-plan"), || {
-            let model = bundled.as_ref().map_err(|e| anyhow!("{e:#}"))?;
-            let report = anekit_plan::analyze_model(
-                model,
-                &anekit_plan::Options {
-                    chip: "M1".into(),
-                    compute_units: ComputeUnits::All,
-                    function: None,
-                    compare: false,
-                },
-            )?;
-            let (plan, comparison) = crate::devices::device_comparison(
-                model,
-                &report,
-                ComputeUnits::All,
-                None,
-                BackendChoice::CoreMl,
-            )?;
-            Ok(format!(
-                "{} ops in Core ML's plan, {:.0} % on the Neural Engine (predicted {:.0} %); \
+        Some(why) => out.push(not_applicable(
+            "coreml.compute-plan",
+            what("coreml.compute-plan"),
+            why,
+        )),
+        None => out.push(check(
+            "coreml.compute-plan",
+            what("coreml.compute-plan"),
+            || {
+                let model = bundled.as_ref().map_err(|e| anyhow!("{e:#}"))?;
+                let report = anekit_plan::analyze_model(
+                    model,
+                    &anekit_plan::Options {
+                        chip: "M1".into(),
+                        compute_units: ComputeUnits::All,
+                        function: None,
+                        compare: false,
+                    },
+                )?;
+                let (plan, comparison) = crate::devices::device_comparison(
+                    model,
+                    &report,
+                    ComputeUnits::All,
+                    None,
+                    BackendChoice::CoreMl,
+                )?;
+                Ok(format!(
+                    "{} ops in Core ML's plan, {:.0} % on the Neural Engine (predicted {:.0} %); \
                  {} of {} matched ops on the predicted unit",
-                plan.ops.len(),
-                comparison.coreml_ane_fraction * 100.0,
-                comparison.predicted_ane_fraction * 100.0,
-                comparison.agreeing,
-                comparison.matched
-            ))
-        })),
+                    plan.ops.len(),
+                    comparison.coreml_ane_fraction * 100.0,
+                    comparison.predicted_ane_fraction * 100.0,
+                    comparison.agreeing,
+                    comparison.matched
+                ))
+            },
+        )),
     }
 
-    for (name, text) in [("ane.one-op", programs::ONE_OP), ("ane.two-input", programs::TWO_INPUT)] {
+    for (name, text) in [
+        ("ane.one-op", programs::ONE_OP),
+        ("ane.two-input", programs::TWO_INPUT),
+    ] {
         match anekit_apple::ane::availability_reason() {
             Some(why) => out.push(not_applicable(name, what(name), why)),
             None => out.push(check(name, what(name), || {
                 let model = programs::model(text)?;
                 let inputs = inputs_for(&model)?;
-                compare::against_cpu(&engine, &model, BackendChoice::Ane, ComputeUnits::All, &inputs)
+                compare::against_cpu(
+                    &engine,
+                    &model,
+                    BackendChoice::Ane,
+                    ComputeUnits::All,
+                    &inputs,
+                )
             })),
         }
     }
@@ -574,7 +675,11 @@ fn apple_checks(out: &mut Vec<Check>) {
     #[cfg(target_os = "macos")]
     {
         match missing(Feature::IoReport) {
-            Some(why) => out.push(not_applicable("apple.ioreport", what("apple.ioreport"), why)),
+            Some(why) => out.push(not_applicable(
+                "apple.ioreport",
+                what("apple.ioreport"),
+                why,
+            )),
             None => out.push(check("apple.ioreport", what("apple.ioreport"), || {
                 let mut c = anekit_metrics::system_collector(std::path::Path::new("/"));
                 let _ = c.sample();
@@ -594,7 +699,11 @@ fn apple_checks(out: &mut Vec<Check>) {
                     .filter(|r| r.metric == anekit_metrics::Metric::Power)
                     .map(|r| format!("{} {:.2} W", r.component, r.value))
                     .collect();
-                Ok(format!("{} readings; power: {}", s.readings.len(), power.join(", ")))
+                Ok(format!(
+                    "{} readings; power: {}",
+                    s.readings.len(),
+                    power.join(", ")
+                ))
             })),
         }
         match missing(Feature::Smc) {
@@ -613,7 +722,11 @@ fn apple_checks(out: &mut Vec<Check>) {
     }
     #[cfg(not(target_os = "macos"))]
     for name in ["apple.ioreport", "apple.smc"] {
-        out.push(not_applicable(name, what(name), "IOReport and the SMC exist only on macOS".into()));
+        out.push(not_applicable(
+            name,
+            what(name),
+            "IOReport and the SMC exist only on macOS".into(),
+        ));
     }
 }
 
@@ -668,7 +781,10 @@ pub fn text(r: &Report) -> String {
             } else {
                 format!("{:.0} ms", c.ms)
             },
-            c.error.clone().or_else(|| c.detail.clone()).unwrap_or_default(),
+            c.error
+                .clone()
+                .or_else(|| c.detail.clone())
+                .unwrap_or_default(),
         ]
     }))
     .collect();

@@ -138,8 +138,19 @@ fn run_with_a_named_backend_that_is_missing_fails_with_the_reason() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Core ML is unavailable"), "{err}");
-    let out = anekit(&["run", "--backend", "cpu", "--compute-units", "cpu-and-ne", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = anekit(&[
+        "run",
+        "--backend",
+        "cpu",
+        "--compute-units",
+        "cpu-and-ne",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["selection"]["backend"], "cpu");
     assert_eq!(j["selection"]["choice"], "cpu");

@@ -178,7 +178,8 @@ pub fn state_index(name: &str) -> Option<usize> {
         return None;
     }
     let tail = &rest[digits.len()..];
-    if !(tail.is_empty() || (tail.starts_with('P') && tail[1..].chars().all(|c| c.is_ascii_digit())))
+    if !(tail.is_empty()
+        || (tail.starts_with('P') && tail[1..].chars().all(|c| c.is_ascii_digit())))
     {
         return None;
     }
@@ -220,7 +221,11 @@ pub fn residency(states: &[StateResidency], freqs_hz: &[u64]) -> Option<Residenc
             .iter()
             .map(|s| {
                 let i = state_index(&s.name)?;
-                freqs_hz.get(i).copied().filter(|f| *f > 0).map(|f| f as f64)
+                freqs_hz
+                    .get(i)
+                    .copied()
+                    .filter(|f| *f > 0)
+                    .map(|f| f as f64)
             })
             .collect();
         let n = active_states.len();
@@ -385,7 +390,12 @@ pub fn soc_info(brand: &str, tables: &PmgrTables) -> SocInfo {
     }
 }
 
-fn push_energy(raw: &RawSample, dt: f64, totals: &mut BTreeMap<String, f64>, out: &mut Vec<Reading>) {
+fn push_energy(
+    raw: &RawSample,
+    dt: f64,
+    totals: &mut BTreeMap<String, f64>,
+    out: &mut Vec<Reading>,
+) {
     let mut joules: BTreeMap<&'static str, f64> = BTreeMap::new();
     for c in raw.channels.iter().filter(|c| c.group == ENERGY_MODEL) {
         let (Some(component), ChannelValue::Simple(v)) = (energy_component(&c.name), &c.value)
@@ -688,13 +698,20 @@ mod tests {
     fn legacy_keys_first_then_acc_clusters() {
         // M1-M4: the legacy keys.
         let mut t = PmgrTables::default();
+        t.voltage_states.insert(
+            "voltage-states1-sram".into(),
+            records(&[600_000_000, 2_064_000_000]),
+        );
+        t.voltage_states.insert(
+            "voltage-states5-sram".into(),
+            records(&[600_000_000, 3_204_000_000]),
+        );
         t.voltage_states
-            .insert("voltage-states1-sram".into(), records(&[600_000_000, 2_064_000_000]));
-        t.voltage_states
-            .insert("voltage-states5-sram".into(), records(&[600_000_000, 3_204_000_000]));
-        t.voltage_states.insert("voltage-states1".into(), records(&[0, 0]));
-        t.voltage_states
-            .insert("voltage-states9".into(), records(&[0, 396_000_000, 1_278_000_000]));
+            .insert("voltage-states1".into(), records(&[0, 0]));
+        t.voltage_states.insert(
+            "voltage-states9".into(),
+            records(&[0, 396_000_000, 1_278_000_000]),
+        );
         let soc = soc_info("Apple M1", &t);
         assert_eq!(soc.cpu_freqs_hz["ecpu"], [600_000_000, 2_064_000_000]);
         assert_eq!(soc.cpu_freqs_hz["pcpu"], [600_000_000, 3_204_000_000]);
@@ -703,10 +720,14 @@ mod tests {
         // M5 Max: no voltage-states1-sram; acc-clusters names tables 22 (tier 1) and 5
         // (tier 2); kHz tables. The legacy voltage-states5-sram is the top tier anyway.
         let mut t = PmgrTables::default();
-        t.voltage_states
-            .insert("voltage-states5-sram".into(), records(&[1_308_000, 4_608_000]));
-        t.voltage_states
-            .insert("voltage-states22-sram".into(), records(&[1_344_000, 4_380_000]));
+        t.voltage_states.insert(
+            "voltage-states5-sram".into(),
+            records(&[1_308_000, 4_608_000]),
+        );
+        t.voltage_states.insert(
+            "voltage-states22-sram".into(),
+            records(&[1_344_000, 4_380_000]),
+        );
         let mut acc = vec![22u8, 1, 0, 0, 0, 0, 0, 0];
         acc.extend_from_slice(&[5, 2, 0, 0, 0, 0, 0, 0]);
         t.acc_clusters = Some(acc);

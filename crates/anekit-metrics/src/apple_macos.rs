@@ -63,7 +63,8 @@ impl MacProvider {
                 false
             }
         };
-        let brand = anekit_apple_sys::sysctl::string("machdep.cpu.brand_string").unwrap_or_default();
+        let brand =
+            anekit_apple_sys::sysctl::string("machdep.cpu.brand_string").unwrap_or_default();
         let soc = match anekit_apple_sys::iokit::pmgr_tables() {
             Ok(t) => soc_info(&brand, &t),
             Err(e) => {

@@ -299,7 +299,10 @@ fn energy_totals_accumulate_and_ultra_dies_are_summed() {
         s.find(Metric::ActiveRatio, "pcpu", &[]).unwrap(),
         0.5
     ));
-    assert!(close(s.find(Metric::Frequency, "pcpu", &[]).unwrap(), 600e6));
+    assert!(close(
+        s.find(Metric::Frequency, "pcpu", &[]).unwrap(),
+        600e6
+    ));
     // What the second sample did not read is absent, never 0.
     assert_eq!(s.find(Metric::Power, "system", &[]), None);
     assert_eq!(s.find(Metric::Utilisation, "gpu", &[]), None);

@@ -9,10 +9,10 @@ use std::path::PathBuf;
 
 use anekit_apple_sys::iokit::PmgrTables;
 use anekit_apple_sys::ioreport::{Channel, ChannelValue, StateResidency};
+use anekit_metrics::Metric;
 use anekit_metrics::apple::{
     self, FreqMapping, RawSample, SocInfo, dvfs_table, residency, soc_info, to_hz,
 };
-use anekit_metrics::Metric;
 
 fn fixture(name: &str) -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -125,8 +125,18 @@ fn socpowerbud_average_frequencies_on_an_m1_max() {
             let mhz: f64 = avg.trim_end_matches(" mhz").parse().unwrap();
             clusters.push((mhz, Vec::new()));
         } else if let Some((freq, pct)) = l.split_once(" MHz (") {
-            let pct: f64 = pct.split(": ").nth(1).unwrap().trim_end_matches('%').parse().unwrap();
-            clusters.last_mut().unwrap().1.push((freq.parse().unwrap(), pct));
+            let pct: f64 = pct
+                .split(": ")
+                .nth(1)
+                .unwrap()
+                .trim_end_matches('%')
+                .parse()
+                .unwrap();
+            clusters
+                .last_mut()
+                .unwrap()
+                .1
+                .push((freq.parse().unwrap(), pct));
         }
     }
     assert_eq!(clusters.len(), 2);
@@ -156,7 +166,10 @@ fn an_m2_e_core_with_fewer_states_than_its_table() {
     // socpowerbud#8: states V0..V4 for the six-entry M2 E-cluster table. Matched by index,
     // V4 is 2256 MHz (never the table's last 2424 MHz, which no state reports); matched in
     // order the counts would not agree and no frequency would come out at all.
-    let table = soc_info("Apple M2 Max", &macmon_tables(&fixture("macmon-1-m2-max.txt"), 1_000_000));
+    let table = soc_info(
+        "Apple M2 Max",
+        &macmon_tables(&fixture("macmon-1-m2-max.txt"), 1_000_000),
+    );
     let e = &table.cpu_freqs_hz["ecpu"];
     assert_eq!(e.len(), 6);
     let states: Vec<StateResidency> = lines(&fixture("socpowerbud-8-m2.txt"))
@@ -182,13 +195,19 @@ fn an_m2_e_core_with_fewer_states_than_its_table() {
 
 #[test]
 fn m2_max_tables_are_hertz_and_match_the_published_clocks() {
-    let soc = soc_info("Apple M2 Max", &macmon_tables(&fixture("macmon-1-m2-max.txt"), 1_000_000));
+    let soc = soc_info(
+        "Apple M2 Max",
+        &macmon_tables(&fixture("macmon-1-m2-max.txt"), 1_000_000),
+    );
     // E-cores up to 2.42 GHz; the GPU table (voltage-states14 here; macmon reads 9, absent
     // from this excerpt) is not taken from a CPU key.
     assert_eq!(soc.cpu_freqs_hz["ecpu"].last(), Some(&2_424_000_000));
     assert!(soc.gpu_freqs_hz.is_empty());
     // The non-sram tables hold zeros and are never used.
-    assert!(!soc.cpu_freqs_hz.contains_key("pcpu"), "voltage-states5-sram not in the excerpt");
+    assert!(
+        !soc.cpu_freqs_hz.contains_key("pcpu"),
+        "voltage-states5-sram not in the excerpt"
+    );
 }
 
 #[test]
@@ -254,7 +273,11 @@ fn a18_pro_tables_and_energy_channels() {
         [816, 1140, 1464, 1788, 2112, 2424].map(|m| m * 1_000_000)
     );
     // The non-sram table's small numbers are not frequencies and are not used.
-    assert!(dvfs_table(&tables.voltage_states["voltage-states1"]).iter().all(|&v| v < 100_000));
+    assert!(
+        dvfs_table(&tables.voltage_states["voltage-states1"])
+            .iter()
+            .all(|&v| v < 100_000)
+    );
     // GPU: Hz, 15 levels after the off level, up to 1.47 GHz.
     assert_eq!(soc.gpu_freqs_hz.len(), 16);
     assert_eq!(soc.gpu_freqs_hz[0], 0);
@@ -296,7 +319,10 @@ fn m5_max_gpu_domains_are_hertz_and_the_non_sram_cpu_table_is_unused() {
     assert_eq!(raw5.len(), 20);
     let soc = soc_info("Apple M5 Max", &tables);
     assert!(soc.cpu_freqs_hz.is_empty(), "{:?}", soc.cpu_freqs_hz);
-    assert!(soc.gpu_freqs_hz.is_empty(), "voltage-states9 not in the excerpt");
+    assert!(
+        soc.gpu_freqs_hz.is_empty(),
+        "voltage-states9 not in the excerpt"
+    );
 }
 
 #[test]
@@ -310,7 +336,11 @@ fn m4_pro_cpu_tables_are_kilohertz() {
         .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
         .collect();
     let raw = dvfs_table(&bytes);
-    assert_eq!(raw, [1_020_000, 1_404_000, 1_788_000], "the partial record is ignored");
+    assert_eq!(
+        raw,
+        [1_020_000, 1_404_000, 1_788_000],
+        "the partial record is ignored"
+    );
     assert_eq!(to_hz(&raw), [1_020_000_000, 1_404_000_000, 1_788_000_000]);
 }
 

@@ -418,8 +418,16 @@ mod compute_units_tests {
             assert_eq!(ComputeUnits::parse(u.coreml_name()), Some(u));
             assert_eq!(u.to_string().parse::<ComputeUnits>(), Ok(u));
         }
-        assert_eq!(ComputeUnits::parse("cpu-and-neural-engine"), Some(ComputeUnits::CpuAndNe));
-        assert!("gpu-only".parse::<ComputeUnits>().unwrap_err().contains("cpu-and-ne"));
+        assert_eq!(
+            ComputeUnits::parse("cpu-and-neural-engine"),
+            Some(ComputeUnits::CpuAndNe)
+        );
+        assert!(
+            "gpu-only"
+                .parse::<ComputeUnits>()
+                .unwrap_err()
+                .contains("cpu-and-ne")
+        );
         // Apple's MLComputeUnits raw values.
         let values: Vec<isize> = [
             ComputeUnits::CpuOnly,

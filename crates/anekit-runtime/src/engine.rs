@@ -41,7 +41,9 @@ impl std::fmt::Display for BackendKind {
 }
 
 /// Which backend `Engine::load` should use (`--backend` on the command line).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackendChoice {
     /// Core ML when this build and machine have it (it honours every compute-units setting
@@ -111,8 +113,7 @@ impl std::str::FromStr for BackendChoice {
     type Err = String;
 
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        Self::parse(s)
-            .ok_or_else(|| format!("unknown backend `{s}` (auto, coreml, ane, cpu)"))
+        Self::parse(s).ok_or_else(|| format!("unknown backend `{s}` (auto, coreml, ane, cpu)"))
     }
 }
 
@@ -452,7 +453,10 @@ impl State {
                 ),
             });
         }
-        let cell = self.values.get_mut(name).ok_or_else(|| Self::missing(name))?;
+        let cell = self
+            .values
+            .get_mut(name)
+            .ok_or_else(|| Self::missing(name))?;
         *cell = std::sync::OnceLock::from(value);
         if self.backend.is_some() && !self.pending.iter().any(|p| p == name) {
             self.pending.push(name.to_string());

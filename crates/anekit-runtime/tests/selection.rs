@@ -41,10 +41,7 @@ fn engine(coreml: Option<Availability>, ane: Option<Availability>) -> Engine {
 
 #[test]
 fn auto_keeps_core_ml_first_and_says_why() {
-    let e = engine(
-        Some(Availability::Available),
-        Some(Availability::Available),
-    );
+    let e = engine(Some(Availability::Available), Some(Availability::Available));
     let (_, s) = e.select(ComputeUnits::All, BackendChoice::Auto).unwrap();
     assert_eq!(s.backend, BackendKind::CoreMl, "{s:?}");
     assert_eq!(s.choice, BackendChoice::Auto);
@@ -54,7 +51,9 @@ fn auto_keeps_core_ml_first_and_says_why() {
         s.reasons
     );
     // cpu-only never goes to Core ML.
-    let (_, s) = e.select(ComputeUnits::CpuOnly, BackendChoice::Auto).unwrap();
+    let (_, s) = e
+        .select(ComputeUnits::CpuOnly, BackendChoice::Auto)
+        .unwrap();
     assert_eq!(s.backend, BackendKind::Cpu);
 }
 
@@ -92,7 +91,10 @@ fn a_named_backend_runs_or_fails_with_its_reason() {
 
     let (_, s) = e.select(ComputeUnits::All, BackendChoice::Cpu).unwrap();
     assert_eq!(s.backend, BackendKind::Cpu);
-    assert!(s.reasons.iter().any(|r| r.contains("--backend cpu")), "{s:?}");
+    assert!(
+        s.reasons.iter().any(|r| r.contains("--backend cpu")),
+        "{s:?}"
+    );
 
     let none = engine(None, None);
     let err = none
@@ -106,7 +108,9 @@ fn a_named_backend_runs_or_fails_with_its_reason() {
 #[test]
 fn the_direct_backend_refuses_compute_units_without_the_neural_engine() {
     let e = engine(None, Some(Availability::Available));
-    let (_, s) = e.select(ComputeUnits::CpuAndNe, BackendChoice::Ane).unwrap();
+    let (_, s) = e
+        .select(ComputeUnits::CpuAndNe, BackendChoice::Ane)
+        .unwrap();
     assert_eq!(s.backend, BackendKind::Ane);
     for u in [ComputeUnits::CpuOnly, ComputeUnits::CpuAndGpu] {
         let err = e
@@ -175,7 +179,10 @@ fn an_attached_backend_copy_is_read_lazily_and_gets_the_writes() {
         writes: Vec::new(),
     }))
     .unwrap();
-    assert!(st.backend_mut(8).is_none(), "another model's copy is not handed out");
+    assert!(
+        st.backend_mut(8).is_none(),
+        "another model's copy is not handed out"
+    );
     // A prediction updated the copy: nothing is read until asked for.
     st.backend_mut(7)
         .unwrap()
@@ -183,9 +190,19 @@ fn an_attached_backend_copy_is_read_lazily_and_gets_the_writes() {
         .unwrap();
     st.backend_updated();
     assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 0);
-    assert_eq!(st.read("k").unwrap(), &Tensor::f32(&[2], vec![1.0, 2.0]).unwrap());
-    assert_eq!(st.read("k").unwrap(), &Tensor::f32(&[2], vec![1.0, 2.0]).unwrap());
-    assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 1, "read once");
+    assert_eq!(
+        st.read("k").unwrap(),
+        &Tensor::f32(&[2], vec![1.0, 2.0]).unwrap()
+    );
+    assert_eq!(
+        st.read("k").unwrap(),
+        &Tensor::f32(&[2], vec![1.0, 2.0]).unwrap()
+    );
+    assert_eq!(
+        reads.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "read once"
+    );
     // A caller's write is pending for the copy.
     st.write("k", Tensor::f32(&[2], vec![5.0, 6.0]).unwrap())
         .unwrap();
@@ -195,10 +212,16 @@ fn an_attached_backend_copy_is_read_lazily_and_gets_the_writes() {
     assert!(st.take_pending().is_empty());
     // A clone is detached and holds the values.
     let c = st.clone();
-    assert_eq!(c.read("k").unwrap(), &Tensor::f32(&[2], vec![5.0, 6.0]).unwrap());
+    assert_eq!(
+        c.read("k").unwrap(),
+        &Tensor::f32(&[2], vec![5.0, 6.0]).unwrap()
+    );
     assert_eq!(c, st);
     // Wrong shapes are refused as before.
-    assert!(st.write("k", Tensor::f32(&[3], vec![0.0; 3]).unwrap()).is_err());
+    assert!(
+        st.write("k", Tensor::f32(&[3], vec![0.0; 3]).unwrap())
+            .is_err()
+    );
     st.detach().unwrap();
     assert!(st.backend_mut(7).is_none());
 }

@@ -36,16 +36,18 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use anekit_mil::model::Model;
 use anekit_mil::summary::ModelSummary;
+use anekit_runtime::RuntimeError;
 use anekit_runtime::engine::{
     Availability, Backend, BackendKind, FeatureSpec, LoadOptions, ModelInstance, NamedTensors,
     State,
 };
-use anekit_runtime::RuntimeError;
 use objc2::rc::{Retained, autoreleasepool};
 use objc2::runtime::{AnyClass, AnyObject, Sel};
 use objc2::sel;
 use objc2_core_foundation::{CFDictionary, CFNumber, CFRetained, CFString, CFType};
-use objc2_foundation::{NSArray, NSData, NSDictionary, NSError, NSNumber, NSString, NSTemporaryDirectory};
+use objc2_foundation::{
+    NSArray, NSData, NSDictionary, NSError, NSNumber, NSString, NSTemporaryDirectory,
+};
 use objc2_io_surface::{
     IOSurfaceLockOptions, IOSurfaceRef, kIOSurfaceAllocSize, kIOSurfaceBytesPerElement,
     kIOSurfaceBytesPerRow, kIOSurfaceHeight, kIOSurfacePixelFormat, kIOSurfaceWidth,
@@ -57,8 +59,7 @@ use super::layout::{
 };
 use super::target::{MilProfile, generation_of, profile_for};
 use super::{
-    AneStage, CacheEntry, CacheIndex, CompileBudget, Exported, cache_limit, export_for, hint,
-    now_s,
+    AneStage, CacheEntry, CacheIndex, CompileBudget, Exported, cache_limit, export_for, hint, now_s,
 };
 use crate::error::{AppleError, Result};
 use crate::exception::guard;
@@ -233,7 +234,11 @@ use classes::{Descriptor, InMemoryModel, Request, SurfaceObject};
 
 const NONE: &[&[&str]] = &[];
 
-fn sig(class_method: bool, returns: &'static [&'static str], args: &'static [&'static [&'static str]]) -> Signature {
+fn sig(
+    class_method: bool,
+    returns: &'static [&'static str],
+    args: &'static [&'static [&'static str]],
+) -> Signature {
     Signature {
         class_method,
         returns,
@@ -248,14 +253,38 @@ fn checks() -> Result<Vec<(&'static AnyClass, Sel, Signature)>> {
     let request = class(c"_ANERequest")?;
     let surface = class(c"_ANEIOSurfaceObject")?;
     Ok(vec![
-        (descriptor, sel!(modelWithMILText:weights:optionsPlist:), sig(true, OBJ, &[OBJ, OBJ, OBJ])),
-        (model, sel!(inMemoryModelWithDescriptor:), sig(true, OBJ, &[OBJ])),
+        (
+            descriptor,
+            sel!(modelWithMILText:weights:optionsPlist:),
+            sig(true, OBJ, &[OBJ, OBJ, OBJ]),
+        ),
+        (
+            model,
+            sel!(inMemoryModelWithDescriptor:),
+            sig(true, OBJ, &[OBJ]),
+        ),
         (model, sel!(hexStringIdentifier), sig(false, OBJ, NONE)),
         (model, sel!(compiledModelExists), sig(false, BOOL, NONE)),
-        (model, sel!(compileWithQoS:options:error:), sig(false, BOOL, &[UINT, OBJ, PTR])),
-        (model, sel!(loadWithQoS:options:error:), sig(false, BOOL, &[UINT, OBJ, PTR])),
-        (model, sel!(evaluateWithQoS:options:request:error:), sig(false, BOOL, &[UINT, OBJ, OBJ, PTR])),
-        (model, sel!(unloadWithQoS:error:), sig(false, BOOL, &[UINT, PTR])),
+        (
+            model,
+            sel!(compileWithQoS:options:error:),
+            sig(false, BOOL, &[UINT, OBJ, PTR]),
+        ),
+        (
+            model,
+            sel!(loadWithQoS:options:error:),
+            sig(false, BOOL, &[UINT, OBJ, PTR]),
+        ),
+        (
+            model,
+            sel!(evaluateWithQoS:options:request:error:),
+            sig(false, BOOL, &[UINT, OBJ, OBJ, PTR]),
+        ),
+        (
+            model,
+            sel!(unloadWithQoS:error:),
+            sig(false, BOOL, &[UINT, PTR]),
+        ),
         (model, sel!(modelAttributes), sig(false, OBJ, NONE)),
         (surface, sel!(objectWithIOSurface:), sig(true, OBJ, &[PTR])),
         (
@@ -327,7 +356,8 @@ fn ane_error(stage: AneStage, e: Option<&NSError>) -> AppleError {
 /// The process-wide lock around compile, load and unload.
 fn framework_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The MIL profile of this Mac's chip (`ANEKIT_ANE_GENERATION=h13` forces a generation).
@@ -345,7 +375,10 @@ pub fn detect_profile() -> MilProfile {
         .collect();
     let generation = generation_of(&keys);
     if generation.is_none() {
-        tracing::warn!(?keys, "chip not in the catalog: using the newest MIL profile");
+        tracing::warn!(
+            ?keys,
+            "chip not in the catalog: using the newest MIL profile"
+        );
     }
     profile_for(generation.as_deref())
 }
@@ -499,14 +532,16 @@ fn describe(exported: &Exported) -> Result<Retained<InMemoryModel>> {
     let mil = nsdata(exported.mil.as_bytes());
     // SAFETY: checked by `api()`: three objects (MIL text, weights dictionary, nil options)
     // → descriptor or nil.
-    let desc = guard("+[_ANEInMemoryModelDescriptor modelWithMILText:weights:optionsPlist:]", || unsafe {
-        Descriptor::with_mil(&mil, &weights, None)
-    })?
+    let desc = guard(
+        "+[_ANEInMemoryModelDescriptor modelWithMILText:weights:optionsPlist:]",
+        || unsafe { Descriptor::with_mil(&mil, &weights, None) },
+    )?
     .ok_or_else(|| ane_error(AneStage::Describe, None))?;
     // SAFETY: checked by `api()`: descriptor → model or nil.
-    guard("+[_ANEInMemoryModel inMemoryModelWithDescriptor:]", || unsafe {
-        InMemoryModel::with_descriptor(&desc)
-    })?
+    guard(
+        "+[_ANEInMemoryModel inMemoryModelWithDescriptor:]",
+        || unsafe { InMemoryModel::with_descriptor(&desc) },
+    )?
     .ok_or_else(|| ane_error(AneStage::Describe, None))
 }
 
@@ -544,11 +579,7 @@ fn stage_files(dir: &std::path::Path, exported: &Exported) -> Result<()> {
     Ok(())
 }
 
-fn compile_and_load(
-    backend: &AneBackend,
-    exported: &Exported,
-    key: &str,
-) -> Result<Program> {
+fn compile_and_load(backend: &AneBackend, exported: &Exported, key: &str) -> Result<Program> {
     let _lock = framework_lock();
     let model = describe(exported)?;
     let local = local_path(&model)?;
@@ -562,11 +593,17 @@ fn compile_and_load(
     let compile = || -> Result<()> {
         stage_files(&local, exported)?;
         let n = backend.budget.acquire()?;
-        tracing::info!(key, compile = n, limit = backend.budget.limit(), "compiling for the Neural Engine");
+        tracing::info!(
+            key,
+            compile = n,
+            limit = backend.budget.limit(),
+            "compiling for the Neural Engine"
+        );
         // SAFETY: checked by `api()`: (unsigned int, NSDictionary, NSError**) → BOOL.
-        guard("-[_ANEInMemoryModel compileWithQoS:options:error:]", || unsafe {
-            model.compile(QOS, &options)
-        })?
+        guard(
+            "-[_ANEInMemoryModel compileWithQoS:options:error:]",
+            || unsafe { model.compile(QOS, &options) },
+        )?
         .map_err(|e| ane_error(AneStage::Compile, Some(&e)))
     };
     if cached {
@@ -576,9 +613,10 @@ fn compile_and_load(
     }
     // SAFETY: checked by `api()`: (unsigned int, NSDictionary, NSError**) → BOOL.
     let load = || {
-        guard("-[_ANEInMemoryModel loadWithQoS:options:error:]", || unsafe {
-            model.load(QOS, &options)
-        })
+        guard(
+            "-[_ANEInMemoryModel loadWithQoS:options:error:]",
+            || unsafe { model.load(QOS, &options) },
+        )
     };
     if let Err(e) = load()? {
         if !cached {
@@ -716,10 +754,16 @@ impl Slot {
     fn write(&self, bytes: &[u8]) -> Result<()> {
         let name = &self.binding.plan.name;
         if bytes.len() > self.surface.alloc_size() {
-            return Err(AppleError::invalid(format!("input {name:?}"), "larger than its surface"));
+            return Err(AppleError::invalid(
+                format!("input {name:?}"),
+                "larger than its surface",
+            ));
         }
         // SAFETY: locking a surface this model owns; unlocked below.
-        let kr = unsafe { self.surface.lock(IOSurfaceLockOptions::empty(), std::ptr::null_mut()) };
+        let kr = unsafe {
+            self.surface
+                .lock(IOSurfaceLockOptions::empty(), std::ptr::null_mut())
+        };
         if kr != 0 {
             return Err(AppleError::status("IOSurfaceLock", kr, name.clone()));
         }
@@ -733,7 +777,10 @@ impl Slot {
             )
         };
         // SAFETY: unlocking what was locked above.
-        unsafe { self.surface.unlock(IOSurfaceLockOptions::empty(), std::ptr::null_mut()) };
+        unsafe {
+            self.surface
+                .unlock(IOSurfaceLockOptions::empty(), std::ptr::null_mut())
+        };
         Ok(())
     }
 
@@ -741,11 +788,17 @@ impl Slot {
         let name = &self.binding.plan.name;
         let len = self.binding.layout.alloc_size();
         if len > self.surface.alloc_size() {
-            return Err(AppleError::invalid(format!("output {name:?}"), "smaller than its layout"));
+            return Err(AppleError::invalid(
+                format!("output {name:?}"),
+                "smaller than its layout",
+            ));
         }
         let mut out = vec![0u8; len];
         // SAFETY: read-only lock of a surface this model owns; unlocked below.
-        let kr = unsafe { self.surface.lock(IOSurfaceLockOptions::ReadOnly, std::ptr::null_mut()) };
+        let kr = unsafe {
+            self.surface
+                .lock(IOSurfaceLockOptions::ReadOnly, std::ptr::null_mut())
+        };
         if kr != 0 {
             return Err(AppleError::status("IOSurfaceLock", kr, name.clone()));
         }
@@ -758,7 +811,10 @@ impl Slot {
             )
         };
         // SAFETY: unlocking what was locked above.
-        unsafe { self.surface.unlock(IOSurfaceLockOptions::ReadOnly, std::ptr::null_mut()) };
+        unsafe {
+            self.surface
+                .unlock(IOSurfaceLockOptions::ReadOnly, std::ptr::null_mut())
+        };
         Ok(out)
     }
 }
@@ -796,7 +852,12 @@ impl std::fmt::Debug for AneModel {
     }
 }
 
-fn make_io(program: &Program, ins: &[TensorPlan], outs: &[TensorPlan], profile: &MilProfile) -> Result<Io> {
+fn make_io(
+    program: &Program,
+    ins: &[TensorPlan],
+    outs: &[TensorPlan],
+    profile: &MilProfile,
+) -> Result<Io> {
     let a = &program.attributes;
     let bi = bind(ins, &a.input_symbols, &a.inputs, false)?;
     let bo = bind(outs, &a.output_symbols, &a.outputs, true)?;
@@ -807,7 +868,9 @@ fn make_io(program: &Program, ins: &[TensorPlan], outs: &[TensorPlan], profile: 
         order
             .iter()
             .map(|&i| {
-                let binding = b[i].take().ok_or_else(|| AppleError::invalid("request", "slot bound twice"))?;
+                let binding = b[i]
+                    .take()
+                    .ok_or_else(|| AppleError::invalid("request", "slot bound twice"))?;
                 Ok(Slot {
                     surface: surface(&binding.layout)?,
                     binding,
@@ -840,7 +903,9 @@ fn make_io(program: &Program, ins: &[TensorPlan], outs: &[TensorPlan], profile: 
     // SAFETY: checked by `api()`: seven objects (input objects, their symbol indices, output
     // objects, their symbol indices, nil weights buffer, nil perf stats, procedure 0).
     let request = guard("+[_ANERequest requestWithInputs:…]", || unsafe {
-        Request::with_surfaces(&in_array, &in_idx, &out_array, &out_idx, None, None, &procedure)
+        Request::with_surfaces(
+            &in_array, &in_idx, &out_array, &out_idx, None, None, &procedure,
+        )
     })?
     .ok_or_else(|| ane_error(AneStage::Prepare, None))?;
     Ok(Io {
@@ -905,13 +970,17 @@ impl AneModel {
         autoreleasepool(|_| {
             for s in &io.inputs {
                 let plan = &s.binding.plan;
-                let t = inputs
-                    .get(&plan.name)
-                    .ok_or_else(|| AppleError::invalid(format!("input {:?}", plan.name), "missing"))?;
+                let t = inputs.get(&plan.name).ok_or_else(|| {
+                    AppleError::invalid(format!("input {:?}", plan.name), "missing")
+                })?;
                 if t.shape() != plan.shape.as_slice() {
                     return Err(AppleError::invalid(
                         format!("input {:?}", plan.name),
-                        format!("shape {:?} given, the program takes {:?}", t.shape(), plan.shape),
+                        format!(
+                            "shape {:?} given, the program takes {:?}",
+                            t.shape(),
+                            plan.shape
+                        ),
                     ));
                 }
                 let dense = tensor_bytes(t, plan.dtype)?;
@@ -929,16 +998,20 @@ impl AneModel {
                 // the request refers to this model's surfaces (its lock is held) and the
                 // program is loaded (its `Arc` is held); evaluations of the program are
                 // serialised by `evaluate`.
-                guard("-[_ANEInMemoryModel evaluateWithQoS:options:request:error:]", || unsafe {
-                    self.program.0.model.evaluate(QOS, &options, &io.request)
-                })?
+                guard(
+                    "-[_ANEInMemoryModel evaluateWithQoS:options:request:error:]",
+                    || unsafe { self.program.0.model.evaluate(QOS, &options, &io.request) },
+                )?
                 .map_err(|e| ane_error(AneStage::Evaluate, Some(&e)))?;
             }
             let mut out = NamedTensors::new();
             for s in &io.outputs {
                 let plan = &s.binding.plan;
                 let dense = unpack(&s.read()?, &s.binding.layout)?;
-                out.insert(plan.name.clone(), tensor_from_bytes(&dense, plan.dtype, &plan.shape)?);
+                out.insert(
+                    plan.name.clone(),
+                    tensor_from_bytes(&dense, plan.dtype, &plan.shape)?,
+                );
             }
             Ok(out)
         })

@@ -63,9 +63,16 @@ pub struct TensorPlan {
 
 /// Checks one feature for the direct path (step 1 of the module docs).
 pub fn plan_tensor(spec: &FeatureSpec, what: &str, rules: IoRules) -> Result<TensorPlan> {
-    let bad = |detail: String| AppleError::invalid(format!("{what} {:?} for the Neural Engine", spec.name), detail);
+    let bad = |detail: String| {
+        AppleError::invalid(
+            format!("{what} {:?} for the Neural Engine", spec.name),
+            detail,
+        )
+    };
     let ShapeSpec::Fixed { shape } = &spec.shape else {
-        return Err(bad("needs a fixed shape (the direct path compiles one shape)".into()));
+        return Err(bad(
+            "needs a fixed shape (the direct path compiles one shape)".into(),
+        ));
     };
     match spec.dtype {
         ElementType::F16 => {}
@@ -185,7 +192,7 @@ impl LiveLayout {
             .width
             .checked_mul(self.elem)
             .ok_or("row size overflows")?;
-        if self.row_stride < row || self.row_stride % 64 != 0 {
+        if self.row_stride < row || !self.row_stride.is_multiple_of(64) {
             return Err(format!(
                 "RowStride {} for {} bytes of row (a multiple of 64 of at least the row)",
                 self.row_stride, row
@@ -298,7 +305,10 @@ pub fn parse_attributes(attrs: &PropertyValue) -> Result<Attributes> {
         .and_then(PropertyValue::as_dict)
         .ok_or_else(|| AppleError::invalid("modelAttributes", "no ANEFModelDescription"))?;
     let input_symbols = strings(desc.get("kANEFModelInputSymbolsArrayKey"), "input symbols")?;
-    let output_symbols = strings(desc.get("kANEFModelOutputSymbolsArrayKey"), "output symbols")?;
+    let output_symbols = strings(
+        desc.get("kANEFModelOutputSymbolsArrayKey"),
+        "output symbols",
+    )?;
     let proc0 = match top.get("NetworkStatusList") {
         Some(PropertyValue::Array(a)) => a.first(),
         _ => None,
@@ -857,11 +867,17 @@ mod tests {
         let b = tensor_bytes(&t, ElementType::F16).unwrap();
         assert_eq!(b, [0x00, 0x3e, 0x00, 0xc0]);
         let back = tensor_from_bytes(&b, ElementType::F16, &[1, 2]).unwrap();
-        assert_eq!(back.to_f32().iter().copied().collect::<Vec<_>>(), [1.5, -2.0]);
+        assert_eq!(
+            back.to_f32().iter().copied().collect::<Vec<_>>(),
+            [1.5, -2.0]
+        );
         assert_eq!(tensor_bytes(&t, ElementType::F32).unwrap().len(), 8);
         assert!(tensor_bytes(&t, ElementType::I32).is_err());
         assert!(tensor_from_bytes(&b, ElementType::F16, &[3]).is_err());
-        let s = Tensor::Str(ndarray::ArrayD::from_elem(ndarray::IxDyn(&[]), "x".to_string()));
+        let s = Tensor::Str(ndarray::ArrayD::from_elem(
+            ndarray::IxDyn(&[]),
+            "x".to_string(),
+        ));
         assert!(tensor_bytes(&s, ElementType::F16).is_err());
     }
 }

@@ -799,7 +799,11 @@ mod tests {
         let src = weight_source(&e.weights).unwrap();
         let back = anekit_mil::text::parse(&e.mil, "<export>", &src).unwrap();
         assert_eq!(back.functions["main"].opset, "CoreML6");
-        assert_ne!(e.key(), export(&p, "main").unwrap().key(), "another chip, another key");
+        assert_ne!(
+            e.key(),
+            export(&p, "main").unwrap().key(),
+            "another chip, another key"
+        );
     }
 
     #[test]

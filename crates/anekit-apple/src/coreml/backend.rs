@@ -191,9 +191,7 @@ pub fn compile(source: &Path) -> Result<PathBuf> {
 }
 
 fn configuration(options: &LoadOptions) -> Result<Retained<MLModelConfiguration>> {
-    if options.compute_units == ComputeUnits::CpuAndNe
-        && !available!(macos = 13.0, ios = 16.0)
-    {
+    if options.compute_units == ComputeUnits::CpuAndNe && !available!(macos = 13.0, ios = 16.0) {
         return Err(AppleError::Unavailable {
             feature: "cpuAndNeuralEngine",
             reason: "needs macOS 13 / iOS 16 or later".into(),
@@ -291,14 +289,19 @@ impl CoreMlModel {
         let url = file_url(&compiled)?;
         let config = configuration(options)?;
         let t0 = std::time::Instant::now();
-        let loaded = guard("+[MLModel modelWithContentsOfURL:configuration:error:]", || {
-            autoreleasepool(|_| {
-                // SAFETY: a compiled model URL and a configuration; returns the model or an
-                // error.
-                unsafe { MLModel::modelWithContentsOfURL_configuration_error(&url, &config) }
-                    .map_err(|e| cf::ns_error("modelWithContentsOfURL:configuration:error:", &e))
-            })
-        })??;
+        let loaded = guard(
+            "+[MLModel modelWithContentsOfURL:configuration:error:]",
+            || {
+                autoreleasepool(|_| {
+                    // SAFETY: a compiled model URL and a configuration; returns the model or an
+                    // error.
+                    unsafe { MLModel::modelWithContentsOfURL_configuration_error(&url, &config) }
+                        .map_err(|e| {
+                            cf::ns_error("modelWithContentsOfURL:configuration:error:", &e)
+                        })
+                })
+            },
+        )??;
         tracing::info!(
             compiled = %compiled.display(),
             units = options.compute_units.coreml_name(),
@@ -402,9 +405,9 @@ impl CoreMlModel {
                     // of the handler.
                     let r = unsafe {
                         match (Retained::retain(result), Retained::retain(err)) {
-                            (Some(p), _) => autoreleasepool(|_| {
-                                read_outputs(&p, &outputs, &HashMap::new())
-                            }),
+                            (Some(p), _) => {
+                                autoreleasepool(|_| read_outputs(&p, &outputs, &HashMap::new()))
+                            }
                             (None, Some(e)) => Err(cf::ns_error(
                                 "predictionFromFeatures:completionHandler:",
                                 &e,
@@ -418,16 +421,19 @@ impl CoreMlModel {
                     let _ = tx.send(r);
                 },
             );
-            guard("-[MLModel predictionFromFeatures:completionHandler:]", || {
-                // SAFETY: available (checked); the provider's arrays stay alive through
-                // `held`.
-                unsafe {
-                    m.model.predictionFromFeatures_completionHandler(
-                        ProtocolObject::from_ref(&*provider),
-                        &block,
-                    )
-                }
-            })?;
+            guard(
+                "-[MLModel predictionFromFeatures:completionHandler:]",
+                || {
+                    // SAFETY: available (checked); the provider's arrays stay alive through
+                    // `held`.
+                    unsafe {
+                        m.model.predictionFromFeatures_completionHandler(
+                            ProtocolObject::from_ref(&*provider),
+                            &block,
+                        )
+                    }
+                },
+            )?;
             Ok(())
         })?;
         Ok(AsyncPrediction { rx })
@@ -487,8 +493,11 @@ impl CoreMlModel {
                 None => guard("-[MLModel predictionFromFeatures:options:error:]", || {
                     // SAFETY: the inputs' arrays point into `inputs` or `keep`, both alive
                     // for this synchronous call.
-                    unsafe { m.model.predictionFromFeatures_options_error(provider, &options) }
-                        .map_err(|e| cf::ns_error("predictionFromFeatures:options:error:", &e))
+                    unsafe {
+                        m.model
+                            .predictionFromFeatures_options_error(provider, &options)
+                    }
+                    .map_err(|e| cf::ns_error("predictionFromFeatures:options:error:", &e))
                 })??,
                 Some(state) => {
                     if !available!(macos = 15.0, ios = 18.0) {
@@ -577,14 +586,14 @@ impl anekit_runtime::engine::BackendState for CoreMlState {
     }
 
     fn read(&self, name: &str) -> anekit_runtime::Result<Tensor> {
-        let spec = self
-            .specs
-            .iter()
-            .find(|s| s.name == name)
-            .ok_or_else(|| RuntimeError::State {
-                name: name.into(),
-                message: "no such state".into(),
-            })?;
+        let spec =
+            self.specs
+                .iter()
+                .find(|s| s.name == name)
+                .ok_or_else(|| RuntimeError::State {
+                    name: name.into(),
+                    message: "no such state".into(),
+                })?;
         autoreleasepool(|_| read_state(&self.state, spec)).map_err(RuntimeError::from)
     }
 
@@ -990,7 +999,12 @@ fn read_pixel_buffer(pb: &CVPixelBuffer, shape: &[usize]) -> Result<Tensor> {
 
 /// The bytes of an array: `getBytesWithHandler:` (macOS 12.3 / iOS 15.4), else the
 /// deprecated `dataPointer` over the extent the shape and strides reach.
-fn multi_array_bytes(arr: &MLMultiArray, elem: usize, shape: &[usize], strides: &[usize]) -> Result<Vec<u8>> {
+fn multi_array_bytes(
+    arr: &MLMultiArray,
+    elem: usize,
+    shape: &[usize],
+    strides: &[usize],
+) -> Result<Vec<u8>> {
     if available!(macos = 12.3, ios = 15.4) {
         let out = RefCell::new(Vec::new());
         let block = RcBlock::new(|ptr: NonNull<c_void>, len: NSInteger| {
@@ -1023,7 +1037,9 @@ fn multi_array_bytes(arr: &MLMultiArray, elem: usize, shape: &[usize], strides: 
     // every element its shape and strides address (Core ML's MLMultiArray layout), which is
     // the extent copied here.
     #[allow(deprecated)]
-    let ptr = guard("-[MLMultiArray dataPointer]", || unsafe { arr.dataPointer() })?;
+    let ptr = guard("-[MLMultiArray dataPointer]", || unsafe {
+        arr.dataPointer()
+    })?;
     // SAFETY: as above: `extent` bytes are readable at `ptr` while `arr` lives.
     Ok(unsafe { std::slice::from_raw_parts(ptr.as_ptr().cast::<u8>(), extent) }.to_vec())
 }

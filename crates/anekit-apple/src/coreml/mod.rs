@@ -256,8 +256,7 @@ pub fn tensor_from_multi_array(
                 bytes
                     .chunks_exact(8)
                     .map(|c| {
-                        f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
-                            as f32
+                        f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
                     })
                     .collect(),
             )
@@ -309,9 +308,7 @@ pub fn device_kind_of(class_chain: &[String]) -> anekit_plan::device_plan::Devic
         .iter()
         .map(|c| DeviceKind::from_class(c))
         .find(|k| !matches!(k, DeviceKind::Other(_)))
-        .unwrap_or_else(|| {
-            DeviceKind::Other(class_chain.first().cloned().unwrap_or_default())
-        })
+        .unwrap_or_else(|| DeviceKind::Other(class_chain.first().cloned().unwrap_or_default()))
 }
 
 /// How an fp16 tensor of `shape` is laid out in an IOSurface-backed
@@ -910,8 +907,14 @@ mod tests {
         assert_eq!(t, Tensor::i32(&[2], vec![7, -1]).unwrap());
         // Unknown types and strides past the bytes are errors, not reads.
         assert!(tensor_from_multi_array(&raw, 0x30000 | 8, &[4], &[1], "x").is_err());
-        assert!(tensor_from_multi_array(&raw, multi_array_type::FLOAT32, &[2, 2], &[4, 1], "x").is_err());
-        assert_eq!(multi_array_element(multi_array_type::INT8).map(|e| e.0), Some(1));
+        assert!(
+            tensor_from_multi_array(&raw, multi_array_type::FLOAT32, &[2, 2], &[4, 1], "x")
+                .is_err()
+        );
+        assert_eq!(
+            multi_array_element(multi_array_type::INT8).map(|e| e.0),
+            Some(1)
+        );
     }
 
     #[test]
