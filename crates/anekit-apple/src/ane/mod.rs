@@ -647,15 +647,6 @@ pub fn availability_reason() -> Option<String> {
     }
 }
 
-/// Bytes of an IOSurface for a tensor of `shape` and element size `elem`, with the last
-/// axis padded to `align` bytes (64 on M1–M4, reported 128 on M5); `None` on overflow.
-pub fn surface_bytes(shape: &[usize], elem: usize, align: usize) -> Option<usize> {
-    let (&last, rest) = shape.split_last()?;
-    let row = last.checked_mul(elem)?;
-    let row = row.checked_add(align - 1)? / align * align;
-    rest.iter().try_fold(row, |acc, &d| acc.checked_mul(d))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -858,14 +849,5 @@ mod tests {
         assert_eq!(gone, ["old", "b"]);
         let left: Vec<String> = idx.entries().into_iter().map(|e| e.key).collect();
         assert_eq!(left, ["c", "a"]);
-    }
-
-    #[test]
-    fn surfaces_pad_the_last_axis() {
-        assert_eq!(surface_bytes(&[1, 4, 1, 64], 2, 64), Some(512));
-        assert_eq!(surface_bytes(&[1, 4, 1, 3], 2, 64), Some(256));
-        assert_eq!(surface_bytes(&[2, 10], 4, 128), Some(256));
-        assert_eq!(surface_bytes(&[], 2, 64), None);
-        assert_eq!(surface_bytes(&[usize::MAX, 2], 2, 64), None);
     }
 }
