@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anekit_mil::model::Model;
 use anekit_plan::render;
 use anekit_plan::{Catalog, ComputeUnits, Options, analyze_model};
+use anekit_runtime::BackendChoice;
 use anyhow::{Context, Result, bail};
 
 /// Arguments of `anekit analyze`.
@@ -44,6 +45,11 @@ pub struct Args {
     /// listed as "Core ML will refuse to compile: …" and ops of unknown types are not placed.
     #[arg(long)]
     no_validate: bool,
+    /// With --device, which backend's placement to show: auto or coreml (MLComputePlan),
+    /// ane (the direct Neural Engine backend compiles the whole program or refuses it),
+    /// cpu (every op on the CPU).
+    #[arg(long, default_value = "auto", requires = "device")]
+    backend: BackendChoice,
 }
 
 fn parse_units(s: &str) -> Result<ComputeUnits, String> {
@@ -122,6 +128,7 @@ pub fn run(args: &Args) -> Result<()> {
             &report,
             args.compute_units,
             args.function.as_deref(),
+            args.backend,
         )?)
     } else {
         None

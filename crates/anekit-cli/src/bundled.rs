@@ -14,3 +14,10 @@ pub fn path() -> Result<PathBuf> {
 pub fn sample_inputs() -> Result<anekit_runtime::NamedTensors> {
     Ok(anekit::bundled::sample_inputs()?)
 }
+
+/// PyTorch's `logits` for the sample inputs (what coremltools' converter was checked
+/// against; `anekit doctor` compares the CPU backend with it).
+pub const REFERENCE_LOGITS: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../fixtures/data/decoder_sdpa/outputs/logits.npy"
+));

@@ -7,6 +7,7 @@ mod bench;
 mod bundled;
 mod compress;
 mod devices;
+mod doctor;
 mod inputs;
 mod inspect;
 mod optimize;
@@ -65,6 +66,12 @@ enum Command {
     /// Live hardware metrics: power, utilisation, memory and temperatures per unit (CPU,
     /// GPUs, ANE), as a terminal view, JSON lines (--json) or a Prometheus endpoint (--serve).
     Top(top::Args),
+    /// Check every path of this build on small bundled models: on a Mac, device detection,
+    /// Metal, MPSGraph, Core ML with each compute-units setting, MLComputePlan, the direct
+    /// Neural Engine backend and an IOReport/SMC sample, each compared with the CPU backend;
+    /// elsewhere the portable checks. Run it first on a new machine; attach `--json` to bug
+    /// reports.
+    Doctor(doctor::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -80,6 +87,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Devices(args) => devices::run(&args),
         Command::Top(args) => top::run(&args),
+        Command::Doctor(args) => doctor::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -5,35 +5,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anekit_mil::model::Model;
-use anekit_runtime::{ComputeUnits, Engine, LoadOptions, LoadedModel, Precision, Tensor};
+use anekit_runtime::{
+    BackendChoice, ComputeUnits, Engine, LoadOptions, LoadedModel, Precision, Tensor,
+};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::inputs::{InputArg, describe, gather};
-
-/// Compute units, as accepted on the command line.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Units {
-    /// Any unit.
-    All,
-    /// CPU and Neural Engine.
-    CpuAndNe,
-    /// CPU and GPU.
-    CpuAndGpu,
-    /// CPU only.
-    CpuOnly,
-}
-
-impl From<Units> for ComputeUnits {
-    fn from(u: Units) -> Self {
-        match u {
-            Units::All => ComputeUnits::All,
-            Units::CpuAndNe => ComputeUnits::CpuAndNeuralEngine,
-            Units::CpuAndGpu => ComputeUnits::CpuAndGpu,
-            Units::CpuOnly => ComputeUnits::CpuOnly,
-        }
-    }
-}
 
 /// Arithmetic precision, as accepted on the command line.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -57,9 +35,15 @@ impl From<PrecisionArg> for Precision {
 /// Options shared by `run` and `bench` for loading a model.
 #[derive(Debug, clap::Args)]
 pub struct LoadArgs {
-    /// Compute units (Core ML's meaning; without Core ML everything runs on anekit's CPU backend).
-    #[arg(long, value_enum, default_value = "all")]
-    pub compute_units: Units,
+    /// Compute units: all, cpu-and-ne, cpu-and-gpu, cpu-only (Core ML's meaning; without
+    /// Core ML everything runs on anekit's CPU backend).
+    #[arg(long, default_value = "all")]
+    pub compute_units: ComputeUnits,
+    /// Backend: auto (Core ML when present, else the CPU backend), coreml, ane (the direct
+    /// Neural Engine backend: macOS, built with --features private-ane), cpu. A named
+    /// backend that cannot run here is an error, never a silent fallback.
+    #[arg(long, default_value = "auto")]
+    pub backend: BackendChoice,
     /// Arithmetic precision of the CPU backend.
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: PrecisionArg,
@@ -78,7 +62,8 @@ impl LoadArgs {
         let model =
             Model::open(path).with_context(|| format!("cannot read model {}", path.display()))?;
         let options = LoadOptions {
-            compute_units: self.compute_units.into(),
+            compute_units: self.compute_units,
+            backend: self.backend,
             function: self.function.clone(),
             precision: self.precision.into(),
             threads: self.threads,

@@ -19,7 +19,10 @@ use crate::rules::{Effect, Hit};
 /// Longest run of ops the island heuristic moves to a neighbouring unit.
 pub const MAX_ISLAND_OPS: usize = 4;
 
-/// Which compute units a model may use (Core ML's `MLComputeUnits`).
+/// Which compute units a model may use (Core ML's `MLComputeUnits`). The one type for the
+/// whole workspace: placement prediction here, backend selection in anekit-runtime (which
+/// re-exports it), Core ML's configuration in anekit-apple, and the command line
+/// (`--compute-units`, parsed by [`ComputeUnits::parse`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ComputeUnits {
@@ -27,6 +30,7 @@ pub enum ComputeUnits {
     #[default]
     All,
     /// CPU and Neural Engine.
+    #[serde(alias = "cpu-and-neural-engine")]
     CpuAndNe,
     /// CPU and GPU.
     CpuAndGpu,
@@ -58,6 +62,27 @@ impl ComputeUnits {
         }
     }
 
+    /// The name as Core ML spells it (`all`, `cpuAndNeuralEngine`, `cpuAndGPU`, `cpuOnly`).
+    pub fn coreml_name(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::CpuAndNe => "cpuAndNeuralEngine",
+            Self::CpuAndGpu => "cpuAndGPU",
+            Self::CpuOnly => "cpuOnly",
+        }
+    }
+
+    /// Core ML's `MLComputeUnits` raw value (`cpuOnly` = 0, `cpuAndGPU` = 1, `all` = 2,
+    /// `cpuAndNeuralEngine` = 3; Apple's `MLComputeUnits` documentation).
+    pub fn coreml_value(self) -> isize {
+        match self {
+            Self::CpuOnly => 0,
+            Self::CpuAndGpu => 1,
+            Self::All => 2,
+            Self::CpuAndNe => 3,
+        }
+    }
+
     /// Parse the command-line spelling (Core ML's names are accepted too).
     pub fn parse(s: &str) -> Option<Self> {
         let n: String = s
@@ -71,6 +96,22 @@ impl ComputeUnits {
             "cpuandgpu" => Self::CpuAndGpu,
             "cpuonly" | "cpu" => Self::CpuOnly,
             _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for ComputeUnits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ComputeUnits {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Self::parse(s).ok_or_else(|| {
+            format!("unknown compute units `{s}` (all, cpu-and-ne, cpu-and-gpu, cpu-only)")
         })
     }
 }
@@ -374,5 +415,47 @@ fn cost_plan(g: &Graph<'_>, costs: &[OpCost], target: &Target<'_>, ops: Vec<OpPl
             cost_us: switch_us,
         },
         dispatch_us,
+    }
+}
+
+#[cfg(test)]
+mod compute_units_tests {
+    use super::ComputeUnits;
+
+    #[test]
+    fn compute_units_parse_both_spellings_and_map_to_core_ml() {
+        for u in ComputeUnits::ALL {
+            assert_eq!(ComputeUnits::parse(u.name()), Some(u));
+            assert_eq!(ComputeUnits::parse(u.coreml_name()), Some(u));
+            assert_eq!(u.to_string().parse::<ComputeUnits>(), Ok(u));
+        }
+        assert_eq!(
+            ComputeUnits::parse("cpu-and-neural-engine"),
+            Some(ComputeUnits::CpuAndNe)
+        );
+        assert!(
+            "gpu-only"
+                .parse::<ComputeUnits>()
+                .unwrap_err()
+                .contains("cpu-and-ne")
+        );
+        // Apple's MLComputeUnits raw values.
+        let values: Vec<isize> = [
+            ComputeUnits::CpuOnly,
+            ComputeUnits::CpuAndGpu,
+            ComputeUnits::All,
+            ComputeUnits::CpuAndNe,
+        ]
+        .iter()
+        .map(|u| u.coreml_value())
+        .collect();
+        assert_eq!(values, [0, 1, 2, 3]);
+        // Serialized with the command-line spelling; the runtime's former spelling is read.
+        assert_eq!(
+            serde_json::to_string(&ComputeUnits::CpuAndNe).unwrap(),
+            "\"cpu-and-ne\""
+        );
+        let old: ComputeUnits = serde_json::from_str("\"cpu-and-neural-engine\"").unwrap();
+        assert_eq!(old, ComputeUnits::CpuAndNe);
     }
 }

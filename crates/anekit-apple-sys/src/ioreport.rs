@@ -1,7 +1,8 @@
 //! IOReport (macOS): subscriptions to energy and residency channels, sampled as deltas.
 //!
-//! `libIOReport.dylib` has no public header; the functions below are declared as macmon,
-//! mactop, actop and all-smi declare them (docs/references.md#ioreport). A
+//! `libIOReport.dylib` has no public header; the functions below are declared as
+//! vladkens/macmon (`src_lib/sources.rs`) and metaspartan/mactop
+//! (`internal/app/ioreport.m`) declare them. A
 //! [`Subscription`] copies the channels of the requested groups, subscribes, and each
 //! [`Subscription::sample`] returns the delta since the previous one as plain
 //! [`Channel`]s with the measured interval. Units are passed on as the channel states them
@@ -72,7 +73,9 @@ pub struct Channel {
     pub value: ChannelValue,
 }
 
-/// The IOReport channel formats (`IOReportChannelGetFormat`).
+/// The IOReport channel formats (`IOReportChannelGetFormat`, declared `int` by every public
+/// user; values from the `IOReportTypes.h` enum that those users quote:
+/// `kIOReportFormatSimple` 1, `State` 2, `Histogram` 3, `SimpleArray` 4).
 pub mod format {
     /// A counter.
     pub const SIMPLE: u8 = 1;
@@ -80,6 +83,8 @@ pub mod format {
     pub const STATE: u8 = 2;
     /// A histogram.
     pub const HISTOGRAM: u8 = 3;
+    /// An array of simple values.
+    pub const SIMPLE_ARRAY: u8 = 4;
 }
 
 /// A delta sample.
@@ -111,7 +116,7 @@ mod imp {
 
     use super::*;
     use crate::cf;
-    use crate::error::{AppleError, Result};
+    use crate::error::{Result, SysError};
 
     type DictRef = *const CFDictionary;
 
@@ -151,7 +156,7 @@ mod imp {
         fn IOReportChannelGetSubGroup(item: DictRef) -> *const CFString;
         fn IOReportChannelGetChannelName(item: DictRef) -> *const CFString;
         fn IOReportChannelGetUnitLabel(item: DictRef) -> *const CFString;
-        fn IOReportChannelGetFormat(item: DictRef) -> u8;
+        fn IOReportChannelGetFormat(item: DictRef) -> i32;
         fn IOReportSimpleGetIntegerValue(item: DictRef, index: i32) -> i64;
         fn IOReportStateGetCount(item: DictRef) -> i32;
         fn IOReportStateGetNameForIndex(item: DictRef, index: i32) -> *const CFString;
@@ -225,12 +230,22 @@ mod imp {
                     }
                 }
             }
-            let channels = merged.ok_or_else(|| {
-                AppleError::null(
-                    "IOReportCopyChannelsInGroup",
-                    "none of the requested IOReport groups exists on this machine",
+            let merged = merged.ok_or_else(|| {
+                SysError::unavailable(
+                    "IOReport",
+                    "none of the requested IOReport groups exists on this machine (virtual \
+                     machines have none)",
                 )
             })?;
+            // Subscribe to a mutable copy of the merged channels, as macmon
+            // (`CFDictionaryCreateMutableCopy` in `cfio_get_chan`) and mactop do: the
+            // dictionary IOReportCopyChannelsInGroup returns is not documented as mutable.
+            // SAFETY: `merged` is a live CF dictionary; the copy is returned owned.
+            let channels =
+                unsafe { CFMutableDictionary::new_copy(None, 0, Some(&*merged as &CFDictionary)) }
+                    .ok_or_else(|| {
+                        SysError::null("CFDictionaryCreateMutableCopy", "IOReport channels")
+                    })?;
             let mut subscribed: *mut CFMutableDictionary = std::ptr::null_mut();
             // SAFETY: `channels` is a live mutable dictionary; `subscribed` is a valid
             // out-pointer; the other arguments are the reserved zeros every user passes.
@@ -243,13 +258,14 @@ mod imp {
                     std::ptr::null(),
                 )
             };
-            if let Some(s) = NonNull::new(subscribed) {
-                // SAFETY: the subscribed-channels dictionary is returned owned; we do not
-                // need it (the desired channels are sampled), so it is released here.
-                drop(unsafe { CFRetained::from_raw(s) });
-            }
+            // The subscribed-channels out-dictionary is deliberately not released: neither
+            // macmon (`cfio_get_subs`, src_lib/sources.rs) nor mactop (`initIOReport`,
+            // internal/app/ioreport.m) releases it, the function follows no documented
+            // ownership rule (no header exists), and releasing an object we may not own is
+            // a use-after-free where keeping one small dictionary per subscription is not.
+            let _ = subscribed;
             let subscription = NonNull::new(sub.cast::<CFType>()).ok_or_else(|| {
-                AppleError::null(
+                SysError::null(
                     "IOReportCreateSubscription",
                     "the kernel refused the subscription",
                 )
@@ -267,7 +283,7 @@ mod imp {
             let previous = match NonNull::new(first) {
                 // SAFETY: owned by the create call.
                 Some(p) => unsafe { CFRetained::from_raw(p) },
-                None => return Err(AppleError::null("IOReportCreateSamples", "first sample")),
+                None => return Err(SysError::null("IOReportCreateSamples", "first sample")),
             };
             Ok(Self {
                 subscription,
@@ -275,6 +291,33 @@ mod imp {
                 previous,
                 previous_at: Instant::now(),
             })
+        }
+
+        /// The number of channels each group has on this machine (0 for a missing group):
+        /// what `anekit devices` and the metrics source check before subscribing.
+        pub fn channel_counts(groups: &[GroupSpec]) -> Vec<(GroupSpec, usize)> {
+            groups
+                .iter()
+                .map(|g| {
+                    let group = CFString::from_str(g.group);
+                    let subgroup = g.subgroup.map(CFString::from_str);
+                    let sub_ptr = subgroup
+                        .as_deref()
+                        .map_or(std::ptr::null(), |s| s as *const CFString);
+                    // SAFETY: as in `new`; the result is owned and released at once.
+                    let ch = unsafe { IOReportCopyChannelsInGroup(&*group, sub_ptr, 0, 0, 0) };
+                    let n = match NonNull::new(ch) {
+                        Some(ch) => {
+                            // SAFETY: owned by the copy above.
+                            let ch: CFRetained<CFMutableDictionary> =
+                                unsafe { CFRetained::from_raw(ch) };
+                            channel_count(&ch)
+                        }
+                        None => 0,
+                    };
+                    (*g, n)
+                })
+                .collect()
         }
 
         /// The delta since the previous sample (or since subscribing).
@@ -291,7 +334,7 @@ mod imp {
             let cur: CFRetained<CFDictionary> = match NonNull::new(cur) {
                 // SAFETY: owned by the create call.
                 Some(p) => unsafe { CFRetained::from_raw(p) },
-                None => return Err(AppleError::null("IOReportCreateSamples", "sample")),
+                None => return Err(SysError::null("IOReportCreateSamples", "sample")),
             };
             // SAFETY: both samples are live dictionaries from this subscription; the delta
             // is owned.
@@ -300,7 +343,7 @@ mod imp {
             let delta: CFRetained<CFDictionary> = match NonNull::new(delta) {
                 // SAFETY: owned by the create call.
                 Some(p) => unsafe { CFRetained::from_raw(p) },
-                None => return Err(AppleError::null("IOReportCreateSamplesDelta", "delta")),
+                None => return Err(SysError::null("IOReportCreateSamplesDelta", "delta")),
             };
             let elapsed = now.duration_since(self.previous_at);
             self.previous = cur;
@@ -310,6 +353,12 @@ mod imp {
                 channels: channels_of(&delta),
             })
         }
+    }
+
+    fn channel_count(channels: &CFDictionary) -> usize {
+        cf::dict_get(channels, "IOReportChannels")
+            .and_then(|a| a.downcast_ref::<CFArray>().map(|a| a.len()))
+            .unwrap_or(0)
     }
 
     fn sub_ptr_of(s: &CFRetained<CFType>) -> *const IOReportSubscription {
@@ -332,7 +381,7 @@ mod imp {
             // SAFETY: `item` is a live channel dictionary of the delta for these calls;
             // the getters return unowned strings (get rule) copied out by `get_string`.
             let channel = unsafe {
-                let fmt = IOReportChannelGetFormat(item);
+                let fmt = u8::try_from(IOReportChannelGetFormat(item)).unwrap_or(0);
                 let value = match fmt {
                     format::SIMPLE => ChannelValue::Simple(IOReportSimpleGetIntegerValue(item, 0)),
                     format::STATE => {

@@ -1,5 +1,6 @@
 //! `sysctl` facts of an Apple machine: chip brand string, model, memory, CPU performance
-//! levels (clusters), OS version and build (docs/references.md#sysctl).
+//! levels (clusters), OS version and build (Apple's `sysctl(3)` and the `hw.perflevel*` keys
+//! macmon and mactop read; docs/apple.md).
 
 use serde::Serialize;
 

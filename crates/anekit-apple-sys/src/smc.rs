@@ -4,14 +4,15 @@
 //! `IOConnectCallStructMethod(selector 2)` on an 80-byte `SMCKeyData` record; the command
 //! byte says what to do (9 = key info, 5 = read bytes, 8 = key name by index). Keys are
 //! FourCCs (`Tp09`, `#KEY`); values carry a type FourCC (`flt `, `fpe2`, `sp78`, `ui32`, ...).
-//! Source: docs/references.md#smc (macmon `src_lib/sources.rs`, AsahiLinux `docs/hw/soc/smc.md`).
+//! Sources: vladkens/macmon (`src_lib/sources.rs`, `SMC`), the Asahi Linux SMC
+//! documentation (https://asahilinux.org/docs/hw/soc/smc/) and docs/apple.md.
 //!
 //! The record layout, key encoding and value decoding are plain functions here, tested on any
 //! OS; only [`Smc`] (macOS) talks to the hardware.
 
 use serde::Serialize;
 
-use crate::error::{AppleError, Result};
+use crate::error::{Result, SysError};
 
 /// SMC command: read a key's bytes.
 pub const CMD_READ_BYTES: u8 = 5;
@@ -94,7 +95,7 @@ pub struct KeyData {
 pub fn fourcc(key: &str) -> Result<u32> {
     let b = key.as_bytes();
     if b.len() != 4 || !key.is_ascii() {
-        return Err(AppleError::invalid(
+        return Err(SysError::invalid(
             format!("SMC key {key:?}"),
             "must be four ASCII characters",
         ));
@@ -140,6 +141,36 @@ pub fn decode(data_type: u32, bytes: &[u8]) -> Option<f64> {
 /// Whether `key` names a temperature sensor (`T…`).
 pub fn is_temperature_key(key: &str) -> bool {
     key.len() == 4 && key.starts_with('T')
+}
+
+/// The SMC key of the whole system's power draw, watts (`flt `), as macmon
+/// (`get_sys_power`, src_lib/metrics.rs) and mactop (`SMCGetFloatValue(…, "PSTR")`,
+/// internal/app/ioreport.m) read it.
+pub const SYSTEM_POWER_KEY: &str = "PSTR";
+
+/// The bytes a numeric SMC type needs (`None` for types that are not numbers).
+pub fn type_size(data_type: u32) -> Option<u32> {
+    match &data_type.to_be_bytes() {
+        b"flt " | b"ui32" => Some(4),
+        b"fpe2" | b"sp78" | b"ui16" | b"si16" => Some(2),
+        b"ui8 " | b"si8 " | b"flag" => Some(1),
+        _ => None,
+    }
+}
+
+/// The temperature sensors among enumerated keys: `T…` keys of a temperature type (`flt `,
+/// `sp78`, `fpe2`) whose reported size matches the type (a key whose size disagrees with its
+/// type would be decoded from the wrong bytes).
+pub fn temperature_keys(
+    keys: impl IntoIterator<Item = (String, KeyInfo)>,
+) -> std::collections::BTreeMap<String, KeyInfo> {
+    keys.into_iter()
+        .filter(|(key, info)| {
+            is_temperature_key(key)
+                && matches!(&info.data_type.to_be_bytes(), b"flt " | b"sp78" | b"fpe2")
+                && type_size(info.data_type) == Some(info.data_size)
+        })
+        .collect()
 }
 
 /// One SMC reading.
@@ -202,7 +233,7 @@ mod imp {
                     // and never changes.
                     let kr = unsafe { IOServiceOpen(service.raw(), mach_task_self_, 0, &mut conn) };
                     if kr != 0 {
-                        return Err(AppleError::status(
+                        return Err(SysError::status(
                             "IOServiceOpen",
                             kr,
                             "AppleSMCKeysEndpoint",
@@ -213,7 +244,7 @@ mod imp {
                 }
             }
             if !found {
-                return Err(AppleError::null(
+                return Err(SysError::null(
                     "IOServiceMatching(AppleSMC)",
                     "no AppleSMCKeysEndpoint service",
                 ));
@@ -223,17 +254,16 @@ mod imp {
                 temperature_keys: BTreeMap::new(),
             };
             let count = smc.key_count()?;
-            for i in 0..count {
-                let Ok(key) = smc.key_at(i) else { continue };
+            let listed = (0..count).filter_map(|i| {
+                let key = smc.key_at(i).ok()?;
                 if !is_temperature_key(&key) {
-                    continue;
+                    return None;
                 }
-                if let Ok(info) = smc.key_info(&key)
-                    && matches!(&info.data_type.to_be_bytes(), b"flt " | b"sp78" | b"fpe2")
-                {
-                    smc.temperature_keys.insert(key, info);
-                }
-            }
+                let info = smc.key_info(&key).ok()?;
+                Some((key, info))
+            });
+            let keys = temperature_keys(listed.collect::<Vec<_>>());
+            smc.temperature_keys = keys;
             tracing::debug!(
                 keys = count,
                 temperature_keys = smc.temperature_keys.len(),
@@ -259,20 +289,20 @@ mod imp {
                 )
             };
             if kr != 0 {
-                return Err(AppleError::status(
+                return Err(SysError::status(
                     "IOConnectCallStructMethod",
                     kr,
                     format!("SMC command {}", input.data8),
                 ));
             }
             if output.result == RESULT_KEY_NOT_FOUND {
-                return Err(AppleError::invalid(
+                return Err(SysError::invalid(
                     format!("SMC key {}", fourcc_text(input.key)),
                     "no such key",
                 ));
             }
             if output.result != 0 {
-                return Err(AppleError::status(
+                return Err(SysError::status(
                     "SMC",
                     i64::from(output.result),
                     format!("key {}", fourcc_text(input.key)),
@@ -300,12 +330,13 @@ mod imp {
             };
             let out = self.call(&input)?;
             let n = (info.data_size as usize).min(out.bytes.len());
-            let value = decode(info.data_type, &out.bytes[..n]).ok_or_else(|| {
-                AppleError::invalid(
-                    format!("SMC key {key}"),
-                    format!("type {:?} is not a number", fourcc_text(info.data_type)),
-                )
-            })?;
+            let value =
+                decode(info.data_type, out.bytes.get(..n).unwrap_or(&[])).ok_or_else(|| {
+                    SysError::invalid(
+                        format!("SMC key {key}"),
+                        format!("type {:?} is not a number", fourcc_text(info.data_type)),
+                    )
+                })?;
             Ok(SmcReading {
                 key: key.to_string(),
                 data_type: fourcc_text(info.data_type),
@@ -329,12 +360,8 @@ mod imp {
                 ..KeyData::default()
             };
             let out = self.call(&input)?;
-            Ok(u32::from_be_bytes([
-                out.bytes[0],
-                out.bytes[1],
-                out.bytes[2],
-                out.bytes[3],
-            ]))
+            let [a, b, c, d, ..] = out.bytes;
+            Ok(u32::from_be_bytes([a, b, c, d]))
         }
 
         /// The key at `index`.
@@ -345,6 +372,11 @@ mod imp {
                 ..KeyData::default()
             };
             Ok(fourcc_text(self.call(&input)?.key))
+        }
+
+        /// The system's power draw in watts (`PSTR`), when the SMC has the key.
+        pub fn system_power(&self) -> Result<f64> {
+            Ok(self.read(SYSTEM_POWER_KEY)?.value)
         }
 
         /// Every temperature sensor found when the connection was opened (keys that fail to
@@ -408,6 +440,29 @@ mod tests {
         assert_eq!(decode(t("flag"), &[1]), Some(1.0));
         assert_eq!(decode(t("ch8*"), b"abcd"), None);
         assert_eq!(decode(t("flt "), &[0, 0]), None, "too short");
+    }
+
+    #[test]
+    fn only_temperature_keys_of_a_matching_size_are_kept() {
+        let info = |t: &str, size: u32| KeyInfo {
+            data_size: size,
+            data_type: fourcc(t).unwrap(),
+            data_attributes: 0,
+        };
+        let keys = temperature_keys(vec![
+            ("Tp09".to_string(), info("flt ", 4)),
+            ("Tg0f".to_string(), info("sp78", 2)),
+            ("Te05".to_string(), info("fpe2", 2)),
+            // A temperature key of a non-temperature type, a power key, a size mismatch.
+            ("Ts0P".to_string(), info("ui8 ", 1)),
+            ("PSTR".to_string(), info("flt ", 4)),
+            ("Tp0b".to_string(), info("flt ", 2)),
+        ]);
+        let names: Vec<&str> = keys.keys().map(String::as_str).collect();
+        assert_eq!(names, ["Te05", "Tg0f", "Tp09"]);
+        assert_eq!(type_size(fourcc("flt ").unwrap()), Some(4));
+        assert_eq!(type_size(fourcc("ch8*").unwrap()), None);
+        assert_eq!(SYSTEM_POWER_KEY, "PSTR");
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //!
 //! Everything is returned as plain data ([`GpuStatistics`], [`PmgrTables`],
 //! [`SocIdentity`], [`RegistryEntry`]); what it means (utilisation, frequency tables in
-//! hertz, which chip a SoC id is) is decided above this crate. Facts:
-//! docs/references.md#iokit, #frequency-tables-and-cpu-tiers, #chips (SoC ids).
+//! hertz, which chip a SoC id is) is decided above this crate. The calls follow
+//! vladkens/macmon (`src_lib/sources.rs`) and metaspartan/mactop (`internal/app/ioreport.m`);
+//! docs/apple.md lists the properties read and their sources.
 
 use std::collections::BTreeMap;
 
@@ -91,13 +92,20 @@ mod imp {
         IOIteratorNext, IOObjectCopyClass, IOObjectRelease, IORegistryEntryCreateCFProperties,
         IORegistryEntryCreateCFProperty, IORegistryEntryFromPath, IORegistryEntryGetName,
         IORegistryEntryGetRegistryEntryID, IOServiceGetMatchingServices, IOServiceMatching,
-        io_object_t, kIOMainPortDefault,
+        io_object_t,
     };
 
     use super::*;
     use crate::cf;
-    use crate::error::{AppleError, Result};
+    use crate::error::{Result, SysError};
     use crate::value::string_list;
+
+    /// The IOKit main port: `MACH_PORT_NULL`, which IOKit reads as "the default main port"
+    /// (Apple's documentation of `kIOMainPortDefault`: "a synonym for NULL"). Passing the
+    /// constant itself would bind the `kIOMainPortDefault` symbol, which exists only since
+    /// macOS 12, and a binary that binds it does not start on macOS 11; macmon passes 0 for
+    /// the same reason (`IOServiceGetMatchingServices(0, …)`, src_lib/sources.rs).
+    pub const MAIN_PORT: libc::mach_port_t = 0;
 
     /// An IOKit object reference, released when dropped.
     #[derive(Debug)]
@@ -124,16 +132,15 @@ mod imp {
     pub fn matching_services(class: &CStr) -> Result<Vec<Object>> {
         // SAFETY: `class` is a NUL-terminated C string that outlives the call.
         let matching = unsafe { IOServiceMatching(class.as_ptr()) }
-            .ok_or_else(|| AppleError::null("IOServiceMatching", format!("{class:?}")))?;
+            .ok_or_else(|| SysError::null("IOServiceMatching", format!("{class:?}")))?;
         let matching: CFRetained<CFDictionary> = CFRetained::from(&*matching as &CFDictionary);
         let mut iter: io_object_t = 0;
         // SAFETY: the matching dictionary is consumed by the call (passed by value, as the
-        // binding requires); `iter` is a valid out-pointer; `kIOMainPortDefault` is a
-        // constant of the framework.
-        let kr =
-            unsafe { IOServiceGetMatchingServices(kIOMainPortDefault, Some(matching), &mut iter) };
+        // binding requires); `iter` is a valid out-pointer; `MAIN_PORT` (null) selects the
+        // default main port.
+        let kr = unsafe { IOServiceGetMatchingServices(MAIN_PORT, Some(matching), &mut iter) };
         if kr != 0 {
-            return Err(AppleError::status(
+            return Err(SysError::status(
                 "IOServiceGetMatchingServices",
                 kr,
                 format!("{class:?}"),
@@ -163,7 +170,7 @@ mod imp {
         }
         // SAFETY: `buf` is an `io_string_t`-sized, NUL-terminated buffer that outlives the
         // call.
-        let e = unsafe { IORegistryEntryFromPath(kIOMainPortDefault, &mut buf) };
+        let e = unsafe { IORegistryEntryFromPath(MAIN_PORT, &mut buf) };
         (e != 0).then_some(Object(e))
     }
 
@@ -200,20 +207,19 @@ mod imp {
         // own (create rule), taken over by `CFRetained::from_raw` below.
         let kr = unsafe { IORegistryEntryCreateCFProperties(entry, &mut dict, None, 0) };
         if kr != 0 {
-            return Err(AppleError::status(
+            return Err(SysError::status(
                 "IORegistryEntryCreateCFProperties",
                 kr,
                 "",
             ));
         }
-        let dict = std::ptr::NonNull::new(dict).ok_or_else(|| {
-            AppleError::null("IORegistryEntryCreateCFProperties", "no dictionary")
-        })?;
+        let dict = std::ptr::NonNull::new(dict)
+            .ok_or_else(|| SysError::null("IORegistryEntryCreateCFProperties", "no dictionary"))?;
         // SAFETY: created by the call above (create rule: we own one reference).
         let dict: CFRetained<CFMutableDictionary> = unsafe { CFRetained::from_raw(dict) };
         match cf::to_value(&dict) {
             PropertyValue::Dictionary(d) => Ok(d),
-            other => Err(AppleError::invalid(
+            other => Err(SysError::invalid(
                 "IORegistry properties",
                 format!("not a dictionary: {other:?}"),
             )),
@@ -292,7 +298,7 @@ mod imp {
             }
             return Ok(tables);
         }
-        Err(AppleError::null(
+        Err(SysError::null(
             "IOServiceMatching(AppleARMIODevice)",
             "no pmgr entry",
         ))

@@ -1,5 +1,6 @@
 //! Memory counters of an Apple machine: `hw.memsize`, `host_statistics64(HOST_VM_INFO64)`
-//! page counts and `vm.swapusage`, as plain numbers (docs/references.md#memory). What
+//! page counts and `vm.swapusage`, as plain numbers (vladkens/macmon `libc_ram`/`libc_swap`;
+//! docs/metrics.md). What
 //! "used" means is computed above this crate.
 
 use serde::Serialize;
@@ -41,7 +42,7 @@ mod imp {
     use std::sync::OnceLock;
 
     use super::*;
-    use crate::error::{AppleError, Result};
+    use crate::error::{Result, SysError};
 
     unsafe extern "C" {
         /// The host port of this task (libSystem).
@@ -71,11 +72,7 @@ mod imp {
             )
         };
         if kr != 0 {
-            return Err(AppleError::status(
-                "host_statistics64",
-                kr,
-                "HOST_VM_INFO64",
-            ));
+            return Err(SysError::status("host_statistics64", kr, "HOST_VM_INFO64"));
         }
         let mut swap: libc::xsw_usage = libc::xsw_usage {
             xsu_total: 0,
