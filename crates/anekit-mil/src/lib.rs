@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod compute_units;
 pub mod error;
 pub mod model;
 pub mod ops;
@@ -25,6 +26,7 @@ pub mod types;
 pub mod validate;
 pub mod value;
 
+pub use compute_units::ComputeUnits;
 pub use error::{MilError, Result};
 pub use program::{Argument, Binding, Block, Function, Operation, Opset, Program};
 pub use types::{DataType, Dim, NamedValueType, TensorType, ValueType};

@@ -16,7 +16,7 @@ use anekit_mil::summary::{FeatureSummary, Flexibility};
 use crate::error::{Result, RuntimeError};
 use crate::tensor::{ElementType, Tensor};
 
-pub use anekit_plan::ComputeUnits;
+pub use anekit_mil::ComputeUnits;
 
 /// A backend kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

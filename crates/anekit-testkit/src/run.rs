@@ -167,6 +167,7 @@ pub fn predict(
         function: None,
         precision: Precision::Fp32,
         threads: options.threads,
+        ..LoadOptions::default()
     };
     let instance = backend
         .load(cm.model.clone(), &load)
