@@ -140,8 +140,15 @@ pub(super) fn gru(
     let x0 = ins.first().ok_or_else(|| b.err("no input"))?.clone();
     let (x, sq, bt) = seq_input(b, &x0, isz)?;
     let mut hcur = state(b, ins, 1, bt, hs)?;
-    let f = act_name(b, p.activations.first(), "sigmoid")?;
-    let g = act_name(b, p.activations.get(1), "tanh")?;
+    // Unrolled: any ActivationParams kind (with its parameters) works.
+    let sigmoid = proto::ActivationParams {
+        nonlinearity_type: Some(N::Sigmoid(proto::ActivationSigmoid {})),
+    };
+    let tanh = proto::ActivationParams {
+        nonlinearity_type: Some(N::Tanh(proto::ActivationTanh {})),
+    };
+    let f = p.activations.first().cloned().unwrap_or(sigmoid);
+    let g = p.activations.get(1).cloned().unwrap_or(tanh);
     let wm = |b: &Builder, w: &Option<proto::WeightParams>, name: &str, cols: usize| {
         wt(b, w, name, &[hs, cols], ChannelAxis::First)
     };
@@ -255,7 +262,7 @@ pub(super) fn gru(
             "gru_clip",
             vec![("x", v(&pre)), ("alpha", A::F(-50.0)), ("beta", A::F(50.0))],
         )?;
-        let zr = b.un(f, &pre)?;
+        let zr = super::layers::activation(b, &pre, &f, "gru_zr")?;
         let zr = b.op_n(
             "split",
             "gru_zr",
@@ -270,7 +277,7 @@ pub(super) fn gru(
             "gru_clip",
             vec![("x", v(&pre)), ("alpha", A::F(-50.0)), ("beta", A::F(50.0))],
         )?;
-        let o = b.un(g, &pre)?;
+        let o = super::layers::activation(b, &pre, &g, "gru_o")?;
         // y = (1 − z) ⊙ o + z ⊙ y_prev = o + z ⊙ (y_prev − o)
         let d = b.bin("sub", &hcur, &o)?;
         let zd = b.bin("mul", &z, &d)?;
