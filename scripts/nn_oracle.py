@@ -3,6 +3,7 @@
 (`coremltools.models.neural_network.quantization_utils.quantize_weights`).
 
     nn_oracle.py quantize IN.mlmodel OUT.mlmodel --nbits N [--mode linear|linear_symmetric|kmeans|linear_lut]
+    nn_oracle.py quantize-many JOBS.json     # [{"src", "dst", "nbits", "mode"}, ...] in one process
 
 Used by anekit-compress's interop test (tests/nn_oracle.rs) and by make_fixtures.py.
 
@@ -60,9 +61,16 @@ def main():
     q.add_argument("dst")
     q.add_argument("--nbits", type=int, required=True)
     q.add_argument("--mode", default="linear")
+    m = sub.add_parser("quantize-many")
+    m.add_argument("jobs")
     args = ap.parse_args()
     with stdout_to_stderr() as out:
-        quantize(args.src, args.dst, args.nbits, args.mode)
+        if args.cmd == "quantize":
+            quantize(args.src, args.dst, args.nbits, args.mode)
+        else:
+            with open(args.jobs) as f:
+                for job in json.load(f):
+                    quantize(job["src"], job["dst"], int(job["nbits"]), job["mode"])
         os.write(out, (json.dumps({"ok": True}) + "\n").encode())
 
 
