@@ -1318,6 +1318,12 @@ def build_nn():
     p = save_nn(convert_nn(m, inputs, ["y"]), "nn_convnet_fp32")
     nn_record("nn_convnet_fp32", p, "nn_convnet", [main_data(save_io("nn_convnet", inputs, ref))],
               "Conv+BatchNorm+ReLU6 x2, max pool, global average pool, linear; convert_to='neuralnetwork'.")
+    # The same network as an ML Program (fp16 compute, iOS15): analyze must place both alike.
+    ml = convert(trace(m, inputs), inputs, ["y"], "fp16", "iOS15", io_fp32=True)
+    p = save_model(ml, "nn_convnet_mlprogram_fp16_ios15")
+    record("nn_convnet_mlprogram_fp16_ios15", p, "nn_convnet", "fp16", [main_data(save_io("nn_convnet", inputs, ref))],
+           "nn_convnet_fp32's network converted to an ML Program (fp16 compute, iOS15, fp32 I/O): the "
+           "counterpart for the NeuralNetwork/ML Program placement comparison.")
 
     # 2. reduced-width MobileNetV2
     rng = seed_for("nn_mobilenetv2")

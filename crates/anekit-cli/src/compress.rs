@@ -291,7 +291,8 @@ fn evaluate(original: &Path, compressed: &Path, a: &Args, fp16: bool) -> Result<
         load(original, Precision::Fp32)?,
         load(compressed, comp_precision)?,
     );
-    let (inputs, _) = gather(base.inputs(), &a.inputs, true, a.seed, 10, None)?;
+    let images = crate::inputs::image_specs(original);
+    let (inputs, _) = gather(base.inputs(), &images, &a.inputs, true, a.seed, 10, None)?;
     let run = |m: &anekit_runtime::LoadedModel| -> Result<NamedTensors> {
         if m.instance().states().is_empty() {
             Ok(m.predict(&inputs)?)
