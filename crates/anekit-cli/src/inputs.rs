@@ -58,7 +58,14 @@ pub fn image_specs(path: &Path) -> BTreeMap<String, ImageSpec> {
             let (Ok(width), Ok(height)) = (u32::try_from(i.width), u32::try_from(i.height)) else {
                 continue;
             };
-            out.insert(f.name, ImageSpec { color, width, height });
+            out.insert(
+                f.name,
+                ImageSpec {
+                    color,
+                    width,
+                    height,
+                },
+            );
         }
     }
     out
@@ -96,13 +103,22 @@ pub fn read_image(path: &Path, spec: &ImageSpec) -> Result<(Tensor, Option<Strin
     let (wu, hu) = (w as usize, h as usize);
     let plane = wu * hu;
     let data: Vec<f32> = match spec.color {
-        ImageColor::Gray => img.to_luma8().into_raw().into_iter().map(f32::from).collect(),
+        ImageColor::Gray => img
+            .to_luma8()
+            .into_raw()
+            .into_iter()
+            .map(f32::from)
+            .collect(),
         ImageColor::Rgb | ImageColor::Bgr => {
             let rgb = img.to_rgb8().into_raw();
             let mut d = vec![0f32; 3 * plane];
             for (i, px) in rgb.chunks_exact(3).enumerate() {
                 for (c, &v) in px.iter().enumerate() {
-                    let ch = if spec.color == ImageColor::Bgr { 2 - c } else { c };
+                    let ch = if spec.color == ImageColor::Bgr {
+                        2 - c
+                    } else {
+                        c
+                    };
                     d[ch * plane + i] = f32::from(v);
                 }
             }
@@ -129,7 +145,9 @@ impl std::str::FromStr for InputArg {
             .split_once('=')
             .ok_or_else(|| format!("expected NAME=FILE.npy or NAME=IMAGE.png, got {s:?}"))?;
         if name.is_empty() || path.is_empty() {
-            return Err(format!("expected NAME=FILE.npy or NAME=IMAGE.png, got {s:?}"));
+            return Err(format!(
+                "expected NAME=FILE.npy or NAME=IMAGE.png, got {s:?}"
+            ));
         }
         Ok(Self {
             name: name.to_string(),
@@ -235,7 +253,11 @@ pub fn gather(
                             if c == 1 { "grayscale" } else { "RGB" }
                         ));
                         ImageSpec {
-                            color: if c == 1 { ImageColor::Gray } else { ImageColor::Rgb },
+                            color: if c == 1 {
+                                ImageColor::Gray
+                            } else {
+                                ImageColor::Rgb
+                            },
                             width: u32::try_from(w).unwrap_or(u32::MAX),
                             height: u32::try_from(h).unwrap_or(u32::MAX),
                         }

@@ -174,6 +174,11 @@ fn network(
     r: &mut NnReport,
     depth: usize,
 ) -> Result<()> {
+    if depth > 64 {
+        return Err(CompressError::Unsupported(
+            "loop/branch networks nested more than 64 deep".into(),
+        ));
+    }
     for layer in layers {
         let name = layer.name.clone();
         let mut q = |w: &mut Option<WeightParams>,
@@ -181,21 +186,20 @@ fn network(
                      shape: &[usize],
                      axis: usize|
          -> Result<()> {
-            if let Some(w) = w.as_mut() {
-                quantize_field(w, mode, nbits, shape, axis)
+            if let Some(w) = w.as_mut()
+                && let Some((elements, before, after)) = quantize_field(w, mode, nbits, shape, axis)
                     .map_err(|message| CompressError::Weight {
                         name: format!("{name}.{field}"),
                         message,
                     })?
-                    .map(|(elements, before, after)| {
-                        r.weights.push(NnWeight {
-                            layer: name.clone(),
-                            field: field.to_string(),
-                            elements,
-                            bytes_before: before,
-                            bytes_after: after,
-                        })
-                    });
+            {
+                r.weights.push(NnWeight {
+                    layer: name.clone(),
+                    field: field.to_string(),
+                    elements,
+                    bytes_before: before,
+                    bytes_after: after,
+                });
             }
             Ok(())
         };
@@ -519,7 +523,7 @@ fn quantize_field(
     }
     let linear = matches!(mode, NnMode::Linear | NnMode::LinearSymmetric);
     let channels = if linear { shape[axis] } else { 1 };
-    if channels == 0 || n % channels != 0 {
+    if channels == 0 || !n.is_multiple_of(channels) {
         return Err("number of quantization channels does not divide evenly into weights".into());
     }
     let values = w.float_value.clone();

@@ -555,7 +555,7 @@ pub(super) fn lower(
                 return Err(b.err("constantPad with padToGivenOutputSizeMode is not supported"));
             }
             let mut pads: Vec<i64> = p.pad_amounts.iter().map(|&d| d as i64).collect();
-            if pads.len() > 2 * r || pads.len() % 2 != 0 {
+            if pads.len() > 2 * r || !pads.len().is_multiple_of(2) {
                 return Err(b.err(format!("{} pad amounts for rank {r}", pads.len())));
             }
             // padAmounts covers the last dims.
@@ -1455,7 +1455,7 @@ pub(super) fn activation(
             if r < 3 {
                 return Err(b.err("PReLU with per-channel alpha needs rank >= 3"));
             }
-            let (xr, orig) = to_rank(b, x, 4.max(r.min(4)))?;
+            let (xr, orig) = to_rank(b, x, 4)?;
             let al = b.f32s("alpha", &[alpha.len()], alpha)?;
             let y = b.op("prelu", h, vec![("x", v(&xr)), ("alpha", v(&al))])?;
             from_rank(b, &y, orig, 3)

@@ -305,14 +305,22 @@ pub(super) fn gru(
     Ok(outs)
 }
 
-/// LSTM weights in MIL's `[i, f, o, z]` order: (weight_ih, weight_hh, bias, peephole).
+/// LSTM weights in MIL's `[i, f, o, z]` order.
+struct LstmWeights {
+    ih: Vec<f32>,
+    hh: Vec<f32>,
+    bias: Vec<f32>,
+    peephole: Option<Vec<f32>>,
+}
+
+/// LSTM weights in MIL's `[i, f, o, z]` order.
 fn lstm_weights(
     b: &mut Builder,
     w: &proto::LstmWeightParams,
     p: &proto::LstmParams,
     isz: usize,
     hs: usize,
-) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>, Option<Vec<f32>>)> {
+) -> Result<LstmWeights> {
     let m = |b: &Builder, w: &Option<proto::WeightParams>, name: &str, cols: usize| {
         wt(b, w, name, &[hs, cols], ChannelAxis::First)
     };
@@ -392,7 +400,12 @@ fn lstm_weights(
     } else {
         None
     };
-    Ok((wi, wh, bias, peep))
+    Ok(LstmWeights {
+        ih: wi,
+        hh: wh,
+        bias,
+        peephole: peep,
+    })
 }
 
 fn lstm_acts(b: &Builder, a: &[proto::ActivationParams]) -> Result<[&'static str; 3]> {
@@ -419,7 +432,7 @@ pub(super) fn lstm(
     n_out: usize,
 ) -> Result<Vec<String>> {
     let (isz, hs) = (u(l.input_vector_size), u(l.output_vector_size));
-    let p = l.params.clone().unwrap_or_default();
+    let p = l.params.unwrap_or_default();
     if p.coupled_input_and_forget_gate {
         return Err(b.err("LSTM with coupledInputAndForgetGate is not supported"));
     }
@@ -431,7 +444,12 @@ pub(super) fn lstm(
     let (x, _, bt) = seq_input(b, &x0, isz)?;
     let h0 = state(b, ins, 1, bt, hs)?;
     let c0 = state(b, ins, 2, bt, hs)?;
-    let (wi, wh, bias, peep) = lstm_weights(b, w, &p, isz, hs)?;
+    let LstmWeights {
+        ih: wi,
+        hh: wh,
+        bias,
+        peephole: peep,
+    } = lstm_weights(b, w, &p, isz, hs)?;
     let [ra, ca, a] = lstm_acts(b, &l.activations)?;
     let mut args = vec![
         ("x", v(&x)),
@@ -459,8 +477,8 @@ pub(super) fn lstm(
     }
     let o = b.op_n("lstm", h, args)?;
     let mut outs = vec![rank5(b, &o[0])?];
-    for i in 1..n_out.min(3) {
-        outs.push(rank5(b, &o[i])?);
+    for t in o.iter().take(n_out.min(3)).skip(1) {
+        outs.push(rank5(b, t)?);
     }
     Ok(outs)
 }
@@ -473,7 +491,7 @@ pub(super) fn bilstm(
     n_out: usize,
 ) -> Result<Vec<String>> {
     let (isz, hs) = (u(l.input_vector_size), u(l.output_vector_size));
-    let p = l.params.clone().unwrap_or_default();
+    let p = l.params.unwrap_or_default();
     if p.coupled_input_and_forget_gate {
         return Err(b.err("LSTM with coupledInputAndForgetGate is not supported"));
     }
@@ -504,8 +522,18 @@ pub(super) fn bilstm(
             ("interleave", A::B(false)),
         ],
     )?;
-    let (wi, wh, bias, peep) = lstm_weights(b, wf, &p, isz, hs)?;
-    let (wib, whb, biasb, peepb) = lstm_weights(b, wb, &p, isz, hs)?;
+    let LstmWeights {
+        ih: wi,
+        hh: wh,
+        bias,
+        peephole: peep,
+    } = lstm_weights(b, wf, &p, isz, hs)?;
+    let LstmWeights {
+        ih: wib,
+        hh: whb,
+        bias: biasb,
+        peephole: peepb,
+    } = lstm_weights(b, wb, &p, isz, hs)?;
     let acts = lstm_acts(b, &l.activations_forward_lstm)?;
     if lstm_acts(b, &l.activations_backward_lstm)? != acts {
         return Err(b.err("different forward and backward activations are not supported"));
