@@ -168,8 +168,13 @@ impl Builder {
         }
         let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
         let mut v = Value::fp32_tensor(&dims, &data);
-        if n < 10 {
-            set_inline(&mut v);
+        // coremltools' rule: 10 or more elements go to the weight file.
+        if let ValueData::Tensor(t) = &mut v.data {
+            t.placement = if n < 10 {
+                Placement::Inline
+            } else {
+                Placement::Blob { source: None }
+            };
         }
         self.konst(hint, v)
     }

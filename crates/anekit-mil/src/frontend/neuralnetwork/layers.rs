@@ -344,7 +344,9 @@ pub(super) fn lower(
                     begins.push(begin.clone());
                     sizes.push(p.size);
                 } else {
-                    begins.push(b.konst("zero", crate::value::Value::int32_tensor(&[1], &[0]))?);
+                    let mut zero = crate::value::Value::int32_tensor(&[1], &[0]);
+                    super::builder::set_inline(&mut zero);
+                    begins.push(b.konst("zero", zero)?);
                     sizes.push(-1);
                 }
             }
