@@ -157,6 +157,17 @@ impl Builder {
         Ok(name)
     }
 
+    /// An fp32 constant of `shape` filled with `value` (fills that a file asks for are
+    /// bounded: at most 2^28 elements).
+    pub fn filled(&mut self, hint: &str, shape: &[usize], value: f32) -> Result<String> {
+        let n = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|&n| n <= 1 << 28)
+            .ok_or_else(|| self.err(format!("constant {hint} of shape {shape:?} is too large")))?;
+        self.f32s(hint, shape, vec![value; n])
+    }
+
     /// An fp32 constant tensor.
     pub fn f32s(&mut self, hint: &str, shape: &[usize], data: Vec<f32>) -> Result<String> {
         let n: usize = shape.iter().product();

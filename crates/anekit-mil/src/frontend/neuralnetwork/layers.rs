@@ -578,10 +578,16 @@ pub(super) fn lower(
             let xv = x!();
             let shape = b.shape(&xv)?;
             let r = shape.len();
+            if r < 2 {
+                return Err(b.err("crop input must have rank >= 2"));
+            }
             let (h0, w0, hn, wn) = if ins.len() >= 2 {
                 let refs = b.shape(&ins[1])?;
                 let [oh, ow] = pair(&p.offset, 0);
-                (oh, ow, refs[refs.len() - 2], refs[refs.len() - 1])
+                let [.., rh, rw] = refs.as_slice() else {
+                    return Err(b.err("crop reference must have rank >= 2"));
+                };
+                (oh, ow, *rh, *rw)
             } else {
                 let [t, bo, l, ri] = border(b, p.crop_amounts.as_ref())?;
                 let hh = shape[r - 2]
@@ -1044,13 +1050,11 @@ pub(super) fn lower(
         }
         L::FillStatic(p) => {
             let shape: Vec<usize> = p.target_shape.iter().map(|&d| u(d)).collect();
-            let n: usize = shape.iter().product();
-            vec![b.f32s(h, &shape, vec![p.value; n])?]
+            vec![b.filled(h, &shape, p.value)?]
         }
         L::FillLike(p) => {
             let shape = b.shape(&x!())?;
-            let n: usize = shape.iter().product();
-            vec![b.f32s(h, &shape, vec![p.value; n])?]
+            vec![b.filled(h, &shape, p.value)?]
         }
         L::FillDynamic(p) => {
             let shape = b.cast(&x!(), "int32")?;
@@ -1063,8 +1067,7 @@ pub(super) fn lower(
         L::BroadcastToStatic(p) => {
             let xv = x!();
             let shape: Vec<usize> = p.target_shape.iter().map(|&d| u(d)).collect();
-            let n: usize = shape.iter().product();
-            let ones = b.f32s("ones", &shape, vec![1.0; n])?;
+            let ones = b.filled("ones", &shape, 1.0)?;
             vec![b.bin("mul", &xv, &ones)?]
         }
         L::BroadcastToLike(_) => {
@@ -1073,8 +1076,7 @@ pub(super) fn lower(
                 .ok_or_else(|| b.err("broadcastToLike needs two inputs"))?
                 .clone();
             let shape = b.shape(&other)?;
-            let n: usize = shape.iter().product();
-            let ones = b.f32s("ones", &shape, vec![1.0; n])?;
+            let ones = b.filled("ones", &shape, 1.0)?;
             vec![b.bin("mul", &x!(), &ones)?]
         }
         L::RangeStatic(p) => {
@@ -1518,6 +1520,9 @@ fn convolution(
     let [dh, dw] = pair(&p.dilation_factor, 1);
     let (cout, kc) = (u(p.output_channels), u(p.kernel_channels));
     let (ih, iw) = (xs[2], xs[3]);
+    if kh == 0 || kw == 0 {
+        return Err(b.err("kernel size must be positive"));
+    }
     let (keh, kew) = ((kh - 1) * dh + 1, (kw - 1) * dw + 1);
     let bias = if p.has_bias {
         Some(wt(b, &p.bias, "bias", &[cout], ChannelAxis::First)?)

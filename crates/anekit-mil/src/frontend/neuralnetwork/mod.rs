@@ -116,6 +116,15 @@ pub fn translate(spec: &proto::Model) -> Result<Program> {
         .description
         .as_ref()
         .ok_or_else(|| MilError::invalid("model", "has no description"))?;
+    let mut seen = std::collections::HashSet::new();
+    for f in desc.input.iter().chain(&desc.output) {
+        if !seen.insert(f.name.as_str()) {
+            return Err(MilError::invalid(
+                format!("feature {:?}", f.name),
+                "is described twice (input and output names must be unique)",
+            ));
+        }
+    }
     let mut b = Builder::new(OPSET);
     for f in &desc.output {
         b.reserve(&f.name);

@@ -57,7 +57,7 @@ fn seq_input(b: &mut Builder, x: &str, isz: usize) -> Result<(String, usize, usi
 fn state(b: &mut Builder, ins: &[String], i: usize, bt: usize, hs: usize) -> Result<String> {
     match ins.get(i) {
         Some(n) => b.reshape(n, &[bt, hs]),
-        None => b.f32s("zeros", &[bt, hs], vec![0.0; bt * hs]),
+        None => b.filled("zeros", &[bt, hs], 0.0),
     }
 }
 
