@@ -707,9 +707,10 @@ mod tests {
         let (q, s, b) = channelwise_linear(&w, &[2, 3], 0, 8, false);
         assert_eq!(s.len(), 2);
         assert_eq!(b, vec![0.0, -1.0]);
+        // channel 0 = [0, 1, 2], channel 1 = [3, -1, 1]
         assert_eq!(q[0], 0);
+        assert_eq!(q[2], 255);
         assert_eq!(q[3], 255);
         assert_eq!(q[4], 0);
-        assert_eq!(q[5], 255);
     }
 }
