@@ -79,7 +79,11 @@ fn analyze_text_html_and_errors() {
     // NeuralNetwork models are analysed through their MIL translation …
     let nn = fixture("x").with_file_name("neuralnetwork_fp32.mlmodel");
     let out = anekit().arg("analyze").arg(&nn).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // … and one with a layer the translation does not handle is refused, naming the layer.
     use anekit_format::proto::{self, neural_network_layer::Layer};
     let mut spec = anekit_format::mlmodel::read_model(&nn).unwrap();

@@ -124,9 +124,10 @@ pub fn neuralnetwork(data: &[u8]) -> bool {
     let Ok(spec) = anekit_format::decode_model(path, data) else {
         return false;
     };
-    let Ok(model) =
-        anekit_mil::model::Model::from_spec(spec, std::sync::Arc::new(anekit_format::WeightStore::none()))
-    else {
+    let Ok(model) = anekit_mil::model::Model::from_spec(
+        spec,
+        std::sync::Arc::new(anekit_format::WeightStore::none()),
+    ) else {
         return false;
     };
     match &model.program {
