@@ -5,7 +5,8 @@
 //! no `protoc` is needed at build time and the generated code is reviewed like any other file.
 //! `--check` fails when the committed file differs from a fresh generation (CI runs it).
 //!
-//! `gen-docs` writes `docs/op-coverage.md`, the op coverage table ([`coverage`]): anekit-mil's
+//! `gen-docs` writes the layer table of `docs/neuralnetwork.md` (the NeuralNetwork
+//! translation's coverage) and `docs/op-coverage.md`, the op coverage table ([`coverage`]): anekit-mil's
 //! registry columns plus one column per per-op table of the other crates (CPU kernels,
 //! Neural Engine support, cost classes, the fp16 pass, the MPSGraph path). A test of this
 //! crate fails when the committed file is stale; `--check` does the same (CI runs it).
@@ -87,7 +88,37 @@ fn gen_proto(check: bool) -> Result<()> {
     Ok(())
 }
 
+/// The layer coverage table of the NeuralNetwork translation, between its markers in
+/// `docs/neuralnetwork.md`.
+fn gen_nn_docs(check: bool) -> Result<()> {
+    const BEGIN: &str = "<!-- layer-coverage:begin -->\n";
+    const END: &str = "<!-- layer-coverage:end -->";
+    let path = workspace_root().join("docs/neuralnetwork.md");
+    let old =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let (Some(a), Some(b)) = (old.find(BEGIN), old.find(END)) else {
+        bail!("{} lacks the layer-coverage markers", path.display());
+    };
+    let table = anekit_mil::frontend::neuralnetwork::coverage::coverage_markdown();
+    let new = format!("{}{BEGIN}{table}{}", &old[..a], &old[b..]);
+    if check {
+        if new != old {
+            bail!(
+                "{} is out of date: run `cargo xtask gen-docs`",
+                path.display()
+            );
+        }
+        return Ok(());
+    }
+    let tmp = path.with_extension("md.tmp");
+    std::fs::write(&tmp, &new).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
 fn gen_docs(check: bool) -> Result<()> {
+    gen_nn_docs(check)?;
     let path = workspace_root().join("docs/op-coverage.md");
     let doc = coverage::document();
     let rows = anekit_mil::ops::coverage_rows().len();

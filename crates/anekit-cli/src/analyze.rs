@@ -102,13 +102,11 @@ pub fn run(args: &Args) -> Result<()> {
     let path = crate::model_path(&args.model)?;
     let model =
         Model::open(&path).with_context(|| format!("cannot read model {}", path.display()))?;
-    if model.program.is_none() {
-        bail!(
-            "{} is a {} model; analyze works on ML Programs (convert with coremltools' mlprogram target)",
-            path.display(),
-            model.type_name()
-        );
-    }
+    // NeuralNetwork models are analysed through their MIL translation; require_program
+    // names the layer that could not be translated.
+    model
+        .require_program()
+        .with_context(|| format!("cannot analyse {}", path.display()))?;
     let options = Options {
         chip: args.chip.clone(),
         compute_units: args.compute_units,

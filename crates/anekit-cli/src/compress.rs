@@ -190,7 +190,8 @@ fn evaluate(
             ..LoadOptions::default()
         })
         .context("the CPU backend cannot load the original model")?;
-    let (inputs, _) = gather(loaded.inputs(), &a.inputs, true, a.seed, 10, None)?;
+    let images = crate::inputs::image_specs(&a.model);
+    let (inputs, _) = gather(loaded.inputs(), &images, &a.inputs, true, a.seed, 10, None)?;
     Ok(compressed.accuracy(original, &inputs)?)
 }
 
@@ -207,6 +208,9 @@ pub fn run(a: &Args) -> Result<()> {
     let t0 = std::time::Instant::now();
     let model = anekit::Model::open(&a.model)
         .with_context(|| format!("cannot read model {}", a.model.display()))?;
+    if model.mil().is_translated() || model.mil().untranslated.is_some() {
+        return run_neuralnetwork(a, model.mil().clone(), t0);
+    }
     crate::validation::require_valid(model.mil(), &a.model)?;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -254,6 +258,167 @@ pub fn run(a: &Args) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
         print_report(&r);
+    }
+    Ok(())
+}
+
+/// NeuralNetwork models are compressed in their own format, as coremltools'
+/// `quantize_weights` does: `--fp16` (nbits 16), `--quantize uint1…uint8|int8|uint4|int4`
+/// with `--mode linear|linear-symmetric` (per output channel), `--palettize N` with
+/// `--palettize-mode kmeans|uniform` (a 2^N-entry lookup table; uniform = coremltools'
+/// `linear_lut`). The result is a NeuralNetwork model: `.mlmodel` when OUT ends so, else an
+/// `.mlpackage` holding it.
+fn run_neuralnetwork(a: &Args, mut model: Model, t0: std::time::Instant) -> Result<()> {
+    use anekit_compress::neuralnetwork::{NnMode, quantize_spec};
+    if let Some(why) = &model.untranslated {
+        tracing::warn!(
+            "{} cannot be translated to MIL ({why}); its weights are compressed but the accuracy check cannot run",
+            a.model.display()
+        );
+    }
+    let unsupported = [
+        (
+            a.prune.is_some() || a.prune_nm.is_some() || a.prune_threshold.is_some(),
+            "pruning",
+        ),
+        (a.config.is_some(), "--config"),
+        (
+            !a.op_types.is_empty() || !a.skip.is_empty(),
+            "--op-type/--skip",
+        ),
+        (a.granularity.is_some(), "--granularity"),
+    ];
+    if let Some((_, what)) = unsupported.iter().find(|(on, _)| *on) {
+        bail!(
+            "{what} is not available for NeuralNetwork models (coremltools' quantize_weights offers fp16, linear and lookup-table quantization)"
+        );
+    }
+    let (mode, nbits) = match (a.fp16, &a.quantize, a.palettize) {
+        (true, None, None) => (NnMode::Fp16, 16),
+        (false, Some(q), None) => {
+            let bits: u32 = match q.as_str() {
+                "int8" | "uint8" => 8,
+                "int4" | "uint4" => 4,
+                other => other
+                    .strip_prefix("uint")
+                    .and_then(|b| b.parse().ok())
+                    .filter(|b| (1..=8).contains(b))
+                    .with_context(|| format!("--quantize {other}: NeuralNetwork weights take uint1 … uint8 (or int8/int4)"))?,
+            };
+            let mode = match a.mode.as_str() {
+                "linear" => NnMode::Linear,
+                "linear-symmetric" | "linear_symmetric" if bits == 8 => NnMode::LinearSymmetric,
+                "linear-symmetric" | "linear_symmetric" => NnMode::Linear,
+                other => bail!("--mode {other}: expected linear or linear-symmetric"),
+            };
+            (mode, bits)
+        }
+        (false, None, Some(n)) => {
+            let mode = match a.palettize_mode.as_deref().unwrap_or("kmeans") {
+                "kmeans" => NnMode::Kmeans,
+                "uniform" => NnMode::LinearLut,
+                other => {
+                    bail!("--palettize-mode {other}: NeuralNetwork models take kmeans or uniform")
+                }
+            };
+            if !(1..=8).contains(&n) {
+                bail!("--palettize {n}: NeuralNetwork lookup tables take 1 to 8 bits");
+            }
+            (mode, u32::from(n))
+        }
+        (false, None, None) => bail!("nothing to do: give --fp16, --quantize or --palettize"),
+        _ => bail!("NeuralNetwork models take one of --fp16, --quantize, --palettize"),
+    };
+    let report = quantize_spec(&mut model.spec, mode, nbits)
+        .with_context(|| format!("cannot compress {}", a.model.display()))?;
+    if let Some(src) = &model.source {
+        anekit_format::package::check_output_path(&a.output, src)?;
+    }
+    if a.output.extension().is_some_and(|e| e == "mlmodel") {
+        // Written to a sibling, then renamed into place.
+        let tmp = a.output.with_extension("mlmodel.tmp");
+        anekit_format::mlmodel::write_model(&tmp, &model.spec)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &a.output)
+            .with_context(|| format!("cannot write {}", a.output.display()))?;
+    } else {
+        // A translated model is written as its (compressed) NeuralNetwork specification.
+        model
+            .save_mlpackage(&a.output)
+            .with_context(|| format!("cannot write {}", a.output.display()))?;
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    let (outputs, eval_error) = if a.no_eval {
+        (Vec::new(), None)
+    } else {
+        // `evaluate` reads the written model back in place of the `model` given here.
+        let evaluated = anekit::Model::open(&a.model)
+            .with_context(|| format!("cannot read {}", a.model.display()))
+            .and_then(|original| {
+                let compressed = anekit::Compressed {
+                    model: original.clone(),
+                    report: anekit_compress::Report::default(),
+                    fp16: false,
+                };
+                evaluate(&original, compressed, a)
+            });
+        match evaluated {
+            Ok(o) => (o, None),
+            Err(e) => (Vec::new(), Some(format!("{e:#}"))),
+        }
+    };
+    #[derive(Serialize)]
+    struct NnCompressReport {
+        model: String,
+        output: String,
+        mode: NnMode,
+        nbits: u32,
+        size_before: u64,
+        size_after: u64,
+        seconds: f64,
+        compression: anekit_compress::neuralnetwork::NnReport,
+        outputs: Vec<OutputError>,
+        eval_error: Option<String>,
+    }
+    let r = NnCompressReport {
+        model: a.model.display().to_string(),
+        output: a.output.display().to_string(),
+        mode,
+        nbits,
+        size_before: disk_size(&a.model),
+        size_after: disk_size(&a.output),
+        seconds,
+        compression: report,
+        outputs,
+        eval_error,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!(
+        "{} → {} (NeuralNetwork, {mode:?} {nbits}-bit, as coremltools' quantize_weights)",
+        r.model, r.output
+    );
+    println!(
+        "  size {} → {}; weights {} → {} in {} weight fields ({:.2} s)",
+        bytes(r.size_before),
+        bytes(r.size_after),
+        bytes(r.compression.bytes_before as u64),
+        bytes(r.compression.bytes_after as u64),
+        r.compression.weights.len(),
+        r.seconds
+    );
+    for o in &r.outputs {
+        println!(
+            "  output {}: SNR {} vs the uncompressed model, max |error| {:.4e} (CPU backend)",
+            o.name,
+            db(o.snr_db),
+            o.max_abs_error
+        );
+    }
+    if let Some(e) = &r.eval_error {
+        println!("  accuracy check not run: {e}");
     }
     Ok(())
 }

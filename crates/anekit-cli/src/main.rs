@@ -48,14 +48,18 @@ enum Command {
     Optimize(optimize::Args),
     /// Run a model on the CPU backend (or Core ML on a Mac) and summarise its outputs.
     ///
-    /// Inputs come from .npy files (--input NAME=FILE.npy) or are random (--random); outputs
-    /// can be written as .npy files (--output-dir). With --precision fp16 every fp16-typed op
+    /// Inputs come from .npy files (--input NAME=FILE.npy), images for image inputs
+    /// (--input image=photo.png), or are random (--random); outputs can be written as .npy
+    /// files (--output-dir). NeuralNetwork models (.mlmodel) run through their MIL translation. With --precision fp16 every fp16-typed op
     /// rounds to fp16 as the Neural Engine does, and the first op that overflows is named.
     Run(run::Args),
     /// Compress a model's weights: linear quantization (--quantize), palettization
     /// (--palettize), pruning (--prune, --prune-nm), alone or jointly (iOS18), as
     /// coremltools.optimize.coreml does; report sizes and, through the CPU backend, the
-    /// output SNR against the uncompressed model.
+    /// output SNR against the uncompressed model. NeuralNetwork models are compressed as
+    /// coremltools' quantize_weights does (--fp16, --quantize uint1..uint8, --palettize N)
+    /// and stay NeuralNetwork models (e.g. `anekit compress m.mlmodel -o m8.mlmodel
+    /// --quantize uint8 --mode linear`).
     Compress(Box<compress::Args>),
     /// Measure prediction latency (median and p90 after warm-up), peak memory and threads.
     Bench(bench::Args),

@@ -82,8 +82,10 @@ impl LoadArgs {
 pub struct Args {
     /// The model (default: the bundled model, with its sample input).
     model: Option<PathBuf>,
-    /// An input as NAME=FILE.npy (repeatable).
-    #[arg(long = "input", short = 'i', value_name = "NAME=FILE.npy")]
+    /// An input as NAME=FILE.npy, or NAME=IMAGE.png/.jpg for an image input (decoded, resized
+    /// to the input size, in its colour order; the model applies its own preprocessing)
+    /// (repeatable).
+    #[arg(long = "input", short = 'i', value_name = "NAME=FILE")]
     inputs: Vec<InputArg>,
     /// Random values for inputs not given (floats ~ N(0, 1), integers in [0, --int-high)).
     #[arg(long)]
@@ -161,8 +163,10 @@ pub fn run(args: &Args) -> Result<()> {
     } else {
         None
     };
+    let images = crate::inputs::image_specs(&path);
     let (inputs, notes) = gather(
         loaded.inputs(),
+        &images,
         &args.inputs,
         args.random,
         args.seed,

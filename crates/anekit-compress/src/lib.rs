@@ -9,6 +9,8 @@
 //! - [`palettize`]: palettization (`kmeans`, `uniform`, `unique`; 1–8 bits; per tensor or
 //!   per grouped channel; per-channel scale; vector palettization).
 //! - [`kmeans`]: exact 1-D k-means by dynamic programming; vector k-means.
+//! - [`neuralnetwork`]: NeuralNetwork models compressed in their own format, as
+//!   coremltools' `quantize_weights` does (fp16, linear, k-means and linear LUTs).
 //! - [`prune`]: magnitude (threshold, target sparsity, block-structured) and n:m pruning.
 //! - [`config`]: what to compress (global / by op type / by op name), TOML form;
 //!   [`flags`]: the flat command-line form and the decisions that make it a [`Config`].
@@ -32,6 +34,7 @@ pub mod flags;
 pub mod fp16;
 pub mod kmeans;
 pub mod linear;
+pub mod neuralnetwork;
 pub mod palettize;
 pub mod pass;
 pub mod prune;

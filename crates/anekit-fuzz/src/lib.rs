@@ -39,6 +39,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("mlmodelc", mlmodelc),
     ("mil_text", mil_text),
     ("model", model::model),
+    ("neuralnetwork", neuralnetwork),
 ];
 
 /// Most blob lookups tried per input (keeps each run fast on large inputs).
@@ -121,6 +122,30 @@ pub fn mlmodel(data: &[u8]) -> bool {
         Err(e) => panic!("re-decoding our own encoding failed: {e}"),
     }
     true
+}
+
+/// A NeuralNetwork `.mlmodel` translated into MIL (`anekit_mil::frontend::neuralnetwork`):
+/// accepted when it translates, in which case the program must validate.
+pub fn neuralnetwork(data: &[u8]) -> bool {
+    let path = Path::new("fuzz/model.mlmodel");
+    let Ok(spec) = anekit_format::decode_model(path, data) else {
+        return false;
+    };
+    let Ok(model) = anekit_mil::model::Model::from_spec(
+        spec,
+        std::sync::Arc::new(anekit_format::WeightStore::none()),
+    ) else {
+        return false;
+    };
+    match &model.program {
+        Some(p) if model.is_translated() => {
+            if let Err(d) = anekit_mil::validate::validate(p) {
+                panic!("a translated NeuralNetwork does not validate: {}", d[0]);
+            }
+            true
+        }
+        _ => false,
+    }
 }
 
 /// A whole package on disk: the input is split at [`SEPARATOR`] into `Manifest.json`,

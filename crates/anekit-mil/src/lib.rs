@@ -7,6 +7,7 @@
 //! - [`program`]: Program → Function → Block → Operation, opsets.
 //! - [`proto`]: lossless conversion from and to the MIL protobuf.
 //! - [`model`]: a whole model (specification + program): open, save.
+//! - [`frontend`]: NeuralNetwork models (and pipelines of them) translated into MIL.
 //! - [`text`]: the `model.mil` text form.
 //! - [`ops`]: the op registry (opsets iOS15..iOS18, parameters, type inference).
 //! - [`validate`]: program validation against the registry.
@@ -15,6 +16,7 @@
 
 pub mod compute_units;
 pub mod error;
+pub mod frontend;
 pub mod model;
 pub mod ops;
 pub mod passes;

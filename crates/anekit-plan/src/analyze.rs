@@ -71,8 +71,21 @@ pub fn model_inputs(model: &Model) -> (Option<String>, Vec<InputInfo>) {
 }
 
 /// Analyse a model read from a file.
+///
+/// A NeuralNetwork model is analysed through its MIL translation at fp16 compute precision:
+/// Core ML runs NeuralNetwork layers in fp16 on the GPU and the Neural Engine whatever the
+/// weights' storage (its translation is fp32 so that the CPU backend computes as Core ML's
+/// CPU path does). See docs/neuralnetwork.md.
 pub fn analyze_model(model: &Model, options: &Options) -> Result<Report> {
-    let program = model.require_program()?;
+    let translated;
+    let program = if model.is_translated() {
+        let mut p = model.require_program()?.clone();
+        anekit_mil::passes::Pass::run(&anekit_mil::passes::Fp16ComputePrecision, &mut p)?;
+        translated = p;
+        &translated
+    } else {
+        model.require_program()?
+    };
     let (default_fn, mut inputs) = model_inputs(model);
     let mut opts = options.clone();
     if opts.function.is_none() {

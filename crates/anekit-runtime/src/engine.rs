@@ -258,6 +258,11 @@ impl FeatureSpec {
     /// dictionaries ([`ElementType::Dict`]), each with shape `[]`. `None` for images,
     /// doubles and sequences.
     pub fn from_summary(f: &FeatureSummary) -> Option<Self> {
+        // An image input is passed as the program's fp32 pixel tensor (see the CLI's image
+        // decoding), not as the description's 8-bit image.
+        if f.kind == "image" {
+            return None;
+        }
         let scalar = match f.kind.as_str() {
             "string" => Some(ElementType::Str),
             "int64" => Some(ElementType::I32),

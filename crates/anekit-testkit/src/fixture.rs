@@ -58,9 +58,6 @@ pub fn run_fixture(
     f: &Fixture,
     options: &RunOptions,
 ) -> (Outcome, Vec<Compared>) {
-    if !f.is_ml_program() {
-        return (Outcome::Skip("not an ML Program".into()), Vec::new());
-    }
     let model = match Model::open(manifest.resolve(&f.path)) {
         Ok(m) => Arc::new(m),
         Err(e) => return (Outcome::Fail(format!("open: {e}")), Vec::new()),

@@ -50,15 +50,15 @@ pub fn case_trials(
     out
 }
 
-/// One trial per ML Program fixture of `manifest` on `backend`
-/// ([`crate::fixture::run_fixture`]).
+/// One trial per fixture of `manifest` on `backend` ([`crate::fixture::run_fixture`]):
+/// ML Programs, and NeuralNetwork models, classifiers and pipelines through their MIL
+/// translation.
 pub fn fixture_trials(
     backend: Arc<dyn Backend>,
     manifest: Arc<Manifest>,
     options: &RunOptions,
 ) -> Vec<Trial> {
     (0..manifest.fixtures.len())
-        .filter(|&i| manifest.fixtures[i].is_ml_program())
         .map(|i| {
             let name = format!(
                 "{}::fixture::{}",
