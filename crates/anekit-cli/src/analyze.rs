@@ -7,7 +7,7 @@ use anekit_mil::model::Model;
 use anekit_plan::render;
 use anekit_plan::{Catalog, ComputeUnits, Options, analyze_model};
 use anekit_runtime::BackendChoice;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 /// Arguments of `anekit analyze`.
 #[derive(Debug, clap::Args)]

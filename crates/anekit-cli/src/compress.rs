@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anekit_compress::config::Config;
 use anekit_compress::{Flags, Granularity, NOfM, PaletteMode, QuantDtype, QuantMode, Report};
 use anekit_runtime::{ComputeUnits, LoadOptions};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::inputs::{InputArg, gather};
@@ -88,6 +88,10 @@ pub struct Args {
     /// An input for the accuracy check as NAME=FILE.npy (repeatable; others are random).
     #[arg(long = "input", short = 'i', value_name = "NAME=FILE.npy")]
     inputs: Vec<InputArg>,
+    /// NeuralNetwork models only: linear quantization to this many bits (1-8, unsigned, as
+    /// coremltools' `quantize_weights(nbits=N)`), with `--quantize uint8`.
+    #[arg(long, value_name = "N", requires = "quantize")]
+    nbits: Option<u8>,
     /// Seed of the random inputs.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -211,6 +215,9 @@ pub fn run(a: &Args) -> Result<()> {
     if model.mil().is_translated() || model.mil().untranslated.is_some() {
         return run_neuralnetwork(a, model.mil().clone(), t0);
     }
+    if a.nbits.is_some() {
+        bail!("--nbits is for NeuralNetwork models; ML Programs take --quantize int8|uint8|int4|uint4");
+    }
     crate::validation::require_valid(model.mil(), &a.model)?;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -263,12 +270,16 @@ pub fn run(a: &Args) -> Result<()> {
 }
 
 /// NeuralNetwork models are compressed in their own format, as coremltools'
-/// `quantize_weights` does: `--fp16` (nbits 16), `--quantize uint1…uint8|int8|uint4|int4`
-/// with `--mode linear|linear-symmetric` (per output channel), `--palettize N` with
+/// `quantize_weights` does: `--fp16` (nbits 16), `--quantize int8|uint8|int4|uint4` (or
+/// `--quantize uint8 --nbits 1…8`) with `--mode linear|linear-symmetric` (per output
+/// channel; linear by default, as `quantize_weights`), `--palettize N` with
 /// `--palettize-mode kmeans|uniform` (a 2^N-entry lookup table; uniform = coremltools'
 /// `linear_lut`). The result is a NeuralNetwork model: `.mlmodel` when OUT ends so, else an
 /// `.mlpackage` holding it.
-fn run_neuralnetwork(a: &Args, mut model: Model, t0: std::time::Instant) -> Result<()> {
+fn run_neuralnetwork(
+    a: &Args,
+    mut model: anekit_mil::model::Model,
+    t0: std::time::Instant) -> Result<()> {
     use anekit_compress::neuralnetwork::{NnMode, quantize_spec};
     if let Some(why) = &model.untranslated {
         tracing::warn!(
@@ -293,32 +304,29 @@ fn run_neuralnetwork(a: &Args, mut model: Model, t0: std::time::Instant) -> Resu
             "{what} is not available for NeuralNetwork models (coremltools' quantize_weights offers fp16, linear and lookup-table quantization)"
         );
     }
-    let (mode, nbits) = match (a.fp16, &a.quantize, a.palettize) {
+    let (mode, nbits) = match (a.fp16, a.quantize, a.palettize) {
         (true, None, None) => (NnMode::Fp16, 16),
         (false, Some(q), None) => {
-            let bits: u32 = match q.as_str() {
-                "int8" | "uint8" => 8,
-                "int4" | "uint4" => 4,
-                other => other
-                    .strip_prefix("uint")
-                    .and_then(|b| b.parse().ok())
-                    .filter(|b| (1..=8).contains(b))
-                    .with_context(|| format!("--quantize {other}: NeuralNetwork weights take uint1 … uint8 (or int8/int4)"))?,
+            let bits = match a.nbits {
+                Some(n) if (1..=8).contains(&n) && !q.signed() => u32::from(n),
+                Some(n) if (1..=8).contains(&n) => bail!(
+                    "--nbits {n}: NeuralNetwork linear quantization below 8 bits is unsigned (--quantize uint8 --nbits {n})"
+                ),
+                Some(n) => bail!("--nbits {n}: NeuralNetwork weights take 1 to 8 bits"),
+                None => q.bits(),
             };
-            let mode = match a.mode.as_str() {
-                "linear" => NnMode::Linear,
-                "linear-symmetric" | "linear_symmetric" if bits == 8 => NnMode::LinearSymmetric,
-                "linear-symmetric" | "linear_symmetric" => NnMode::Linear,
-                other => bail!("--mode {other}: expected linear or linear-symmetric"),
+            let mode = match a.mode.unwrap_or(QuantMode::Linear) {
+                QuantMode::LinearSymmetric if bits == 8 => NnMode::LinearSymmetric,
+                _ => NnMode::Linear,
             };
             (mode, bits)
         }
         (false, None, Some(n)) => {
-            let mode = match a.palettize_mode.as_deref().unwrap_or("kmeans") {
-                "kmeans" => NnMode::Kmeans,
-                "uniform" => NnMode::LinearLut,
-                other => {
-                    bail!("--palettize-mode {other}: NeuralNetwork models take kmeans or uniform")
+            let mode = match a.palettize_mode.unwrap_or(PaletteMode::Kmeans) {
+                PaletteMode::Kmeans => NnMode::Kmeans,
+                PaletteMode::Uniform => NnMode::LinearLut,
+                PaletteMode::Unique => {
+                    bail!("--palettize-mode unique: NeuralNetwork models take kmeans or uniform")
                 }
             };
             if !(1..=8).contains(&n) {
@@ -377,7 +385,7 @@ fn run_neuralnetwork(a: &Args, mut model: Model, t0: std::time::Instant) -> Resu
         size_after: u64,
         seconds: f64,
         compression: anekit_compress::neuralnetwork::NnReport,
-        outputs: Vec<OutputError>,
+        outputs: Vec<anekit::OutputError>,
         eval_error: Option<String>,
     }
     let r = NnCompressReport {
