@@ -1,0 +1,52 @@
+//! Every bytecode file that coreai-core wrote for the fixtures reads and writes back byte
+//! for byte.
+
+use std::path::PathBuf;
+
+fn fixtures() -> Vec<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/coreai/models");
+    let mut out: Vec<PathBuf> = std::fs::read_dir(&root)
+        .expect("fixtures/coreai/models")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("main.mlirb"))
+        .filter(|p| p.is_file())
+        .collect();
+    out.sort();
+    assert!(
+        !out.is_empty(),
+        "no .aimodel fixtures under {}",
+        root.display()
+    );
+    out
+}
+
+#[test]
+fn read_write_is_byte_identical() {
+    for path in fixtures() {
+        let bytes = std::fs::read(&path).unwrap();
+        let module = anekit_mlir::read(bytes::Bytes::from(bytes.clone()))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let again = anekit_mlir::write(&module).unwrap();
+        assert!(
+            again == bytes,
+            "{}: {} bytes in, {} out, first difference at {:?}",
+            path.display(),
+            bytes.len(),
+            again.len(),
+            bytes.iter().zip(&again).position(|(a, b)| a != b)
+        );
+        // And the written bytes read to the same module.
+        let module2 = anekit_mlir::read(bytes::Bytes::from(again)).unwrap();
+        assert_eq!(module.ir, module2.ir);
+    }
+}
+
+#[test]
+fn every_truncation_is_an_error_not_a_panic() {
+    let path = fixtures().into_iter().next().unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    for cut in (0..bytes.len()).step_by(7) {
+        let r = anekit_mlir::read(bytes::Bytes::copy_from_slice(&bytes[..cut]));
+        assert!(r.is_err(), "{} cut at {cut} was accepted", path.display());
+    }
+}
