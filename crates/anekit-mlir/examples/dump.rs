@@ -6,7 +6,8 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let path = args.next().ok_or("usage: dump FILE.mlirb [--tables]")?;
-    let tables = args.next().is_some_and(|a| a == "--tables");
+    let mode = args.next().unwrap_or_default();
+    let tables = mode == "--tables";
     let bytes = std::fs::read(&path)?;
     let m = anekit_mlir::read(bytes::Bytes::from(bytes.clone()))?;
     println!(
@@ -31,6 +32,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "DIFFERENT"
         }
     );
+    if mode == "--ops" {
+        for op in m.ir.walk() {
+            let o = m.ir.op(op);
+            let props = match o.properties {
+                Some(anekit_mlir::Properties::Encoded(p)) => {
+                    format!("{:02x?}", &m.properties[p.index()][..])
+                }
+                _ => String::new(),
+            };
+            println!("{} {props}", m.name_of(op));
+        }
+        return Ok(());
+    }
     if tables {
         for (i, a) in m.attributes.iter().enumerate() {
             println!(

@@ -7,7 +7,7 @@
 //! (stored as text in the file) print as stored; custom-encoded entries no hook knows
 //! print as `#dialect<bytecode "HEX">` (anekit's notation, not parseable by MLIR).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use crate::module::{AttrId, BlockId, Bytecode, OpId, RegionId, TypeId, Value};
@@ -21,6 +21,11 @@ pub trait Hooks {
     /// The properties of `op` as `(name, value text)` pairs, if it has any and the hook
     /// knows their names.
     fn properties(&self, m: &Bytecode, op: OpId) -> Option<Vec<(String, String)>>;
+    /// Names the op gives its results (MLIR's `OpAsmOpInterface::getAsmResultNames`),
+    /// one per result, or `None` for the default numbering.
+    fn result_names(&self, _m: &Bytecode, _op: OpId) -> Option<Vec<String>> {
+        None
+    }
     /// Text printed after the module (MLIR prints dialect resources there, in a
     /// `{-# ... #-}` block).
     fn trailer(&self, _m: &Bytecode) -> Option<String> {
@@ -71,35 +76,89 @@ pub fn ty(m: &Bytecode, hooks: &dyn Hooks, id: TypeId) -> String {
         .unwrap_or_else(|| fallback(m, m.types.get(id.index()), '!'))
 }
 
+/// How an op's results are named.
+enum ResultNames {
+    /// `%N` (`%N#i` for result `i` of a multi-result op).
+    Number(u64),
+    /// One name per result.
+    Named(Vec<String>),
+}
+
 /// Value names as MLIR assigns them.
 struct Names {
-    /// The number of each op's first result (all results of an op share it).
-    results: HashMap<OpId, u64>,
+    /// The names of each op's results.
+    results: HashMap<OpId, ResultNames>,
     /// Names of block arguments: `arg3` for entry blocks, a number for others.
     args: HashMap<(BlockId, u32), String>,
     /// Block labels (`bb0`, per region).
     blocks: HashMap<BlockId, u64>,
 }
 
-fn number(m: &Bytecode) -> Names {
+/// MLIR's name uniquing: `name`, else `name_K` with the next free conflict number.
+fn unique(name: &str, used: &mut HashSet<String>, next_conflict: &mut u64) -> String {
+    let mut n = name.to_string();
+    if used.contains(&n) {
+        loop {
+            n = format!("{name}_{next_conflict}");
+            *next_conflict += 1;
+            if !used.contains(&n) {
+                break;
+            }
+        }
+    }
+    used.insert(n.clone());
+    n
+}
+
+/// The numbering state carried from a region into its nested regions.
+#[derive(Clone)]
+struct Counters {
+    value: u64,
+    arg: u64,
+    conflict: u64,
+    used: HashSet<String>,
+}
+
+fn number(m: &Bytecode, hooks: &dyn Hooks) -> Names {
     let mut n = Names {
         results: HashMap::new(),
         args: HashMap::new(),
         blocks: HashMap::new(),
     };
     let ir = &m.ir;
-    // The top-level ops form the body of the implicit module: a region numbered from 0.
-    // (blocks of a region, or the top-level ops; next value number; next argument number)
-    type Context = (Vec<BlockId>, Option<Vec<OpId>>, u64, u64);
-    let mut stack: Vec<Context> = vec![(Vec::new(), Some(ir.top.clone()), 0, 0)];
-    while let Some((blocks, top_ops, mut next_value, mut next_arg)) = stack.pop() {
+    let name_op = |op: OpId, c: &mut Counters, n: &mut Names| {
+        let count = ir.op(op).result_types.len();
+        if count == 0 {
+            return;
+        }
+        match hooks.result_names(m, op).filter(|v| v.len() == count) {
+            Some(names) => {
+                let names = names
+                    .iter()
+                    .map(|s| unique(s, &mut c.used, &mut c.conflict))
+                    .collect();
+                n.results.insert(op, ResultNames::Named(names));
+            }
+            None => {
+                n.results.insert(op, ResultNames::Number(c.value));
+                c.value += 1;
+            }
+        }
+    };
+    // (blocks of a region, or the top-level ops; the counters it starts with)
+    type Context = (Vec<BlockId>, Option<Vec<OpId>>, Counters);
+    let start = Counters {
+        value: 0,
+        arg: 0,
+        conflict: 0,
+        used: HashSet::new(),
+    };
+    let mut stack: Vec<Context> = vec![(Vec::new(), Some(ir.top.clone()), start)];
+    while let Some((blocks, top_ops, mut c)) = stack.pop() {
         let mut ops_in_region: Vec<OpId> = Vec::new();
         if let Some(top) = top_ops {
             for &op in &top {
-                if !ir.op(op).result_types.is_empty() {
-                    n.results.insert(op, next_value);
-                    next_value += 1;
-                }
+                name_op(op, &mut c, &mut n);
             }
             ops_in_region = top;
         }
@@ -108,27 +167,24 @@ fn number(m: &Bytecode) -> Names {
             let block = ir.block(b);
             for i in 0..block.args.len() {
                 let name = if bi == 0 {
-                    let s = format!("arg{next_arg}");
-                    next_arg += 1;
+                    let s = format!("arg{}", c.arg);
+                    c.arg += 1;
                     s
                 } else {
-                    let s = next_value.to_string();
-                    next_value += 1;
+                    let s = c.value.to_string();
+                    c.value += 1;
                     s
                 };
                 n.args.insert((b, i as u32), name);
             }
             for &op in &block.ops {
-                if !ir.op(op).result_types.is_empty() {
-                    n.results.insert(op, next_value);
-                    next_value += 1;
-                }
+                name_op(op, &mut c, &mut n);
                 ops_in_region.push(op);
             }
         }
         for op in ops_in_region {
             for &r in &ir.op(op).regions {
-                stack.push((ir.region(r).blocks.clone(), None, next_value, next_arg));
+                stack.push((ir.region(r).blocks.clone(), None, c.clone()));
             }
         }
     }
@@ -149,22 +205,26 @@ impl Printer<'_> {
                 Some(s) => format!("%{s}"),
                 None => "%<invalid>".into(),
             },
-            Value::Result { op, index } => {
-                let Some(&num) = self.names.results.get(&op) else {
-                    return "%<invalid>".into();
-                };
-                let multi = self
-                    .m
-                    .ir
-                    .ops
-                    .get(op.index())
-                    .is_some_and(|o| o.result_types.len() > 1);
-                if multi {
-                    format!("%{num}#{index}")
-                } else {
-                    format!("%{num}")
+            Value::Result { op, index } => match self.names.results.get(&op) {
+                Some(ResultNames::Named(names)) => match names.get(index as usize) {
+                    Some(s) => format!("%{s}"),
+                    None => "%<invalid>".into(),
+                },
+                Some(ResultNames::Number(num)) => {
+                    let multi = self
+                        .m
+                        .ir
+                        .ops
+                        .get(op.index())
+                        .is_some_and(|o| o.result_types.len() > 1);
+                    if multi {
+                        format!("%{num}#{index}")
+                    } else {
+                        format!("%{num}")
+                    }
                 }
-            }
+                None => "%<invalid>".into(),
+            },
         }
     }
 
@@ -195,13 +255,19 @@ impl Printer<'_> {
         let op = m.ir.op(id);
         let pad = " ".repeat(indent);
         self.out.push_str(&pad);
-        if !op.result_types.is_empty() {
-            let num = self.names.results.get(&id).copied().unwrap_or(0);
-            let _ = write!(self.out, "%{num}");
-            if op.result_types.len() > 1 {
-                let _ = write!(self.out, ":{}", op.result_types.len());
+        match self.names.results.get(&id) {
+            Some(ResultNames::Named(names)) => {
+                let list: Vec<String> = names.iter().map(|s| format!("%{s}")).collect();
+                let _ = write!(self.out, "{} = ", list.join(", "));
             }
-            self.out.push_str(" = ");
+            Some(ResultNames::Number(num)) => {
+                let _ = write!(self.out, "%{num}");
+                if op.result_types.len() > 1 {
+                    let _ = write!(self.out, ":{}", op.result_types.len());
+                }
+                self.out.push_str(" = ");
+            }
+            None => {}
         }
         let _ = write!(self.out, "\"{}\"(", m.op_name(op.name));
         let operands: Vec<String> = op.operands.iter().map(|&v| self.value(v)).collect();
@@ -303,7 +369,7 @@ pub fn print(m: &Bytecode, hooks: &dyn Hooks) -> String {
     let mut p = Printer {
         m,
         hooks,
-        names: number(m),
+        names: number(m, hooks),
         out: String::new(),
     };
     p.out.push_str("module {\n");

@@ -1,6 +1,8 @@
 //! Every bytecode file that coreai-core wrote for the fixtures reads and writes back byte
 //! for byte.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failure is a test failure
+
 use std::path::PathBuf;
 
 fn fixtures() -> Vec<PathBuf> {

@@ -1,0 +1,12 @@
+//! Core AI models: the `aicode` dialect on top of [`anekit_mlir`], and the translation
+//! between Core AI graphs and the MIL IR.
+//!
+//! - [`ir`]: the dialect's attributes and types (decode, encode).
+//! - [`schema`]: which properties each op carries.
+//! - [`text`]: the textual form, as coreai-core's MLIR prints it.
+//! - [`float`]: MLIR's float printing.
+
+pub mod float;
+pub mod ir;
+pub mod schema;
+pub mod text;
