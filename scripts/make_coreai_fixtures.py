@@ -113,22 +113,21 @@ def op_counts(path):
     return dict(sorted(counts.items()))
 
 
-async def run_coreai(path, calls, function="main"):
-    """coreai-core's outputs for each call (a dict of inputs); states start at zero and carry
-    over from call to call."""
+async def run_coreai(path, calls, function="main", states=None):
+    """coreai-core's outputs for each call (a dict of inputs). `states`: {name: shape}; they
+    start at zero and carry over from call to call (coreai-core updates them in place).
+    Returns ([outputs per call], [states after each call])."""
     asset = AIModelAsset.load(path)
-    results = []
+    results, after = [], []
     async with asset.executable() as model:
         fn = model.load_function(function)
-        state = None
+        state = {k: NDArray(np.zeros(v, np.float32)) for k, v in (states or {}).items()}
         for inputs in calls:
             nd = {k: NDArray(np.ascontiguousarray(v)) for k, v in inputs.items()}
-            if state is not None:
-                out = await fn(nd, state)
-            else:
-                out = await fn(nd)
+            out = await fn(nd, state) if state else await fn(nd)
             results.append({k: np.array(v.numpy()) for k, v in out.items()})
-    return results
+            after.append({k: np.array(v.numpy()) for k, v in state.items()})
+    return results, after
 
 
 def convert(entries, name):
@@ -198,7 +197,7 @@ def simple(name, module, inputs, out_names, description, extra=None):
     module.eval()
     ref = run_torch(module, inputs, out_names)
     path = convert([(module, inputs, list(inputs), out_names, "main", None)], name)
-    got = asyncio.run(run_coreai(path, [inputs]))
+    got, _ = asyncio.run(run_coreai(path, [inputs]))
     record(name, path, description, [inputs], [ref], got, extra=extra)
 
 
@@ -258,10 +257,20 @@ def build_stateful():
     path = convert([(m, steps[0], ["x"], ["y"], "main", ["k_cache", "v_cache"])], "stateful_kv")
     m.k_cache = torch.zeros(1, S.W, S.D)
     m.v_cache = torch.zeros(1, S.W, S.D)
-    refs = [run_torch(m, s, ["y"]) for s in steps]
-    got = asyncio.run(run_coreai(path, steps))
-    record("stateful_kv", path, "sliding-window KV cache in two buffers (Core AI states), 3 calls.",
+    refs, torch_states = [], []
+    for s in steps:
+        refs.append(run_torch(m, s, ["y"]))
+        torch_states.append({"k_cache": m.k_cache.numpy().copy(), "v_cache": m.v_cache.numpy().copy()})
+    shapes = {"k_cache": (1, S.W, S.D), "v_cache": (1, S.W, S.D)}
+    got, after = asyncio.run(run_coreai(path, steps, states=shapes))
+    record("stateful_kv", path,
+           "sliding-window KV cache in two registered buffers (Core AI states, handle_v1 "
+           "arguments), 3 calls from zero states; data[i] holds call i and the states after it.",
            steps, refs, got)
+    for i, (st, tst) in enumerate(zip(after, torch_states)):
+        MANIFEST["stateful_kv"]["data"][i]["states_after"] = save("stateful_kv", f"states_after_step{i}", st)
+        MANIFEST["stateful_kv"]["data"][i]["torch_states_after"] = save("stateful_kv", f"torch_states_after_step{i}", tst)
+    MANIFEST["stateful_kv"]["states"] = {k: list(v) for k, v in shapes.items()}
 
 
 def build_multifunction():
@@ -274,9 +283,341 @@ def build_multifunction():
                     (reg, inputs, ["x"], ["values"], "regress", None)], "multifunction")
     for fname, mod, out in (("classify", cls, "probs"), ("regress", reg, "values")):
         ref = run_torch(mod, inputs, [out])
-        got = asyncio.run(run_coreai(path, [inputs], fname))
+        got, _ = asyncio.run(run_coreai(path, [inputs], fname))
         record("multifunction", path, "two entry points sharing a backbone: classify, regress.",
                [inputs], [ref], got, function=fname)
+
+
+# =========================================================================================
+# The op zoo: one small function per PyTorch op pattern, all in one multifunction asset
+# (fixtures/coreai/models/ops.aimodel), so each aicode op coreai-torch emits is exercised on
+# its own. Cases coreai-torch 0.4.3 cannot convert (elu, var/std, argmin, sort, cumprod,
+# isnan, bitwise xor with a scalar) are left out.
+
+class L(nn.Module):
+    """A one-op module: forward is `f(self, *inputs)`; `mods` are its submodules."""
+
+    def __init__(s, f, mods=None):
+        super().__init__(); s.f = f
+        if mods:
+            for k, v in mods.items(): setattr(s, k, v)
+    def forward(s, *a): return s.f(s, *a)
+
+def C(f, **mods): return lambda: L(f, mods)
+
+X4 = (1, 3, 8, 8)
+X2 = (2, 6)
+X3 = (2, 4, 6)
+# name: (factory, [input shapes or ("int", shape, hi) / ("bool", shape)])
+CASES = {
+    "add": (C(lambda s, a, b: a + b), [X3, X3]),
+    "sub_bcast": (C(lambda s, a, b: a - b), [X3, (6,)]),
+    "mul_scalar": (C(lambda s, a: a * 2.5), [X3]),
+    "div": (C(lambda s, a, b: a / (b.abs() + 1)), [X3, X3]),
+    "pow": (C(lambda s, a: a.abs() ** 1.7), [X3]),
+    "maximum": (C(lambda s, a, b: torch.maximum(a, b)), [X3, X3]),
+    "minimum": (C(lambda s, a, b: torch.minimum(a, b)), [X3, X3]),
+    "floor_divide": (C(lambda s, a, b: torch.floor_divide(a, b.abs() + 0.5)), [X3, X3]),
+    "remainder": (C(lambda s, a, b: torch.remainder(a, b.abs() + 0.5)), [X3, X3]),
+    "relu": (C(lambda s, a: F.relu(a)), [X3]),
+    "relu6": (C(lambda s, a: F.relu6(a * 4)), [X3]),
+    "leaky_relu": (C(lambda s, a: F.leaky_relu(a, 0.1)), [X3]),
+    "gelu": (C(lambda s, a: F.gelu(a)), [X3]),
+    "gelu_tanh": (C(lambda s, a: F.gelu(a, approximate="tanh")), [X3]),
+    "silu": (C(lambda s, a: F.silu(a)), [X3]),
+    "sigmoid": (C(lambda s, a: torch.sigmoid(a)), [X3]),
+    "tanh": (C(lambda s, a: torch.tanh(a)), [X3]),
+    "softplus": (C(lambda s, a: F.softplus(a)), [X3]),
+    "hardswish": (C(lambda s, a: F.hardswish(a)), [X3]),
+    "hardsigmoid": (C(lambda s, a: F.hardsigmoid(a)), [X3]),
+    "mish": (C(lambda s, a: F.mish(a)), [X3]),
+    "exp": (C(lambda s, a: torch.exp(a)), [X3]),
+    "log": (C(lambda s, a: torch.log(a.abs() + 1)), [X3]),
+    "sqrt": (C(lambda s, a: torch.sqrt(a.abs())), [X3]),
+    "rsqrt": (C(lambda s, a: torch.rsqrt(a.abs() + 1)), [X3]),
+    "abs": (C(lambda s, a: torch.abs(a)), [X3]),
+    "neg": (C(lambda s, a: -a), [X3]),
+    "sign": (C(lambda s, a: torch.sign(a)), [X3]),
+    "floor": (C(lambda s, a: torch.floor(a * 3)), [X3]),
+    "ceil": (C(lambda s, a: torch.ceil(a * 3)), [X3]),
+    "round": (C(lambda s, a: torch.round(a * 3)), [X3]),
+    "sin": (C(lambda s, a: torch.sin(a)), [X3]),
+    "cos": (C(lambda s, a: torch.cos(a)), [X3]),
+    "erf": (C(lambda s, a: torch.erf(a)), [X3]),
+    "reciprocal": (C(lambda s, a: torch.reciprocal(a.abs() + 1)), [X3]),
+    "clamp": (C(lambda s, a: torch.clamp(a, -0.5, 0.7)), [X3]),
+    "where": (C(lambda s, a, b: torch.where(a > b, a, b * 2)), [X3, X3]),
+    "compare": (C(lambda s, a, b: ((a > b) & (a < 1.0) | (a == b)).float() + (a != b).float() + (a >= 0).float() + (a <= 0.5).float()), [X3, X3]),
+    "logical_not": (C(lambda s, a: (~(a > 0)).float()), [X3]),
+    "sum": (C(lambda s, a: a.sum(dim=1)), [X3]),
+    "sum_keep": (C(lambda s, a: a.sum(dim=(1, 2), keepdim=True)), [X3]),
+    "mean": (C(lambda s, a: a.mean(dim=-1)), [X3]),
+    "amax": (C(lambda s, a: a.amax(dim=1)), [X3]),
+    "amin": (C(lambda s, a: a.amin(dim=-1, keepdim=True)), [X3]),
+    "prod": (C(lambda s, a: a.prod(dim=1)), [X3]),
+    "argmax": (C(lambda s, a: a.argmax(dim=-1).float()), [X3]),
+    "logsumexp": (C(lambda s, a: torch.logsumexp(a, dim=-1)), [X3]),
+    "softmax": (C(lambda s, a: torch.softmax(a, dim=1)), [X3]),
+    "log_softmax": (C(lambda s, a: torch.log_softmax(a, dim=-1)), [X3]),
+    "cumsum": (C(lambda s, a: torch.cumsum(a, dim=1)), [X3]),
+    "matmul": (C(lambda s, a, b: a @ b), [(2, 4, 6), (2, 6, 5)]),
+    "matmul_bcast": (C(lambda s, a, b: a @ b), [(2, 4, 6), (6, 5)]),
+    "bmm_transpose": (C(lambda s, a, b: a @ b.transpose(-1, -2)), [(2, 4, 6), (2, 5, 6)]),
+    "linear": (C(lambda s, a: s.l(a), l=nn.Linear(6, 5)), [X3]),
+    "linear_nobias": (C(lambda s, a: s.l(a), l=nn.Linear(6, 5, bias=False)), [X3]),
+    "conv2d": (C(lambda s, a: s.c(a), c=nn.Conv2d(3, 4, 3, padding=1)), [X4]),
+    "conv2d_stride": (C(lambda s, a: s.c(a), c=nn.Conv2d(3, 4, 3, stride=2)), [X4]),
+    "conv2d_dilated": (C(lambda s, a: s.c(a), c=nn.Conv2d(3, 4, 3, padding=2, dilation=2, bias=False)), [X4]),
+    "conv2d_groups": (C(lambda s, a: s.c(a), c=nn.Conv2d(4, 8, 3, padding=1, groups=2)), [(1, 4, 8, 8)]),
+    "conv2d_depthwise": (C(lambda s, a: s.c(a), c=nn.Conv2d(4, 4, 3, padding=1, groups=4)), [(1, 4, 8, 8)]),
+    "conv1d": (C(lambda s, a: s.c(a), c=nn.Conv1d(3, 4, 3, padding=1)), [(1, 3, 10)]),
+    "conv_transpose2d": (C(lambda s, a: s.c(a), c=nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1)), [X4]),
+    "conv3d": (C(lambda s, a: s.c(a), c=nn.Conv3d(2, 3, 3, padding=1)), [(1, 2, 4, 5, 5)]),
+    "max_pool2d": (C(lambda s, a: F.max_pool2d(a, 2)), [X4]),
+    "max_pool2d_pad": (C(lambda s, a: F.max_pool2d(a, 3, stride=2, padding=1)), [X4]),
+    "avg_pool2d": (C(lambda s, a: F.avg_pool2d(a, 2)), [X4]),
+    "avg_pool2d_pad": (C(lambda s, a: F.avg_pool2d(a, 3, stride=2, padding=1, count_include_pad=False)), [X4]),
+    "adaptive_avg_pool": (C(lambda s, a: F.adaptive_avg_pool2d(a, 1)), [X4]),
+    "batch_norm": (C(lambda s, a: s.b(a), b=nn.BatchNorm2d(3).eval()), [X4]),
+    "layer_norm": (C(lambda s, a: s.n(a), n=nn.LayerNorm(6)), [X3]),
+    "group_norm": (C(lambda s, a: s.n(a), n=nn.GroupNorm(2, 4)), [(1, 4, 6, 6)]),
+    "instance_norm": (C(lambda s, a: s.n(a), n=nn.InstanceNorm2d(3, affine=True)), [X4]),
+    "rms_norm": (C(lambda s, a: s.n(a), n=nn.RMSNorm(6)), [X3]),
+    "reshape": (C(lambda s, a: a.reshape(4, 12)), [X3]),
+    "flatten": (C(lambda s, a: torch.flatten(a, 1)), [X4]),
+    "permute": (C(lambda s, a: a.permute(2, 0, 1)), [X3]),
+    "transpose": (C(lambda s, a: a.transpose(0, 1).contiguous()), [X3]),
+    "squeeze_unsqueeze": (C(lambda s, a: a.unsqueeze(1).squeeze(0)), [(1, 4, 6)]),
+    "cat": (C(lambda s, a, b: torch.cat([a, b, a], dim=1)), [X3, X3]),
+    "stack": (C(lambda s, a, b: torch.stack([a, b], dim=0)), [X3, X3]),
+    "split": (C(lambda s, a: torch.split(a, [2, 4], dim=-1)[1] * 2), [X3]),
+    "chunk": (C(lambda s, a: torch.chunk(a, 2, dim=1)[0]), [X3]),
+    "slice": (C(lambda s, a: a[:, 1:3, ::2]), [X3]),
+    "slice_neg": (C(lambda s, a: a[..., -2:]), [X3]),
+    "select": (C(lambda s, a: a[:, 2]), [X3]),
+    "expand": (C(lambda s, a: a.expand(3, 4, 6) + 0), [(1, 4, 6)]),
+    "repeat": (C(lambda s, a: a.repeat(1, 2, 1)), [X3]),
+    "flip": (C(lambda s, a: torch.flip(a, [1])), [X3]),
+    "roll": (C(lambda s, a: torch.roll(a, 2, 2)), [X3]),
+    "pad_constant": (C(lambda s, a: F.pad(a, (1, 2, 0, 1), value=0.5)), [X4]),
+    "pad_reflect": (C(lambda s, a: F.pad(a, (1, 1, 2, 2), mode="reflect")), [X4]),
+    "pad_replicate": (C(lambda s, a: F.pad(a, (1, 1, 2, 2), mode="replicate")), [X4]),
+    "upsample_nearest": (C(lambda s, a: F.interpolate(a, scale_factor=2, mode="nearest")), [X4]),
+    "upsample_bilinear": (C(lambda s, a: F.interpolate(a, scale_factor=2, mode="bilinear", align_corners=False)), [X4]),
+    "upsample_bilinear_ac": (C(lambda s, a: F.interpolate(a, size=(5, 7), mode="bilinear", align_corners=True)), [X4]),
+    "pixel_shuffle": (C(lambda s, a: F.pixel_shuffle(a, 2)), [(1, 8, 3, 3)]),
+    "embedding": (C(lambda s, i: s.e(i), e=nn.Embedding(10, 6)), [("int", (2, 5), 10)]),
+    "gather": (C(lambda s, a, i: torch.gather(a, 2, i)), [X3, ("int", (2, 4, 3), 6)]),
+    "index_select": (C(lambda s, a, i: torch.index_select(a, 1, i)), [X3, ("int", (3,), 4)]),
+    "topk": (C(lambda s, a: torch.topk(a, 3, dim=-1).values), [X3]),
+    "tril": (C(lambda s, a: torch.tril(a)), [(4, 6)]),
+    "triu": (C(lambda s, a: torch.triu(a, 1)), [(4, 6)]),
+    "cast_int": (C(lambda s, a: (a * 4).to(torch.int32).to(torch.float32)), [X3]),
+    "cast_half": (C(lambda s, a: (a.half() * 3).float()), [X3]),
+    "int_arith": (C(lambda s, i, j: (i * 3 + j - 2).float()), [("int", X3, 10), ("int", X3, 10)]),
+    "masked_fill": (C(lambda s, a: a.masked_fill(a < 0, -1.5)), [X3]),
+    "arange": (C(lambda s, a: a + torch.arange(6, dtype=torch.float32)), [X3]),
+    "zeros_like": (C(lambda s, a: torch.zeros_like(a) + torch.ones_like(a) * 2 + a), [X3]),
+    "einsum": (C(lambda s, a, b: torch.einsum("bij,bjk->bik", a, b)), [(2, 4, 6), (2, 6, 5)]),
+    "sdpa": (C(lambda s, q, k, v: F.scaled_dot_product_attention(q, k, v)), [(1, 2, 4, 8), (1, 2, 4, 8), (1, 2, 4, 8)]),
+    "sdpa_mask": (C(lambda s, q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m)), [(1, 2, 4, 8), (1, 2, 4, 8), (1, 2, 4, 8), (4, 4)]),
+    "mha": (C(lambda s, a: s.m(a, a, a, need_weights=False)[0], m=nn.MultiheadAttention(8, 2, batch_first=True)), [(1, 5, 8)]),
+    "gru": (C(lambda s, a: s.g(a)[0], g=nn.GRU(6, 5, batch_first=True)), [(1, 4, 6)]),
+    "lstm": (C(lambda s, a: s.g(a)[0], g=nn.LSTM(6, 5, batch_first=True)), [(1, 4, 6)]),
+    "norm": (C(lambda s, a: torch.linalg.vector_norm(a, dim=-1)), [X3]),
+    "normalize": (C(lambda s, a: F.normalize(a, dim=-1)), [X3]),
+    "atan2": (C(lambda s, a, b: torch.atan2(a, b)), [X3, X3]),
+    "sinh_cosh": (C(lambda s, a: torch.sinh(a) + torch.cosh(a) + torch.asinh(a) + torch.atan(a)), [X3]),
+    "log_ops": (C(lambda s, a: torch.log2(a.abs() + 1) + torch.log10(a.abs() + 1) + torch.log1p(a.abs()) + torch.expm1(a)), [X3]),
+    "scatter": (C(lambda s, a, i, b: torch.scatter(a, 1, i, b)), [X3, ("int", (2, 2, 6), 4), (2, 2, 6)]),
+    "index_put": (C(lambda s, a, b: torch.index_put(a, (torch.tensor([0, 2]),), b)), [(4, 6), (2, 6)]),
+    "one_hot": (C(lambda s, i: F.one_hot(i, 5).float()), [("int", (2, 3), 5)]),
+    "clamp_min": (C(lambda s, a: a.clamp_min(0.1)), [X3]),
+    "unfold": (C(lambda s, a: F.unfold(a, 2)), [X4]),
+    "prelu": (C(lambda s, a: s.p(a), p=nn.PReLU(3)), [X4]),
+    "max_dim": (C(lambda s, a: a.max(dim=1).values), [X3]),
+    "any_all": (C(lambda s, a: (a > 0).any(dim=1).float() + (a > -2).all(dim=1).float()), [X3]),
+    "mean_all": (C(lambda s, a: a.mean()), [X3]),
+    "bf16": (C(lambda s, a: (a.to(torch.bfloat16) * 2).float()), [X3]),
+}
+
+
+def zoo_inputs(name, specs):
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    out = {}
+    for i, s in enumerate(specs):
+        if isinstance(s, tuple) and s and s[0] == "int":
+            out[f"x{i}"] = rng.integers(0, s[2], size=s[1]).astype(np.int32)
+        else:
+            out[f"x{i}"] = rng.standard_normal(s).astype(np.float32)
+    return out
+
+
+def build_ops():
+    entries, data = [], {}
+    for name, (factory, specs) in CASES.items():
+        torch.manual_seed(zlib.crc32(name.encode()))
+        m = factory().eval()
+        inputs = zoo_inputs(name, specs)
+        data[name] = (inputs, run_torch(m, inputs, ["y"]))
+        entries.append((m, inputs, list(inputs), ["y"], name, None))
+    path = convert(entries, "ops")
+    for name in CASES:
+        inputs, ref = data[name]
+        got, _ = asyncio.run(run_coreai(path, [inputs], name))
+        record("ops", path, "one function per op pattern (the op zoo), fp32.", [inputs], [ref], got,
+               function=name)
+
+
+# =========================================================================================
+# Compressed weights: coreai-torch's compression modules as parametrizations of the linear
+# weights of a small MLP (weight dequantization and palettization).
+
+class QMLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(32, 64)
+        self.b = nn.Linear(64, 16)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)))
+
+
+def _int8_per_channel(lin):
+    from coreai_torch._compression.custom_layers import WeightDequantizeModule
+    from coreai_torch._compression.utils import wrap_for_parametrization
+    w = lin.weight.data
+    scale = w.abs().amax(dim=1, keepdim=True) / 127
+    q = torch.round(w / scale).clamp(-128, 127).to(torch.int8)
+    P = wrap_for_parametrization(WeightDequantizeModule)
+    torch.nn.utils.parametrize.register_parametrization(lin, "weight", P(q, scale, output_dtype=torch.float32))
+
+
+def _int4_per_block(lin, block=16):
+    from coreai_torch._compression.custom_layers import WeightDequantizeModule
+    from coreai_torch._compression.utils import wrap_for_parametrization
+    w = lin.weight.data
+    o, i = w.shape
+    wb = w.reshape(o, i // block, block)
+    scale = wb.abs().amax(dim=2, keepdim=True) / 7
+    q = torch.round(wb / scale).clamp(-8, 7).reshape(o, i).to(torch.int8)
+    P = wrap_for_parametrization(WeightDequantizeModule)
+    torch.nn.utils.parametrize.register_parametrization(
+        lin, "weight", P(q, scale.reshape(o, i // block), input_dtype=torch.int4, output_dtype=torch.float32))
+
+
+def _palettize4(lin):
+    from coreai_torch._compression.custom_layers import PalettizeModule
+    from coreai_torch._compression.utils import wrap_for_parametrization
+    w = lin.weight.data
+    lut = torch.linspace(float(w.min()), float(w.max()), 16)
+    idx = (w.unsqueeze(-1) - lut).abs().argmin(-1).to(torch.uint8)
+    P = wrap_for_parametrization(PalettizeModule)
+    torch.nn.utils.parametrize.register_parametrization(lin, "weight", P(idx, lut.reshape(1, 1, 16, 1)))
+
+
+def build_compressed():
+    for name, fn, what in [
+        ("mlp_int8", _int8_per_channel, "int8 weights, per-output-channel scales (blockwise_shift_scale_v2)"),
+        ("mlp_int4", _int4_per_block, "int4 weights, blocks of 16 along the input (blockwise_shift_scale_v2, sint4)"),
+        ("mlp_palettized4", _palettize4, "4-bit palettized weights, one 16-entry LUT (lut_to_dense_v1, uint4)"),
+    ]:
+        rng = seed_for(name)
+        m = QMLP().eval()
+        fn(m.a)
+        fn(m.b)
+        simple(name, m, {"x": randn(rng, 2, 32)}, ["y"],
+               f"linear(32->64)+relu+linear(64->16) with {what}; the PyTorch reference uses the "
+               "same dequantized weights.")
+
+
+# =========================================================================================
+# The MobileNetV2 of the speed target (not committed: 14 MB of weights): written to
+# target/bench-models/mobilenetv2_coreai/ by --bench.
+
+def conv_bn(i, o, k, s, g=1):
+    return nn.Sequential(nn.Conv2d(i, o, k, s, (k - 1) // 2, groups=g, bias=False), nn.BatchNorm2d(o), nn.ReLU6())
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, i, o, stride, expand):
+        super().__init__()
+        h = i * expand
+        self.res = stride == 1 and i == o
+        layers = [] if expand == 1 else [conv_bn(i, h, 1, 1)]
+        layers += [conv_bn(h, h, 3, stride, h), nn.Conv2d(h, o, 1, 1, 0, bias=False), nn.BatchNorm2d(o)]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return x + self.conv(x) if self.res else self.conv(x)
+
+
+class MobileNetV2(nn.Module):
+    """torchvision's MobileNetV2 (width 1.0, 224x224, 1000 classes) without dropout."""
+
+    def __init__(self):
+        super().__init__()
+        cfg = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+        layers, c = [conv_bn(3, 32, 3, 2)], 32
+        for t, o, n, s in cfg:
+            for i in range(n):
+                layers.append(InvertedResidual(c, o, s if i == 0 else 1, t))
+                c = o
+        layers.append(conv_bn(c, 1280, 1, 1))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(1280, 1000)
+
+    def forward(self, x):
+        return self.classifier(self.features(x).mean([2, 3]))
+
+
+def build_bench(runs):
+    import time
+    out_dir = ROOT / "target" / "bench-models" / "mobilenetv2_coreai"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    m = MobileNetV2().eval()
+    with torch.no_grad():  # non-trivial batch-norm statistics
+        for mod in m.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.running_mean.normal_(0, 0.1)
+                mod.running_var.uniform_(0.5, 1.5)
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    ref = run_torch(m, {"x": x}, ["y"])
+    conv = coreai_torch.TorchConverter(mode=coreai_torch.TorchConverter.Mode.RELEASE)
+    ep = torch.export.export(m, (torch.from_numpy(x),)).run_decompositions(coreai_torch.get_decomp_table())
+    conv.add_exported_program(ep, input_names=["x"], output_names=["y"])
+    path = out_dir / "mobilenetv2.aimodel"
+    if path.exists():
+        shutil.rmtree(path)
+    conv.to_coreai().save_asset(path)
+    np.save(out_dir / "x.npy", x)
+    np.save(out_dir / "y_torch.npy", ref["y"])
+
+    async def timed():
+        asset = AIModelAsset.load(path)
+        async with asset.executable() as model:
+            fn = model.load_function("main")
+            nd = {"x": NDArray(x)}
+            out = await fn(nd)  # warm-up
+            times = []
+            for _ in range(runs):
+                t = time.perf_counter()
+                out = await fn(nd)
+                times.append((time.perf_counter() - t) * 1e3)
+            return np.array(out["y"].numpy()), times
+
+    y, times = asyncio.run(timed())
+    np.save(out_dir / "y_coreai.npy", y)
+    info = {
+        "model": str(path.relative_to(ROOT)),
+        "threads": int(os.environ.get("OMP_NUM_THREADS", "1")),
+        "coreai_ms": times,
+        "coreai_median_ms": float(np.median(times)),
+        "coreai_vs_torch_max_abs": float(np.max(np.abs(y - ref["y"]))),
+    }
+    (out_dir / "meta.json").write_text(json.dumps(info, indent=1) + "\n")
+    print(json.dumps(info))
 
 
 BUILDERS = {
@@ -288,14 +629,29 @@ BUILDERS = {
     "two_io": build_two_io,
     "stateful_kv": build_stateful,
     "multifunction": build_multifunction,
+    "ops": build_ops,
+    "compressed": build_compressed,
 }
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="*", help="build only these fixtures")
+    ap.add_argument("--bench", type=int, metavar="RUNS",
+                    help="instead: write the MobileNetV2 of the speed target to target/bench-models/"
+                         "mobilenetv2_coreai/ and time coreai-core on it RUNS times")
     args = ap.parse_args()
+    if args.bench:
+        build_bench(args.bench)
+        return
     names = args.only or list(BUILDERS)
+    manifest_path = FIX / "manifest.json"
+    if args.only and manifest_path.exists():
+        # Keep the fixtures not rebuilt now.
+        old = json.loads(manifest_path.read_text())
+        keep = {k: v for k, v in old["fixtures"].items() if k not in names and not (
+            "compressed" in names and k.startswith("mlp_"))}
+        MANIFEST.update(keep)
     failed = {}
     for n in names:
         try:
@@ -303,7 +659,17 @@ def main():
         except Exception as e:  # noqa: BLE001
             log(f"{n}: FAILED: {type(e).__name__}: {e}")
             failed[n] = f"{type(e).__name__}: {e}"
-    (FIX / "manifest.json").write_text(json.dumps({"fixtures": MANIFEST, "failed": failed}, indent=1) + "\n")
+    generator = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "coreai-core": __import__("coreai").__version__ if hasattr(__import__("coreai"), "__version__") else "1.0.0b3",
+        "coreai-torch": coreai_torch.__version__,
+    }
+    manifest_path.write_text(json.dumps(
+        {"generator": generator, "fixtures": dict(sorted(MANIFEST.items())), "failed": failed}, indent=1) + "\n")
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,13 @@
 //! - [`float`]: MLIR's float printing.
 
 pub mod float;
+pub mod fold;
 pub mod ir;
+pub mod konst;
+pub mod model;
+pub mod open;
 pub mod schema;
 pub mod text;
+pub mod to_mil;
+
+pub use open::{CoreAiModel, OpenError};
