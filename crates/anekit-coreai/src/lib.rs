@@ -12,6 +12,7 @@ pub mod ir;
 pub mod konst;
 pub mod model;
 pub mod open;
+pub mod reencode;
 pub mod schema;
 pub mod text;
 pub mod to_mil;
