@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use anekit_mil::model::Model;
 use anekit_plan::render;
 use anekit_plan::{Catalog, ComputeUnits, Options, analyze_model};
 use anyhow::{Context, Result, bail};
@@ -90,8 +89,7 @@ pub fn run(args: &Args) -> Result<()> {
         return Ok(());
     }
     let path = crate::model_path(&args.model)?;
-    let model =
-        Model::open(&path).with_context(|| format!("cannot read model {}", path.display()))?;
+    let model = crate::coreai::open_model(&path)?;
     if model.program.is_none() {
         bail!(
             "{} is a {} model; analyze works on ML Programs (convert with coremltools' mlprogram target)",

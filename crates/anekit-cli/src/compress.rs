@@ -11,7 +11,6 @@ use anekit_compress::config::{
     Selection,
 };
 use anekit_compress::{PruneMethod, QuantDtype, Report};
-use anekit_mil::model::Model;
 use anekit_runtime::{ComputeUnits, Engine, LoadOptions, NamedTensors, Precision};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
@@ -277,7 +276,7 @@ fn evaluate(original: &Path, compressed: &Path, a: &Args, fp16: bool) -> Result<
     };
     let engine = Engine::new();
     let load = |p: &Path, precision| -> Result<anekit_runtime::LoadedModel> {
-        let m = Model::open(p).with_context(|| format!("cannot read {}", p.display()))?;
+        let m = crate::coreai::open_model(p)?;
         engine
             .load(Arc::new(m), &options(precision))
             .with_context(|| format!("the CPU backend cannot load {}", p.display()))
@@ -331,8 +330,8 @@ pub fn run(a: &Args) -> Result<()> {
         None => config_from_flags(a)?,
     };
     let t0 = std::time::Instant::now();
-    let mut model = Model::open(&a.model)
-        .with_context(|| format!("cannot read model {}", a.model.display()))?;
+    let mut model = crate::coreai::open_model(&a.model)?;
+    let to_aimodel = a.output.extension().is_some_and(|e| e == "aimodel");
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -347,9 +346,13 @@ pub fn run(a: &Args) -> Result<()> {
     let report = anekit_compress::compress_model(&mut model, &config, &Bar(bar.clone()))
         .with_context(|| format!("cannot compress {}", a.model.display()))?;
     bar.finish_and_clear();
-    model
-        .save_mlpackage(&a.output)
-        .with_context(|| format!("cannot write {}", a.output.display()))?;
+    if to_aimodel {
+        crate::coreai::save_aimodel(&model, &a.model, &a.output)?;
+    } else {
+        model
+            .save_mlpackage(&a.output)
+            .with_context(|| format!("cannot write {}", a.output.display()))?;
+    }
     let seconds = t0.elapsed().as_secs_f64();
     let (outputs, eval_error) = if a.no_eval {
         (Vec::new(), None)

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anekit_mil::model::Model;
 use anekit_runtime::{ComputeUnits, Engine, LoadOptions, LoadedModel, Precision, Tensor};
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -75,8 +74,7 @@ impl LoadArgs {
     /// Open and load `path`; returns the model and the load time.
     pub fn load(&self, path: &std::path::Path) -> Result<(LoadedModel, f64)> {
         let t0 = Instant::now();
-        let model =
-            Model::open(path).with_context(|| format!("cannot read model {}", path.display()))?;
+        let model = crate::coreai::open_model(path)?;
         let options = LoadOptions {
             compute_units: self.compute_units.into(),
             function: self.function.clone(),

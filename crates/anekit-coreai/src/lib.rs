@@ -8,6 +8,7 @@
 
 pub mod float;
 pub mod fold;
+pub mod from_mil;
 pub mod ir;
 pub mod konst;
 pub mod model;

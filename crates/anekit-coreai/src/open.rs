@@ -57,13 +57,25 @@ impl CoreAiModel {
         Ok(Self { asset, translation })
     }
 
-    /// The model as a MIL model (its constants share the memory-mapped file).
+    /// The model as a MIL model (its constants share the memory-mapped file), with a
+    /// Core ML description of every function's inputs, outputs and states.
     pub fn to_mil_model(&self) -> Model {
         let mut description = proto::ModelDescription::default();
-        if self.translation.program.functions.len() > 1
-            && let Some(d) = &self.translation.default_function
-        {
-            description.default_function_name = d.clone();
+        let program = &self.translation.program;
+        let funcs: Vec<proto::FunctionDescription> = program
+            .functions
+            .iter()
+            .map(|(name, f)| describe(name, f))
+            .collect();
+        if program.functions.len() > 1 {
+            if let Some(d) = &self.translation.default_function {
+                description.default_function_name = d.clone();
+            }
+            description.functions = funcs;
+        } else if let Some(f) = funcs.into_iter().next() {
+            description.input = f.input;
+            description.output = f.output;
+            description.state = f.state;
         }
         let mut meta = proto::Metadata::default();
         if let Some(p) = &self.asset.metadata.producer {
@@ -86,4 +98,79 @@ impl CoreAiModel {
         model.source = Some(self.asset.root.clone());
         model
     }
+}
+
+fn array_type(t: &anekit_mil::TensorType) -> proto::ArrayFeatureType {
+    use proto::array_feature_type::ArrayDataType as A;
+    let data_type = match t.dtype {
+        anekit_mil::DataType::Fp16 => A::Float16,
+        anekit_mil::DataType::Fp64 => A::Double,
+        anekit_mil::DataType::Int32 => A::Int32,
+        anekit_mil::DataType::Int8 => A::Int8,
+        _ => A::Float32,
+    };
+    proto::ArrayFeatureType {
+        shape: t
+            .fixed_shape()
+            .map(|s| s.iter().map(|&d| d as i64).collect())
+            .unwrap_or_default(),
+        data_type: data_type as i32,
+        ..proto::ArrayFeatureType::default()
+    }
+}
+
+fn feature(name: &str, t: &anekit_mil::ValueType) -> Option<proto::FeatureDescription> {
+    let ty = match t {
+        anekit_mil::ValueType::Tensor(t) => {
+            proto::feature_type::Type::MultiArrayType(array_type(t))
+        }
+        anekit_mil::ValueType::State(inner) => {
+            let t = inner.as_tensor()?;
+            proto::feature_type::Type::StateType(proto::StateFeatureType {
+                r#type: Some(proto::state_feature_type::Type::ArrayType(array_type(t))),
+            })
+        }
+        _ => return None,
+    };
+    Some(proto::FeatureDescription {
+        name: name.to_string(),
+        r#type: Some(proto::FeatureType {
+            r#type: Some(ty),
+            ..proto::FeatureType::default()
+        }),
+        ..proto::FeatureDescription::default()
+    })
+}
+
+/// The Core ML description of a translated function.
+fn describe(name: &str, f: &anekit_mil::Function) -> proto::FunctionDescription {
+    let mut d = proto::FunctionDescription {
+        name: name.to_string(),
+        ..proto::FunctionDescription::default()
+    };
+    for i in &f.inputs {
+        if let Some(fd) = feature(&i.name, &i.ty) {
+            if matches!(i.ty, anekit_mil::ValueType::State(_)) {
+                d.state.push(fd);
+            } else {
+                d.input.push(fd);
+            }
+        }
+    }
+    if let Some(b) = f.block() {
+        for o in &b.outputs {
+            let ty = b
+                .operations
+                .iter()
+                .rev()
+                .flat_map(|op| op.outputs.iter())
+                .find(|v| &v.name == o)
+                .map(|v| v.ty.clone())
+                .or_else(|| f.inputs.iter().find(|i| &i.name == o).map(|i| i.ty.clone()));
+            if let Some(fd) = ty.and_then(|t| feature(o, &t)) {
+                d.output.push(fd);
+            }
+        }
+    }
+    d
 }

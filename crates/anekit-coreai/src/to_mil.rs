@@ -2313,8 +2313,10 @@ impl<'m> Tr<'m> {
                 )
             })
         {
+            // The result has offset2's type (fp16 weights stay fp16).
+            let out_dt = o2.mil_dtype();
             let dn = self.const_var(fb, d, ddt)?;
-            let sn = self.const_var(fb, s, DataType::Fp32)?;
+            let sn = self.const_var(fb, s, out_dt)?;
             let mut params = vec![
                 (
                     "data",
@@ -2575,6 +2577,22 @@ impl Konst {
                         self.i64_at(i)
                     };
                     data.extend_from_slice(&(v as i32).to_le_bytes())
+                }
+                Scalar::SInt(16) | Scalar::UInt(16) => {
+                    let v = if self.scalar_is_float() {
+                        self.f64_at(i).trunc() as i64
+                    } else {
+                        self.i64_at(i)
+                    };
+                    data.extend_from_slice(&(v as i16).to_le_bytes())
+                }
+                Scalar::SInt(8) | Scalar::UInt(8) => {
+                    let v = if self.scalar_is_float() {
+                        self.f64_at(i).trunc() as i64
+                    } else {
+                        self.i64_at(i)
+                    };
+                    data.push(v as i8 as u8)
                 }
                 _ => return None,
             }
