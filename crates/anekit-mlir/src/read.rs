@@ -16,9 +16,10 @@ use crate::module::{
 /// The magic number at the start of every bytecode file: `ML\xEFR`.
 pub const MAGIC: [u8; 4] = *b"ML\xEFR";
 
-/// The deepest nesting of regions accepted (real models nest a handful of levels; the
-/// limit keeps hostile input from exhausting the stack).
-pub const MAX_REGION_DEPTH: usize = 256;
+/// The deepest nesting of regions accepted (Core AI modules nest about five levels: asset,
+/// graph, composite, nested composite, reduction; the limit keeps hostile input from
+/// exhausting the stack of a 2 MiB thread).
+pub const MAX_REGION_DEPTH: usize = 64;
 
 /// Whether `data` starts with the bytecode magic number.
 pub fn is_bytecode(data: &[u8]) -> bool {

@@ -258,6 +258,8 @@ fn properties_section(m: &Bytecode) -> Emitter {
 
 struct IrWriter<'m> {
     m: &'m Bytecode,
+    /// Region nesting depth (bounded as when reading).
+    depth: usize,
     /// The number of each visible value in its isolated scope.
     numbers: HashMap<Value, u64>,
 }
@@ -265,6 +267,7 @@ struct IrWriter<'m> {
 fn ir_section(m: &Bytecode) -> Result<Emitter> {
     let mut w = IrWriter {
         m,
+        depth: 0,
         numbers: HashMap::new(),
     };
     let mut e = Emitter::new();
@@ -372,6 +375,13 @@ impl IrWriter<'_> {
         }
         e.patch_byte(mask_at, mask);
         if !op.regions.is_empty() {
+            self.depth += 1;
+            if self.depth > crate::read::MAX_REGION_DEPTH {
+                return Err(err(format!(
+                    "regions nested deeper than {} levels",
+                    crate::read::MAX_REGION_DEPTH
+                )));
+            }
             e.varint_with_flag(op.regions.len() as u64, op.isolated);
             // Isolated regions start numbering at zero and cannot see outer values.
             let saved = if op.isolated {
@@ -396,6 +406,7 @@ impl IrWriter<'_> {
             if let Some(saved) = saved {
                 self.numbers = saved;
             }
+            self.depth -= 1;
             result?;
         }
         Ok(())

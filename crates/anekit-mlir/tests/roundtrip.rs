@@ -52,3 +52,46 @@ fn every_truncation_is_an_error_not_a_panic() {
         assert!(r.is_err(), "{} cut at {cut} was accepted", path.display());
     }
 }
+
+/// Regions nested past the limit are refused when written (and when read: the
+/// `seed-deep-nesting` seed of the `mlir_bytecode` fuzz corpus), not a stack overflow.
+#[test]
+fn deep_nesting_is_an_error() {
+    use anekit_mlir::builder::Builder;
+    use anekit_mlir::{AttrId, Block, Operation, Region};
+    let mut b = Builder::new(6, "test");
+    let d = b.dialect("t", None);
+    let name = b.op_name(d, "op", true);
+    let loc = b.attr(d, true, bytes::Bytes::from_static(&[1]));
+    assert_eq!(loc, AttrId(0));
+    let mut m = b.finish();
+    let depth = anekit_mlir::read::MAX_REGION_DEPTH + 10;
+    // Build from the innermost op outwards: op_i has one region holding op_{i+1}.
+    let mut inner: Option<anekit_mlir::OpId> = None;
+    for _ in 0..depth {
+        let mut regions = Vec::new();
+        if let Some(child) = inner {
+            let blk = m.ir.push_block(Block {
+                ops: vec![child],
+                ..Block::default()
+            });
+            regions.push(m.ir.push_region(Region { blocks: vec![blk] }));
+        }
+        inner = Some(m.ir.push_op(Operation {
+            name,
+            location: loc,
+            attributes: None,
+            properties: None,
+            result_types: Vec::new(),
+            operands: Vec::new(),
+            successors: Vec::new(),
+            use_list_orders: Vec::new(),
+            isolated: !regions.is_empty(),
+            regions,
+        }));
+    }
+    m.ir.top = vec![inner.unwrap()];
+    // The writer refuses it too.
+    let e = anekit_mlir::write(&m).unwrap_err();
+    assert!(e.to_string().contains("nested deeper"), "{e}");
+}
