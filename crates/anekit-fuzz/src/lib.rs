@@ -251,19 +251,6 @@ pub fn join(parts: &[&[u8]]) -> Vec<u8> {
     parts.join(SEPARATOR)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn split_and_join() {
-        let parts: [&[u8]; 3] = [b"a", b"", b"ccc"];
-        let joined = join(&parts);
-        assert_eq!(split(&joined).collect::<Vec<_>>(), parts);
-        assert_eq!(split(b"").collect::<Vec<_>>(), vec![b"" as &[u8]]);
-    }
-}
-
 /// The MLIR bytecode reader and writer (`.aimodel`'s `main.mlirb`), and everything built
 /// on the op tree: a module that reads must write, read back to the same op tree and write
 /// the same bytes again; its `aicode` attributes, types and properties are decoded and the
@@ -300,4 +287,17 @@ pub fn mlir_bytecode(data: &[u8]) -> bool {
     }
     let _ = anekit_coreai::to_mil::translate(&m, anekit_coreai::to_mil::Options::default());
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_and_join() {
+        let parts: [&[u8]; 3] = [b"a", b"", b"ccc"];
+        let joined = join(&parts);
+        assert_eq!(split(&joined).collect::<Vec<_>>(), parts);
+        assert_eq!(split(b"").collect::<Vec<_>>(), vec![b"" as &[u8]]);
+    }
 }
