@@ -5,6 +5,7 @@
 //! no `protoc` is needed at build time and the generated code is reviewed like any other file.
 //! `--check` fails when the committed file differs from a fresh generation (CI runs it).
 //!
+//! `gen-docs` also writes `docs/coreai-ops.md`, the Core AI op table of anekit-coreai.
 //! `gen-docs` writes `docs/op-coverage.md`, the op coverage table: anekit-mil's registry
 //! columns plus the columns other crates contribute (the CPU backend's kernels), as
 //! `anekit_runtime::coverage::op_coverage_markdown` composes them. anekit-runtime's
@@ -84,9 +85,20 @@ fn gen_proto(check: bool) -> Result<()> {
 }
 
 fn gen_docs(check: bool) -> Result<()> {
-    let path = workspace_root().join("docs/op-coverage.md");
+    write_doc(
+        "docs/coreai-ops.md",
+        &anekit_coreai::coverage::coverage_markdown(),
+        anekit_coreai::coverage::ROWS.len(),
+        check,
+    )?;
     let doc = anekit_runtime::coverage::op_coverage_markdown();
     let rows = anekit_mil::ops::coverage_rows().len();
+    write_doc("docs/op-coverage.md", &doc, rows, check)
+}
+
+/// Write (or with `check`, compare) a generated doc of `rows` op types.
+fn write_doc(rel: &str, doc: &str, rows: usize, check: bool) -> Result<()> {
+    let path = workspace_root().join(rel);
     if check {
         let old = std::fs::read_to_string(&path).unwrap_or_default();
         if old != doc {
@@ -100,7 +112,7 @@ fn gen_docs(check: bool) -> Result<()> {
     }
     // Written to a sibling, then renamed into place.
     let tmp = path.with_extension("md.tmp");
-    std::fs::write(&tmp, &doc).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::write(&tmp, doc).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))?;
     println!("wrote {} ({rows} op types)", path.display());
     Ok(())

@@ -6,6 +6,7 @@
 //! - [`text`]: the textual form, as coreai-core's MLIR prints it.
 //! - [`float`]: MLIR's float printing.
 
+pub mod coverage;
 pub mod float;
 pub mod fold;
 pub mod from_mil;

@@ -1039,6 +1039,9 @@ impl<'m> Tr<'m> {
             if let Some(out) = self.try_fuse_bias(fb, op, base, &x, &y, uses)? {
                 return Ok(Some(out));
             }
+            if let Some(out) = self.try_clip(fb, op, base, &x, &y, uses)? {
+                return Ok(Some(out));
+            }
             return Ok(Some(self.emit1(
                 fb,
                 mil,
@@ -1480,6 +1483,7 @@ impl<'m> Tr<'m> {
                 let dilation = self.ints(op, &arg(3)?, "dilation")?;
                 let groups = self.int(op, &arg(4)?, "groups")?;
                 let nsp = stride.len();
+                let (x, pad) = self.absorb_pad(fb, op, x, nsp, |v| v == 0.0, uses);
                 self.emit1(
                     fb,
                     "conv",
@@ -1488,7 +1492,7 @@ impl<'m> Tr<'m> {
                         ("weight", P::T(w)),
                         ("strides", P::Is(stride)),
                         ("pad_type", P::S("custom")),
-                        ("pad", P::Is(vec![0; 2 * nsp])),
+                        ("pad", P::Is(pad)),
                         ("dilations", P::Is(dilation)),
                         ("groups", P::I(groups)),
                     ],
@@ -1540,6 +1544,8 @@ impl<'m> Tr<'m> {
                     return Err(self.unsupported(op, "dilated max pooling has no MIL counterpart"));
                 }
                 let n = kernel.len();
+                // Padding with the lowest value before a max pool is the pool's own padding.
+                let (x, pad) = self.absorb_pad(fb, op, x, n, |v| v <= -65504.0, uses);
                 self.emit1(
                     fb,
                     "max_pool",
@@ -1548,7 +1554,7 @@ impl<'m> Tr<'m> {
                         ("kernel_sizes", P::Is(kernel)),
                         ("strides", P::Is(stride)),
                         ("pad_type", P::S("custom")),
-                        ("pad", P::Is(vec![0; 2 * n])),
+                        ("pad", P::Is(pad)),
                         ("ceil_mode", P::B(ceil)),
                     ],
                 )?
@@ -1809,6 +1815,92 @@ impl<'m> Tr<'m> {
         }))
     }
 
+    /// The MIL op that defines variable `tv`, if this translation emitted it.
+    fn producer<'f>(&self, fb: &'f Fb, tv: &Tv) -> Option<&'f Operation> {
+        match tv {
+            Tv::Var { name, .. } => fb.def.get(name).and_then(|&i| fb.ops.get(i)),
+            _ => None,
+        }
+    }
+
+    /// The scalar constant bound to parameter `param` of `o`.
+    fn const_param(fb: &Fb, o: &Operation, param: &str) -> Option<f64> {
+        let Binding::Name(n) = o.inputs.get(param)?.0.first()? else {
+            return None;
+        };
+        let v = fb.args.get(n)?.value.as_ref()?;
+        if v.tensor_type()?.element_count()? != 1 {
+            return None;
+        }
+        v.as_f32()
+            .map(f64::from)
+            .or_else(|| v.as_i64().map(|i| i as f64))
+    }
+
+    /// When `x` (the first operand of `op`, used once) is a constant-mode MIL `pad` of the
+    /// last `nsp` dims whose value satisfies `fill`, return the pad's input and the pads for
+    /// the consumer's own `pad` parameter; else `x` and zero pads.
+    fn absorb_pad(
+        &self,
+        fb: &Fb,
+        op: OpId,
+        x: Tv,
+        nsp: usize,
+        fill: impl Fn(f64) -> bool,
+        uses: &HashMap<Value, usize>,
+    ) -> (Tv, Vec<i64>) {
+        let zero = vec![0; 2 * nsp];
+        let single = self
+            .m
+            .ir
+            .op(op)
+            .operands
+            .first()
+            .is_some_and(|v| uses.get(v).copied() == Some(1));
+        let Some(p) = self.producer(fb, &x) else {
+            return (x, zero);
+        };
+        if !single || p.op_type != "pad" {
+            return (x, zero);
+        }
+        let mode_ok = match p.inputs.get("mode").and_then(|a| a.0.first()) {
+            Some(Binding::Name(n)) => {
+                fb.args
+                    .get(n)
+                    .and_then(|a| a.value.as_ref())
+                    .and_then(|v| v.as_str())
+                    == Some("constant")
+            }
+            _ => false,
+        };
+        let value_ok = Self::const_param(fb, p, "constant_val").is_some_and(&fill);
+        let pads = match p.inputs.get("pad").and_then(|a| a.0.first()) {
+            Some(Binding::Name(n)) => fb
+                .args
+                .get(n)
+                .and_then(|a| a.value.as_ref())
+                .and_then(|v| v.to_i64_vec()),
+            _ => None,
+        };
+        let input = match p.inputs.get("x").and_then(|a| a.0.first()) {
+            Some(Binding::Name(n)) => {
+                fb.args
+                    .get(n)
+                    .and_then(|a| a.ty.as_tensor())
+                    .map(|t| Tv::Var {
+                        name: n.clone(),
+                        ty: t.clone(),
+                        transposed: None,
+                    })
+            }
+            _ => None,
+        };
+        match (mode_ok && value_ok, pads, input) {
+            (true, Some(pads), Some(input)) if pads.len() == 2 * nsp => (input, pads),
+            _ => (x, zero),
+        }
+    }
+
     /// `x` as an int32 tensor (index operands).
     fn as_int32(&mut self, fb: &mut Fb, x: Tv) -> Result<Tv, TranslateError> {
         match self.ty_of(fb, &x).map(|t| t.dtype) {
@@ -1880,6 +1972,69 @@ impl<'m> Tr<'m> {
                 ("transpose_y", P::B(false)),
             ],
         )
+    }
+
+    /// `minimum(maximum(X, lo), hi)` with scalar constants (ReLU6 and friends) is one `clip`
+    /// when the inner result has no other use.
+    fn try_clip(
+        &mut self,
+        fb: &mut Fb,
+        op: OpId,
+        base: &str,
+        x: &Tv,
+        y: &Tv,
+        uses: &HashMap<Value, usize>,
+    ) -> Result<Option<Vec<Tv>>, TranslateError> {
+        if base != "minimum" || !self.options.fast_paths {
+            return Ok(None);
+        }
+        let Tv::Const(hi) = y else { return Ok(None) };
+        let Ok(hi) = hi.scalar_f64() else {
+            return Ok(None);
+        };
+        let single = self
+            .m
+            .ir
+            .op(op)
+            .operands
+            .first()
+            .is_some_and(|v| uses.get(v).copied() == Some(1));
+        let Some(p) = self.producer(fb, x) else {
+            return Ok(None);
+        };
+        if !single || p.op_type != "maximum" {
+            return Ok(None);
+        }
+        let Some(lo) = Self::const_param(fb, p, "y") else {
+            return Ok(None);
+        };
+        let inner = match p.inputs.get("x").and_then(|a| a.0.first()) {
+            Some(Binding::Name(n)) => {
+                fb.args
+                    .get(n)
+                    .and_then(|a| a.ty.as_tensor())
+                    .map(|t| Tv::Var {
+                        name: n.clone(),
+                        ty: t.clone(),
+                        transposed: None,
+                    })
+            }
+            _ => None,
+        };
+        let Some(inner) = inner else { return Ok(None) };
+        let dt = self.ty_of(fb, &inner).map_or(DataType::Fp32, |t| t.dtype);
+        if !dt.is_float() || lo > hi {
+            return Ok(None);
+        }
+        Ok(Some(self.emit1(
+            fb,
+            "clip",
+            vec![
+                ("x", P::T(inner)),
+                ("alpha", P::F(lo, dt)),
+                ("beta", P::F(hi, dt)),
+            ],
+        )?))
     }
 
     /// `conv(...) + bias` and `linear(...) + bias` with a constant bias become the op's own
