@@ -10,6 +10,7 @@
 //! registry columns plus one column per per-op table of the other crates (CPU kernels,
 //! Neural Engine support, cost classes, the fp16 pass, the MPSGraph path). A test of this
 //! crate fails when the committed file is stale; `--check` does the same (CI runs it).
+//! It also writes `docs/coreai-ops.md`, the Core AI op table of anekit-coreai.
 
 #![forbid(unsafe_code)]
 
@@ -119,9 +120,20 @@ fn gen_nn_docs(check: bool) -> Result<()> {
 
 fn gen_docs(check: bool) -> Result<()> {
     gen_nn_docs(check)?;
-    let path = workspace_root().join("docs/op-coverage.md");
+    write_doc(
+        "docs/coreai-ops.md",
+        &anekit_coreai::coverage::coverage_markdown(),
+        anekit_coreai::coverage::ROWS.len(),
+        check,
+    )?;
     let doc = coverage::document();
     let rows = anekit_mil::ops::coverage_rows().len();
+    write_doc("docs/op-coverage.md", &doc, rows, check)
+}
+
+/// Write (or with `check`, compare) a generated doc of `rows` op types.
+fn write_doc(rel: &str, doc: &str, rows: usize, check: bool) -> Result<()> {
+    let path = workspace_root().join(rel);
     if check {
         let old = std::fs::read_to_string(&path).unwrap_or_default();
         if old != doc {
@@ -135,7 +147,7 @@ fn gen_docs(check: bool) -> Result<()> {
     }
     // Written to a sibling, then renamed into place.
     let tmp = path.with_extension("md.tmp");
-    std::fs::write(&tmp, &doc).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::write(&tmp, doc).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))?;
     println!("wrote {} ({rows} op types)", path.display());
     Ok(())

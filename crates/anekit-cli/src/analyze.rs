@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use anekit_mil::model::Model;
 use anekit_plan::render;
 use anekit_plan::{Catalog, ComputeUnits, Options, analyze_model};
 use anekit_runtime::BackendChoice;
@@ -100,8 +99,7 @@ pub fn run(args: &Args) -> Result<()> {
         return Ok(());
     }
     let path = crate::model_path(&args.model)?;
-    let model =
-        Model::open(&path).with_context(|| format!("cannot read model {}", path.display()))?;
+    let model = crate::coreai::open_model(&path)?;
     // NeuralNetwork models are analysed through their MIL translation; require_program
     // names the layer that could not be translated.
     model

@@ -182,7 +182,8 @@ fn evaluate(
     compressed: anekit::Compressed,
     a: &Args,
 ) -> Result<Vec<anekit::OutputError>> {
-    let written = anekit::Model::open(&a.output)
+    let written = crate::coreai::open_model(&a.output)
+        .map(anekit::Model::from_mil)
         .with_context(|| format!("cannot read back {}", a.output.display()))?;
     let compressed = anekit::Compressed {
         model: written,
@@ -210,8 +211,7 @@ pub fn run(a: &Args) -> Result<()> {
         None => a.flags().resolve()?,
     };
     let t0 = std::time::Instant::now();
-    let model = anekit::Model::open(&a.model)
-        .with_context(|| format!("cannot read model {}", a.model.display()))?;
+    let model = anekit::Model::from_mil(crate::coreai::open_model(&a.model)?);
     if model.mil().is_translated() || model.mil().untranslated.is_some() {
         return run_neuralnetwork(a, model.mil().clone(), t0);
     }
@@ -219,6 +219,7 @@ pub fn run(a: &Args) -> Result<()> {
         bail!("--nbits is for NeuralNetwork models; ML Programs take --quantize int8|uint8|int4|uint4");
     }
     crate::validation::require_valid(model.mil(), &a.model)?;
+    let to_aimodel = a.output.extension().is_some_and(|e| e == "aimodel");
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -235,10 +236,14 @@ pub fn run(a: &Args) -> Result<()> {
         .with_context(|| format!("cannot compress {}", a.model.display()))?;
     bar.finish_and_clear();
     crate::validation::require_valid_output(compressed.model.mil(), &a.output)?;
-    compressed
-        .model
-        .save(&a.output)
-        .with_context(|| format!("cannot write {}", a.output.display()))?;
+    if to_aimodel {
+        crate::coreai::save_aimodel(compressed.model.mil(), &a.model, &a.output)?;
+    } else {
+        compressed
+            .model
+            .save(&a.output)
+            .with_context(|| format!("cannot write {}", a.output.display()))?;
+    }
     let seconds = t0.elapsed().as_secs_f64();
     let report = compressed.report.clone();
     let (outputs, eval_error) = if a.no_eval {

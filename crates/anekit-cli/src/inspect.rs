@@ -3,9 +3,8 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use anekit_mil::model::Model;
 use anekit_mil::summary::{FeatureSummary, ModelSummary};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 
 use crate::output::{bytes, table, thousands};
@@ -29,9 +28,13 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long, conflicts_with = "mil")]
     json: bool,
-    /// Print the ML Program as MIL text (the `model.mil` syntax) instead of the report.
-    #[arg(long)]
+    /// Print the ML Program as MIL text (the `model.mil` syntax) instead of the report; for
+    /// a Core AI model, the program it translates to.
+    #[arg(long, conflicts_with = "mlir")]
     mil: bool,
+    /// Core AI models: print the module as MLIR text (as coreai-core prints it).
+    #[arg(long)]
+    mlir: bool,
     /// Do not validate the program: show what can be shown of an invalid one and exit 0
     /// (by default an invalid program is reported with each problem and the exit status
     /// is 1).
@@ -81,8 +84,13 @@ struct Report<'a> {
 /// Run `anekit inspect`.
 pub fn run(args: &Args) -> Result<()> {
     let path = crate::model_path(&args.model)?;
-    let model =
-        Model::open(&path).with_context(|| format!("cannot read model {}", path.display()))?;
+    if crate::coreai::is_aimodel(&path) && !args.mil {
+        return crate::coreai::inspect(&path, args.json, args.mlir);
+    }
+    if args.mlir {
+        anyhow::bail!("--mlir applies to Core AI models (.aimodel); use --mil for Core ML models");
+    }
+    let model = crate::coreai::open_model(&path)?;
     if args.mil {
         let program = model.require_program()?;
         if !args.no_validate {

@@ -6,6 +6,8 @@ mod analyze;
 mod bench;
 mod bundled;
 mod compress;
+mod convert;
+mod coreai;
 mod devices;
 mod doctor;
 mod inputs;
@@ -23,7 +25,8 @@ use clap::{Parser, Subcommand};
 
 /// anekit — a toolkit and runtime for Apple's Neural Engine and Core ML models.
 ///
-/// Reads .mlpackage, .mlmodel and compiled .mlmodelc models on any OS. Without a MODEL
+/// Reads .mlpackage, .mlmodel and compiled .mlmodelc models, and Core AI .aimodel models,
+/// on any OS. Without a MODEL
 /// argument, commands use the small model bundled with anekit.
 #[derive(Debug, Parser)]
 #[command(name = "anekit", version, about, long_about = None, propagate_version = true)]
@@ -61,6 +64,10 @@ enum Command {
     /// and stay NeuralNetwork models (e.g. `anekit compress m.mlmodel -o m8.mlmodel
     /// --quantize uint8 --mode linear`).
     Compress(Box<compress::Args>),
+    /// Convert between Core ML and Core AI: a .mlpackage (or .mlmodel / .mlmodelc) becomes
+    /// an .aimodel, an .aimodel becomes an .mlpackage. Ops that cannot be converted are all
+    /// named, with the reason.
+    Convert(convert::Args),
     /// Measure prediction latency (median and p90 after warm-up), peak memory and threads.
     Bench(bench::Args),
     /// What this machine has for running models: host, backends and, on Apple platforms,
@@ -89,6 +96,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Compress(args) => compress::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Convert(args) => convert::run(&args),
         Command::Devices(args) => devices::run(&args),
         Command::Top(args) => top::run(&args),
         Command::Doctor(args) => doctor::run(&args),

@@ -59,8 +59,7 @@ impl LoadArgs {
     /// Open and load `path`; returns the model and the load time.
     pub fn load(&self, path: &std::path::Path) -> Result<(LoadedModel, f64)> {
         let t0 = Instant::now();
-        let model =
-            Model::open(path).with_context(|| format!("cannot read model {}", path.display()))?;
+        let model = crate::coreai::open_model(path)?;
         let options = LoadOptions {
             compute_units: self.compute_units,
             backend: self.backend,

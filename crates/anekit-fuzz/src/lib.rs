@@ -40,6 +40,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("mil_text", mil_text),
     ("model", model::model),
     ("neuralnetwork", neuralnetwork),
+    ("mlir_bytecode", mlir_bytecode),
 ];
 
 /// Most blob lookups tried per input (keeps each run fast on large inputs).
@@ -296,6 +297,44 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// Join parts with [`SEPARATOR`] (the inverse of [`split`]; used to build seeds).
 pub fn join(parts: &[&[u8]]) -> Vec<u8> {
     parts.join(SEPARATOR)
+}
+
+/// The MLIR bytecode reader and writer (`.aimodel`'s `main.mlirb`), and everything built
+/// on the op tree: a module that reads must write, read back to the same op tree and write
+/// the same bytes again; its `aicode` attributes, types and properties are decoded and the
+/// module printed as text; it is translated to MIL (answering with a translation or an
+/// error). Accepted: the module reads.
+pub fn mlir_bytecode(data: &[u8]) -> bool {
+    let Ok(m) = anekit_mlir::read(Bytes::copy_from_slice(data)) else {
+        return false;
+    };
+    let written = match anekit_mlir::write(&m) {
+        Ok(w) => w,
+        Err(e) => panic!("a module that reads must write: {e}"),
+    };
+    let again = match anekit_mlir::read(Bytes::from(written.clone())) {
+        Ok(a) => a,
+        Err(e) => panic!("written bytecode must read: {e}"),
+    };
+    assert!(again.ir == m.ir, "the op tree changed in a round trip");
+    assert!(
+        anekit_mlir::write(&again).ok().as_deref() == Some(&written[..]),
+        "second write differs"
+    );
+    let text = anekit_coreai::text::print(&m);
+    assert!(text.starts_with("module {"));
+    let _ = anekit_coreai::model::graphs(&m);
+    if let Ok(re) = anekit_coreai::reencode::reencode(&m, "fuzz") {
+        // What re-encodes prints the same and writes.
+        assert_eq!(
+            anekit_coreai::text::print(&re),
+            text,
+            "re-encoding changed the text"
+        );
+        let _ = anekit_mlir::write(&re);
+    }
+    let _ = anekit_coreai::to_mil::translate(&m, anekit_coreai::to_mil::Options::default());
+    true
 }
 
 #[cfg(test)]
