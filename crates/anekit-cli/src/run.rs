@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anekit_mil::model::Model;
 use anekit_runtime::{
     BackendChoice, ComputeUnits, Engine, LoadOptions, LoadedModel, Precision, Tensor,
 };

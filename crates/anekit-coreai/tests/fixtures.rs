@@ -59,6 +59,7 @@ fn run(
                 function: Some(function.to_string()),
                 precision: Precision::Fp32,
                 threads: Some(1),
+                ..LoadOptions::default()
             },
         )
         .map_err(|e| e.to_string())?;
