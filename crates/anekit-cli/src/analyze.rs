@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anekit_mil::model::Model;
 use anekit_plan::render;
-use anekit_plan::{Catalog, ComputeUnits, Options, analyze_model};
+use anekit_plan::{Catalog, ComputeUnits, ExecPath, Options, analyze_model};
 use anyhow::{Context, Result, bail};
 
 /// Arguments of `anekit analyze`.
@@ -21,6 +21,12 @@ pub struct Args {
     /// Which compute units the model may use.
     #[arg(long, default_value = "all", value_parser = parse_units)]
     compute_units: ComputeUnits,
+    /// The execution path to estimate in detail: `coreml` (Core ML's per-prediction work,
+    /// fp32 feature conversion, one program per Neural Engine segment) or `direct` (one
+    /// Neural Engine program per segment through the private framework, no GPU). Both paths
+    /// are always estimated; this one drives the per-op table.
+    #[arg(long, default_value = "coreml", value_parser = parse_path)]
+    path: ExecPath,
     /// The function of a multifunction model (default: the default function).
     #[arg(long)]
     function: Option<String>,
@@ -40,6 +46,10 @@ pub struct Args {
     /// 14.4+ / iOS 17.4+) and show it beside the prediction.
     #[arg(long)]
     device: bool,
+}
+
+fn parse_path(s: &str) -> Result<ExecPath, String> {
+    ExecPath::parse(s).ok_or_else(|| format!("unknown path `{s}` (coreml, direct)"))
 }
 
 fn parse_units(s: &str) -> Result<ComputeUnits, String> {
@@ -104,6 +114,7 @@ pub fn run(args: &Args) -> Result<()> {
         compute_units: args.compute_units,
         function: args.function.clone(),
         compare: !args.no_compare,
+        path: args.path,
     };
     let report = analyze_model(&model, &options)
         .with_context(|| format!("cannot analyse {}", path.display()))?;

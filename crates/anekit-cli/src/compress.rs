@@ -274,6 +274,7 @@ fn evaluate(original: &Path, compressed: &Path, a: &Args, fp16: bool) -> Result<
         function: None,
         precision,
         threads: None,
+        ..LoadOptions::default()
     };
     let engine = Engine::new();
     let load = |p: &Path, precision| -> Result<anekit_runtime::LoadedModel> {

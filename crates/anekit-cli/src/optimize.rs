@@ -59,6 +59,7 @@ fn side(m: &Model, chip: &str) -> Result<Side> {
             compute_units: ComputeUnits::All,
             function: None,
             compare: false,
+            ..Options::default()
         },
     )?;
     Ok(Side {

@@ -27,6 +27,7 @@
 //! ```
 
 pub mod analyze;
+pub mod calibration;
 pub mod catalog;
 pub mod cost;
 pub mod device_plan;
@@ -42,7 +43,7 @@ pub mod rules;
 pub use analyze::{Options, analyze_model, analyze_program};
 pub use catalog::Catalog;
 pub use error::{PlanError, Result};
-pub use placement::ComputeUnits;
+pub use placement::{ComputeUnits, ExecPath};
 pub use report::Report;
 
 /// The rewrites `anekit optimize` applies, in order.

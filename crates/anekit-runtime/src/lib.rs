@@ -17,7 +17,7 @@ pub mod npy;
 pub mod tensor;
 
 pub use engine::{
-    Backend, BackendKind, ComputeUnits, Engine, FeatureSpec, LoadOptions, LoadedModel,
+    AneNumerics, Backend, BackendKind, ComputeUnits, Engine, FeatureSpec, LoadOptions, LoadedModel,
     ModelInstance, NamedTensors, Precision, Selection, ShapeSpec, State,
 };
 pub use error::{Result, RuntimeError};

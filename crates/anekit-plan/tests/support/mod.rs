@@ -34,6 +34,7 @@ pub fn analyze_with(text: &str, chip: &str, units: ComputeUnits, inputs: &[Input
             compute_units: units,
             function: None,
             compare: false,
+            ..Options::default()
         },
     )
     .expect("analysis")
@@ -83,6 +84,7 @@ pub fn fixture(name: &str, chip: &str, units: ComputeUnits) -> Report {
             compute_units: units,
             function: None,
             compare: false,
+            ..Options::default()
         },
     )
     .expect("analysis")
