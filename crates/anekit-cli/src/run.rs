@@ -70,7 +70,7 @@ pub struct LoadArgs {
     /// clamp above 4094 before the A16 tier; row sums are exact only to 2048) and name the
     /// first op where the engine would silently go wrong. A chip name, SoC id or device, as
     /// `anekit analyze --chip` takes.
-    #[arg(long, requires = "precision", value_name = "CHIP")]
+    #[arg(long, value_name = "CHIP")]
     pub chip: Option<String>,
     /// The function to run (multifunction models; default: the model's default function).
     #[arg(long)]
@@ -83,9 +83,6 @@ pub struct LoadArgs {
 impl LoadArgs {
     /// Open and load `path`; returns the model and the load time.
     pub fn load(&self, path: &std::path::Path) -> Result<(LoadedModel, f64)> {
-        let t0 = Instant::now();
-        let model =
-            Model::open(path).with_context(|| format!("cannot read model {}", path.display()))?;
         let ane_numerics = match &self.chip {
             Some(chip) => {
                 if !matches!(self.precision, PrecisionArg::Fp16) {
@@ -97,6 +94,9 @@ impl LoadArgs {
             }
             None => None,
         };
+        let t0 = Instant::now();
+        let model =
+            Model::open(path).with_context(|| format!("cannot read model {}", path.display()))?;
         let options = LoadOptions {
             compute_units: self.compute_units.into(),
             function: self.function.clone(),

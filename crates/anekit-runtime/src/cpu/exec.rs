@@ -84,6 +84,14 @@ pub fn run(
         }
         for (v, &(slot, dtype)) in outs.into_iter().zip(&step.outputs) {
             let v = if ctx.precision == Precision::Fp16 {
+                // The exact (f32) result, for the row-sum exactness check.
+                let raw_max = match (&v, ctx.numerics.is_some()) {
+                    (Value::F32(a), true) if step.op_type == "reduce_sum" => a
+                        .iter()
+                        .filter(|x| x.is_finite())
+                        .fold(0.0f32, |m, x| m.max(x.abs())),
+                    _ => 0.0,
+                };
                 let mut v = super::plan::round_if_fp16(v, dtype);
                 let cause = match ctx.numerics {
                     Some(nm) => ane_cliffs(
@@ -91,6 +99,7 @@ pub fn run(
                         &slots,
                         ctx.consts,
                         &mut v,
+                        raw_max,
                         nm,
                         &mut ctx.numerics_warnings,
                     ),
@@ -220,13 +229,15 @@ fn saturate(a: &mut ndarray::ArrayD<f32>, limit: f32) -> bool {
     hit
 }
 
-/// Apply chip `nm`'s Neural Engine cliffs to the (fp16-rounded) output `v` of `step`.
+/// Apply chip `nm`'s Neural Engine cliffs to the (fp16-rounded) output `v` of `step`
+/// (`raw_max`: the largest magnitude of a `reduce_sum` result before rounding).
 /// Returns why values became infinite; records non-fatal events in `warnings`.
 fn ane_cliffs(
     step: &super::plan::Step,
     slots: &[Option<Value>],
     consts: &[Value],
     v: &mut Value,
+    raw_max: f32,
     nm: &AneNumerics,
     warnings: &mut Vec<String>,
 ) -> Option<String> {
@@ -251,10 +262,7 @@ fn ane_cliffs(
         }
         "reduce_sum" => {
             let limit = nm.exact_integer_sum_max;
-            let largest = a
-                .iter()
-                .filter(|x| x.is_finite())
-                .fold(0.0f32, |m, x| m.max(x.abs()));
+            let largest = raw_max;
             if largest > limit && warnings.len() < 16 {
                 warnings.push(format!(
                     "op {:?} (reduce_sum): a sum reaches {largest}; on {} the Neural Engine's integer sums are exact only up to {limit} (the fp16 grid spacing is 2 beyond it; ANEForge measured 2049 read as 2050)",
