@@ -10,6 +10,16 @@ use anyhow::{Context, Result, bail};
 
 /// Arguments of `anekit analyze`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  anekit analyze model.mlpackage --chip M4                 placement, latency and energy on an M4
+  anekit analyze model.mlpackage --chip M1 --path direct   the direct Neural Engine path (one program, no Core ML)
+  anekit analyze model.mlpackage --chip \"iPhone 17 Pro\" --html report.html
+  anekit analyze model.mlpackage --json | jq .estimate.paths
+  anekit analyze --chip list                               the chip catalog (measured vs derived figures)
+
+Latency and energy come from a cost model calibrated on public micro-benchmarks (ANEForge) and \
+validated on whole models it never saw; docs/analyze.md gives the errors per model and chip.")]
 pub struct Args {
     /// The model: a .mlpackage or .mlmodelc folder, or a .mlmodel file (default: the bundled
     /// model).

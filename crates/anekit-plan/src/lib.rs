@@ -33,6 +33,7 @@ pub mod cost;
 pub mod device_plan;
 pub mod error;
 pub mod findings;
+pub mod flexible;
 pub mod graph;
 pub mod placement;
 pub mod render;
