@@ -295,6 +295,20 @@ pub fn analyze_program(
             v.dedup();
             v
         };
+        let mut edges_in: Vec<[usize; 2]> = Vec::new();
+        for (_, name) in &n.inputs {
+            let Some(p) = g.values.get(name).and_then(|v| v.producer) else {
+                continue;
+            };
+            let port = g
+                .nodes
+                .get(p)
+                .and_then(|pn| pn.outputs.iter().position(|o| o == name))
+                .unwrap_or(0);
+            if !edges_in.contains(&[p, port]) {
+                edges_in.push([p, port]);
+            }
+        }
         ops.push(OpReport {
             index: i,
             name: n.op.display_name().to_string(),
@@ -314,6 +328,8 @@ pub fn analyze_program(
                 .map(|v| v.ty.to_string())
                 .unwrap_or_default(),
             inputs: inputs_idx,
+            edges_in,
+            num_outputs: n.outputs.len(),
             depth: n.depth,
             flops: costs.get(i).map_or(0.0, |c| c.flops),
             bytes: plan.op_bytes.get(i).copied().unwrap_or(0.0),

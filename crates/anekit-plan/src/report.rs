@@ -121,6 +121,10 @@ pub struct OpReport {
     pub output: String,
     /// Ops whose outputs it reads (indices).
     pub inputs: Vec<usize>,
+    /// The edges into it: `[producer index, producer output index]`, each once.
+    pub edges_in: Vec<[usize; 2]>,
+    /// How many outputs it has.
+    pub num_outputs: usize,
     /// Nesting depth (inside control flow when > 0).
     pub depth: usize,
     /// FLOPs.
