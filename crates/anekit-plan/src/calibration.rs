@@ -208,6 +208,58 @@ pub struct Measurements {
     pub blocks: Vec<J>,
     /// Whole real models (validation only).
     pub whole_models: Vec<J>,
+    /// ANEForge's sweep of the MIL vocabulary: which op types compile and run as one-op
+    /// Neural Engine programs.
+    pub vocabulary_sweep: VocabularySweep,
+}
+
+/// Which MIL op types compiled and ran as one-op Neural Engine programs (ANEForge).
+#[derive(Debug, Clone, Deserialize)]
+pub struct VocabularySweep {
+    /// Source key.
+    pub source: String,
+    /// Compiled and ran.
+    pub reachable: Vec<String>,
+    /// Did not compile (not implemented on the ANE, or compile-walled).
+    pub not_reachable: Vec<String>,
+}
+
+/// The per-op-type agreement of `anekit_plan::rules` (the `Neural Engine` column of
+/// docs/op-coverage.md) with the hardware sweep: `(agreeing op types, compared op types,
+/// disagreements as (op, anekit's cell, reachable on hardware))`. ANEForge's three GELU
+/// variants are MIL's one `gelu` op.
+pub fn sweep_agreement(sweep: &VocabularySweep) -> (usize, usize, Vec<(String, String, bool)>) {
+    let column = crate::rules::coverage_column();
+    let mut seen = std::collections::BTreeMap::new();
+    let all = sweep
+        .reachable
+        .iter()
+        .map(|o| (o, true))
+        .chain(sweep.not_reachable.iter().map(|o| (o, false)));
+    for (op, reachable) in all {
+        let op = if op.starts_with("gelu_") {
+            "gelu"
+        } else {
+            op.as_str()
+        };
+        seen.entry(op.to_string()).or_insert(reachable);
+    }
+    let mut agree = 0;
+    let mut compared = 0;
+    let mut disagreements = Vec::new();
+    for (op, reachable) in seen {
+        let Some(cell) = column.cells.get(&op) else {
+            continue;
+        };
+        compared += 1;
+        let ours = cell.starts_with("yes") || cell == "compile time";
+        if ours == reachable {
+            agree += 1;
+        } else {
+            disagreements.push((op, cell.clone(), reachable));
+        }
+    }
+    (agree, compared, disagreements)
 }
 
 impl Measurements {
