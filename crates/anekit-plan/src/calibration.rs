@@ -639,18 +639,25 @@ fn block_workload(r: &J) -> std::result::Result<(String, Workload), String> {
                     l.weight_dense_bytes = 0.0;
                 }
                 ops.push(l);
-                ops.push(unary_op(
+                // b - R·x and its scale by D⁻¹ ride on the linear's output (fused).
+                let mut sub = unary_op(
                     AneClass::Elementwise,
                     &[1, n],
                     &["b", &format!("r{i}")],
                     &format!("s{i}"),
-                ));
-                ops.push(unary_op(
+                );
+                sub.fused = true;
+                sub.fused_input = Some(format!("r{i}"));
+                ops.push(sub);
+                let mut scale = unary_op(
                     AneClass::Elementwise,
                     &[1, n],
                     &[&format!("s{i}"), "d"],
                     &format!("x{}", i + 1),
-                ));
+                );
+                scale.fused = true;
+                scale.fused_input = Some(format!("s{i}"));
+                ops.push(scale);
             }
             (
                 format!("jacobi n={n} x{iters}"),

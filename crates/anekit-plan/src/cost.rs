@@ -70,9 +70,12 @@ pub struct OpCost {
     pub weight_encoding: Option<String>,
     /// A pure data-movement op (reshape, transpose, concat, slice, …).
     pub data_movement: bool,
-    /// A unary activation applied to the only use of a conv/linear/matmul output: the Neural
-    /// Engine applies it on the way out of the producer, with no activation traffic of its own.
+    /// Applied on the way out of a convolution or matrix product (an activation, or a binary
+    /// element-wise op on its only use): no op of its own on the Neural Engine, and no traffic
+    /// but the other operand of a binary op.
     pub fused: bool,
+    /// The input it fuses through (not read separately).
+    pub fused_input: Option<String>,
     /// How the Neural Engine spends time on it.
     pub class: AneClass,
 }
@@ -267,6 +270,45 @@ pub fn ane_class(op: &str, has_weights: bool) -> AneClass {
     }
 }
 
+/// Ops the Neural Engine applies on the way out of a convolution or matrix product.
+const FUSE_INTO: &[&str] = &[
+    "conv",
+    "conv_transpose",
+    "linear",
+    "matmul",
+    "einsum",
+    "batch_norm",
+];
+
+/// Binary element-wise ops the engine's post-processing applies to a producer's output (a
+/// residual add after a convolution, a scale), reading their other operand.
+const FUSABLE_BINARY: &[&str] = &["add", "sub", "mul", "maximum", "minimum"];
+
+/// The input through which node `n` fuses into its producer: the producer is a convolution
+/// or matrix product (or an op already fused into one, at most 4 deep) and `n` is its only
+/// consumer; `n` is an activation (`FUSABLE`) or a binary element-wise op (`FUSABLE_BINARY`)
+/// — each core is a multiply-accumulate array with an accumulator and post-processing
+/// (`EILN-DOCS`).
+fn fused_input(g: &Graph<'_>, n: &Node<'_>, depth: u32) -> Option<String> {
+    let op = n.op.op_type.as_str();
+    let runtime = g.runtime_inputs(n).len();
+    let eligible = (FUSABLE.contains(&op) && runtime == 1)
+        || (FUSABLE_BINARY.contains(&op) && (1..=2).contains(&runtime));
+    if !eligible || depth > 4 {
+        return None;
+    }
+    n.inputs.iter().find_map(|(_, v)| {
+        let value = g.values.get(v)?;
+        if value.constant {
+            return None;
+        }
+        let p = g.nodes.get(value.producer?)?;
+        let tail =
+            FUSE_INTO.contains(&p.op.op_type.as_str()) || fused_input(g, p, depth + 1).is_some();
+        (p.consumers.len() == 1 && tail).then(|| v.clone())
+    })
+}
+
 /// The cost facts of node `n`.
 pub fn op_cost(g: &Graph<'_>, n: &Node<'_>) -> OpCost {
     let mut c = OpCost::default();
@@ -312,26 +354,10 @@ pub fn op_cost(g: &Graph<'_>, n: &Node<'_>) -> OpCost {
     weights(g, n, &mut c);
     c.class = ane_class(op, c.weight_bytes > 0.0);
     c.data_movement = DATA_MOVEMENT.contains(&op);
-    c.fused = FUSABLE.contains(&op)
-        && ins.len() == 1
-        && n.inputs.iter().any(|(_, v)| {
-            g.values
-                .get(v)
-                .and_then(|v| v.producer)
-                .and_then(|p| g.nodes.get(p))
-                .is_some_and(|p| {
-                    p.consumers.len() == 1
-                        && matches!(
-                            p.op.op_type.as_str(),
-                            "conv"
-                                | "conv_transpose"
-                                | "linear"
-                                | "matmul"
-                                | "einsum"
-                                | "batch_norm"
-                        )
-                })
-        });
+    if let Some(input) = fused_input(g, n, 0) {
+        c.fused = true;
+        c.fused_input = Some(input);
+    }
     let out_elems: f64 = outs.first().map_or(0.0, |t| count(t));
     let shape = |p: &str| g.input_tensor(n, p).and_then(|t| t.fixed_shape());
     c.flops = match op {
@@ -582,8 +608,28 @@ pub fn ane_op_time(
     external: &dyn Fn(&Act) -> bool,
 ) -> OpTime {
     if c.fused {
-        // Applied on the way out of its producer: no traffic and no op of its own.
-        return OpTime::default();
+        // Applied on the way out of its producer: no op of its own; a binary op still reads
+        // its other operand.
+        let align = generation.last_axis_alignment_bytes.value;
+        let stream = (perf.ane_stream_gbs * 1e3).max(1e-9);
+        let mut act_us = 0.0;
+        for a in c
+            .activations
+            .iter()
+            .filter(|a| !a.output && Some(&a.value) != c.fused_input.as_ref())
+        {
+            let rate = if external(a) {
+                stream
+            } else {
+                stream * model.onchip_factor_elementwise
+            };
+            act_us += padded_bytes(&a.shape, a.elem, align) / rate;
+        }
+        return OpTime {
+            us: act_us,
+            compute_us: 0.0,
+            memory_us: act_us,
+        };
     }
     let roof = perf.ane_tflops * 1e6; // FLOP per µs
     let kappa = match c.class {
@@ -629,7 +675,7 @@ pub fn ane_op_time(
         act_us += bytes * traffic / rate;
     }
     OpTime {
-        us: model.op_overhead_us + compute_us.max(weight_us) + act_us,
+        us: model.op_overhead_us + compute_us.max(weight_us).max(act_us),
         compute_us,
         memory_us: weight_us + act_us,
     }
