@@ -446,6 +446,12 @@ impl Catalog {
         let mem = chip.memory_bandwidth_gbs.as_ref().map(|m| m.value);
         let (ane_bandwidth_gbs, ane_bandwidth_basis) = if let Some(b) = &chip.ane_bandwidth_gbs {
             (b.value, format!("measured ({})", b.source))
+        } else if let Some((p, _, _, other)) = speedup.as_ref().filter(|_| mem.is_none()) {
+            // A phone's memory is its predecessor's class, not a same-generation Mac's.
+            (
+                p.ane_bandwidth_gbs,
+                format!("derived: {other}'s figure ({})", p.ane_bandwidth_basis),
+            )
         } else if let Some((v, name)) = sibling(&|c| c.ane_bandwidth_gbs.as_ref().map(|b| b.value))
         {
             match mem {
@@ -466,8 +472,6 @@ impl Catalog {
                     k.dram_achievable_fraction.value
                 ),
             )
-        } else if let Some((p, _, _, other)) = &speedup {
-            (p.ane_bandwidth_gbs, format!("derived: {other}'s figure"))
         } else {
             (60.0, "no data: 60 GB/s assumed".into())
         };

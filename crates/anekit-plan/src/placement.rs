@@ -483,7 +483,8 @@ fn cost_plan(g: &Graph<'_>, costs: &[OpCost], target: &Target<'_>, ops: Vec<OpPl
             )
         }
     };
-    energy.cpu_mj += (overhead_us + io_us + switch_us) * 1e-3 * target.perf.cpu_w;
+    // Core ML's own work, conversions and hand-overs run on one CPU core.
+    energy.cpu_mj += (overhead_us + io_us + switch_us) * 1e-3 * k.cpu_w_per_performance_core.value;
     energy.total_mj = energy.ane_mj + energy.gpu_mj + energy.cpu_mj;
     let op_total: f64 = op_us.iter().sum();
     Plan {
