@@ -533,6 +533,7 @@ def summarise(rows):
         "median_abs_error_pct": round(float(np.median(errors)), 1) if errors else None,
         "max_abs_error_pct": round(max(errors), 1) if errors else None,
         "within_2x": sum(1 for r in rows if r["published_ms"] and 0.5 <= r["estimate_ms"] / r["published_ms"] <= 2.0),
+        "worst_ratio": round(max((max(r["estimate_ms"] / r["published_ms"], r["published_ms"] / r["estimate_ms"]) for r in rows if r["published_ms"]), default=0.0), 2),
         "energy_points": len(energy),
         "energy_median_abs_error_pct": round(float(np.median(energy)), 1) if energy else None,
         "energy_max_abs_error_pct": round(max(energy), 1) if energy else None,
@@ -604,7 +605,8 @@ def main():
         sm = summary[name]
         line = (
             f"{label}: {sm['points']} latencies on {sm['chips']} chips, median absolute error "
-            f"{sm['median_abs_error_pct']}%, largest {sm['max_abs_error_pct']}%, {sm['within_2x']} within 2x"
+            f"{sm['median_abs_error_pct']}%, largest {sm['max_abs_error_pct']}%, {sm['within_2x']} within 2x "
+            f"(worst {sm['worst_ratio']}x off)"
         )
         if sm["energy_points"]:
             line += (

@@ -499,6 +499,14 @@ fn one_op_workload(r: &J) -> std::result::Result<(String, Workload), String> {
                 one_program(ops, &["x", "y"]),
             )
         }
+        "sdpa" => {
+            return Err(format!(
+                "sdpa H={} S={} D={}: runs through ANEForge's netplist bridge, not a lowered MIL program",
+                int(r, "heads").unwrap_or(0),
+                int(r, "seq").unwrap_or(0),
+                int(r, "head_dim").unwrap_or(0)
+            ));
+        }
         _ => {
             let shape = shape_of(r).ok_or_else(|| format!("{op}: no shape"))?;
             let class = match op {
