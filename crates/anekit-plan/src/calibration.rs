@@ -1013,14 +1013,16 @@ fn fit_energy(rows: &[(f64, [f64; 3], String, String, String)]) -> EnergyModel {
         for col in 0..k {
             let piv = (col..k).max_by(|&p, &q| a[p][col].abs().total_cmp(&a[q][col].abs()))?;
             a.swap(col, piv);
-            if a[col][col].abs() < 1e-300 {
+            let pivot = a.get(col)?.clone();
+            let d = *pivot.get(col)?;
+            if d.abs() < 1e-300 {
                 return None;
             }
-            for r in 0..k {
+            for (r, row) in a.iter_mut().enumerate() {
                 if r != col {
-                    let f = a[r][col] / a[col][col];
-                    for c in col..=k {
-                        a[r][c] -= f * a[col][c];
+                    let f = row.get(col).copied().unwrap_or(0.0) / d;
+                    for (x, p) in row.iter_mut().zip(&pivot).skip(col) {
+                        *x -= f * p;
                     }
                 }
             }

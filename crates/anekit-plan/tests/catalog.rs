@@ -227,7 +227,7 @@ fn numeric_cliffs_per_generation() {
         assert_eq!(g.numerics.exact_integer_sum_max.value, 2048.0, "{}", g.name);
         let clamp = g.numerics.slice_max_finite.value;
         match g.number() {
-            13 | 14 | 15 => assert_eq!(clamp, Some(4094.0), "{}", g.name),
+            13..=15 => assert_eq!(clamp, Some(4094.0), "{}", g.name),
             _ => assert_eq!(clamp, None, "{}", g.name),
         }
     }
