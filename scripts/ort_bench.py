@@ -11,6 +11,7 @@
         -> one JSON line (ready: versions, session options), then per stdin line:
            "run"        one timed session.run; answers the seconds it took
            "save DIR"   writes each output as DIR/<output name>.npy; answers "ok"
+           "rss"        the process's peak resident set (VmHWM), kB
            "quit"       exits
 
 Session: intra_op_num_threads = --threads, inter_op_num_threads = 1, sequential execution,
@@ -151,6 +152,16 @@ def main():
                 for name, v in zip(outputs, sess.run(outputs, feed)):
                     np.save(os.path.join(d, f"{name}.npy"), np.asarray(v), allow_pickle=False)
                 print("ok", flush=True)
+            elif cmd == "rss":
+                # peak resident set of this process (Linux), kB
+                hwm = "0"
+                try:
+                    for line in open("/proc/self/status"):
+                        if line.startswith("VmHWM:"):
+                            hwm = line.split()[1]
+                except OSError:
+                    pass
+                print(hwm, flush=True)
             elif cmd == "quit" or not cmd:
                 return
             else:

@@ -18,6 +18,10 @@
 //! medians, their ratio and the geometric mean of the ratios. ORT's time is measured inside
 //! Python around `session.run` only; anekit's around `LoadedModel::predict`.
 //!
+//! Peak RSS is reported for both: anekit's process peak since the network's load (the
+//! peak is reset through Linux `/proc/self/clear_refs` before each network) and the peak of
+//! ORT's own Python process (one per network).
+//!
 //! `--runs 0` (default) times pairs until `--seconds` (default 3 s per network, both engines
 //! together) have passed, at least 15 and at most 1000 pairs; `--warmup` (default 3) pairs
 //! run first, untimed. `--profile`
@@ -233,10 +237,32 @@ struct Row {
     ort_ms: f64,
     runs: usize,
     diff: f64,
+    /// Peak RSS of anekit (this process, since the network's load) and of ORT's process, MB.
+    rss: [f64; 2],
+}
+
+/// This process's peak resident set (VmHWM, kB), on Linux.
+fn peak_rss_kb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(f64::NAN)
+}
+
+/// Reset the peak resident set to the current one (Linux `clear_refs` 5), so that each
+/// network's peak is its own.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 fn bench_one(dir: &Path, net: &Json, o: &Opts, engine: &Engine) -> Result<Row, String> {
     let name = net["name"].as_str().unwrap_or("?").to_string();
+    reset_peak_rss();
     let model = Model::open(dir.join(net["mlpackage"].as_str().unwrap_or("model.mlpackage")))
         .map_err(|e| format!("open: {e}"))?;
     let options = LoadOptions {
@@ -298,6 +324,10 @@ fn bench_one(dir: &Path, net: &Json, o: &Opts, engine: &Engine) -> Result<Row, S
         }
     }
     let runs = a.len();
+    let rss = [
+        peak_rss_kb() / 1024.0,
+        ort.ask("rss").parse::<f64>().unwrap_or(f64::NAN) / 1024.0,
+    ];
     if o.profile {
         let n = runs.clamp(1, 20);
         profile::collect(true);
@@ -336,6 +366,7 @@ fn bench_one(dir: &Path, net: &Json, o: &Opts, engine: &Engine) -> Result<Row, S
         ort_ms: median(&mut b),
         runs,
         diff,
+        rss,
     })
 }
 
@@ -409,12 +440,21 @@ fn main() {
         date
     );
     println!(
-        "{:<20} {:>9} {:>9} {:>11} {:>11} {:>7} {:>6} {:>10}",
-        "model", "params", "FLOPs", "anekit ms", "ORT ms", "ratio", "runs", "rel diff"
+        "{:<20} {:>9} {:>9} {:>11} {:>11} {:>7} {:>6} {:>10} {:>11} {:>9}",
+        "model",
+        "params",
+        "FLOPs",
+        "anekit ms",
+        "ORT ms",
+        "ratio",
+        "runs",
+        "rel diff",
+        "anekit RSS",
+        "ORT RSS"
     );
     for r in &rows {
         println!(
-            "{:<20} {:>9} {:>9} {:>11.3} {:>11.3} {:>7.2} {:>6} {:>10.1e}",
+            "{:<20} {:>9} {:>9} {:>11.3} {:>11.3} {:>7.2} {:>6} {:>10.1e} {:>8.0} MB {:>6.0} MB",
             r.name,
             si(r.params),
             si(r.flops),
@@ -422,7 +462,9 @@ fn main() {
             r.ort_ms,
             r.anekit_ms / r.ort_ms,
             r.runs,
-            r.diff
+            r.diff,
+            r.rss[0],
+            r.rss[1]
         );
     }
     println!(
@@ -442,6 +484,7 @@ fn main() {
                 "ratio": r.anekit_ms / r.ort_ms, "runs": r.runs, "rel_diff_vs_ort": r.diff,
                 "anekit_p10_ms": r.spread[0], "anekit_p90_ms": r.spread[1],
                 "ort_p10_ms": r.spread[2], "ort_p90_ms": r.spread[3],
+                "anekit_peak_rss_mb": r.rss[0], "ort_peak_rss_mb": r.rss[1],
             })).collect::<Vec<_>>(),
             "failures": failures,
         });

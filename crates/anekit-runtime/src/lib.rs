@@ -2,8 +2,9 @@
 //!
 //! - [`engine`]: compute units, backend selection with stated reasons, loaded models,
 //!   prediction (single, batch, stateful), flexible-shape checks.
-//! - [`cpu`]: the CPU backend — compiles a MIL function into a plan (constants decompressed
-//!   once, slots freed by lifetime), runs it with multithreaded kernels.
+//! - [`cpu`]: the CPU backend — compiles a MIL function into a plan (elementwise ops fused,
+//!   big weights kept compressed and decoded inside the matrix kernels, slots freed by
+//!   lifetime), runs it with multithreaded kernels.
 //! - [`tensor`], [`npy`]: tensors and NumPy files.
 //!
 //! The Apple backends (Core ML, the direct Neural Engine path) implement the same

@@ -54,20 +54,52 @@ pub fn run(
     let profiling = profile::enabled();
     for step in &plan.steps {
         let started = profiling.then(std::time::Instant::now);
-        let outs = {
+        let op_err = |message| RuntimeError::Op {
+            op: step.op_name.clone(),
+            op_type: step.op_type.clone(),
+            message,
+        };
+        // An in-place elementwise step takes its dying input instead of running a kernel.
+        let taken = match step.inplace {
+            Some(s) => {
+                let v = slots
+                    .get_mut(s)
+                    .and_then(Option::take)
+                    .ok_or_else(|| op_err(format!("in-place input slot {s} is empty")))?;
+                meter.sub(v.nbytes());
+                Some(v)
+            }
+            None => None,
+        };
+        let mut outs = match taken {
+            Some(v) => vec![v],
+            None => {
+                let args = Args {
+                    params: &step.params,
+                    slots: &slots,
+                    consts: ctx.consts,
+                };
+                if step.epilogue.is_empty() {
+                    step.kernel.run(&args, ctx).map_err(op_err)?
+                } else {
+                    step.kernel
+                        .run_fused(&args, ctx, &step.epilogue)
+                        .map_err(op_err)?
+                }
+            }
+        };
+        if step.inplace.is_some()
+            && let Some(first) = outs.first_mut()
+        {
             let args = Args {
                 params: &step.params,
                 slots: &slots,
                 consts: ctx.consts,
             };
-            step.kernel
-                .run(&args, ctx)
-                .map_err(|message| RuntimeError::Op {
-                    op: step.op_name.clone(),
-                    op_type: step.op_type.clone(),
-                    message,
-                })?
-        };
+            let v = std::mem::replace(first, Value::List(Vec::new()));
+            *first =
+                super::fuse::apply_epilogue(&step.epilogue, v, &|p| args.get(p)).map_err(op_err)?;
+        }
         if let Some(t0) = started {
             profile::record(step, &slots, ctx.consts, &outs, t0.elapsed());
         }

@@ -1,14 +1,18 @@
 //! The CPU backend: a MIL interpreter with fast kernels, on every OS.
 //!
-//! Loading compiles the function into a [`plan::Plan`] (constants decompressed once,
-//! constant ops folded, slot lifetimes planned); predicting runs the plan on a rayon pool of
-//! the requested size. Matrix products go through the `gemm` crate (chosen because it is
+//! Loading compiles the function into a [`plan::Plan`] (constant ops folded, slot lifetimes
+//! planned, elementwise ops fused into their producers by [`fuse`], large fp16 / quantized /
+//! palettized weights kept in their stored form for the kernels that decode them by
+//! [`packed`], the other compressed constants decompressed once); predicting runs the plan
+//! on a rayon pool of the requested size. Matrix products go through the `gemm` crate (chosen because it is
 //! the fastest pure-Rust f32 GEMM on this class of machine for small M — see
 //! research/peers.md §2.3 — and it parallelises on rayon).
 
 pub mod constexpr;
 pub mod exec;
+pub mod fuse;
 pub mod kernels;
+pub mod packed;
 pub mod plan;
 pub mod value;
 
@@ -107,7 +111,14 @@ impl CpuModel {
                 names.join(", ")
             ))
         })?;
-        let plan = plan::compile(&function, f)?;
+        let plan = plan::compile_with(
+            &function,
+            f,
+            plan::CompileOptions {
+                fuse: options.precision != Precision::Fp16,
+                pack_weights: true,
+            },
+        )?;
         // I/O specs: the description's (flexible shapes) where it covers this function, else
         // the program's declared types.
         let described = if summary.default_function.as_deref() == Some(function.as_str()) {

@@ -17,7 +17,9 @@ use anekit_mil::types::{DataType, TensorType, ValueType};
 use anekit_mil::value::Value as MilValue;
 
 use super::constexpr;
+use super::fuse;
 use super::kernels::{self, Args, Kernel, OpCtx, RunCtx};
+use super::packed;
 use super::value::Value;
 use crate::engine::Precision;
 
@@ -66,6 +68,13 @@ pub struct Step {
     pub outputs: Vec<(usize, Option<DataType>)>,
     /// Slots whose values are dead after this step.
     pub frees: Vec<usize>,
+    /// What the op computes, when it is a fusable elementwise op ([`fuse`]).
+    pub desc: Option<fuse::Desc>,
+    /// Elementwise ops fused after the kernel, applied to its output in place.
+    pub epilogue: Vec<fuse::EwOp>,
+    /// The kernel does not run: this slot's value (which dies here) is taken and the
+    /// epilogue applied to it in place.
+    pub inplace: Option<usize>,
 }
 
 /// A compiled block.
@@ -125,6 +134,10 @@ pub struct Plan {
     pub state_types: BTreeMap<String, TensorType>,
     /// Number of ops folded into constants at load.
     pub folded: usize,
+    /// Number of elementwise ops fused into the step before them.
+    pub fused: usize,
+    /// Weights kept packed for the kernels that decode them ([`packed`]).
+    pub packed: usize,
 }
 
 struct Scope {
@@ -161,16 +174,106 @@ fn byte_size(ty: &ValueType) -> Option<usize> {
 }
 
 struct Compiler {
+    /// Whether elementwise ops are fused ([`fuse`]).
+    fuse: bool,
+    /// Whether big weights stay packed ([`packed`]).
+    pack: bool,
+    /// Constants not converted yet (their `consts` entry is a placeholder).
+    lazy: HashMap<usize, Lazy>,
     consts: Vec<Value>,
     opset: Opset,
     types: BTreeMap<String, ValueType>,
     /// Scopes, innermost last.
     scopes: Vec<Scope>,
     folded: usize,
+    fused: usize,
+}
+
+/// How to compile.
+#[derive(Debug, Clone, Copy)]
+pub struct CompileOptions {
+    /// Fuse elementwise ops into their producers ([`fuse`]); off for fp16 emulation, which
+    /// rounds and checks every op's own output.
+    pub fuse: bool,
+    /// Keep large fp16 / quantized / palettized weights in their stored form for the
+    /// kernels that decode them on the fly ([`packed`]).
+    pub pack_weights: bool,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        Self {
+            fuse: true,
+            pack_weights: true,
+        }
+    }
+}
+
+impl CompileOptions {
+    /// Every op as its own step, weights decompressed: the plan the rewrites are checked
+    /// against.
+    pub fn unoptimized() -> Self {
+        Self {
+            fuse: false,
+            pack_weights: false,
+        }
+    }
+}
+
+/// Parameters whose kernels decode packed weights themselves.
+fn reads_packed(op: &str, param: &str, params: &[(String, Vec<Src>)], consts: &[Value]) -> bool {
+    let const_int = |name: &str| -> Option<i64> {
+        match params.iter().find(|(p, _)| p == name) {
+            None => Some(0),
+            Some((_, s)) => match s.as_slice() {
+                [Src::Const(i)] => match consts.get(*i)?.to_i64s().ok()?.as_slice() {
+                    [v] => Some(*v),
+                    _ => None,
+                },
+                _ => None,
+            },
+        }
+    };
+    match (op, param) {
+        ("linear", "weight") => true,
+        ("gather", "x") => const_int("axis") == Some(0) && const_int("batch_dims") == Some(0),
+        _ => false,
+    }
+}
+
+/// A constant that is not converted yet.
+enum Lazy {
+    /// As stored in the model.
+    Raw(MilValue),
+    /// In packed form.
+    Packed(packed::Shared),
+}
+
+fn placeholder() -> Value {
+    Value::F32(ndarray::ArrayD::zeros(ndarray::IxDyn(&[0])))
+}
+
+/// Whether a `const` is worth keeping unconverted until an op asks for it.
+fn lazy_candidate(v: &MilValue) -> bool {
+    v.tensor_type().is_some_and(|t| {
+        (t.dtype == DataType::Fp16 || t.dtype.is_int() && t.dtype.bits().is_some_and(|b| b <= 8))
+            && t.element_count()
+                .and_then(|n| usize::try_from(n).ok())
+                .is_some_and(|n| n >= packed::MIN_ELEMENTS)
+    })
+}
+
+/// Compile `function` (named `name`) for the CPU backend, with the default options.
+pub fn compile(name: &str, function: &Function) -> Result<Plan, crate::RuntimeError> {
+    compile_with(name, function, CompileOptions::default())
 }
 
 /// Compile `function` (named `name`) for the CPU backend.
-pub fn compile(name: &str, function: &Function) -> Result<Plan, crate::RuntimeError> {
+pub fn compile_with(
+    name: &str,
+    function: &Function,
+    options: CompileOptions,
+) -> Result<Plan, crate::RuntimeError> {
     let block = function.block().ok_or_else(|| {
         crate::RuntimeError::Load(format!(
             "function {name:?} has no block for its opset {:?}",
@@ -179,11 +282,15 @@ pub fn compile(name: &str, function: &Function) -> Result<Plan, crate::RuntimeEr
     })?;
     let opset = function.known_opset().unwrap_or(Opset::Ios18);
     let mut c = Compiler {
+        fuse: options.fuse,
+        pack: options.pack_weights,
+        lazy: HashMap::new(),
         consts: Vec::new(),
         opset,
         types: BTreeMap::new(),
         scopes: vec![Scope::new()],
         folded: 0,
+        fused: 0,
     };
     let mut inputs = Vec::new();
     let mut input_slots = Vec::new();
@@ -216,6 +323,12 @@ pub fn compile(name: &str, function: &Function) -> Result<Plan, crate::RuntimeEr
         steps = main.steps.len(),
         consts = c.consts.len(),
         folded = c.folded,
+        fused = c.fused,
+        packed = c
+            .lazy
+            .values()
+            .filter(|l| matches!(l, Lazy::Packed(_)))
+            .count(),
         "compiled"
     );
     Ok(Plan {
@@ -226,6 +339,12 @@ pub fn compile(name: &str, function: &Function) -> Result<Plan, crate::RuntimeEr
         outputs,
         state_types,
         folded: c.folded,
+        fused: c.fused,
+        packed: c
+            .lazy
+            .values()
+            .filter(|l| matches!(l, Lazy::Packed(_)))
+            .count(),
     })
 }
 
@@ -264,6 +383,19 @@ impl Compiler {
         Some(src)
     }
 
+    /// Convert a lazy constant in place.
+    fn materialise(&mut self, i: usize) -> Result<(), String> {
+        let v = match self.lazy.remove(&i) {
+            None => return Ok(()),
+            Some(Lazy::Raw(v)) => Value::from_mil(&v)?,
+            Some(Lazy::Packed(p)) => p.to_value()?,
+        };
+        if let Some(c) = self.consts.get_mut(i) {
+            *c = v;
+        }
+        Ok(())
+    }
+
     fn push_const(&mut self, v: Value) -> Src {
         self.consts.push(v);
         Src::Const(self.consts.len() - 1)
@@ -283,6 +415,14 @@ impl Compiler {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        for o in &outputs {
+            if let Src::Const(i) = *o {
+                self.materialise(i).map_err(crate::RuntimeError::Load)?;
+            }
+        }
+        if self.fuse {
+            self.fused += fuse::fuse(&mut steps, &outputs);
+        }
         let scope = self.scope();
         let mut plan = SubPlan {
             inputs,
@@ -317,6 +457,13 @@ impl Compiler {
                 .attributes
                 .get("val")
                 .ok_or_else(|| op_err(op, "const without a val attribute"))?;
+            if self.pack && lazy_candidate(v) {
+                let src = self.push_const(placeholder());
+                if let Src::Const(i) = src {
+                    self.lazy.insert(i, Lazy::Raw(v.clone()));
+                }
+                return self.define(op, 0, src);
+            }
             let value = Value::from_mil(v).map_err(|m| op_err(op, m))?;
             let src = self.push_const(value);
             return self.define(op, 0, src);
@@ -386,12 +533,42 @@ impl Compiler {
                 .and_then(Option::take)
                 .ok_or_else(|| "block already taken".to_string())
         };
+        // Lazy constants: packed for the kernels that decode them, converted for the rest.
+        let all_const = params
+            .iter()
+            .all(|(_, s)| s.iter().all(|s| matches!(s, Src::Const(_))));
+        let mut packed_args: HashMap<usize, packed::Shared> = HashMap::new();
+        for (param, srcs) in &params {
+            for s in srcs {
+                let Src::Const(i) = *s else { continue };
+                if !self.lazy.contains_key(&i) {
+                    continue;
+                }
+                let keep = !all_const
+                    && op.blocks.is_empty()
+                    && reads_packed(&op.op_type, param, &params, &self.consts);
+                if keep {
+                    if let Some(Lazy::Raw(v)) = self.lazy.get(&i)
+                        && let Some(p) = packed::from_const(v)
+                    {
+                        self.lazy.insert(i, Lazy::Packed(std::sync::Arc::new(p)));
+                    }
+                    if let Some(Lazy::Packed(p)) = self.lazy.get(&i) {
+                        packed_args.insert(i, p.clone());
+                        continue;
+                    }
+                }
+                self.materialise(i)
+                    .map_err(|m| op_err(op, format!("{param}: {m}")))?;
+            }
+        }
         let kernel = {
             let mut ctx = OpCtx {
                 op,
                 opset: self.opset,
                 params: &params,
                 consts: &self.consts,
+                packed: &packed_args,
                 types: &self.types,
                 nested: &mut take,
             };
@@ -401,9 +578,6 @@ impl Compiler {
                 message: m,
             })?
         };
-        let all_const = params
-            .iter()
-            .all(|(_, s)| s.iter().all(|s| matches!(s, Src::Const(_))));
         if all_const && op.blocks.is_empty() && !NO_FOLD.contains(&op.op_type.as_str()) {
             let outs = {
                 let args = Args {
@@ -452,6 +626,7 @@ impl Compiler {
             self.define(op, i, Src::Slot(slot))?;
             outputs.push((slot, o.ty.as_tensor().map(|t| t.dtype)));
         }
+        let desc = self.describe(op, &params);
         steps.push(Step {
             op_name: op.display_name().to_string(),
             op_type: op.op_type.clone(),
@@ -459,11 +634,107 @@ impl Compiler {
             params,
             outputs,
             frees: Vec::new(),
+            desc,
+            epilogue: Vec::new(),
+            inplace: None,
         });
         Ok(())
     }
 
+    /// The fusion description of an op whose inputs and output are floating-point tensors.
+    fn describe(&self, op: &Operation, params: &[(String, Vec<Src>)]) -> Option<fuse::Desc> {
+        if !self.fuse || !op.blocks.is_empty() || op.outputs.len() != 1 {
+            return None;
+        }
+        let is_float = |t: Option<&ValueType>| {
+            t.and_then(ValueType::as_tensor)
+                .is_some_and(|t| t.dtype.is_float())
+        };
+        if !is_float(op.outputs.first().map(|o| &o.ty)) {
+            return None;
+        }
+        for p in ["x", "y"] {
+            if let Some(arg) = op.inputs.get(p) {
+                let ty = match arg.0.first()? {
+                    Binding::Name(n) => self.types.get(n).cloned(),
+                    Binding::Value(v) => Some(v.ty.clone()),
+                };
+                if !is_float(ty.as_ref()) {
+                    return None;
+                }
+            }
+        }
+        let find = |name: &str| params.iter().find(|(p, _)| p == name);
+        let constant = |name: &str| -> Option<Value> {
+            match find(name)?.1.as_slice() {
+                [Src::Const(i)] => self.consts.get(*i).cloned(),
+                _ => None,
+            }
+        };
+        let has = |name: &str| find(name).is_some();
+        // Unary ops and batch_norm: only `x` may be computed at run time.
+        let d = fuse::describe(&op.op_type, &constant, &has)?;
+        if !matches!(d, fuse::Desc::Binary(_))
+            && params
+                .iter()
+                .any(|(p, s)| p != "x" && s.iter().any(|s| matches!(s, Src::Slot(_))))
+        {
+            return None;
+        }
+        Some(d)
+    }
+
+    /// The packed form of a constexpr op's output, when [`packed`] decodes it.
+    fn try_pack<'s>(&'s mut self, op: &'s Operation) -> Option<packed::PackedTensor> {
+        if !self.pack || op.outputs.len() != 1 {
+            return None;
+        }
+        let t = op.outputs.first()?.ty.as_tensor()?;
+        let shape: Vec<usize> = t
+            .fixed_shape()?
+            .iter()
+            .map(|&d| usize::try_from(d).ok())
+            .collect::<Option<_>>()?;
+        let mut names: HashMap<String, Src> = HashMap::new();
+        for (k, arg) in &op.inputs {
+            if let Some(Binding::Name(n)) = arg.0.first() {
+                names.insert(k.clone(), self.lookup(n)?);
+            }
+        }
+        let this: &'s Self = self;
+        let names = &names;
+        let get: &dyn Fn(&str) -> Option<packed::Param<'s>> = &move |name: &str| {
+            if let Some(v) = op.attributes.get(name) {
+                return Some(packed::Param::Raw(v));
+            }
+            match op.inputs.get(name)?.0.first()? {
+                Binding::Value(v) => Some(packed::Param::Raw(v)),
+                Binding::Name(n) => {
+                    let Src::Const(i) = *names.get(name)? else {
+                        return None;
+                    };
+                    match this.lazy.get(&i) {
+                        Some(Lazy::Raw(v)) => Some(packed::Param::Raw(v)),
+                        Some(Lazy::Packed(_)) => None,
+                        None => {
+                            let dt = this.types.get(n)?.as_tensor()?.dtype;
+                            Some(packed::Param::Dense(this.consts.get(i)?, dt))
+                        }
+                    }
+                }
+            }
+        };
+        packed::from_constexpr(&op.op_type, get, (t.dtype, &shape))
+    }
+
     fn constexpr(&mut self, op: &Operation) -> Result<(), crate::RuntimeError> {
+        if let Some(p) = self.try_pack(op) {
+            let src = self.push_const(placeholder());
+            if let Src::Const(i) = src {
+                self.lazy.insert(i, Lazy::Packed(std::sync::Arc::new(p)));
+            }
+            return self.define(op, 0, src);
+        }
         // Parameters: iOS16/17 as attributes, iOS18 as inputs (literal or another
         // constexpr's output).
         let mut values: BTreeMap<String, (Value, DataType)> = BTreeMap::new();
@@ -499,6 +770,8 @@ impl Compiler {
                             format!("{k} must be a constant, but {n:?} is computed at run time"),
                         ));
                     };
+                    self.materialise(i)
+                        .map_err(|m| op_err(op, format!("{k}: {m}")))?;
                     let dt = self
                         .types
                         .get(n)

@@ -23,7 +23,8 @@ use rayon::prelude::*;
 
 use super::linalg::{checked_len, contiguous, matmul_views, parallel, with_scratch};
 use super::window::{self, Window};
-use super::{Args, Kernel, OpCtx, RunCtx, kernel};
+use super::{Args, Kernel, OpCtx, RunCtx};
+use crate::cpu::fuse::{self, Epilogue, EwOp};
 use crate::cpu::value::Value;
 
 /// Op types of this family.
@@ -98,6 +99,10 @@ pub struct ConvGeom {
     pub pad: [usize; 3],
     /// Output D, H, W.
     pub out: [usize; 3],
+    /// A 2-D convolution over `[H, 1]` planes with a `(kH, 1)` kernel, computed as the 1-D
+    /// convolution it is (H moved to the W position): the output keeps its `[.., H, 1]`
+    /// shape.
+    pub squeezed: bool,
 }
 
 impl ConvGeom {
@@ -113,8 +118,17 @@ impl ConvGeom {
     /// The output tensor's shape.
     pub fn out_shape(&self) -> Vec<usize> {
         let mut s = vec![self.n, self.c_out];
+        if self.squeezed {
+            s.extend_from_slice(&[self.out[2], 1]);
+            return s;
+        }
         s.extend_from_slice(&self.out[3 - self.spatial..]);
         s
+    }
+
+    /// Whether this is a 1-D convolution (D = H = 1 everywhere).
+    fn is_1d(&self) -> bool {
+        self.inp[0] == 1 && self.inp[1] == 1 && self.k[0] == 1 && self.k[1] == 1
     }
 }
 
@@ -304,7 +318,7 @@ pub fn geometry(
     {
         return Err(format!("output_shape {os:?} must have rank {rank}"));
     }
-    let g = ConvGeom {
+    let mut g = ConvGeom {
         n,
         c_in,
         c_out,
@@ -316,7 +330,20 @@ pub fn geometry(
         d: lift(&dil, 1),
         pad: lift(&pad_before, 0),
         out: lift(&out, 1),
+        squeezed: false,
     };
+    // A (kH, 1) kernel over [H, 1] planes (how 1-D audio networks such as CREPE are often
+    // written) is a 1-D convolution along H: move H to the W position, so that im2col copies
+    // contiguous runs instead of one element per output row. The data layout is the same.
+    if !transpose && sp == 2 && g.inp[2] == 1 && g.k[2] == 1 && g.pad[2] == 0 && g.out[2] == 1 {
+        g.inp = [1, 1, g.inp[1]];
+        g.k = [1, 1, g.k[1]];
+        g.s = [1, 1, g.s[1]];
+        g.d = [1, 1, g.d[1]];
+        g.pad = [0, 0, g.pad[1]];
+        g.out = [1, 1, g.out[1]];
+        g.squeezed = true;
+    }
     checked_len(&g.out_shape(), "output")?;
     // The patch matrix of one group for one column is C_in/groups · kernel values.
     checked_len(&[c_in / groups, g.k_len()], "kernel")?;
@@ -469,9 +496,108 @@ fn depthwise_plane(x: &[f32], w: &[f32], g: &ConvGeom, out: &mut [f32]) {
     window::run(x, &win, Some(w), 0.0, window::MulAdd, out);
 }
 
+/// Input channels per group from which a 1-D convolution is computed as one GEMM per
+/// kernel tap ([`conv1d_taps`]) instead of through im2col.
+const TAPS_MIN_CHANNELS: usize = 32;
+
+/// Whether [`conv_forward`] computes `g` tap by tap (then it wants the weight in
+/// [`taps_layout`]).
+pub fn uses_taps(g: &ConvGeom) -> bool {
+    // Short outputs (a few positions per row) make each tap's GEMM too narrow: im2col's one
+    // GEMM with K = channels × taps is faster there.
+    g.is_1d() && g.k_len() > 1 && g.c_in / g.groups >= TAPS_MIN_CHANNELS && g.out[2] >= TAPS_MIN_OUT
+}
+
+/// Output positions from which [`uses_taps`] computes tap by tap.
+const TAPS_MIN_OUT: usize = 32;
+
+/// A `[C_out, C_in/groups, K]` 1-D weight as `[K, C_out, C_in/groups]`: one row-major
+/// `C_out × C_in/groups` matrix per tap.
+pub fn taps_layout(w: &[f32], c_out: usize, cig: usize, k: usize) -> Vec<f32> {
+    let mut t = vec![0.0f32; w.len()];
+    for co in 0..c_out {
+        for ci in 0..cig {
+            let src = &w[(co * cig + ci) * k..][..k];
+            for (j, &v) in src.iter().enumerate() {
+                t[(j * c_out + co) * cig + ci] = v;
+            }
+        }
+    }
+    t
+}
+
+/// A 1-D convolution of one (batch, group) as `Σ_j W_j · X_j`: for each kernel tap `j`, the
+/// `cog × cig` weight matrix of that tap times the input rows shifted by `j·dilation` (a
+/// strided view of the zero-padded input, no copy per tap). Wide kernels (64–512 taps in
+/// audio networks) thus never build an im2col matrix K times the size of the input.
+/// `wt` is the group's weights in [`taps_layout`] (rows of all `C_out` channels per tap,
+/// the group's `cog` rows from `row0`); `out` is `[cog, W_out]`, holding the bias or zeros.
+#[allow(clippy::too_many_arguments)]
+fn conv1d_taps(
+    x: &[f32],
+    wt: &[f32],
+    row0: usize,
+    g: &ConvGeom,
+    out: &mut [f32],
+    accumulate: bool,
+    par: bool,
+) {
+    let cig = g.c_in / g.groups;
+    let cog = g.c_out / g.groups;
+    let (w_in, k, s, d, pad) = (g.inp[2], g.k[2], g.s[2], g.d[2], g.pad[2]);
+    let wo = g.out[2];
+    // Padded length that every tap of every output reads, split by phase (stride).
+    let need = (wo - 1) * s + (k - 1) * d + 1;
+    let rl = need.div_ceil(s);
+    with_scratch(s * cig * rl, |buf| {
+        buf.fill(0.0);
+        for ci in 0..cig {
+            let src = &x[ci * w_in..][..w_in];
+            for (i, &v) in src.iter().enumerate() {
+                let p = i + pad;
+                if p < need {
+                    buf[((p % s) * cig + ci) * rl + p / s] = v;
+                }
+            }
+        }
+        let mut dst = MatMut::from_row_major_slice_mut(&mut out[..cog * wo], cog, wo);
+        for j in 0..k {
+            let off = j * d;
+            let (q, j0) = (off % s, off / s);
+            let base = q * cig * rl + j0;
+            let rhs = MatRef::from_row_major_slice_with_stride(
+                &buf[base..base + (cig - 1) * rl + wo],
+                cig,
+                wo,
+                rl,
+            );
+            let lhs = MatRef::from_row_major_slice(
+                &wt[(j * g.c_out + row0) * cig..][..cog * cig],
+                cog,
+                cig,
+            );
+            matmul_views(dst.as_mut(), lhs, rhs, accumulate || j > 0, par);
+        }
+    });
+}
+
 /// `conv` on row-major data: `x` [N, C_in, *in], `w` [C_out, C_in/groups, *k], optional
 /// bias [C_out]; returns the output data (shape [`ConvGeom::out_shape`]).
 pub fn conv_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> Vec<f32> {
+    conv_forward_fused(x, w, bias, g, None, &Epilogue::none())
+}
+
+/// [`conv_forward`] with fused elementwise ops applied to each output block right after it
+/// is computed, and, for 1-D convolutions computed tap by tap ([`uses_taps`]), the weight
+/// already in [`taps_layout`] (made here when `None`).
+pub fn conv_forward_fused(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: &ConvGeom,
+    taps: Option<&[f32]>,
+    epi: &Epilogue<'_>,
+) -> Vec<f32> {
     let (p, kl) = (g.out_len(), g.k_len());
     let cig = g.c_in / g.groups;
     let cog = g.c_out / g.groups;
@@ -494,6 +620,7 @@ pub fn conv_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) ->
                 g,
                 o,
             );
+            epi.apply(o, plane * p);
         };
         if par {
             out.par_chunks_mut(p).enumerate().for_each(run);
@@ -508,6 +635,34 @@ pub fn conv_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) ->
         }
     }
     let acc = bias.is_some();
+    if uses_taps(g) {
+        let made;
+        let wt = match taps {
+            Some(t) => t,
+            None => {
+                made = taps_layout(w, g.c_out, cig, kl);
+                &made
+            }
+        };
+        let planes = g.n * g.groups;
+        let threads = rayon::current_num_threads();
+        let run = |(bg, o): (usize, &mut [f32]), par: bool| {
+            let (b, grp) = (bg / g.groups, bg % g.groups);
+            let xs = &x[(b * g.c_in + grp * cig) * in_plane..][..cig * in_plane];
+            conv1d_taps(xs, wt, grp * cog, g, o, acc, par);
+            epi.apply(o, bg * cog * p);
+        };
+        if par && planes >= threads {
+            out.par_chunks_mut(cog * p)
+                .enumerate()
+                .for_each(|t| run(t, false));
+        } else {
+            out.chunks_mut(cog * p)
+                .enumerate()
+                .for_each(|t| run(t, par));
+        }
+        return out;
+    }
     let pointwise = kl == 1 && g.s == [1, 1, 1] && g.pad == [0, 0, 0] && g.out == g.inp;
     let k_rows = cig * kl;
     let threads = rayon::current_num_threads();
@@ -533,7 +688,7 @@ pub fn conv_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) ->
     };
     let chan = phased.channel_len();
     // One task per (batch, group, column block).
-    let task = |bg: usize, c0: usize, dst: MatMut<'_, f32>, par: bool| {
+    let task = |bg: usize, c0: usize, mut dst: MatMut<'_, f32>, par: bool| {
         let (b, grp) = (bg / g.groups, bg % g.groups);
         let wg =
             MatRef::from_row_major_slice(&w[grp * cog * k_rows..][..cog * k_rows], cog, k_rows);
@@ -541,7 +696,7 @@ pub fn conv_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) ->
         if pointwise {
             let xs = &x[(b * g.c_in + grp * cig) * in_plane..][..cig * in_plane];
             let rhs = MatRef::from_row_major_slice(xs, cig, p).subcols(c0, len);
-            matmul_views(dst, wg, rhs, acc, par);
+            matmul_views(dst.as_mut(), wg, rhs, acc, par);
         } else {
             let xs = Phased {
                 data: &phased.data[(b * g.c_in + grp * cig) * chan..][..cig * chan],
@@ -550,8 +705,16 @@ pub fn conv_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) ->
             with_scratch(k_rows * len, |buf| {
                 im2col(&xs, cig, g, c0, len, buf);
                 let rhs = MatRef::from_row_major_slice(buf, k_rows, len);
-                matmul_views(dst, wg, rhs, acc, par);
+                matmul_views(dst.as_mut(), wg, rhs, acc, par);
             });
+        }
+        // The fused epilogue, on this block's rows while they are in cache.
+        if !epi.is_empty() {
+            for r in 0..cog {
+                if let Some(row) = dst.as_mut().row_mut(r).try_as_row_major_mut() {
+                    epi.apply(row.as_slice_mut(), (bg * cog + r) * p + c0);
+                }
+            }
         }
     };
     let groups_total = g.n * g.groups;
@@ -700,12 +863,36 @@ fn read_params(ctx: &OpCtx<'_>, transpose: bool) -> Result<ConvParams, String> {
     })
 }
 
-fn conv_kernel(ctx: &OpCtx<'_>, transpose: bool) -> Result<Box<dyn Kernel>, String> {
-    let params = read_params(ctx, transpose)?;
-    Ok(kernel(move |args: &Args<'_>, _: &mut RunCtx<'_>| {
+/// A `conv` / `conv_transpose` op.
+struct ConvKernel {
+    params: ConvParams,
+    transpose: bool,
+    /// The weight is a load-time constant: its tap layout is made once, on first use.
+    const_weight: bool,
+    taps: std::sync::OnceLock<Vec<f32>>,
+}
+
+impl Kernel for ConvKernel {
+    fn run(&self, args: &Args<'_>, _: &mut RunCtx<'_>) -> Result<Vec<Value>, String> {
+        self.forward(args, &[])
+    }
+
+    fn run_fused(
+        &self,
+        args: &Args<'_>,
+        _: &mut RunCtx<'_>,
+        epilogue: &[EwOp],
+    ) -> Result<Vec<Value>, String> {
+        self.forward(args, epilogue)
+    }
+}
+
+impl ConvKernel {
+    fn forward(&self, args: &Args<'_>, epilogue: &[EwOp]) -> Result<Vec<Value>, String> {
+        let (params, transpose) = (&self.params, self.transpose);
         let x = args.f32("x")?;
         let w = args.f32("weight")?;
-        let g = geometry(x.shape(), w.shape(), &params, transpose)?;
+        let g = geometry(x.shape(), w.shape(), params, transpose)?;
         let bias = match args.get("bias") {
             Some(b) => {
                 let b = b.f32().map_err(|e| format!("bias: {e}"))?;
@@ -721,14 +908,42 @@ fn conv_kernel(ctx: &OpCtx<'_>, transpose: bool) -> Result<Box<dyn Kernel>, Stri
             None => None,
         };
         let (xd, wd) = (contiguous(x), contiguous(w));
+        let shape = g.out_shape();
+        let epi = match fuse::prepare(epilogue, &shape, &|p| args.get(p)) {
+            Some(e) if !transpose => Some(e),
+            _ => None,
+        };
         let out = if transpose {
             conv_transpose_forward(&xd, &wd, bias.as_deref(), &g)
         } else {
-            conv_forward(&xd, &wd, bias.as_deref(), &g)
+            let taps = (self.const_weight && uses_taps(&g)).then(|| {
+                self.taps
+                    .get_or_init(|| taps_layout(&wd, g.c_out, g.c_in / g.groups, g.k_len()))
+                    .as_slice()
+            });
+            conv_forward_fused(
+                &xd,
+                &wd,
+                bias.as_deref(),
+                &g,
+                taps,
+                epi.as_ref().unwrap_or(&Epilogue::none()),
+            )
         };
-        Ok(vec![Value::F32(
-            ArrayD::from_shape_vec(IxDyn(&g.out_shape()), out).map_err(|e| e.to_string())?,
-        )])
+        let v = Value::F32(ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|e| e.to_string())?);
+        if epilogue.is_empty() || epi.is_some() {
+            return Ok(vec![v]);
+        }
+        Ok(vec![fuse::apply_epilogue(epilogue, v, &|p| args.get(p))?])
+    }
+}
+
+fn conv_kernel(ctx: &OpCtx<'_>, transpose: bool) -> Result<Box<dyn Kernel>, String> {
+    Ok(Box::new(ConvKernel {
+        params: read_params(ctx, transpose)?,
+        transpose,
+        const_weight: ctx.constant("weight").is_some(),
+        taps: std::sync::OnceLock::new(),
     }))
 }
 

@@ -471,6 +471,27 @@ fn build_op(op: &'static str, ctx: &OpCtx<'_>) -> Result<Box<dyn Kernel>, String
         None => None,
     };
     Ok(match op {
+        // An embedding table kept packed (the plan keeps it so only for axis 0, no batch
+        // dimensions): decode just the rows picked.
+        "gather" if ctx.packed("x").is_some() => {
+            let table = ctx.packed("x").ok_or("x is not packed")?;
+            kernel(move |args: &Args<'_>, _: &mut RunCtx<'_>| {
+                let (idx, is) = indices(args)?;
+                let r = rule(opset, args)?;
+                let (rows, cols) = table.dims();
+                let mut shape = is.clone();
+                shape.extend_from_slice(&table.shape()[1..]);
+                checked_count(&shape, "indices")?;
+                let mut out = vec![0.0f32; idx.len() * cols];
+                for (&i, o) in idx.iter().zip(out.chunks_exact_mut(cols.max(1))) {
+                    table.decode_rows(r.fix(i, rows, "indices")?, o);
+                }
+                Ok(vec![Value::F32(
+                    ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), out)
+                        .map_err(|e| e.to_string())?,
+                )])
+            })
+        }
         "gather" => kernel(move |args: &Args<'_>, _: &mut RunCtx<'_>| {
             let x = args.req("x")?;
             let (idx, is) = indices(args)?;

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use super::simd;
 use super::util::broadcast_shape;
 use super::{Args, Kernel, OpCtx, RunCtx, kernel};
+use crate::cpu::packed::{PackedTensor, Shared};
 use crate::cpu::value::Value;
 
 /// Op types of this family.
@@ -694,10 +695,115 @@ fn einsum_kernel(ctx: &OpCtx<'_>) -> Result<Box<dyn Kernel>, String> {
     }))
 }
 
+/// Weight rows decoded per block by [`linear_packed`] (a block of `ROWS × K` floats is
+/// the GEMM's right operand; 64 rows of a 4096-wide layer are 1 MiB).
+const PACKED_ROWS: usize = 64;
+
+/// `y[m×n] = x[m×k] · Wᵀ + bias` with `W` ([n, k]) kept packed: blocks of weight rows are
+/// decoded into a per-thread buffer and multiplied at once (one GEMV per input row for
+/// m ≤ 4, a GEMM otherwise), the blocks spread over the threads. Peak memory is one block
+/// per thread, not the f32 weight.
+pub fn linear_packed(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &PackedTensor,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let (n, _) = w.dims();
+    let mut out = vec![0.0f32; m * n];
+    if m == 0 || n == 0 {
+        return out;
+    }
+    let rows = PACKED_ROWS.min(n);
+    let par = rayon::current_num_threads() > 1 && m * n * k >= PAR_FLOPS;
+    // Output columns j0..j0+len of every row, for a block of weight rows.
+    let block = |j0: usize, len: usize, buf: &mut [f32], dst: MatMut<'_, f32>| {
+        w.decode_rows(j0, &mut buf[..len * k]);
+        let wb = &buf[..len * k];
+        let mut dst = dst;
+        if m <= 4 {
+            for r in 0..m {
+                let xr = &x[r * k..(r + 1) * k];
+                for jj in 0..len {
+                    let d = simd::dot(xr, &wb[jj * k..(jj + 1) * k]);
+                    *dst.as_mut().get_mut(r, jj) = d + bias.map_or(0.0, |b| b[j0 + jj]);
+                }
+            }
+        } else {
+            if let Some(b) = bias {
+                for r in 0..m {
+                    for jj in 0..len {
+                        *dst.as_mut().get_mut(r, jj) = b[j0 + jj];
+                    }
+                }
+            }
+            let lhs = MatRef::from_row_major_slice(x, m, k);
+            let rhs = MatRef::from_row_major_slice(wb, len, k).transpose();
+            matmul_views(dst, lhs, rhs, bias.is_some(), false);
+        }
+    };
+    let dst = MatMut::from_row_major_slice_mut(&mut out, m, n);
+    if par {
+        dst.par_col_chunks_mut(rows).enumerate().for_each(|(i, d)| {
+            let len = d.ncols();
+            with_scratch(rows * k, |buf| block(i * rows, len, buf, d));
+        });
+    } else {
+        let mut dst = dst;
+        let mut j0 = 0;
+        with_scratch(rows * k, |buf| {
+            while j0 < n {
+                let len = rows.min(n - j0);
+                block(j0, len, buf, dst.as_mut().subcols_mut(j0, len));
+                j0 += len;
+            }
+        });
+    }
+    out
+}
+
+fn packed_linear_kernel(w: Shared) -> Box<dyn Kernel> {
+    kernel(move |args: &Args<'_>, _: &mut RunCtx<'_>| {
+        let xv = args.req("x")?;
+        let int = matches!(xv, Value::I32(_));
+        let (xs, x) = numeric(xv, "x")?;
+        let (dout, din) = w.dims();
+        if w.shape().len() != 2 {
+            return Err(format!("weight must be rank 2, got {:?}", w.shape()));
+        }
+        let k = *xs.last().ok_or("x must have rank >= 1")?;
+        if k != din {
+            return Err(format!("x has {k} features but the weight takes {din}"));
+        }
+        let m = x.len().checked_div(k).unwrap_or(0);
+        let mut out_shape = xs.clone();
+        if let Some(last) = out_shape.last_mut() {
+            *last = dout;
+        }
+        checked_len(&out_shape, "output")?;
+        let bias = match args.get("bias") {
+            Some(b) => {
+                let (_, b) = numeric(b, "bias")?;
+                if b.len() != dout {
+                    return Err(format!("bias has {} values for {dout} outputs", b.len()));
+                }
+                Some(b)
+            }
+            None => None,
+        };
+        let out = linear_packed(&x, m, k, &w, bias.as_deref());
+        Ok(vec![to_value(out_shape, out, int)?])
+    })
+}
+
 /// Build a kernel of this family.
 pub fn build(ctx: &mut OpCtx<'_>) -> Option<Result<Box<dyn Kernel>, String>> {
     match ctx.op_type() {
-        "linear" => Some(Ok(kernel(linear))),
+        "linear" => Some(Ok(match ctx.packed("weight") {
+            Some(w) => packed_linear_kernel(w),
+            None => kernel(linear),
+        })),
         "matmul" => Some(Ok(kernel(matmul))),
         "einsum" => Some(einsum_kernel(ctx)),
         _ => None,

@@ -46,6 +46,24 @@ pub mod window;
 pub trait Kernel: Send + Sync {
     /// Run the op: one value per op output, or a message saying what went wrong.
     fn run(&self, args: &Args<'_>, ctx: &mut RunCtx<'_>) -> Result<Vec<Value>, String>;
+
+    /// Run the op with elementwise ops fused after it ([`crate::cpu::fuse`]), applied to its
+    /// first output. The default runs the op, then the epilogue over the whole output;
+    /// kernels that produce their output in blocks (convolutions) override it to apply the
+    /// epilogue to each block while it is in cache.
+    fn run_fused(
+        &self,
+        args: &Args<'_>,
+        ctx: &mut RunCtx<'_>,
+        epilogue: &[crate::cpu::fuse::EwOp],
+    ) -> Result<Vec<Value>, String> {
+        let mut outs = self.run(args, ctx)?;
+        if let Some(first) = outs.first_mut() {
+            let v = std::mem::replace(first, Value::List(Vec::new()));
+            *first = crate::cpu::fuse::apply_epilogue(epilogue, v, &|p| args.get(p))?;
+        }
+        Ok(outs)
+    }
 }
 
 impl<F> Kernel for F
@@ -184,6 +202,9 @@ pub struct OpCtx<'a> {
     pub(crate) params: &'a [(String, Vec<Src>)],
     /// The plan's constants so far.
     pub(crate) consts: &'a [Value],
+    /// Constants bound to this op that stay packed (by constant index; see
+    /// [`OpCtx::packed`]).
+    pub(crate) packed: &'a std::collections::HashMap<usize, crate::cpu::packed::Shared>,
     /// Types of the variables in scope, by name.
     pub(crate) types: &'a BTreeMap<String, ValueType>,
     /// Compiles a nested block (control flow) against the current scope.
@@ -207,6 +228,16 @@ impl OpCtx<'_> {
         let (_, srcs) = self.params.iter().find(|(p, _)| p == param)?;
         match srcs.as_slice() {
             [Src::Const(i)] => self.consts.get(*i),
+            _ => None,
+        }
+    }
+
+    /// The packed weight bound to `param`, when the plan kept it packed for this kernel
+    /// (then [`OpCtx::constant`] and the run-time argument are an empty placeholder).
+    pub fn packed(&self, param: &str) -> Option<crate::cpu::packed::Shared> {
+        let (_, srcs) = self.params.iter().find(|(p, _)| p == param)?;
+        match srcs.as_slice() {
+            [Src::Const(i)] => self.packed.get(i).cloned(),
             _ => None,
         }
     }

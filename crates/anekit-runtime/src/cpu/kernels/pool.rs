@@ -210,7 +210,7 @@ fn pool_plane(
     win: &[Vec<(usize, usize, usize)>; 3],
     out: &mut [f32],
 ) {
-    let w = Window {
+    let mut w = Window {
         inp: g.inp,
         k: g.k,
         s: g.s,
@@ -218,6 +218,27 @@ fn pool_plane(
         pad: g.pad_before,
         out: g.out,
     };
+    // A (k, 1) window over [H, 1] planes (1-D audio networks written in 2-D) slides along
+    // H: move H to the W position, so each output row is a run, not one element (same data
+    // layout, same result).
+    if w.inp[0] == 1
+        && w.k[0] == 1
+        && w.out[0] == 1
+        && w.pad[0] == 0
+        && w.inp[2] == 1
+        && w.k[2] == 1
+        && w.out[2] == 1
+        && w.pad[2] == 0
+    {
+        w = Window {
+            inp: [1, 1, w.inp[1]],
+            k: [1, 1, w.k[1]],
+            s: [1, 1, w.s[1]],
+            d: [1, 1, 1],
+            pad: [0, 0, w.pad[1]],
+            out: [1, 1, w.out[1]],
+        };
+    }
     match kind {
         PoolKind::Max => {
             out.fill(f32::NEG_INFINITY);
