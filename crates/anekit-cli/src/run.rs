@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anekit_runtime::{
-    BackendChoice, ComputeUnits, Engine, LoadOptions, LoadedModel, Precision, Tensor,
+    AneNumerics, BackendChoice, ComputeUnits, Engine, LoadOptions, LoadedModel, Precision, Tensor,
 };
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -18,7 +18,7 @@ pub enum PrecisionArg {
     /// f32 arithmetic.
     Fp32,
     /// Round every fp16-typed op's output to fp16 as the Neural Engine does; stop at the first
-    /// op that overflows.
+    /// op that overflows. With `--chip`, also that chip's Neural Engine cliffs.
     Fp16,
 }
 
@@ -46,6 +46,13 @@ pub struct LoadArgs {
     /// Arithmetic precision of the CPU backend.
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: PrecisionArg,
+    /// With `--precision fp16`: emulate this chip's Neural Engine numerics too (matmul and
+    /// linear outputs above 32752 become inf on every chip; slices at a last-axis offset
+    /// clamp above 4094 before the A16 tier; row sums are exact only to 2048) and name the
+    /// first op where the engine would silently go wrong. A chip name, SoC id or device, as
+    /// `anekit analyze --chip` takes.
+    #[arg(long, value_name = "CHIP")]
+    pub chip: Option<String>,
     /// The function to run (multifunction models; default: the model's default function).
     #[arg(long)]
     pub function: Option<String>,
@@ -57,6 +64,17 @@ pub struct LoadArgs {
 impl LoadArgs {
     /// Open and load `path`; returns the model and the load time.
     pub fn load(&self, path: &std::path::Path) -> Result<(LoadedModel, f64)> {
+        let ane_numerics = match &self.chip {
+            Some(chip) => {
+                if !matches!(self.precision, PrecisionArg::Fp16) {
+                    anyhow::bail!(
+                        "--chip {chip} emulates Neural Engine numerics: add --precision fp16"
+                    );
+                }
+                Some(ane_numerics(chip)?)
+            }
+            None => None,
+        };
         let t0 = Instant::now();
         let model = crate::coreai::open_model(path)?;
         let options = LoadOptions {
@@ -64,6 +82,7 @@ impl LoadArgs {
             backend: self.backend,
             function: self.function.clone(),
             precision: self.precision.into(),
+            ane_numerics,
             threads: self.threads,
         };
         let mut engine = Engine::new();
@@ -73,6 +92,22 @@ impl LoadArgs {
             .with_context(|| format!("cannot load {}", path.display()))?;
         Ok((loaded, t0.elapsed().as_secs_f64() * 1e3))
     }
+}
+
+/// The measured Neural Engine cliffs of `chip` (from the chip catalog's generation entry).
+pub fn ane_numerics(chip: &str) -> Result<AneNumerics> {
+    let catalog = anekit_plan::Catalog::builtin();
+    let c = anekit_plan::analyze::find_chip(catalog, chip)?;
+    let g = catalog
+        .generation_of(c)
+        .with_context(|| format!("the catalog has no generation for {}", c.name))?;
+    let n = &g.numerics;
+    Ok(AneNumerics {
+        chip: c.name.clone(),
+        matmul_max_finite: n.matmul_max_finite.value as f32,
+        slice_max_finite: n.slice_max_finite.value.map(|v| v as f32),
+        exact_integer_sum_max: n.exact_integer_sum_max.value as f32,
+    })
 }
 
 /// Arguments of `anekit run`.
@@ -149,6 +184,12 @@ struct RunReport<'a> {
     load_ms: f64,
     predict_ms: f64,
     peak_activation_bytes: Option<usize>,
+    /// The chip whose Neural Engine numerics were emulated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ane_numerics: Option<&'a AneNumerics>,
+    /// Non-fatal Neural Engine numerics events (row sums past the exact range).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    numerics_warnings: Vec<String>,
     outputs: Vec<OutputReport>,
 }
 
@@ -156,6 +197,7 @@ struct RunReport<'a> {
 pub fn run(args: &Args) -> Result<()> {
     let path = crate::model_path(&args.model)?;
     let (loaded, load_ms) = args.load.load(&path)?;
+    let numerics = args.load.chip.as_deref().map(ane_numerics).transpose()?;
     let sample = if args.model.is_none() {
         Some(crate::bundled::sample_inputs()?)
     } else {
@@ -222,6 +264,8 @@ pub fn run(args: &Args) -> Result<()> {
         load_ms,
         predict_ms,
         peak_activation_bytes: loaded.instance().peak_activation_bytes(),
+        ane_numerics: numerics.as_ref(),
+        numerics_warnings: loaded.instance().numerics_warnings(),
         outputs: reports,
     };
     if args.json {
@@ -235,6 +279,24 @@ pub fn run(args: &Args) -> Result<()> {
     }
     for n in &report.inputs {
         println!("Input     {n}");
+    }
+    if let Some(n) = &report.ane_numerics {
+        println!(
+            "Numerics  fp16 with the {} Neural Engine's cliffs: matmul/linear inf above {}, {}, integer sums exact to {}",
+            n.chip,
+            n.matmul_max_finite,
+            n.slice_max_finite
+                .map_or("slices exact".to_string(), |s| format!(
+                    "last-axis-offset slices inf above {s}"
+                )),
+            n.exact_integer_sum_max
+        );
+        if report.numerics_warnings.is_empty() {
+            println!("          no op crossed a cliff");
+        }
+        for w in &report.numerics_warnings {
+            println!("warning   {w}");
+        }
     }
     println!();
     for (name, t) in &outputs {

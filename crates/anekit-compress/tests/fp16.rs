@@ -331,7 +331,7 @@ fn converted_fixtures_match_pytorch_in_fp16() {
                 function: Some(d["function"].as_str().unwrap().to_string()),
                 precision: Precision::Fp16,
                 threads: None,
-                ..Default::default()
+                ..LoadOptions::default()
             };
             let loaded = engine.load(model.clone(), &options).unwrap();
             let inputs = d["inputs"]

@@ -6,15 +6,19 @@
 //! Neural Engine every activation's last axis is padded to the generation's alignment
 //! (64 bytes; `APPLE-ART` Principle 1), so a `[…, 1]` tensor costs 32× its size in fp16.
 //!
-//! Time on a unit is a roofline: `max(flops / peak, bytes / bandwidth)` plus a per-op
-//! overhead (GPU, CPU). On the Neural Engine, weights always stream from DRAM; activations
-//! stay in the on-chip buffer when an op's working set fits (`TG`, `ANEINFER`) and are then
-//! charged at a multiple of the DRAM bandwidth (catalog constant
-//! `ane_onchip_bandwidth_factor`, an assumption), otherwise at DRAM bandwidth.
+//! On the Neural Engine an op's time ([`ane_op_time`]) is its compute at the class roof (the
+//! chip's measured GEMM peak × a calibrated factor for convolutions, linear layers and
+//! run-time matrix products) or its weight stream, whichever is longer, plus its activation
+//! traffic: tensors that cross the program boundary move at the chip's measured streaming
+//! bandwidth, tensors kept inside the program at a calibrated multiple of it, each weighted
+//! by a per-class traffic factor (normalisations cost more than a copy). The constants are
+//! fitted on one-op and synthetic micro-benchmarks only (`crate::calibration`). GPU and CPU
+//! keep a roofline: `max(flops / peak, bytes / bandwidth)` plus a per-op overhead.
 
 use anekit_mil::{DataType, TensorType};
 use serde::Serialize;
 
+use crate::calibration::AneModel;
 use crate::catalog::{ChipPerf, Constants, Generation};
 use crate::graph::{Graph, Node};
 
@@ -53,9 +57,11 @@ pub struct OpCost {
     pub input_bytes: f64,
     /// Bytes of the outputs, unpadded.
     pub output_bytes: f64,
-    /// Shapes and element sizes of run-time inputs and outputs, for the padded layout.
+    /// Run-time inputs and outputs (value, shape, element size on the Neural Engine), for
+    /// the padded layout and for telling program inputs and outputs from values kept inside
+    /// a Neural Engine program.
     #[serde(skip)]
-    pub activations: Vec<(Vec<u64>, f64)>,
+    pub activations: Vec<Act>,
     /// Weight bytes as stored in the model.
     pub weight_bytes: f64,
     /// Weight bytes once expanded to dense fp16.
@@ -64,9 +70,59 @@ pub struct OpCost {
     pub weight_encoding: Option<String>,
     /// A pure data-movement op (reshape, transpose, concat, slice, …).
     pub data_movement: bool,
-    /// A unary activation applied to the only use of a conv/linear/matmul output: the Neural
-    /// Engine applies it on the way out of the producer, with no activation traffic of its own.
+    /// Applied on the way out of a convolution or matrix product (an activation, or a binary
+    /// element-wise op on its only use): no op of its own on the Neural Engine, and no traffic
+    /// but the other operand of a binary op.
     pub fused: bool,
+    /// The input it fuses through (not read separately).
+    pub fused_input: Option<String>,
+    /// How the Neural Engine spends time on it.
+    pub class: AneClass,
+}
+
+/// One run-time tensor an op reads or writes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Act {
+    /// The value's name.
+    pub value: String,
+    /// Its shape at the analysed input shapes.
+    pub shape: Vec<u64>,
+    /// Bytes per element on the Neural Engine.
+    pub elem: f64,
+    /// Written (an output) rather than read.
+    pub output: bool,
+}
+
+/// What limits an op on the Neural Engine; each class has its own calibrated constants
+/// (`data/calibration.json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AneClass {
+    /// Convolutions: compute at the conv roof.
+    Conv,
+    /// A matrix product with a constant operand (linear, matmul or einsum with weights).
+    Linear,
+    /// A matrix product of two run-time tensors (attention scores and mixing).
+    Matmul,
+    /// Scaled dot-product attention: two run-time matrix products and a softmax.
+    Attention,
+    /// Layer normalisation (one pass for mean and variance, one to normalise).
+    LayerNorm,
+    /// Instance, batch and group normalisation.
+    GroupNorm,
+    /// L2 and local-response normalisation.
+    L2Norm,
+    /// Softmax (and log-softmax).
+    Softmax,
+    /// Pooling.
+    Pool,
+    /// Reductions.
+    Reduce,
+    /// Pure data movement (reshape, transpose, slice, concat, …).
+    DataMovement,
+    /// Element-wise arithmetic and activations.
+    #[default]
+    Elementwise,
 }
 
 /// Bytes per element on the Neural Engine (fp16, or 1 for 8-bit types).
@@ -124,6 +180,27 @@ pub enum Formula {
     /// Four FLOPs per output element (interpolation).
     Resize,
 }
+
+/// The Neural Engine class of an op type; `has_weights`: one of its floating-point operands
+/// is a constant (a matmul with a constant operand is a linear layer).
+pub fn ane_class(op: &str, has_weights: bool) -> AneClass {
+    match op {
+        "conv" | "conv_transpose" => AneClass::Conv,
+        "linear" => AneClass::Linear,
+        "matmul" | "einsum" if has_weights => AneClass::Linear,
+        "matmul" | "einsum" => AneClass::Matmul,
+        "scaled_dot_product_attention" => AneClass::Attention,
+        "layer_norm" => AneClass::LayerNorm,
+        "batch_norm" | "instance_norm" => AneClass::GroupNorm,
+        "l2_norm" | "local_response_norm" => AneClass::L2Norm,
+        "softmax" | "log_softmax" => AneClass::Softmax,
+        "max_pool" | "avg_pool" | "l2_pool" => AneClass::Pool,
+        o if o.starts_with("reduce_") => AneClass::Reduce,
+        o if cost_class(o) == Some(CostClass::DataMovement) => AneClass::DataMovement,
+        _ => AneClass::Elementwise,
+    }
+}
+
 
 impl Formula {
     /// A short name (`conv`, `lstm (4 gates)`).
@@ -799,6 +876,39 @@ pub const FUSION_PRODUCERS: &[&str] = &[
     "batch_norm",
 ];
 
+/// Binary element-wise ops the engine's post-processing applies to a producer's output (a
+/// residual add after a convolution, a scale), reading their other operand.
+const FUSABLE_BINARY: &[&str] = &["add", "sub", "mul", "maximum", "minimum"];
+
+/// The input through which node `n` fuses into its producer: the producer is a convolution
+/// or matrix product (or an op already fused into one, at most 4 deep) and `n` is its only
+/// consumer; `n` is a fusable activation ([`OP_COSTS`]) or a binary element-wise op (`FUSABLE_BINARY`)
+/// — each core is a multiply-accumulate array with an accumulator and post-processing
+/// (`EILN-DOCS`).
+fn fused_input(g: &Graph<'_>, n: &Node<'_>, depth: u32) -> Option<String> {
+    let op = n.op.op_type.as_str();
+    let runtime = g.runtime_inputs(n).len();
+    let activation = matches!(
+        cost_class(op),
+        Some(CostClass::PerElement { fusable: true, .. })
+    );
+    let eligible = (activation && runtime == 1)
+        || (FUSABLE_BINARY.contains(&op) && (1..=2).contains(&runtime));
+    if !eligible || depth > 4 {
+        return None;
+    }
+    n.inputs.iter().find_map(|(_, v)| {
+        let value = g.values.get(v)?;
+        if value.constant {
+            return None;
+        }
+        let p = g.nodes.get(value.producer?)?;
+        let tail =
+            FUSION_PRODUCERS.contains(&p.op.op_type.as_str()) || fused_input(g, p, depth + 1).is_some();
+        (p.consumers.len() == 1 && tail).then(|| v.clone())
+    })
+}
+
 /// The cost facts of node `n`.
 pub fn op_cost(g: &Graph<'_>, n: &Node<'_>) -> OpCost {
     let mut c = OpCost::default();
@@ -811,31 +921,46 @@ pub fn op_cost(g: &Graph<'_>, n: &Node<'_>) -> OpCost {
     };
     let ins = g.runtime_inputs(n);
     let outs = g.output_tensors(n);
-    for (_, t) in &ins {
+    for (_, name) in &n.inputs {
+        let Some(t) = g
+            .values
+            .get(name)
+            .filter(|v| !v.constant)
+            .and_then(|v| v.ty.as_tensor())
+        else {
+            continue;
+        };
         c.input_bytes += count(t) * elem_bytes(t.dtype);
         if let Some(s) = t.fixed_shape() {
-            c.activations.push((s, ane_elem(t.dtype)));
+            c.activations.push(Act {
+                value: name.clone(),
+                shape: s,
+                elem: ane_elem(t.dtype),
+                output: false,
+            });
         }
     }
-    for t in &outs {
+    for name in &n.outputs {
+        let Some(t) = g.values.get(name).and_then(|v| v.ty.as_tensor()) else {
+            continue;
+        };
         c.output_bytes += count(t) * elem_bytes(t.dtype);
         if let Some(s) = t.fixed_shape() {
-            c.activations.push((s, ane_elem(t.dtype)));
+            c.activations.push(Act {
+                value: name.clone(),
+                shape: s,
+                elem: ane_elem(t.dtype),
+                output: true,
+            });
         }
     }
     weights(g, n, &mut c);
+    c.class = ane_class(op, c.weight_bytes > 0.0);
     c.data_movement = class == CostClass::DataMovement;
-    c.fused = matches!(class, CostClass::PerElement { fusable: true, .. })
-        && ins.len() == 1
-        && n.inputs.iter().any(|(_, v)| {
-            g.values
-                .get(v)
-                .and_then(|v| v.producer)
-                .and_then(|p| g.nodes.get(p))
-                .is_some_and(|p| {
-                    p.consumers.len() == 1 && FUSION_PRODUCERS.contains(&p.op.op_type.as_str())
-                })
-        });
+    if let Some(input) = fused_input(g, n, 0) {
+        c.fused = true;
+        c.fused_input = Some(input);
+    }
     let out_elems: f64 = outs.first().map_or(0.0, |t| count(t));
     let shape = |p: &str| g.input_tensor(n, p).and_then(|t| t.fixed_shape());
     c.flops = match class {
@@ -1027,6 +1152,22 @@ pub struct OpTime {
 /// Bytes the Neural Engine moves for `c` on `generation`: (weights, activations, whether
 /// the activations fit on chip).
 pub fn ane_bytes(c: &OpCost, generation: &Generation) -> (f64, f64, bool) {
+    let w = ane_weight_bytes(c, generation);
+    let align = generation.last_axis_alignment_bytes.value;
+    let act: f64 = if c.fused {
+        0.0
+    } else {
+        c.activations
+            .iter()
+            .map(|a| padded_bytes(&a.shape, a.elem, align))
+            .sum()
+    };
+    (w, act, act <= generation.sram_bytes.value as f64)
+}
+
+/// Weight bytes the Neural Engine streams for `c`: as stored when the generation streams the
+/// encoding natively, else expanded to dense fp16.
+pub fn ane_weight_bytes(c: &OpCost, generation: &Generation) -> f64 {
     let native = c.weight_encoding.as_ref().is_none_or(|e| {
         generation
             .native_weight_streams
@@ -1034,30 +1175,115 @@ pub fn ane_bytes(c: &OpCost, generation: &Generation) -> (f64, f64, bool) {
             .iter()
             .any(|s| s == e)
     });
-    let w = if native {
+    if native {
         c.weight_bytes
     } else {
         c.weight_dense_bytes
-    };
-    let align = generation.last_axis_alignment_bytes.value;
-    let act: f64 = if c.fused {
-        0.0
-    } else {
-        c.activations
-            .iter()
-            .map(|(s, e)| padded_bytes(s, *e, align))
-            .sum()
-    };
-    (w, act, act <= generation.sram_bytes.value as f64)
+    }
 }
 
-/// Time of `c` on `unit`.
+/// The Neural Engine time of `c` inside a program on a chip with figures `perf`, with the
+/// calibrated constants `model` (`data/calibration.json`, fitted on one-op and synthetic
+/// micro-benchmarks by `scripts/calibrate.sh`).
+///
+/// `external(act)` says whether a tensor crosses the program boundary (a program input or
+/// output, read or written through DRAM at the streaming bandwidth) rather than staying
+/// inside the program (moved at `onchip_factor` × that bandwidth while the op's tensors fit
+/// the on-chip buffer).
+///
+/// ```text
+/// t = overhead + max(flops / (κ_class · gemm roof), weight bytes / weight bandwidth)
+///              + Σ tensors  padded bytes · traffic_class / (stream or on-chip bandwidth)
+/// ```
+pub fn ane_op_time(
+    c: &OpCost,
+    perf: &ChipPerf,
+    generation: &Generation,
+    model: &AneModel,
+    external: &dyn Fn(&Act) -> bool,
+) -> OpTime {
+    if c.fused {
+        // Applied on the way out of its producer: no op of its own; a binary op still reads
+        // its other operand.
+        let align = generation.last_axis_alignment_bytes.value;
+        let stream = (perf.ane_stream_gbs * 1e3).max(1e-9);
+        let mut act_us = 0.0;
+        for a in c
+            .activations
+            .iter()
+            .filter(|a| !a.output && Some(&a.value) != c.fused_input.as_ref())
+        {
+            let rate = if external(a) {
+                stream
+            } else {
+                stream * model.onchip_factor_elementwise
+            };
+            act_us += padded_bytes(&a.shape, a.elem, align) / rate;
+        }
+        return OpTime {
+            us: act_us,
+            compute_us: 0.0,
+            memory_us: act_us,
+        };
+    }
+    let roof = perf.ane_tflops * 1e6; // FLOP per µs
+    let kappa = match c.class {
+        AneClass::Conv => model.conv_vs_gemm,
+        AneClass::Linear => model.linear_vs_gemm,
+        AneClass::Matmul | AneClass::Attention => model.matmul_vs_gemm,
+        _ => 0.0,
+    };
+    let compute_us = if kappa > 0.0 && roof > 0.0 {
+        c.flops / (kappa * roof)
+    } else {
+        0.0
+    };
+    let weight_us = if perf.ane_bandwidth_gbs > 0.0 {
+        ane_weight_bytes(c, generation) / (perf.ane_bandwidth_gbs * 1e3)
+    } else {
+        0.0
+    };
+    let align = generation.last_axis_alignment_bytes.value;
+    let stream = (perf.ane_stream_gbs * 1e3).max(1e-9); // bytes per µs
+    let total_act: f64 = c
+        .activations
+        .iter()
+        .map(|a| padded_bytes(&a.shape, a.elem, align))
+        .sum();
+    let fits = total_act <= generation.sram_bytes.value as f64;
+    let traffic = model.traffic(c.class);
+    // Inside a program, tensors move at the on-chip rate while the op's tensors fit the
+    // on-chip buffer; larger ones are tiled through DRAM (at most the DRAM bandwidth).
+    let factor = match c.class {
+        AneClass::Conv | AneClass::Linear | AneClass::Matmul => model.onchip_factor,
+        _ => model.onchip_factor_elementwise,
+    };
+    let inner = if fits {
+        stream * factor
+    } else {
+        (stream * factor).min(perf.ane_bandwidth_gbs * 1e3)
+    };
+    let mut act_us = 0.0;
+    for a in &c.activations {
+        let bytes = padded_bytes(&a.shape, a.elem, align);
+        let rate = if external(a) { stream } else { inner.max(1e-9) };
+        act_us += bytes * traffic / rate;
+    }
+    OpTime {
+        us: model.op_overhead_us + compute_us.max(weight_us).max(act_us),
+        compute_us,
+        memory_us: weight_us + act_us,
+    }
+}
+
+/// Time of `c` on `unit` (on the Neural Engine: every tensor inside the program).
 pub fn op_time(
     c: &OpCost,
     unit: Unit,
     perf: &ChipPerf,
     generation: &Generation,
     k: &Constants,
+    model: &AneModel,
 ) -> OpTime {
     let roof = |flops: f64, bytes: f64, flop_per_us: f64, bytes_per_us: f64, overhead: f64| {
         let compute_us = if flop_per_us > 0.0 {
@@ -1078,22 +1304,7 @@ pub fn op_time(
     };
     match unit {
         Unit::None => OpTime::default(),
-        Unit::Ane => {
-            let (w, act, on_chip) = ane_bytes(c, generation);
-            let bw = perf.ane_bandwidth_gbs * 1e3;
-            let act_bw = if on_chip {
-                bw * k.ane_onchip_bandwidth_factor.value
-            } else {
-                bw
-            };
-            let compute_us = c.flops / (perf.ane_tflops * 1e6);
-            let memory_us = w / bw + act / act_bw;
-            OpTime {
-                us: compute_us.max(memory_us),
-                compute_us,
-                memory_us,
-            }
-        }
+        Unit::Ane => ane_op_time(c, perf, generation, model, &|_| false),
         Unit::Gpu => roof(
             c.flops,
             c.input_bytes + c.output_bytes + c.weight_bytes,

@@ -75,7 +75,7 @@ fn every_zoo_op_is_analysed_and_rewritten_without_panic() {
                     compute_units: units,
                     function: Some(f.clone()),
                     compare: chip == "A14",
-                    allow_invalid: false,
+                    ..Options::default()
                 };
                 for inputs in [Vec::new(), flexible_inputs(&p, f)] {
                     let r = analyze_program(&p, &inputs, None, &opts).unwrap();

@@ -129,6 +129,25 @@ pub enum Precision {
     Fp16,
 }
 
+/// The measured fp16 cliffs of one chip's Neural Engine, emulated by the CPU backend in
+/// [`Precision::Fp16`]: magnitudes beyond which the engine returns a wrong answer without an
+/// error. Filled from the chip catalog (`anekit_plan::catalog::Numerics`; ANEForge
+/// `bench/numeric_cliffs.py` measured them on 11 machines).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AneNumerics {
+    /// The chip (for messages).
+    pub chip: String,
+    /// Largest finite magnitude of a `matmul` or `linear` output; beyond it the engine
+    /// writes inf (32752, about half the fp16 maximum, on every chip measured).
+    pub matmul_max_finite: f32,
+    /// Largest magnitude a slice with a non-zero begin on the last axis passes through
+    /// (4094 on chips before the A16 tier, whose crop DMA clamps it to inf); `None`: exact.
+    pub slice_max_finite: Option<f32>,
+    /// Largest integer row sum a `reduce_sum` still returns exactly (2048: the fp16 grid
+    /// coarsens beyond it).
+    pub exact_integer_sum_max: f32,
+}
+
 /// How to load a model.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
@@ -140,6 +159,9 @@ pub struct LoadOptions {
     pub function: Option<String>,
     /// CPU-backend precision.
     pub precision: Precision,
+    /// With [`Precision::Fp16`]: also emulate this chip's Neural Engine cliffs and name the
+    /// first op where the engine would silently go wrong.
+    pub ane_numerics: Option<AneNumerics>,
     /// Worker threads for the CPU backend (default: the number of cores).
     pub threads: Option<usize>,
 }
@@ -322,6 +344,12 @@ pub trait ModelInstance: Send + Sync {
     /// Peak bytes of activation memory the last prediction held (CPU backend), if known.
     fn peak_activation_bytes(&self) -> Option<usize> {
         None
+    }
+    /// Where the last prediction crossed a Neural Engine numerics cliff that does not stop it
+    /// (a row sum beyond the exact-integer range), first op first; empty unless the model was
+    /// loaded with [`LoadOptions::ane_numerics`].
+    fn numerics_warnings(&self) -> Vec<String> {
+        Vec::new()
     }
 }
 

@@ -20,8 +20,8 @@ pub mod npy;
 pub mod tensor;
 
 pub use engine::{
-    Backend, BackendChoice, BackendKind, ComputeUnits, Engine, FeatureSpec, LoadOptions,
-    LoadedModel, ModelInstance, NamedTensors, Precision, Selection, ShapeSpec, State,
+    AneNumerics, Backend, BackendChoice, BackendKind, ComputeUnits, Engine, FeatureSpec,
+    LoadOptions, LoadedModel, ModelInstance, NamedTensors, Precision, Selection, ShapeSpec, State,
 };
 pub use error::{Result, RuntimeError};
 pub use tensor::{Deviation, DictKeys, Dictionary, ElementType, Tensor};

@@ -35,6 +35,8 @@ fn run_plan(
 ) -> Result<Vec<Value>, String> {
     let mut ctx = RunCtx {
         precision: Precision::Fp32,
+        numerics: None,
+        numerics_warnings: Vec::new(),
         state,
         consts: &p.consts,
         state_types: &p.state_types,

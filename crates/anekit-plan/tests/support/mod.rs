@@ -51,7 +51,7 @@ pub fn analyze_with(text: &str, chip: &str, units: ComputeUnits, inputs: &[Input
             compute_units: units,
             function: None,
             compare: false,
-            allow_invalid: false,
+            ..Options::default()
         },
     )
     .expect("analysis")
@@ -101,7 +101,7 @@ pub fn fixture(name: &str, chip: &str, units: ComputeUnits) -> Report {
             compute_units: units,
             function: None,
             compare: false,
-            allow_invalid: false,
+            ..Options::default()
         },
     )
     .expect("analysis")

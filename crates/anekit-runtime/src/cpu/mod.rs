@@ -57,6 +57,8 @@ pub struct CpuModel {
     outputs: Vec<FeatureSpec>,
     states: Vec<FeatureSpec>,
     precision: Precision,
+    numerics: Option<crate::engine::AneNumerics>,
+    numerics_warnings: Mutex<Vec<String>>,
     pool: rayon::ThreadPool,
     threads: usize,
     peak: Mutex<Option<usize>>,
@@ -212,6 +214,11 @@ impl CpuModel {
             outputs,
             states,
             precision: options.precision,
+            numerics: options
+                .ane_numerics
+                .clone()
+                .filter(|_| options.precision == Precision::Fp16),
+            numerics_warnings: Mutex::new(Vec::new()),
             pool,
             threads,
             peak: Mutex::new(None),
@@ -248,15 +255,22 @@ impl CpuModel {
             });
         }
         let mut meter = exec::Meter::default();
-        let outs = self.pool.install(|| {
+        let (outs, warnings) = self.pool.install(|| {
             let mut ctx = RunCtx {
                 precision: self.precision,
+                numerics: self.numerics.as_ref(),
+                numerics_warnings: Vec::new(),
                 state,
                 consts: &self.plan.consts,
                 state_types: &self.plan.state_types,
             };
-            exec::run(&self.plan.main, args, Vec::new(), &mut ctx, &mut meter)
-        })?;
+            let outs = exec::run(&self.plan.main, args, Vec::new(), &mut ctx, &mut meter);
+            (outs, std::mem::take(&mut ctx.numerics_warnings))
+        });
+        if let Ok(mut w) = self.numerics_warnings.lock() {
+            *w = warnings;
+        }
+        let outs = outs?;
         exec::profile::after_prediction();
         if let Ok(mut p) = self.peak.lock() {
             *p = Some(meter.peak);
@@ -380,6 +394,13 @@ impl ModelInstance for CpuModel {
     fn predict_with_state(&self, inputs: &NamedTensors, state: &mut State) -> Result<NamedTensors> {
         self.run(inputs, Some(state))
     }
+    fn numerics_warnings(&self) -> Vec<String> {
+        self.numerics_warnings
+            .lock()
+            .map(|w| w.clone())
+            .unwrap_or_default()
+    }
+
     fn peak_activation_bytes(&self) -> Option<usize> {
         self.peak.lock().ok().and_then(|p| *p)
     }

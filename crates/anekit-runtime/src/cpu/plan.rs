@@ -579,6 +579,8 @@ impl Compiler {
                 let state_types = BTreeMap::new();
                 let mut rctx = RunCtx {
                     precision: Precision::Fp32,
+                    numerics: None,
+                    numerics_warnings: Vec::new(),
                     state: None,
                     consts: &self.consts,
                     state_types: &state_types,

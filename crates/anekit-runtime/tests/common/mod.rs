@@ -121,6 +121,8 @@ pub fn run_one_op(
     let plan = plan::compile("main", &function).map_err(|e| format!("compile: {e}"))?;
     let mut ctx = RunCtx {
         precision: Precision::Fp32,
+        numerics: None,
+        numerics_warnings: Vec::new(),
         state: None,
         consts: &plan.consts,
         state_types: &plan.state_types,

@@ -93,6 +93,10 @@ where
 pub struct RunCtx<'a> {
     /// The precision being emulated.
     pub precision: Precision,
+    /// With fp16 precision: a chip's Neural Engine cliffs to emulate.
+    pub numerics: Option<&'a crate::engine::AneNumerics>,
+    /// Non-fatal numerics events of this prediction (row sums past the exact range).
+    pub numerics_warnings: Vec<String>,
     /// The prediction's state (stateful models).
     pub state: Option<&'a mut State>,
     /// The plan's constants (sub-plans of control-flow ops refer to them).
