@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anekit_plan::render;
 use anekit_plan::{Catalog, ComputeUnits, ExecPath, Options, analyze_model};
 use anekit_runtime::BackendChoice;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 /// Arguments of `anekit analyze`.
 #[derive(Debug, clap::Args)]

@@ -216,7 +216,9 @@ pub fn run(a: &Args) -> Result<()> {
         return run_neuralnetwork(a, model.mil().clone(), t0);
     }
     if a.nbits.is_some() {
-        bail!("--nbits is for NeuralNetwork models; ML Programs take --quantize int8|uint8|int4|uint4");
+        bail!(
+            "--nbits is for NeuralNetwork models; ML Programs take --quantize int8|uint8|int4|uint4"
+        );
     }
     crate::validation::require_valid(model.mil(), &a.model)?;
     let to_aimodel = a.output.extension().is_some_and(|e| e == "aimodel");
@@ -284,7 +286,8 @@ pub fn run(a: &Args) -> Result<()> {
 fn run_neuralnetwork(
     a: &Args,
     mut model: anekit_mil::model::Model,
-    t0: std::time::Instant) -> Result<()> {
+    t0: std::time::Instant,
+) -> Result<()> {
     use anekit_compress::neuralnetwork::{NnMode, quantize_spec};
     if let Some(why) = &model.untranslated {
         tracing::warn!(

@@ -46,7 +46,8 @@ fn fixtures() -> Vec<(String, PathBuf)> {
         // nn_oracle test) two stand for the rest here, which keeps this test's time.
         .filter(|f| f.model_type.as_deref() != Some("pipeline"))
         .filter(|f| {
-            !f.name.starts_with("nn_") || matches!(f.name.as_str(), "nn_convnet_fp32" | "nn_classifier_fp32")
+            !f.name.starts_with("nn_")
+                || matches!(f.name.as_str(), "nn_convnet_fp32" | "nn_classifier_fp32")
         })
         .map(|f| (f.name.clone(), m.resolve(&f.path)))
         .collect()

@@ -99,4 +99,3 @@ impl std::str::FromStr for ComputeUnits {
         })
     }
 }
-

@@ -201,7 +201,6 @@ pub fn ane_class(op: &str, has_weights: bool) -> AneClass {
     }
 }
 
-
 impl Formula {
     /// A short name (`conv`, `lstm (4 gates)`).
     pub fn name(self) -> &'static str {
@@ -903,8 +902,8 @@ fn fused_input(g: &Graph<'_>, n: &Node<'_>, depth: u32) -> Option<String> {
             return None;
         }
         let p = g.nodes.get(value.producer?)?;
-        let tail =
-            FUSION_PRODUCERS.contains(&p.op.op_type.as_str()) || fused_input(g, p, depth + 1).is_some();
+        let tail = FUSION_PRODUCERS.contains(&p.op.op_type.as_str())
+            || fused_input(g, p, depth + 1).is_some();
         (p.consumers.len() == 1 && tail).then(|| v.clone())
     })
 }

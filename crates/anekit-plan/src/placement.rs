@@ -8,6 +8,7 @@
 //! the two switches it causes cost more than it saves (Core ML weighs switch costs; the
 //! exact policy is not published — `HOL` unsupported-layers.md describes the behaviour).
 
+use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, Chip, ChipPerf, Generation};
 use crate::cost::{Act, OpCost, Unit, ane_op_time, op_time};
