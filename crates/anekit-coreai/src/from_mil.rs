@@ -779,6 +779,44 @@ impl Writer {
                 let m = self.bcast(blk, "maximum", &x, &l, None)?;
                 vec![self.bcast(blk, "minimum", &m, &h, None)?]
             }
+            "linear_activation" => {
+                // alpha * x + beta (MIL's activation op; NeuralNetwork models' LINEAR).
+                let x = self.input(f, blk, op, "x")?;
+                let a = self.scalar(blk, f.f64(op, "alpha").ok_or("alpha is not a constant")?, x.s);
+                let b = self.scalar(blk, f.f64(op, "beta").unwrap_or(0.0), x.s);
+                let ax = self.bcast(blk, "mul", &x, &a, None)?;
+                vec![self.bcast(blk, "add", &ax, &b, None)?]
+            }
+            "threshold" => {
+                // max(x, alpha)
+                let x = self.input(f, blk, op, "x")?;
+                let a = self.scalar(blk, f.f64(op, "alpha").ok_or("alpha is not a constant")?, x.s);
+                vec![self.bcast(blk, "maximum", &x, &a, None)?]
+            }
+            "leaky_relu" | "prelu" | "elu" => {
+                // max(x, 0) + alpha * g(min(x, 0)), g = identity (leaky_relu, prelu) or
+                // exp(.) - 1 (elu); prelu's alpha is per channel (axis 1 of [B, C, ...]).
+                let x = self.input(f, blk, op, "x")?;
+                let alpha = if t == "prelu" {
+                    let a = self.input(f, blk, op, "alpha")?;
+                    let mut shape = a.shape.clone();
+                    shape.extend(std::iter::repeat_n(1, x.shape.len().saturating_sub(2)));
+                    self.reshape(blk, &a, shape)
+                } else {
+                    let v = f.f64(op, "alpha").unwrap_or(if t == "elu" { 1.0 } else { 0.01 });
+                    self.scalar(blk, v, x.s)
+                };
+                let z = self.scalar(blk, 0.0, x.s);
+                let pos = self.bcast(blk, "maximum", &x, &z, None)?;
+                let mut neg = self.bcast(blk, "minimum", &x, &z, None)?;
+                if t == "elu" {
+                    let e = self.unary(blk, "exp", &neg);
+                    let one = self.scalar(blk, 1.0, x.s);
+                    neg = self.bcast(blk, "sub", &e, &one, None)?;
+                }
+                let an = self.bcast(blk, "mul", &alpha, &neg, None)?;
+                vec![self.bcast(blk, "add", &pos, &an, None)?]
+            }
             "sigmoid" => {
                 let x = self.input(f, blk, op, "x")?;
                 let (sh, sc) = (x.shape.clone(), x.s);

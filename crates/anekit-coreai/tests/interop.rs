@@ -37,24 +37,37 @@ fn python() -> Option<PathBuf> {
     }
 }
 
+/// The message of coreai-core 1.0.0b3's Linux runtime when it aborts: about one run in
+/// eight of the same file and input, whatever the model (a C++ exception inside the Swift
+/// runtime). Such a run is tried again, at most [`ORACLE_TRIES`] times in all.
+const FLAKY_ABORT: &str = "C++ exception handling detected";
+const ORACLE_TRIES: usize = 4;
+
 fn oracle(py: &Path, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(py)
-        .arg(repo().join("scripts/coreai_oracle.py"))
-        .args(args)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr)
+    let mut last = String::new();
+    for _ in 0..ORACLE_TRIES {
+        let out = Command::new(py)
+            .arg(repo().join("scripts/coreai_oracle.py"))
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        last = String::from_utf8_lossy(&out.stderr)
             .lines()
             .filter(|l| !l.starts_with("ODIE"))
             .collect::<Vec<_>>()
-            .join("\n"));
+            .join("\n");
+        if !last.contains(FLAKY_ABORT) {
+            break;
+        }
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Err(last)
 }
 
 /// Fixtures that do not convert, and a word of the reason anekit must give.
-const NOT_CONVERTED: [(&str, &str); 9] = [
+const NOT_CONVERTED: [(&str, &str); 14] = [
     ("lstm_fp32_ios15", "recurrent"),
     ("control_flow_fp32_ios17", "control flow"),
     ("flexible_range_fp16_ios17", "flexible shape"),
@@ -63,7 +76,14 @@ const NOT_CONVERTED: [(&str, &str); 9] = [
     ("mlp_pruned_palettized_ios18", "sparse"),
     ("classifier_str_fp32_ios15", "classify"),
     ("classifier_int_fp32_ios16", "classify"),
-    ("neuralnetwork_fp32", "not an ML Program"),
+    // NeuralNetwork models (translated into MIL at load) with layers Core AI has no
+    // form for in this converter.
+    ("nn_classifier_fp32", "classify"),
+    ("nn_gru_spec1", "recurrent"),
+    ("nn_recurrent_fp32", "recurrent"),
+    ("nn_rank5_classic_spec1", "local_response_norm"),
+    ("nn_rank5_misc_spec3", "upsample_nearest_neighbor"),
+    ("nn_resample_fp32", "resize_bilinear"),
 ];
 
 fn npy_f32(p: &Path) -> (Vec<usize>, Vec<f32>) {
