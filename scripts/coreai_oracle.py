@@ -8,6 +8,12 @@
         {"function": "main", "calls": [{"x": "in.npy", ...}, ...],
          "dtypes": {"x": "float16"}, "states": {"k_cache": [1, 8, 16], ...}}
         (inputs are cast to "dtypes" where given).
+    coreai_oracle.py bench MODEL.aimodel OUT_DIR --input NAME=FILE.npy ... [--function F]
+            [--runs N] [--warmup N]
+        time coreai-core's Linux CPU runtime on one function: load, WARMUP untimed calls,
+        RUNS timed calls (wall time around each awaited call); writes OUT_DIR/<output>.npy
+        and prints {"load_ms", "ms": [...], "outputs": [...], "cpus": [...]} (cpus: the CPUs
+        this process may run on, as `taskset` left them).
         States start at zero (fp32, or "state_dtype": "float16") and carry over from call to
         call. Writes OUT_DIR/call<i>/<output>.npy and OUT_DIR/call<i>/state_<name>.npy.
 
@@ -89,6 +95,36 @@ async def run(args):
     _stdout.write(json.dumps(names) + "\n")
 
 
+async def bench(args):
+    import time
+
+    from coreai.authoring import AIModelAsset
+    from coreai.runtime import NDArray
+
+    inputs = {}
+    for spec in args.input:
+        name, path = spec.split("=", 1)
+        inputs[name] = NDArray(np.ascontiguousarray(np.load(path)))
+    t = time.perf_counter()
+    asset = AIModelAsset.load(Path(args.model).resolve())
+    async with asset.executable() as model:
+        fn = model.load_function(args.function)
+        load_ms = (time.perf_counter() - t) * 1e3
+        for _ in range(args.warmup):
+            out = await fn(inputs)
+        times = []
+        for _ in range(args.runs):
+            t = time.perf_counter()
+            out = await fn(inputs)
+            times.append((time.perf_counter() - t) * 1e3)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for k, v in out.items():
+        np.save(out_dir / f"{k}.npy", np.array(v.numpy()))
+    info = {"load_ms": load_ms, "ms": times, "outputs": sorted(out), "cpus": sorted(os.sched_getaffinity(0))}
+    _stdout.write(json.dumps(info) + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -100,12 +136,21 @@ def main():
     p.add_argument("model")
     p.add_argument("out")
     p.add_argument("spec")
+    p = sub.add_parser("bench")
+    p.add_argument("model")
+    p.add_argument("out")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy")
+    p.add_argument("--function", default="main")
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
     args = ap.parse_args()
     try:
         if args.cmd == "print":
             cmd_print(args)
         elif args.cmd == "op-counts":
             cmd_op_counts(args)
+        elif args.cmd == "bench":
+            asyncio.run(bench(args))
         else:
             asyncio.run(run(args))
     except Exception as e:  # noqa: BLE001

@@ -31,6 +31,40 @@ pub struct Args {
     json: bool,
 }
 
+/// One op that cannot be converted (`--json` prints them all before the error).
+#[derive(Debug, Serialize)]
+struct Refused {
+    function: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    op: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    op_type: Option<String>,
+    reason: String,
+}
+
+/// What `--json` prints when the model cannot be converted.
+#[derive(Debug, Serialize)]
+struct Failure<'a> {
+    input: String,
+    output: String,
+    direction: &'static str,
+    converted: bool,
+    unsupported: &'a [Refused],
+}
+
+fn print_failure(input: &Path, output: &Path, direction: &'static str, refused: &[Refused]) {
+    let f = Failure {
+        input: input.display().to_string(),
+        output: output.display().to_string(),
+        direction,
+        converted: false,
+        unsupported: refused,
+    };
+    if let Ok(s) = serde_json::to_string_pretty(&f) {
+        println!("{s}");
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct Summary {
     input: String,
@@ -46,9 +80,9 @@ pub fn run(args: &Args) -> Result<()> {
     check_output_path(&args.output, &args.model)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     let summary = if crate::coreai::is_aimodel(&args.model) {
-        to_coreml(&args.model, &args.output)?
+        to_coreml(&args.model, &args.output, args.json)?
     } else {
-        to_coreai(&args.model, &args.output)?
+        to_coreai(&args.model, &args.output, args.json)?
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -85,7 +119,7 @@ fn dir_size(p: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn to_coreai(input: &Path, output: &Path) -> Result<Summary> {
+fn to_coreai(input: &Path, output: &Path, json: bool) -> Result<Summary> {
     if output.extension().is_some_and(|e| e == "mlpackage") {
         bail!(
             "{} is a Core ML model; convert it to an .aimodel",
@@ -104,6 +138,18 @@ fn to_coreai(input: &Path, output: &Path) -> Result<Summary> {
     let module = match from_mil(program, &producer) {
         Ok(m) => m,
         Err(e @ ConvertError::Unsupported(_)) => {
+            if let (true, ConvertError::Unsupported(list)) = (json, &e) {
+                let refused: Vec<Refused> = list
+                    .iter()
+                    .map(|(f, n, t, r)| Refused {
+                        function: f.clone(),
+                        op: Some(n.clone()),
+                        op_type: Some(t.clone()),
+                        reason: r.clone(),
+                    })
+                    .collect();
+                print_failure(input, output, "Core ML -> Core AI", &refused);
+            }
             bail!("{} cannot be converted to Core AI: {e}", input.display())
         }
         Err(e) => return Err(e).with_context(|| format!("cannot convert {}", input.display())),
@@ -124,7 +170,7 @@ fn to_coreai(input: &Path, output: &Path) -> Result<Summary> {
     })
 }
 
-fn to_coreml(input: &Path, output: &Path) -> Result<Summary> {
+fn to_coreml(input: &Path, output: &Path, json: bool) -> Result<Summary> {
     if output.extension().is_some_and(|e| e == "aimodel") {
         bail!(
             "{} is a Core AI model; convert it to an .mlpackage",
@@ -134,6 +180,20 @@ fn to_coreml(input: &Path, output: &Path) -> Result<Summary> {
     let m = CoreAiModel::open(input)
         .with_context(|| format!("cannot read Core AI model {}", input.display()))?;
     if !m.translation.failed.is_empty() {
+        if json {
+            let refused: Vec<Refused> = m
+                .translation
+                .failed
+                .iter()
+                .map(|(f, why)| Refused {
+                    function: f.clone(),
+                    op: None,
+                    op_type: None,
+                    reason: why.clone(),
+                })
+                .collect();
+            print_failure(input, output, "Core AI -> Core ML", &refused);
+        }
         let list: Vec<String> = m
             .translation
             .failed

@@ -126,6 +126,9 @@ pub struct Report {
     asset_version: Option<u64>,
     graphs: Vec<GraphReport>,
     op_counts: BTreeMap<String, usize>,
+    /// Op counts by dialect (the op name's prefix before the first dot).
+    ops_by_dialect: BTreeMap<String, usize>,
+    /// `aicode` op counts by kind: primitive, composite, dataflow, serialization.
     ops_by_kind: BTreeMap<String, usize>,
     weights: Weights,
     translation: Option<TranslationReport>,
@@ -227,8 +230,11 @@ pub fn report(path: &Path, translate: bool) -> Result<Report> {
     };
     let op_counts = model::op_counts(m);
     let mut ops_by_kind = BTreeMap::new();
+    let mut ops_by_dialect = BTreeMap::new();
     for (k, v) in &op_counts {
         *ops_by_kind.entry(kind_of(k).to_string()).or_default() += v;
+        let dialect = k.split_once('.').map_or(k.as_str(), |(d, _)| d);
+        *ops_by_dialect.entry(dialect.to_string()).or_default() += v;
     }
     let translation = if translate {
         Some(
@@ -270,6 +276,7 @@ pub fn report(path: &Path, translate: bool) -> Result<Report> {
             })
             .collect(),
         op_counts,
+        ops_by_dialect,
         ops_by_kind,
         weights: weights(m),
         translation,
@@ -325,11 +332,22 @@ fn render(r: &Report) -> String {
     for g in r.graphs.iter().filter(|g| g.public) {
         let _ = writeln!(s, "\nfunction {} ({} ops)", g.name, thousands(g.ops as u64));
         let mut rows = Vec::new();
+        // States are handle arguments; each state's last access token is a result.
         for p in &g.inputs {
-            rows.push(vec!["input".into(), p.name.clone(), p.ty.clone()]);
+            let role = if p.ty.starts_with("!aicode.handle_v1") {
+                "state"
+            } else {
+                "input"
+            };
+            rows.push(vec![role.into(), p.name.clone(), p.ty.clone()]);
         }
         for p in &g.outputs {
-            rows.push(vec!["output".into(), p.name.clone(), p.ty.clone()]);
+            let role = if p.ty.starts_with("!aicode.token_v1") {
+                "token"
+            } else {
+                "output"
+            };
+            rows.push(vec![role.into(), p.name.clone(), p.ty.clone()]);
         }
         s.push_str(&table(&rows, 2));
     }
@@ -350,11 +368,16 @@ fn render(r: &Report) -> String {
             .collect();
         s.push_str(&table(&rows, 2));
     }
-    let _ = writeln!(s, "\nops by kind");
+    let _ = writeln!(s, "\nops by dialect and kind");
     let rows: Vec<Vec<String>> = r
-        .ops_by_kind
+        .ops_by_dialect
         .iter()
-        .map(|(k, v)| vec![k.clone(), thousands(*v as u64)])
+        .map(|(k, v)| vec![format!("{k} (dialect)"), thousands(*v as u64)])
+        .chain(
+            r.ops_by_kind
+                .iter()
+                .map(|(k, v)| vec![format!("  {k}"), thousands(*v as u64)]),
+        )
         .collect();
     s.push_str(&table(&rows, 2));
     let _ = writeln!(s, "\nop histogram (nested regions included)");
