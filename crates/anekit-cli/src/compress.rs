@@ -17,10 +17,12 @@ use crate::output::{bytes, table};
 /// the defaults and the contradictions are decided by [`anekit_compress::Flags::resolve`].
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The model to compress (.mlpackage, .mlmodel or .mlmodelc).
+    /// The model to compress (.mlpackage, .mlmodel, .mlmodelc or a Core AI .aimodel).
     model: PathBuf,
-    /// Where to write the compressed .mlpackage (never the input).
-    #[arg(short, long, value_name = "OUT.mlpackage")]
+    /// Where to write the compressed model (never the input): an .mlpackage, or an .aimodel
+    /// (quantized weights become Core AI's blockwise_shift_scale_v2 ops, palettized ones
+    /// lut_to_dense_v1; pruning has no Core AI form).
+    #[arg(short, long, value_name = "OUT.mlpackage|OUT.aimodel")]
     output: PathBuf,
     /// Linear quantization to this type.
     #[arg(long, value_name = "int8|uint8|int4|uint4", value_parser = parse::<QuantDtype>)]

@@ -62,7 +62,8 @@ enum Command {
     /// output SNR against the uncompressed model. NeuralNetwork models are compressed as
     /// coremltools' quantize_weights does (--fp16, --quantize uint1..uint8, --palettize N)
     /// and stay NeuralNetwork models (e.g. `anekit compress m.mlmodel -o m8.mlmodel
-    /// --quantize uint8 --mode linear`).
+    /// --quantize uint8 --mode linear`). Core AI models compress to Core AI models
+    /// (`anekit compress m.aimodel -o m8.aimodel --quantize int8`).
     Compress(Box<compress::Args>),
     /// Convert between Core ML and Core AI: a .mlpackage (or .mlmodel / .mlmodelc) becomes
     /// an .aimodel, an .aimodel becomes an .mlpackage. Ops that cannot be converted are all
