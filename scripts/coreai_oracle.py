@@ -9,11 +9,13 @@
          "dtypes": {"x": "float16"}, "states": {"k_cache": [1, 8, 16], ...}}
         (inputs are cast to "dtypes" where given).
     coreai_oracle.py bench MODEL.aimodel OUT_DIR --input NAME=FILE.npy ... [--function F]
-            [--runs N] [--warmup N]
+            [--runs N] [--warmup N] [--serve]
         time coreai-core's Linux CPU runtime on one function: load, WARMUP untimed calls,
         RUNS timed calls (wall time around each awaited call); writes OUT_DIR/<output>.npy
         and prints {"load_ms", "ms": [...], "outputs": [...], "cpus": [...]} (cpus: the CPUs
-        this process may run on, as `taskset` left them).
+        this process may run on, as `taskset` left them). With --serve: prints
+        {"load_ms", "cpus"} after the warm-up, then times one call per "run" line read on
+        stdin (answering its milliseconds) until "quit"; the outputs are written at the end.
         States start at zero (fp32, or "state_dtype": "float16") and carry over from call to
         call. Writes OUT_DIR/call<i>/<output>.npy and OUT_DIR/call<i>/state_<name>.npy.
 
@@ -110,19 +112,41 @@ async def bench(args):
     async with asset.executable() as model:
         fn = model.load_function(args.function)
         load_ms = (time.perf_counter() - t) * 1e3
+        out = None
         for _ in range(args.warmup):
             out = await fn(inputs)
+        info = {"load_ms": load_ms, "cpus": sorted(os.sched_getaffinity(0))}
         times = []
-        for _ in range(args.runs):
+
+        async def once():
             t = time.perf_counter()
-            out = await fn(inputs)
+            r = await fn(inputs)
             times.append((time.perf_counter() - t) * 1e3)
+            return r
+
+        if args.serve:
+            # One line per request on stdin: "run" answers the call's milliseconds,
+            # "quit" (or the end of input) stops.
+            _stdout.write(json.dumps(info) + "\n")
+            _stdout.flush()
+            for line in sys.stdin:
+                if line.strip() != "run":
+                    break
+                out = await once()
+                _stdout.write(f"{times[-1]}\n")
+                _stdout.flush()
+        else:
+            for _ in range(args.runs):
+                out = await once()
+        if out is None:
+            out = await fn(inputs)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     for k, v in out.items():
         np.save(out_dir / f"{k}.npy", np.array(v.numpy()))
-    info = {"load_ms": load_ms, "ms": times, "outputs": sorted(out), "cpus": sorted(os.sched_getaffinity(0))}
-    _stdout.write(json.dumps(info) + "\n")
+    if not args.serve:
+        info.update({"ms": times, "outputs": sorted(out)})
+        _stdout.write(json.dumps(info) + "\n")
 
 
 def main():
@@ -143,6 +167,7 @@ def main():
     p.add_argument("--function", default="main")
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--serve", action="store_true")
     args = ap.parse_args()
     try:
         if args.cmd == "print":

@@ -6,7 +6,7 @@
 //! .venv-coreai/bin/python scripts/make_coreai_fixtures.py --bench 3
 //!                                                        # once: target/bench-models/mobilenetv2_coreai/
 //! cargo bench -p anekit-coreai --bench vs_coreai_core [-- --threads 2] [--runs N]
-//!       [--coreai-runs N] [--warmup N] [--json FILE] [MODEL_DIR ...]
+//!       [--coreai-runs N] [--warmup N] [--profile] [--json FILE] [MODEL_DIR ...]
 //! ```
 //!
 //! A model folder holds `*.aimodel` (made by coreai-torch), `x.npy` (the input) and
@@ -19,21 +19,26 @@
 //! around `LoadedModel::predict`. coreai-core: `scripts/coreai_oracle.py bench` in
 //! `$ANEKIT_COREAI_PYTHON` (else `.venv-coreai/bin/python`), run under `taskset -c 0..T-1`
 //! so that its runtime has the same T CPUs (coreai-core 1.0.0b3 has no thread-count
-//! setting on Linux); each awaited call is timed in Python. The outputs are compared:
+//! setting on Linux); each awaited call is timed in Python. After warm-up the two are timed
+//! in alternation (`--runs / --coreai-runs` anekit predictions, then one coreai-core call,
+//! and again), so machine load hits both alike. The outputs are compared:
 //! max |anekit − coreai-core| / max |coreai-core| (and against PyTorch where given).
 //!
 //! The table shows median (and min) times per inference, the speedup of anekit, and the
 //! deviations. `--runs` (default 30) anekit predictions and `--coreai-runs` (default 5)
 //! coreai-core calls, after `--warmup` (default 2 and 1) untimed ones. Timings depend on
 //! the machine and its load: say which when quoting them (see `docs/coreai.md`).
+//! `--profile` prints anekit's per-op time table (`cpu::exec::profile`) after the timing.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anekit_coreai::CoreAiModel;
+use anekit_runtime::cpu::exec::profile;
 use anekit_runtime::{ComputeUnits, Engine, LoadOptions, NamedTensors, Tensor, npy};
 use serde_json::{Value as Json, json};
 
@@ -43,6 +48,7 @@ struct Opts {
     runs: usize,
     coreai_runs: usize,
     warmup: usize,
+    profile: bool,
     json: Option<PathBuf>,
 }
 
@@ -57,6 +63,7 @@ fn parse_args() -> Opts {
         runs: 30,
         coreai_runs: 5,
         warmup: 2,
+        profile: false,
         json: None,
     };
     let mut it = std::env::args().skip(1);
@@ -71,6 +78,7 @@ fn parse_args() -> Opts {
             }
             "--warmup" => o.warmup = val("--warmup").parse().expect("--warmup N"),
             "--json" => o.json = Some(PathBuf::from(val("--json"))),
+            "--profile" => o.profile = true,
             s if s.starts_with("--") => panic!("unknown option {s}"),
             s => o.dirs.push(PathBuf::from(s)),
         }
@@ -179,24 +187,13 @@ fn bench_one(dir: &Path, o: &Opts, engine: &Engine) -> Result<Row, String> {
                 .map_err(|e| format!("predict: {e}"))?,
         );
     }
-    let mut anekit_ms = Vec::with_capacity(o.runs);
-    for _ in 0..o.runs {
-        let t = Instant::now();
-        let r = loaded
-            .predict(&inputs)
-            .map_err(|e| format!("predict: {e}"))?;
-        anekit_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        out = Some(r);
-    }
-    let ours = out
-        .and_then(|mut r| r.remove(&output_name))
-        .ok_or("no output")?;
 
-    // coreai-core on the same file, input and CPUs.
+    // coreai-core on the same file, input and CPUs, as a server answering one timed call
+    // per request, so that the two are timed in alternation (machine load hits both).
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let cpus = format!("0-{}", o.threads - 1);
-    let mut cmd = Command::new("taskset");
-    cmd.args(["-c", &cpus])
+    let mut child = Command::new("taskset")
+        .args(["-c", &cpus])
         .arg(python())
         .arg(root().join("scripts/coreai_oracle.py"))
         .arg("bench")
@@ -204,29 +201,77 @@ fn bench_one(dir: &Path, o: &Opts, engine: &Engine) -> Result<Row, String> {
         .arg(tmp.path())
         .arg("--input")
         .arg(format!("{input_name}={}", dir.join("x.npy").display()))
-        .args(["--runs", &o.coreai_runs.to_string()])
-        .args(["--warmup", "1"]);
-    let r = cmd
-        .output()
+        .args(["--warmup", "1", "--serve"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| format!("cannot start taskset {}: {e}", python().display()))?;
-    if !r.status.success() {
-        return Err(format!(
-            "coreai-core failed: {}",
-            String::from_utf8_lossy(&r.stderr)
-                .lines()
-                .filter(|l| !l.starts_with("ODIE"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        ));
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+    let mut line = String::new();
+    stdout.read_line(&mut line).map_err(|e| e.to_string())?;
+    let info: Json = match serde_json::from_str(&line) {
+        Ok(j) => j,
+        Err(_) => {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            let _ = child.wait();
+            return Err(format!(
+                "coreai-core did not start: {}",
+                err.lines()
+                    .filter(|l| !l.starts_with("ODIE"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ));
+        }
+    };
+    let mut anekit_ms = Vec::with_capacity(o.runs);
+    let mut coreai_ms = Vec::with_capacity(o.coreai_runs);
+    for round in 0..o.coreai_runs {
+        // This round's share of anekit's runs, then one coreai-core call.
+        let n = (round + 1) * o.runs / o.coreai_runs - round * o.runs / o.coreai_runs;
+        for _ in 0..n {
+            let t = Instant::now();
+            let r = loaded
+                .predict(&inputs)
+                .map_err(|e| format!("predict: {e}"))?;
+            anekit_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            out = Some(r);
+        }
+        writeln!(stdin, "run").map_err(|e| e.to_string())?;
+        stdin.flush().map_err(|e| e.to_string())?;
+        line.clear();
+        stdout.read_line(&mut line).map_err(|e| e.to_string())?;
+        coreai_ms.push(
+            line.trim()
+                .parse()
+                .map_err(|_| format!("coreai-core answered {line:?}"))?,
+        );
     }
-    let info: Json = serde_json::from_slice(&r.stdout)
-        .map_err(|e| format!("coreai_oracle.py bench answered ({e}): {:?}", r.stdout))?;
-    let coreai_ms: Vec<f64> = info["ms"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Json::as_f64)
-        .collect();
+    let _ = writeln!(stdin, "quit");
+    drop(stdin);
+    let status = child.wait().map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("coreai-core exited with {status}"));
+    }
+    let ours = out
+        .and_then(|mut r| r.remove(&output_name))
+        .ok_or("no output")?;
+    if o.profile {
+        let n = 10;
+        profile::collect(true);
+        for _ in 0..n {
+            loaded.predict(&inputs).map_err(|e| e.to_string())?;
+        }
+        profile::collect(false);
+        println!(
+            "\n--- {name}: anekit per-op time (mean of {n} predictions, profiling on) ---\n{}",
+            profile::render(&profile::take(), n, 25)
+        );
+    }
     let theirs = npy::read(tmp.path().join(format!("{output_name}.npy")))
         .map_err(|e| format!("coreai-core's output: {e}"))?;
     let vs_torch = npy::read(dir.join("y_torch.npy"))
@@ -261,7 +306,19 @@ fn main() {
     let mut results = Vec::new();
     let mut failed = false;
     for dir in &o.dirs {
-        match bench_one(dir, &o, &engine) {
+        // coreai-core 1.0.0b3's Linux runtime aborts now and then ("C++ exception handling
+        // detected"); such a run is tried again.
+        let mut result = bench_one(dir, &o, &engine);
+        for _ in 0..2 {
+            match &result {
+                Err(e) if e.starts_with("coreai-core") => {
+                    eprintln!("{}: {e}; again", dir.display());
+                    result = bench_one(dir, &o, &engine);
+                }
+                _ => break,
+            }
+        }
+        match result {
             Ok(r) => {
                 let (a, c) = (median(&r.anekit_ms), median(&r.coreai_ms));
                 println!(
