@@ -132,7 +132,12 @@ pub const ROWS: &[Row] = &[
         "integers: truncating division through fp32",
         true,
     ),
-    mil("primitive.floor_divide_v1", "floor_div", "", true),
+    mil(
+        "primitive.floor_divide_v1",
+        "floor_div",
+        "MIL floor, ceil are written with it (aicode has no floor or ceil primitive)",
+        true,
+    ),
     mil(
         "primitive.modulo_v1",
         "real_div, sign, abs, floor, mul, sub",
@@ -234,7 +239,7 @@ pub const ROWS: &[Row] = &[
     ),
     mil("primitive.slice_update_v1", "slice_update", "", true),
     mil("primitive.expand_dims_v1", "expand_dims", "", false),
-    mil("primitive.reverse_v1", "reverse", "", false),
+    mil("primitive.reverse_v1", "reverse", "", true),
     mil(
         "primitive.pad_v1",
         "pad",
@@ -246,7 +251,7 @@ pub const ROWS: &[Row] = &[
         "primitive.gather_along_axis_v1",
         "gather_along_axis",
         "",
-        false,
+        true,
     ),
     mil(
         "primitive.scatter_along_axis_v1",
@@ -349,7 +354,12 @@ pub const ROWS: &[Row] = &[
     mil("any_v1", "cast, reduce_max, cast", "", false),
     mil("argmax_v1", "reduce_argmax", "", false),
     mil("sort_v1", "argsort, gather_along_axis", "", false),
-    mil("tile_v2", "tile", "", false),
+    mil(
+        "tile_v2",
+        "tile",
+        "MIL tile is written as reshape → broadcast_in_dims → reshape",
+        false,
+    ),
     lowered(
         "any other composite",
         "any op that carries a decomposition region",

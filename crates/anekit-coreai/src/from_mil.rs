@@ -447,6 +447,23 @@ impl Writer {
         })
     }
 
+    /// `x` as sint32 (indices), cast where it is another type.
+    fn int32(&mut self, blk: BlockId, x: Av) -> Av {
+        if x.s == Scalar::SInt(32) {
+            x
+        } else {
+            let shape = x.shape.clone();
+            self.op1(
+                blk,
+                "primitive.cast_v1",
+                &[&x],
+                shape,
+                Scalar::SInt(32),
+                None,
+            )
+        }
+    }
+
     fn reshape(&mut self, blk: BlockId, x: &Av, shape: Vec<i64>) -> Av {
         if x.shape == shape {
             return x.clone();
@@ -702,10 +719,7 @@ impl Writer {
                 "atan" => "atan",
                 "atanh" => "atanh",
                 "erf" => "erf",
-                "floor" => "floor",
-                "ceil" => "ceil",
                 "round" => "round",
-                "sign" => "sign",
                 "logical_not" => "not",
                 _ => return None,
             })
@@ -786,6 +800,101 @@ impl Writer {
                 let b = self.scalar(blk, f.f64(op, "beta").unwrap_or(0.0), x.s);
                 let ax = self.bcast(blk, "mul", &x, &a, None)?;
                 vec![self.bcast(blk, "add", &ax, &b, None)?]
+            }
+            // aicode has no floor, ceil or sign primitive (coreai-core 1.0.0b3 refuses
+            // `primitive.floor_v1`); coreai-torch writes floor(x) as floor_divide(x, 1),
+            // ceil(x) as -floor_divide(-x, 1) and sign(x) as (x > 0) - (0 > x).
+            "floor" | "ceil" => {
+                let x = self.input(f, blk, op, "x")?;
+                let one = self.scalar(blk, 1.0, x.s);
+                if t == "floor" {
+                    vec![self.bcast(blk, "floor_divide", &x, &one, None)?]
+                } else {
+                    let m = self.scalar(blk, -1.0, x.s);
+                    let neg = self.bcast(blk, "mul", &x, &m, None)?;
+                    let fd = self.bcast(blk, "floor_divide", &neg, &one, None)?;
+                    vec![self.bcast(blk, "mul", &fd, &m, None)?]
+                }
+            }
+            "sign" => {
+                let x = self.input(f, blk, op, "x")?;
+                let z = self.scalar(blk, 0.0, x.s);
+                let pos = self.bcast(blk, "greater", &x, &z, Some(Scalar::Bool))?;
+                let neg = self.bcast(blk, "greater", &z, &x, Some(Scalar::Bool))?;
+                let pos = self.op1(blk, "primitive.cast_v1", &[&pos], pos.shape.clone(), x.s, None);
+                let neg = self.op1(blk, "primitive.cast_v1", &[&neg], neg.shape.clone(), x.s, None);
+                vec![self.bcast(blk, "sub", &pos, &neg, None)?]
+            }
+            "pad" => {
+                // MIL pads the last dims (pairs); aicode takes pairs for every dim.
+                let x = self.input(f, blk, op, "x")?;
+                let p = f.ints(op, "pad").ok_or("pad is not a constant")?;
+                let mode = match f.string(op, "mode").as_deref().unwrap_or("constant") {
+                    "constant" => 1,
+                    "reflect" => 2,
+                    "replicate" => 3,
+                    m => return Err(format!("pad mode {m}")),
+                };
+                let value = f.f64(op, "constant_val").unwrap_or(0.0);
+                let lead = (2 * x.shape.len())
+                    .checked_sub(p.len())
+                    .ok_or("more pads than dims")?;
+                let mut pads = vec![0; lead];
+                pads.extend(p);
+                vec![self.pad_mode(blk, &x, &pads, value, mode)?]
+            }
+            "reverse" => {
+                let x = self.input(f, blk, op, "x")?;
+                let rank = x.shape.len() as i64;
+                let axes: Vec<i64> = f
+                    .ints(op, "axes")
+                    .unwrap_or_else(|| (0..rank).collect())
+                    .into_iter()
+                    .map(|a| if a < 0 { a + rank } else { a })
+                    .collect();
+                if axes.is_empty() {
+                    vec![x]
+                } else {
+                    let d = self.ints(blk, &axes, Scalar::SInt(32));
+                    vec![self.op1(blk, "primitive.reverse_v1", &[&x, &d], x.shape.clone(), x.s, None)]
+                }
+            }
+            "tile" => {
+                // x [d0, d1, ...] -> reshape [1, d0, 1, d1, ...] -> broadcast to
+                // [r0, d0, r1, d1, ...] -> reshape [r0*d0, r1*d1, ...].
+                let x = self.input(f, blk, op, "x")?;
+                let reps = f.ints(op, "reps").ok_or("reps is not a constant")?;
+                if reps.len() != x.shape.len() || reps.iter().any(|&r| r < 1) {
+                    return Err(format!("reps {reps:?} for shape {:?}", x.shape));
+                }
+                if reps.iter().all(|&r| r == 1) {
+                    vec![x]
+                } else {
+                    let inter: Vec<i64> = x.shape.iter().flat_map(|&d| [1, d]).collect();
+                    let big: Vec<i64> = x.shape.iter().zip(&reps).flat_map(|(&d, &r)| [r, d]).collect();
+                    let r = self.reshape(blk, &x, inter);
+                    let b = self.expand(blk, &r, &big);
+                    vec![self.reshape(blk, &b, shape.clone())]
+                }
+            }
+            "gather_nd" => {
+                let x = self.input(f, blk, op, "x")?;
+                let idx = self.input(f, blk, op, "indices")?;
+                if f.int(op, "batch_dims").unwrap_or(0) != 0 {
+                    return Err("gather_nd with batch_dims".into());
+                }
+                let idx = self.int32(blk, idx);
+                vec![self.op1(blk, "primitive.gather_nd_v1", &[&x, &idx], shape, s, None)]
+            }
+            "gather_along_axis" => {
+                let x = self.input(f, blk, op, "x")?;
+                let idx = self.input(f, blk, op, "indices")?;
+                let rank = x.shape.len() as i64;
+                let axis = f.int(op, "axis").unwrap_or(0);
+                let axis = if axis < 0 { axis + rank } else { axis };
+                let idx = self.int32(blk, idx);
+                let a = self.scalar(blk, axis as f64, Scalar::SInt(32));
+                vec![self.op1(blk, "primitive.gather_along_axis_v1", &[&x, &idx, &a], shape, s, None)]
             }
             "threshold" => {
                 // max(x, alpha)
@@ -1420,6 +1529,18 @@ impl Writer {
 
     /// `pad_v1` (pairs per dim, for all dims) unless every pad is zero.
     fn pad(&mut self, blk: BlockId, x: &Av, pads: &[i64], value: f64) -> R<Av> {
+        self.pad_mode(blk, x, pads, value, 1)
+    }
+
+    /// `pad_v1` with padding mode `mode` (`padding_mode_v1`: 1 constant, 2 reflect,
+    /// 3 replicate).
+    fn pad_mode(&mut self, blk: BlockId, x: &Av, pads: &[i64], value: f64, mode: u64) -> R<Av> {
+        if pads.len() != 2 * x.shape.len() {
+            return Err(format!("{} pads for rank {}", pads.len(), x.shape.len()));
+        }
+        if pads.iter().any(|&p| p < 0) {
+            return Err("negative padding".into());
+        }
         if pads.iter().all(|&p| p == 0) {
             return Ok(x.clone());
         }
@@ -1431,7 +1552,7 @@ impl Writer {
             .enumerate()
             .map(|(i, &d)| d + pads[2 * i] + pads[2 * i + 1])
             .collect();
-        let mode = self.enc().enumeration(EnumKind::Padding, 1);
+        let mode = self.enc().enumeration(EnumKind::Padding, mode);
         let mut p = PayloadWriter::new();
         p.attr(mode);
         Ok(self.op1(
