@@ -766,18 +766,16 @@ fn convert_core_ai_to_core_ml_runs_to_coreai_cores_outputs() {
 #[test]
 fn convert_names_every_op_that_cannot_be_converted() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("resample.aimodel");
-    let model = "fixtures/models/nn_resample_fp32.mlmodel";
+    let out = dir.path().join("gru.aimodel");
+    let model = "fixtures/models/nn_gru_spec1.mlmodel";
     // Text: every op, with its type and the reason.
     let o = anekit(&["convert", model, "-o", out.to_str().unwrap()]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     for want in [
-        "4 op(s) cannot be converted",
-        "a (upsample_nearest_neighbor)",
-        "b (resize_bilinear)",
-        "c (resize_bilinear)",
-        "(conv_transpose)",
+        "2 op(s) cannot be converted",
+        "main: gru_seq (stack): no Core AI counterpart",
+        "main: s_1 (rnn): recurrent layers",
     ] {
         assert!(err.contains(want), "{want:?} not in {err}");
     }
@@ -788,15 +786,17 @@ fn convert_names_every_op_that_cannot_be_converted() {
     let r: Json = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["converted"], false);
     let list = r["unsupported"].as_array().unwrap();
-    assert_eq!(list.len(), 4, "{r}");
+    assert_eq!(list.len(), 2, "{r}");
     assert!(
         list.iter()
-            .any(|u| u["op"] == "b" && u["type"] == "resize_bilinear")
+            .any(|u| u["op"] == "gru_seq" && u["type"] == "stack")
     );
+    assert!(list.iter().any(|u| u["op"] == "s_1" && u["type"] == "rnn"));
     assert!(
         list.iter()
             .all(|u| u["function"] == "main" && u["reason"].is_string())
     );
+    assert!(!out.exists());
     // The wrong direction is refused before anything is written.
     let o = anekit(&[
         "convert",

@@ -269,7 +269,12 @@ pub const ROWS: &[Row] = &[
         true,
     ),
     mil("primitive.conv3d_v1", "conv", "", true),
-    mil("primitive.conv_transpose2d_v1", "conv_transpose", "", false),
+    mil(
+        "primitive.conv_transpose2d_v1",
+        "conv_transpose",
+        "2-D; written for pad_type valid or custom with begin ≥ end pads",
+        true,
+    ),
     mil(
         "primitive.max_pool_2d_v1",
         "max_pool",
@@ -285,8 +290,8 @@ pub const ROWS: &[Row] = &[
     mil(
         "primitive.interpolate_v1",
         "resize_bilinear / upsample_nearest_neighbor",
-        "half-pixel or align-corners bilinear; nearest for integer upscales",
-        false,
+        "half-pixel or align-corners bilinear; nearest for integer upscales (MIL upsample_bilinear is written with it too)",
+        true,
     ),
     // reductions and scans
     mil(

@@ -896,6 +896,94 @@ impl Writer {
                 let a = self.scalar(blk, axis as f64, Scalar::SInt(32));
                 vec![self.op1(blk, "primitive.gather_along_axis_v1", &[&x, &idx, &a], shape, s, None)]
             }
+            "upsample_nearest_neighbor" | "upsample_bilinear" | "resize_bilinear" => {
+                // interpolate_v1(x, output shape, scale, offset per dim), as coreai-torch
+                // writes it: half-pixel sampling is scale out/in with offset 0, align-corners
+                // scale (out-1)/(in-1) with offset (1 - scale)/2 (to_mil reads them back).
+                let x = self.input(f, blk, op, "x")?;
+                if x.shape.len() != 4 || shape.len() != 4 {
+                    return Err(format!("{t} of a rank-{} tensor (rank 4 only)", x.shape.len()));
+                }
+                let (linear, align) = match t {
+                    "upsample_nearest_neighbor" => (false, false),
+                    "upsample_bilinear" => (true, f.bool(op, "align_corners").unwrap_or(false)),
+                    _ => match f.string(op, "sampling_mode").as_deref().unwrap_or("DEFAULT") {
+                        "UNALIGN_CORNERS" => (true, false),
+                        "STRICT_ALIGN_CORNERS" | "ALIGN_CORNERS" => (true, true),
+                        m => return Err(format!("resize_bilinear sampling_mode {m} has no Core AI form")),
+                    },
+                };
+                if !linear && (0..2).any(|i| shape[2 + i] % x.shape[2 + i] != 0) {
+                    return Err("nearest-neighbour upsampling by a non-integer factor".into());
+                }
+                let mut scale = vec![1f32, 1.0];
+                let mut offset = vec![0f32, 0.0];
+                for (&o, &n) in shape.iter().zip(&x.shape).skip(2) {
+                    let (o, n) = (o as f64, n as f64);
+                    if align {
+                        let sc = if n > 1.0 { (o - 1.0) / (n - 1.0) } else { 1.0 };
+                        scale.push(sc as f32);
+                        offset.push((0.5 * (1.0 - sc)) as f32);
+                    } else {
+                        scale.push((o / n) as f32);
+                        offset.push(0.0);
+                    }
+                }
+                let os = self.ints(blk, &shape, Scalar::SInt(32));
+                let f32s = |v: &[f32]| Bytes::from(v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
+                let sc = self.constant_raw(blk, vec![4], Scalar::F32, f32s(&scale), false);
+                let of = self.constant_raw(blk, vec![4], Scalar::F32, f32s(&offset), false);
+                let mode = self.enc().enumeration(EnumKind::Interpolation, if linear { 0 } else { 1 });
+                let mut p = PayloadWriter::new();
+                p.attr(mode);
+                vec![self.op1(blk, "primitive.interpolate_v1", &[&x, &os, &sc, &of], shape, s, Some(p.finish()))]
+            }
+            "conv_transpose" => {
+                // conv_transpose2d_v1(x, weight, stride, padding, dilation, output_padding,
+                // groups): symmetric padding p, then output_padding more at the end; MIL's
+                // [begin, end] pads are p = begin, output_padding = the rest of the output.
+                let x = self.input(f, blk, op, "x")?;
+                let w = self.input(f, blk, op, "weight")?;
+                if x.shape.len() != 4 || w.shape.len() != 4 {
+                    return Err("conv_transpose other than 2-D".into());
+                }
+                let strides = f.ints(op, "strides").unwrap_or_else(|| vec![1, 1]);
+                let dil = f.ints(op, "dilations").unwrap_or_else(|| vec![1, 1]);
+                let groups = f.int(op, "groups").unwrap_or(1);
+                let pads = match f.string(op, "pad_type").as_deref().unwrap_or("valid") {
+                    "valid" => vec![0; 4],
+                    "custom" => f.ints(op, "pad").ok_or("pad is not a constant")?,
+                    other => return Err(format!("conv_transpose pad_type {other}")),
+                };
+                if strides.len() != 2 || dil.len() != 2 || pads.len() != 4 {
+                    return Err("conv_transpose parameters of the wrong length".into());
+                }
+                let mut padding = Vec::new();
+                let mut out_pad = Vec::new();
+                for i in 0..2 {
+                    let base = (x.shape[2 + i] - 1) * strides[i] + dil[i] * (w.shape[2 + i] - 1) + 1 - 2 * pads[2 * i];
+                    let op_i = shape[2 + i] - base;
+                    if pads[2 * i] < 0 || op_i < 0 {
+                        return Err(format!("conv_transpose padding {pads:?} for output {shape:?}"));
+                    }
+                    padding.push(pads[2 * i]);
+                    out_pad.push(op_i);
+                }
+                let st = self.ints(blk, &strides, Scalar::UInt(32));
+                let pd = self.ints(blk, &padding, Scalar::UInt(32));
+                let dl = self.ints(blk, &dil, Scalar::UInt(32));
+                let opd = self.ints(blk, &out_pad, Scalar::UInt(32));
+                let g = self.scalar(blk, groups as f64, Scalar::UInt(32));
+                let y = self.op1(blk, "primitive.conv_transpose2d_v1", &[&x, &w, &st, &pd, &dl, &opd, &g], shape.clone(), s, None);
+                if op.inputs.contains_key("bias") {
+                    let b = self.input(f, blk, op, "bias")?;
+                    let n = b.shape.iter().product::<i64>();
+                    let b = self.reshape(blk, &b, vec![n, 1, 1]);
+                    vec![self.bcast(blk, "add", &y, &b, None)?]
+                } else {
+                    vec![y]
+                }
+            }
             "threshold" => {
                 // max(x, alpha)
                 let x = self.input(f, blk, op, "x")?;

@@ -71,7 +71,7 @@ fn oracle(py: &Path, args: &[&str]) -> Result<String, String> {
 }
 
 /// Fixtures that do not convert, and a word of the reason anekit must give.
-const NOT_CONVERTED: [(&str, &str); 14] = [
+const NOT_CONVERTED: [(&str, &str); 12] = [
     ("lstm_fp32_ios15", "recurrent"),
     ("control_flow_fp32_ios17", "control flow"),
     ("flexible_range_fp16_ios17", "flexible shape"),
@@ -86,8 +86,6 @@ const NOT_CONVERTED: [(&str, &str); 14] = [
     ("nn_gru_spec1", "recurrent"),
     ("nn_recurrent_fp32", "recurrent"),
     ("nn_rank5_classic_spec1", "local_response_norm"),
-    ("nn_rank5_misc_spec3", "upsample_nearest_neighbor"),
-    ("nn_resample_fp32", "resize_bilinear"),
 ];
 
 fn npy_f32(p: &Path) -> (Vec<usize>, Vec<f32>) {
@@ -303,16 +301,12 @@ fn text_and_op_counts_match_coreai_core() {
 
 /// Functions of the Core AI fixtures that do not come back through MIL, and a word of the
 /// reason anekit must give (ops the writer has no form for yet; see docs/coreai.md).
-const NOT_WRITTEN: [(&str, &str); 9] = [
+const NOT_WRITTEN: [(&str, &str); 5] = [
     ("ops/argmax", "reduce_argmax"),
-    ("ops/conv_transpose2d", "conv_transpose"),
     ("ops/cumsum", "cumsum"),
     ("ops/index_put", "scatter_nd"),
     ("ops/scatter", "scatter_along_axis"),
     ("ops/topk", "argsort"),
-    ("ops/upsample_bilinear", "resize_bilinear"),
-    ("ops/upsample_bilinear_ac", "resize_bilinear"),
-    ("ops/upsample_nearest", "upsample_nearest_neighbor"),
 ];
 
 /// Every function of every Core AI fixture, read into MIL and written back as an
