@@ -15,6 +15,15 @@ use crate::konst::Konst;
 /// The most elements an operand or result of a folded op may have.
 pub const MAX_ELEMENTS: u64 = 4096;
 
+/// The element count of `shape` when it is at most [`MAX_ELEMENTS`] (shapes computed from
+/// operand values can be anything: the count is checked, never assumed).
+fn small(shape: &[usize]) -> Option<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&n| n as u64 <= MAX_ELEMENTS)
+}
+
 /// A small host tensor (values as f64: exact for the integers shapes use).
 #[derive(Debug, Clone)]
 struct H {
@@ -151,10 +160,7 @@ pub fn fold(base: &str, a: &[&Konst], out: Scalar, combiner: Option<&str>) -> Op
     let binary = |f: &dyn Fn(f64, f64) -> f64| -> Option<Konst> {
         let [x, y] = h.as_slice() else { return None };
         let shape = bcast_shape(&x.shape, &y.shape)?;
-        let n: usize = shape.iter().product();
-        if n as u64 > MAX_ELEMENTS {
-            return None;
-        }
+        let n = small(&shape)?;
         let v: Vec<f64> = (0..n)
             .map(|i| {
                 let idx = unravel(i, &shape);
@@ -240,7 +246,7 @@ pub fn fold(base: &str, a: &[&Konst], out: Scalar, combiner: Option<&str>) -> Op
                 shape[d] = len.max(0) as usize;
             }
             let st = strides(&x.shape);
-            let n: usize = shape.iter().product();
+            let n = small(&shape)?;
             let v = (0..n)
                 .map(|i| {
                     let idx = unravel(i, &shape);
@@ -264,7 +270,7 @@ pub fn fold(base: &str, a: &[&Konst], out: Scalar, combiner: Option<&str>) -> Op
             if parts.iter().any(|p| p.shape.len() != shape.len()) {
                 return None;
             }
-            let n: usize = shape.iter().product();
+            let n = small(&shape)?;
             let v = (0..n)
                 .map(|i| {
                     let mut idx = unravel(i, &shape);
@@ -291,10 +297,11 @@ pub fn fold(base: &str, a: &[&Konst], out: Scalar, combiner: Option<&str>) -> Op
             }
             let lead: Vec<usize> = idx.shape[..idx.shape.len() - 1].to_vec();
             let tail: Vec<usize> = x.shape[q..].to_vec();
-            let tail_n: usize = tail.iter().product();
+            let tail_n = small(&tail)?;
+            small(&[lead.as_slice(), tail.as_slice()].concat())?;
             let st = strides(&x.shape);
             let mut v = Vec::new();
-            for i in 0..lead.iter().product::<usize>() {
+            for i in 0..small(&lead)? {
                 let mut base = 0usize;
                 for (j, (&dim, &stride)) in x.shape.iter().zip(&st).take(q).enumerate() {
                     let k = idx.v[i * q + j] as i64;
@@ -329,7 +336,7 @@ pub fn fold(base: &str, a: &[&Konst], out: Scalar, combiner: Option<&str>) -> Op
             for &a in &axes {
                 shape[a] = 1;
             }
-            let n: usize = shape.iter().product();
+            let n = small(&shape)?;
             let mut v = vec![[0.0, 1.0, f64::NEG_INFINITY, f64::INFINITY][op]; n];
             let st = strides(&shape);
             for (i, &val) in x.v.iter().enumerate() {
@@ -365,7 +372,7 @@ pub fn fold(base: &str, a: &[&Konst], out: Scalar, combiner: Option<&str>) -> Op
             if bcast_shape(&x.shape, &shape)? != shape {
                 return None;
             }
-            let n: usize = shape.iter().product();
+            let n = small(&shape)?;
             let v = (0..n)
                 .map(|i| bcast_at(x, &unravel(i, &shape)))
                 .collect::<Vec<_>>();
@@ -380,7 +387,7 @@ pub fn fold(base: &str, a: &[&Konst], out: Scalar, combiner: Option<&str>) -> Op
                 let r = shape.len();
                 shape[norm(a, r)?] = s as usize;
             }
-            let n: usize = shape.iter().product();
+            let n = small(&shape)?;
             let v = (0..n)
                 .map(|i| bcast_at(x, &unravel(i, &shape)))
                 .collect::<Vec<_>>();
@@ -395,7 +402,7 @@ pub fn fold(base: &str, a: &[&Konst], out: Scalar, combiner: Option<&str>) -> Op
                 .collect::<Option<_>>()?;
             let shape: Vec<usize> = p.iter().map(|&d| x.shape[d]).collect();
             let st = strides(&x.shape);
-            let n: usize = shape.iter().product();
+            let n = small(&shape)?;
             let v = (0..n)
                 .map(|i| {
                     let idx = unravel(i, &shape);
@@ -432,7 +439,7 @@ pub fn fold(base: &str, a: &[&Konst], out: Scalar, combiner: Option<&str>) -> Op
         "where" => {
             let [c, x, y] = h.as_slice() else { return None };
             let shape = bcast_shape(&bcast_shape(&c.shape, &x.shape)?, &y.shape)?;
-            let n: usize = shape.iter().product();
+            let n = small(&shape)?;
             let v = (0..n)
                 .map(|i| {
                     let idx = unravel(i, &shape);

@@ -631,7 +631,9 @@ impl IrReader<'_> {
         }
         let (num_regions, isolated) = if mask & 0x10 != 0 {
             let (n, iso) = r.varint_with_flag()?;
-            (bounded(r, n, 1, "region")?, iso)
+            // Isolation is a property of regions: an op with none is not isolated (the
+            // writer leaves the region field out then, so the flag would not survive).
+            (bounded(r, n, 1, "region")?, iso && n > 0)
         } else {
             (0, false)
         };
