@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anekit_runtime::cpu::kernels::conv::{self, ConvParams, PadType};
 use anekit_runtime::cpu::kernels::pool::{self, PoolKind, PoolParams};
-use anekit_runtime::cpu::kernels::{activation, attention, linalg, normalization};
+use anekit_runtime::cpu::kernels::{activation, attention, gemm, linalg, normalization};
 
 /// What a kernel's rate is measured in.
 #[derive(Clone, Copy)]
@@ -100,6 +100,48 @@ fn benches() -> Vec<Bench> {
             run: Box::new(move || {
                 let mut out = vec![0.0f32; m * n];
                 linalg::gemm(m, n, k, &a, false, &b, false, &mut out, false);
+                black_box(out);
+            }),
+        });
+    }
+    // anekit's packed GEMM against faer on convolution-shaped products (M = output
+    // channels, K = input channels × taps, N = output pixels).
+    for (m, k, n) in [
+        (256, 64, 3136),
+        (64, 576, 3136),
+        (96, 16, 12544),
+        (128, 1152, 784),
+        (512, 4608, 49),
+        (2048, 512, 49),
+    ] {
+        let a = data(m * k, 4);
+        let b = data(k * n, 5);
+        let pa = gemm::PackedA::new(&a, m, k, k);
+        let (a2, b2) = (a.clone(), b.clone());
+        v.push(Bench {
+            name: "gemm (faer)",
+            shape: format!("{m}×{k}×{n}"),
+            work: Work::Flops(2.0 * (m * k * n) as f64),
+            run: Box::new(move || {
+                let mut out = vec![0.0f32; m * n];
+                linalg::gemm(m, n, k, &a2, false, &b2, false, &mut out, false);
+                black_box(out);
+            }),
+        });
+        v.push(Bench {
+            name: "gemm (anekit packed)",
+            shape: format!("{m}×{k}×{n}"),
+            work: Work::Flops(2.0 * (m * k * n) as f64),
+            run: Box::new(move || {
+                let mut out = vec![0.0f32; m * n];
+                let src = gemm::RowMajor { data: &b, ld: n };
+                let ops = gemm::TileOps {
+                    bias: None,
+                    accumulate: false,
+                    clamp: None,
+                };
+                let par = rayon::current_num_threads() > 1;
+                gemm::gemm(&pa, &src, n, &mut out, n, ops, &|_, _, _| {}, par);
                 black_box(out);
             }),
         });

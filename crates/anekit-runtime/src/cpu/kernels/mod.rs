@@ -27,6 +27,7 @@ pub mod control;
 pub mod conv;
 pub mod elementwise;
 pub mod gather;
+pub mod gemm;
 pub mod image_resizing;
 pub mod linalg;
 pub mod normalization;
