@@ -23,6 +23,11 @@ make      Writes source packages built with coremltools' MIL builder and written
           `w_special` [64,96] (zero rows, constant rows, values on rounding ties, tiny
           values), `w_shared` [96,96] (linear and matmul: consumers disagree on the axes),
           `w_small` [16,16] (under the 2048 threshold), `b_lin` [64] (1-D).
+          ties_fp16_ios18, ties_fp32_ios18: 96x96 linear weights on which magnitude
+          pruning's threshold (np.percentile of |w|) falls on a tie: `w_tie_up` /
+          `w_tie_down` (the two magnitudes at the median are adjacent values whose midpoint
+          rounds up / down), `w_tie_subnormal` (adjacent subnormals), `w_tie_run` (400 equal
+          magnitudes around the median), `w_tie_coarse` (multiples of 1/64).
 compress  JOBS.json is a list of {"src", "out", "stages": [{"kind": "linear" | "palettize" |
           "prune", "global": {...} | null, "op_type": {...}, "op_name": {...}}]}; each stage
           is an OptimizationConfig of OpLinearQuantizerConfig / OpPalettizerConfig /
@@ -127,16 +132,83 @@ def build(target, dtype_name, seed=0):
     return m
 
 
+def _ties(np, dtype, lo, hi, seed):
+    """A 96x96 weight whose sorted magnitudes are `lo` at index 4607 and `hi` at 4608 (the
+    two values np.percentile(|w|, 50) interpolates between), 4607 smaller and 4607 larger
+    magnitudes, random signs and places."""
+    rng = np.random.default_rng(seed)
+    n = 96 * 96
+    small = rng.uniform(0.0, 1.0, n // 2 - 1) * float(lo)
+    large = float(hi) * (1.0 + rng.uniform(0.01, 1.0, n // 2 - 1))
+    mags = np.concatenate([small, [lo, hi], large]).astype(dtype)
+    signs = rng.choice([-1.0, 1.0], n).astype(dtype)
+    return (rng.permutation(mags) * signs).reshape(96, 96)
+
+
+def build_ties(target, dtype_name):
+    """Weights where magnitude pruning's threshold falls on a tie (see `make`)."""
+    ct = _ct()
+    import numpy as np
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.mil import types
+
+    np_dt = np.float16 if dtype_name == "fp16" else np.float32
+    t = types.fp16 if dtype_name == "fp16" else types.fp32
+    eps = float(np.finfo(np_dt).eps)
+    tiny = float(np.finfo(np_dt).smallest_subnormal)
+    rng = np.random.default_rng(7)
+    run = (rng.standard_normal((96, 96)) * 0.05).astype(np_dt)
+    flat = run.reshape(-1)
+    # 400 magnitudes equal to the median, at random places, random signs.
+    idx = rng.permutation(flat.size)[:400]
+    med = np_dt(np.median(np.abs(flat)))
+    flat[idx] = med * rng.choice([-1, 1], 400).astype(np_dt)
+    coarse = (np.round(rng.standard_normal((96, 96)) * 4) / 64).astype(np_dt)
+    weights = {
+        # Adjacent values whose midpoint rounds up to `hi` (even mantissa): everything up
+        # to and including hi is pruned, 4607 weights are kept.
+        "w_tie_up": _ties(np, np_dt, 1.0 + eps, 1.0 + 2 * eps, 1),
+        # ... rounds down to `lo`: 4608 weights are kept.
+        "w_tie_down": _ties(np, np_dt, 1.0 + 2 * eps, 1.0 + 3 * eps, 2),
+        # Adjacent subnormals: (hi - lo) * 0.5 underflows to 0 in fp16.
+        "w_tie_subnormal": _ties(np, np_dt, 3 * tiny, 4 * tiny, 3),
+        # A run of 400 equal magnitudes around the median.
+        "w_tie_run": run,
+        # Few distinct values (multiples of 1/64): long runs of ties everywhere.
+        "w_tie_coarse": coarse,
+    }
+    specs = [mb.TensorSpec(shape=(1, 96), dtype=t)]
+
+    @mb.program(input_specs=specs, opset_version=target)
+    def prog(x):
+        return tuple(
+            mb.linear(x=x, weight=mb.const(val=v, name=k), name="y" + k[1:])
+            for k, v in weights.items()
+        )
+
+    with _stdout_to_stderr():
+        return ct.convert(
+            prog,
+            convert_to="mlprogram",
+            minimum_deployment_target=target,
+            compute_precision=ct.precision.FLOAT16 if dtype_name == "fp16" else ct.precision.FLOAT32,
+            pass_pipeline=ct.PassPipeline.EMPTY,
+            skip_model_load=True,
+        )
+
+
 def cmd_make(out_dir):
     ct = _ct()
     os.makedirs(out_dir, exist_ok=True)
     made = []
-    for name, target, dt in [
-        ("src_fp16_ios18", ct.target.iOS18, "fp16"),
-        ("src_fp16_ios16", ct.target.iOS16, "fp16"),
-        ("src_fp32_ios18", ct.target.iOS18, "fp32"),
+    for name, target, dt, builder in [
+        ("src_fp16_ios18", ct.target.iOS18, "fp16", build),
+        ("src_fp16_ios16", ct.target.iOS16, "fp16", build),
+        ("src_fp32_ios18", ct.target.iOS18, "fp32", build),
+        ("ties_fp16_ios18", ct.target.iOS18, "fp16", build_ties),
+        ("ties_fp32_ios18", ct.target.iOS18, "fp32", build_ties),
     ]:
-        m = build(target, dt)
+        m = builder(target, dt)
         path = os.path.join(out_dir, name + ".mlpackage")
         with _stdout_to_stderr():
             m.save(path)

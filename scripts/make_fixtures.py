@@ -284,7 +284,7 @@ def record(name, path, network, precision, data, notes, compression=None, extra=
         "states": [{k: f.get(k) for k in ("name", "dtype", "shape")} for f in fn_desc[default_fn]["states"]],
         "compression": compression,
         "data": data,
-        "coremltools_op_counts": interop.op_counts_from_spec(spec),
+        "coremltools_op_counts": op_counts(spec),
         "notes": notes,
     }
     if len(desc["functions"]) > 1:
@@ -308,6 +308,19 @@ def record(name, path, network, precision, data, notes, compression=None, extra=
     log(f"  {name}: spec {entry['spec_version']}, " + "; ".join(
         f"{fn}: " + ", ".join(f"{k}={v}" for k, v in c.items()) for fn, c in ops.items()))
     return entry
+
+
+def op_counts(spec):
+    """interop.op_counts_from_spec, with a pipeline's layer counts summed over its stages."""
+    kind = spec.WhichOneof("Type")
+    if kind not in ("pipeline", "pipelineClassifier", "pipelineRegressor"):
+        return interop.op_counts_from_spec(spec)
+    pipe = spec.pipeline if kind == "pipeline" else getattr(spec, kind).pipeline
+    total = {}
+    for m in pipe.models:
+        for k, v in op_counts(m)["main"].items():
+            total[k] = total.get(k, 0) + v
+    return {"main": dict(sorted(total.items()))}
 
 
 def default_tolerance(precision, d):
@@ -1104,6 +1117,606 @@ def build_classifier():
                extra={"labels": labels})
 
 
+# =========================================================================================
+# NeuralNetwork (legacy) fixtures: coremltools 9.0 `convert_to="neuralnetwork"` from PyTorch,
+# and NeuralNetworkBuilder specs for layers the converter does not emit. See
+# docs/neuralnetwork.md.
+
+
+def save_nn(spec_or_model, name):
+    """Save a NeuralNetwork model (MLModel or spec) as fixtures/models/<name>.mlmodel."""
+    path = FIX / "models" / f"{name}.mlmodel"
+    if path.exists():
+        path.unlink()
+    if isinstance(spec_or_model, ct.models.MLModel):
+        spec_or_model.save(str(path))
+    else:
+        path.write_bytes(spec_or_model.SerializeToString())
+    normalize(path)
+    return path
+
+
+def convert_nn(module, inputs, output_names, **kw):
+    return ct.convert(
+        trace(module, inputs),
+        inputs=kw.pop("ct_inputs", None) or [ct.TensorType(name=k, shape=v.shape) for k, v in inputs.items()],
+        outputs=[ct.TensorType(name=n) for n in output_names],
+        convert_to="neuralnetwork",
+        **kw,
+    )
+
+
+def nn_record(name, path, network, data, notes, extra=None):
+    data = [dict(d, tolerance={"atol": 1e-4, "rtol": 1e-3}) if "tolerance" not in d else d for d in data]
+    return record(name, path, network, "fp32", data, notes, extra=extra)
+
+
+class NNConvNet(nn.Module):
+    """Conv + BatchNorm + ReLU6, twice, max pool, global average pool, linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.b1 = nn.BatchNorm2d(8)
+        self.c2 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.b2 = nn.BatchNorm2d(16)
+        self.fc = nn.Linear(16, 10)
+        for bn in (self.b1, self.b2):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.data.uniform_(0.5, 1.5)
+            bn.bias.data.uniform_(-0.2, 0.2)
+
+    def forward(self, x):
+        x = F.relu6(self.b1(self.c1(x)))
+        x = F.max_pool2d(x, 2)
+        x = F.relu6(self.b2(self.c2(x)))
+        x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return self.fc(x)
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, cin, cout, stride, t):
+        super().__init__()
+        hid = cin * t
+        layers = []
+        if t != 1:
+            layers += [nn.Conv2d(cin, hid, 1, bias=False), nn.BatchNorm2d(hid), nn.ReLU6()]
+        layers += [nn.Conv2d(hid, hid, 3, stride, 1, groups=hid, bias=False), nn.BatchNorm2d(hid), nn.ReLU6(),
+                   nn.Conv2d(hid, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        self.conv = nn.Sequential(*layers)
+        self.res = stride == 1 and cin == cout
+
+    def forward(self, x):
+        return x + self.conv(x) if self.res else self.conv(x)
+
+
+class MobileNetV2Small(nn.Module):
+    """torchvision's MobileNetV2 block structure at reduced width (8..32 channels, 7 blocks,
+    last conv 64) for a 32x32 input: depthwise/pointwise convolutions, ReLU6 (clip), residual
+    adds, global pooling, linear."""
+
+    def __init__(self):
+        super().__init__()
+        cfg = [(1, 8, 1, 1), (4, 12, 2, 2), (4, 16, 2, 2), (4, 24, 1, 1), (4, 32, 1, 2)]
+        layers = [nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU6()]
+        cin = 8
+        for t, c, n, s in cfg:
+            for i in range(n):
+                layers.append(InvertedResidual(cin, c, s if i == 0 else 1, t))
+                cin = c
+        layers += [nn.Conv2d(cin, 64, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU6()]
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(64, 10)
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+
+    def forward(self, x):
+        x = self.features(x)
+        return self.classifier(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+class NNRecurrent(nn.Module):
+    """An LSTM over a sequence with the last step through a linear layer, and a bidirectional
+    LSTM's whole sequence. (coremltools lowers nn.GRU to a `loop` layer, so the GRU fixture is
+    built with NeuralNetworkBuilder.add_gru instead.)"""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(8, 16)
+        self.bi = nn.LSTM(8, 6, bidirectional=True)
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x):  # x [seq, 1, 8]
+        y, _ = self.lstm(x)
+        z, _ = self.bi(torch.tanh(x))
+        return self.fc(y[-1]), z
+
+
+class NNTransformer(nn.Module):
+    """One pre-LN attention block written out (q, k, v projections, batched matmuls,
+    softmax over the last axis, output projection) and a GELU MLP."""
+
+    def __init__(self, d=32, heads=4):
+        super().__init__()
+        self.h = heads
+        self.ln1 = nn.LayerNorm(d)
+        self.q = nn.Linear(d, d)
+        self.k = nn.Linear(d, d)
+        self.v = nn.Linear(d, d)
+        self.o = nn.Linear(d, d)
+        self.ln2 = nn.LayerNorm(d)
+        self.f1 = nn.Linear(d, 2 * d)
+        self.f2 = nn.Linear(2 * d, d)
+
+    def forward(self, x):  # [1, T, d]
+        b, t, d = x.shape
+        hd = d // self.h
+        y = self.ln1(x)
+        q = self.q(y).reshape(b, t, self.h, hd).permute(0, 2, 1, 3)
+        k = self.k(y).reshape(b, t, self.h, hd).permute(0, 2, 3, 1)
+        v = self.v(y).reshape(b, t, self.h, hd).permute(0, 2, 1, 3)
+        a = torch.softmax(torch.matmul(q, k) / hd ** 0.5, dim=-1)
+        z = torch.matmul(a, v).permute(0, 2, 1, 3).reshape(b, t, d)
+        x = x + self.o(z)
+        return x + self.f2(F.gelu(self.f1(self.ln2(x))))
+
+
+class NNResample(nn.Module):
+    """Nearest 2x upsampling, bilinear upsampling with align_corners True and False, and a
+    transposed convolution (padding 1, output_padding 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(4, 3, 3, stride=2, padding=1, output_padding=1)
+
+    def forward(self, x):  # [1, 4, 6, 6]
+        a = F.interpolate(x, scale_factor=2, mode="nearest")
+        b = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+        c = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        d = self.up(x)
+        return torch.cat([a, b, c], dim=1), d
+
+
+class NNImageNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(F.adaptive_avg_pool2d(torch.relu(self.c(x)), 1).flatten(1))
+
+
+def write_png(path, rgb):
+    """A minimal 8-bit RGB PNG (no PIL in the venv): uint8 [H, W, 3]."""
+    import struct
+
+    h, w, _ = rgb.shape
+    raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(h))
+
+    def chunk(t, data):
+        c = struct.pack(">I", len(data)) + t + data
+        return c + struct.pack(">I", zlib.crc32(t + data) & 0xFFFFFFFF)
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+    png += chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+    p = FIX / path
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(png)
+    return rel(p)
+
+
+def build_nn():
+    # 1. conv net with batchnorm and ReLU6
+    rng = seed_for("nn_convnet")
+    m = NNConvNet().eval()
+    inputs = {"x": randn(rng, 1, 3, 16, 16)}
+    ref = run_torch(m, inputs, ["y"])
+    p = save_nn(convert_nn(m, inputs, ["y"]), "nn_convnet_fp32")
+    nn_record("nn_convnet_fp32", p, "nn_convnet", [main_data(save_io("nn_convnet", inputs, ref))],
+              "Conv+BatchNorm+ReLU6 x2, max pool, global average pool, linear; convert_to='neuralnetwork'.")
+    # The same network as an ML Program (fp16 compute, iOS15): analyze must place both alike.
+    ml = convert(trace(m, inputs), inputs, ["y"], "fp16", "iOS15", io_fp32=True)
+    p = save_model(ml, "nn_convnet_mlprogram_fp16_ios15")
+    record("nn_convnet_mlprogram_fp16_ios15", p, "nn_convnet", "fp16", [main_data(save_io("nn_convnet", inputs, ref))],
+           "nn_convnet_fp32's network converted to an ML Program (fp16 compute, iOS15, fp32 I/O): the "
+           "counterpart for the NeuralNetwork/ML Program placement comparison.")
+
+    # 2. reduced-width MobileNetV2
+    rng = seed_for("nn_mobilenetv2")
+    m = MobileNetV2Small().eval()
+    inputs = {"x": randn(rng, 1, 3, 32, 32)}
+    ref = run_torch(m, inputs, ["y"])
+    ml = convert_nn(m, inputs, ["y"])
+    p = save_nn(ml, "nn_mobilenetv2_fp32")
+    nn_record("nn_mobilenetv2_fp32", p, "nn_mobilenetv2", [main_data(save_io("nn_mobilenetv2", inputs, ref))],
+              "MobileNetV2 block structure at reduced width (random weights, 32x32 input): depthwise "
+              "convolutions, clip (ReLU6), residual add, pooling, innerProduct.")
+
+    # 3. recurrent
+    rng = seed_for("nn_recurrent")
+    m = NNRecurrent().eval()
+    inputs = {"x": randn(rng, 5, 1, 8)}
+    ref = run_torch(m, inputs, ["y", "z"])
+    try:
+        ml = convert_nn(m, inputs, ["y", "z"])
+        p = save_nn(ml, "nn_recurrent_fp32")
+        nn_record("nn_recurrent_fp32", p, "nn_recurrent", [main_data(save_io("nn_recurrent", inputs, ref))],
+                  "nn.LSTM(8,16) -> last step -> Linear(16,4); bidirectional nn.LSTM(8,6) over tanh(x), whole sequence.")
+    except Exception as e:  # noqa: BLE001
+        log(f"  nn_recurrent: the converter failed: {e}")
+
+    # 4. transformer block
+    rng = seed_for("nn_transformer")
+    m = NNTransformer().eval()
+    inputs = {"x": randn(rng, 1, 8, 32)}
+    ref = run_torch(m, inputs, ["y"])
+    p = save_nn(convert_nn(m, inputs, ["y"]), "nn_transformer_fp32")
+    nn_record("nn_transformer_fp32", p, "nn_transformer", [main_data(save_io("nn_transformer", inputs, ref))],
+              "pre-LN attention block (batchedMatMul, softmaxND, layer norm, GELU MLP).")
+
+    # 5. resampling
+    rng = seed_for("nn_resample")
+    m = NNResample().eval()
+    inputs = {"x": randn(rng, 1, 4, 6, 6)}
+    ref = run_torch(m, inputs, ["y", "d"])
+    p = save_nn(convert_nn(m, inputs, ["y", "d"]), "nn_resample_fp32")
+    nn_record("nn_resample_fp32", p, "nn_resample", [main_data(save_io("nn_resample", inputs, ref))],
+              "nearest and bilinear (align_corners True/False) 2x upsampling, ConvTranspose2d(stride 2, "
+              "padding 1, output_padding 1).")
+
+    # 6. classifier with string labels
+    rng = seed_for("nn_classifier")
+    m = TinyClassifier().eval()
+    while True:
+        inputs = {"x": randn(rng, 1, 8, scale=2.0)}
+        with torch.no_grad():
+            probs = m(to_torch(inputs["x"])).numpy().astype(np.float32).reshape(-1)
+        best = int(np.argmax(probs))
+        if best != 0 and probs[best] > 0.5:
+            break
+    labels = ["cat", "dog", "bird"]
+    ml = ct.convert(trace(m, inputs), inputs=[ct.TensorType(name="x", shape=(1, 8))],
+                    classifier_config=ct.ClassifierConfig(labels), convert_to="neuralnetwork")
+    desc = ml.get_spec().description
+    base = Path("data") / "nn_classifier"
+    io_paths = {"inputs": {"x": save_npy(base / "inputs" / "x.npy", inputs["x"])},
+                "outputs": {desc.predictedFeatureName: save_scalar_npy(base / "outputs" / f"{desc.predictedFeatureName}.npy", np.array(labels[best])),
+                            desc.predictedProbabilitiesName: save_npy(base / "outputs" / f"{desc.predictedProbabilitiesName}.npy", probs)}}
+    p = save_nn(ml, "nn_classifier_fp32")
+    nn_record("nn_classifier_fp32", p, "nn_classifier", [main_data(io_paths)],
+              "neuralNetworkClassifier (string labels cat, dog, bird) from ct.ClassifierConfig.",
+              extra={"labels": labels})
+
+    # 7. two-stage pipeline of neural networks
+    rng = seed_for("nn_pipeline")
+    m1 = nn.Sequential(nn.Linear(6, 12), nn.Tanh()).eval()
+    m2 = nn.Sequential(nn.Linear(12, 4), nn.Sigmoid()).eval()
+    x = randn(rng, 1, 6)
+    with torch.no_grad():
+        hmid = m1(to_torch(x))
+        y = m2(hmid).numpy().astype(np.float32)
+    s1 = convert_nn(m1, {"x": x}, ["h"])
+    s2 = convert_nn(m2, {"h": hmid.numpy()}, ["y"])
+    from coremltools.models.pipeline import Pipeline
+
+    pipe = Pipeline(input_features=[("x", ct.models.datatypes.Array(1, 6))],
+                    output_features=[("y", ct.models.datatypes.Array(1, 4))])
+    pipe.add_model(s1.get_spec())
+    pipe.add_model(s2.get_spec())
+    pipe.spec.specificationVersion = max(s1.get_spec().specificationVersion, s2.get_spec().specificationVersion)
+    p = save_nn(pipe.spec, "nn_pipeline_fp32")
+    nn_record("nn_pipeline_fp32", p, "nn_pipeline", [main_data(save_io("nn_pipeline", {"x": x}, {"y": y}))],
+              "pipeline of two neural networks: Linear(6,12)+tanh -> feature h -> Linear(12,4)+sigmoid.")
+
+    # 8. image input with scaler preprocessing (RGB, scale 1/127.5, bias -1)
+    rng = seed_for("nn_image")
+    m = NNImageNet().eval()
+    pix = rng.integers(0, 256, size=(12, 10, 3), dtype=np.uint8)  # H, W, RGB
+    png = write_png(Path("data") / "nn_image" / "inputs" / "image.png", pix)
+    x = pix.transpose(2, 0, 1)[None].astype(np.float32)  # [1, 3, H, W] pixel values
+    scale, bias = 1 / 127.5, -1.0
+    with torch.no_grad():
+        y = m(to_torch(x * scale + bias)).numpy().astype(np.float32)
+    ml = ct.convert(trace(m, {"x": x}), inputs=[ct.ImageType(name="image", shape=(1, 3, 12, 10), scale=scale,
+                    bias=[bias] * 3, color_layout=ct.colorlayout.RGB)],
+                    outputs=[ct.TensorType(name="y")], convert_to="neuralnetwork")
+    p = save_nn(ml, "nn_image_fp32")
+    io_paths = save_io("nn_image", {"image": x}, {"y": y})
+    nn_record("nn_image_fp32", p, "nn_image", [main_data(io_paths)],
+              "image input (RGB 10x12) with NeuralNetworkImageScaler preprocessing (scale 1/127.5, bias -1); "
+              "inputs/image.npy holds the pixel values as fp32 [1,3,12,10] (RGB), inputs/image.png the same image.",
+              extra={"image_files": {"image": png}})
+
+    build_nn_builder()
+    build_nn_gru()
+    build_nn_quantized()
+
+
+def _builder_spec(inputs, outputs, rank5=True):
+    from coremltools.models import datatypes
+    from coremltools.models.neural_network import NeuralNetworkBuilder
+
+    return NeuralNetworkBuilder(
+        [(n, datatypes.Array(*s)) for n, s in inputs],
+        [(n, datatypes.Array(*s) if s else None) for n, s in outputs],
+        disable_rank5_shape_mapping=not rank5,
+    )
+
+
+def build_nn_builder():
+    """NeuralNetworkBuilder specs with the rank-5 blob mapping (specification versions 1 and
+    3), references from PyTorch/NumPy."""
+    from coremltools.models.neural_network import NeuralNetworkBuilder  # noqa: F401
+
+    # A: spec 1 classic layers on x [C=4, H=6, W=6]
+    rng = seed_for("nn_rank5_classic")
+    x = randn(rng, 4, 6, 6)
+    w1 = randn(rng, 6, 4, 3, 3, scale=0.3)
+    b1 = randn(rng, 6, scale=0.1)
+    alpha = np.abs(randn(rng, 6, scale=0.2))
+    wd = randn(rng, 6, 2, 2, 2, scale=0.3)  # deconv: [C_in, C_out/groups, kH, kW]
+    fcw = randn(rng, 5, 2 * 3 * 3, scale=0.2)
+    fcb = randn(rng, 5, scale=0.1)
+    b = _builder_spec([("x", (4, 6, 6))], [("y", (5,)), ("z", None)])
+    b.add_convolution("conv", kernel_channels=4, output_channels=6, height=3, width=3, stride_height=1,
+                      stride_width=1, border_mode="same", groups=1, W=w1.transpose(2, 3, 1, 0), b=b1,
+                      has_bias=True, input_name="x", output_name="c")
+    b.add_activation("prelu", "PRELU", "c", "p", params=alpha)
+    b.add_lrn("lrn", "p", "l", alpha=1e-2, beta=0.75, local_size=3, k=1.0)
+    b.add_pooling("pool", height=2, width=2, stride_height=2, stride_width=2, layer_type="AVERAGE",
+                  padding_type="VALID", input_name="l", output_name="q")
+    b.add_convolution("deconv", kernel_channels=6, output_channels=2, height=2, width=2, stride_height=2,
+                      stride_width=2, border_mode="valid", groups=1, W=wd.transpose(2, 3, 0, 1), b=None,
+                      has_bias=False, is_deconv=True, input_name="q", output_name="d")
+    b.add_padding("pad", left=1, right=0, top=0, bottom=1, padding_type="reflection", input_name="d", output_name="e")
+    b.add_pooling("mp", height=3, width=3, stride_height=2, stride_width=2, layer_type="MAX",
+                  padding_type="INCLUDE_LAST_PIXEL", input_name="e", output_name="f")
+    b.add_flatten("flat", mode=0, input_name="f", output_name="g")
+    b.add_inner_product("fc", W=fcw, b=fcb, input_channels=fcw.shape[1], output_channels=5, has_bias=True,
+                        input_name="g", output_name="h")
+    b.add_softmax("sm", "h", "y")
+    b.add_permute("perm", (0, 2, 3, 1), "f", "z")
+    spec = b.spec
+    spec.specificationVersion = 1
+    spec.description.output[1].type.multiArrayType.SetInParent()
+    with torch.no_grad():
+        t = torch.from_numpy(x[None])
+        c = F.conv2d(t, torch.from_numpy(w1), torch.from_numpy(b1), padding=1)
+        pr = torch.where(c > 0, c, c * torch.from_numpy(alpha)[None, :, None, None])
+        lr = F.local_response_norm(pr, 3, alpha=1e-2, beta=0.75, k=1.0)
+        q = F.avg_pool2d(lr, 2)
+        d = F.conv_transpose2d(q, torch.from_numpy(wd), stride=2)
+        e = F.pad(d, (1, 0, 0, 1), mode="reflect")
+        f = F.max_pool2d(e, 3, 2, ceil_mode=True)
+        g = f.reshape(1, -1)
+        h = g @ torch.from_numpy(fcw).T + torch.from_numpy(fcb)
+        y = torch.softmax(h, -1).reshape(5).numpy()
+        z = f.permute(0, 2, 3, 1)[0].numpy()  # [C,H,W] -> permute (0,2,3,1) over [Seq,C,H,W]
+    p = save_nn(spec, "nn_rank5_classic_spec1")
+    nn_record("nn_rank5_classic_spec1", p, "nn_rank5_classic",
+              [main_data(save_io("nn_rank5_classic", {"x": x}, {"y": y, "z": z}))],
+              "NeuralNetworkBuilder, rank-5 blob mapping, specification version 1: convolution (same), "
+              "PReLU, LRN, average pooling, deconvolution, reflection padding, max pooling INCLUDE_LAST_PIXEL "
+              "(ceil mode), flatten, innerProduct, softmax, permute. Reference: PyTorch functional ops.")
+
+    # B: spec 3 elementwise and shape layers on [C] vectors and [C,H,W] blobs
+    rng = seed_for("nn_rank5_misc")
+    a = randn(rng, 3, 4, 5)
+    v = randn(rng, 3, 1, 1)
+    b = _builder_spec([("a", (3, 4, 5)), ("v", (3, 1, 1))], [("y", (6, 4, 5)), ("r", None), ("u", None)])
+    b.add_elementwise("add", ["a", "v"], "s", mode="ADD")
+    b.add_elementwise("mul", ["s", "a"], "m", mode="MULTIPLY")
+    b.add_unary("un", "m", "k", mode="abs")
+    b.add_unary("un2", "k", "k2", mode="sqrt", shift=1.0)
+    b.add_activation("elu", "ELU", "k2", "k3", params=0.7)
+    b.add_concat_nd("cat", ["k3", "a"], "y", axis=0) if False else b.add_elementwise("cat", ["k3", "a"], "y", mode="CONCAT")
+    b.add_reduce("red", "a", "r", axis="HW", mode="avg")
+    b.add_upsample("up", 2, 2, "a", "u", mode="NN")
+    spec = b.spec
+    spec.specificationVersion = 3
+    for o in spec.description.output[1:]:
+        o.type.multiArrayType.SetInParent()
+    s_ = a + v
+    m_ = s_ * a
+    k2 = np.sqrt(np.abs(m_) + 1.0)
+    k3 = np.where(k2 > 0, k2, 0.7 * (np.exp(k2) - 1))
+    y = np.concatenate([k3, a], 0).astype(np.float32)
+    r = a.mean(axis=(1, 2), keepdims=True).astype(np.float32)
+    u_ = a.repeat(2, axis=1).repeat(2, axis=2).astype(np.float32)
+    p = save_nn(spec, "nn_rank5_misc_spec3")
+    nn_record("nn_rank5_misc_spec3", p, "nn_rank5_misc",
+              [main_data(save_io("nn_rank5_misc", {"a": a, "v": v}, {"y": y, "r": r, "u": u_}))],
+              "NeuralNetworkBuilder, rank-5 blob mapping, specification version 3: broadcasting add, "
+              "multiply, unary abs / sqrt(x+1), ELU, channel concat, reduce mean over HW, nearest upsample.")
+
+    # C: spec 4 ND layers (exact array mapping)
+    rng = seed_for("nn_nd_layers")
+    a = randn(rng, 2, 3, 4)
+    bm = randn(rng, 2, 4, 5)
+    b = _builder_spec([("a", (2, 3, 4)), ("b", (2, 4, 5))], [("mm", None), ("sm", None), ("t", None), ("rs", None), ("sl", None), ("ln", None)], rank5=False)
+    b.add_batched_mat_mul("bmm", ["a", "b"], "mm")
+    b.add_softmax_nd("smx", "a", "sm", axis=1)
+    b.add_transpose("tr", [2, 0, 1], "a", "t")
+    b.add_reduce_sum("rsum", "a", "rs", axes=[1], keepdims=False)
+    b.add_slice_static("ss", "a", "sl", begin_ids=[0, 1, 0], end_ids=[2, 3, 4], strides=[1, 1, 2],
+                       begin_masks=[True, False, True], end_masks=[True, False, True])
+    g = np.linspace(0.5, 1.5, 4).astype(np.float32)
+    be = np.linspace(-0.1, 0.1, 4).astype(np.float32)
+    b.add_layer_normalization("lnorm", "a", "ln", normalized_shape=[4], gamma=g, beta=be, eps=1e-5)
+    spec = b.spec
+    spec.specificationVersion = 4
+    with torch.no_grad():
+        ln = F.layer_norm(torch.from_numpy(a), [4], torch.from_numpy(g), torch.from_numpy(be), 1e-5).numpy()
+    e = np.exp(a - a.max(axis=1, keepdims=True))
+    outs = {"mm": (a @ bm).astype(np.float32), "sm": (e / e.sum(axis=1, keepdims=True)).astype(np.float32),
+            "t": a.transpose(2, 0, 1).copy(), "rs": a.sum(axis=1).astype(np.float32),
+            "sl": a[:, 1:3, ::2].copy(), "ln": ln}
+    p = save_nn(spec, "nn_nd_layers_spec4")
+    nn_record("nn_nd_layers_spec4", p, "nn_nd_layers",
+              [main_data(save_io("nn_nd_layers", {"a": a, "b": bm}, outs))],
+              "NeuralNetworkBuilder, exact array mapping, specification version 4: batchedMatMul of two "
+              "inputs, softmaxND, transpose, reduceSum, sliceStatic, layerNormalization. Reference: NumPy.")
+
+
+def build_nn_gru():
+    """NeuralNetworkBuilder GRU (reset gate applied before the recursion matrix, as
+    NeuralNetwork.proto states) and simple recurrent layers over a [Seq=4, 1, C=3, 1, 1]
+    sequence; NumPy reference of the proto's equations."""
+    rng = seed_for("nn_gru")
+    seq, i, h = 4, 3, 5
+    x = randn(rng, seq, 1, i, 1, 1)
+    W = {k: randn(rng, h, i, scale=0.5) for k in "zro"}
+    R = {k: randn(rng, h, h, scale=0.5) for k in "zro"}
+    B = {k: randn(rng, h, scale=0.2) for k in "zro"}
+    ws, rs, bs = randn(rng, h, i, scale=0.5), randn(rng, h, h, scale=0.5), randn(rng, h, scale=0.2)
+    b = _builder_spec([("x", (i,))], [("y", None), ("s", None)])
+    b.spec.description.input[0].type.multiArrayType.shape[:] = [seq, 1, i, 1, 1]
+    b.add_gru("gru", W_h=[R["z"], R["r"], R["o"]], W_x=[W["z"], W["r"], W["o"]], b=[B["z"], B["r"], B["o"]],
+              hidden_size=h, input_size=i, input_names=["x"], output_names=["y", "y_h"], output_all=True,
+              activation="TANH", inner_activation="SIGMOID")
+    b.add_simple_rnn("rnn", W_h=rs, W_x=ws, b=bs, hidden_size=h, input_size=i, activation="TANH",
+                     input_names=["x"], output_names=["s", "s_h"], output_all=False)
+    spec = b.spec
+    spec.specificationVersion = 1
+    for o in spec.description.output:
+        o.type.multiArrayType.SetInParent()
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    hp = np.zeros(h)
+    ys = []
+    for t in range(seq):
+        xt = x[t, 0, :, 0, 0].astype(np.float64)
+        z = sig(np.clip(W["z"] @ xt + R["z"] @ hp + B["z"], -50, 50))
+        r = sig(np.clip(W["r"] @ xt + R["r"] @ hp + B["r"], -50, 50))
+        o = np.tanh(np.clip(W["o"] @ xt + R["o"] @ (hp * r) + B["o"], -50, 50))
+        hp = (1 - z) * o + z * hp
+        ys.append(hp)
+    y = np.array(ys, dtype=np.float32).reshape(seq, 1, h, 1, 1)
+    sp = np.zeros(h)
+    for t in range(seq):
+        sp = np.tanh(ws @ x[t, 0, :, 0, 0] + rs @ sp + bs)
+    s_ = sp.astype(np.float32).reshape(h, 1, 1)  # Seq = Batch = 1: returned as [C, H, W]
+    p = save_nn(spec, "nn_gru_spec1")
+    nn_record("nn_gru_spec1", p, "nn_gru", [main_data(save_io("nn_gru", {"x": x}, {"y": y, "s": s_}))],
+              "NeuralNetworkBuilder: gru (sequence output) and simpleRecurrent (last output) over x "
+              "[Seq 4, Batch 1, C 3, 1, 1], rank-5 mapping, specification version 1. Reference: NumPy "
+              "evaluation of NeuralNetwork.proto's GRU and RNN equations.")
+
+
+def build_nn_quantized():
+    """coremltools.models.neural_network.quantization_utils.quantize_weights of
+    nn_convnet_fp32: fp16, 8-bit linear, 4-bit k-means LUT, 3-bit linear LUT. References: the
+    PyTorch network run with the weights coremltools itself dequantizes from each model."""
+    from coremltools.models.neural_network import quantization_utils as qu
+    from coremltools.models.neural_network.quantization_utils import _dequantize_nn_spec
+
+    import nn_oracle
+
+    nn_oracle.patch_kmeans_lut()
+
+    src = ct.models.MLModel(str(FIX / "models" / "nn_convnet_fp32.mlmodel"), skip_model_load=True)
+    x = np.load(FIX / "data" / "nn_convnet" / "inputs" / "x.npy")
+    for name, kw in [("nn_convnet_fp16", dict(nbits=16)),
+                     ("nn_convnet_linear8", dict(nbits=8, quantization_mode="linear")),
+                     ("nn_convnet_kmeans4", dict(nbits=4, quantization_mode="kmeans")),
+                     ("nn_convnet_lut3", dict(nbits=3, quantization_mode="linear_lut"))]:
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            q = qu.quantize_weights(src, **kw)
+        spec = q.get_spec() if isinstance(q, ct.models.MLModel) else q
+        p = save_nn(spec, name)
+        # Reference: run the dequantized spec's weights through numpy layer by layer.
+        deq = ct.models.MLModel(str(p), skip_model_load=True).get_spec()
+        if kw["nbits"] == 16:
+            for layer in deq.neuralNetwork.layers:
+                for f in ("weights", "bias", "gamma", "beta", "mean", "variance"):
+                    p_ = getattr(layer, layer.WhichOneof("layer"))
+                    if hasattr(p_, f) and len(getattr(p_, f).float16Value):
+                        wp = getattr(p_, f)
+                        wp.floatValue.extend(np.frombuffer(wp.float16Value, dtype="<f2").astype(np.float32))
+                        wp.float16Value = b""
+        else:
+            _dequantize_nn_spec(deq.neuralNetwork)
+        y = run_nn_numpy(deq.neuralNetwork, {"x": x})["y"]
+        data = [main_data({"inputs": {"x": rel(FIX / "data" / "nn_convnet" / "inputs" / "x.npy")},
+                           "outputs": {"y": save_npy(Path("data") / name / "outputs" / "y.npy", y)}})]
+        nn_record(name, p, "nn_convnet", data,
+                  f"quantize_weights(nn_convnet_fp32, {kw}); reference: the network evaluated in NumPy "
+                  "with coremltools' own dequantized weights (_dequantize_nn_spec).",
+                  extra={"nn_quantization": kw})
+
+
+def run_nn_numpy(nn_spec, feeds):
+    """A NumPy evaluator for the layers nn_convnet uses (exact-array mapping), as a reference
+    for quantized weights dequantized by coremltools."""
+    env = {k: v.astype(np.float64) for k, v in feeds.items()}
+    for layer in nn_spec.layers:
+        t = layer.WhichOneof("layer")
+        x = env[layer.input[0]] if layer.input else None
+        p = getattr(layer, t)
+        if t == "convolution":
+            w = np.array(p.weights.floatValue, dtype=np.float64).reshape(p.outputChannels, p.kernelChannels, *p.kernelSize)
+            bias = np.array(p.bias.floatValue, dtype=np.float64) if p.hasBias else None
+            pads = [0, 0, 0, 0]
+            if p.WhichOneof("ConvolutionPaddingType") == "valid":
+                ba = p.valid.paddingAmounts.borderAmounts
+                if len(ba) == 2:
+                    pads = [ba[0].startEdgeSize, ba[0].endEdgeSize, ba[1].startEdgeSize, ba[1].endEdgeSize]
+            with torch.no_grad():
+                tx = F.pad(torch.from_numpy(x), (pads[2], pads[3], pads[0], pads[1]))
+                y = F.conv2d(tx, torch.from_numpy(w), None if bias is None else torch.from_numpy(bias),
+                             stride=tuple(p.stride) or 1, dilation=tuple(p.dilationFactor) or 1, groups=p.nGroups or 1).numpy()
+        elif t == "batchnorm":
+            g, bb = np.array(p.gamma.floatValue), np.array(p.beta.floatValue)
+            mu, var = np.array(p.mean.floatValue), np.array(p.variance.floatValue)
+            sh = (1, -1, 1, 1)
+            y = (x - mu.reshape(sh)) / np.sqrt(var.reshape(sh) + p.epsilon) * g.reshape(sh) + bb.reshape(sh)
+        elif t == "clip":
+            y = np.clip(x, p.minVal, p.maxVal)
+        elif t == "activation":
+            a = p.WhichOneof("NonlinearityType")
+            if a == "ReLU":
+                y = np.maximum(x, 0)
+            elif a == "linear":
+                y = p.linear.alpha * x + p.linear.beta
+            else:
+                raise NotImplementedError(f"run_nn_numpy: activation {a}")
+        elif t == "unary" and p.type == 7:  # THRESHOLD
+            y = np.maximum(x * (p.scale or 1.0) + p.shift, p.alpha)
+        elif t == "pooling":
+            with torch.no_grad():
+                if p.globalPooling:
+                    y = x.mean(axis=(2, 3), keepdims=True) if p.type == 1 else x.max(axis=(2, 3), keepdims=True)
+                else:
+                    y = F.max_pool2d(torch.from_numpy(x), tuple(p.kernelSize), tuple(p.stride)).numpy()
+        elif t == "reduceMean":
+            y = x.mean(axis=tuple(p.axes), keepdims=p.keepDims)
+        elif t in ("reshapeStatic", "flattenTo2D", "squeeze", "expandDims"):
+            if t == "reshapeStatic":
+                y = x.reshape(list(p.targetShape))
+            elif t == "squeeze":
+                y = np.squeeze(x, axis=tuple(p.axes)) if not p.squeezeAll else np.squeeze(x)
+            elif t == "expandDims":
+                y = np.expand_dims(x, tuple(p.axes))
+            else:
+                y = x.reshape(int(np.prod(x.shape[:p.axis])), -1)
+        elif t == "innerProduct":
+            w = np.array(p.weights.floatValue).reshape(p.outputChannels, p.inputChannels)
+            y = x @ w.T + (np.array(p.bias.floatValue) if p.hasBias else 0)
+        elif t == "batchedMatmul":
+            w = np.array(p.weights.floatValue).reshape(p.weightMatrixSecondDimension, p.weightMatrixFirstDimension)
+            y = x @ w.T + (np.array(p.bias.floatValue) if p.hasBias else 0)
+        else:
+            raise NotImplementedError(f"run_nn_numpy: layer {t}")
+        env[layer.output[0]] = y
+    return {k: v.astype(np.float32) for k, v in env.items()}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="*", help="build only these builders (manifest then partial)")
@@ -1126,6 +1739,7 @@ def main():
         ("control_flow", build_control_flow),
         ("mlp_big", build_mlp_big),
         ("classifier", build_classifier),
+        ("nn", build_nn),
     ]
     if args.only:
         builders = [b for b in builders if b[0] in args.only]

@@ -4,6 +4,8 @@
 #   scripts/setup-python.sh               # interop venv: coremltools, numpy, scikit-learn (no torch)
 #   scripts/setup-python.sh --with-torch  # + torch, onnx, onnxruntime (fixtures)
 #   scripts/setup-python.sh --force       # delete .venv first and rebuild from scratch
+#   scripts/setup-python.sh --coreai      # instead: the Core AI venv (.venv-coreai): coreai-core
+#   scripts/setup-python.sh --coreai --with-torch   # + coreai-torch, torch (fixtures/coreai)
 #
 # Idempotent: a stamp file in .venv records a hash of the requirement files (and of the
 # interpreter version); when nothing changed the script does nothing and exits at once.
@@ -18,6 +20,14 @@ venv="$root/.venv"
 py="${PYTHON:-python3}"
 req_interop="$here/requirements-interop.txt"
 req_fixtures="$here/requirements-fixtures.txt"
+for arg in "$@"; do
+    if [ "$arg" = "--coreai" ]; then
+        # The Core AI venv: the same machinery with its own folder and requirement files.
+        venv="$root/.venv-coreai"
+        req_interop="$here/requirements-coreai.txt"
+        req_fixtures="$here/requirements-coreai-fixtures.txt"
+    fi
+done
 
 with_torch=0
 force=0
@@ -25,7 +35,8 @@ for arg in "$@"; do
     case "$arg" in
         --with-torch) with_torch=1 ;;
         --force) force=1 ;;
-        -h|--help) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --coreai) ;;
+        -h|--help) sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "setup-python: unknown argument: $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -121,6 +132,20 @@ elif [ "$need_interop" = 1 ]; then
 fi
 
 say "checking the environment"
+if [ "$venv" = "$root/.venv-coreai" ]; then
+"$venv/bin/python" - "$with_torch" <<'PYEOF'
+import sys, warnings
+warnings.simplefilter("ignore")
+import numpy
+from coreai._compiler import ir  # the MLIR bindings the oracle prints with
+import coreai.runtime  # the Linux CPU runtime the oracle runs models with
+from importlib.metadata import version
+print("setup-python:   coreai-core", version("coreai-core"), "numpy", numpy.__version__)
+if sys.argv[1] == "1":
+    import torch, coreai_torch
+    print("setup-python:   torch", torch.__version__, "coreai-torch", coreai_torch.__version__)
+PYEOF
+else
 "$venv/bin/python" - "$with_torch" <<'PYEOF'
 import sys, warnings
 warnings.simplefilter("ignore")
@@ -133,4 +158,5 @@ if sys.argv[1] == "1":
     print("setup-python:   torch", torch.__version__, "scikit-learn", sklearn.__version__,
           "onnx", onnx.__version__, "onnxruntime", onnxruntime.__version__)
 PYEOF
+fi
 say "done: use $venv/bin/python"

@@ -5,13 +5,19 @@
 //! no `protoc` is needed at build time and the generated code is reviewed like any other file.
 //! `--check` fails when the committed file differs from a fresh generation (CI runs it).
 //!
-//! `gen-docs` writes `docs/op-coverage.md`, the op coverage table: anekit-mil's registry
-//! columns plus the columns other crates contribute (the CPU backend's kernels), as
-//! `anekit_runtime::coverage::op_coverage_markdown` composes them. anekit-runtime's
-//! `tests/coverage.rs` fails when the committed file is stale; `--check` does the same here.
+//! `gen-docs` writes the layer table of `docs/neuralnetwork.md` (the NeuralNetwork
+//! translation's coverage) and `docs/op-coverage.md`, the op coverage table ([`coverage`]): anekit-mil's
+//! registry columns plus one column per per-op table of the other crates (CPU kernels,
+//! Neural Engine support, cost classes, the fp16 pass, the MPSGraph path). A test of this
+//! crate fails when the committed file is stale; `--check` does the same (CI runs it).
+//! It also writes `docs/coreai-ops.md`, the Core AI op table of anekit-coreai.
+
+#![forbid(unsafe_code)]
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
+
+mod coverage;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -83,10 +89,51 @@ fn gen_proto(check: bool) -> Result<()> {
     Ok(())
 }
 
+/// The layer coverage table of the NeuralNetwork translation, between its markers in
+/// `docs/neuralnetwork.md`.
+fn gen_nn_docs(check: bool) -> Result<()> {
+    const BEGIN: &str = "<!-- layer-coverage:begin -->\n";
+    const END: &str = "<!-- layer-coverage:end -->";
+    let path = workspace_root().join("docs/neuralnetwork.md");
+    let old =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let (Some(a), Some(b)) = (old.find(BEGIN), old.find(END)) else {
+        bail!("{} lacks the layer-coverage markers", path.display());
+    };
+    let table = anekit_mil::frontend::neuralnetwork::coverage::coverage_markdown();
+    let new = format!("{}{BEGIN}{table}{}", &old[..a], &old[b..]);
+    if check {
+        if new != old {
+            bail!(
+                "{} is out of date: run `cargo xtask gen-docs`",
+                path.display()
+            );
+        }
+        return Ok(());
+    }
+    let tmp = path.with_extension("md.tmp");
+    std::fs::write(&tmp, &new).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
 fn gen_docs(check: bool) -> Result<()> {
-    let path = workspace_root().join("docs/op-coverage.md");
-    let doc = anekit_runtime::coverage::op_coverage_markdown();
+    gen_nn_docs(check)?;
+    write_doc(
+        "docs/coreai-ops.md",
+        &anekit_coreai::coverage::coverage_markdown(),
+        anekit_coreai::coverage::ROWS.len(),
+        check,
+    )?;
+    let doc = coverage::document();
     let rows = anekit_mil::ops::coverage_rows().len();
+    write_doc("docs/op-coverage.md", &doc, rows, check)
+}
+
+/// Write (or with `check`, compare) a generated doc of `rows` op types.
+fn write_doc(rel: &str, doc: &str, rows: usize, check: bool) -> Result<()> {
+    let path = workspace_root().join(rel);
     if check {
         let old = std::fs::read_to_string(&path).unwrap_or_default();
         if old != doc {
@@ -100,7 +147,7 @@ fn gen_docs(check: bool) -> Result<()> {
     }
     // Written to a sibling, then renamed into place.
     let tmp = path.with_extension("md.tmp");
-    std::fs::write(&tmp, &doc).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::write(&tmp, doc).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))?;
     println!("wrote {} ({rows} op types)", path.display());
     Ok(())
@@ -179,4 +226,96 @@ fn rustfmt(code: &str) -> Result<String> {
         bail!("rustfmt failed on the generated code");
     }
     Ok(String::from_utf8(out.stdout)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::{Path, PathBuf};
+
+    use super::workspace_root;
+
+    /// Source and documentation files of the repository (not build outputs or venvs).
+    fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if p.is_dir() {
+                if !name.starts_with('.') && name != "target" && name != "fixtures" {
+                    files(&p, out);
+                }
+            } else if ["rs", "md", "toml", "py", "sh", "json"]
+                .iter()
+                .any(|x| name.ends_with(&format!(".{x}")))
+            {
+                out.push(p);
+            }
+        }
+    }
+
+    /// GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces to `-`.
+    fn anchor(heading: &str) -> String {
+        heading
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect()
+    }
+
+    /// Every `docs/references.md#…` cited anywhere names a heading of that page, and nothing
+    /// cites the research notes or the task's seed, which are not part of the repository.
+    #[test]
+    fn citations_point_inside_the_repository() {
+        let root = workspace_root();
+        let refs = std::fs::read_to_string(root.join("docs/references.md")).unwrap_or_default();
+        let anchors: BTreeSet<String> = refs
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .map(|l| anchor(l.trim_start_matches('#')))
+            .collect();
+        let mut all = Vec::new();
+        for d in ["crates", "docs", "xtask", "scripts", "fuzz"] {
+            files(&root.join(d), &mut all);
+        }
+        files(&root.join("fixtures").join("malformed"), &mut all);
+        all.push(root.join("README.md"));
+        let mut bad = Vec::new();
+        for f in &all {
+            let Ok(text) = std::fs::read_to_string(f) else {
+                continue;
+            };
+            let rel = f.strip_prefix(&root).unwrap_or(f).display().to_string();
+            for (i, line) in text.lines().enumerate() {
+                for (at, _) in line.match_indices("references.md#") {
+                    let a: String = line[at + "references.md#".len()..]
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '-' || *c == '_')
+                        .collect();
+                    if !a.is_empty() && !anchors.contains(&a) {
+                        bad.push(format!("{rel}:{}: no heading for #{a}", i + 1));
+                    }
+                }
+                let outside = [
+                    "research/ane-facts",
+                    "research/coreml-format",
+                    "research/metrics-facts",
+                    "research/peers",
+                    "seed/000_",
+                    "../shared/",
+                ];
+                if rel != "xtask/src/main.rs" && outside.iter().any(|o| line.contains(o)) {
+                    bad.push(format!(
+                        "{rel}:{}: cites a file outside the repository",
+                        i + 1
+                    ));
+                }
+            }
+        }
+        assert!(bad.is_empty(), "{}", bad.join("\n"));
+    }
 }

@@ -10,35 +10,11 @@
 
 use serde::Serialize;
 
+pub use anekit_apple_sys::private::AneDeviceInfo;
+
 use crate::iokit::{RegistryEntry, SocIdentity};
 use crate::status::FeatureStatus;
 use crate::sysctl::SysctlFacts;
-
-/// What the private `_ANEDeviceInfo` class reports (every field optional: each selector is
-/// probed before it is called).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct AneDeviceInfo {
-    /// `+hasANE`.
-    pub has_ane: Option<bool>,
-    /// `+numANEs`.
-    pub num_anes: Option<u64>,
-    /// `+numANECores`.
-    pub num_ane_cores: Option<u64>,
-    /// `+aneArchitectureType` (`h15g`).
-    pub architecture: Option<String>,
-    /// `+aneSubType` (`h15`).
-    pub sub_type: Option<String>,
-    /// `+aneSubTypeVariant`.
-    pub sub_type_variant: Option<String>,
-    /// `+aneBoardType` (192 on M3 Pro).
-    pub board_type: Option<i64>,
-    /// `+productName` (`macOS`).
-    pub product_name: Option<String>,
-    /// `+buildVersion`.
-    pub build_version: Option<String>,
-    /// `+isVirtualMachine`.
-    pub is_virtual_machine: Option<bool>,
-}
 
 /// The Neural Engine.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

@@ -27,6 +27,17 @@ pub enum AppleError {
         /// `NSError.localizedDescription`.
         description: String,
     },
+    /// An Objective-C exception was thrown inside a framework call (caught by
+    /// `anekit_apple_sys::exception::guard`, not aborted).
+    #[error("{call} threw {}: {}", .name.as_deref().unwrap_or("an exception"), .reason.as_deref().unwrap_or("no reason given"))]
+    Exception {
+        /// The call that threw.
+        call: &'static str,
+        /// `NSException.name`.
+        name: Option<String>,
+        /// `NSException.reason`.
+        reason: Option<String>,
+    },
     /// A C API returned a failure status (IOKit `kern_return_t`, `CVReturn`, `sysctl`).
     #[error("{call} failed with status {}{}", status_text(*.status), detail_suffix(.detail))]
     Status {
@@ -98,17 +109,7 @@ pub enum AppleError {
     },
 }
 
-/// A status as hexadecimal 32-bit value when it is one (IOKit and Core Video statuses are
-/// written that way: `0xe00002c2`), else in decimal.
-fn status_text(status: i64) -> String {
-    if let Ok(v) = i32::try_from(status) {
-        format!("{:#x}", v as u32)
-    } else if let Ok(v) = u32::try_from(status) {
-        format!("{v:#x}")
-    } else {
-        status.to_string()
-    }
-}
+use anekit_apple_sys::error::status_text;
 
 fn hint_suffix(hint: Option<&str>) -> String {
     hint.map(|h| format!("; likely cause: {h}"))
@@ -158,6 +159,40 @@ impl AppleError {
     }
 }
 
+impl From<anekit_apple_sys::SysError> for AppleError {
+    /// The readers' errors, variant for variant (the same words).
+    fn from(e: anekit_apple_sys::SysError) -> Self {
+        use anekit_apple_sys::SysError as S;
+        match e {
+            S::Unavailable { feature, reason } => Self::Unavailable { feature, reason },
+            S::Framework {
+                call,
+                domain,
+                code,
+                description,
+            } => Self::Framework {
+                call,
+                domain,
+                code,
+                description,
+            },
+            S::Exception { call, name, reason } => Self::Exception { call, name, reason },
+            S::Status {
+                call,
+                status,
+                detail,
+            } => Self::Status {
+                call,
+                status,
+                detail,
+            },
+            S::Null { call, detail } => Self::Null { call, detail },
+            S::MissingPrivateApi { class, selector } => Self::MissingPrivateApi { class, selector },
+            S::Invalid { what, detail } => Self::Invalid { what, detail },
+        }
+    }
+}
+
 impl From<AppleError> for anekit_runtime::RuntimeError {
     fn from(e: AppleError) -> Self {
         anekit_runtime::RuntimeError::Load(e.to_string())
@@ -199,6 +234,16 @@ mod tests {
         assert!(
             m.to_string()
                 .contains("_ANEInMemoryModel -compileWithQoS:options:error:")
+        );
+        let from_sys: AppleError = anekit_apple_sys::SysError::Exception {
+            call: "evaluateWithQoS:options:request:error:",
+            name: Some("NSInvalidArgumentException".into()),
+            reason: Some("request has no inputs".into()),
+        }
+        .into();
+        assert_eq!(
+            from_sys.to_string(),
+            "evaluateWithQoS:options:request:error: threw NSInvalidArgumentException: request has no inputs"
         );
         let b = AppleError::CompileBudget {
             used: 100,

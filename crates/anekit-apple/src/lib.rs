@@ -1,21 +1,23 @@
-//! anekit-apple: the Apple platform layer — Core ML and direct Neural Engine backends, Metal
-//! and MPSGraph, IOKit, IOReport, SMC and device detection.
+//! anekit-apple: the Apple backends — Core ML and the direct Neural Engine path behind
+//! anekit-runtime's `Backend`, Metal and MPSGraph — and device detection.
 //!
 //! # Design
 //!
-//! This crate is the thin Apple shell of anekit (DESIGN.md principle 1): it translates
+//! This crate is the thin Apple shell of anekit (docs/design.md principle 1): it translates
 //! between Apple objects and plain Rust data and decides nothing that can be decided
-//! without Apple hardware. All `unsafe` FFI of the project lives here, every block with a
-//! `// SAFETY:` comment. What it hands upward is plain data:
+//! without Apple hardware. With anekit-apple-sys (the OS readers: IOKit, IOReport, SMC,
+//! IOHID, sysctl, memory, private-framework probing, which it re-exports) it holds all
+//! `unsafe` FFI of the project, every block with a `// SAFETY:` comment. What it hands upward
+//! is plain data:
 //!
 //! - [`device::detect`] → a [`device::DeviceReport`] (sysctl facts, SoC identity, the Neural
-//!   Engine from `MLAllComputeDevices` and, where present, `_ANEDeviceInfo`, Metal devices,
-//!   and which features are available and why not);
+//!   Engine from `+[MLModel availableComputeDevices]` and, with `private-ane`,
+//!   `_ANEDeviceInfo`, Metal devices, and which features are available and why not);
 //! - [`ioreport::Subscription::sample`] → [`ioreport::Sample`] (IOReport channels as
 //!   group/subgroup/name/unit/value-or-state-residencies), [`iokit::gpu_statistics`] →
 //!   [`iokit::GpuStatistics`], [`iokit::pmgr_tables`] → raw DVFS tables,
-//!   [`smc::Smc::temperatures`] → [`smc::SmcReading`]s; anekit-metrics turns these into
-//!   watts, frequencies and temperatures (its `apple_macos` adapter);
+//!   [`smc::Smc::temperatures`] → [`smc::SmcReading`]s (readers of anekit-apple-sys,
+//!   re-exported); anekit-metrics turns these into watts, frequencies and temperatures;
 //! - the Core ML backend ([`coreml`]) and the direct ANE backend ([`ane`]; its backend only
 //!   with the cargo feature `private-ane`, on macOS) implement anekit-runtime's `Backend`; [`register`] adds them to an
 //!   `Engine`; Core ML's `MLComputePlan` is extracted as plain per-op records
@@ -32,35 +34,32 @@
 //! # What is type-checked only
 //!
 //! Everything under `cfg(target_vendor = "apple")` / `cfg(target_os = "macos")` has been
-//! compiled for `aarch64-apple-darwin` and `aarch64-apple-ios` by `../shared/tools/apple-check`
+//! compiled for `aarch64-apple-darwin` and `aarch64-apple-ios` by the CI's `apple-check` step
 //! (against the real objc2 framework bindings) but, as of this writing, **never run**: no
 //! Mac was available. `docs/apple.md` lists what was run and what was only type-checked.
 //!
 //! # Dependencies
 //!
 //! The objc2 family (objc2, objc2-foundation, objc2-core-foundation, objc2-core-ml,
-//! objc2-core-video, objc2-io-surface, objc2-metal, objc2-metal-performance-shaders(-graph),
-//! objc2-io-kit) and block2 are target-specific dependencies: a Linux build does not compile
-//! them. `libc` gives `sysctlbyname` and `dlopen`.
+//! objc2-core-video, objc2-io-surface, objc2-metal, objc2-metal-performance-shaders(-graph))
+//! and block2 are target-specific dependencies: a Linux build does not compile them.
+//! anekit-apple-sys holds the OS readers; `half` and `ndarray` build the tensors the
+//! portable conversions return.
 
 pub mod device;
+pub mod device_plan;
 pub mod error;
 pub mod gpu_graph;
-pub mod iokit;
-pub mod ioreport;
-pub mod memory;
-pub mod probe;
-pub mod smc;
 pub mod status;
-pub mod sysctl;
-pub mod value;
+
+// The OS readers live in anekit-apple-sys; re-exported so that one path reaches both.
+pub use anekit_apple_sys::{exception, hid, iokit, ioreport, memory, probe, smc, sysctl, value};
 
 #[cfg(target_vendor = "apple")]
 mod cf;
 #[cfg(target_vendor = "apple")]
 mod platform;
-#[cfg(target_os = "macos")]
-pub mod private;
+pub use anekit_apple_sys::private;
 
 pub mod ane;
 pub mod coreml;

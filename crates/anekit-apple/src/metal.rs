@@ -34,6 +34,40 @@ pub const FAMILY_NAMES: [&str; 10] = [
     "common1",
 ];
 
+/// `MPSDataType` raw values of the types the GPU path exchanges (Apple's `MPSDataType`:
+/// `MPSDataTypeFloatBit` 0x10000000 or `MPSDataTypeSignedBit` 0x20000000, plus the width).
+pub mod mps_type {
+    /// `MPSDataTypeFloat32`.
+    pub const FLOAT32: u32 = 0x1000_0000 | 32;
+    /// `MPSDataTypeFloat16`.
+    pub const FLOAT16: u32 = 0x1000_0000 | 16;
+    /// `MPSDataTypeInt32`.
+    pub const INT32: u32 = 0x2000_0000 | 32;
+}
+
+/// The element size and IR type of an MPSGraph result of data type `raw`, `None` for a type
+/// the GPU path does not read (checked before any byte is read).
+pub fn result_element(raw: u32) -> Option<(usize, anekit_mil::types::DataType)> {
+    use anekit_mil::types::DataType;
+    match raw {
+        mps_type::FLOAT32 => Some((4, DataType::Fp32)),
+        mps_type::FLOAT16 => Some((2, DataType::Fp16)),
+        mps_type::INT32 => Some((4, DataType::Int32)),
+        _ => None,
+    }
+}
+
+/// The bytes to read for an MPSGraph result of data type `raw` and `shape`, checked: the
+/// type must be one the path reads and the product must not overflow.
+pub fn result_byte_len(raw: u32, shape: &[usize]) -> Result<usize, String> {
+    let (elem, _) = result_element(raw)
+        .ok_or_else(|| format!("data type {raw:#x} is not read by the GPU path"))?;
+    shape
+        .iter()
+        .try_fold(elem, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| format!("shape {shape:?} overflows"))
+}
+
 #[cfg(target_vendor = "apple")]
 pub use imp::*;
 
@@ -64,6 +98,7 @@ mod imp {
     use crate::cf;
     use crate::device::{MetalDeviceInfo, newest_families};
     use crate::error::{AppleError, Result};
+    use crate::exception::guard;
     use crate::gpu_graph::{BinaryOp, ConstTensor, GraphOp, GraphPlan, Operand, UnaryOp};
 
     /// A Metal device.
@@ -300,7 +335,7 @@ mod imp {
         queue: Queue,
         graph: Retained<MPSGraph>,
         placeholders: Vec<(String, DataType, Vec<usize>, Retained<MPSGraphTensor>)>,
-        outputs: Vec<(String, Retained<MPSGraphTensor>)>,
+        outputs: Vec<(String, Retained<MPSGraphTensor>, DataType, Vec<usize>)>,
     }
 
     impl std::fmt::Debug for GraphRunner {
@@ -323,14 +358,13 @@ mod imp {
             for inp in &plan.inputs {
                 let shape = cf::ns_usizes(&inp.shape);
                 let name = cf::ns_string(&inp.name);
-                // SAFETY: a placeholder of a fixed shape and a supported type.
-                let t = unsafe {
-                    graph.placeholderWithShape_dataType_name(
-                        Some(&shape),
-                        mps_type(inp.dtype)?,
-                        Some(&name),
-                    )
-                };
+                let dtype = mps_type(inp.dtype)?;
+                let t = guard("-[MPSGraph placeholderWithShape:dataType:name:]", || {
+                    // SAFETY: a placeholder of a fixed shape and a supported type.
+                    unsafe {
+                        graph.placeholderWithShape_dataType_name(Some(&shape), dtype, Some(&name))
+                    }
+                })?;
                 placeholders.push((inp.name.clone(), inp.dtype, inp.shape.clone(), t));
             }
             let mut nodes: Vec<Retained<MPSGraphTensor>> = Vec::with_capacity(plan.nodes.len());
@@ -350,7 +384,12 @@ mod imp {
                 };
                 let ops: Vec<Retained<MPSGraphTensor>> =
                     node.operands.iter().map(operand).collect::<Result<_>>()?;
-                let out = build_node(&graph, &node.op, &ops).map_err(|e| {
+                let out = guard("MPSGraph (building a node)", || {
+                    build_node(&graph, &node.op, &ops)
+                })
+                .map_err(AppleError::from)
+                .and_then(|r| r)
+                .map_err(|e| {
                     AppleError::invalid(format!("MPSGraph node {:?}", node.name), e.to_string())
                 })?;
                 nodes.push(out);
@@ -359,10 +398,12 @@ mod imp {
                 .outputs
                 .iter()
                 .map(|(name, i)| {
+                    let node = plan.nodes.get(*i);
                     nodes
                         .get(*i)
                         .cloned()
-                        .map(|t| (name.clone(), t))
+                        .zip(node)
+                        .map(|(t, n)| (name.clone(), t, n.dtype, n.shape.clone()))
                         .ok_or_else(|| AppleError::invalid("MPSGraph plan", "bad output index"))
                 })
                 .collect::<Result<_>>()?;
@@ -416,29 +457,35 @@ mod imp {
                 let feeds: Retained<NSDictionary<MPSGraphTensor, MPSGraphTensorData>> =
                     NSDictionary::from_retained_objects(&keys, &values);
                 let targets: Vec<&MPSGraphTensor> =
-                    self.outputs.iter().map(|(_, t)| &**t).collect();
+                    self.outputs.iter().map(|(_, t, _, _)| &**t).collect();
                 let targets = NSArray::from_slice(&targets);
                 timing.upload_ms = t0.elapsed().as_secs_f64() * 1e3;
                 let t1 = Instant::now();
-                // SAFETY: feeds cover every placeholder with data of its shape and type;
-                // targets are tensors of this graph; the call is synchronous.
-                let results = unsafe {
-                    self.graph
-                        .runWithMTLCommandQueue_feeds_targetTensors_targetOperations(
-                            self.queue.raw(),
-                            &feeds,
-                            &targets,
-                            None,
-                        )
-                };
+                let results = guard(
+                    "-[MPSGraph runWithMTLCommandQueue:feeds:targetTensors:targetOperations:]",
+                    || {
+                        // SAFETY: feeds cover every placeholder with data of its shape and
+                        // type (checked above); targets are tensors of this graph, whose
+                        // nodes were shape-checked by the planner; the call is synchronous.
+                        unsafe {
+                            self.graph
+                                .runWithMTLCommandQueue_feeds_targetTensors_targetOperations(
+                                    self.queue.raw(),
+                                    &feeds,
+                                    &targets,
+                                    None,
+                                )
+                        }
+                    },
+                )?;
                 timing.run_ms = t1.elapsed().as_secs_f64() * 1e3;
                 let t2 = Instant::now();
                 let mut out = NamedTensors::new();
-                for (name, t) in &self.outputs {
+                for (name, t, dtype, shape) in &self.outputs {
                     let data = results.objectForKey(t).ok_or_else(|| {
                         AppleError::null("runWithMTLCommandQueue", format!("no output {name:?}"))
                     })?;
-                    out.insert(name.clone(), read_tensor(&data)?);
+                    out.insert(name.clone(), read_tensor(&data, (*dtype, shape))?);
                 }
                 timing.download_ms = t2.elapsed().as_secs_f64() * 1e3;
                 Ok((out, timing))
@@ -635,49 +682,63 @@ mod imp {
         }
     }
 
-    fn read_tensor(data: &MPSGraphTensorData) -> Result<Tensor> {
+    /// A result as a tensor: its data type is checked before `readBytes` (an unexpected
+    /// type would make the copy overrun the buffer), its size computed with overflow checks,
+    /// and its shape and type compared with what the plan inferred for the node.
+    fn read_tensor(data: &MPSGraphTensorData, expected: (DataType, &[usize])) -> Result<Tensor> {
         // SAFETY: reading the shape and type of a result.
         let (shape, dtype) = unsafe { (data.shape(), data.dataType()) };
         let shape = cf::usizes(&shape, "MPSGraph result shape")?;
-        let n: usize = shape.iter().product();
-        let elem = if dtype == MPSDataType::Float16 { 2 } else { 4 };
-        let mut bytes = vec![0u8; n * elem];
-        if n > 0 {
-            // SAFETY: `bytes` has room for every element of the result in its type; null
-            // strides mean a dense row-major copy.
-            unsafe {
-                data.mpsndarray().readBytes_strideBytes(
-                    NonNull::new(bytes.as_mut_ptr().cast::<c_void>())
-                        .ok_or_else(|| AppleError::null("readBytes", "buffer"))?,
-                    std::ptr::null_mut(),
-                )
-            };
-        }
-        let t = if dtype == MPSDataType::Float32 {
-            let v: Vec<f32> = bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            Tensor::f32(&shape, v)
-        } else if dtype == MPSDataType::Float16 {
-            let v: Vec<half::f16> = bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
-                .collect();
-            ndarray::ArrayD::from_shape_vec(shape.clone(), v)
-                .map(Tensor::F16)
-                .map_err(|e| anekit_runtime::RuntimeError::Load(e.to_string()))
-        } else if dtype == MPSDataType::Int32 {
-            let v: Vec<i32> = bytes
-                .chunks_exact(4)
-                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            Tensor::i32(&shape, v)
-        } else {
+        let len = result_byte_len(dtype.0, &shape)
+            .map_err(|e| AppleError::invalid("MPSGraph result", e))?;
+        let (_, ir) = result_element(dtype.0)
+            .ok_or_else(|| AppleError::invalid("MPSGraph result", "unknown type"))?;
+        if ir != expected.0 || shape != expected.1 {
             return Err(AppleError::invalid(
                 "MPSGraph result",
-                format!("data type {:#x}", dtype.0),
+                format!(
+                    "{ir} {shape:?} returned where the plan computed {} {:?}",
+                    expected.0, expected.1
+                ),
             ));
+        }
+        let mut bytes = vec![0u8; len];
+        if len > 0 {
+            let dst = NonNull::new(bytes.as_mut_ptr().cast::<c_void>())
+                .ok_or_else(|| AppleError::null("readBytes", "buffer"))?;
+            guard("-[MPSNDArray readBytes:strideBytes:]", || {
+                // SAFETY: `bytes` has room for every element of the result in its type (size
+                // from the checked type and shape); null strides mean a dense row-major copy.
+                unsafe {
+                    data.mpsndarray()
+                        .readBytes_strideBytes(dst, std::ptr::null_mut())
+                }
+            })?;
+        }
+        let t = match ir {
+            DataType::Fp32 => Tensor::f32(
+                &shape,
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ),
+            DataType::Fp16 => ndarray::ArrayD::from_shape_vec(
+                shape.clone(),
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+            )
+            .map(Tensor::F16)
+            .map_err(|e| anekit_runtime::RuntimeError::Predict(e.to_string())),
+            _ => Tensor::i32(
+                &shape,
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ),
         };
         t.map_err(|e| AppleError::invalid("MPSGraph result", e.to_string()))
     }
@@ -705,6 +766,22 @@ mod imp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn results_are_sized_from_a_checked_type() {
+        assert_eq!(result_byte_len(mps_type::FLOAT16, &[2, 3]), Ok(12));
+        assert_eq!(result_byte_len(mps_type::INT32, &[]), Ok(4));
+        assert!(
+            result_byte_len(0x2000_0000 | 64, &[2])
+                .unwrap_err()
+                .contains("not read")
+        );
+        assert!(result_byte_len(mps_type::FLOAT32, &[usize::MAX, 2]).is_err());
+        assert_eq!(
+            result_element(mps_type::FLOAT32).map(|e| e.1),
+            Some(anekit_mil::types::DataType::Fp32)
+        );
+    }
 
     #[test]
     fn gpu_time_from_timestamps() {

@@ -30,13 +30,15 @@ pub enum Feature {
     IoReport,
     /// IOAccelerator `PerformanceStatistics` (GPU utilisation and memory).
     GpuStatistics,
-    /// SMC temperature sensors.
+    /// SMC temperature sensors and system power.
     Smc,
+    /// IOHID temperature sensors.
+    HidSensors,
 }
 
 impl Feature {
     /// Every feature, in display order.
-    pub const ALL: [Feature; 10] = [
+    pub const ALL: [Feature; 11] = [
         Feature::DeviceDetection,
         Feature::NeuralEngineInfo,
         Feature::CoreMl,
@@ -47,6 +49,7 @@ impl Feature {
         Feature::IoReport,
         Feature::GpuStatistics,
         Feature::Smc,
+        Feature::HidSensors,
     ];
 
     /// A short name (`Core ML`, `IOReport`, ...).
@@ -62,6 +65,7 @@ impl Feature {
             Feature::IoReport => "IOReport",
             Feature::GpuStatistics => "IOAccelerator statistics",
             Feature::Smc => "SMC",
+            Feature::HidSensors => "IOHID sensors",
         }
     }
 
@@ -72,7 +76,7 @@ impl Feature {
                 "chip, SoC id, CPU clusters and memory (sysctl, IORegistry)"
             }
             Feature::NeuralEngineInfo => {
-                "Neural Engine presence and core count (MLAllComputeDevices; _ANEDeviceInfo where present)"
+                "Neural Engine presence and core count (+[MLModel availableComputeDevices]; _ANEDeviceInfo with private-ane)"
             }
             Feature::CoreMl => "run models through Core ML on CPU, GPU and Neural Engine",
             Feature::ComputePlan => {
@@ -87,19 +91,47 @@ impl Feature {
             Feature::GpuStatistics => {
                 "GPU utilisation and memory (IOAccelerator PerformanceStatistics)"
             }
-            Feature::Smc => "temperature sensors (System Management Controller)",
+            Feature::Smc => "temperature sensors and system power (System Management Controller)",
+            Feature::HidSensors => "die temperature sensors published as HID services",
         }
     }
 
     /// The operating systems where the feature exists.
     fn systems(self) -> &'static [&'static str] {
         match self {
-            Feature::DirectAne | Feature::IoReport | Feature::GpuStatistics | Feature::Smc => {
-                &["macos"]
-            }
+            Feature::DirectAne
+            | Feature::IoReport
+            | Feature::GpuStatistics
+            | Feature::Smc
+            | Feature::HidSensors => &["macos"],
             _ => &["macos", "ios"],
         }
     }
+}
+
+/// The oldest macOS (major, minor) anekit's Apple paths support: ML Programs, the model type
+/// anekit writes and runs, need Core ML 5 (macOS 12 / iOS 15; Apple's "Comparing ML Programs
+/// and Neural Networks"). The binary itself starts on macOS 11 (the Rust target's default
+/// deployment target): it binds no symbol newer than that (docs/apple.md, "Launch on older
+/// systems").
+pub const MIN_MACOS: (u32, u32) = (12, 0);
+/// The oldest iOS anekit's Apple paths support (see [`MIN_MACOS`]).
+pub const MIN_IOS: (u32, u32) = (15, 0);
+
+/// Why an OS of `version` (major, minor) on `target_os` is too old for anekit's Apple paths
+/// (`None` when it is recent enough, or not an Apple OS).
+pub fn os_too_old(target_os: &str, version: (u32, u32)) -> Option<String> {
+    let (min, name) = match target_os {
+        "macos" => (MIN_MACOS, "macOS"),
+        "ios" => (MIN_IOS, "iOS"),
+        _ => return None,
+    };
+    (version < min).then(|| {
+        format!(
+            "{name} {}.{} is older than {name} {}.{}, the first with ML Programs (Core ML 5)",
+            version.0, version.1, min.0, min.1
+        )
+    })
 }
 
 /// Whether a feature is available, and why not.
@@ -145,6 +177,7 @@ pub fn build_reason(feature: Feature, target_os: &str, private_ane: bool) -> Opt
             Feature::IoReport => "libIOReport",
             Feature::GpuStatistics => "the IOAccelerator registry",
             Feature::Smc => "the AppleSMC service",
+            Feature::HidSensors => "the IOHID event system",
             Feature::CoreMl | Feature::ComputePlan | Feature::NeuralEngineInfo => "Core ML",
             Feature::Metal | Feature::MpsGraph => "Metal",
             Feature::DeviceDetection => "the Apple IORegistry",
@@ -254,10 +287,24 @@ mod tests {
             Feature::Smc,
             Feature::GpuStatistics,
             Feature::DirectAne,
+            Feature::HidSensors,
         ] {
             let r = build_reason(f, "ios", true).unwrap();
             assert!(r.contains("only on macOS; this build is for iOS"), "{r}");
         }
+    }
+
+    #[test]
+    fn the_minimum_os_is_checked() {
+        assert!(os_too_old("macos", (11, 7)).unwrap().contains("macOS 12.0"));
+        assert_eq!(os_too_old("macos", (12, 0)), None);
+        assert_eq!(os_too_old("macos", (26, 1)), None);
+        assert!(
+            os_too_old("ios", (14, 8))
+                .unwrap()
+                .starts_with("iOS 14.8 is older")
+        );
+        assert_eq!(os_too_old("linux", (1, 0)), None);
     }
 
     #[test]

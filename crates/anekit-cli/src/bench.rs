@@ -119,8 +119,10 @@ pub fn run(args: &Args) -> Result<()> {
     } else {
         None
     };
+    let images = crate::inputs::image_specs(&path);
     let (inputs, _) = gather(
         loaded.inputs(),
+        &images,
         &args.inputs,
         true,
         0,

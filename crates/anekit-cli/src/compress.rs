@@ -2,24 +2,19 @@
 //! and measure what it costs: size before/after and, through the CPU backend, the output
 //! SNR and max error against the uncompressed model.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use anekit_compress::config::{
-    self, Config, LinearConfig, PaletteConfig, PaletteGranularity, PruneConfig, QuantGranularity,
-    Selection,
-};
-use anekit_compress::{PruneMethod, QuantDtype, Report};
-use anekit_mil::model::Model;
-use anekit_runtime::{ComputeUnits, Engine, LoadOptions, NamedTensors, Precision};
+use anekit_compress::config::Config;
+use anekit_compress::{Flags, Granularity, NOfM, PaletteMode, QuantDtype, QuantMode, Report};
+use anekit_runtime::{ComputeUnits, LoadOptions};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::inputs::{InputArg, gather};
 use crate::output::{bytes, table};
 
-/// Arguments of `anekit compress`.
+/// Arguments of `anekit compress`. They are only parsed here: which stage a flag belongs to,
+/// the defaults and the contradictions are decided by [`anekit_compress::Flags::resolve`].
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The model to compress (.mlpackage, .mlmodel or .mlmodelc).
@@ -28,38 +23,38 @@ pub struct Args {
     #[arg(short, long, value_name = "OUT.mlpackage")]
     output: PathBuf,
     /// Linear quantization to this type.
-    #[arg(long, value_name = "int8|uint8|int4|uint4")]
-    quantize: Option<String>,
-    /// Quantization mode.
-    #[arg(
-        long,
-        value_name = "linear|linear-symmetric",
-        default_value = "linear-symmetric"
-    )]
-    mode: String,
-    /// Granularity: per-tensor, per-channel, per-block (quantization) or per-tensor,
-    /// per-grouped-channel (palettization). Defaults: per-channel for quantization alone,
-    /// per-tensor for palettization and for a LUT quantized after palettization.
-    #[arg(long)]
-    granularity: Option<String>,
-    /// Block size of per-block quantization.
-    #[arg(long, default_value_t = 32)]
-    block_size: usize,
-    /// Only compress weights with more elements than this.
-    #[arg(long, default_value_t = config::DEFAULT_WEIGHT_THRESHOLD)]
-    weight_threshold: usize,
+    #[arg(long, value_name = "int8|uint8|int4|uint4", value_parser = parse::<QuantDtype>)]
+    quantize: Option<QuantDtype>,
+    /// Quantization mode [default: linear-symmetric].
+    #[arg(long, value_name = "linear|linear-symmetric", value_parser = parse::<QuantMode>)]
+    mode: Option<QuantMode>,
+    /// per-tensor, per-channel, per-block (quantization) or per-grouped-channel
+    /// (palettization). Defaults: per-channel for quantization, per-tensor for palettization
+    /// and for the LUT quantized after palettization.
+    #[arg(long, value_parser = parse::<Granularity>)]
+    granularity: Option<Granularity>,
+    /// Block size of per-block quantization (alone it means --granularity per-block)
+    /// [default: 32].
+    #[arg(long, value_name = "N")]
+    block_size: Option<usize>,
+    /// Only compress weights with more elements than this [default: 2048].
+    #[arg(long, value_name = "N")]
+    weight_threshold: Option<usize>,
     /// Palettize to this many bits per index (1, 2, 3, 4, 6, 8).
     #[arg(long, value_name = "NBITS")]
     palettize: Option<u8>,
-    /// Palettization mode (unique: lossless with the fewest bits; no NBITS then).
-    #[arg(long, value_name = "kmeans|uniform|unique")]
-    palettize_mode: Option<String>,
-    /// Channels per LUT with per-grouped-channel palettization.
-    #[arg(long, default_value_t = 32)]
-    group_size: usize,
-    /// Vector palettization: elements per LUT entry along the output channels (iOS18).
-    #[arg(long, default_value_t = 1)]
-    cluster_dim: usize,
+    /// Palettization mode [default: kmeans] (unique: lossless with the fewest bits; no NBITS
+    /// then).
+    #[arg(long, value_name = "kmeans|uniform|unique", value_parser = parse::<PaletteMode>)]
+    palettize_mode: Option<PaletteMode>,
+    /// Channels per LUT of per-grouped-channel palettization (alone it means
+    /// --granularity per-grouped-channel) [default: 32].
+    #[arg(long, value_name = "N")]
+    group_size: Option<usize>,
+    /// Vector palettization: elements per LUT entry along the output channels (iOS18)
+    /// [default: 1].
+    #[arg(long, value_name = "N")]
+    cluster_dim: Option<usize>,
     /// Palettize weights divided by their per-channel maximum (iOS18).
     #[arg(long)]
     per_channel_scale: bool,
@@ -67,8 +62,8 @@ pub struct Args {
     #[arg(long, value_name = "SPARSITY", conflicts_with_all = ["prune_nm", "prune_threshold"])]
     prune: Option<f64>,
     /// n:m pruning (n zeros in every m consecutive weights along input channels).
-    #[arg(long, value_name = "N:M", conflicts_with = "prune_threshold")]
-    prune_nm: Option<String>,
+    #[arg(long, value_name = "N:M", conflicts_with = "prune_threshold", value_parser = parse::<NOfM>)]
+    prune_nm: Option<NOfM>,
     /// Pruning of |w| ≤ this threshold.
     #[arg(long, value_name = "T")]
     prune_threshold: Option<f64>,
@@ -93,6 +88,10 @@ pub struct Args {
     /// An input for the accuracy check as NAME=FILE.npy (repeatable; others are random).
     #[arg(long = "input", short = 'i', value_name = "NAME=FILE.npy")]
     inputs: Vec<InputArg>,
+    /// NeuralNetwork models only: linear quantization to this many bits (1-8, unsigned, as
+    /// coremltools' `quantize_weights(nbits=N)`), with `--quantize uint8`.
+    #[arg(long, value_name = "N", requires = "quantize")]
+    nbits: Option<u8>,
     /// Seed of the random inputs.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -104,12 +103,36 @@ pub struct Args {
     json: bool,
 }
 
-/// Accuracy of one output.
-#[derive(Debug, Serialize)]
-struct OutputError {
-    name: String,
-    snr_db: Option<f64>,
-    max_abs_error: f64,
+/// A clap value parser from a [`std::str::FromStr`] of anekit-compress.
+fn parse<T: std::str::FromStr<Err = anekit_compress::CompressError>>(s: &str) -> Result<T, String> {
+    s.parse()
+        .map_err(|e: anekit_compress::CompressError| e.to_string())
+}
+
+impl Args {
+    /// The flags as anekit-compress takes them.
+    fn flags(&self) -> Flags {
+        Flags {
+            quantize: self.quantize,
+            mode: self.mode,
+            granularity: self.granularity,
+            block_size: self.block_size,
+            weight_threshold: self.weight_threshold,
+            palettize: self.palettize,
+            palettize_mode: self.palettize_mode,
+            group_size: self.group_size,
+            cluster_dim: self.cluster_dim,
+            per_channel_scale: self.per_channel_scale,
+            prune: self.prune,
+            prune_nm: self.prune_nm,
+            prune_threshold: self.prune_threshold,
+            prune_block_size: self.prune_block_size,
+            prune_dim: self.prune_dim,
+            op_types: self.op_types.clone(),
+            skip: self.skip.clone(),
+            fp16: self.fp16,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -122,123 +145,8 @@ struct CompressReport {
     weights_after: usize,
     seconds: f64,
     compression: Report,
-    outputs: Vec<OutputError>,
+    outputs: Vec<anekit::OutputError>,
     eval_error: Option<String>,
-}
-
-fn quant_granularity(
-    g: Option<&str>,
-    block: usize,
-    default: QuantGranularity,
-) -> Result<QuantGranularity> {
-    Ok(match g {
-        None => default,
-        Some(g) => config::parse_quant_granularity(g, Some(block))?,
-    })
-}
-
-fn selection<T: Clone>(c: T, op_types: &[String], skip: &[String]) -> Selection<T> {
-    let mut s = if op_types.is_empty() {
-        Selection::global(c)
-    } else {
-        Selection {
-            global: None,
-            op_type: op_types
-                .iter()
-                .map(|t| (t.clone(), Some(c.clone())))
-                .collect(),
-            op_name: BTreeMap::new(),
-        }
-    };
-    for n in skip {
-        s.op_name.insert(n.clone(), None);
-    }
-    s
-}
-
-/// The configuration the flags describe.
-fn config_from_flags(a: &Args) -> Result<Config> {
-    let gran = a.granularity.as_deref().map(|g| g.replace('-', "_"));
-    let pal_gran = matches!(gran.as_deref(), Some("per_grouped_channel"));
-    let mut c = Config {
-        fp16: a.fp16,
-        ..Config::default()
-    };
-    if a.palettize.is_some() || a.palettize_mode.is_some() {
-        let mode = config::parse_palette_mode(a.palettize_mode.as_deref().unwrap_or("kmeans"))?;
-        let granularity = match gran.as_deref() {
-            Some("per_grouped_channel") => PaletteGranularity::PerGroupedChannel(a.group_size),
-            Some("per_tensor") | None => PaletteGranularity::PerTensor,
-            Some(g) if a.quantize.is_none() => bail!(
-                "palettization granularity must be per-tensor or per-grouped-channel, not {g}"
-            ),
-            Some(_) => PaletteGranularity::PerTensor,
-        };
-        let p = PaletteConfig {
-            mode,
-            nbits: a.palettize,
-            granularity,
-            channel_axis: None,
-            cluster_dim: a.cluster_dim,
-            per_channel_scale: a.per_channel_scale,
-            weight_threshold: a.weight_threshold,
-        };
-        c.palettize = Some(selection(p, &a.op_types, &a.skip));
-    }
-    if let Some(q) = &a.quantize {
-        let dtype = QuantDtype::parse(q)
-            .with_context(|| format!("--quantize {q}: expected int8, uint8, int4 or uint4"))?;
-        let default = if c.palettize.is_some() {
-            QuantGranularity::PerTensor
-        } else {
-            QuantGranularity::PerChannel
-        };
-        let g = if pal_gran || (c.palettize.is_some() && gran.as_deref() != Some("per_tensor")) {
-            None
-        } else {
-            gran.as_deref()
-        };
-        let l = LinearConfig {
-            dtype,
-            mode: config::parse_quant_mode(&a.mode)?,
-            granularity: quant_granularity(g, a.block_size, default)?,
-            weight_threshold: a.weight_threshold,
-        };
-        c.quantize = Some(selection(l, &a.op_types, &a.skip));
-    }
-    let method = match (a.prune, &a.prune_nm, a.prune_threshold) {
-        (Some(s), None, None) => Some(PruneMethod::Magnitude {
-            target_sparsity: s,
-            block_size: a.prune_block_size,
-            dim: a.prune_dim.unwrap_or(0),
-        }),
-        (None, Some(nm), None) => {
-            let (n, m) = nm
-                .split_once(':')
-                .and_then(|(n, m)| Some((n.trim().parse().ok()?, m.trim().parse().ok()?)))
-                .with_context(|| format!("--prune-nm {nm}: expected N:M, e.g. 2:4"))?;
-            Some(PruneMethod::NOfM {
-                n,
-                m,
-                dim: a.prune_dim.unwrap_or(1),
-            })
-        }
-        (None, None, Some(t)) => Some(PruneMethod::Threshold {
-            threshold: t,
-            min_sparsity: 0.0,
-        }),
-        (None, None, None) => None,
-        _ => bail!("give one of --prune, --prune-nm, --prune-threshold"),
-    };
-    if let Some(method) = method {
-        let p = PruneConfig {
-            method,
-            weight_threshold: a.weight_threshold,
-        };
-        c.prune = Some(selection(p, &a.op_types, &a.skip));
-    }
-    c.validate()?;
-    Ok(c)
 }
 
 /// Total size of the files under `p`.
@@ -265,59 +173,31 @@ impl anekit_compress::Progress for Bar {
     }
 }
 
-/// Run both models on the same inputs; SNR and max error per output. A model converted to
-/// fp16 compute precision runs with fp16 precision (every fp16 op's output rounded to fp16,
-/// as the Neural Engine computes).
-fn evaluate(original: &Path, compressed: &Path, a: &Args, fp16: bool) -> Result<Vec<OutputError>> {
-    let options = |precision| LoadOptions {
-        compute_units: ComputeUnits::CpuOnly,
-        function: None,
-        precision,
-        threads: None,
+/// The accuracy report of the library ([`anekit::Compressed::accuracy`]): the original and
+/// the package just written run on the same inputs on the CPU backend (the compressed one at
+/// fp16 precision if its compute precision was converted, as the Neural Engine computes);
+/// SNR and max error per output.
+fn evaluate(
+    original: &anekit::Model,
+    compressed: anekit::Compressed,
+    a: &Args,
+) -> Result<Vec<anekit::OutputError>> {
+    let written = crate::coreai::open_model(&a.output)
+        .map(anekit::Model::from_mil)
+        .with_context(|| format!("cannot read back {}", a.output.display()))?;
+    let compressed = anekit::Compressed {
+        model: written,
+        ..compressed
     };
-    let engine = Engine::new();
-    let load = |p: &Path, precision| -> Result<anekit_runtime::LoadedModel> {
-        let m = Model::open(p).with_context(|| format!("cannot read {}", p.display()))?;
-        engine
-            .load(Arc::new(m), &options(precision))
-            .with_context(|| format!("the CPU backend cannot load {}", p.display()))
-    };
-    let comp_precision = if fp16 {
-        Precision::Fp16
-    } else {
-        Precision::Fp32
-    };
-    let (base, comp) = (
-        load(original, Precision::Fp32)?,
-        load(compressed, comp_precision)?,
-    );
-    let (inputs, _) = gather(base.inputs(), &a.inputs, true, a.seed, 10, None)?;
-    let run = |m: &anekit_runtime::LoadedModel| -> Result<NamedTensors> {
-        if m.instance().states().is_empty() {
-            Ok(m.predict(&inputs)?)
-        } else {
-            let mut st = m.new_state();
-            Ok(m.predict_with_state(&inputs, &mut st)?)
-        }
-    };
-    let (ya, yb) = (run(&base)?, run(&comp)?);
-    let mut out = Vec::new();
-    for (name, ta) in &ya {
-        let Some(tb) = yb.get(name) else { continue };
-        let d = tb.deviation(ta).with_context(|| {
-            format!(
-                "output {name}: the compressed model gives shape {:?}, the original {:?}",
-                tb.shape(),
-                ta.shape()
-            )
-        })?;
-        out.push(OutputError {
-            name: name.clone(),
-            snr_db: (d.noise > 0.0).then(|| d.snr_db()),
-            max_abs_error: d.max_abs,
-        });
-    }
-    Ok(out)
+    let loaded = original
+        .load(&LoadOptions {
+            compute_units: ComputeUnits::CpuOnly,
+            ..LoadOptions::default()
+        })
+        .context("the CPU backend cannot load the original model")?;
+    let images = crate::inputs::image_specs(&a.model);
+    let (inputs, _) = gather(loaded.inputs(), &images, &a.inputs, true, a.seed, 10, None)?;
+    Ok(compressed.accuracy(original, &inputs)?)
 }
 
 /// Run `anekit compress`.
@@ -328,11 +208,20 @@ pub fn run(a: &Args) -> Result<()> {
                 .with_context(|| format!("cannot read {}", p.display()))?;
             Config::from_toml(&text, &p.display().to_string())?
         }
-        None => config_from_flags(a)?,
+        None => a.flags().resolve()?,
     };
     let t0 = std::time::Instant::now();
-    let mut model = Model::open(&a.model)
-        .with_context(|| format!("cannot read model {}", a.model.display()))?;
+    let model = anekit::Model::from_mil(crate::coreai::open_model(&a.model)?);
+    if model.mil().is_translated() || model.mil().untranslated.is_some() {
+        return run_neuralnetwork(a, model.mil().clone(), t0);
+    }
+    if a.nbits.is_some() {
+        bail!(
+            "--nbits is for NeuralNetwork models; ML Programs take --quantize int8|uint8|int4|uint4"
+        );
+    }
+    crate::validation::require_valid(model.mil(), &a.model)?;
+    let to_aimodel = a.output.extension().is_some_and(|e| e == "aimodel");
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -344,17 +233,25 @@ pub fn run(a: &Args) -> Result<()> {
     if a.json {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let report = anekit_compress::compress_model(&mut model, &config, &Bar(bar.clone()))
+    let compressed = model
+        .compress_with_progress(&config, &Bar(bar.clone()))
         .with_context(|| format!("cannot compress {}", a.model.display()))?;
     bar.finish_and_clear();
-    model
-        .save_mlpackage(&a.output)
-        .with_context(|| format!("cannot write {}", a.output.display()))?;
+    crate::validation::require_valid_output(compressed.model.mil(), &a.output)?;
+    if to_aimodel {
+        crate::coreai::save_aimodel(compressed.model.mil(), &a.model, &a.output)?;
+    } else {
+        compressed
+            .model
+            .save(&a.output)
+            .with_context(|| format!("cannot write {}", a.output.display()))?;
+    }
     let seconds = t0.elapsed().as_secs_f64();
+    let report = compressed.report.clone();
     let (outputs, eval_error) = if a.no_eval {
         (Vec::new(), None)
     } else {
-        match evaluate(&a.model, &a.output, a, config.fp16) {
+        match evaluate(&model, compressed, a) {
             Ok(o) => (o, None),
             Err(e) => (Vec::new(), Some(format!("{e:#}"))),
         }
@@ -375,6 +272,169 @@ pub fn run(a: &Args) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
         print_report(&r);
+    }
+    Ok(())
+}
+
+/// NeuralNetwork models are compressed in their own format, as coremltools'
+/// `quantize_weights` does: `--fp16` (nbits 16), `--quantize int8|uint8|int4|uint4` (or
+/// `--quantize uint8 --nbits 1…8`) with `--mode linear|linear-symmetric` (per output
+/// channel; linear by default, as `quantize_weights`), `--palettize N` with
+/// `--palettize-mode kmeans|uniform` (a 2^N-entry lookup table; uniform = coremltools'
+/// `linear_lut`). The result is a NeuralNetwork model: `.mlmodel` when OUT ends so, else an
+/// `.mlpackage` holding it.
+fn run_neuralnetwork(
+    a: &Args,
+    mut model: anekit_mil::model::Model,
+    t0: std::time::Instant,
+) -> Result<()> {
+    use anekit_compress::neuralnetwork::{NnMode, quantize_spec};
+    if let Some(why) = &model.untranslated {
+        tracing::warn!(
+            "{} cannot be translated to MIL ({why}); its weights are compressed but the accuracy check cannot run",
+            a.model.display()
+        );
+    }
+    let unsupported = [
+        (
+            a.prune.is_some() || a.prune_nm.is_some() || a.prune_threshold.is_some(),
+            "pruning",
+        ),
+        (a.config.is_some(), "--config"),
+        (
+            !a.op_types.is_empty() || !a.skip.is_empty(),
+            "--op-type/--skip",
+        ),
+        (a.granularity.is_some(), "--granularity"),
+    ];
+    if let Some((_, what)) = unsupported.iter().find(|(on, _)| *on) {
+        bail!(
+            "{what} is not available for NeuralNetwork models (coremltools' quantize_weights offers fp16, linear and lookup-table quantization)"
+        );
+    }
+    let (mode, nbits) = match (a.fp16, a.quantize, a.palettize) {
+        (true, None, None) => (NnMode::Fp16, 16),
+        (false, Some(q), None) => {
+            let bits = match a.nbits {
+                Some(n) if (1..=8).contains(&n) && !q.signed() => u32::from(n),
+                Some(n) if (1..=8).contains(&n) => bail!(
+                    "--nbits {n}: NeuralNetwork linear quantization below 8 bits is unsigned (--quantize uint8 --nbits {n})"
+                ),
+                Some(n) => bail!("--nbits {n}: NeuralNetwork weights take 1 to 8 bits"),
+                None => q.bits(),
+            };
+            let mode = match a.mode.unwrap_or(QuantMode::Linear) {
+                QuantMode::LinearSymmetric if bits == 8 => NnMode::LinearSymmetric,
+                _ => NnMode::Linear,
+            };
+            (mode, bits)
+        }
+        (false, None, Some(n)) => {
+            let mode = match a.palettize_mode.unwrap_or(PaletteMode::Kmeans) {
+                PaletteMode::Kmeans => NnMode::Kmeans,
+                PaletteMode::Uniform => NnMode::LinearLut,
+                PaletteMode::Unique => {
+                    bail!("--palettize-mode unique: NeuralNetwork models take kmeans or uniform")
+                }
+            };
+            if !(1..=8).contains(&n) {
+                bail!("--palettize {n}: NeuralNetwork lookup tables take 1 to 8 bits");
+            }
+            (mode, u32::from(n))
+        }
+        (false, None, None) => bail!("nothing to do: give --fp16, --quantize or --palettize"),
+        _ => bail!("NeuralNetwork models take one of --fp16, --quantize, --palettize"),
+    };
+    let report = quantize_spec(&mut model.spec, mode, nbits)
+        .with_context(|| format!("cannot compress {}", a.model.display()))?;
+    if let Some(src) = &model.source {
+        anekit_format::package::check_output_path(&a.output, src)?;
+    }
+    if a.output.extension().is_some_and(|e| e == "mlmodel") {
+        // Written to a sibling, then renamed into place.
+        let tmp = a.output.with_extension("mlmodel.tmp");
+        anekit_format::mlmodel::write_model(&tmp, &model.spec)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &a.output)
+            .with_context(|| format!("cannot write {}", a.output.display()))?;
+    } else {
+        // A translated model is written as its (compressed) NeuralNetwork specification.
+        model
+            .save_mlpackage(&a.output)
+            .with_context(|| format!("cannot write {}", a.output.display()))?;
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    let (outputs, eval_error) = if a.no_eval {
+        (Vec::new(), None)
+    } else {
+        // `evaluate` reads the written model back in place of the `model` given here.
+        let evaluated = anekit::Model::open(&a.model)
+            .with_context(|| format!("cannot read {}", a.model.display()))
+            .and_then(|original| {
+                let compressed = anekit::Compressed {
+                    model: original.clone(),
+                    report: anekit_compress::Report::default(),
+                    fp16: false,
+                };
+                evaluate(&original, compressed, a)
+            });
+        match evaluated {
+            Ok(o) => (o, None),
+            Err(e) => (Vec::new(), Some(format!("{e:#}"))),
+        }
+    };
+    #[derive(Serialize)]
+    struct NnCompressReport {
+        model: String,
+        output: String,
+        mode: NnMode,
+        nbits: u32,
+        size_before: u64,
+        size_after: u64,
+        seconds: f64,
+        compression: anekit_compress::neuralnetwork::NnReport,
+        outputs: Vec<anekit::OutputError>,
+        eval_error: Option<String>,
+    }
+    let r = NnCompressReport {
+        model: a.model.display().to_string(),
+        output: a.output.display().to_string(),
+        mode,
+        nbits,
+        size_before: disk_size(&a.model),
+        size_after: disk_size(&a.output),
+        seconds,
+        compression: report,
+        outputs,
+        eval_error,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!(
+        "{} → {} (NeuralNetwork, {mode:?} {nbits}-bit, as coremltools' quantize_weights)",
+        r.model, r.output
+    );
+    println!(
+        "  size {} → {}; weights {} → {} in {} weight fields ({:.2} s)",
+        bytes(r.size_before),
+        bytes(r.size_after),
+        bytes(r.compression.bytes_before as u64),
+        bytes(r.compression.bytes_after as u64),
+        r.compression.weights.len(),
+        r.seconds
+    );
+    for o in &r.outputs {
+        println!(
+            "  output {}: SNR {} vs the uncompressed model, max |error| {:.4e} (CPU backend)",
+            o.name,
+            db(o.snr_db),
+            o.max_abs_error
+        );
+    }
+    if let Some(e) = &r.eval_error {
+        println!("  accuracy check not run: {e}");
     }
     Ok(())
 }

@@ -143,17 +143,16 @@ fn backends() -> Vec<BackendStatus> {
             let reason = match registered.iter().find(|(k, _)| *k == kind) {
                 Some((_, Availability::Available)) => None,
                 Some((_, Availability::Unavailable(why))) => Some(why.clone()),
-                None => {
-                    let feature = if kind == BackendKind::Ane {
-                        Feature::DirectAne
-                    } else {
-                        Feature::CoreMl
-                    };
-                    Some(
-                        reason_in_this_build(feature)
-                            .unwrap_or_else(|| "not registered in this build".to_string()),
-                    )
-                }
+                // The direct backend's row says what the backend itself says (one function
+                // decides for the backend, this table and the feature list).
+                None if kind == BackendKind::Ane => Some(
+                    anekit_apple::ane::availability_reason()
+                        .unwrap_or_else(|| "not registered in this build".to_string()),
+                ),
+                None => Some(
+                    reason_in_this_build(Feature::CoreMl)
+                        .unwrap_or_else(|| "not registered in this build".to_string()),
+                ),
             };
             BackendStatus {
                 backend: kind,
@@ -335,32 +334,36 @@ pub fn text(d: &Devices) -> String {
     out
 }
 
-/// Core ML's own plan of `model` on this machine beside `report`'s prediction (`anekit
-/// analyze --device`). Off Apple platforms, an error saying why it is unavailable.
+/// The placement `backend` gives `model` on this machine beside `report`'s prediction
+/// (`anekit analyze --device --backend B`): Core ML's own plan (`MLComputePlan`) for `auto`
+/// and `coreml`; for `ane`, every op on the Neural Engine when the direct backend compiles
+/// the program (it runs whole programs or refuses them); for `cpu`, every op on the CPU.
+/// Off Apple platforms, Core ML and the direct backend give an error saying why.
 pub fn device_comparison(
     model: &anekit_mil::model::Model,
     report: &anekit_plan::Report,
     units: anekit_plan::ComputeUnits,
     function: Option<&str>,
+    backend: anekit_runtime::BackendChoice,
 ) -> Result<(
     anekit_plan::device_plan::DevicePlan,
     anekit_plan::device_plan::Comparison,
 )> {
-    use anekit_plan::ComputeUnits as P;
-    use anekit_runtime::ComputeUnits as R;
-    let units = match units {
-        P::All => R::All,
-        P::CpuAndNe => R::CpuAndNeuralEngine,
-        P::CpuAndGpu => R::CpuAndGpu,
-        P::CpuOnly => R::CpuOnly,
-    };
-    let records = anekit_apple::coreml::compute_plan_records(model, units)
-        .map_err(|e| anyhow::anyhow!("--device: {e}"))?;
+    use anekit_plan::device_plan::DeviceKind;
+    use anekit_runtime::BackendChoice as B;
     let function = match function {
         Some(f) => f.to_string(),
         None => anekit_mil::summary::ModelSummary::of(model)
             .default_function
             .unwrap_or_else(|| "main".to_string()),
+    };
+    let records = match backend {
+        B::Auto | B::CoreMl => anekit_apple::coreml::compute_plan_records(model, units)
+            .map_err(|e| anyhow::anyhow!("--device: {e}"))?,
+        B::Cpu => anekit_apple::device_plan::uniform_records(model, &function, DeviceKind::Cpu)
+            .map_err(|e| anyhow::anyhow!("--device --backend cpu: {e}"))?,
+        B::Ane => anekit_apple::device_plan::ane_records(model, &function, units)
+            .map_err(|e| anyhow::anyhow!("--device --backend ane: {e}"))?,
     };
     let plan = anekit_plan::device_plan::device_plan(&records, &function);
     let comparison = anekit_plan::device_plan::compare(report, &plan);

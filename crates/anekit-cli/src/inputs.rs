@@ -1,9 +1,133 @@
-//! Inputs for `run` and `bench`: from `.npy` files, random, or the bundled sample.
+//! Inputs for `run` and `bench`: from `.npy` files, images (`.png`, `.jpg`), random, or the
+//! bundled sample.
+//!
+//! An image file given for an image input of the model (`imageType` in its description) is
+//! decoded with the `image` crate (PNG and JPEG decoders only), resized to the input's
+//! size if it differs (bilinear), and passed as `fp32 [1, C, H, W]` pixel values 0–255 in the
+//! input's colour order (RGB, BGR or grayscale): the tensor Core ML makes from a
+//! `CVPixelBuffer` before the model's own preprocessing (a NeuralNetwork's scaler or mean
+//! image, an ML Program's first ops), which the model then applies.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
-use anekit_runtime::{ElementType, FeatureSpec, NamedTensors, Tensor};
+use anekit_runtime::{FeatureSpec, NamedTensors, Tensor};
 use anyhow::{Context, Result, bail};
+
+/// The colour layout of an image input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageColor {
+    /// 3 channels, red first.
+    Rgb,
+    /// 3 channels, blue first.
+    Bgr,
+    /// 1 channel (`GRAYSCALE` and `GRAYSCALE_FLOAT16`).
+    Gray,
+}
+
+/// An image input of a model: colour layout and the default size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageSpec {
+    /// Colour layout.
+    pub color: ImageColor,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
+/// The image inputs of the model at `path`, by name (from its description; empty if it has
+/// none or cannot be read — the load reports that).
+pub fn image_specs(path: &Path) -> BTreeMap<String, ImageSpec> {
+    use anekit_format::proto::{feature_type::Type as FT, image_feature_type::ColorSpace};
+    let Ok(asset) = anekit_format::asset::ModelAsset::open(path) else {
+        return BTreeMap::new();
+    };
+    let desc = asset
+        .spec
+        .and_then(|s| s.description)
+        .or_else(|| asset.coremldata.and_then(|c| c.description));
+    let mut out = BTreeMap::new();
+    for f in desc.map(|d| d.input).unwrap_or_default() {
+        if let Some(FT::ImageType(i)) = f.r#type.and_then(|t| t.r#type) {
+            let color = match ColorSpace::try_from(i.color_space) {
+                Ok(ColorSpace::Bgr) => ImageColor::Bgr,
+                Ok(ColorSpace::Grayscale | ColorSpace::GrayscaleFloat16) => ImageColor::Gray,
+                _ => ImageColor::Rgb,
+            };
+            let (Ok(width), Ok(height)) = (u32::try_from(i.width), u32::try_from(i.height)) else {
+                continue;
+            };
+            out.insert(
+                f.name,
+                ImageSpec {
+                    color,
+                    width,
+                    height,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// Whether a file is read as an image (by extension).
+pub fn is_image_file(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+}
+
+/// Decode `path` for an image input: `fp32 [1, C, H, W]` pixel values in the input's
+/// colour order, resized (bilinear) to its size if needed. Returns the tensor and a note
+/// when the image was resized or converted.
+pub fn read_image(path: &Path, spec: &ImageSpec) -> Result<(Tensor, Option<String>)> {
+    let img = image::ImageReader::open(path)
+        .with_context(|| format!("cannot open image {}", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("cannot read image {}", path.display()))?
+        .decode()
+        .with_context(|| format!("cannot decode image {}", path.display()))?;
+    let (w, h) = (spec.width, spec.height);
+    let mut note = None;
+    let img = if img.width() != w || img.height() != h {
+        note = Some(format!(
+            "resized {}x{} to the input's {w}x{h} (bilinear)",
+            img.width(),
+            img.height()
+        ));
+        img.resize_exact(w, h, image::imageops::FilterType::Triangle)
+    } else {
+        img
+    };
+    let (wu, hu) = (w as usize, h as usize);
+    let plane = wu * hu;
+    let data: Vec<f32> = match spec.color {
+        ImageColor::Gray => img
+            .to_luma8()
+            .into_raw()
+            .into_iter()
+            .map(f32::from)
+            .collect(),
+        ImageColor::Rgb | ImageColor::Bgr => {
+            let rgb = img.to_rgb8().into_raw();
+            let mut d = vec![0f32; 3 * plane];
+            for (i, px) in rgb.chunks_exact(3).enumerate() {
+                for (c, &v) in px.iter().enumerate() {
+                    let ch = if spec.color == ImageColor::Bgr {
+                        2 - c
+                    } else {
+                        c
+                    };
+                    d[ch * plane + i] = f32::from(v);
+                }
+            }
+            d
+        }
+    };
+    let channels = if spec.color == ImageColor::Gray { 1 } else { 3 };
+    Ok((Tensor::f32(&[1, channels, hu, wu], data)?, note))
+}
 
 /// `NAME=FILE.npy` pairs.
 #[derive(Debug, Clone)]
@@ -19,9 +143,11 @@ impl std::str::FromStr for InputArg {
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         let (name, path) = s
             .split_once('=')
-            .ok_or_else(|| format!("expected NAME=FILE.npy, got {s:?}"))?;
+            .ok_or_else(|| format!("expected NAME=FILE.npy or NAME=IMAGE.png, got {s:?}"))?;
         if name.is_empty() || path.is_empty() {
-            return Err(format!("expected NAME=FILE.npy, got {s:?}"));
+            return Err(format!(
+                "expected NAME=FILE.npy or NAME=IMAGE.png, got {s:?}"
+            ));
         }
         Ok(Self {
             name: name.to_string(),
@@ -30,65 +156,12 @@ impl std::str::FromStr for InputArg {
     }
 }
 
-/// SplitMix64: a small, well-known deterministic generator (reproducible random inputs).
-pub struct Rng(u64);
+pub use anekit::inputs::Rng;
 
-impl Rng {
-    /// A generator seeded with `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    /// Standard normal (Box–Muller).
-    pub fn normal(&mut self) -> f32 {
-        let u1 = self.uniform().max(f32::MIN_POSITIVE);
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos()
-    }
-}
-
-/// Random values for one input of its default shape: floats standard normal, integers
-/// uniform in [0, `int_high`), bools fair coins.
+/// Random values for one input of its default shape ([`anekit::inputs::random_input`]).
 pub fn random_input(spec: &FeatureSpec, rng: &mut Rng, int_high: i32) -> Result<Tensor> {
-    let shape = spec.shape.default_shape().to_vec();
-    let n: usize = shape.iter().product();
-    let t = match spec.dtype {
-        ElementType::F32 | ElementType::F16 => {
-            Tensor::f32(&shape, (0..n).map(|_| rng.normal()).collect())?.cast(spec.dtype)
-        }
-        ElementType::I32 | ElementType::I8 | ElementType::U8 => Tensor::i32(
-            &shape,
-            (0..n)
-                .map(|_| (rng.uniform() * int_high as f32) as i32)
-                .collect(),
-        )?
-        .cast(spec.dtype),
-        ElementType::Bool => Tensor::i32(
-            &shape,
-            (0..n).map(|_| i32::from(rng.uniform() < 0.5)).collect(),
-        )?
-        .cast(ElementType::Bool),
-        ElementType::Str | ElementType::Dict => bail!(
-            "input {:?} is a {} feature: random values are only made for tensors; give --input {}=FILE.npy",
-            spec.name,
-            spec.dtype,
-            spec.name
-        ),
-    };
-    Ok(t)
+    anekit::inputs::random_input(spec, rng, int_high)
+        .with_context(|| format!("input {:?}: give --input {}=FILE.npy", spec.name, spec.name))
 }
 
 /// Gather the inputs a model needs: files given on the command line, then random values
@@ -96,6 +169,7 @@ pub fn random_input(spec: &FeatureSpec, rng: &mut Rng, int_high: i32) -> Result<
 /// error listing what the model takes.
 pub fn gather(
     specs: &[FeatureSpec],
+    images: &BTreeMap<String, ImageSpec>,
     given: &[InputArg],
     random: bool,
     seed: u64,
@@ -113,7 +187,43 @@ pub fn gather(
                 names.join(", ")
             )
         })?;
-        let t = anekit_runtime::npy::read(&g.path)?;
+        let t = if is_image_file(&g.path) {
+            // An image for an image input, or for a [1, 3|1, H, W] tensor input.
+            let im = match images.get(&g.name) {
+                Some(i) => *i,
+                None => match spec.shape.default_shape() {
+                    &[1, c @ (1 | 3), h, w] => {
+                        notes.push(format!(
+                            "{}: not an image input; {} decoded as {} pixel values 0-255",
+                            g.name,
+                            g.path.display(),
+                            if c == 1 { "grayscale" } else { "RGB" }
+                        ));
+                        ImageSpec {
+                            color: if c == 1 {
+                                ImageColor::Gray
+                            } else {
+                                ImageColor::Rgb
+                            },
+                            width: u32::try_from(w).unwrap_or(u32::MAX),
+                            height: u32::try_from(h).unwrap_or(u32::MAX),
+                        }
+                    }
+                    other => bail!(
+                        "input {:?} takes a tensor of shape {other:?}, not an image ({})",
+                        g.name,
+                        g.path.display()
+                    ),
+                },
+            };
+            let (t, note) = read_image(&g.path, &im)?;
+            if let Some(n) = note {
+                notes.push(format!("{}: {n}", g.name));
+            }
+            t
+        } else {
+            anekit_runtime::npy::read(&g.path)?
+        };
         let t = if t.dtype() == spec.dtype {
             t
         } else {

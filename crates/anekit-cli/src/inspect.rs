@@ -3,15 +3,24 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use anekit_mil::model::Model;
 use anekit_mil::summary::{FeatureSummary, ModelSummary};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 
 use crate::output::{bytes, table, thousands};
 
 /// Arguments of `anekit inspect`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  anekit inspect model.mlpackage              the report, with a Validation section
+  anekit inspect --json model.mlpackage       the same as JSON (validation.problems lists each one)
+  anekit inspect --mil model.mlmodelc | less  the program as MIL text
+  anekit inspect --no-validate broken.mlpackage
+                                              show what can be shown of an invalid model
+
+Exit status: 0 for a valid model, 1 when the program is invalid (each problem is named with its
+function, op, parameter and reason) or cannot be read.")]
 pub struct Args {
     /// The model: a .mlpackage or .mlmodelc folder, or a .mlmodel file (default: the bundled
     /// model).
@@ -19,9 +28,45 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long, conflicts_with = "mil")]
     json: bool,
-    /// Print the ML Program as MIL text (the `model.mil` syntax) instead of the report.
-    #[arg(long)]
+    /// Print the ML Program as MIL text (the `model.mil` syntax) instead of the report; for
+    /// a Core AI model, the program it translates to.
+    #[arg(long, conflicts_with = "mlir")]
     mil: bool,
+    /// Core AI models: print the module as MLIR text (as coreai-core prints it).
+    #[arg(long)]
+    mlir: bool,
+    /// Do not validate the program: show what can be shown of an invalid one and exit 0
+    /// (by default an invalid program is reported with each problem and the exit status
+    /// is 1).
+    #[arg(long)]
+    no_validate: bool,
+}
+
+/// The validation section of the report.
+#[derive(Debug, Serialize)]
+struct Validation {
+    /// Whether the program passed (Core ML would accept it as far as the registry knows).
+    valid: bool,
+    /// Ops checked, nested ones included.
+    ops: usize,
+    /// Op outputs whose declared type was compared with the registry's inference.
+    outputs_compared: usize,
+    /// Ops whose outputs could not be re-inferred (accepted as declared).
+    unverified: usize,
+    /// The problems, each with its function, op, parameter and reason.
+    problems: Vec<anekit_mil::validate::Diagnostic>,
+}
+
+impl From<anekit_mil::validate::Report> for Validation {
+    fn from(r: anekit_mil::validate::Report) -> Self {
+        Validation {
+            valid: r.is_ok(),
+            ops: r.ops,
+            outputs_compared: r.outputs_compared,
+            unverified: r.unverified.len(),
+            problems: r.diagnostics,
+        }
+    }
 }
 
 /// The JSON report: the model summary with where it came from.
@@ -31,29 +76,95 @@ struct Report<'a> {
     format: &'a str,
     #[serde(flatten)]
     summary: ModelSummary,
+    /// Absent with `--no-validate` and for models without an ML Program.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    validation: Option<Validation>,
 }
 
 /// Run `anekit inspect`.
 pub fn run(args: &Args) -> Result<()> {
     let path = crate::model_path(&args.model)?;
-    let model =
-        Model::open(&path).with_context(|| format!("cannot read model {}", path.display()))?;
+    if crate::coreai::is_aimodel(&path) && !args.mil {
+        return crate::coreai::inspect(&path, args.json, args.mlir);
+    }
+    if args.mlir {
+        anyhow::bail!("--mlir applies to Core AI models (.aimodel); use --mil for Core ML models");
+    }
+    let model = crate::coreai::open_model(&path)?;
     if args.mil {
         let program = model.require_program()?;
+        if !args.no_validate {
+            crate::validation::require_valid(&model, &path)?;
+        }
         print!("{}", anekit_mil::text::print(program));
         return Ok(());
     }
+    let validation = if args.no_validate {
+        None
+    } else {
+        crate::validation::check(&model).map(Validation::from)
+    };
     let report = Report {
         path: path.display().to_string(),
         format: model.format_name(),
         summary: ModelSummary::of(&model),
+        validation,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", render(&report));
     }
+    if let Some(v) = &report.validation
+        && !v.valid
+    {
+        if args.json {
+            // The JSON went to stdout; say what is wrong on stderr too.
+            anyhow::bail!(
+                "{} is not a valid ML Program, Core ML will refuse to compile it:\n{}",
+                path.display(),
+                anekit_mil::validate::summarize(&v.problems, crate::validation::SHOWN)
+            );
+        }
+        let n = v.problems.len();
+        anyhow::bail!(
+            "{} is not a valid ML Program: {n} problem{} (listed in the report; \
+             --no-validate shows the model without checking it)",
+            path.display(),
+            if n == 1 { "" } else { "s" }
+        );
+    }
     Ok(())
+}
+
+fn validation_section(v: &Validation, out: &mut String) {
+    if v.valid {
+        let _ = writeln!(
+            out,
+            "\nValidation  valid: {} ops checked, {} output types compared with the op registry's inference{}",
+            thousands(v.ops as u64),
+            thousands(v.outputs_compared as u64),
+            if v.unverified > 0 {
+                format!(", {} accepted as declared", v.unverified)
+            } else {
+                String::new()
+            }
+        );
+        return;
+    }
+    let n = v.problems.len();
+    let _ = writeln!(
+        out,
+        "\nValidation  INVALID: Core ML will refuse to compile this program ({n} problem{})",
+        if n == 1 { "" } else { "s" }
+    );
+    let shown = crate::validation::SHOWN;
+    for d in v.problems.iter().take(shown) {
+        let _ = writeln!(out, "  {d}");
+    }
+    if n > shown {
+        let _ = writeln!(out, "  … and {} more (--json lists them all)", n - shown);
+    }
 }
 
 fn features(title: &str, fs: &[FeatureSummary], out: &mut String) {
@@ -206,6 +317,9 @@ fn render(r: &Report<'_>) -> String {
             .map(|(t, n)| vec![(*t).clone(), n.to_string()])
             .collect();
         out.push_str(&table(&rows, 2));
+    }
+    if let Some(v) = &r.validation {
+        validation_section(v, &mut out);
     }
     out
 }

@@ -1,16 +1,22 @@
 //! `anekit`: inspect, analyze, compress and run Core ML models, on any OS.
 
+#![forbid(unsafe_code)]
+
 mod analyze;
 mod bench;
 mod bundled;
 mod compress;
+mod convert;
+mod coreai;
 mod devices;
+mod doctor;
 mod inputs;
 mod inspect;
 mod optimize;
 mod output;
 mod run;
 mod top;
+mod validation;
 
 use std::path::PathBuf;
 
@@ -19,7 +25,8 @@ use clap::{Parser, Subcommand};
 
 /// anekit — a toolkit and runtime for Apple's Neural Engine and Core ML models.
 ///
-/// Reads .mlpackage, .mlmodel and compiled .mlmodelc models on any OS. Without a MODEL
+/// Reads .mlpackage, .mlmodel and compiled .mlmodelc models, and Core AI .aimodel models,
+/// on any OS. Without a MODEL
 /// argument, commands use the small model bundled with anekit.
 #[derive(Debug, Parser)]
 #[command(name = "anekit", version, about, long_about = None, propagate_version = true)]
@@ -34,7 +41,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Show what a model contains: format, version, functions, inputs, outputs, states,
-    /// metadata, op histogram, parameters and compression.
+    /// metadata, op histogram, parameters, compression, and whether the program is valid.
     Inspect(inspect::Args),
     /// Predict where Core ML places every op (Neural Engine, GPU or CPU) on a given chip,
     /// with reasons, segments, engine switches, an estimated latency per chip and fixes.
@@ -44,15 +51,23 @@ enum Command {
     Optimize(optimize::Args),
     /// Run a model on the CPU backend (or Core ML on a Mac) and summarise its outputs.
     ///
-    /// Inputs come from .npy files (--input NAME=FILE.npy) or are random (--random); outputs
-    /// can be written as .npy files (--output-dir). With --precision fp16 every fp16-typed op
+    /// Inputs come from .npy files (--input NAME=FILE.npy), images for image inputs
+    /// (--input image=photo.png), or are random (--random); outputs can be written as .npy
+    /// files (--output-dir). NeuralNetwork models (.mlmodel) run through their MIL translation. With --precision fp16 every fp16-typed op
     /// rounds to fp16 as the Neural Engine does, and the first op that overflows is named.
     Run(run::Args),
     /// Compress a model's weights: linear quantization (--quantize), palettization
     /// (--palettize), pruning (--prune, --prune-nm), alone or jointly (iOS18), as
     /// coremltools.optimize.coreml does; report sizes and, through the CPU backend, the
-    /// output SNR against the uncompressed model.
+    /// output SNR against the uncompressed model. NeuralNetwork models are compressed as
+    /// coremltools' quantize_weights does (--fp16, --quantize uint1..uint8, --palettize N)
+    /// and stay NeuralNetwork models (e.g. `anekit compress m.mlmodel -o m8.mlmodel
+    /// --quantize uint8 --mode linear`).
     Compress(Box<compress::Args>),
+    /// Convert between Core ML and Core AI: a .mlpackage (or .mlmodel / .mlmodelc) becomes
+    /// an .aimodel, an .aimodel becomes an .mlpackage. Ops that cannot be converted are all
+    /// named, with the reason.
+    Convert(convert::Args),
     /// Measure prediction latency (median and p90 after warm-up), peak memory and threads.
     Bench(bench::Args),
     /// What this machine has for running models: host, backends and, on Apple platforms,
@@ -62,9 +77,16 @@ enum Command {
     /// Live hardware metrics: power, utilisation, memory and temperatures per unit (CPU,
     /// GPUs, ANE), as a terminal view, JSON lines (--json) or a Prometheus endpoint (--serve).
     Top(top::Args),
+    /// Check every path of this build on small bundled models: on a Mac, device detection,
+    /// Metal, MPSGraph, Core ML with each compute-units setting, MLComputePlan, the direct
+    /// Neural Engine backend and an IOReport/SMC sample, each compared with the CPU backend;
+    /// elsewhere the portable checks. Run it first on a new machine; attach `--json` to bug
+    /// reports.
+    Doctor(doctor::Args),
 }
 
 fn main() -> std::process::ExitCode {
+    quiet_broken_pipe();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result: Result<()> = match cli.command {
@@ -74,16 +96,49 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Compress(args) => compress::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Convert(args) => convert::run(&args),
         Command::Devices(args) => devices::run(&args),
         Command::Top(args) => top::run(&args),
+        Command::Doctor(args) => doctor::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reader went away (`anekit inspect --mil | head`): stop quietly, as a pipe
+        // expects (ripgrep does the same).
+        Err(e) if is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `e` comes from writing to a closed pipe.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// `print!` panics when stdout is a closed pipe (Rust ignores SIGPIPE, so the write fails
+/// with EPIPE and std turns that into "failed printing to stdout: Broken pipe"). Output that
+/// goes through `print!` ends here: the process exits 0 without a message, as it would have
+/// been killed quietly by SIGPIPE in a C tool. Every other panic keeps the default report.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
 
 fn init_logging(verbose: u8) {

@@ -29,8 +29,34 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-/// Render rows as left-aligned columns separated by two spaces, indented by `indent`.
-pub use anekit_plan::render::table;
+/// Rows as left-aligned columns separated by two spaces, indented by `indent` (empty
+/// trailing cells leave no trailing spaces). Every table the CLI prints goes through it.
+pub fn table(rows: &[Vec<String>], indent: usize) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        out.push_str(&" ".repeat(indent));
+        let last = r.iter().rposition(|c| !c.is_empty()).unwrap_or(0);
+        for (i, cell) in r.iter().enumerate().take(last + 1) {
+            out.push_str(cell);
+            if i < last {
+                let w = widths.get(i).copied().unwrap_or(0);
+                out.push_str(&" ".repeat(w.saturating_sub(cell.chars().count()) + 2));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
 
 #[cfg(test)]
 mod tests {

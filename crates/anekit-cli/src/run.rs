@@ -4,36 +4,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anekit_mil::model::Model;
-use anekit_runtime::{ComputeUnits, Engine, LoadOptions, LoadedModel, Precision, Tensor};
+use anekit_runtime::{
+    AneNumerics, BackendChoice, ComputeUnits, Engine, LoadOptions, LoadedModel, Precision, Tensor,
+};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::inputs::{InputArg, describe, gather};
-
-/// Compute units, as accepted on the command line.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Units {
-    /// Any unit.
-    All,
-    /// CPU and Neural Engine.
-    CpuAndNe,
-    /// CPU and GPU.
-    CpuAndGpu,
-    /// CPU only.
-    CpuOnly,
-}
-
-impl From<Units> for ComputeUnits {
-    fn from(u: Units) -> Self {
-        match u {
-            Units::All => ComputeUnits::All,
-            Units::CpuAndNe => ComputeUnits::CpuAndNeuralEngine,
-            Units::CpuAndGpu => ComputeUnits::CpuAndGpu,
-            Units::CpuOnly => ComputeUnits::CpuOnly,
-        }
-    }
-}
 
 /// Arithmetic precision, as accepted on the command line.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -41,7 +18,7 @@ pub enum PrecisionArg {
     /// f32 arithmetic.
     Fp32,
     /// Round every fp16-typed op's output to fp16 as the Neural Engine does; stop at the first
-    /// op that overflows.
+    /// op that overflows. With `--chip`, also that chip's Neural Engine cliffs.
     Fp16,
 }
 
@@ -57,12 +34,25 @@ impl From<PrecisionArg> for Precision {
 /// Options shared by `run` and `bench` for loading a model.
 #[derive(Debug, clap::Args)]
 pub struct LoadArgs {
-    /// Compute units (Core ML's meaning; without Core ML everything runs on anekit's CPU backend).
-    #[arg(long, value_enum, default_value = "all")]
-    pub compute_units: Units,
+    /// Compute units: all, cpu-and-ne, cpu-and-gpu, cpu-only (Core ML's meaning; without
+    /// Core ML everything runs on anekit's CPU backend).
+    #[arg(long, default_value = "all")]
+    pub compute_units: ComputeUnits,
+    /// Backend: auto (Core ML when present, else the CPU backend), coreml, ane (the direct
+    /// Neural Engine backend: macOS, built with --features private-ane), cpu. A named
+    /// backend that cannot run here is an error, never a silent fallback.
+    #[arg(long, default_value = "auto")]
+    pub backend: BackendChoice,
     /// Arithmetic precision of the CPU backend.
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: PrecisionArg,
+    /// With `--precision fp16`: emulate this chip's Neural Engine numerics too (matmul and
+    /// linear outputs above 32752 become inf on every chip; slices at a last-axis offset
+    /// clamp above 4094 before the A16 tier; row sums are exact only to 2048) and name the
+    /// first op where the engine would silently go wrong. A chip name, SoC id or device, as
+    /// `anekit analyze --chip` takes.
+    #[arg(long, value_name = "CHIP")]
+    pub chip: Option<String>,
     /// The function to run (multifunction models; default: the model's default function).
     #[arg(long)]
     pub function: Option<String>,
@@ -74,13 +64,25 @@ pub struct LoadArgs {
 impl LoadArgs {
     /// Open and load `path`; returns the model and the load time.
     pub fn load(&self, path: &std::path::Path) -> Result<(LoadedModel, f64)> {
+        let ane_numerics = match &self.chip {
+            Some(chip) => {
+                if !matches!(self.precision, PrecisionArg::Fp16) {
+                    anyhow::bail!(
+                        "--chip {chip} emulates Neural Engine numerics: add --precision fp16"
+                    );
+                }
+                Some(ane_numerics(chip)?)
+            }
+            None => None,
+        };
         let t0 = Instant::now();
-        let model =
-            Model::open(path).with_context(|| format!("cannot read model {}", path.display()))?;
+        let model = crate::coreai::open_model(path)?;
         let options = LoadOptions {
-            compute_units: self.compute_units.into(),
+            compute_units: self.compute_units,
+            backend: self.backend,
             function: self.function.clone(),
             precision: self.precision.into(),
+            ane_numerics,
             threads: self.threads,
         };
         let mut engine = Engine::new();
@@ -92,13 +94,31 @@ impl LoadArgs {
     }
 }
 
+/// The measured Neural Engine cliffs of `chip` (from the chip catalog's generation entry).
+pub fn ane_numerics(chip: &str) -> Result<AneNumerics> {
+    let catalog = anekit_plan::Catalog::builtin();
+    let c = anekit_plan::analyze::find_chip(catalog, chip)?;
+    let g = catalog
+        .generation_of(c)
+        .with_context(|| format!("the catalog has no generation for {}", c.name))?;
+    let n = &g.numerics;
+    Ok(AneNumerics {
+        chip: c.name.clone(),
+        matmul_max_finite: n.matmul_max_finite.value as f32,
+        slice_max_finite: n.slice_max_finite.value.map(|v| v as f32),
+        exact_integer_sum_max: n.exact_integer_sum_max.value as f32,
+    })
+}
+
 /// Arguments of `anekit run`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The model (default: the bundled model, with its sample input).
     model: Option<PathBuf>,
-    /// An input as NAME=FILE.npy (repeatable).
-    #[arg(long = "input", short = 'i', value_name = "NAME=FILE.npy")]
+    /// An input as NAME=FILE.npy, or NAME=IMAGE.png/.jpg for an image input (decoded, resized
+    /// to the input size, in its colour order; the model applies its own preprocessing)
+    /// (repeatable).
+    #[arg(long = "input", short = 'i', value_name = "NAME=FILE")]
     inputs: Vec<InputArg>,
     /// Random values for inputs not given (floats ~ N(0, 1), integers in [0, --int-high)).
     #[arg(long)]
@@ -164,6 +184,12 @@ struct RunReport<'a> {
     load_ms: f64,
     predict_ms: f64,
     peak_activation_bytes: Option<usize>,
+    /// The chip whose Neural Engine numerics were emulated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ane_numerics: Option<&'a AneNumerics>,
+    /// Non-fatal Neural Engine numerics events (row sums past the exact range).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    numerics_warnings: Vec<String>,
     outputs: Vec<OutputReport>,
 }
 
@@ -171,13 +197,16 @@ struct RunReport<'a> {
 pub fn run(args: &Args) -> Result<()> {
     let path = crate::model_path(&args.model)?;
     let (loaded, load_ms) = args.load.load(&path)?;
+    let numerics = args.load.chip.as_deref().map(ane_numerics).transpose()?;
     let sample = if args.model.is_none() {
         Some(crate::bundled::sample_inputs()?)
     } else {
         None
     };
+    let images = crate::inputs::image_specs(&path);
     let (inputs, notes) = gather(
         loaded.inputs(),
+        &images,
         &args.inputs,
         args.random,
         args.seed,
@@ -235,6 +264,8 @@ pub fn run(args: &Args) -> Result<()> {
         load_ms,
         predict_ms,
         peak_activation_bytes: loaded.instance().peak_activation_bytes(),
+        ane_numerics: numerics.as_ref(),
+        numerics_warnings: loaded.instance().numerics_warnings(),
         outputs: reports,
     };
     if args.json {
@@ -248,6 +279,24 @@ pub fn run(args: &Args) -> Result<()> {
     }
     for n in &report.inputs {
         println!("Input     {n}");
+    }
+    if let Some(n) = &report.ane_numerics {
+        println!(
+            "Numerics  fp16 with the {} Neural Engine's cliffs: matmul/linear inf above {}, {}, integer sums exact to {}",
+            n.chip,
+            n.matmul_max_finite,
+            n.slice_max_finite
+                .map_or("slices exact".to_string(), |s| format!(
+                    "last-axis-offset slices inf above {s}"
+                )),
+            n.exact_integer_sum_max
+        );
+        if report.numerics_warnings.is_empty() {
+            println!("          no op crossed a cliff");
+        }
+        for w in &report.numerics_warnings {
+            println!("warning   {w}");
+        }
     }
     println!();
     for (name, t) in &outputs {

@@ -76,11 +76,29 @@ fn analyze_text_html_and_errors() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown chip `M99`"));
-    // NeuralNetwork models are refused with a reason
+    // NeuralNetwork models are analysed through their MIL translation …
     let nn = fixture("x").with_file_name("neuralnetwork_fp32.mlmodel");
-    let out = anekit().arg("analyze").arg(nn).output().unwrap();
+    let out = anekit().arg("analyze").arg(&nn).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // … and one with a layer the translation does not handle is refused, naming the layer.
+    use anekit_format::proto::{self, neural_network_layer::Layer};
+    let mut spec = anekit_format::mlmodel::read_model(&nn).unwrap();
+    let Some(proto::model::Type::NeuralNetwork(net)) = spec.r#type.as_mut() else {
+        panic!("not a neural network")
+    };
+    net.layers[0].layer = Some(Layer::Custom(proto::CustomLayerParams::default()));
+    let layer = net.layers[0].name.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("custom.mlmodel");
+    anekit_format::mlmodel::write_model(&bad, &spec).unwrap();
+    let out = anekit().arg("analyze").arg(&bad).output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("ML Programs"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&layer) && err.contains("custom"), "{err}");
 }
 
 #[test]

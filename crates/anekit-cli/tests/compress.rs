@@ -177,3 +177,71 @@ fn fp16_from_a_config_file() {
     assert!(stdout.contains("fp16: 8 ops converted"), "{stdout}");
     open_valid(&out);
 }
+
+/// The flags are decided by `anekit_compress::Flags::resolve`: `--block-size` alone means
+/// per-block quantization, `--group-size` alone grouped palettization, and contradictions
+/// are errors naming the flags.
+#[test]
+fn flags_are_resolved_by_the_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.mlpackage");
+    let out = out.to_str().unwrap();
+    let src = "fixtures/models/mlp_big_fp16_ios18.mlpackage";
+    let stages = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["compress", src, "-o", out, "--json", "--no-eval"];
+        args.extend(extra);
+        let json: serde_json::Value = serde_json::from_str(&ok(&anekit(&args))).unwrap();
+        let _ = std::fs::remove_dir_all(out);
+        json["compression"]["weights"][0]["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        stages(&["--quantize", "int4", "--block-size", "16"]),
+        ["quantize int4 linear_symmetric per_block(16)"]
+    );
+    assert_eq!(
+        stages(&["--palettize", "4", "--group-size", "16"]),
+        ["palettize kmeans 4-bit per_grouped_channel(16)"]
+    );
+    assert_eq!(
+        stages(&["--palettize", "4", "--quantize", "int8"]),
+        [
+            "palettize kmeans 4-bit per_tensor",
+            "quantize int8 linear_symmetric per_tensor (LUT)"
+        ]
+    );
+    for (args, needle) in [
+        (
+            &[
+                "--palettize",
+                "4",
+                "--quantize",
+                "int8",
+                "--granularity",
+                "per-channel",
+            ][..],
+            "quantizes the LUT",
+        ),
+        (
+            &["--quantize", "int8", "--granularity", "per-row"][..],
+            "per-row",
+        ),
+        (&["--prune-nm", "2-4"][..], "N:M"),
+        (
+            &["--prune-dim", "1", "--quantize", "int8"][..],
+            "--prune-dim",
+        ),
+        (&["--group-size", "8"][..], "--palettize"),
+    ] {
+        let mut all = vec!["compress", src, "-o", out, "--no-eval"];
+        all.extend(args);
+        let o = anekit(&all);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}

@@ -27,7 +27,7 @@ fn json_lists_host_backends_and_every_apple_feature() {
     assert_eq!(backends[0]["backend"], "cpu");
     assert_eq!(backends[0]["available"], true);
     let features = v["apple"]["features"].as_array().unwrap();
-    assert_eq!(features.len(), 10);
+    assert_eq!(features.len(), 11);
     for f in features {
         assert!(f["name"].is_string() && f["description"].is_string());
         assert_eq!(
@@ -97,4 +97,62 @@ fn analyze_device_says_why_core_ml_plans_are_unavailable() {
         err.contains("--device: MLComputePlan is unavailable: Core ML exists only on"),
         "{err}"
     );
+}
+
+#[test]
+fn analyze_device_backend_cpu_places_every_op_on_the_cpu_and_ane_says_why_not() {
+    let out = anekit(&["analyze", "--device", "--backend", "cpu", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["comparison"]["coreml_ane_fraction"], 0.0);
+    assert!(j["device_plan"]["ops"].as_array().unwrap().len() > 1);
+    let units = j["device_plan"]["units"].as_object().unwrap();
+    assert_eq!(units.keys().collect::<Vec<_>>(), ["cpu"], "{units:?}");
+    if cfg!(target_vendor = "apple") {
+        return;
+    }
+    let out = anekit(&["analyze", "--device", "--backend", "ane"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--device --backend ane:"), "{err}");
+    assert!(err.contains("exists only on macOS"), "{err}");
+    // --backend needs --device; an unknown backend is refused with the choices.
+    let out = anekit(&["analyze", "--backend", "cpu"]);
+    assert!(!out.status.success());
+    let out = anekit(&["run", "--backend", "gpu"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("auto, coreml, ane, cpu"), "{err}");
+}
+
+#[test]
+fn run_with_a_named_backend_that_is_missing_fails_with_the_reason() {
+    if cfg!(target_vendor = "apple") {
+        return;
+    }
+    let out = anekit(&["run", "--backend", "coreml"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Core ML is unavailable"), "{err}");
+    let out = anekit(&[
+        "run",
+        "--backend",
+        "cpu",
+        "--compute-units",
+        "cpu-and-ne",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["selection"]["backend"], "cpu");
+    assert_eq!(j["selection"]["choice"], "cpu");
+    assert_eq!(j["selection"]["requested"], "cpu-and-ne");
 }

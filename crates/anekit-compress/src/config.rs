@@ -46,6 +46,7 @@ use crate::error::{CompressError, Result};
 use crate::linear::{QuantDtype, QuantMode};
 use crate::palettize::{PaletteMode, SUPPORTED_NBITS};
 use crate::prune::PruneMethod;
+use crate::stage::Consumer;
 
 /// coremltools' default `weight_threshold`.
 pub const DEFAULT_WEIGHT_THRESHOLD: usize = 2048;
@@ -169,6 +170,50 @@ impl<T> Selection<T> {
             global: Some(config),
             ..Self::default()
         }
+    }
+
+    /// Whether a setting is given for the const `name` (output `var`) by name.
+    pub fn is_named(&self, name: &str, var: &str) -> bool {
+        self.op_name.contains_key(name) || self.op_name.contains_key(var)
+    }
+
+    /// The setting for the const `name` (output `var`) read by `consumers` (coremltools
+    /// `_get_const_op_config`): its own name first, else each consumer's name, type or the
+    /// global setting; consumers that ask for different settings are an error (the message
+    /// names them). `None`: the stage leaves the weight alone.
+    pub fn resolve(
+        &self,
+        name: &str,
+        var: &str,
+        consumers: &[Consumer],
+    ) -> std::result::Result<Option<&T>, String>
+    where
+        T: PartialEq,
+    {
+        if let Some(c) = self.op_name.get(name).or_else(|| self.op_name.get(var)) {
+            return Ok(c.as_ref());
+        }
+        let mut picked: Option<(Option<&T>, &Consumer)> = None;
+        for u in consumers {
+            let c = match self.op_name.get(&u.op_name) {
+                Some(c) => c.as_ref(),
+                None => match self.op_type.get(&u.op_type) {
+                    Some(c) => c.as_ref(),
+                    None => self.global.as_ref(),
+                },
+            };
+            match &picked {
+                Some((p, first)) if *p != c => {
+                    return Err(format!(
+                        "consumers {} ({}) and {} ({}) ask for different settings",
+                        first.op_name, first.op_type, u.op_name, u.op_type
+                    ));
+                }
+                Some(_) => {}
+                None => picked = Some((c, u)),
+            }
+        }
+        Ok(picked.and_then(|p| p.0))
     }
 
     fn all(&self) -> impl Iterator<Item = &T> {

@@ -8,7 +8,9 @@
 //! for [`crate::compress_model`] (the `fp16` stage of a [`crate::Config`]).
 
 use anekit_mil::Program;
-pub use anekit_mil::passes::fp16::{FP16_MAX, Fp16Report, Fp16Skip, UNSUPPORTED_OPS};
+pub use anekit_mil::passes::fp16::{
+    FP16_MAX, FP16_RULES, Fp16Report, Fp16Rule, Fp16Skip, fp16_rule,
+};
 
 use crate::error::{CompressError, Result};
 

@@ -9,8 +9,13 @@
 //! - [`palettize`]: palettization (`kmeans`, `uniform`, `unique`; 1–8 bits; per tensor or
 //!   per grouped channel; per-channel scale; vector palettization).
 //! - [`kmeans`]: exact 1-D k-means by dynamic programming; vector k-means.
+//! - [`neuralnetwork`]: NeuralNetwork models compressed in their own format, as
+//!   coremltools' `quantize_weights` does (fp16, linear, k-means and linear LUTs).
 //! - [`prune`]: magnitude (threshold, target sparsity, block-structured) and n:m pruning.
-//! - [`config`]: what to compress (global / by op type / by op name), TOML form.
+//! - [`config`]: what to compress (global / by op type / by op name), TOML form;
+//!   [`flags`]: the flat command-line form and the decisions that make it a [`Config`].
+//! - [`stage`]: prune, palettize and quantize as [`Stage`]s of one weight (select /
+//!   compress / describe / emit), the joint iOS18 modes as their [`Composition`]s.
 //! - [`pass`]: the program pass: selection, parallel compression, and replacement of each
 //!   `const` by the `constexpr_*` ops of the function's opset ([`emit`]).
 //! - [`fp16`]: fp32 → fp16 compute-precision conversion of fp32 models (anekit-mil's
@@ -20,15 +25,20 @@
 //! reproduces numpy's float16 arithmetic), `rayon` (parallelism over weights and groups),
 //! `toml` + `serde` (configuration files), `thiserror`, `tracing`.
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 pub mod emit;
 pub mod error;
+pub mod flags;
 pub mod fp16;
 pub mod kmeans;
 pub mod linear;
+pub mod neuralnetwork;
 pub mod palettize;
 pub mod pass;
 pub mod prune;
+pub mod stage;
 pub mod tensor;
 
 pub use config::{
@@ -36,10 +46,12 @@ pub use config::{
     Selection,
 };
 pub use error::{CompressError, Result};
+pub use flags::{Flags, Granularity, NOfM};
 pub use linear::{QuantDtype, QuantMode};
 pub use palettize::PaletteMode;
 pub use pass::{NoProgress, Progress, Report, Skipped, WeightReport, compress_program};
 pub use prune::PruneMethod;
+pub use stage::{Composition, Stage};
 
 use anekit_mil::model::Model;
 

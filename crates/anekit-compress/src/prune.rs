@@ -4,7 +4,10 @@
 //!   does with a Python float: 1e-12 is 0 in fp16); declined when the resulting sparsity is
 //!   below `minimum_sparsity_percentile`;
 //! - magnitude: zero every element whose magnitude is `≤ np.percentile(|w|, 100·target)`
-//!   (numpy's linear interpolation, computed in the weight dtype); with `block_size` the
+//!   (numpy's linear interpolation, computed in the weight dtype, so that ties at the
+//!   threshold fall as in coremltools: when the two magnitudes around the quantile are
+//!   adjacent fp16 values, their interpolated midpoint rounds to one of them — to even — and
+//!   every magnitude equal to the rounded threshold is pruned); with `block_size` the
 //!   magnitude is the L2 norm of `block_size` consecutive channels along `dim`;
 //! - n:m: in every run of `m` elements along `dim` (moved last; zero padding), the `n`
 //!   smallest magnitudes become zero (ties: lower index first).
@@ -101,13 +104,18 @@ pub fn prune_mask(w: &Weight, method: &PruneMethod) -> Result<Vec<bool>, PruneDe
                 Some(bs) => block_magnitude(w, *bs, *dim)?,
                 None => w.values.iter().map(|v| v.abs()).collect(),
             };
+            // coremltools `compress_by_magnitude`: q = target_sparsity·100; q == 100 prunes
+            // everything, q == 0 nothing, else `|w| <= np.percentile(|w|, q)` is pruned —
+            // ties at the threshold included, NaN never (a comparison with NaN is false).
+            // numpy turns q back into a quantile as q / 100 (`np.true_divide`), which is not
+            // always `target_sparsity` to the last bit (0.3·100/100 = 0.30000000000000004).
             let q = target_sparsity * 100.0;
             if q >= 100.0 {
                 vec![false; w.len()]
             } else if q <= 0.0 {
                 vec![true; w.len()]
             } else {
-                let thr = percentile(&mag, *target_sparsity, r);
+                let thr = percentile(&mag, q / 100.0, r);
                 mag.iter()
                     .map(|&m| m > thr || m.is_nan() || thr.is_nan())
                     .collect()
@@ -264,6 +272,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m, vec![false, false, false, false, true, true, true, true]);
+    }
+
+    /// Issue 11's tie: 9,216 magnitudes, the two at the median (sorted positions 4607 and
+    /// 4608) adjacent fp16 values `1 + ε` and `1 + 2ε`. numpy interpolates `hi − (hi − lo)·0.5`
+    /// in fp16: the midpoint `1 + 1.5ε` rounds to even, `1 + 2ε`, so both are pruned and
+    /// 4,607 weights stay (coremltools' count); with `1 + 2ε` / `1 + 3ε` the midpoint rounds
+    /// down and 4,608 stay.
+    #[test]
+    fn magnitude_ties_round_the_threshold_like_numpy() {
+        let eps = f32::from(half::f16::EPSILON);
+        for (lo, hi, kept) in [
+            (1.0 + eps, 1.0 + 2.0 * eps, 4607),
+            (1.0 + 2.0 * eps, 1.0 + 3.0 * eps, 4608),
+        ] {
+            let mut v: Vec<f32> = (0..4607).map(|i| 0.5 + i as f32 * 1e-5).collect();
+            v.extend([hi, lo]);
+            v.extend((0..4607).map(|i| -(2.0 + i as f32 * 1e-4)));
+            let v: Vec<f32> = v.iter().map(|&x| FloatType::F16.round(x)).collect();
+            let w = Weight::new(FloatType::F16, vec![96, 96], v).unwrap();
+            let method = PruneMethod::Magnitude {
+                target_sparsity: 0.5,
+                block_size: None,
+                dim: 0,
+            };
+            let m = prune_mask(&w, &method).unwrap();
+            assert_eq!(m.iter().filter(|k| **k).count(), kept, "lo {lo} hi {hi}");
+        }
     }
 
     #[test]

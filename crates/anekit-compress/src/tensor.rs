@@ -268,16 +268,12 @@ impl ErrorStats {
 
 /// Product of dimensions, `None` on overflow.
 pub fn element_count(shape: &[usize]) -> Option<usize> {
-    shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
+    anekit_mil::types::element_count(shape)
 }
 
-/// Row-major strides.
+/// Row-major strides ([`anekit_mil::types::row_major_strides`]).
 pub fn strides(shape: &[usize]) -> Vec<usize> {
-    let mut s = vec![1usize; shape.len()];
-    for d in (0..shape.len().saturating_sub(1)).rev() {
-        s[d] = s[d + 1].saturating_mul(shape[d + 1]);
-    }
-    s
+    anekit_mil::types::row_major_strides(shape)
 }
 
 /// A block layout: `block[d]` consecutive indices along axis `d` share one parameter set

@@ -18,7 +18,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use anekit_compress::NoProgress;
@@ -26,6 +25,7 @@ use anekit_compress::config::{Config, LinearConfig, Selection};
 use anekit_mil::model::Model;
 use anekit_mil::{Block, Program, ValueType};
 use anekit_runtime::{ComputeUnits, ElementType, Engine, LoadOptions, Precision, Tensor, npy};
+use anekit_testkit::{Manifest, Python};
 use serde_json::Value as Json;
 
 const FIXTURES: &[&str] = &[
@@ -37,44 +37,23 @@ const FIXTURES: &[&str] = &[
 ];
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    anekit_testkit::repo::root()
 }
 
 fn fixture(name: &str) -> PathBuf {
     repo().join(format!("fixtures/models/{name}.mlpackage"))
 }
 
-fn python() -> Option<PathBuf> {
-    let p = std::env::var_os("ANEKIT_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv/bin/python"));
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var("ANEKIT_REQUIRE_INTEROP").as_deref() != Ok("1"),
-        "ANEKIT_REQUIRE_INTEROP=1 but {} does not exist: run scripts/setup-python.sh",
-        p.display()
-    );
-    eprintln!("skipping coremltools oracle: {} not found", p.display());
-    None
+fn python() -> Option<Python> {
+    Python::find("coremltools oracle")
 }
 
-fn oracle(py: &Path, cmd: &str, paths: &[PathBuf]) -> Vec<Json> {
-    let out = Command::new(py)
-        .arg(repo().join("scripts/fp16_oracle.py"))
-        .arg(cmd)
-        .args(paths)
-        .output()
-        .expect("running scripts/fp16_oracle.py");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "fp16_oracle {cmd} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let j: Json =
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("bad JSON: {e}\n{stdout}"));
+fn oracle(py: &Python, cmd: &str, paths: &[PathBuf]) -> Vec<Json> {
+    let mut args = vec![PathBuf::from(cmd)];
+    args.extend(paths.iter().cloned());
+    let j = py
+        .json("scripts/fp16_oracle.py", &args)
+        .unwrap_or_else(|e| panic!("{e}"));
     j["results"].as_array().unwrap().clone()
 }
 
@@ -164,7 +143,7 @@ fn dtypes_of(pairs: &Json) -> Vec<String> {
 }
 
 /// Convert each package with anekit and with coremltools and compare.
-fn compare_with_coremltools(py: &Path, paths: &[PathBuf]) {
+fn compare_with_coremltools(py: &Python, paths: &[PathBuf]) {
     let theirs = oracle(py, "convert", paths);
     assert_eq!(theirs.len(), paths.len());
     for (path, t) in paths.iter().zip(&theirs) {
@@ -234,18 +213,9 @@ fn conversion_matches_coremltools_on_the_fp32_fixtures() {
 fn conversion_matches_coremltools_on_corner_cases() {
     let Some(py) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(&py)
-        .arg(repo().join("scripts/fp16_oracle.py"))
-        .arg("make")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let j: Json = serde_json::from_slice(&out.stdout).unwrap();
+    let j = py
+        .json("scripts/fp16_oracle.py", &[Path::new("make"), dir.path()])
+        .unwrap_or_else(|e| panic!("{e}"));
     let paths: Vec<PathBuf> = j["made"]
         .as_array()
         .unwrap()
@@ -361,6 +331,7 @@ fn converted_fixtures_match_pytorch_in_fp16() {
                 function: Some(d["function"].as_str().unwrap().to_string()),
                 precision: Precision::Fp16,
                 threads: None,
+                ..LoadOptions::default()
             };
             let loaded = engine.load(model.clone(), &options).unwrap();
             let inputs = d["inputs"]
@@ -399,17 +370,14 @@ fn converted_fixtures_match_pytorch_in_fp16() {
 
 #[test]
 fn fp16_fixtures_are_left_unchanged() {
-    let manifest: Json = serde_json::from_str(
-        &std::fs::read_to_string(repo().join("fixtures/manifest.json")).unwrap(),
-    )
-    .unwrap();
+    let manifest = Manifest::load().unwrap();
     let mut n = 0;
-    for f in manifest["fixtures"].as_array().unwrap() {
-        let name = f["name"].as_str().unwrap();
-        if f["precision"] == "fp32" || f["model_type"] != "mlProgram" {
+    for f in &manifest.fixtures {
+        let name = &f.name;
+        if f.is_fp32() || !f.is_ml_program() {
             continue;
         }
-        let mut m = Model::open(repo().join("fixtures").join(f["path"].as_str().unwrap())).unwrap();
+        let mut m = Model::open(manifest.resolve(&f.path)).unwrap();
         let before = m.program.clone();
         let ops = anekit_compress::fp16::convert_program(m.program.as_mut().unwrap()).unwrap();
         assert_eq!(ops, 0, "{name}");

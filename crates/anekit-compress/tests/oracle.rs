@@ -20,7 +20,6 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use anekit_compress::config::{
@@ -30,51 +29,30 @@ use anekit_compress::config::{
 use anekit_compress::{NoProgress, PaletteMode, PruneMethod, QuantDtype, QuantMode};
 use anekit_mil::model::Model;
 use anekit_mil::{Binding, Operation, Value};
+use anekit_testkit::Python;
 use serde_json::{Value as Json, json};
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    anekit_testkit::repo::root()
 }
 
-fn python() -> Option<PathBuf> {
-    let p = std::env::var_os("ANEKIT_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv/bin/python"));
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var("ANEKIT_REQUIRE_INTEROP").as_deref() != Ok("1"),
-        "ANEKIT_REQUIRE_INTEROP=1 but {} does not exist: run scripts/setup-python.sh",
-        p.display()
-    );
-    eprintln!("skipping coremltools oracle: {} not found", p.display());
-    None
+fn python() -> Option<Python> {
+    Python::find("coremltools oracle")
 }
 
-fn oracle(py: &Path, args: &[&str]) -> Json {
-    let out = Command::new(py)
-        .arg(repo().join("scripts/compress_oracle.py"))
-        .args(args)
-        .output()
-        .expect("running scripts/compress_oracle.py");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "compress_oracle {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("bad JSON: {e}\n{stdout}"))
+fn oracle<S: AsRef<std::ffi::OsStr>>(py: &Python, args: &[S]) -> Json {
+    py.json("scripts/compress_oracle.py", args)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn oracle_jobs(py: &Path, cmd: &str, jobs: &Json, dir: &Path) -> Json {
+fn oracle_jobs(py: &Python, cmd: &str, jobs: &Json, dir: &Path) -> Json {
     let f = dir.join(format!("{cmd}-jobs-{}.json", std::process::id()));
     std::fs::write(&f, serde_json::to_vec(jobs).unwrap()).unwrap();
     oracle(py, &[cmd, f.to_str().unwrap()])
 }
 
 /// Source models built by coremltools, made once per test binary.
-fn sources(py: &Path) -> &'static Path {
+fn sources(py: &Python) -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
         let d = tempfile::tempdir().unwrap();
@@ -291,7 +269,7 @@ struct Case {
     label: String,
 }
 
-fn run_bit_exact(py: &Path, cases: &[Case]) {
+fn run_bit_exact(py: &Python, cases: &[Case]) {
     let tmp = tempfile::tempdir().unwrap();
     let jobs: Vec<Json> = cases
         .iter()
@@ -505,6 +483,41 @@ fn pruning_is_bit_exact_with_coremltools() {
     run_bit_exact(&py, &cases);
 }
 
+/// Weights on which the magnitude threshold (`np.percentile(|w|, 100·target)`) falls on a
+/// tie (scripts/compress_oracle.py `build_ties`). Issue 11's case: a 96×96 fp16 weight whose
+/// two magnitudes at the median are adjacent fp16 values; their midpoint rounds (in fp16,
+/// ties to even) up to the larger one, so coremltools prunes both and keeps 4,607 weights,
+/// not 4,608.
+#[test]
+fn pruning_ties_are_bit_exact_with_coremltools() {
+    let Some(py) = python() else { return };
+    let src = sources(&py);
+    let mut cases = Vec::new();
+    for model in ["ties_fp16_ios18", "ties_fp32_ios18"] {
+        for target in [0.5, 0.3, 0.75, 0.55, 0.05] {
+            cases.push(Case {
+                src: src.join(format!("{model}.mlpackage")),
+                stages: json!([{"kind": "prune", "global": {"target_sparsity": target}}]),
+                label: format!("{model} magnitude {target}"),
+            });
+        }
+    }
+    run_bit_exact(&py, &cases);
+    // The counts of the issue, from our own output.
+    let tmp = tempfile::tempdir().unwrap();
+    for model in ["ties_fp16_ios18", "ties_fp32_ios18"] {
+        let out = tmp.path().join(format!("{model}.mlpackage"));
+        let stages = json!([{"kind": "prune", "global": {"target_sparsity": 0.5}}]);
+        let report = ours(&src.join(format!("{model}.mlpackage")), &stages, &out);
+        let kept = |name: &str| {
+            let w = report.weights.iter().find(|w| w.name == name).unwrap();
+            ((1.0 - w.sparsity.unwrap()) * 9216.0).round() as usize
+        };
+        assert_eq!(kept("w_tie_up"), 4607, "{model}");
+        assert_eq!(kept("w_tie_down"), 4608, "{model}");
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // Palettization: error ≤ coremltools'
 // ------------------------------------------------------------------------------------------
@@ -517,15 +530,11 @@ struct ErrCase {
     ct: Option<PathBuf>,
 }
 
-fn sklearn_available(py: &Path) -> bool {
-    Command::new(py)
-        .args(["-c", "import sklearn"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+fn sklearn_available(py: &Python) -> bool {
+    py.has_module("sklearn")
 }
 
-fn run_error_cases(py: &Path, cases: &[ErrCase]) {
+fn run_error_cases(py: &Python, cases: &[ErrCase]) {
     let tmp = tempfile::tempdir().unwrap();
     let mut jobs = Vec::new();
     let mut idx = Vec::new();

@@ -492,7 +492,7 @@ mod tests {
     #[test]
     fn layout_matches_coremltools() {
         // coremltools 9.0: first metadata at 64, payload at 128; a 16384-byte fp16 weight puts
-        // the next metadata at 16512 (research/coreml-format.md §3.1, verified there).
+        // the next metadata at 16512 (docs/references.md#weight-blob-file).
         let (bytes, offs) = write(&[
             (BlobDataType::Float16, vec![1; 16384], 0),
             (BlobDataType::Float16, vec![2; 128], 0),

@@ -12,9 +12,13 @@
 //!   `.mlpackage` folder (Manifest.json, atomic [`PackageWriter`]), [`mlmodelc`]: the
 //!   compiled `.mlmodelc` folder, [`asset`]: [`ModelAsset::open`] for any of them.
 //!
+//! - [`aimodel`]: the Core AI model folder (`.aimodel`: metadata, SHA-256-checked MLIR
+//!   bytecode, memory-mapped), read with [`anekit_mlir`] and written atomically.
+//!
 //! Every file is untrusted: offsets, sizes and counts are checked before use and errors name
 //! the file and the field ([`FormatError`]).
 
+pub mod aimodel;
 #[cfg(not(doctest))] // uses `proto`, which doctest collection leaves out
 pub mod asset;
 pub mod blob;

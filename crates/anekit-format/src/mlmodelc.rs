@@ -1,7 +1,7 @@
 //! The compiled model folder (`.mlmodelc`) that Apple's `coremlcompiler` produces.
 //!
 //! Its layout is not documented by Apple; what is read here is what compiled models show
-//! (research notes §2.3; coremltools ships one as
+//! (docs/references.md#compiled-models; coremltools ships one as
 //! `coremltools/modelrunner/ModelRunner/add_model.mlmodelc`):
 //!
 //! ```text

@@ -82,7 +82,7 @@ mod tests {
 
     #[test]
     fn four_bit_low_nibble_first() {
-        // Element 0 is the low nibble of byte 0 (research/coreml-format.md §3.4).
+        // Element 0 is the low nibble of byte 0 (docs/references.md#sub-byte-packing).
         assert_eq!(pack(&[0x1, 0x2, 0x3], 4), vec![0x21, 0x03]);
         assert_eq!(unpack(&[0x21, 0x03], 4, 3).unwrap(), vec![1, 2, 3]);
     }

@@ -1,4 +1,6 @@
-//! Fuzzing entry points: one function per parser, each taking arbitrary bytes.
+//! Fuzzing entry points: one function per parser, each taking arbitrary bytes, and one for
+//! a whole model ([`model`]: parse → validate → analyze → CPU run, with a structure-aware
+//! mutator of MIL programs).
 //!
 //! A function must return normally for every input: parsers answer hostile input with an
 //! error, so a panic, an abort (e.g. an allocation the input does not justify) or a hang
@@ -10,6 +12,10 @@
 //! The cargo-fuzz project in `fuzz/` has one target per entry of [`TARGETS`], and
 //! `tests/corpus.rs` replays every file of `fuzz/corpus/<target>/` through it (that is what
 //! CI runs). See `docs/fuzzing.md`.
+
+#![forbid(unsafe_code)]
+
+pub mod model;
 
 use std::path::Path;
 
@@ -32,6 +38,9 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("mlpackage", mlpackage),
     ("mlmodelc", mlmodelc),
     ("mil_text", mil_text),
+    ("model", model::model),
+    ("neuralnetwork", neuralnetwork),
+    ("mlir_bytecode", mlir_bytecode),
 ];
 
 /// Most blob lookups tried per input (keeps each run fast on large inputs).
@@ -116,6 +125,30 @@ pub fn mlmodel(data: &[u8]) -> bool {
     true
 }
 
+/// A NeuralNetwork `.mlmodel` translated into MIL (`anekit_mil::frontend::neuralnetwork`):
+/// accepted when it translates, in which case the program must validate.
+pub fn neuralnetwork(data: &[u8]) -> bool {
+    let path = Path::new("fuzz/model.mlmodel");
+    let Ok(spec) = anekit_format::decode_model(path, data) else {
+        return false;
+    };
+    let Ok(model) = anekit_mil::model::Model::from_spec(
+        spec,
+        std::sync::Arc::new(anekit_format::WeightStore::none()),
+    ) else {
+        return false;
+    };
+    match &model.program {
+        Some(p) if model.is_translated() => {
+            if let Err(d) = anekit_mil::validate::validate(p) {
+                panic!("a translated NeuralNetwork does not validate: {}", d[0]);
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
 /// A whole package on disk: the input is split at [`SEPARATOR`] into `Manifest.json`,
 /// `Data/com.apple.CoreML/model.mlmodel` and `Data/com.apple.CoreML/weights/weight.bin`
 /// (missing parts are missing files), opened with [`ModelAsset::open`], and every blob
@@ -168,9 +201,7 @@ pub fn mil_text(data: &[u8]) -> bool {
     let Some(Ok(source)) = parts.next().map(std::str::from_utf8) else {
         return false;
     };
-    let weights = MilWeights(parts.next().and_then(|w| {
-        BlobFile::from_bytes("fuzz/weights/weight.bin", Bytes::copy_from_slice(w)).ok()
-    }));
+    let weights = mil_weights(parts.next());
     let Ok(program) = text::parse(source, "fuzz/model.mil", &weights) else {
         return false;
     };
@@ -189,6 +220,24 @@ pub fn mil_text(data: &[u8]) -> bool {
         }
     }
     true
+}
+
+fn mil_weights(file: Option<&[u8]>) -> MilWeights {
+    MilWeights(file.and_then(|w| {
+        BlobFile::from_bytes("fuzz/weights/weight.bin", Bytes::copy_from_slice(w)).ok()
+    }))
+}
+
+/// The program of a MIL-text input (text, optionally [`SEPARATOR`] and a weight file).
+pub fn parse_mil(data: &[u8]) -> Option<anekit_mil::Program> {
+    let mut parts = split(data);
+    let source = std::str::from_utf8(parts.next()?).ok()?;
+    anekit_mil::text::parse(source, "fuzz/model.mil", &mil_weights(parts.next())).ok()
+}
+
+/// The program of MIL `text` whose blob references resolve in the weight file `weights`.
+pub fn parse_mil_with(text: &str, weights: &[u8]) -> Option<anekit_mil::Program> {
+    anekit_mil::text::parse(text, "fuzz/model.mil", &mil_weights(Some(weights))).ok()
 }
 
 /// The weight file of a [`mil_text`] input, whatever name a reference uses.
@@ -248,6 +297,44 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// Join parts with [`SEPARATOR`] (the inverse of [`split`]; used to build seeds).
 pub fn join(parts: &[&[u8]]) -> Vec<u8> {
     parts.join(SEPARATOR)
+}
+
+/// The MLIR bytecode reader and writer (`.aimodel`'s `main.mlirb`), and everything built
+/// on the op tree: a module that reads must write, read back to the same op tree and write
+/// the same bytes again; its `aicode` attributes, types and properties are decoded and the
+/// module printed as text; it is translated to MIL (answering with a translation or an
+/// error). Accepted: the module reads.
+pub fn mlir_bytecode(data: &[u8]) -> bool {
+    let Ok(m) = anekit_mlir::read(Bytes::copy_from_slice(data)) else {
+        return false;
+    };
+    let written = match anekit_mlir::write(&m) {
+        Ok(w) => w,
+        Err(e) => panic!("a module that reads must write: {e}"),
+    };
+    let again = match anekit_mlir::read(Bytes::from(written.clone())) {
+        Ok(a) => a,
+        Err(e) => panic!("written bytecode must read: {e}"),
+    };
+    assert!(again.ir == m.ir, "the op tree changed in a round trip");
+    assert!(
+        anekit_mlir::write(&again).ok().as_deref() == Some(&written[..]),
+        "second write differs"
+    );
+    let text = anekit_coreai::text::print(&m);
+    assert!(text.starts_with("module {"));
+    let _ = anekit_coreai::model::graphs(&m);
+    if let Ok(re) = anekit_coreai::reencode::reencode(&m, "fuzz") {
+        // What re-encodes prints the same and writes.
+        assert_eq!(
+            anekit_coreai::text::print(&re),
+            text,
+            "re-encoding changed the text"
+        );
+        let _ = anekit_mlir::write(&re);
+    }
+    let _ = anekit_coreai::to_mil::translate(&m, anekit_coreai::to_mil::Options::default());
+    true
 }
 
 #[cfg(test)]

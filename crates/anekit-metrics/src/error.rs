@@ -43,6 +43,8 @@ pub enum Error {
     },
 }
 
+// The constructors serve the Linux sources (files under /proc and /sys).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

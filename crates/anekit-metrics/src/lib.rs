@@ -1,8 +1,8 @@
 //! Hardware metrics for ML inference, with one API on Linux and macOS.
 //!
 //! A [`Collector`] owns a set of [`Source`]s (Linux: `/proc/stat`, `/proc/meminfo`, cpufreq,
-//! hwmon and thermal zones, powercap RAPL, NVIDIA NVML; macOS: the IOReport/IOKit/SMC samples
-//! that `anekit-apple` provides, converted by [`apple`]). Each call to [`Collector::sample`]
+//! hwmon and thermal zones, powercap RAPL, NVIDIA NVML; macOS: the IOReport/IOKit/SMC/IOHID
+//! records that `anekit-apple-sys` reads, converted by [`apple`]). Each call to [`Collector::sample`]
 //! gives a [`Snapshot`]: monotonic and wall-clock timestamps, the measured interval since the
 //! previous sample, and a list of [`Reading`]s in SI units (ratios, bytes, hertz, watts,
 //! joules, degrees Celsius). Cumulative counters (CPU ticks, energy) become rates over the
@@ -32,11 +32,16 @@
 //! - `rustix`: safe `sysconf(_SC_CLK_TCK)` (the unit of `/proc/stat`) and
 //!   `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)` for the overhead benchmark, without `unsafe`
 //!   here.
+//! - `anekit-apple-sys`: the macOS readers (IOReport, IOKit, SMC, IOHID, memory) and the
+//!   plain records they return; its portable part (the records) builds everywhere, so the
+//!   conversion in [`apple`] is tested on Linux. It does not pull in the ML backends.
 //! - `serde`/`serde_json`: snapshots are data first; JSON is a rendering of the same struct.
 //! - `thiserror`, `tracing`: the project's error and logging conventions.
 
+#![forbid(unsafe_code)]
+
 pub mod apple;
-#[cfg(any(test, target_os = "macos"))]
+#[cfg(target_os = "macos")]
 pub mod apple_macos;
 pub mod collector;
 pub mod counter;

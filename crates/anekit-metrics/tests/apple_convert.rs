@@ -1,18 +1,22 @@
-//! The macOS conversion (IOReport deltas, IOAccelerator statistics, SMC temperatures) with
-//! constructed samples. Channel groups, names, unit labels and state names are the ones
-//! macmon, mactop and an M1 `ioreg` dump show (research/metrics-facts.md §1); the M1 DVFS
-//! tables are the E-cluster (600–2064 MHz, 5 states) and P-cluster (600–3204 MHz, 15 states)
-//! tables macmon prints for an M1.
+//! The macOS conversion (IOReport deltas, IOAccelerator statistics, SMC and IOHID
+//! temperatures, system power, memory) with constructed samples in anekit-apple-sys's own
+//! records. Channel groups, names, unit labels and state names are the ones vladkens/macmon
+//! and metaspartan/mactop read; the M1 DVFS tables are the E-cluster (600–2064 MHz, 5
+//! states) and P-cluster (600–3204 MHz, 15 states) tables macmon prints for an M1. Dumps
+//! from real machines are in tests/apple_fixtures.rs.
 // Test helpers panic on setup failures, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anekit_metrics::apple::{
-    self, AppleProvider, AppleSource, Channel, ChannelValue, GpuPerformance, MemoryStats,
-    RawSample, SocInfo, State, Temperature,
-};
+use anekit_apple_sys::hid::HidTemperature;
+use anekit_apple_sys::iokit::GpuStatistics;
+use anekit_apple_sys::ioreport::{Channel, ChannelValue, StateResidency as State};
+use anekit_apple_sys::memory::VmCounters;
+use anekit_apple_sys::smc::SmcReading;
+use anekit_apple_sys::value::PropertyValue;
+use anekit_metrics::apple::{self, AppleProvider, AppleSource, RawSample, SocInfo};
 use anekit_metrics::export::prometheus_text;
 use anekit_metrics::{Collector, Error, Metric, Snapshot};
 
@@ -124,51 +128,63 @@ fn sample() -> RawSample {
                 ],
             ),
         ],
-        gpu: Some(GpuPerformance {
-            device_utilization_pct: Some(37.0),
-            renderer_utilization_pct: Some(35.0),
-            tiler_utilization_pct: Some(12.0),
-            in_use_system_memory: Some(6_422_528),
-            alloc_system_memory: Some(2_411_724_800),
-        }),
-        temperatures: vec![
-            Temperature {
-                key: "Tp09".into(),
-                celsius: 60.0,
-            },
-            Temperature {
-                key: "Tp0T".into(),
-                celsius: 62.0,
-            },
-            Temperature {
-                key: "Te05".into(),
-                celsius: 50.0,
-            },
-            Temperature {
-                key: "Tg0f".into(),
-                celsius: 45.0,
-            },
-            Temperature {
-                key: "GPU MTR Temp Sensor1".into(),
-                celsius: 47.0,
-            },
+        gpu: Some(gpu_statistics()),
+        smc_temperatures: vec![
+            smc("Tp09", 60.0),
+            smc("Tp0T", 62.0),
+            smc("Te05", 50.0),
+            smc("Tg0f", 45.0),
             // A bogus reading (macmon #68): dropped.
-            Temperature {
-                key: "Tg05".into(),
-                celsius: 5.9,
-            },
+            smc("Tg05", 5.9),
             // Not a CPU or GPU sensor.
-            Temperature {
-                key: "Ts0P".into(),
-                celsius: 30.0,
-            },
+            smc("Ts0P", 30.0),
         ],
-        memory: Some(MemoryStats {
-            total: 16 << 30,
-            used: 11 << 30,
+        // The SMC has CPU sensors, so the HID sensors are not used (macmon's choice).
+        hid_temperatures: vec![hid("GPU MTR Temp Sensor1", 47.0)],
+        system_power_w: Some(7.25),
+        memory: Some(VmCounters {
+            total_bytes: 16 << 30,
+            page_size: 16384,
+            active: (11 << 30) / 16384,
             swap_total: 2 << 30,
             swap_used: 1 << 29,
+            ..VmCounters::default()
         }),
+    }
+}
+
+fn smc(key: &str, value: f64) -> SmcReading {
+    SmcReading {
+        key: key.into(),
+        data_type: "flt ".into(),
+        value,
+    }
+}
+
+fn hid(product: &str, celsius: f64) -> HidTemperature {
+    HidTemperature {
+        product: product.into(),
+        celsius,
+    }
+}
+
+fn gpu_statistics() -> GpuStatistics {
+    let mut stats = BTreeMap::new();
+    for (k, v) in [
+        ("Device Utilization %", 37),
+        ("Renderer Utilization %", 35),
+        ("Tiler Utilization %", 12),
+        ("In use system memory", 6_422_528),
+        ("Alloc system memory", 2_411_724_800),
+    ] {
+        stats.insert(k.to_string(), PropertyValue::Integer(v));
+    }
+    GpuStatistics {
+        class: "AGXAcceleratorG13G_B0".into(),
+        registry_id: 4_294_968_000,
+        model: Some("Apple M1".into()),
+        core_count: Some(8),
+        statistics: stats,
     }
 }
 
@@ -232,12 +248,18 @@ fn m1_sample_converts() {
         s.find(Metric::Memory, "gpu", &[("field", "in_use")]),
         Some(6_422_528.0)
     );
-    // Temperatures: means of the valid sensors.
+    // Temperatures: means of the valid SMC sensors (the HID GPU sensor is not mixed in).
     assert!(close(f(Metric::Temperature, "cpu").unwrap(), 172.0 / 3.0));
     assert_eq!(
-        s.find(Metric::Temperature, "gpu", &[("sensors", "2")]),
-        Some(46.0)
+        s.find(
+            Metric::Temperature,
+            "gpu",
+            &[("sensors", "1"), ("source", "smc")]
+        ),
+        Some(45.0)
     );
+    // The SMC's PSTR: the whole system's power.
+    assert_eq!(f(Metric::Power, "system"), Some(7.25));
     assert_eq!(
         s.find(Metric::Memory, "memory", &[("field", "used")]),
         Some((11u64 << 30) as f64)
@@ -265,17 +287,25 @@ fn energy_totals_accumulate_and_ultra_dies_are_summed() {
         core("DIE_1_PCPU1_CPU0", &[("IDLE", 1), ("V0P1", 1)]),
     ];
     second.elapsed = Duration::from_secs(1);
+    second.system_power_w = None;
+    second.gpu = None;
     let snaps = collect(vec![sample(), second]);
     let s = &snaps[1];
     assert!(close(s.find(Metric::Power, "cpu", &[]).unwrap(), 1.5));
     assert!(close(s.find(Metric::Energy, "cpu", &[]).unwrap(), 3.0));
-    // The Ultra core counts as P cluster; its table does not match two states, so no
-    // frequency, but the active ratio is known.
+    // The Ultra core counts as P cluster; its one active state V0P1 runs at entry 0 of the
+    // P table (600 MHz), whatever the table's length.
     assert!(close(
         s.find(Metric::ActiveRatio, "pcpu", &[]).unwrap(),
         0.5
     ));
-    assert_eq!(s.find(Metric::Frequency, "pcpu", &[]), None);
+    assert!(close(
+        s.find(Metric::Frequency, "pcpu", &[]).unwrap(),
+        600e6
+    ));
+    // What the second sample did not read is absent, never 0.
+    assert_eq!(s.find(Metric::Power, "system", &[]), None);
+    assert_eq!(s.find(Metric::Utilisation, "gpu", &[]), None);
 }
 
 #[test]
@@ -294,7 +324,7 @@ fn residency_and_names() {
     let r = apple::residency(&st(&[("IDLE", -5), ("P1", 10)]), &[1]).unwrap();
     assert_eq!(r.active_ratio, 1.0);
     assert_eq!(r.mean_freq_hz, Some(1.0));
-    // Table longer than the active states: no frequency.
+    // One unindexed active state against a longer table: no frequency.
     let r = apple::residency(&st(&[("IDLE", 1), ("P1", 1)]), &[1, 2]).unwrap();
     assert_eq!(r.mean_freq_hz, None);
     assert_eq!(apple::energy_to_joules(5, "nJ"), Some(5e-9));
@@ -304,4 +334,44 @@ fn residency_and_names() {
     assert_eq!(apple::cpu_cluster("MCPU1"), Some("mcpu"));
     assert_eq!(apple::cpu_cluster("DIE_0_ECPU_CPU3"), Some("ecpu"));
     assert_eq!(apple::cpu_cluster("GPUPH"), None);
+}
+
+#[test]
+fn hid_sensors_stand_in_when_the_smc_has_no_cpu_temperatures() {
+    let mut raw = sample();
+    raw.smc_temperatures = vec![smc("Tg0f", 45.0)];
+    raw.hid_temperatures = vec![
+        hid("pACC MTR Temp Sensor0", 58.0),
+        hid("eACC MTR Temp Sensor1", 48.0),
+        hid("GPU MTR Temp Sensor1", 47.0),
+        hid("PMU tdie1", 40.0),
+    ];
+    let mut totals = BTreeMap::new();
+    let r = apple::convert(&raw, &m1(), &mut totals);
+    let t = |c: &str| {
+        r.iter()
+            .find(|x| x.metric == Metric::Temperature && x.component == c)
+            .map(|x| (x.value, x.get_label("source").map(str::to_string)))
+    };
+    assert_eq!(t("cpu"), Some((53.0, Some("hid".into()))));
+    assert_eq!(t("gpu"), Some((47.0, Some("hid".into()))));
+}
+
+#[test]
+fn m4_and_later_frequencies_are_labelled_as_requested_levels() {
+    let mut soc = m1();
+    soc.chip = "Apple M4 Pro".into();
+    let mut totals = BTreeMap::new();
+    let r = apple::convert(&sample(), &soc, &mut totals);
+    let f = r
+        .iter()
+        .find(|x| x.metric == Metric::Frequency && x.component == "pcpu")
+        .unwrap();
+    assert_eq!(f.get_label("basis"), Some("requested"));
+    let r = apple::convert(&sample(), &m1(), &mut totals);
+    let f = r
+        .iter()
+        .find(|x| x.metric == Metric::Frequency && x.component == "pcpu")
+        .unwrap();
+    assert_eq!(f.get_label("basis"), None);
 }

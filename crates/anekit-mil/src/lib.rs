@@ -7,11 +7,16 @@
 //! - [`program`]: Program → Function → Block → Operation, opsets.
 //! - [`proto`]: lossless conversion from and to the MIL protobuf.
 //! - [`model`]: a whole model (specification + program): open, save.
+//! - [`frontend`]: NeuralNetwork models (and pipelines of them) translated into MIL.
 //! - [`text`]: the `model.mil` text form.
 //! - [`ops`]: the op registry (opsets iOS15..iOS18, parameters, type inference).
 //! - [`validate`]: program validation against the registry.
 
+#![forbid(unsafe_code)]
+
+pub mod compute_units;
 pub mod error;
+pub mod frontend;
 pub mod model;
 pub mod ops;
 pub mod passes;
@@ -23,6 +28,7 @@ pub mod types;
 pub mod validate;
 pub mod value;
 
+pub use compute_units::ComputeUnits;
 pub use error::{MilError, Result};
 pub use program::{Argument, Binding, Block, Function, Operation, Opset, Program};
 pub use types::{DataType, Dim, NamedValueType, TensorType, ValueType};

@@ -9,14 +9,19 @@ use anekit_format::package::{PackageWriter, check_output_path};
 use anekit_format::{BlobWriter, FormatError, WeightStore, proto};
 
 use crate::error::{MilError, Result};
+use crate::frontend::neuralnetwork;
 use crate::program::Program;
 use crate::proto::{BlobSink, WriteOptions, program_from_proto, program_to_proto};
 
 /// A Core ML model.
 ///
 /// `spec` is the protobuf `Model` with its ML Program payload taken out; the program lives
-/// in `program` as IR and is put back by [`Model::to_spec`]. Models of other types
-/// (NeuralNetwork, pipelines, ...) keep their whole payload in `spec` and have no program.
+/// in `program` as IR and is put back by [`Model::to_spec`]. NeuralNetwork models and
+/// pipelines of them keep their payload in `spec` and get `program` as its translation into
+/// MIL ([`crate::frontend::neuralnetwork`]), so every analysis and backend works on them;
+/// [`Model::to_spec`] writes the NeuralNetwork payload back unchanged and
+/// [`Model::into_ml_program`] makes the translation the model. Models of other types keep
+/// their whole payload in `spec` and have no program.
 #[derive(Debug, Clone)]
 pub struct Model {
     /// The specification, without the `mlProgram` payload.
@@ -29,15 +34,30 @@ pub struct Model {
     pub source: Option<PathBuf>,
     /// The kind of file it was read from, if any.
     pub format: Option<AssetKind>,
+    /// Why a NeuralNetwork (or pipeline) model has no program: the layer or stage the
+    /// translation could not handle.
+    pub untranslated: Option<String>,
 }
 
 impl Model {
     /// Build a model from a decoded specification, converting an ML Program payload to IR
     /// (weights resolved through `weights`, without copying them).
     pub fn from_spec(mut spec: proto::Model, weights: Arc<WeightStore>) -> Result<Self> {
+        let mut untranslated = None;
         let program = match spec.r#type.take() {
             Some(proto::model::Type::MlProgram(p)) => {
                 Some(program_from_proto(&p, weights.as_ref())?)
+            }
+            Some(t) if neuralnetwork::is_legacy(&t) => {
+                spec.r#type = Some(t);
+                match neuralnetwork::translate(&spec) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "NeuralNetwork translation failed");
+                        untranslated = Some(e.to_string());
+                        None
+                    }
+                }
             }
             other => {
                 spec.r#type = other;
@@ -50,6 +70,7 @@ impl Model {
             weights,
             source: None,
             format: None,
+            untranslated,
         })
     }
 
@@ -93,6 +114,7 @@ impl Model {
                     weights,
                     source: None,
                     format: None,
+                    untranslated: None,
                 }
             }
             (_, Some(spec)) => Self::from_spec(spec, weights)?,
@@ -123,14 +145,47 @@ impl Model {
             weights: Arc::new(WeightStore::none()),
             source: None,
             format: None,
+            untranslated: None,
         }
+    }
+
+    /// Whether `program` is the MIL translation of a NeuralNetwork (or pipeline) payload
+    /// that `spec` still holds.
+    pub fn is_translated(&self) -> bool {
+        self.program.is_some() && self.spec.r#type.is_some()
+    }
+
+    /// The translated program as the model itself: an ML Program (specification version at
+    /// least 6, iOS15) with the same description. Models that are already ML Programs are
+    /// returned as they are.
+    pub fn into_ml_program(mut self) -> Result<Self> {
+        if self.program.is_none() {
+            return Err(MilError::invalid(
+                "model",
+                match &self.untranslated {
+                    Some(why) => format!(
+                        "is a {} model that cannot be translated: {why}",
+                        self.type_name()
+                    ),
+                    None => format!("is a {} model, not an ML Program", self.type_name()),
+                },
+            ));
+        }
+        if self.spec.r#type.take().is_some() {
+            self.spec.specification_version = self
+                .spec
+                .specification_version
+                .max(neuralnetwork::OPSET.spec_version());
+        }
+        Ok(self)
     }
 
     /// The full specification, with the program converted back to protobuf and its weights
     /// appended to `sink`.
     pub fn to_spec(&self, sink: &mut dyn BlobSink, options: &WriteOptions) -> Result<proto::Model> {
         let mut spec = self.spec.clone();
-        if let Some(p) = &self.program {
+        // A translated NeuralNetwork is written as the NeuralNetwork it was read as.
+        if let (Some(p), None) = (&self.program, &self.spec.r#type) {
             spec.r#type = Some(proto::model::Type::MlProgram(program_to_proto(
                 p, sink, options,
             )?));
@@ -176,8 +231,8 @@ impl Model {
     /// The model type as named in the protobuf (`mlProgram`, `neuralNetwork`, `pipeline`, ...).
     pub fn type_name(&self) -> &'static str {
         match (&self.program, &self.spec.r#type) {
-            (Some(_), _) => "mlProgram",
-            (None, Some(t)) => t.type_name(),
+            (_, Some(t)) => t.type_name(),
+            (Some(_), None) => "mlProgram",
             (None, None) => "none",
         }
     }
@@ -187,7 +242,13 @@ impl Model {
         self.program.as_ref().ok_or_else(|| {
             MilError::invalid(
                 "model",
-                format!("is a {} model, not an ML Program", self.type_name()),
+                match &self.untranslated {
+                    Some(why) => format!(
+                        "is a {} model that anekit cannot translate to MIL: {why}",
+                        self.type_name()
+                    ),
+                    None => format!("is a {} model, not an ML Program", self.type_name()),
+                },
             )
         })
     }

@@ -38,7 +38,8 @@ pub struct ModelSummary {
     /// Model metadata.
     pub metadata: MetadataSummary,
     /// Op type → count over the default function, nested blocks included (for NeuralNetwork
-    /// models: layer type → count).
+    /// models and pipelines of them: layer type → count; their MIL translation is in
+    /// `functions`).
     pub op_counts: BTreeMap<String, usize>,
     /// Parameters and weight storage.
     pub parameters: ParameterSummary,
@@ -211,6 +212,8 @@ impl ModelSummary {
             .unwrap_or_default();
         let (inputs, outputs, states) = io_of(model, default_function.as_deref());
         let op_counts = match &model.program {
+            // A translated NeuralNetwork is summarised by its layers.
+            Some(_) if model.spec.r#type.is_some() => layer_counts(&model.spec),
             Some(p) => default_function
                 .as_deref()
                 .and_then(|n| p.functions.get(n))

@@ -308,6 +308,37 @@ impl TensorType {
     }
 }
 
+/// The most elements one tensor may have wherever anekit allocates one (2^31, 8 GiB of f32).
+/// A shape from a file or from a model's arithmetic that asks for more is refused with an
+/// error naming the tensor, instead of aborting on allocation failure. Core ML documents no
+/// such limit; this is anekit's own bound, far above the tensors of real models.
+pub const MAX_ELEMENTS: usize = 1 << 31;
+
+/// The element count of `shape`, or `None` when the product overflows `usize`.
+pub fn element_count(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
+}
+
+/// The element count of `shape` if it is at most [`MAX_ELEMENTS`].
+pub fn bounded_element_count(shape: &[usize]) -> Option<usize> {
+    element_count(shape).filter(|n| *n <= MAX_ELEMENTS)
+}
+
+/// Row-major (C-order) strides of `shape`, in elements: the last axis has stride 1. Products
+/// saturate instead of overflowing (a shape that large is refused before it is indexed).
+pub fn row_major_strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1usize; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        let (Some(next), Some(extent)) = (s.get(d + 1).copied(), shape.get(d + 1).copied()) else {
+            continue;
+        };
+        if let Some(slot) = s.get_mut(d) {
+            *slot = next.saturating_mul(extent);
+        }
+    }
+    s
+}
+
 impl fmt::Display for TensorType {
     /// MIL text form: `tensor<fp16, [1, 3, ?]>`, `tensor<int32, []>`, `tensor<fp32, *>` for
     /// unknown rank.
@@ -412,5 +443,26 @@ impl NamedValueType {
             name: name.into(),
             ty,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn element_counts_and_strides() {
+        assert_eq!(element_count(&[2, 3, 4]), Some(24));
+        assert_eq!(element_count(&[]), Some(1));
+        assert_eq!(element_count(&[usize::MAX, 2]), None);
+        assert_eq!(
+            bounded_element_count(&[1 << 16, 1 << 15]),
+            Some(MAX_ELEMENTS)
+        );
+        assert_eq!(bounded_element_count(&[1 << 16, (1 << 15) + 1]), None);
+        assert_eq!(row_major_strides(&[2, 3, 4]), [12, 4, 1]);
+        assert_eq!(row_major_strides(&[5]), [1]);
+        assert!(row_major_strides(&[]).is_empty());
+        assert_eq!(row_major_strides(&[2, usize::MAX, 2])[0], usize::MAX);
     }
 }

@@ -56,6 +56,9 @@ pub enum DiagnosticKind {
     OutputType,
     /// A literal value's data does not match its type.
     InvalidLiteral,
+    /// A declared shape is impossible: its element count does not fit a signed 64-bit
+    /// count (Core ML's `NSInteger` sizes).
+    Shape,
 }
 
 /// One problem, located by function, op and parameter.
@@ -141,6 +144,40 @@ impl Report {
     pub fn is_ok(&self) -> bool {
         self.diagnostics.is_empty()
     }
+}
+
+/// The problems as one message: each on its own line (at most `max`), then how many more.
+pub fn summarize(diagnostics: &[Diagnostic], max: usize) -> String {
+    let mut out = String::new();
+    for d in diagnostics.iter().take(max) {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&d.to_string());
+    }
+    if diagnostics.len() > max {
+        out.push_str(&format!("\n… and {} more", diagnostics.len() - max));
+    }
+    out
+}
+
+/// An invalid program: every problem found, each naming its function, op and parameter. Core
+/// ML refuses to compile such a program; commands refuse it with this error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the program is invalid, Core ML will refuse to compile it ({} problem{}):\n{}",
+    diagnostics.len(),
+    if diagnostics.len() == 1 { "" } else { "s" },
+    summarize(diagnostics, 10)
+)]
+pub struct InvalidProgram {
+    /// The problems.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// `Ok` for a valid program, else every problem as an [`InvalidProgram`] error.
+pub fn require_valid(program: &Program) -> Result<(), InvalidProgram> {
+    validate(program).map_err(|diagnostics| InvalidProgram { diagnostics })
 }
 
 /// Validate a program: `Ok` or every problem found.
@@ -390,6 +427,27 @@ pub fn types_match(declared: &ValueType, inferred: &ValueType) -> bool {
     }
 }
 
+/// The tensor inside `ty` (a tensor, or the element of a list or state) whose known
+/// dimensions multiply beyond `i64::MAX`.
+fn overflowing_tensor(ty: &ValueType) -> Option<&TensorType> {
+    match ty {
+        ValueType::Tensor(t) => {
+            let dims = t.shape.as_ref()?;
+            let count = dims
+                .iter()
+                .filter_map(|d| d.fixed())
+                .try_fold(1u64, |a, d| a.checked_mul(d))
+                .filter(|n| i64::try_from(*n).is_ok());
+            count.is_none().then_some(t)
+        }
+        ValueType::List { element, .. } | ValueType::State(element) => overflowing_tensor(element),
+        ValueType::Tuple(items) => items.iter().find_map(overflowing_tensor),
+        ValueType::Dict { key, value } => {
+            overflowing_tensor(key).or_else(|| overflowing_tensor(value))
+        }
+    }
+}
+
 fn known(t: &TensorType) -> Option<&Vec<Dim>> {
     let s = t.shape.as_ref()?;
     (!s.iter()
@@ -450,6 +508,17 @@ impl Walker<'_> {
     }
 
     fn define(&mut self, env: &mut Env, n: &NamedValueType, arg: Arg, op: Option<&Operation>) {
+        if let Some(t) = overflowing_tensor(&n.ty) {
+            self.diag(
+                op,
+                Some(&n.name),
+                DiagnosticKind::Shape,
+                format!(
+                    "`{}` is declared as {t}, whose element count does not fit a 64-bit count",
+                    n.name
+                ),
+            );
+        }
         if env.get(&n.name).is_some() {
             self.diag(
                 op,

@@ -202,6 +202,7 @@ fn main() {
         compute_units: ComputeUnits::All,
         function: None,
         compare,
+        ..Options::default()
     };
     let report = analyze_program(&p, &[], None, &opts(true)).expect("analysis");
     println!(

@@ -11,10 +11,15 @@ use crate::cost::{OpCost, Unit, op_cost};
 use crate::error::{PlanError, Result};
 use crate::findings::findings;
 use crate::graph::{Graph, InputFlex, InputInfo};
-use crate::placement::{ComputeUnits, Plan, Target, place};
+use crate::placement::{ComputeUnits, ExecPath, Plan, Target, place};
 use crate::report::{
-    ChipEstimate, ChipInfo, Coverage, Estimate, ModelInfo, OpReport, Report, UnitsEstimate,
+    ChipEstimate, ChipInfo, Coverage, Estimate, ModelInfo, OpReport, PathEstimate, Report,
+    UnitsEstimate,
 };
+
+/// The median absolute latency error of the estimate on the held-out whole-model validation
+/// set (docs/analyze.md, scripts/make_estimator_models.py), quoted in every report's notes.
+pub const VALIDATION_MEDIAN_ERROR_PCT: f64 = 36.5;
 use crate::rules::{self, Ctx, Effect, Hit};
 
 /// What to analyse for.
@@ -28,6 +33,13 @@ pub struct Options {
     pub function: Option<String>,
     /// Also estimate every chip of the catalog and every compute-units setting.
     pub compare: bool,
+    /// Analyse a program that fails validation instead of refusing it: the report then
+    /// lists the problems in [`Report::invalid`] ("Core ML will refuse to compile …"), and
+    /// ops of unknown types are not placed.
+    pub allow_invalid: bool,
+    /// The execution path the per-op report and the headline estimate are for (both paths
+    /// are always estimated).
+    pub path: ExecPath,
 }
 
 impl Default for Options {
@@ -37,6 +49,8 @@ impl Default for Options {
             compute_units: ComputeUnits::All,
             function: None,
             compare: true,
+            allow_invalid: false,
+            path: ExecPath::CoreMl,
         }
     }
 }
@@ -66,8 +80,21 @@ pub fn model_inputs(model: &Model) -> (Option<String>, Vec<InputInfo>) {
 }
 
 /// Analyse a model read from a file.
+///
+/// A NeuralNetwork model is analysed through its MIL translation at fp16 compute precision:
+/// Core ML runs NeuralNetwork layers in fp16 on the GPU and the Neural Engine whatever the
+/// weights' storage (its translation is fp32 so that the CPU backend computes as Core ML's
+/// CPU path does). See docs/neuralnetwork.md.
 pub fn analyze_model(model: &Model, options: &Options) -> Result<Report> {
-    let program = model.require_program()?;
+    let translated;
+    let program = if model.is_translated() {
+        let mut p = model.require_program()?.clone();
+        anekit_mil::passes::Pass::run(&anekit_mil::passes::Fp16ComputePrecision, &mut p)?;
+        translated = p;
+        &translated
+    } else {
+        model.require_program()?
+    };
     let (default_fn, mut inputs) = model_inputs(model);
     let mut opts = options.clone();
     if opts.function.is_none() {
@@ -174,8 +201,24 @@ impl<'a> Prepared<'a> {
             .ok_or_else(|| PlanError::Catalog("rule cache".into()))
     }
 
-    /// Place the model on `chip` for `units`.
+    /// Place the model on `chip` for `units` and cost it on the Core ML path.
     pub fn plan(&mut self, catalog: &Catalog, chip: &Chip, units: ComputeUnits) -> Result<Plan> {
+        self.plan_path(catalog, chip, units, ExecPath::CoreMl)
+    }
+
+    /// Place the model on `chip` and cost it on `path` (the direct path places with
+    /// `cpu-and-ne`: it has no GPU).
+    pub fn plan_path(
+        &mut self,
+        catalog: &Catalog,
+        chip: &Chip,
+        units: ComputeUnits,
+        path: ExecPath,
+    ) -> Result<Plan> {
+        let units = match path {
+            ExecPath::CoreMl => units,
+            ExecPath::Direct => ComputeUnits::CpuAndNe,
+        };
         self.hits(catalog, chip)?;
         let generation = catalog
             .generation_of(chip)
@@ -189,6 +232,7 @@ impl<'a> Prepared<'a> {
             generation,
             perf: catalog.perf(chip),
             catalog,
+            path,
         };
         Ok(place(&self.graph, hits, &self.costs, &target, units))
     }
@@ -226,11 +270,34 @@ pub fn analyze_program(
 ) -> Result<Report> {
     let catalog = Catalog::builtin();
     let chip = find_chip(catalog, &options.chip)?;
+    // Core ML compiles the whole program, so every function must be valid.
+    let diagnostics = anekit_mil::validate::check(program).diagnostics;
+    if !diagnostics.is_empty() && !options.allow_invalid {
+        return Err(anekit_mil::validate::InvalidProgram { diagnostics }.into());
+    }
     let generation = catalog
         .generation_of(chip)
         .ok_or_else(|| PlanError::Catalog(format!("no generation for {}", chip.name)))?;
     let mut prep = Prepared::new(program, options.function.as_deref(), inputs)?;
-    let plan = prep.plan(catalog, chip, options.compute_units)?;
+    let plan = prep.plan_path(catalog, chip, options.compute_units, options.path)?;
+    let mut paths = Vec::new();
+    for path in [ExecPath::CoreMl, ExecPath::Direct] {
+        let p = if path == options.path {
+            plan.clone()
+        } else {
+            prep.plan_path(catalog, chip, options.compute_units, path)?
+        };
+        paths.push(PathEstimate {
+            path,
+            latency_ms: p.latency_us / 1000.0,
+            dispatch_ms: p.dispatch_us / 1000.0,
+            overhead_ms: p.overhead_us / 1000.0,
+            io_ms: p.io_us / 1000.0,
+            switch_ms: p.switches.cost_us / 1000.0,
+            energy: p.energy,
+            ane_fraction_ops: ane_fraction(&p),
+        });
+    }
     let hits = prep.hits(catalog, chip)?.clone();
     let g = &prep.graph;
     let costs = &prep.costs;
@@ -251,6 +318,20 @@ pub fn analyze_program(
             v.dedup();
             v
         };
+        let mut edges_in: Vec<[usize; 2]> = Vec::new();
+        for (_, name) in &n.inputs {
+            let Some(p) = g.values.get(name).and_then(|v| v.producer) else {
+                continue;
+            };
+            let port = g
+                .nodes
+                .get(p)
+                .and_then(|pn| pn.outputs.iter().position(|o| o == name))
+                .unwrap_or(0);
+            if !edges_in.contains(&[p, port]) {
+                edges_in.push([p, port]);
+            }
+        }
         ops.push(OpReport {
             index: i,
             name: n.op.display_name().to_string(),
@@ -270,6 +351,8 @@ pub fn analyze_program(
                 .map(|v| v.ty.to_string())
                 .unwrap_or_default(),
             inputs: inputs_idx,
+            edges_in,
+            num_outputs: n.outputs.len(),
             depth: n.depth,
             flops: costs.get(i).map_or(0.0, |c| c.flops),
             bytes: plan.op_bytes.get(i).copied().unwrap_or(0.0),
@@ -317,11 +400,12 @@ pub fn analyze_program(
     let mut per_units = Vec::new();
     if options.compare {
         for c in &catalog.chips {
-            let p = prep.plan(catalog, c, options.compute_units)?;
+            let p = prep.plan_path(catalog, c, options.compute_units, options.path)?;
             per_chip.push(ChipEstimate {
                 chip: c.name.clone(),
                 generation: c.generation.value.clone(),
                 latency_ms: p.latency_us / 1000.0,
+                energy_mj: p.energy.total_mj,
                 ane_fraction_ops: ane_fraction(&p),
             });
         }
@@ -330,6 +414,7 @@ pub fn analyze_program(
             per_units.push(UnitsEstimate {
                 compute_units: u,
                 latency_ms: p.latency_us / 1000.0,
+                energy_mj: p.energy.total_mj,
                 ane_fraction_ops: ane_fraction(&p),
             });
         }
@@ -375,7 +460,17 @@ pub fn analyze_program(
             "{unknown_shapes} op(s) have outputs of unknown shape; they are costed as empty"
         ));
     }
+    if options.path == ExecPath::Direct && options.compute_units != ComputeUnits::CpuAndNe {
+        notes.push(format!(
+            "the direct Neural Engine path has no GPU: placed as cpu-and-ne (compute units `{}` apply to the Core ML path)",
+            options.compute_units.name()
+        ));
+    }
     notes.push("Placement follows published rules and two heuristics; Core ML's own plan (MLComputePlan, macOS 14.4+) is the reference on a Mac.".into());
+    notes.push(format!(
+        "Latency and energy are estimates from a model calibrated on public one-op and micro-benchmark measurements (ANEForge); on whole models it is off by a median {:.0}% (docs/analyze.md).",
+        VALIDATION_MEDIAN_ERROR_PCT
+    ));
 
     let latency_ms = plan.latency_us / 1000.0;
     let report = Report {
@@ -396,6 +491,13 @@ pub fn analyze_program(
             ane_cores: chip.ane_cores.value,
             ane_tflops: perf.ane_tflops,
             ane_tflops_basis: perf.ane_tflops_basis.clone(),
+            ane_stream_gbs: perf.ane_stream_gbs,
+            ane_stream_basis: perf.ane_stream_basis.clone(),
+            ane_dispatch_basis: perf.ane_dispatch_basis.clone(),
+            ane_perf_per_w: perf.ane_perf_per_w,
+            ane_perf_per_w_basis: perf.ane_perf_per_w_basis.clone(),
+            gpu_w: perf.gpu_w,
+            cpu_w: perf.cpu_w,
             ane_bandwidth_gbs: perf.ane_bandwidth_gbs,
             ane_bandwidth_basis: perf.ane_bandwidth_basis.clone(),
             ane_dispatch_us: perf.ane_dispatch_us,
@@ -415,13 +517,22 @@ pub fn analyze_program(
             gpu_ms,
             cpu_ms,
             dispatch_ms: plan.dispatch_us / 1000.0,
+            overhead_ms: plan.overhead_us / 1000.0,
+            io_ms: plan.io_us / 1000.0,
             switch_ms: plan.switches.cost_us / 1000.0,
+            path: options.path,
+            energy: plan.energy,
+            paths,
             ane_memory_bound_fraction: frac(ane_mem, ane_ms * 1000.0),
             per_chip,
             per_compute_units: per_units,
         },
         findings,
         notes,
+        invalid: diagnostics
+            .iter()
+            .map(|d| format!("Core ML will refuse to compile: {d}"))
+            .collect(),
     };
     Ok(report)
 }

@@ -45,6 +45,22 @@ pub struct Generation {
     /// Compressed-weight encodings streamed natively (others are expanded to dense fp16 at
     /// compile time): `int4`, `int8`, `sparse`, `blockwise`.
     pub native_weight_streams: Fact<Vec<String>>,
+    /// Where fp16 arithmetic on this generation silently goes wrong (measured cliffs).
+    pub numerics: Numerics,
+}
+
+/// The measured fp16 cliffs of a Neural Engine generation: magnitudes beyond which the engine
+/// returns a wrong answer without any error (ANEForge `bench/numeric_cliffs.py`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Numerics {
+    /// Largest finite magnitude of a matmul or linear output; larger results become inf
+    /// (~fp16 max / 2, on every generation measured).
+    pub matmul_max_finite: Fact<f64>,
+    /// Largest magnitude a slice with a non-zero begin on the last axis passes through; larger
+    /// values become inf (the pre-A16-tier crop DMA). `None`: no clamp.
+    pub slice_max_finite: Fact<Option<f64>>,
+    /// Largest integer row sum that is still exact (the fp16 grid coarsens past 2048).
+    pub exact_integer_sum_max: Fact<f64>,
 }
 
 impl Generation {
@@ -89,8 +105,24 @@ pub struct Chip {
     pub ane_marketed_tops: Option<Fact<f64>>,
     /// What the marketed figure counts: `fp16` or `int8` operations.
     pub ane_marketed_precision: Option<Fact<String>>,
-    /// A measured fp16 peak, TFLOP/s, if someone published one.
-    pub ane_fp16_tflops_measured: Option<Fact<f64>>,
+    /// Measured peak fp16 GEMM (a linear layer with constant weights), TFLOP/s.
+    #[serde(default)]
+    pub ane_gemm_tflops_measured: Option<Fact<f64>>,
+    /// Measured peak of a convolution stack or sweep, TFLOP/s (methods differ between
+    /// publishers; shown, not used by the cost model).
+    #[serde(default)]
+    pub ane_conv_tflops_measured: Option<Fact<f64>>,
+    /// Measured streaming bandwidth of a one-op elementwise program (input and output bytes
+    /// in DRAM), GB/s.
+    #[serde(default)]
+    pub ane_stream_gbs_measured: Option<Fact<f64>>,
+    /// Measured peak GEMM GFLOP/s per watt of package power.
+    #[serde(default)]
+    pub ane_perf_per_w_measured: Option<Fact<f64>>,
+    /// A measured speed-up of this chip's Neural Engine over another chip's, for chips with no
+    /// absolute measurement.
+    #[serde(default)]
+    pub ane_speedup_over: Option<Fact<SpeedupOver>>,
     /// A measured int8 (W8A8) peak, TOPS, if someone published one.
     #[serde(default)]
     pub ane_int8_tops_measured: Option<Fact<f64>>,
@@ -106,6 +138,15 @@ pub struct Chip {
     pub cpu_performance_cores: Option<Fact<u32>>,
     /// The OS release it first shipped with.
     pub first_os: Option<Fact<String>>,
+}
+
+/// "This chip's Neural Engine is `factor` times as fast as `chip`'s."
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpeedupOver {
+    /// The reference chip.
+    pub chip: String,
+    /// The measured ratio.
+    pub factor: f64,
 }
 
 /// The cost-model constants of the catalog.
@@ -134,6 +175,16 @@ pub struct Constants {
     /// On-chip activation traffic moves at this multiple of the Neural Engine's DRAM
     /// bandwidth.
     pub ane_onchip_bandwidth_factor: Fact<f64>,
+    /// Streaming GB/s per GEMM TF/s, for chips without a streaming measurement.
+    pub ane_stream_per_gemm: Fact<f64>,
+    /// Peak GEMM GFLOP/s per package watt, for chips without a measurement.
+    pub ane_perf_per_w_default: Fact<f64>,
+    /// GPU power per core at full load, W.
+    pub gpu_w_per_core: Fact<f64>,
+    /// CPU power per performance core at full load, W.
+    pub cpu_w_per_performance_core: Fact<f64>,
+    /// Core ML's own work per prediction on top of the Neural Engine floor, µs.
+    pub coreml_prediction_us: Fact<f64>,
 }
 
 /// The whole catalog.
@@ -156,27 +207,42 @@ pub struct Catalog {
 /// The catalog's JSON text.
 pub const CATALOG_JSON: &str = include_str!("../data/catalog.json");
 
-/// Resolved performance figures of a chip, with how each was obtained.
+/// Resolved performance and power figures of a chip, with how each was obtained.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChipPerf {
-    /// Neural Engine fp16 compute roof, TFLOP/s.
+    /// Neural Engine fp16 roof for matrix products (the measured GEMM peak), TFLOP/s.
     pub ane_tflops: f64,
     /// How `ane_tflops` was obtained.
     pub ane_tflops_basis: String,
-    /// Neural Engine DRAM bandwidth, GB/s.
+    /// Streaming bandwidth of the Neural Engine for activations read from or written to
+    /// DRAM, GB/s (one-op elementwise programs).
+    pub ane_stream_gbs: f64,
+    /// How `ane_stream_gbs` was obtained.
+    pub ane_stream_basis: String,
+    /// Neural Engine DRAM bandwidth for weights, GB/s.
     pub ane_bandwidth_gbs: f64,
     /// How `ane_bandwidth_gbs` was obtained.
     pub ane_bandwidth_basis: String,
-    /// Neural Engine dispatch overhead, µs.
+    /// Neural Engine per-program floor on the direct path (one dispatch), µs.
     pub ane_dispatch_us: f64,
+    /// How `ane_dispatch_us` was obtained.
+    pub ane_dispatch_basis: String,
+    /// Peak GEMM GFLOP/s per package watt.
+    pub ane_perf_per_w: f64,
+    /// How `ane_perf_per_w` was obtained.
+    pub ane_perf_per_w_basis: String,
     /// GPU fp16/fp32 compute roof, TFLOP/s.
     pub gpu_tflops: f64,
     /// GPU DRAM bandwidth, GB/s.
     pub gpu_bandwidth_gbs: f64,
+    /// GPU power at full load, W.
+    pub gpu_w: f64,
     /// CPU compute roof, GFLOP/s.
     pub cpu_gflops: f64,
     /// CPU DRAM bandwidth, GB/s.
     pub cpu_bandwidth_gbs: f64,
+    /// CPU power at full load of its performance cores, W.
+    pub cpu_w: f64,
 }
 
 impl Catalog {
@@ -215,6 +281,11 @@ impl Catalog {
                 gpu_fp32_tflops_per_core: f(0.325),
                 cpu_fp32_gflops_per_performance_core: f(100.0),
                 ane_onchip_bandwidth_factor: f(4.0),
+                ane_stream_per_gemm: f(1.76),
+                ane_perf_per_w_default: f(918.0),
+                gpu_w_per_core: f(1.4),
+                cpu_w_per_performance_core: f(2.0),
+                coreml_prediction_us: f(280.0),
             },
             generations: Vec::new(),
             chips: Vec::new(),
@@ -287,9 +358,16 @@ impl Catalog {
         self.generation(&chip.generation.value)
     }
 
-    /// The resolved performance figures of `chip`: measured values where published, else
-    /// the marketed peak × the utilisation constant, else a same-generation sibling's value.
+    /// The resolved performance and power figures of `chip`. Each figure is, in this order:
+    /// measured on the chip; derived from a measured speed-up over another chip; measured on
+    /// a chip of the same generation; derived from a catalog ratio (marketed TOPS × the
+    /// median measured/marketed ratio, streaming bandwidth per GEMM TF/s, …); a stated
+    /// default. The `*_basis` strings say which.
     pub fn perf(&self, chip: &Chip) -> ChipPerf {
+        self.perf_depth(chip, 0)
+    }
+
+    fn perf_depth(&self, chip: &Chip, depth: u32) -> ChipPerf {
         let k = &self.constants;
         // One prediction runs on one Neural Engine: an Ultra's second engine does not speed
         // up a single model (whisper.cpp: tiny encoder 30 ms on M1 Pro, 29.4 ms on M2 Ultra).
@@ -300,6 +378,21 @@ impl Catalog {
                 .filter(|c| c.generation.value == chip.generation.value && c.name != chip.name)
                 .find_map(|c| f(c).map(|v| (v, c.name.clone())))
         };
+        // A measured speed-up over another chip (the reference resolved without recursion
+        // beyond one level).
+        let speedup = chip
+            .ane_speedup_over
+            .as_ref()
+            .filter(|_| depth == 0)
+            .and_then(|s| {
+                let other = self.chip(&s.value.chip)?;
+                Some((
+                    self.perf_depth(other, depth + 1),
+                    s.value.factor,
+                    s.source.clone(),
+                    other.name.clone(),
+                ))
+            });
         let fp16_marketed = chip.ane_marketed_tops.as_ref().map(|t| {
             let int8 = chip
                 .ane_marketed_precision
@@ -308,33 +401,64 @@ impl Catalog {
             let fp16 = if int8 { t.value / 2.0 } else { t.value };
             fp16 / engines
         });
-        let (ane_tflops, ane_tflops_basis) = if let Some(m) = &chip.ane_fp16_tflops_measured {
+        let (ane_tflops, ane_tflops_basis) = if let Some(m) = &chip.ane_gemm_tflops_measured {
             (m.value, format!("measured ({})", m.source))
+        } else if let Some((p, f, src, other)) = &speedup {
+            (
+                p.ane_tflops * f,
+                format!("derived: {other}'s {:.2} x {f} ({src})", p.ane_tflops),
+            )
+        } else if let Some((v, name)) =
+            sibling(&|c| c.ane_gemm_tflops_measured.as_ref().map(|m| m.value))
+        {
+            (v, format!("measured on {name} (same generation)"))
         } else if let Some(t) = fp16_marketed {
             (
                 t * k.ane_utilisation_of_marketed.value,
                 format!(
-                    "marketed fp16-equivalent {t} TOPS per engine x {} (catalog constant ane_utilisation_of_marketed)",
+                    "derived: marketed fp16-equivalent {t} TOPS per engine x {} (catalog constant ane_utilisation_of_marketed)",
                     k.ane_utilisation_of_marketed.value
                 ),
             )
+        } else {
+            (5.0, "no data: 5 TFLOP/s assumed".into())
+        };
+        let (ane_stream_gbs, ane_stream_basis) = if let Some(m) = &chip.ane_stream_gbs_measured {
+            (m.value, format!("measured ({})", m.source))
+        } else if let Some((p, f, src, other)) = &speedup {
+            (
+                p.ane_stream_gbs * f,
+                format!("derived: {other}'s {:.1} x {f} ({src})", p.ane_stream_gbs),
+            )
         } else if let Some((v, name)) =
-            sibling(&|c| c.ane_fp16_tflops_measured.as_ref().map(|m| m.value))
+            sibling(&|c| c.ane_stream_gbs_measured.as_ref().map(|m| m.value))
         {
             (v, format!("measured on {name} (same generation)"))
         } else {
-            (5.0, "no data: 5 TFLOP/s assumed".into())
+            (
+                ane_tflops * k.ane_stream_per_gemm.value,
+                format!(
+                    "derived: {ane_tflops:.2} TF/s x {} GB/s per TF/s (catalog constant ane_stream_per_gemm)",
+                    k.ane_stream_per_gemm.value
+                ),
+            )
         };
         let mem = chip.memory_bandwidth_gbs.as_ref().map(|m| m.value);
         let (ane_bandwidth_gbs, ane_bandwidth_basis) = if let Some(b) = &chip.ane_bandwidth_gbs {
             (b.value, format!("measured ({})", b.source))
+        } else if let Some((p, _, _, other)) = speedup.as_ref().filter(|_| mem.is_none()) {
+            // A phone's memory is its predecessor's class, not a same-generation Mac's.
+            (
+                p.ane_bandwidth_gbs,
+                format!("derived: {other}'s figure ({})", p.ane_bandwidth_basis),
+            )
         } else if let Some((v, name)) = sibling(&|c| c.ane_bandwidth_gbs.as_ref().map(|b| b.value))
         {
             match mem {
                 Some(m) if m < v => (
                     m * k.dram_achievable_fraction.value,
                     format!(
-                        "system bandwidth {m} GB/s x {} (below {name}'s ANE figure)",
+                        "derived: system bandwidth {m} GB/s x {} (below {name}'s ANE figure)",
                         k.dram_achievable_fraction.value
                     ),
                 ),
@@ -344,17 +468,39 @@ impl Catalog {
             (
                 m * k.dram_achievable_fraction.value,
                 format!(
-                    "system bandwidth {m} GB/s x {}",
+                    "derived: system bandwidth {m} GB/s x {}",
                     k.dram_achievable_fraction.value
                 ),
             )
         } else {
             (60.0, "no data: 60 GB/s assumed".into())
         };
-        let ane_dispatch_us = chip
-            .ane_dispatch_us
-            .as_ref()
-            .map_or(k.ane_dispatch_us.value, |d| d.value);
+        let (ane_dispatch_us, ane_dispatch_basis) = if let Some(d) = &chip.ane_dispatch_us {
+            (d.value, format!("measured ({})", d.source))
+        } else if let Some((v, name)) = sibling(&|c| c.ane_dispatch_us.as_ref().map(|d| d.value)) {
+            (v, format!("measured on {name} (same generation)"))
+        } else {
+            (
+                k.ane_dispatch_us.value,
+                format!("catalog default ({})", k.ane_dispatch_us.source),
+            )
+        };
+        let (ane_perf_per_w, ane_perf_per_w_basis) = if let Some(m) = &chip.ane_perf_per_w_measured
+        {
+            (m.value, format!("measured ({})", m.source))
+        } else if let Some((v, name)) =
+            sibling(&|c| c.ane_perf_per_w_measured.as_ref().map(|m| m.value))
+        {
+            (v, format!("measured on {name} (same generation)"))
+        } else {
+            (
+                k.ane_perf_per_w_default.value,
+                format!(
+                    "derived: catalog default ({})",
+                    k.ane_perf_per_w_default.source
+                ),
+            )
+        };
         let gpu_cores = chip
             .gpu_cores
             .as_ref()
@@ -371,14 +517,27 @@ impl Catalog {
         ChipPerf {
             ane_tflops,
             ane_tflops_basis,
+            ane_stream_gbs,
+            ane_stream_basis,
             ane_bandwidth_gbs,
             ane_bandwidth_basis,
             ane_dispatch_us,
+            ane_dispatch_basis,
+            ane_perf_per_w,
+            ane_perf_per_w_basis,
             gpu_tflops: gpu_cores * k.gpu_fp32_tflops_per_core.value,
             gpu_bandwidth_gbs: dram,
+            gpu_w: gpu_cores * k.gpu_w_per_core.value,
             cpu_gflops: p_cores * k.cpu_fp32_gflops_per_performance_core.value,
             cpu_bandwidth_gbs: dram,
+            cpu_w: p_cores * k.cpu_w_per_performance_core.value,
         }
+    }
+
+    /// Whether a fact was derived or assumed rather than measured or documented (its source
+    /// starts with `derived:`, `assumption:` or `heuristic`).
+    pub fn is_derived(source: &str) -> bool {
+        matches!(source_key(source), "derived" | "assumption" | "heuristic")
     }
 }
 

@@ -12,7 +12,7 @@
 //! - [`compare`] aligns a device plan with a [`Report`]'s ops and says where the prediction
 //!   and Core ML agree.
 //!
-//! Semantics (research/ane-facts.md §4.3): an op with no device usage (constants, ops folded
+//! Semantics (docs/references.md#mlcomputeplan): an op with no device usage (constants, ops folded
 //! away) has no preferred device and runs nowhere ([`Unit::None`]); the plan is Core ML's
 //! intent, not a trace of what ran.
 
@@ -473,6 +473,7 @@ mod tests {
             &crate::Options {
                 chip: "M1".into(),
                 compare: false,
+                allow_invalid: false,
                 ..crate::Options::default()
             },
         )

@@ -19,6 +19,10 @@ pub enum PlanError {
     /// The model cannot be analysed.
     #[error("{0}")]
     Model(String),
+    /// The program is invalid: Core ML will refuse to compile it, so there is no placement
+    /// to predict (`Options::allow_invalid` analyses it anyway).
+    #[error(transparent)]
+    Invalid(#[from] anekit_mil::validate::InvalidProgram),
     /// An error of the IR layer.
     #[error(transparent)]
     Mil(#[from] anekit_mil::MilError),

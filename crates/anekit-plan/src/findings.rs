@@ -217,9 +217,9 @@ pub fn findings(
         }
         let Some(c) = costs.get(i) else { continue };
         let (mut real, mut padded) = (0.0, 0.0);
-        for (s, e) in &c.activations {
-            real += s.iter().map(|d| *d as f64).product::<f64>() * e;
-            padded += padded_bytes(s, *e, align);
+        for a in &c.activations {
+            real += a.shape.iter().map(|d| *d as f64).product::<f64>() * a.elem;
+            padded += padded_bytes(&a.shape, a.elem, align);
         }
         if real > 0.0 && padded >= 4.0 * real && padded - real >= 4096.0 {
             wasteful.push(i);
@@ -452,7 +452,7 @@ pub fn findings(
             &[],
             "Split the model into chunks (e.g. FFN chunking) or compress the weights.",
             None,
-            "ANEFORGE README (research/ane-facts.md §3.1 rule 11); SKY",
+            "ANEForge README.md (auto-segmentation past ~2 GB per program); SKY",
         );
     }
 

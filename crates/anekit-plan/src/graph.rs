@@ -451,10 +451,8 @@ impl<'a> Graph<'a> {
     }
 }
 
-/// Ops with side effects that must not be folded away.
+/// Ops whose result is not a function of their arguments (states, random numbers): never
+/// folded into constants.
 fn is_stateful(op: &Operation) -> bool {
-    matches!(
-        op.op_type.as_str(),
-        "write_state" | "coreml_update_state" | "read_state"
-    ) || op.op_type.starts_with("random_")
+    !anekit_mil::ops::effect(&op.op_type).foldable()
 }

@@ -3,13 +3,19 @@
 //! Apple chip, what it will cost, and what to change; rewrites models to suit the Neural
 //! Engine.
 //!
-//! - [`catalog`]: chips (A14 … A18 Pro, M1 … M5 with Pro/Max/Ultra), Neural Engine
-//!   generations and cost constants — data with a source for every value.
+//! - [`catalog`]: chips (A14 … A19 Pro, M1 … M6 with Pro/Max/Ultra), Neural Engine
+//!   generations with their numeric cliffs, and cost constants — data with a source for every
+//!   value, measured and derived figures told apart.
+//! - [`calibration`]: the public hardware measurements (`data/measurements.json`) and the
+//!   cost-model constants fitted on their micro-benchmarks only (`data/calibration.json`).
 //! - [`rules`]: when an op cannot use the Neural Engine, per generation, with reason and
 //!   source.
 //! - [`graph`]: the op graph with shapes resolved at the inputs' default shapes.
-//! - [`cost`]: FLOPs and bytes per op (padded Neural Engine layout), roofline per unit.
-//! - [`placement`]: units per op for a compute-units setting, segments, switches, latency.
+//! - [`cost`]: FLOPs and bytes per op (padded Neural Engine layout), the calibrated Neural
+//!   Engine time per op, roofline for GPU and CPU.
+//! - [`placement`]: units per op for a compute-units setting, segments, switches, latency and
+//!   energy on the Core ML or the direct Neural Engine path.
+//! - [`flexible`]: range-flexible inputs made enumerated (`anekit optimize --enumerate`).
 //! - [`device_plan`]: Core ML's own plan (`MLComputePlan`, read on a Mac) as placements,
 //!   compared with the prediction.
 //! - [`findings`]: problems with fixes.
@@ -26,12 +32,16 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod analyze;
+pub mod calibration;
 pub mod catalog;
 pub mod cost;
 pub mod device_plan;
 pub mod error;
 pub mod findings;
+pub mod flexible;
 pub mod graph;
 pub mod placement;
 pub mod render;
@@ -42,7 +52,7 @@ pub mod rules;
 pub use analyze::{Options, analyze_model, analyze_program};
 pub use catalog::Catalog;
 pub use error::{PlanError, Result};
-pub use placement::ComputeUnits;
+pub use placement::{ComputeUnits, ExecPath};
 pub use report::Report;
 
 /// The rewrites `anekit optimize` applies, in order.

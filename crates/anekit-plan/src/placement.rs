@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, Chip, ChipPerf, Generation};
-use crate::cost::{OpCost, Unit, op_time};
+use crate::cost::{Act, OpCost, Unit, ane_op_time, op_time};
 use crate::graph::Graph;
 use crate::report::{Segment, Switches};
 use crate::rules::{Effect, Hit};
@@ -19,61 +19,7 @@ use crate::rules::{Effect, Hit};
 /// Longest run of ops the island heuristic moves to a neighbouring unit.
 pub const MAX_ISLAND_OPS: usize = 4;
 
-/// Which compute units a model may use (Core ML's `MLComputeUnits`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ComputeUnits {
-    /// Any unit.
-    #[default]
-    All,
-    /// CPU and Neural Engine.
-    CpuAndNe,
-    /// CPU and GPU.
-    CpuAndGpu,
-    /// CPU only.
-    CpuOnly,
-}
-
-impl ComputeUnits {
-    /// Every setting.
-    pub const ALL: [ComputeUnits; 4] = [Self::All, Self::CpuAndNe, Self::CpuAndGpu, Self::CpuOnly];
-
-    /// Whether the Neural Engine may be used.
-    pub fn neural_engine(self) -> bool {
-        matches!(self, Self::All | Self::CpuAndNe)
-    }
-
-    /// Whether the GPU may be used.
-    pub fn gpu(self) -> bool {
-        matches!(self, Self::All | Self::CpuAndGpu)
-    }
-
-    /// The command-line spelling (`cpu-and-ne`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::All => "all",
-            Self::CpuAndNe => "cpu-and-ne",
-            Self::CpuAndGpu => "cpu-and-gpu",
-            Self::CpuOnly => "cpu-only",
-        }
-    }
-
-    /// Parse the command-line spelling (Core ML's names are accepted too).
-    pub fn parse(s: &str) -> Option<Self> {
-        let n: String = s
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .collect::<String>()
-            .to_ascii_lowercase();
-        Some(match n.as_str() {
-            "all" => Self::All,
-            "cpuandne" | "cpuandneuralengine" | "cpuandane" => Self::CpuAndNe,
-            "cpuandgpu" => Self::CpuAndGpu,
-            "cpuonly" | "cpu" => Self::CpuOnly,
-            _ => return None,
-        })
-    }
-}
+pub use anekit_mil::ComputeUnits;
 
 /// The placement of one op.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,10 +47,65 @@ pub struct Plan {
     pub op_segment: Vec<Option<usize>>,
     /// Switches.
     pub switches: Switches,
-    /// Total dispatch overhead, µs.
+    /// Total dispatch overhead (one floor per Neural Engine program), µs.
     pub dispatch_us: f64,
+    /// Core ML's own work per prediction (zero on the direct path), µs.
+    pub overhead_us: f64,
+    /// Conversion of fp32 inputs and outputs to and from fp16 (Core ML path), µs.
+    pub io_us: f64,
+    /// Estimated energy of one prediction.
+    pub energy: EnergyEstimate,
+    /// The execution path costed.
+    pub path: ExecPath,
     /// Latency, µs.
     pub latency_us: f64,
+}
+
+/// How a prediction reaches the Neural Engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecPath {
+    /// Core ML (`MLModel.prediction`): its per-prediction work, fp32 feature conversion,
+    /// one program per Neural Engine segment, GPU and CPU segments as placed.
+    #[default]
+    CoreMl,
+    /// The direct Neural Engine path (one compiled program per segment driven through the
+    /// private framework, as ANEForge and maderix do): no Core ML overhead, no GPU; ops the
+    /// engine cannot run stay on the CPU.
+    Direct,
+}
+
+impl ExecPath {
+    /// The command-line spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CoreMl => "coreml",
+            Self::Direct => "direct",
+        }
+    }
+
+    /// Parse the command-line spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().replace(['-', '_', ' '], "").as_str() {
+            "coreml" => Some(Self::CoreMl),
+            "direct" | "ane" | "directane" => Some(Self::Direct),
+            _ => None,
+        }
+    }
+}
+
+/// Estimated energy of one prediction per unit, mJ (package energy: the Neural Engine's
+/// includes the CPU that dispatches to it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct EnergyEstimate {
+    /// Neural Engine segments.
+    pub ane_mj: f64,
+    /// GPU segments.
+    pub gpu_mj: f64,
+    /// CPU segments, Core ML's own work and conversions.
+    pub cpu_mj: f64,
+    /// All of it.
+    pub total_mj: f64,
 }
 
 /// Everything placement needs about the chip.
@@ -117,6 +118,8 @@ pub struct Target<'c> {
     pub perf: ChipPerf,
     /// The catalog (for constants).
     pub catalog: &'c Catalog,
+    /// The execution path to cost.
+    pub path: ExecPath,
 }
 
 fn units_reason(units: ComputeUnits) -> String {
@@ -132,6 +135,7 @@ pub fn place(
     units: ComputeUnits,
 ) -> Plan {
     let k = &target.catalog.constants;
+    let model = &crate::calibration::Calibration::builtin().ane;
     let n = g.nodes.len();
     let mut ops: Vec<OpPlace> = Vec::with_capacity(n);
     for (i, node) in g.nodes.iter().enumerate() {
@@ -139,6 +143,17 @@ pub fn place(
             ops.push(OpPlace {
                 unit: Unit::None,
                 reasons: Vec::new(),
+            });
+            continue;
+        }
+        // An op type Core ML does not know is not placed anywhere: the model will not compile.
+        if crate::rules::op_support(&node.op.op_type).is_none() {
+            ops.push(OpPlace {
+                unit: Unit::None,
+                reasons: vec![format!(
+                    "`{}` is not an op of any Core ML opset: not placed (Core ML will refuse to compile the model)",
+                    node.op.op_type
+                )],
             });
             continue;
         }
@@ -213,8 +228,8 @@ pub fn place(
             let mut other_us = 0.0;
             for &i in &s.1 {
                 if let Some(c) = costs.get(i) {
-                    own_us += op_time(c, own, &target.perf, target.generation, k).us;
-                    other_us += op_time(c, other, &target.perf, target.generation, k).us;
+                    own_us += op_time(c, own, &target.perf, target.generation, k, model).us;
+                    other_us += op_time(c, other, &target.perf, target.generation, k, model).us;
                 }
             }
             if other_us < own_us {
@@ -267,13 +282,37 @@ fn segments(g: &Graph<'_>, ops: &[OpPlace]) -> Vec<(Unit, Vec<usize>)> {
 
 fn cost_plan(g: &Graph<'_>, costs: &[OpCost], target: &Target<'_>, ops: Vec<OpPlace>) -> Plan {
     let k = &target.catalog.constants;
+    let cal = crate::calibration::Calibration::builtin();
+    let model = &cal.ane;
     let n = ops.len();
+    let unit_of = |i: usize| ops.get(i).map_or(Unit::None, |o| o.unit);
+    // A Neural Engine op's tensor crosses its program's boundary when it is a function input
+    // or output, or is produced or consumed by an op of another unit.
+    let external = |a: &Act| -> bool {
+        let Some(v) = g.values.get(&a.value) else {
+            return true;
+        };
+        if a.output {
+            g.outputs.iter().any(|o| o == &a.value)
+                || v.producer.and_then(|p| g.nodes.get(p)).is_some_and(|p| {
+                    p.consumers
+                        .iter()
+                        .any(|&c| !matches!(unit_of(c), Unit::Ane | Unit::None))
+                })
+        } else {
+            v.function_input || v.producer.is_none_or(|p| unit_of(p) != Unit::Ane)
+        }
+    };
     let mut op_us = vec![0.0; n];
     let mut op_memory_us = vec![0.0; n];
     let mut op_bytes = vec![0.0; n];
     for (i, o) in ops.iter().enumerate() {
         let Some(c) = costs.get(i) else { continue };
-        let t = op_time(c, o.unit, &target.perf, target.generation, k);
+        let t = if o.unit == Unit::Ane {
+            ane_op_time(c, &target.perf, target.generation, model, &external)
+        } else {
+            op_time(c, o.unit, &target.perf, target.generation, k, model)
+        };
         op_us[i] = t.us;
         op_memory_us[i] = t.memory_us.min(t.us);
         op_bytes[i] = match o.unit {
@@ -289,6 +328,7 @@ fn cost_plan(g: &Graph<'_>, costs: &[OpCost], target: &Target<'_>, ops: Vec<OpPl
     let mut op_segment = vec![None; n];
     let mut segments_out = Vec::with_capacity(segs.len());
     let mut dispatch_us = 0.0;
+    let mut energy = EnergyEstimate::default();
     for (si, (unit, idx)) in segs.iter().enumerate() {
         let d = match unit {
             Unit::Ane => target.perf.ane_dispatch_us,
@@ -297,11 +337,25 @@ fn cost_plan(g: &Graph<'_>, costs: &[OpCost], target: &Target<'_>, ops: Vec<OpPl
         };
         dispatch_us += d;
         let mut est = d;
+        let (mut flops, mut wbytes) = (0.0, 0.0);
         for &i in idx {
             if let Some(s) = op_segment.get_mut(i) {
                 *s = Some(si);
             }
             est += op_us.get(i).copied().unwrap_or(0.0);
+            if let Some(c) = costs.get(i) {
+                flops += c.flops;
+                wbytes += crate::cost::ane_weight_bytes(c, target.generation);
+            }
+        }
+        match unit {
+            Unit::Ane => {
+                energy.ane_mj +=
+                    crate::calibration::energy_mj(&cal.energy, &target.perf, est, flops, wbytes);
+            }
+            Unit::Gpu => energy.gpu_mj += est * 1e-3 * target.perf.gpu_w,
+            Unit::Cpu => energy.cpu_mj += est * 1e-3 * target.perf.cpu_w,
+            Unit::None => {}
         }
         segments_out.push(Segment {
             unit: *unit,
@@ -315,9 +369,7 @@ fn cost_plan(g: &Graph<'_>, costs: &[OpCost], target: &Target<'_>, ops: Vec<OpPl
     let mut bytes = 0.0;
     let mut transfer_us = 0.0;
     for (i, node) in g.nodes.iter().enumerate() {
-        let Some(pu) = ops.get(i).map(|o| o.unit) else {
-            continue;
-        };
+        let pu = unit_of(i);
         if pu == Unit::None {
             continue;
         }
@@ -330,9 +382,7 @@ fn cost_plan(g: &Graph<'_>, costs: &[OpCost], target: &Target<'_>, ops: Vec<OpPl
                 / 8.0;
             let mut seen: Vec<Unit> = Vec::new();
             for &c in &node.consumers {
-                let Some(cu) = ops.get(c).map(|o| o.unit) else {
-                    continue;
-                };
+                let cu = unit_of(c);
                 if cu != pu && cu != Unit::None && !seen.contains(&cu) {
                     seen.push(cu);
                     // A conversion is read and written once at the slower side's bandwidth.
@@ -348,9 +398,54 @@ fn cost_plan(g: &Graph<'_>, costs: &[OpCost], target: &Target<'_>, ops: Vec<OpPl
     }
     let count = segs.len().saturating_sub(1);
     let switch_us = count as f64 * k.engine_switch_us.value + transfer_us;
+    // Core ML's own work per prediction, and the conversion of fp32 features to and from the
+    // Neural Engine's fp16 (read and written once by the CPU).
+    let (overhead_us, io_us) = match target.path {
+        ExecPath::Direct => (0.0, 0.0),
+        ExecPath::CoreMl => {
+            let mut io = 0.0;
+            let fp32_bytes = |name: &str| -> f64 {
+                g.values
+                    .get(name)
+                    .and_then(|v| v.ty.as_tensor())
+                    .filter(|t| t.dtype == anekit_mil::DataType::Fp32)
+                    .map_or(0.0, |t| t.element_count().unwrap_or(0) as f64 * 4.0)
+            };
+            for inp in &g.inputs {
+                let touches_ane = g.nodes.iter().enumerate().any(|(i, nd)| {
+                    unit_of(i) == Unit::Ane && nd.inputs.iter().any(|(_, v)| v == &inp.name)
+                });
+                if touches_ane {
+                    io += 1.5 * fp32_bytes(&inp.name);
+                }
+            }
+            for out in &g.outputs {
+                let from_ane = g
+                    .values
+                    .get(out)
+                    .and_then(|v| v.producer)
+                    .is_some_and(|p| unit_of(p) == Unit::Ane);
+                if from_ane {
+                    io += 1.5 * fp32_bytes(out);
+                }
+            }
+            let has_ane = ops.iter().any(|o| o.unit == Unit::Ane);
+            (
+                if has_ane {
+                    k.coreml_prediction_us.value
+                } else {
+                    0.0
+                },
+                io / (target.perf.cpu_bandwidth_gbs.max(1.0) * 1e3),
+            )
+        }
+    };
+    // Core ML's own work, conversions and hand-overs run on one CPU core.
+    energy.cpu_mj += (overhead_us + io_us + switch_us) * 1e-3 * k.cpu_w_per_performance_core.value;
+    energy.total_mj = energy.ane_mj + energy.gpu_mj + energy.cpu_mj;
     let op_total: f64 = op_us.iter().sum();
     Plan {
-        latency_us: op_total + dispatch_us + switch_us,
+        latency_us: op_total + dispatch_us + switch_us + overhead_us + io_us,
         ops,
         op_us,
         op_memory_us,
@@ -363,5 +458,51 @@ fn cost_plan(g: &Graph<'_>, costs: &[OpCost], target: &Target<'_>, ops: Vec<OpPl
             cost_us: switch_us,
         },
         dispatch_us,
+        overhead_us,
+        io_us,
+        energy,
+        path: target.path,
+    }
+}
+
+#[cfg(test)]
+mod compute_units_tests {
+    use super::ComputeUnits;
+
+    #[test]
+    fn compute_units_parse_both_spellings_and_map_to_core_ml() {
+        for u in ComputeUnits::ALL {
+            assert_eq!(ComputeUnits::parse(u.name()), Some(u));
+            assert_eq!(ComputeUnits::parse(u.coreml_name()), Some(u));
+            assert_eq!(u.to_string().parse::<ComputeUnits>(), Ok(u));
+        }
+        assert_eq!(
+            ComputeUnits::parse("cpu-and-neural-engine"),
+            Some(ComputeUnits::CpuAndNe)
+        );
+        assert!(
+            "gpu-only"
+                .parse::<ComputeUnits>()
+                .unwrap_err()
+                .contains("cpu-and-ne")
+        );
+        // Apple's MLComputeUnits raw values.
+        let values: Vec<isize> = [
+            ComputeUnits::CpuOnly,
+            ComputeUnits::CpuAndGpu,
+            ComputeUnits::All,
+            ComputeUnits::CpuAndNe,
+        ]
+        .iter()
+        .map(|u| u.coreml_value())
+        .collect();
+        assert_eq!(values, [0, 1, 2, 3]);
+        // Serialized with the command-line spelling; the runtime's former spelling is read.
+        assert_eq!(
+            serde_json::to_string(&ComputeUnits::CpuAndNe).unwrap(),
+            "\"cpu-and-ne\""
+        );
+        let old: ComputeUnits = serde_json::from_str("\"cpu-and-neural-engine\"").unwrap();
+        assert_eq!(old, ComputeUnits::CpuAndNe);
     }
 }

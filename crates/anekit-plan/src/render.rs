@@ -5,9 +5,10 @@ use std::fmt::Write as _;
 use crate::cost::Unit;
 use crate::report::Report;
 
-/// Rows as left-aligned columns separated by two spaces, indented by `indent` (empty
-/// trailing cells leave no trailing spaces). The CLI's tables use it too.
-pub fn table(rows: &[Vec<String>], indent: usize) -> String {
+/// The text report's columns: rows as left-aligned columns separated by two spaces,
+/// indented by `indent`. Private to this report; the CLI has its own table renderer
+/// (`anekit-cli`'s `output::table`) for everything else it prints.
+fn table(rows: &[Vec<String>], indent: usize) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -73,15 +74,25 @@ pub fn text(r: &Report, all_ops: bool) -> String {
     let c = &r.chip_info;
     let _ = writeln!(
         out,
-        "chip {} ({}, {} NE cores): NE {:.1} TFLOP/s fp16, {:.0} GB/s, dispatch {:.0} µs; compute units {}",
+        "chip {} ({}, {} NE cores): NE {:.1} TFLOP/s fp16 GEMM, stream {:.0} GB/s, weights {:.0} GB/s, floor {:.0} µs; compute units {}",
         c.name,
         c.generation,
         c.ane_cores,
         c.ane_tflops,
+        c.ane_stream_gbs,
         c.ane_bandwidth_gbs,
         c.ane_dispatch_us,
         r.compute_units.name()
     );
+    if !r.invalid.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nINVALID PROGRAM: analysed anyway; ops of unknown types are not placed"
+        );
+        for p in &r.invalid {
+            let _ = writeln!(out, "  {p}");
+        }
+    }
     let cov = &r.coverage;
     let _ = writeln!(
         out,
@@ -95,17 +106,39 @@ pub fn text(r: &Report, all_ops: bool) -> String {
         pct(cov.ane_fraction_cost)
     );
     let e = &r.estimate;
+    let path = |p: crate::placement::ExecPath| match p {
+        crate::placement::ExecPath::CoreMl => "Core ML",
+        crate::placement::ExecPath::Direct => "direct Neural Engine",
+    };
     let _ = writeln!(
         out,
-        "Estimate: {:.3} ms (NE {:.3}, GPU {:.3}, CPU {:.3}, dispatch {:.3}, switches {:.3}); NE time {} memory-bound",
+        "Estimate ({} path): {:.3} ms (NE {:.3}, GPU {:.3}, CPU {:.3}, floors {:.3}, Core ML {:.3}, fp32 I/O {:.3}, switches {:.3}); NE time {} memory-bound",
+        path(e.path),
         e.latency_ms,
         e.ane_ms,
         e.gpu_ms,
         e.cpu_ms,
         e.dispatch_ms,
+        e.overhead_ms,
+        e.io_ms,
         e.switch_ms,
         pct(e.ane_memory_bound_fraction)
     );
+    let _ = writeln!(
+        out,
+        "Energy: {:.2} mJ per prediction (NE {:.2}, GPU {:.2}, CPU {:.2})",
+        e.energy.total_mj, e.energy.ane_mj, e.energy.gpu_mj, e.energy.cpu_mj
+    );
+    for p in &e.paths {
+        let _ = writeln!(
+            out,
+            "  {:<27} {:>8.3} ms  {:>8.2} mJ  {} of ops on the NE",
+            format!("{} path", path(p.path)),
+            p.latency_ms,
+            p.energy.total_mj,
+            pct(p.ane_fraction_ops)
+        );
+    }
 
     let _ = writeln!(
         out,
@@ -183,13 +216,15 @@ pub fn text(r: &Report, all_ops: bool) -> String {
     if !e.per_chip.is_empty() {
         let _ = writeln!(
             out,
-            "\nEstimated latency per chip ({})",
-            r.compute_units.name()
+            "\nEstimated latency and energy per chip ({}, {} path)",
+            r.compute_units.name(),
+            path(e.path)
         );
         let mut rows = vec![vec![
             "chip".into(),
             "gen".into(),
             "ms".into(),
+            "mJ".into(),
             "NE ops".into(),
         ]];
         for c in &e.per_chip {
@@ -197,16 +232,23 @@ pub fn text(r: &Report, all_ops: bool) -> String {
                 c.chip.clone(),
                 c.generation.clone(),
                 format!("{:.3}", c.latency_ms),
+                format!("{:.2}", c.energy_mj),
                 pct(c.ane_fraction_ops),
             ]);
         }
         out.push_str(&table(&rows, 2));
-        let _ = writeln!(out, "\n{} by compute units", r.chip);
-        let mut rows = vec![vec!["units".into(), "ms".into(), "NE ops".into()]];
+        let _ = writeln!(out, "\n{} by compute units (Core ML path)", r.chip);
+        let mut rows = vec![vec![
+            "units".into(),
+            "ms".into(),
+            "mJ".into(),
+            "NE ops".into(),
+        ]];
         for u in &e.per_compute_units {
             rows.push(vec![
                 u.compute_units.name().into(),
                 format!("{:.3}", u.latency_ms),
+                format!("{:.2}", u.energy_mj),
                 pct(u.ane_fraction_ops),
             ]);
         }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::cost::Unit;
 use crate::findings::Finding;
 use crate::graph::InputInfo;
-use crate::placement::ComputeUnits;
+use crate::placement::{ComputeUnits, EnergyEstimate, ExecPath};
 
 /// Everything `anekit analyze` reports.
 #[derive(Debug, Clone, Serialize)]
@@ -33,6 +33,11 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Caveats of this analysis.
     pub notes: Vec<String>,
+    /// Validation problems of a program analysed although it is invalid
+    /// ([`crate::Options::allow_invalid`]): "Core ML will refuse to compile: …". Empty for a
+    /// valid program.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub invalid: Vec<String>,
 }
 
 /// The analysed model.
@@ -73,8 +78,22 @@ pub struct ChipInfo {
     pub ane_bandwidth_gbs: f64,
     /// How it was obtained.
     pub ane_bandwidth_basis: String,
-    /// Neural Engine dispatch overhead, µs.
+    /// Streaming bandwidth for program inputs and outputs, GB/s.
+    pub ane_stream_gbs: f64,
+    /// How it was obtained.
+    pub ane_stream_basis: String,
+    /// Neural Engine per-program floor (direct path), µs.
     pub ane_dispatch_us: f64,
+    /// How it was obtained.
+    pub ane_dispatch_basis: String,
+    /// Peak GEMM GFLOP/s per package watt.
+    pub ane_perf_per_w: f64,
+    /// How it was obtained.
+    pub ane_perf_per_w_basis: String,
+    /// GPU power at full load, W.
+    pub gpu_w: f64,
+    /// CPU power at full load of the performance cores, W.
+    pub cpu_w: f64,
     /// GPU roof, TFLOP/s.
     pub gpu_tflops: f64,
     /// GPU bandwidth, GB/s.
@@ -107,6 +126,10 @@ pub struct OpReport {
     pub output: String,
     /// Ops whose outputs it reads (indices).
     pub inputs: Vec<usize>,
+    /// The edges into it: `[producer index, producer output index]`, each once.
+    pub edges_in: Vec<[usize; 2]>,
+    /// How many outputs it has.
+    pub num_outputs: usize,
     /// Nesting depth (inside control flow when > 0).
     pub depth: usize,
     /// FLOPs.
@@ -176,16 +199,47 @@ pub struct Estimate {
     pub gpu_ms: f64,
     /// CPU op time, ms.
     pub cpu_ms: f64,
-    /// Dispatch overheads, ms.
+    /// Dispatch overheads (one floor per Neural Engine program), ms.
     pub dispatch_ms: f64,
+    /// Core ML's own work per prediction, ms (zero on the direct path).
+    pub overhead_ms: f64,
+    /// fp32 feature conversion, ms (Core ML path).
+    pub io_ms: f64,
     /// Engine switches, ms.
     pub switch_ms: f64,
+    /// The execution path of this estimate and of the per-op report.
+    pub path: ExecPath,
+    /// Estimated energy of one prediction on that path.
+    pub energy: EnergyEstimate,
+    /// Both execution paths.
+    pub paths: Vec<PathEstimate>,
     /// Share of the Neural Engine time that is memory-bound.
     pub ane_memory_bound_fraction: f64,
     /// The same model on every chip of the catalog (with the same compute units).
     pub per_chip: Vec<ChipEstimate>,
     /// This chip with every compute-units setting.
     pub per_compute_units: Vec<UnitsEstimate>,
+}
+
+/// The estimate on one execution path.
+#[derive(Debug, Clone, Serialize)]
+pub struct PathEstimate {
+    /// The path.
+    pub path: ExecPath,
+    /// Latency, ms.
+    pub latency_ms: f64,
+    /// Neural Engine floors and GPU dispatch, ms.
+    pub dispatch_ms: f64,
+    /// Core ML's own work, ms.
+    pub overhead_ms: f64,
+    /// fp32 feature conversion, ms.
+    pub io_ms: f64,
+    /// Engine switches, ms.
+    pub switch_ms: f64,
+    /// Energy per prediction.
+    pub energy: EnergyEstimate,
+    /// Share of compute ops on the Neural Engine.
+    pub ane_fraction_ops: f64,
 }
 
 /// The estimate for one chip.
@@ -197,6 +251,8 @@ pub struct ChipEstimate {
     pub generation: String,
     /// Latency, ms.
     pub latency_ms: f64,
+    /// Energy per prediction, mJ.
+    pub energy_mj: f64,
     /// Share of compute ops on the Neural Engine.
     pub ane_fraction_ops: f64,
 }
@@ -208,6 +264,8 @@ pub struct UnitsEstimate {
     pub compute_units: ComputeUnits,
     /// Latency, ms.
     pub latency_ms: f64,
+    /// Energy per prediction, mJ.
+    pub energy_mj: f64,
     /// Share of compute ops on the Neural Engine.
     pub ane_fraction_ops: f64,
 }

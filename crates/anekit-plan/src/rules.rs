@@ -54,6 +54,10 @@ pub struct RuleInfo {
     pub confidence: Confidence,
     /// Where it comes from (keys of the catalog's sources or URLs).
     pub source: &'static str,
+    /// The op types the rule looks at (registry names); empty for a rule about every op
+    /// (element types, ranks) or one that reads [`OP_SUPPORT`] or [`OP_FLOORS`].
+    #[serde(skip)]
+    pub ops: &'static [&'static str],
 }
 
 /// A rule that fired on an op.
@@ -102,8 +106,17 @@ const fn rule(
             effect,
             confidence,
             source,
+            ops: &[],
         },
         check,
+    }
+}
+
+impl Rule {
+    /// The same rule, looking only at `ops`.
+    const fn on(mut self, ops: &'static [&'static str]) -> Rule {
+        self.info.ops = ops;
+        self
     }
 }
 
@@ -159,7 +172,8 @@ pub static RULES: &[Rule] = &[
         Reported,
         "ANEFORGE-SWEEP (cast not implemented on ANE); MAD-README (the ANE converts fp32 I/O itself); CT-TYPED (fp16 models with fp32 I/O are NE-eligible)",
         check_cast,
-    ),
+    )
+    .on(&["cast"]),
     rule(
         "gather",
         "gather, gather_along_axis and gather_nd (embedding lookups) do not run on the Neural Engine",
@@ -231,7 +245,8 @@ pub static RULES: &[Rule] = &[
         Measured,
         "ANEFORGE-CAP rank5_transpose_matmul",
         check_matmul_rank,
-    ),
+    )
+    .on(&["matmul"]),
     rule(
         "axis-extent",
         "an axis longer than the generation's limit (16384 before h16, 65536 from h16; channels 65536)",
@@ -247,7 +262,8 @@ pub static RULES: &[Rule] = &[
         Measured,
         "ANEFORGE-TARGETS _LIMITS conv_kw_max; ANEFORGE-CAP conv_kernel_ge16",
         check_kernel_width,
-    ),
+    )
+    .on(&["conv", "conv_transpose"]),
     rule(
         "range-flexible",
         "ops whose shape depends on a range-flexible input run on the GPU or CPU (the default shape may use the NE)",
@@ -263,7 +279,8 @@ pub static RULES: &[Rule] = &[
         Reported,
         "SKY (a conv whose weight is a runtime input compiles but ignores it); MAD-M5 (weights baked at compile time)",
         check_runtime_weight,
-    ),
+    )
+    .on(&["conv", "conv_transpose", "linear"]),
     rule(
         "topk-k3-k4",
         "topk with k = 3 or 4 fails to compile for the Neural Engine",
@@ -271,7 +288,8 @@ pub static RULES: &[Rule] = &[
         Measured,
         "ANEFORGE-CAP topk_k3_k4 (M5)",
         check_topk,
-    ),
+    )
+    .on(&["topk"]),
     rule(
         "lrn-channels",
         "local response normalisation over 16 or more channels fails to compile",
@@ -279,7 +297,8 @@ pub static RULES: &[Rule] = &[
         Measured,
         "ANEFORGE-CAP lrn_channels_ge16",
         check_lrn,
-    ),
+    )
+    .on(&["local_response_norm"]),
     rule(
         "batch-to-space-indivisible",
         "batch_to_space with a batch not divisible by the block size fails to compile",
@@ -287,7 +306,8 @@ pub static RULES: &[Rule] = &[
         Measured,
         "ANEFORGE-CAP batch_to_space_indivisible",
         check_batch_to_space,
-    ),
+    )
+    .on(&["batch_to_space"]),
     rule(
         "sdpa-mask",
         "scaled_dot_product_attention with attn_mask: the ANE kernel ignores the mask on the direct path",
@@ -295,7 +315,8 @@ pub static RULES: &[Rule] = &[
         Reported,
         "MAD-README (SDPA ignores attn_mask; decompose causal attention)",
         check_sdpa_mask,
-    ),
+    )
+    .on(&["scaled_dot_product_attention"]),
     rule(
         "int8-activations",
         "activation quantization (W8A8) is faster only from A17 Pro/M4 (h16) on",
@@ -303,7 +324,8 @@ pub static RULES: &[Rule] = &[
         Documented,
         "CT-QPERF",
         check_int8_act,
-    ),
+    )
+    .on(&["quantize", "dequantize"]),
     rule(
         "pool-kernel",
         "pooling with a kernel above 13 or a stride above 2 may fall back",
@@ -311,7 +333,8 @@ pub static RULES: &[Rule] = &[
         Community,
         "HOL unsupported-layers.md (flagged 'possibly wrong')",
         check_pool,
-    ),
+    )
+    .on(&["max_pool", "avg_pool", "l2_pool"]),
     rule(
         "upsample-factor",
         "upsampling by more than 2x may fall back",
@@ -319,7 +342,8 @@ pub static RULES: &[Rule] = &[
         Community,
         "HOL unsupported-layers.md (flagged 'possibly wrong')",
         check_upsample,
-    ),
+    )
+    .on(&["upsample_bilinear", "upsample_nearest_neighbor"]),
     rule(
         "dilated-conv",
         "dilated convolutions may fall back",
@@ -327,12 +351,233 @@ pub static RULES: &[Rule] = &[
         Community,
         "HOL unsupported-layers.md (flagged 'possibly wrong')",
         check_dilated,
-    ),
+    )
+    .on(&["conv"]),
 ];
 
 /// The rule with identifier `id`.
 pub fn rule_info(id: &str) -> Option<&'static RuleInfo> {
     RULES.iter().map(|r| &r.info).find(|r| r.id == id)
+}
+
+/// What the Neural Engine does with an op type, before its shapes and element types are
+/// looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpSupport {
+    /// Runs on the Neural Engine when the rules about every op allow it (element types,
+    /// rank, axis extents, flexible shapes).
+    Yes,
+    /// Runs on the Neural Engine under conditions of its own, checked by the rules that name
+    /// the op ([`RuleInfo::ops`], [`OP_FLOORS`]); the text summarises them for the coverage
+    /// table.
+    When(&'static str),
+    /// Kept off the Neural Engine, whatever its arguments, by the rule with this id.
+    Off(&'static str),
+    /// Folded when Core ML compiles the model (`const`, the `constexpr_*` decompressions).
+    CompileTime,
+}
+
+/// Every registry op type and what the Neural Engine does with it (the sources are those of
+/// the rules named). A test checks that the table classifies every op of the registry once:
+/// an op missing here would otherwise be predicted to run on the Neural Engine. An op type
+/// not in the table is not an op Core ML knows; the planner does not place it.
+pub static OP_SUPPORT: &[(&str, OpSupport)] = {
+    use OpSupport::{CompileTime, Off, When, Yes};
+    &[
+        ("abs", Yes),
+        ("acos", Off("not-implemented")),
+        ("add", Yes),
+        ("affine", When("h14+")),
+        ("argsort", Off("not-implemented")),
+        ("asin", Off("not-implemented")),
+        ("atan", Yes),
+        ("atanh", Off("not-implemented")),
+        ("avg_pool", Yes),
+        ("band_part", Off("not-implemented")),
+        ("batch_norm", Yes),
+        ("batch_to_space", When("batch divisible by the block size")),
+        ("cast", When("fp16<->fp32 at a model input/output only")),
+        ("ceil", Yes),
+        ("clamped_relu", Yes),
+        ("classify", Off("not-implemented")),
+        ("clip", Yes),
+        ("concat", Yes),
+        ("cond", Off("control-flow")),
+        ("const", CompileTime),
+        ("constexpr_affine_dequantize", CompileTime),
+        ("constexpr_blockwise_shift_scale", CompileTime),
+        ("constexpr_cast", CompileTime),
+        ("constexpr_lut_to_dense", CompileTime),
+        ("constexpr_lut_to_sparse", CompileTime),
+        ("constexpr_sparse_blockwise_shift_scale", CompileTime),
+        ("constexpr_sparse_to_dense", CompileTime),
+        (
+            "conv",
+            When("constant weight; kernel width ≤ 13 (≤ 15 from h16)"),
+        ),
+        ("conv_quantized", Off("not-implemented")),
+        (
+            "conv_transpose",
+            When("constant weight; kernel width ≤ 13 (≤ 15 from h16)"),
+        ),
+        ("cos", When("h15+")),
+        ("cosh", Off("not-implemented")),
+        ("crop", Yes),
+        ("crop_resize", Off("not-implemented")),
+        ("cumsum", Off("not-implemented")),
+        ("depth_to_space", Yes),
+        ("dequantize", When("int8 compute pays off from h16")),
+        ("einsum", Yes),
+        ("elu", Yes),
+        ("equal", Yes),
+        ("erf", Yes),
+        ("exp", Yes),
+        ("exp2", Yes),
+        ("expand_dims", Yes),
+        ("fill", Yes),
+        ("fill_like", Yes),
+        ("flatten2d", Yes),
+        ("floor", Yes),
+        ("floor_div", Yes),
+        ("gather", Off("gather")),
+        ("gather_along_axis", Off("gather")),
+        ("gather_nd", Off("gather")),
+        ("gelu", Yes),
+        ("greater", Yes),
+        ("greater_equal", Yes),
+        ("gru", Off("recurrent")),
+        ("identity", Yes),
+        ("instance_norm", Yes),
+        ("inverse", Yes),
+        ("l2_norm", Yes),
+        ("l2_pool", Yes),
+        ("layer_norm", Yes),
+        ("leaky_relu", Yes),
+        ("less", Yes),
+        ("less_equal", Yes),
+        ("linear", When("constant weight")),
+        ("linear_activation", Yes),
+        ("list_gather", Off("control-flow")),
+        ("list_length", Off("control-flow")),
+        ("list_read", Off("control-flow")),
+        ("list_scatter", Off("control-flow")),
+        ("list_write", Off("control-flow")),
+        ("local_response_norm", When("size < 16")),
+        ("log", Yes),
+        ("logical_and", Off("not-implemented")),
+        ("logical_not", Yes),
+        ("logical_or", Off("not-implemented")),
+        ("logical_xor", Off("not-implemented")),
+        ("lstm", Off("recurrent")),
+        ("make_list", Off("control-flow")),
+        ("matmul", When("rank < 5")),
+        ("max_pool", Yes),
+        ("maximum", Yes),
+        ("minimum", Yes),
+        ("mod", Off("not-implemented")),
+        ("mul", Yes),
+        ("non_maximum_suppression", Off("dynamic-output")),
+        ("non_zero", Off("dynamic-output")),
+        ("not_equal", Yes),
+        ("one_hot", Off("not-implemented")),
+        ("pad", Yes),
+        ("pixel_shuffle", Yes),
+        ("pixel_unshuffle", Yes),
+        ("pow", Yes),
+        ("prelu", Yes),
+        ("quantize", When("int8 compute pays off from h16")),
+        ("random_bernoulli", Off("not-implemented")),
+        ("random_categorical", Off("not-implemented")),
+        ("random_normal", Off("not-implemented")),
+        ("random_uniform", Off("not-implemented")),
+        ("range_1d", Yes),
+        ("read_state", Off("state-ops")),
+        ("real_div", Yes),
+        ("reduce_argmax", Off("not-implemented")),
+        ("reduce_argmin", Off("not-implemented")),
+        ("reduce_l1_norm", Yes),
+        ("reduce_l2_norm", Yes),
+        ("reduce_log_sum", Yes),
+        ("reduce_log_sum_exp", Yes),
+        ("reduce_max", Yes),
+        ("reduce_mean", Yes),
+        ("reduce_min", Yes),
+        ("reduce_prod", Off("not-implemented")),
+        ("reduce_sum", Yes),
+        ("reduce_sum_square", Yes),
+        ("relu", Yes),
+        ("relu6", Yes),
+        ("resample", When("h14+")),
+        ("reshape", Yes),
+        ("reshape_like", Off("not-implemented")),
+        ("resize", Yes),
+        ("resize_bilinear", Yes),
+        ("resize_nearest_neighbor", Yes),
+        ("reverse", Yes),
+        ("reverse_sequence", Off("not-implemented")),
+        ("rnn", Off("recurrent")),
+        ("round", Yes),
+        ("rsqrt", Yes),
+        (
+            "scaled_dot_product_attention",
+            When("attn_mask ignored on the direct path (note)"),
+        ),
+        ("scaled_tanh", Yes),
+        ("scatter", Off("scatter")),
+        ("scatter_along_axis", Off("scatter")),
+        ("scatter_nd", Off("scatter")),
+        ("select", Yes),
+        ("shape", Off("not-implemented")),
+        ("sigmoid", Yes),
+        ("sigmoid_hard", Yes),
+        ("sign", Yes),
+        ("silu", Yes),
+        ("sin", When("h15+")),
+        ("sinh", Off("not-implemented")),
+        ("slice_by_index", Yes),
+        ("slice_by_size", Yes),
+        ("slice_update", Off("slice-update")),
+        ("sliding_windows", Off("not-implemented")),
+        ("softmax", Yes),
+        ("softplus", Yes),
+        ("softplus_parametric", Yes),
+        ("softsign", Yes),
+        ("space_to_batch", Yes),
+        ("space_to_depth", Yes),
+        ("split", Yes),
+        ("sqrt", Yes),
+        ("square", Yes),
+        ("squeeze", Yes),
+        ("stack", Yes),
+        ("sub", Yes),
+        ("tan", Off("not-implemented")),
+        ("tanh", Yes),
+        ("threshold", Yes),
+        ("thresholded_relu", Yes),
+        ("tile", Yes),
+        ("topk", When("h14+; k not 3 or 4")),
+        ("transpose", Yes),
+        ("upsample_bilinear", Yes),
+        ("upsample_nearest_neighbor", Yes),
+        ("while_loop", Off("control-flow")),
+        ("write_state", Off("state-ops")),
+    ]
+};
+
+/// What the Neural Engine does with `op_type`; `None` for an op type the registry does not
+/// know (Core ML will not compile it).
+pub fn op_support(op_type: &str) -> Option<OpSupport> {
+    static INDEX: std::sync::OnceLock<std::collections::HashMap<&'static str, OpSupport>> =
+        std::sync::OnceLock::new();
+    INDEX
+        .get_or_init(|| OP_SUPPORT.iter().copied().collect())
+        .get(op_type)
+        .copied()
+}
+
+/// Whether [`OP_SUPPORT`] keeps the op off the Neural Engine by rule `id`.
+fn off(c: &Ctx<'_, '_>, id: &str) -> bool {
+    matches!(op_support(ty(c)), Some(OpSupport::Off(r)) if r == id)
 }
 
 /// Rules whose answer depends on the Neural Engine generation.
@@ -353,8 +598,10 @@ pub fn check_some(ctx: &Ctx<'_, '_>, select: impl Fn(&str) -> bool) -> Vec<Hit> 
     if ctx.node.constant {
         return Vec::new();
     }
+    let op = ty(ctx);
     RULES
         .iter()
+        .filter(|r| r.info.ops.is_empty() || r.info.ops.contains(&op))
         .filter(|r| select(r.info.id))
         .filter_map(|r| {
             (r.check)(ctx).map(|reason| Hit {
@@ -372,7 +619,7 @@ fn ty<'x>(c: &Ctx<'x, '_>) -> &'x str {
 
 fn check_control_flow(c: &Ctx<'_, '_>) -> Option<String> {
     let t = ty(c);
-    if matches!(t, "cond" | "while_loop") || t.starts_with("list_") || t == "make_list" {
+    if off(c, "control-flow") {
         return Some(format!("`{t}` is control flow / a list op"));
     }
     if c.node.depth > 0 {
@@ -382,7 +629,7 @@ fn check_control_flow(c: &Ctx<'_, '_>) -> Option<String> {
 }
 
 fn check_recurrent(c: &Ctx<'_, '_>) -> Option<String> {
-    matches!(ty(c), "lstm" | "gru" | "rnn").then(|| format!("`{}` is a recurrent layer", ty(c)))
+    off(c, "recurrent").then(|| format!("`{}` is a recurrent layer", ty(c)))
 }
 
 fn is_edge_cast(c: &Ctx<'_, '_>) -> bool {
@@ -447,66 +694,28 @@ fn check_bf16(c: &Ctx<'_, '_>) -> Option<String> {
 }
 
 fn check_cast(c: &Ctx<'_, '_>) -> Option<String> {
-    (ty(c) == "cast" && !is_edge_cast(c))
+    (!is_edge_cast(c))
         .then(|| "a cast that is not an fp16/fp32 conversion at a model input or output".into())
 }
 
 fn check_gather(c: &Ctx<'_, '_>) -> Option<String> {
-    matches!(ty(c), "gather" | "gather_along_axis" | "gather_nd")
-        .then(|| format!("`{}` has no Neural Engine implementation", ty(c)))
+    off(c, "gather").then(|| format!("`{}` has no Neural Engine implementation", ty(c)))
 }
 
 fn check_scatter(c: &Ctx<'_, '_>) -> Option<String> {
-    matches!(ty(c), "scatter" | "scatter_along_axis" | "scatter_nd")
-        .then(|| format!("`{}` has no Neural Engine implementation", ty(c)))
+    off(c, "scatter").then(|| format!("`{}` has no Neural Engine implementation", ty(c)))
 }
 
 fn check_slice_update(c: &Ctx<'_, '_>) -> Option<String> {
-    (ty(c) == "slice_update").then(|| "standalone slice_update".into())
+    off(c, "slice-update").then(|| "standalone slice_update".into())
 }
 
 fn check_state(c: &Ctx<'_, '_>) -> Option<String> {
-    matches!(ty(c), "read_state" | "write_state" | "coreml_update_state")
-        .then(|| format!("`{}` accesses a model state", ty(c)))
+    off(c, "state-ops").then(|| format!("`{}` accesses a model state", ty(c)))
 }
 
-/// Ops the ANEForge sweep found not implemented or compile-walled on the ANE, other than
-/// those with their own rule.
-const NOT_IMPLEMENTED: &[&str] = &[
-    "acos",
-    "asin",
-    "atanh",
-    "band_part",
-    "cosh",
-    "crop_resize",
-    "cumsum",
-    "logical_and",
-    "logical_or",
-    "logical_xor",
-    "mod",
-    "one_hot",
-    "random_bernoulli",
-    "random_categorical",
-    "random_normal",
-    "random_uniform",
-    "reduce_argmax",
-    "reduce_argmin",
-    "reduce_prod",
-    "reverse_sequence",
-    "shape",
-    "sinh",
-    "sliding_windows",
-    "tan",
-    "argsort",
-    "classify",
-    "conv_quantized",
-    "reshape_like",
-];
-
 fn check_not_implemented(c: &Ctx<'_, '_>) -> Option<String> {
-    NOT_IMPLEMENTED
-        .contains(&ty(c))
-        .then(|| format!("`{}` has no Neural Engine implementation", ty(c)))
+    off(c, "not-implemented").then(|| format!("`{}` has no Neural Engine implementation", ty(c)))
 }
 
 /// Op → the first generation that runs it natively (ANEForge `_OP_FLOOR`, MIL names).
@@ -530,8 +739,7 @@ fn check_floor(c: &Ctx<'_, '_>) -> Option<String> {
 }
 
 fn check_dynamic_output(c: &Ctx<'_, '_>) -> Option<String> {
-    matches!(ty(c), "non_zero" | "non_maximum_suppression")
-        .then(|| format!("`{}` has a data-dependent output size", ty(c)))
+    off(c, "dynamic-output").then(|| format!("`{}` has a data-dependent output size", ty(c)))
 }
 
 fn all_tensors<'g>(c: &'g Ctx<'_, '_>) -> Vec<&'g anekit_mil::TensorType> {
@@ -554,9 +762,6 @@ fn check_rank(c: &Ctx<'_, '_>) -> Option<String> {
 }
 
 fn check_matmul_rank(c: &Ctx<'_, '_>) -> Option<String> {
-    if !matches!(ty(c), "matmul") {
-        return None;
-    }
     all_tensors(c)
         .into_iter()
         .filter_map(|t| t.rank())
@@ -589,9 +794,6 @@ fn check_extent(c: &Ctx<'_, '_>) -> Option<String> {
 }
 
 fn check_kernel_width(c: &Ctx<'_, '_>) -> Option<String> {
-    if !matches!(ty(c), "conv" | "conv_transpose") {
-        return None;
-    }
     let w = c.graph.input_tensor(c.node, "weight")?;
     let kw = *w.fixed_shape()?.last()?;
     let max = c.generation.conv_kernel_width_max.value;
@@ -609,34 +811,22 @@ fn check_range(c: &Ctx<'_, '_>) -> Option<String> {
 }
 
 fn check_runtime_weight(c: &Ctx<'_, '_>) -> Option<String> {
-    if !matches!(ty(c), "conv" | "conv_transpose" | "linear") {
-        return None;
-    }
     (!c.graph.param_is_constant(c.node, "weight"))
         .then(|| "its weight is computed at run time, not a constant".into())
 }
 
 fn check_topk(c: &Ctx<'_, '_>) -> Option<String> {
-    if ty(c) != "topk" {
-        return None;
-    }
     let k = c.graph.param_ints(c.node, "k")?;
     matches!(k.as_slice(), [3] | [4]).then(|| format!("k = {}", k.first().copied().unwrap_or(0)))
 }
 
 fn check_lrn(c: &Ctx<'_, '_>) -> Option<String> {
-    if ty(c) != "local_response_norm" {
-        return None;
-    }
     let size = c.graph.param_ints(c.node, "size")?;
     let s = *size.first()?;
     (s >= 16).then(|| format!("size {s}"))
 }
 
 fn check_batch_to_space(c: &Ctx<'_, '_>) -> Option<String> {
-    if ty(c) != "batch_to_space" {
-        return None;
-    }
     let block = c.graph.param_ints(c.node, "block_shape")?;
     let x = c.graph.input_tensor(c.node, "x")?;
     let n = *x.fixed_shape()?.first()?;
@@ -646,12 +836,15 @@ fn check_batch_to_space(c: &Ctx<'_, '_>) -> Option<String> {
 }
 
 fn check_sdpa_mask(c: &Ctx<'_, '_>) -> Option<String> {
-    (ty(c) == "scaled_dot_product_attention" && c.node.op.inputs.contains_key("attn_mask"))
+    c.node
+        .op
+        .inputs
+        .contains_key("attn_mask")
         .then(|| "has an attn_mask".into())
 }
 
 fn check_int8_act(c: &Ctx<'_, '_>) -> Option<String> {
-    (matches!(ty(c), "quantize" | "dequantize") && c.generation.number() < 16).then(|| {
+    (c.generation.number() < 16).then(|| {
         format!(
             "{} has no int8-int8 fast path; W8A8 saves bandwidth only",
             c.generation.name
@@ -660,9 +853,6 @@ fn check_int8_act(c: &Ctx<'_, '_>) -> Option<String> {
 }
 
 fn check_pool(c: &Ctx<'_, '_>) -> Option<String> {
-    if !matches!(ty(c), "max_pool" | "avg_pool" | "l2_pool") {
-        return None;
-    }
     let k = c
         .graph
         .param_ints(c.node, "kernel_sizes")
@@ -675,9 +865,6 @@ fn check_pool(c: &Ctx<'_, '_>) -> Option<String> {
 }
 
 fn check_upsample(c: &Ctx<'_, '_>) -> Option<String> {
-    if !ty(c).starts_with("upsample") {
-        return None;
-    }
     ["scale_factor_height", "scale_factor_width"]
         .iter()
         .filter_map(|p| c.graph.param_f32(c.node, p))
@@ -686,85 +873,99 @@ fn check_upsample(c: &Ctx<'_, '_>) -> Option<String> {
 }
 
 fn check_dilated(c: &Ctx<'_, '_>) -> Option<String> {
-    if ty(c) != "conv" {
-        return None;
-    }
     let d = c.graph.param_ints(c.node, "dilations")?;
     d.iter().any(|x| *x > 1).then(|| format!("dilations {d:?}"))
 }
 
-/// Op-specific conditions of the rules above, for the coverage table.
-const CONDITIONS: &[(&str, &str)] = &[
-    ("conv", "constant weight; kernel width ≤ 13 (≤ 15 from h16)"),
-    (
-        "conv_transpose",
-        "constant weight; kernel width ≤ 13 (≤ 15 from h16)",
-    ),
-    ("linear", "constant weight"),
-    ("matmul", "rank < 5"),
-    ("topk", "h14+; k not 3 or 4"),
-    ("local_response_norm", "size < 16"),
-    ("batch_to_space", "batch divisible by the block size"),
-    (
-        "scaled_dot_product_attention",
-        "attn_mask ignored on the direct path (note)",
-    ),
-    ("quantize", "int8 compute pays off from h16"),
-    ("dequantize", "int8 compute pays off from h16"),
-    ("cast", "fp16<->fp32 at a model input/output only"),
-    ("sin", "h15+"),
-    ("cos", "h15+"),
-    ("affine", "h14+"),
-    ("resample", "h14+"),
-];
-
-/// The `Neural Engine` column of `docs/op-coverage.md`: what the rules say about each op
-/// type, independent of shapes and dtypes (which the legend states).
+/// The `Neural Engine` column of `docs/op-coverage.md`: what [`OP_SUPPORT`] says about each
+/// op type, independent of shapes and dtypes (which the legend states).
 pub fn coverage_column() -> anekit_mil::ops::CoverageColumn {
-    use std::collections::BTreeMap;
-    let mut cells = BTreeMap::new();
-    for (op, _) in anekit_mil::ops::registry().iter() {
-        let cell = if op == "const" || op.starts_with("constexpr_") {
-            "compile time".to_string()
-        } else if matches!(
-            op,
-            "lstm" | "gru" | "rnn" | "cond" | "while_loop" | "make_list"
-        ) || op.starts_with("list_")
-            || matches!(op, "non_zero" | "non_maximum_suppression")
-        {
-            "CPU".to_string()
-        } else if NOT_IMPLEMENTED.contains(&op)
-            || matches!(
-                op,
-                "gather"
-                    | "gather_along_axis"
-                    | "gather_nd"
-                    | "scatter"
-                    | "scatter_along_axis"
-                    | "scatter_nd"
-                    | "slice_update"
-                    | "read_state"
-                    | "write_state"
-                    | "coreml_update_state"
-            )
-        {
-            "no".to_string()
-        } else if let Some((_, c)) = CONDITIONS.iter().find(|(o, _)| *o == op) {
-            format!("yes: {c}")
-        } else {
-            "yes".to_string()
-        };
-        cells.insert(op.to_string(), cell);
-    }
+    let cells = OP_SUPPORT
+        .iter()
+        .map(|(op, support)| {
+            let cell = match support {
+                OpSupport::Yes => "yes".to_string(),
+                OpSupport::When(c) => format!("yes: {c}"),
+                OpSupport::Off(rule) => match rule_info(rule).map(|r| r.effect) {
+                    Some(Effect::CpuOnly) => "CPU".to_string(),
+                    _ => "no".to_string(),
+                },
+                OpSupport::CompileTime => "compile time".to_string(),
+            };
+            ((*op).to_string(), cell)
+        })
+        .collect();
     anekit_mil::ops::CoverageColumn {
         header: "Neural Engine".into(),
-        legend: "what `anekit analyze` predicts for the op type (`anekit_plan::rules`, each rule \
-                 with its source): **yes** (with the op's own conditions), **no** (runs on the \
-                 GPU or CPU), **CPU** (CPU only), **compile time** (folded when Core ML compiles \
-                 the model). For every op: fp16 tensors only (fp32 and integer tensors keep an \
-                 op off the Neural Engine), rank ≤ 5, axes ≤ 16384 elements before h16 and \
-                 ≤ 65536 from h16, no range-flexible shapes."
-            .into(),
+        legend:
+            "what `anekit analyze` predicts for the op type (`anekit_plan::rules::OP_SUPPORT`, \
+                 each rule with its source): **yes** (with the op's own conditions), **no** (runs \
+                 on the GPU or CPU), **CPU** (CPU only), **compile time** (folded when Core ML \
+                 compiles the model). For every op: fp16 tensors only (fp32 and integer tensors \
+                 keep an op off the Neural Engine), rank ≤ 5, axes ≤ 16384 elements before h16 \
+                 and ≤ 65536 from h16, no range-flexible shapes."
+                .into(),
         cells,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anekit_mil::ops::audit;
+
+    #[test]
+    fn op_support_classifies_every_registry_op_once() {
+        let a = audit(
+            "anekit_plan::rules::OP_SUPPORT",
+            OP_SUPPORT.iter().map(|(op, _)| *op),
+        );
+        assert!(a.is_complete(), "{a}");
+        let floors = audit(
+            "anekit_plan::rules::OP_FLOORS",
+            OP_FLOORS.iter().map(|(op, _)| *op),
+        );
+        assert!(floors.names_registry_ops(), "{floors}");
+        for r in RULES {
+            let a = audit(
+                &format!("ops of rule {}", r.info.id),
+                r.info.ops.iter().copied(),
+            );
+            assert!(a.names_registry_ops(), "{a}");
+        }
+    }
+
+    #[test]
+    fn op_support_agrees_with_the_rules() {
+        for (op, support) in OP_SUPPORT {
+            let named_by_rule = RULES
+                .iter()
+                .any(|r| r.info.confidence != Confidence::Community && r.info.ops.contains(op))
+                || OP_FLOORS.iter().any(|(o, _)| o == op);
+            match support {
+                OpSupport::Off(id) => {
+                    let rule = rule_info(id).unwrap_or_else(|| panic!("{op}: no rule {id}"));
+                    assert_ne!(rule.effect, Effect::Note, "{op}: {id} is a note");
+                    assert!(rule.ops.is_empty(), "{op}: {id} reads OP_SUPPORT, not ops");
+                    assert!(!named_by_rule, "{op} is off the NE yet has conditions");
+                }
+                OpSupport::When(_) => assert!(named_by_rule, "{op}: no rule checks its condition"),
+                OpSupport::Yes | OpSupport::CompileTime => {
+                    assert!(!named_by_rule, "{op} has conditions: make it When")
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_op_types_have_no_support_entry() {
+        assert_eq!(op_support("frobnicate"), None);
+        assert_eq!(
+            op_support("conv"),
+            Some(OpSupport::When(
+                "constant weight; kernel width ≤ 13 (≤ 15 from h16)"
+            ))
+        );
+        assert_eq!(op_support("gather"), Some(OpSupport::Off("gather")));
     }
 }

@@ -39,7 +39,7 @@ fn chips_of_the_issue_are_present() {
     for name in [
         "A14", "A15", "A16", "A17 Pro", "A18", "A18 Pro", "M1", "M1 Pro", "M1 Max", "M1 Ultra",
         "M2", "M2 Pro", "M2 Max", "M2 Ultra", "M3", "M3 Pro", "M3 Max", "M3 Ultra", "M4", "M4 Pro",
-        "M4 Max", "M5", "M5 Pro", "M5 Max",
+        "M4 Max", "M5", "M5 Pro", "M5 Max", "A19", "A19 Pro", "M6",
     ] {
         assert!(cat().chip(name).is_some(), "{name}");
     }
@@ -84,7 +84,7 @@ fn marketed_peaks_and_cores_match_hollance() {
     }
 }
 
-/// Source: ASAHI soc-codenames (research/metrics-facts.md §3.3); ANEFORGE-TARGETS
+/// Source: ASAHI soc-codenames (docs/references.md#chips); ANEFORGE-TARGETS
 /// (M-series Mn is H(n+12)).
 #[test]
 fn soc_ids_and_generations_match_asahi() {
@@ -111,30 +111,158 @@ fn soc_ids_and_generations_match_asahi() {
     }
 }
 
-/// Source: research/ane-facts.md §2.1 (int8-counted marketing from A17 Pro/M4 on) and
-/// MAD-BENCH (measured M4 Pro 12.57, M4 Max 10.93).
+/// Sources: ANEFORGE-ROOF (measured peak fp16 GEMM per machine), ANEMLL-BENCH (bandwidth),
+/// ARGMAX-IP17 (A19 Pro 25% faster than A18 Pro); marketing where nothing is measured.
 #[test]
-fn resolved_peaks_use_measurements_then_marketing() {
+fn resolved_peaks_use_measurements_then_derivations() {
     let perf = |n: &str| cat().perf(cat().chip(n).unwrap());
-    assert_eq!(perf("M4 Pro").ane_tflops, 12.57);
-    assert_eq!(perf("M4 Max").ane_tflops, 10.93);
-    // M4 W8A8 35.1 TOPS vs fp16 18.6 (maderix).
+    // Measured GEMM peaks (ANEForge rooflines).
+    for (n, tf) in [
+        ("M1", 4.33),
+        ("M1 Max", 4.59),
+        ("M2 Pro", 3.36),
+        ("M2 Max", 5.38),
+        ("M4", 5.44),
+        ("M4 Pro", 6.2),
+        ("M4 Max", 8.87),
+        ("M5", 8.71),
+        ("M5 Pro", 10.04),
+        ("M6", 10.77),
+    ] {
+        let p = perf(n);
+        assert_eq!(p.ane_tflops, tf, "{n}");
+        assert!(p.ane_tflops_basis.starts_with("measured"), "{n}");
+    }
+    // Conv-stack peaks are kept as facts (maderix): M4 18.6, M3 Pro 16.77.
     let m4 = cat().chip("M4").unwrap();
+    assert_eq!(m4.ane_conv_tflops_measured.as_ref().unwrap().value, 18.6);
     assert_eq!(m4.ane_int8_tops_measured.as_ref().unwrap().value, 35.1);
-    assert_eq!(m4.ane_fp16_tflops_measured.as_ref().unwrap().value, 18.6);
-    // A15: no measurement: marketed 15.8 (fp16) × the utilisation constant.
+    // A15: no measurement on the chip but one on its generation (h14: M2 Pro).
+    assert!(perf("A15").ane_tflops_basis.contains("same generation"));
+    // M3 family (h15): nothing measured: marketed 18 TOPS × the ratio.
     let u = cat().constants.ane_utilisation_of_marketed.value;
-    assert!((perf("A15").ane_tflops - 15.8 * u).abs() < 1e-9);
-    // A17 Pro: 35 int8-counted TOPS = 17.5 fp16.
-    assert!((perf("A17 Pro").ane_tflops - 17.5 * u).abs() < 1e-9);
-    // One prediction uses one of an Ultra's two engines (whisper.cpp: the tiny encoder takes
-    // 30 ms on an M1 Pro and 29.4 ms on an M2 Ultra).
-    assert!((perf("M2 Ultra").ane_tflops - 31.6 / 2.0 * u).abs() < 1e-9);
-    // M5 Max has no measurement and no marketed figure: the M5's (same generation).
-    assert_eq!(perf("M5 Max").ane_tflops, perf("M5").ane_tflops);
-    // Bandwidth: anemll-bench M1 61, M4 Pro 126 GB/s.
+    assert!((perf("M3").ane_tflops - 18.0 * u).abs() < 1e-9);
+    assert!(perf("M3").ane_tflops_basis.starts_with("derived"));
+    // One prediction uses one of an Ultra's two engines: M3 Ultra 36 TOPS over 2 engines.
+    assert!((perf("M3 Ultra").ane_tflops - 36.0 / 2.0 * u).abs() < 1e-9);
+    // A19 Pro: 1.25 × A18 Pro (argmax's measured gain), flagged derived.
+    let a18p = perf("A18 Pro");
+    let a19p = perf("A19 Pro");
+    assert!((a19p.ane_tflops - 1.25 * a18p.ane_tflops).abs() < 1e-9);
+    assert!(a19p.ane_tflops_basis.starts_with("derived"));
+    // Streaming bandwidth: measured, else GEMM × the catalog ratio.
+    assert_eq!(perf("M5 Pro").ane_stream_gbs, 24.0);
+    let k = cat().constants.ane_stream_per_gemm.value;
+    let m3 = perf("M3");
+    assert!((m3.ane_stream_gbs - m3.ane_tflops * k).abs() < 1e-9);
+    // Bandwidth: anemll-bench M1 61, M4 Pro 126, M6 152 GB/s.
     assert_eq!(perf("M1").ane_bandwidth_gbs, 61.0);
     assert_eq!(perf("M4 Pro").ane_bandwidth_gbs, 126.0);
+    assert_eq!(perf("M6").ane_bandwidth_gbs, 152.0);
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The derived catalog ratios are what their sources say: medians over the chips that have
+/// both figures.
+#[test]
+fn derived_ratios_are_the_medians_they_claim() {
+    let c = cat();
+    let mut marketed = Vec::new();
+    let mut stream = Vec::new();
+    for chip in &c.chips {
+        let Some(g) = &chip.ane_gemm_tflops_measured else {
+            continue;
+        };
+        if let Some(t) = &chip.ane_marketed_tops {
+            let int8 = chip
+                .ane_marketed_precision
+                .as_ref()
+                .is_some_and(|p| p.value == "int8");
+            marketed.push(g.value / if int8 { t.value / 2.0 } else { t.value });
+        }
+        if let Some(s) = &chip.ane_stream_gbs_measured {
+            stream.push(s.value / g.value);
+        }
+    }
+    assert_eq!(marketed.len(), 7);
+    assert_eq!(stream.len(), 9);
+    let u = median(marketed);
+    let k = median(stream);
+    assert!(
+        (c.constants.ane_utilisation_of_marketed.value - u).abs() < 0.005,
+        "{u}"
+    );
+    assert!(
+        (c.constants.ane_stream_per_gemm.value - k).abs() < 0.005,
+        "{k}"
+    );
+    // Every measured GEMM peak is flagged measured in --chip list; derived ones say so.
+    for chip in &c.chips {
+        let p = c.perf(chip);
+        if chip.ane_gemm_tflops_measured.is_some() {
+            assert!(
+                p.ane_tflops_basis.starts_with("measured ("),
+                "{}",
+                chip.name
+            );
+        }
+    }
+}
+
+/// Source: ANEFORGE-CLIFFS: the matmul cliff on every machine, the pre-A16-tier slice clamp
+/// on M1/M2 (h13/h14), none on M4/M5/M6 (h16/h17/h18), integer sums exact to 2048.
+#[test]
+fn numeric_cliffs_per_generation() {
+    for g in &cat().generations {
+        assert_eq!(g.numerics.matmul_max_finite.value, 32752.0, "{}", g.name);
+        assert_eq!(g.numerics.exact_integer_sum_max.value, 2048.0, "{}", g.name);
+        let clamp = g.numerics.slice_max_finite.value;
+        match g.number() {
+            13..=15 => assert_eq!(clamp, Some(4094.0), "{}", g.name),
+            _ => assert_eq!(clamp, None, "{}", g.name),
+        }
+    }
+    // h15 is derived (no M3 measured), h13 measured.
+    let h15 = cat().generation("h15").unwrap();
+    assert!(h15.numerics.slice_max_finite.source.starts_with("derived"));
+    let h13 = cat().generation("h13").unwrap();
+    assert!(!h13.numerics.slice_max_finite.source.starts_with("derived"));
+}
+
+/// Source: ASAHI soc-codenames (A19 H18A, A19 Pro H18P T8150, M5 Pro H17S T6050);
+/// A19-SPECS (16-core NE); ANEFORGE-ROOF (M6 Mac18,5).
+#[test]
+fn chips_shipped_since_a18_pro_and_m5_max() {
+    for (name, generation) in [("A19", "h18"), ("A19 Pro", "h18"), ("M6", "h18")] {
+        let c = cat().chip(name).unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(c.generation.value, generation, "{name}");
+        assert_eq!(c.ane_cores.value, 16, "{name}");
+    }
+    assert_eq!(cat().chip("iPhone 17 Pro").unwrap().name, "A19 Pro");
+    assert_eq!(cat().chip("iPhone 17").unwrap().name, "A19");
+    assert_eq!(cat().chip("Mac18,5").unwrap().name, "M6");
+    assert_eq!(cat().chip("t8150").unwrap().name, "A19 Pro");
+    let m5p = cat().chip("M5 Pro").unwrap();
+    assert_eq!(m5p.soc.as_ref().unwrap().value, "t6050");
+    // The M6 generation is derived (no public codename), its peak measured.
+    let m6 = cat().chip("M6").unwrap();
+    assert!(m6.generation.source.starts_with("derived"));
+    assert!(
+        !m6.ane_gemm_tflops_measured
+            .as_ref()
+            .unwrap()
+            .source
+            .starts_with("derived")
+    );
 }
 
 #[test]

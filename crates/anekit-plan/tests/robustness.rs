@@ -75,6 +75,7 @@ fn every_zoo_op_is_analysed_and_rewritten_without_panic() {
                     compute_units: units,
                     function: Some(f.clone()),
                     compare: chip == "A14",
+                    ..Options::default()
                 };
                 for inputs in [Vec::new(), flexible_inputs(&p, f)] {
                     let r = analyze_program(&p, &inputs, None, &opts).unwrap();
@@ -85,8 +86,17 @@ fn every_zoo_op_is_analysed_and_rewritten_without_panic() {
                 }
                 for extent in [0u64, u64::MAX / 3] {
                     let h = hostile(&p, extent);
+                    // Refused when invalid; analysed anyway, without panicking, when asked.
                     if let Ok(r) = analyze_program(&h, &[], None, &opts) {
                         assert!(!r.estimate.latency_ms.is_nan());
+                    }
+                    let anyway = Options {
+                        allow_invalid: true,
+                        ..opts.clone()
+                    };
+                    if let Ok(r) = analyze_program(&h, &[], None, &anyway) {
+                        assert!(!r.estimate.latency_ms.is_nan());
+                        let _ = anekit_plan::render::text(&r, true);
                     }
                 }
             }

@@ -76,6 +76,8 @@ fn child(pkg: &Path, out: &Path, reference: bool, threads: usize) {
         let outs = pool.install(|| {
             let mut ctx = RunCtx {
                 precision: Precision::Fp32,
+                numerics: None,
+                numerics_warnings: Vec::new(),
                 state: None,
                 consts: &p.consts,
                 state_types: &p.state_types,

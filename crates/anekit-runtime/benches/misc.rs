@@ -108,6 +108,8 @@ fn one_op(op_type: &str, opset: Opset, args: Vec<(&str, In)>) -> (Plan, Vec<Valu
 fn run(plan: &Plan, values: &[Value]) {
     let mut ctx = RunCtx {
         precision: Precision::Fp32,
+        numerics: None,
+        numerics_warnings: Vec::new(),
         state: None,
         consts: &plan.consts,
         state_types: &plan.state_types,

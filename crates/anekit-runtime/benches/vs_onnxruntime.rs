@@ -93,16 +93,10 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The oracle venv's interpreter (the test kit's rule), else `python3` from PATH.
 fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("ANEKIT_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = root().join(".venv/bin/python");
-    if venv.exists() {
-        venv
-    } else {
-        PathBuf::from("python3")
-    }
+    anekit_testkit::Python::find("the ONNX Runtime comparison")
+        .map_or_else(|| PathBuf::from("python3"), |p| p.path().to_path_buf())
 }
 
 /// One `scripts/ort_bench.py --serve` process.

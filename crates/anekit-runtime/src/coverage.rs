@@ -1,14 +1,10 @@
-//! The CPU backend's column of the op coverage table, and the table itself.
-//!
-//! `docs/op-coverage.md` is [`op_coverage_markdown`]: anekit-mil's registry columns (op,
-//! family, revisions, type inference) followed by the columns that other crates contribute.
-//! `cargo xtask gen-docs` writes it; `tests/coverage.rs` fails when the committed file differs.
-//! A further column (the compute plan's Neural Engine rules) is one more entry in the list
-//! below.
+//! The CPU backend's column of the op coverage table (`docs/op-coverage.md`, rendered by the
+//! workspace's `xtask` from the registry and every crate's column), derived from the kernel
+//! registration table [`kernels::MODULES`].
 
 use std::collections::BTreeMap;
 
-use anekit_mil::ops::{CoverageColumn, coverage_markdown_with};
+use anekit_mil::ops::CoverageColumn;
 
 use crate::cpu::{kernels, plan};
 
@@ -36,9 +32,4 @@ pub fn cpu_column() -> CoverageColumn {
             .into(),
         cells,
     }
-}
-
-/// The content of `docs/op-coverage.md`.
-pub fn op_coverage_markdown() -> String {
-    coverage_markdown_with(&[cpu_column(), anekit_plan::rules::coverage_column()])
 }

@@ -16,44 +16,7 @@ use anekit_mil::summary::{FeatureSummary, Flexibility};
 use crate::error::{Result, RuntimeError};
 use crate::tensor::{ElementType, Tensor};
 
-/// Which compute units a model may use — Core ML's `MLComputeUnits`, with its meaning.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum ComputeUnits {
-    /// The CPU only.
-    CpuOnly,
-    /// The CPU and the GPU.
-    CpuAndGpu,
-    /// The CPU and the Neural Engine.
-    CpuAndNeuralEngine,
-    /// Any unit (Core ML decides per op).
-    #[default]
-    All,
-}
-
-impl ComputeUnits {
-    /// Whether these units include the Neural Engine.
-    pub fn includes_neural_engine(self) -> bool {
-        matches!(self, Self::CpuAndNeuralEngine | Self::All)
-    }
-
-    /// Whether these units include the GPU.
-    pub fn includes_gpu(self) -> bool {
-        matches!(self, Self::CpuAndGpu | Self::All)
-    }
-
-    /// The name as Core ML spells it (`cpuOnly`, `cpuAndGPU`, `cpuAndNeuralEngine`, `all`).
-    pub fn coreml_name(self) -> &'static str {
-        match self {
-            Self::CpuOnly => "cpuOnly",
-            Self::CpuAndGpu => "cpuAndGPU",
-            Self::CpuAndNeuralEngine => "cpuAndNeuralEngine",
-            Self::All => "all",
-        }
-    }
-}
+pub use anekit_mil::ComputeUnits;
 
 /// A backend kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -77,6 +40,83 @@ impl std::fmt::Display for BackendKind {
     }
 }
 
+/// Which backend `Engine::load` should use (`--backend` on the command line).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendChoice {
+    /// Core ML when this build and machine have it (it honours every compute-units setting
+    /// and falls back per op), else the CPU backend. The direct Neural Engine backend is
+    /// never chosen automatically: it drives a private framework that can change with any
+    /// macOS update, runs only whole programs the Neural Engine accepts, and must be asked
+    /// for by name.
+    #[default]
+    Auto,
+    /// Core ML, or an error saying why it cannot run here.
+    CoreMl,
+    /// The direct Neural Engine backend (private AppleNeuralEngine framework, macOS, cargo
+    /// feature `private-ane`), or an error saying why it cannot run here.
+    Ane,
+    /// anekit's portable CPU backend.
+    Cpu,
+}
+
+impl BackendChoice {
+    /// Every choice, in `--backend` order.
+    pub const ALL: [BackendChoice; 4] = [Self::Auto, Self::CoreMl, Self::Ane, Self::Cpu];
+
+    /// The command-line spelling (`auto`, `coreml`, `ane`, `cpu`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::CoreMl => "coreml",
+            Self::Ane => "ane",
+            Self::Cpu => "cpu",
+        }
+    }
+
+    /// Parse the command-line spelling (`core-ml`, `direct-ane` are accepted too).
+    pub fn parse(s: &str) -> Option<Self> {
+        let n: String = s
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect::<String>()
+            .to_ascii_lowercase();
+        Some(match n.as_str() {
+            "auto" => Self::Auto,
+            "coreml" => Self::CoreMl,
+            "ane" | "directane" => Self::Ane,
+            "cpu" => Self::Cpu,
+            _ => return None,
+        })
+    }
+
+    /// The backend this choice names (`None` for `Auto`).
+    pub fn kind(self) -> Option<BackendKind> {
+        match self {
+            Self::Auto => None,
+            Self::CoreMl => Some(BackendKind::CoreMl),
+            Self::Ane => Some(BackendKind::Ane),
+            Self::Cpu => Some(BackendKind::Cpu),
+        }
+    }
+}
+
+impl std::fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Self::parse(s).ok_or_else(|| format!("unknown backend `{s}` (auto, coreml, ane, cpu)"))
+    }
+}
+
 /// Arithmetic precision of the CPU backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -89,15 +129,39 @@ pub enum Precision {
     Fp16,
 }
 
+/// The measured fp16 cliffs of one chip's Neural Engine, emulated by the CPU backend in
+/// [`Precision::Fp16`]: magnitudes beyond which the engine returns a wrong answer without an
+/// error. Filled from the chip catalog (`anekit_plan::catalog::Numerics`; ANEForge
+/// `bench/numeric_cliffs.py` measured them on 11 machines).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AneNumerics {
+    /// The chip (for messages).
+    pub chip: String,
+    /// Largest finite magnitude of a `matmul` or `linear` output; beyond it the engine
+    /// writes inf (32752, about half the fp16 maximum, on every chip measured).
+    pub matmul_max_finite: f32,
+    /// Largest magnitude a slice with a non-zero begin on the last axis passes through
+    /// (4094 on chips before the A16 tier, whose crop DMA clamps it to inf); `None`: exact.
+    pub slice_max_finite: Option<f32>,
+    /// Largest integer row sum a `reduce_sum` still returns exactly (2048: the fp16 grid
+    /// coarsens beyond it).
+    pub exact_integer_sum_max: f32,
+}
+
 /// How to load a model.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     /// Compute units the model may use.
     pub compute_units: ComputeUnits,
+    /// Which backend runs it ([`BackendChoice::Auto`]: Core ML when present, else the CPU).
+    pub backend: BackendChoice,
     /// The function to run (multifunction models); default: the model's default function.
     pub function: Option<String>,
     /// CPU-backend precision.
     pub precision: Precision,
+    /// With [`Precision::Fp16`]: also emulate this chip's Neural Engine cliffs and name the
+    /// first op where the engine would silently go wrong.
+    pub ane_numerics: Option<AneNumerics>,
     /// Worker threads for the CPU backend (default: the number of cores).
     pub threads: Option<usize>,
 }
@@ -118,6 +182,8 @@ pub struct Selection {
     pub backend: BackendKind,
     /// The compute units asked for.
     pub requested: ComputeUnits,
+    /// The backend asked for.
+    pub choice: BackendChoice,
     /// Why this backend, including why preferred backends were not used.
     pub reasons: Vec<String>,
 }
@@ -214,6 +280,11 @@ impl FeatureSpec {
     /// dictionaries ([`ElementType::Dict`]), each with shape `[]`. `None` for images,
     /// doubles and sequences.
     pub fn from_summary(f: &FeatureSummary) -> Option<Self> {
+        // An image input is passed as the program's fp32 pixel tensor (see the CLI's image
+        // decoding), not as the description's 8-bit image.
+        if f.kind == "image" {
+            return None;
+        }
         let scalar = match f.kind.as_str() {
             "string" => Some(ElementType::Str),
             "int64" => Some(ElementType::I32),
@@ -274,67 +345,213 @@ pub trait ModelInstance: Send + Sync {
     fn peak_activation_bytes(&self) -> Option<usize> {
         None
     }
+    /// Where the last prediction crossed a Neural Engine numerics cliff that does not stop it
+    /// (a row sum beyond the exact-integer range), first op first; empty unless the model was
+    /// loaded with [`LoadOptions::ane_numerics`].
+    fn numerics_warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// A backend's own copy of a [`State`] (Core ML keeps one `MLState` per caller state, so
+/// that predictions neither copy the state in nor out): the state's tensors are read from
+/// it lazily, and writes are handed to it before the next prediction.
+pub trait BackendState: Send + Sync {
+    /// Which loaded model owns it (a backend uses its own address or id); a state used with
+    /// another model is re-created there from the tensors.
+    fn owner(&self) -> usize;
+    /// The current value of state `name`.
+    fn read(&self, name: &str) -> Result<Tensor>;
+    /// Replaces state `name`.
+    fn write(&mut self, name: &str, value: &Tensor) -> Result<()>;
+    /// For a backend to recover its concrete type.
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
 }
 
 /// The state of a stateful model (Core ML's `MLState`): one tensor per state, zero when
 /// created, read by `read_state` and replaced by `write_state` (`coreml_update_state`).
-#[derive(Debug, Clone, PartialEq)]
+///
+/// A backend may attach its own copy ([`BackendState`], [`State::attach`]); the tensors are
+/// then read from it when asked for, and tensors written through [`State::write`] are
+/// handed to it before the next prediction ([`State::take_pending`]).
 pub struct State {
-    values: BTreeMap<String, Tensor>,
+    values: BTreeMap<String, std::sync::OnceLock<Tensor>>,
+    /// Shape and type of each state (what `write` checks against).
+    specs: BTreeMap<String, (ElementType, Vec<usize>)>,
+    backend: Option<Box<dyn BackendState>>,
+    /// States written since the backend copy was last synchronised.
+    pending: Vec<String>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("names", &self.specs.keys().collect::<Vec<_>>())
+            .field("backend", &self.backend.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Clone for State {
+    /// A detached copy: every tensor read out (from the backend copy where attached).
+    fn clone(&self) -> Self {
+        let values = self
+            .specs
+            .iter()
+            .map(|(name, (dtype, shape))| {
+                let t = self
+                    .read(name)
+                    .cloned()
+                    .unwrap_or_else(|_| Tensor::zeros(*dtype, shape));
+                (name.clone(), std::sync::OnceLock::from(t))
+            })
+            .collect();
+        Self {
+            values,
+            specs: self.specs.clone(),
+            backend: None,
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl PartialEq for State {
+    fn eq(&self, other: &Self) -> bool {
+        self.specs == other.specs
+            && self
+                .specs
+                .keys()
+                .all(|n| match (self.read(n), other.read(n)) {
+                    (Ok(a), Ok(b)) => a == b,
+                    _ => false,
+                })
+    }
 }
 
 impl State {
     /// A state with every tensor of `specs` zero.
     pub fn new(specs: &[FeatureSpec]) -> Self {
+        let mut values = BTreeMap::new();
+        let mut shapes = BTreeMap::new();
+        for s in specs {
+            let shape = s.shape.default_shape().to_vec();
+            values.insert(
+                s.name.clone(),
+                std::sync::OnceLock::from(Tensor::zeros(s.dtype, &shape)),
+            );
+            shapes.insert(s.name.clone(), (s.dtype, shape));
+        }
         Self {
-            values: specs
-                .iter()
-                .map(|s| {
-                    (
-                        s.name.clone(),
-                        Tensor::zeros(s.dtype, s.shape.default_shape()),
-                    )
-                })
-                .collect(),
+            values,
+            specs: shapes,
+            backend: None,
+            pending: Vec::new(),
         }
     }
 
-    /// The current value of state `name`.
-    pub fn read(&self, name: &str) -> Result<&Tensor> {
-        self.values.get(name).ok_or_else(|| RuntimeError::State {
+    fn missing(name: &str) -> RuntimeError {
+        RuntimeError::State {
             name: name.into(),
             message: "no such state".into(),
-        })
+        }
+    }
+
+    /// The current value of state `name` (read from the backend copy when one is attached
+    /// and the tensor has not been read since the last prediction).
+    pub fn read(&self, name: &str) -> Result<&Tensor> {
+        let cell = self.values.get(name).ok_or_else(|| Self::missing(name))?;
+        if let Some(t) = cell.get() {
+            return Ok(t);
+        }
+        let backend = self.backend.as_ref().ok_or_else(|| RuntimeError::State {
+            name: name.into(),
+            message: "no value and no backend copy (internal error)".into(),
+        })?;
+        let t = backend.read(name)?;
+        Ok(cell.get_or_init(|| t))
     }
 
     /// Replace state `name` (same element type and shape).
     pub fn write(&mut self, name: &str, value: Tensor) -> Result<()> {
-        let cur = self
-            .values
-            .get_mut(name)
-            .ok_or_else(|| RuntimeError::State {
-                name: name.into(),
-                message: "no such state".into(),
-            })?;
-        if cur.dtype() != value.dtype() || cur.shape() != value.shape() {
+        let (dtype, shape) = self.specs.get(name).ok_or_else(|| Self::missing(name))?;
+        if *dtype != value.dtype() || shape.as_slice() != value.shape() {
             return Err(RuntimeError::State {
                 name: name.into(),
                 message: format!(
                     "is {} {:?}; cannot write {} {:?}",
-                    cur.dtype(),
-                    cur.shape(),
+                    dtype,
+                    shape,
                     value.dtype(),
                     value.shape()
                 ),
             });
         }
-        *cur = value;
+        let cell = self
+            .values
+            .get_mut(name)
+            .ok_or_else(|| Self::missing(name))?;
+        *cell = std::sync::OnceLock::from(value);
+        if self.backend.is_some() && !self.pending.iter().any(|p| p == name) {
+            self.pending.push(name.to_string());
+        }
         Ok(())
     }
 
     /// Names of the states.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.values.keys().map(String::as_str)
+        self.specs.keys().map(String::as_str)
+    }
+
+    /// The attached backend copy, when it belongs to `owner`.
+    pub fn backend_mut(&mut self, owner: usize) -> Option<&mut (dyn BackendState + 'static)> {
+        match &mut self.backend {
+            Some(b) if b.owner() == owner => Some(b.as_mut()),
+            _ => None,
+        }
+    }
+
+    /// Attaches a backend copy made from the current tensors (replacing another one, whose
+    /// values are read out first).
+    pub fn attach(&mut self, backend: Box<dyn BackendState>) -> Result<()> {
+        self.detach()?;
+        self.backend = Some(backend);
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Reads every tensor out of the backend copy and drops it.
+    pub fn detach(&mut self) -> Result<()> {
+        let names: Vec<String> = self.specs.keys().cloned().collect();
+        for n in &names {
+            self.read(n)?;
+        }
+        self.backend = None;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// The states written through [`State::write`] since the last call, with their
+    /// values, for the backend copy to take over before a prediction.
+    pub fn take_pending(&mut self) -> Vec<(String, Tensor)> {
+        let names = std::mem::take(&mut self.pending);
+        names
+            .into_iter()
+            .filter_map(|n| {
+                let t = self.values.get(&n)?.get()?.clone();
+                Some((n, t))
+            })
+            .collect()
+    }
+
+    /// After a prediction that updated the backend copy: forget the tensors held here, so
+    /// that the next [`State::read`] fetches the new values.
+    pub fn backend_updated(&mut self) {
+        if self.backend.is_some() {
+            for cell in self.values.values_mut() {
+                *cell = std::sync::OnceLock::new();
+            }
+            self.pending.clear();
+        }
     }
 }
 
@@ -369,7 +586,7 @@ impl LoadedModel {
     pub fn predict(&self, inputs: &NamedTensors) -> Result<NamedTensors> {
         self.check_inputs(inputs)?;
         if !self.instance.states().is_empty() {
-            return Err(RuntimeError::Load(format!(
+            return Err(RuntimeError::Predict(format!(
                 "function {:?} is stateful: create a state with new_state() and call predict_with_state",
                 self.instance.function()
             )));
@@ -482,36 +699,47 @@ impl Engine {
             .collect()
     }
 
-    /// Choose a backend for `units`: Core ML when present (it honours every setting), else
-    /// the CPU backend; every preferred backend that is missing is named with its reason.
-    pub fn select(&self, units: ComputeUnits) -> Result<(Arc<dyn Backend>, Selection)> {
+    /// Choose a backend for `units` and `choice`. `Auto`: Core ML when present (it honours
+    /// every setting), else the CPU backend; a named backend or an error saying why it
+    /// cannot run here. Every backend passed over is named with its reason.
+    pub fn select(
+        &self,
+        units: ComputeUnits,
+        choice: BackendChoice,
+    ) -> Result<(Arc<dyn Backend>, Selection)> {
         let mut reasons = Vec::new();
         let find = |k: BackendKind| self.backends.iter().find(|b| b.kind() == k);
-        let preference: &[BackendKind] = match units {
-            ComputeUnits::CpuOnly => &[BackendKind::Cpu],
-            _ => &[BackendKind::CoreMl, BackendKind::Cpu],
+        let preference: &[BackendKind] = match choice {
+            BackendChoice::Auto => {
+                reasons.push(auto_reason(units).to_string());
+                match units {
+                    ComputeUnits::CpuOnly => &[BackendKind::Cpu],
+                    _ => &[BackendKind::CoreMl, BackendKind::Cpu],
+                }
+            }
+            BackendChoice::CoreMl => &[BackendKind::CoreMl],
+            BackendChoice::Cpu => &[BackendKind::Cpu],
+            BackendChoice::Ane => {
+                if !units.neural_engine() {
+                    return Err(RuntimeError::Load(format!(
+                        "--backend ane runs the whole program on the Neural Engine, but compute \
+                         units `{}` exclude it (use --compute-units all or cpu-and-ne)",
+                        units.name()
+                    )));
+                }
+                &[BackendKind::Ane]
+            }
         };
         for &kind in preference {
             match find(kind).map(|b| (b, b.availability())) {
                 Some((b, Availability::Available)) => {
-                    if kind == BackendKind::Cpu && units != ComputeUnits::CpuOnly {
-                        let wanted = match units {
-                            ComputeUnits::CpuAndGpu => "the GPU",
-                            ComputeUnits::CpuAndNeuralEngine => "the Neural Engine",
-                            _ => "the GPU and the Neural Engine",
-                        };
-                        reasons.push(format!(
-                            "{} asked for {wanted}, which only Core ML reaches; running on the CPU instead",
-                            units.coreml_name()
-                        ));
-                    } else {
-                        reasons.push(format!("{} runs {}", kind, units.coreml_name()));
-                    }
+                    reasons.push(chosen_reason(kind, units, choice));
                     return Ok((
                         b.clone(),
                         Selection {
                             backend: kind,
                             requested: units,
+                            choice,
                             reasons,
                         },
                     ));
@@ -523,21 +751,68 @@ impl Engine {
             }
         }
         Err(RuntimeError::Load(format!(
-            "no backend can run {}: {}",
+            "no backend can run {} with --backend {choice}: {}",
             units.coreml_name(),
             reasons.join("; ")
         )))
     }
 
-    /// Load `model` with `options`.
+    /// Load `model` with `options`. Its ML Program is validated first ([`RuntimeError::Invalid`]
+    /// names every problem).
     pub fn load(&self, model: Arc<Model>, options: &LoadOptions) -> Result<LoadedModel> {
-        let (backend, selection) = self.select(options.compute_units)?;
+        // Validation is part of loading: an invalid program is refused with every problem
+        // named, whichever backend would have run it (Core ML would refuse to compile it).
+        if let Some(program) = &model.program {
+            anekit_mil::validate::require_valid(program)?;
+        }
+        let (backend, selection) = self.select(options.compute_units, options.backend)?;
         tracing::info!(backend = %selection.backend, reasons = ?selection.reasons, "selected backend");
         let instance = backend.load(model, options)?;
         Ok(LoadedModel {
             instance,
             selection,
         })
+    }
+}
+
+/// Why `auto` prefers what it prefers (stated in every automatic selection).
+fn auto_reason(units: ComputeUnits) -> &'static str {
+    match units {
+        ComputeUnits::CpuOnly => "auto: cpu-only runs on anekit's CPU backend",
+        _ => {
+            "auto: Core ML first (it honours every compute-units setting and falls back per \
+             op), then the CPU backend; the direct ANE backend is used only when asked for \
+             (--backend ane)"
+        }
+    }
+}
+
+/// Why the backend that runs was chosen.
+fn chosen_reason(kind: BackendKind, units: ComputeUnits, choice: BackendChoice) -> String {
+    match (kind, units) {
+        (BackendKind::Cpu, ComputeUnits::CpuOnly) => format!("{kind} runs cpuOnly"),
+        (BackendKind::Cpu, _) => {
+            let wanted = match units {
+                ComputeUnits::CpuAndGpu => "the GPU",
+                ComputeUnits::CpuAndNe => "the Neural Engine",
+                _ => "the GPU and the Neural Engine",
+            };
+            if choice == BackendChoice::Cpu {
+                format!(
+                    "{} asked for {wanted}; --backend cpu runs every op on the CPU",
+                    units.coreml_name()
+                )
+            } else {
+                format!(
+                    "{} asked for {wanted}, which only Core ML reaches; running on the CPU instead",
+                    units.coreml_name()
+                )
+            }
+        }
+        (BackendKind::Ane, _) => {
+            format!("{kind} runs the whole program on the Neural Engine (no CPU or GPU fallback)")
+        }
+        (BackendKind::CoreMl, _) => format!("{kind} runs {}", units.coreml_name()),
     }
 }
 

@@ -39,7 +39,7 @@ pub enum RuntimeError {
     /// An op produced inf or NaN (fp16 precision checking).
     #[error(
         "op {op:?} ({op_type}) produced {what} with {precision} precision: the first non-finite value \
-         appears here (largest finite magnitude in its inputs: {max_input})"
+         appears here (largest finite magnitude in its inputs: {max_input}){cause}"
     )]
     NonFinite {
         /// The op's name.
@@ -52,10 +52,23 @@ pub enum RuntimeError {
         precision: &'static str,
         /// The largest finite absolute value among its floating-point inputs.
         max_input: f32,
+        /// Why, when a chip's Neural Engine cliff (not plain fp16 overflow) made it non-finite:
+        /// `"; on M1 the Neural Engine writes inf for matmul outputs above 32752 …"`; empty
+        /// otherwise.
+        cause: String,
     },
+    /// The model's ML Program is invalid (Core ML would refuse to compile it): every problem,
+    /// each naming its function, op and parameter. Checked when a model is loaded.
+    #[error(transparent)]
+    Invalid(#[from] anekit_mil::validate::InvalidProgram),
     /// The model cannot be loaded with the requested options.
     #[error("{0}")]
     Load(String),
+    /// A prediction failed for a reason that is neither an input, an op nor a state (an
+    /// output that cannot be converted to its declared type, a stateful function called
+    /// without a state, a backend failing while it predicts).
+    #[error("prediction failed: {0}")]
+    Predict(String),
     /// A state is missing or of the wrong shape.
     #[error("state {name:?}: {message}")]
     State {

@@ -10,6 +10,8 @@
 //! The Apple backends (Core ML, the direct Neural Engine path) implement the same
 //! [`engine::Backend`] trait in `anekit-apple`.
 
+#![forbid(unsafe_code)]
+
 pub mod coverage;
 pub mod cpu;
 pub mod engine;
@@ -18,8 +20,8 @@ pub mod npy;
 pub mod tensor;
 
 pub use engine::{
-    Backend, BackendKind, ComputeUnits, Engine, FeatureSpec, LoadOptions, LoadedModel,
-    ModelInstance, NamedTensors, Precision, Selection, ShapeSpec, State,
+    AneNumerics, Backend, BackendChoice, BackendKind, ComputeUnits, Engine, FeatureSpec,
+    LoadOptions, LoadedModel, ModelInstance, NamedTensors, Precision, Selection, ShapeSpec, State,
 };
 pub use error::{Result, RuntimeError};
 pub use tensor::{Deviation, DictKeys, Dictionary, ElementType, Tensor};

@@ -60,6 +60,8 @@ fn inputs(f: &anekit_mil::Function) -> Option<Vec<Value>> {
 fn run(p: &plan::Plan, args: Vec<Value>) -> Vec<Value> {
     let mut ctx = RunCtx {
         precision: Precision::Fp32,
+        numerics: None,
+        numerics_warnings: Vec::new(),
         state: None,
         consts: &p.consts,
         state_types: &p.state_types,

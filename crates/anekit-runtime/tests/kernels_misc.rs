@@ -1,20 +1,14 @@
-//! CPU kernels of the recurrent, image-resizing, random, quantization and classify families
-//! against oracles nobody here wrote: PyTorch / NumPy values made by `tests/data/make_misc.py`
-//! (JSON under `tests/data/misc/`), and the expected numbers of coremltools' own op tests.
-//!
-//! Each case is a one-op MIL function: arguments marked `runtime` are function inputs (so
-//! the kernel runs at prediction time, not folded at load), the others literals; the op's
-//! output types come from anekit-mil's type inference (coremltools' `type_inference`), so a
-//! case also checks that the arguments are valid for the op.
+//! CPU kernels of the random and classify ops, and the recurrent, image-resizing and
+//! constexpr kernels on malformed arguments (errors naming the problem, never a panic or an
+//! abort). The oracle cases of the recurrent, image-resizing and quantization families —
+//! `tests/data/misc/*.json`, PyTorch / NumPy / coremltools values made by `make_misc.py` —
+//! run in `tests/cases.rs`, through the test kit.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::path::PathBuf;
 
 use anekit_mil::program::Opset;
 use anekit_mil::types::{DataType, TensorType, ValueType};
 use anekit_mil::value::{Placement, Value as MilValue};
 use anekit_runtime::cpu::value::Value;
-use serde_json::Value as Json;
 
 mod common;
 use common::{Bound, f64_of, le_bytes, run_one_op, value_of};
@@ -61,46 +55,6 @@ fn f32s(v: f32) -> In {
     In::Lit(MilValue::fp32(v))
 }
 
-/// A tensor description with shared tensors (`{"ref": key}`) resolved.
-fn resolve<'a>(j: &'a Json, tensors: &'a Json) -> &'a Json {
-    match j.get("ref").and_then(Json::as_str) {
-        Some(k) => &tensors[k],
-        None => j,
-    }
-}
-
-/// An argument from its JSON description (see make_misc.py).
-fn from_json(spec: &Json, tensors: &Json) -> In {
-    let j = resolve(spec, tensors);
-    if let Some(v) = j.get("str") {
-        return s(v.as_str().unwrap());
-    }
-    if let Some(v) = j.get("bool") {
-        return b(v.as_bool().unwrap());
-    }
-    let dtype = DataType::from_name(j["dtype"].as_str().unwrap()).unwrap();
-    let shape: Vec<usize> = j["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
-    let data: Vec<f64> = j["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| match v {
-            Json::Bool(b) => f64::from(u8::from(*b)),
-            v => v.as_f64().unwrap(),
-        })
-        .collect();
-    if spec.get("runtime").and_then(Json::as_bool) == Some(true) {
-        rt(dtype, &shape, &data)
-    } else {
-        lit(dtype, &shape, &data)
-    }
-}
-
 /// Build a one-op function, compile it for the CPU backend and run it.
 fn run_op(op_type: &str, opset: Opset, args: &[(&str, In)]) -> Result<Vec<Value>, String> {
     run_op_with(op_type, opset, args, None)
@@ -125,155 +79,6 @@ fn run_op_with(
         })
         .collect();
     run_one_op(op_type, opset, &args, untyped)
-}
-
-/// Compare `got` with an expected tensor; an error message on mismatch.
-fn compare(got: &Value, shape: &[usize], want: &[f64], atol: f64, rtol: f64) -> Result<(), String> {
-    let (gs, g) = f64_of(got);
-    if gs != shape {
-        return Err(format!("shape {gs:?}, expected {shape:?}"));
-    }
-    let mut worst = (0.0, 0usize);
-    for (k, (a, b)) in g.iter().zip(want).enumerate() {
-        let err = (a - b).abs();
-        let excess = err - (atol + rtol * b.abs());
-        if excess > worst.0 || a.is_nan() != b.is_nan() {
-            worst = (excess.max(f64::MIN_POSITIVE), k);
-        }
-    }
-    if worst.0 > 0.0 {
-        let k = worst.1;
-        return Err(format!(
-            "element {k}: got {}, expected {} (atol {atol:e}, rtol {rtol:e})",
-            g[k], want[k]
-        ));
-    }
-    Ok(())
-}
-
-fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/misc")
-}
-
-/// Run every case of `tests/data/misc/<family>.json`; returns the number run.
-fn run_family(family: &str) -> usize {
-    let path = data_dir().join(format!("{family}.json"));
-    let doc: Json = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let only = std::env::var("ANEKIT_CASE").ok();
-    let mut failures = Vec::new();
-    let mut n = 0;
-    for c in doc["cases"].as_array().unwrap() {
-        let name = c["name"].as_str().unwrap();
-        if only.as_deref().is_some_and(|o| !name.contains(o)) {
-            continue;
-        }
-        n += 1;
-        let opset = Opset::parse(c["opset"].as_str().unwrap()).unwrap();
-        let args: Vec<(String, In)> = c["inputs"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), from_json(v, &doc["tensors"])))
-            .collect();
-        let args: Vec<(&str, In)> = args.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        let untyped = c
-            .get("untyped_outputs")
-            .and_then(Json::as_u64)
-            .map(|n| n as usize);
-        let result = run_op_with(c["op"].as_str().unwrap(), opset, &args, untyped);
-        if let Some(msg) = c.get("error").and_then(Json::as_str) {
-            match result {
-                Err(e) if e.contains(msg) => {}
-                Err(e) => failures.push(format!("{name}: error {e:?} does not mention {msg:?}")),
-                Ok(_) => failures.push(format!("{name}: expected an error mentioning {msg:?}")),
-            }
-            continue;
-        }
-        let outs = match result {
-            Ok(o) => o,
-            Err(e) => {
-                failures.push(format!("{name}: {e}"));
-                continue;
-            }
-        };
-        let want = c["outputs"].as_array().unwrap();
-        if outs.len() != want.len() {
-            failures.push(format!(
-                "{name}: {} outputs, expected {}",
-                outs.len(),
-                want.len()
-            ));
-            continue;
-        }
-        let (atol, rtol) = (c["atol"].as_f64().unwrap(), c["rtol"].as_f64().unwrap());
-        for (k, (o, w)) in outs.iter().zip(want).enumerate() {
-            let w = resolve(w, &doc["tensors"]);
-            let shape: Vec<usize> = w["shape"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d.as_u64().unwrap() as usize)
-                .collect();
-            let data: Vec<f64> = w["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| match v {
-                    Json::Bool(b) => f64::from(u8::from(*b)),
-                    v => v.as_f64().unwrap(),
-                })
-                .collect();
-            if let Err(e) = compare(o, &shape, &data, atol, rtol) {
-                failures.push(format!("{name} output {k}: {e}"));
-            }
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {n} {family} cases failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    n
-}
-
-// ------------------------------------------------------------------------------------------
-// Recurrent
-// ------------------------------------------------------------------------------------------
-
-#[test]
-fn recurrent_matches_torch_and_numpy() {
-    let n = run_family("recurrent");
-    assert!(
-        n >= 40 || std::env::var("ANEKIT_CASE").is_ok(),
-        "ran {n} cases"
-    );
-}
-
-// ------------------------------------------------------------------------------------------
-// Image resizing
-// ------------------------------------------------------------------------------------------
-
-#[test]
-fn image_resizing_matches_torch_numpy_and_coremltools() {
-    let n = run_family("image_resizing");
-    assert!(
-        n >= 200 || std::env::var("ANEKIT_CASE").is_ok(),
-        "ran {n} cases"
-    );
-}
-
-// ------------------------------------------------------------------------------------------
-// Quantization
-// ------------------------------------------------------------------------------------------
-
-#[test]
-fn quantization_matches_torch_and_coremltools() {
-    let n = run_family("quantization");
-    assert!(
-        n >= 30 || std::env::var("ANEKIT_CASE").is_ok(),
-        "ran {n} cases"
-    );
 }
 
 // ------------------------------------------------------------------------------------------

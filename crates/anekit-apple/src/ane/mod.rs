@@ -5,7 +5,8 @@
 //! private AppleNeuralEngine framework compiles it (`_ANEInMemoryModelDescriptor` →
 //! `_ANEInMemoryModel` → `compileWithQoS:` → `loadWithQoS:`), and each prediction writes the
 //! inputs into IOSurfaces wrapped by `_ANEIOSurfaceObject`, evaluates an `_ANERequest` and
-//! reads the outputs back (research/ane-facts.md §1.4). Three guards sit around it, all
+//! reads the outputs back (maderix/ANE `training/ane_runtime.h`; docs/apple.md). Three guards
+//! sit around it, all
 //! portable and tested on any OS:
 //!
 //! - [`CompileBudget`]: the framework leaks per compile and fails after ~119 compiles in a
@@ -32,6 +33,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{AppleError, Result};
+
+pub mod layout;
+pub mod target;
 
 #[cfg(all(target_os = "macos", feature = "private-ane"))]
 mod backend;
@@ -78,7 +82,8 @@ impl std::fmt::Display for AneStage {
 }
 
 /// What usually causes a failure, from the framework's message (status codes seen by
-/// others, research/ane-facts.md §1.5, §5.3).
+/// others: `ANEProgramProcessRequestDirect() Failed with status=0x1d` in maderix/ANE's README
+/// and the `ane` crate's width check, `ANECCompile() FAILED` in ncdrone/rustane#11).
 pub fn hint(stage: AneStage, description: &str) -> Option<&'static str> {
     let d = description.to_ascii_lowercase();
     if d.contains("0x1d") {
@@ -153,27 +158,45 @@ pub fn parse_limit(v: Option<&str>) -> u32 {
         .unwrap_or(DEFAULT_COMPILE_LIMIT)
 }
 
-/// A program prepared for the private compiler: MIL text and the weight blob it refers to.
+/// One weight file of an exported program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightFile {
+    /// The path the MIL text refers to (`@model_path/weights/weight.bin`).
+    pub path: String,
+    /// The file (`weights/weight.bin` layout: 64-byte header, 64-byte aligned blobs).
+    pub bytes: Vec<u8>,
+}
+
+impl WeightFile {
+    /// The path relative to the model folder (`weights/weight.bin`).
+    pub fn relative_path(&self) -> &str {
+        self.path.strip_prefix("@model_path/").unwrap_or(&self.path)
+    }
+}
+
+/// A program prepared for the private compiler: MIL text and the weight files it refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exported {
     /// The function that was exported.
     pub function: String,
     /// MIL text (Apple's syntax, no anekit extensions).
     pub mil: String,
-    /// The weight file (`weights/weight.bin` layout: 64-byte header, 64-byte aligned
-    /// blobs); empty when the program has no blob constants.
-    pub weights: Vec<u8>,
+    /// The weight files (none when the program has no blob constants).
+    pub weights: Vec<WeightFile>,
 }
 
 impl Exported {
-    /// The cache key: SHA-256 of the MIL text's hash and the weights' hash.
+    /// The cache key: SHA-256 over the MIL text and every weight file's path and bytes.
     pub fn key(&self) -> String {
-        let mil = Sha256::digest(self.mil.as_bytes());
-        let w = Sha256::digest(&self.weights);
         let mut h = Sha256::new();
-        h.update(b"anekit-ane-v1\0");
-        h.update(mil);
-        h.update(w);
+        h.update(b"anekit-ane-v2\0");
+        h.update(Sha256::digest(self.mil.as_bytes()));
+        for w in &self.weights {
+            h.update(w.path.as_bytes());
+            h.update([0]);
+            h.update((w.bytes.len() as u64).to_le_bytes());
+            h.update(Sha256::digest(&w.bytes));
+        }
         h.finalize()
             .iter()
             .take(16)
@@ -183,7 +206,8 @@ impl Exported {
 }
 
 /// The build information the ANE's MIL parser requires (it fails without a
-/// `coremlc-version`; research/ane-facts.md §1.4).
+/// `coremlc-version`; maderix/ANE `training/stories_mil.h` and the `ane` crate's
+/// `ops/mil.rs` write the same header).
 const BUILD_INFO_PROGRAM: &str = r#"program(1.3)
 [buildInfo = dict<string, string>({{"coremlc-component-MIL", "3510.2.1"}, {"coremlc-version", "3505.4.1"}})]
 {
@@ -197,14 +221,25 @@ fn default_build_info() -> Option<Value> {
         .remove("buildInfo")
 }
 
-/// Prepares `function` of `program` for the private compiler: keeps only that function
-/// (renamed `main`, which the compiler expects), moves every tensor constant that goes to a
-/// weight file (blob-placed ones, and coremltools' rule for the others: ≥ 10 elements of
-/// fp16, fp32, int8 or uint8, or sub-byte) into one
-/// in-memory weight blob referenced as [`WEIGHT_FILE`], adds the build information when
-/// missing, and prints the text in the dialect of the function's opset without anekit
-/// extensions.
+/// Prepares `function` of `program` for the private compiler with the profile of an unknown
+/// (newest) chip: [`export_for`] with [`target::profile_for`]`(None)`.
 pub fn export(program: &Program, function: &str) -> Result<Exported> {
+    export_for(program, function, &target::profile_for(None))
+}
+
+/// Prepares `function` of `program` for the private compiler of the chip `profile`
+/// describes: keeps only that function (renamed `main`, which the compiler expects), caps
+/// its opset where the chip needs it (refusing, before any compile, a program whose ops do
+/// not exist in the capped opset), moves every tensor constant that goes to a weight file
+/// (blob-placed ones, and coremltools' rule for the others: ≥ 10 elements of fp16, fp32,
+/// int8 or uint8, or sub-byte) into one weight file or one file per weight, adds the build
+/// information when missing, and prints the text in the profile's dialect without anekit
+/// extensions.
+pub fn export_for(
+    program: &Program,
+    function: &str,
+    profile: &target::MilProfile,
+) -> Result<Exported> {
     let f = program.functions.get(function).ok_or_else(|| {
         let names: Vec<&str> = program.functions.keys().map(String::as_str).collect();
         AppleError::invalid(
@@ -215,9 +250,15 @@ pub fn export(program: &Program, function: &str) -> Result<Exported> {
             ),
         )
     })?;
+    let mut f = f.clone();
+    if let (Some(cap), Some(own)) = (profile.opset_cap, f.known_opset())
+        && own > cap
+    {
+        cap_opset(&mut f, cap, profile.generation.as_deref())?;
+    }
     let mut p = Program {
         version: program.version,
-        functions: [("main".to_string(), f.clone())].into_iter().collect(),
+        functions: [("main".to_string(), f)].into_iter().collect(),
         doc: String::new(),
         attributes: program.attributes.clone(),
     };
@@ -226,14 +267,13 @@ pub fn export(program: &Program, function: &str) -> Result<Exported> {
     {
         p.attributes.insert("buildInfo".into(), b);
     }
-    let mut writer = BlobWriter::new(std::io::Cursor::new(Vec::new()))
-        .map_err(|e| AppleError::invalid("weight blob", e.to_string()))?;
+    let mut sink = WeightSink::new(profile.weights)?;
     let mut failure: Option<AppleError> = None;
     let mut visit = |v: &mut Value| {
         if failure.is_some() {
             return;
         }
-        if let Err(e) = externalize(v, &mut writer) {
+        if let Err(e) = externalize(v, &mut sink) {
             failure = Some(e);
         }
     };
@@ -245,20 +285,17 @@ pub fn export(program: &Program, function: &str) -> Result<Exported> {
     if let Some(e) = failure {
         return Err(e);
     }
-    let count = writer.count();
-    let weights = writer
-        .finish()
-        .map_err(|e| AppleError::invalid("weight blob", e.to_string()))?
-        .into_inner();
-    let dialect = p
-        .functions
-        .values()
-        .next()
-        .and_then(|f| f.known_opset())
-        .map_or_else(
-            || Dialect::for_program(&p),
-            |o| Dialect::for_spec_version(o.spec_version()),
-        );
+    let weights = sink.finish()?;
+    let dialect = profile.dialect.unwrap_or_else(|| {
+        p.functions
+            .values()
+            .next()
+            .and_then(|f| f.known_opset())
+            .map_or_else(
+                || Dialect::for_program(&p),
+                |o| Dialect::for_spec_version(o.spec_version()),
+            )
+    });
     let mil = anekit_mil::text::print_with(
         &p,
         &PrintOptions {
@@ -269,8 +306,110 @@ pub fn export(program: &Program, function: &str) -> Result<Exported> {
     Ok(Exported {
         function: function.to_string(),
         mil,
-        weights: if count == 0 { Vec::new() } else { weights },
+        weights,
     })
+}
+
+/// Re-tags `f` to opset `cap` when every op of it exists there with the same signature
+/// (checked by anekit-mil's validator); otherwise says which ops do not.
+fn cap_opset(
+    f: &mut anekit_mil::program::Function,
+    cap: anekit_mil::program::Opset,
+    generation: Option<&str>,
+) -> Result<()> {
+    let block = f
+        .blocks
+        .remove(&f.opset)
+        .ok_or_else(|| AppleError::invalid("function", "no block for its opset"))?;
+    let from = f.opset.clone();
+    f.blocks.clear();
+    f.blocks.insert(cap.proto_name().to_string(), block);
+    f.opset = cap.proto_name().to_string();
+    let report = anekit_mil::validate::check_function("main", f);
+    if !report.is_ok() {
+        let problems: Vec<String> = report
+            .diagnostics
+            .iter()
+            .take(5)
+            .map(|d| d.to_string())
+            .collect();
+        return Err(AppleError::invalid(
+            "program",
+            format!(
+                "the Neural Engine compiler of {} takes {} programs, and this {from} function \
+                 does not fit that opset: {}",
+                generation.unwrap_or("this chip"),
+                cap.text_name(),
+                problems.join("; ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Where externalized constants go: one blob file, or one file per constant.
+enum WeightSink {
+    Single(BlobWriter<std::io::Cursor<Vec<u8>>>),
+    PerTensor(Vec<WeightFile>),
+}
+
+impl WeightSink {
+    fn new(layout: target::WeightLayout) -> Result<Self> {
+        Ok(match layout {
+            target::WeightLayout::Single => Self::Single(
+                BlobWriter::new(std::io::Cursor::new(Vec::new()))
+                    .map_err(|e| AppleError::invalid("weight blob", e.to_string()))?,
+            ),
+            target::WeightLayout::PerTensor => Self::PerTensor(Vec::new()),
+        })
+    }
+
+    /// Appends a blob; returns the file it went to and its offset there.
+    fn append(
+        &mut self,
+        blob_type: anekit_format::BlobDataType,
+        bytes: &[u8],
+        padding: u64,
+    ) -> Result<(String, u64)> {
+        let err = |e: std::io::Error| AppleError::invalid("weight blob", e.to_string());
+        match self {
+            Self::Single(w) => Ok((
+                WEIGHT_FILE.to_string(),
+                w.append(blob_type, bytes, padding).map_err(err)?,
+            )),
+            Self::PerTensor(files) => {
+                let mut w = BlobWriter::new(std::io::Cursor::new(Vec::new())).map_err(err)?;
+                let offset = w.append(blob_type, bytes, padding).map_err(err)?;
+                let path = format!("@model_path/weights/w{}.bin", files.len());
+                files.push(WeightFile {
+                    path: path.clone(),
+                    bytes: w.finish().map_err(err)?.into_inner(),
+                });
+                Ok((path, offset))
+            }
+        }
+    }
+
+    fn finish(self) -> Result<Vec<WeightFile>> {
+        match self {
+            Self::Single(w) => {
+                let count = w.count();
+                let bytes = w
+                    .finish()
+                    .map_err(|e| AppleError::invalid("weight blob", e.to_string()))?
+                    .into_inner();
+                Ok(if count == 0 {
+                    Vec::new()
+                } else {
+                    vec![WeightFile {
+                        path: WEIGHT_FILE.to_string(),
+                        bytes,
+                    }]
+                })
+            }
+            Self::PerTensor(files) => Ok(files),
+        }
+    }
 }
 
 fn visit_block(b: &mut Block, f: &mut impl FnMut(&mut Value)) {
@@ -291,10 +430,7 @@ fn visit_block(b: &mut Block, f: &mut impl FnMut(&mut Value)) {
     }
 }
 
-fn externalize<W: std::io::Write + std::io::Seek>(
-    v: &mut Value,
-    w: &mut BlobWriter<W>,
-) -> Result<()> {
+fn externalize(v: &mut Value, w: &mut WeightSink) -> Result<()> {
     let Some(tt) = v.ty.as_tensor().cloned() else {
         return Ok(());
     };
@@ -327,44 +463,52 @@ fn externalize<W: std::io::Write + std::io::Seek>(
     } else {
         0
     };
-    let offset = w
-        .append(blob_type, bytes, padding)
-        .map_err(|e| AppleError::invalid("weight blob", e.to_string()))?;
+    let (file, offset) = w.append(blob_type, bytes, padding)?;
     td.placement = Placement::Blob {
-        source: Some(BlobRef {
-            file: WEIGHT_FILE.to_string(),
-            offset,
-        }),
+        source: Some(BlobRef { file, offset }),
     };
     Ok(())
 }
 
-/// A [`BlobSource`] over an exported weight blob (to parse exported text back, and to
+/// A [`BlobSource`] over an export's weight files (to parse exported text back, and to
 /// check an export).
-pub fn weight_source(weights: &[u8]) -> Result<impl BlobSource> {
-    struct Source(anekit_format::BlobFile);
+pub fn weight_source(weights: &[WeightFile]) -> Result<impl BlobSource> {
+    struct Source(Vec<(String, anekit_format::BlobFile)>);
     impl BlobSource for Source {
         fn blob(
             &self,
             file: &str,
             offset: u64,
         ) -> anekit_format::Result<anekit_format::blob::Blob> {
-            if file != WEIGHT_FILE {
-                return Err(anekit_format::FormatError::invalid(
-                    self.0.path(),
+            match self.0.iter().find(|(p, _)| p == file) {
+                Some((_, f)) => f.blob(offset),
+                None => Err(anekit_format::FormatError::invalid(
+                    std::path::Path::new(file),
                     "file",
-                    format!("exported programs refer only to {WEIGHT_FILE}, not {file}"),
-                ));
+                    format!(
+                        "not one of the exported weight files ({})",
+                        self.0
+                            .iter()
+                            .map(|(p, _)| p.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )),
             }
-            self.0.blob(offset)
         }
     }
-    let f = anekit_format::BlobFile::from_bytes(
-        "weights/weight.bin",
-        bytes::Bytes::copy_from_slice(weights),
-    )
-    .map_err(|e| AppleError::invalid("weight blob", e.to_string()))?;
-    Ok(Source(f))
+    weights
+        .iter()
+        .map(|w| {
+            anekit_format::BlobFile::from_bytes(
+                w.relative_path(),
+                bytes::Bytes::copy_from_slice(&w.bytes),
+            )
+            .map(|f| (w.path.clone(), f))
+            .map_err(|e| AppleError::invalid("weight blob", e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Source)
 }
 
 /// One entry of the [`CacheIndex`].
@@ -378,6 +522,12 @@ pub struct CacheEntry {
     pub os_build: String,
     /// The exported function.
     pub function: String,
+    /// Where the framework keeps the program's files (`localModelPath`), when known.
+    #[serde(default)]
+    pub local_path: Option<String>,
+    /// When the program was last compiled or loaded, seconds since the Unix epoch.
+    #[serde(default)]
+    pub last_used: u64,
 }
 
 /// The persistent index of programs compiled by the private path, one JSON file per key in
@@ -433,15 +583,68 @@ impl CacheIndex {
     pub fn forget(&self, key: &str) {
         let _ = std::fs::remove_file(self.path(key));
     }
+
+    /// Every readable entry, least recently used first.
+    pub fn entries(&self) -> Vec<CacheEntry> {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<CacheEntry> = rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter_map(|t| serde_json::from_str::<CacheEntry>(&t).ok())
+            .collect();
+        out.sort_by(|a, b| a.last_used.cmp(&b.last_used).then(a.key.cmp(&b.key)));
+        out
+    }
+
+    /// Keeps the `keep` most recently used entries; removes the others from the index and
+    /// returns them, so that their files can be purged.
+    pub fn trim(&self, keep: usize) -> Vec<CacheEntry> {
+        let all = self.entries();
+        let n = all.len().saturating_sub(keep);
+        let old: Vec<CacheEntry> = all.into_iter().take(n).collect();
+        for e in &old {
+            self.forget(&e.key);
+        }
+        old
+    }
 }
 
-/// Bytes of an IOSurface for a tensor of `shape` and element size `elem`, with the last
-/// axis padded to `align` bytes (64 on M1–M4, reported 128 on M5); `None` on overflow.
-pub fn surface_bytes(shape: &[usize], elem: usize, align: usize) -> Option<usize> {
-    let (&last, rest) = shape.split_last()?;
-    let row = last.checked_mul(elem)?;
-    let row = row.checked_add(align - 1)? / align * align;
-    rest.iter().try_fold(row, |acc, &d| acc.checked_mul(d))
+/// The number of compiled programs the index keeps (`ANEKIT_ANE_CACHE_ENTRIES`, default
+/// 256); older ones are purged when a new one is compiled.
+pub fn cache_limit() -> usize {
+    std::env::var("ANEKIT_ANE_CACHE_ENTRIES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or(256)
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Why the direct Neural Engine backend cannot run here (`None` when it can): the build
+/// (not macOS, or without the `private-ane` feature), the OS version, or the private
+/// classes and selectors it calls. `anekit devices`, the feature table and the backend's
+/// own availability all ask this one function, so they agree.
+pub fn availability_reason() -> Option<String> {
+    if let Some(r) = crate::status::reason_in_this_build(crate::status::Feature::DirectAne) {
+        return Some(r);
+    }
+    #[cfg(all(target_os = "macos", feature = "private-ane"))]
+    {
+        backend::api_reason()
+    }
+    #[cfg(not(all(target_os = "macos", feature = "private-ane")))]
+    {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -533,10 +736,13 @@ mod tests {
             e.mil
         );
         assert!(!e.mil.contains("func other"), "only the chosen function");
-        // Header 64 + metadata 64 + 16 fp16 values.
-        assert_eq!(e.weights.len(), 160);
-        assert_eq!(&e.weights[0..4], &1u32.to_le_bytes(), "one blob");
-        assert_eq!(&e.weights[64..68], &0xDEAD_BEEFu32.to_le_bytes());
+        // One file: header 64 + metadata 64 + 16 fp16 values.
+        assert_eq!(e.weights.len(), 1);
+        let w = &e.weights[0].bytes;
+        assert_eq!(e.weights[0].path, WEIGHT_FILE);
+        assert_eq!(w.len(), 160);
+        assert_eq!(&w[0..4], &1u32.to_le_bytes(), "one blob");
+        assert_eq!(&w[64..68], &0xDEAD_BEEFu32.to_le_bytes());
         // The text parses back against the blob into the same function.
         let src = weight_source(&e.weights).unwrap();
         let back = anekit_mil::text::parse(&e.mil, "<export>", &src).unwrap();
@@ -565,6 +771,47 @@ mod tests {
     }
 
     #[test]
+    fn m1_and_m2_get_program_1_0_ios16_and_one_file_per_weight() {
+        let p = sample_program();
+        let legacy = target::profile_for(Some("h13"));
+        let e = export_for(&p, "main", &legacy).unwrap();
+        assert!(e.mil.starts_with("program(1.0)"), "{}", e.mil);
+        assert!(e.mil.contains("func main<ios16>"), "{}", e.mil);
+        // The verbose scalar syntax of program(1.0).
+        assert!(e.mil.contains("tensor<string, []>(\"valid\")"), "{}", e.mil);
+        assert_eq!(e.weights.len(), 1);
+        assert_eq!(e.weights[0].path, "@model_path/weights/w0.bin");
+        assert!(
+            e.mil.contains("BLOBFILE(path = tensor<string, []>(\"@model_path/weights/w0.bin\"), offset = tensor<uint64, []>(64))"),
+            "{}",
+            e.mil
+        );
+        // The text parses back against its files into the same function, now in ios16.
+        let src = weight_source(&e.weights).unwrap();
+        let back = anekit_mil::text::parse(&e.mil, "<export>", &src).unwrap();
+        assert_eq!(back.functions["main"].opset, "CoreML6");
+        assert_ne!(
+            e.key(),
+            export(&p, "main").unwrap().key(),
+            "another chip, another key"
+        );
+    }
+
+    #[test]
+    fn an_op_newer_than_ios16_is_refused_for_m1_before_compiling() {
+        // `slice_update` exists only from iOS18 on.
+        let text = "program(1.3)\n{\n    func main<ios18>(tensor<fp16, [1, 128]> x, tensor<fp16, [1, 64]> u) {\n            tensor<int32, [2]> b = const()[name = string(\"b\"), val = tensor<int32, [2]>([0, 0])];\n            tensor<int32, [2]> e = const()[name = string(\"e\"), val = tensor<int32, [2]>([1, 64])];\n            tensor<fp16, [1, 128]> y = slice_update(x = x, update = u, begin = b, end = e)[name = string(\"y\")];\n        } -> (y);\n}\n";
+        let p = anekit_mil::text::parse_without_weights(text, "<t>").unwrap();
+        let err = export_for(&p, "main", &target::profile_for(Some("h14")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("takes ios16 programs"), "{err}");
+        assert!(err.contains("slice_update"), "{err}");
+        // The modern profile exports it unchanged.
+        assert!(export_for(&p, "main", &target::profile_for(Some("h16"))).is_ok());
+    }
+
+    #[test]
     fn the_cache_index_is_keyed_by_content_and_os_build() {
         let dir = tempfile::tempdir().unwrap();
         let idx = CacheIndex::new(dir.path());
@@ -573,6 +820,8 @@ mod tests {
             identifier: "DEADBEEF".into(),
             os_build: "24D70".into(),
             function: "main".into(),
+            local_path: None,
+            last_used: 10,
         };
         assert_eq!(idx.lookup("abc", "24D70"), None);
         idx.record(&e).unwrap();
@@ -580,14 +829,25 @@ mod tests {
         assert_eq!(idx.lookup("abc", "25A1"), None, "another OS build");
         idx.forget("abc");
         assert_eq!(idx.lookup("abc", "24D70"), None);
-    }
-
-    #[test]
-    fn surfaces_pad_the_last_axis() {
-        assert_eq!(surface_bytes(&[1, 4, 1, 64], 2, 64), Some(512));
-        assert_eq!(surface_bytes(&[1, 4, 1, 3], 2, 64), Some(256));
-        assert_eq!(surface_bytes(&[2, 10], 4, 128), Some(256));
-        assert_eq!(surface_bytes(&[], 2, 64), None);
-        assert_eq!(surface_bytes(&[usize::MAX, 2], 2, 64), None);
+        // Trimming keeps the most recently used entries and hands back the others.
+        for (k, t) in [("a", 3), ("b", 1), ("c", 2)] {
+            idx.record(&CacheEntry {
+                key: k.into(),
+                last_used: t,
+                ..e.clone()
+            })
+            .unwrap();
+        }
+        // An entry of the previous format (no local path, no time) still reads.
+        std::fs::write(
+            dir.path().join("old.json"),
+            r#"{"key":"old","identifier":"X","os_build":"24D70","function":"main"}"#,
+        )
+        .unwrap();
+        assert_eq!(idx.entries().len(), 4);
+        let gone: Vec<String> = idx.trim(2).into_iter().map(|e| e.key).collect();
+        assert_eq!(gone, ["old", "b"]);
+        let left: Vec<String> = idx.entries().into_iter().map(|e| e.key).collect();
+        assert_eq!(left, ["c", "a"]);
     }
 }

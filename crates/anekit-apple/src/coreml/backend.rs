@@ -1,6 +1,7 @@
 //! The Core ML backend over `objc2-core-ml` (Apple platforms; type-checked, not run).
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
@@ -8,11 +9,12 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use anekit_mil::model::Model;
+use anekit_mil::types::row_major_strides;
 use anekit_runtime::engine::{
     Availability, Backend, BackendKind, ComputeUnits, FeatureSpec, LoadOptions, ModelInstance,
     NamedTensors, State,
 };
-use anekit_runtime::{DictKeys, Dictionary, ElementType, RuntimeError, Tensor};
+use anekit_runtime::{ElementType, RuntimeError, Tensor};
 use block2::RcBlock;
 use half::f16;
 use ndarray::{ArrayD, IxDyn};
@@ -32,9 +34,10 @@ use objc2_core_video::{
 };
 use objc2_foundation::{NSArray, NSDictionary, NSError, NSInteger, NSNumber, NSString, NSURL};
 
-use super::{CompileCache, gather_strided, io_specs, ml_compute_units, pixel_buffer_layout};
+use super::{CompileCache, backing_plans, io_specs, pixel_buffer_layout};
 use crate::cf;
 use crate::error::{AppleError, Result};
+use crate::exception::guard;
 
 /// The Core ML backend.
 #[derive(Debug, Clone)]
@@ -161,9 +164,11 @@ pub fn compile(source: &Path) -> Result<PathBuf> {
             };
             let _ = tx.send(r);
         });
-        // SAFETY: available since macOS 13 / iOS 16 (checked); the handler is copied by
-        // Core ML and called once.
-        unsafe { MLModel::compileModelAtURL_completionHandler(&url, &block) };
+        guard("+[MLModel compileModelAtURL:completionHandler:]", || {
+            // SAFETY: available since macOS 13 / iOS 16 (checked); the handler is copied by
+            // Core ML and called once.
+            unsafe { MLModel::compileModelAtURL_completionHandler(&url, &block) }
+        })?;
         rx.recv().map_err(|_| {
             AppleError::null(
                 "compileModelAtURL:completionHandler:",
@@ -174,7 +179,9 @@ pub fn compile(source: &Path) -> Result<PathBuf> {
         // SAFETY: the synchronous compile of older systems; returns the compiled URL or an
         // error.
         #[allow(deprecated)]
-        let r = unsafe { MLModel::compileModelAtURL_error(&url) };
+        let r = guard("+[MLModel compileModelAtURL:error:]", || unsafe {
+            MLModel::compileModelAtURL_error(&url)
+        })?;
         match r {
             Ok(u) => u
                 .to_file_path()
@@ -185,9 +192,7 @@ pub fn compile(source: &Path) -> Result<PathBuf> {
 }
 
 fn configuration(options: &LoadOptions) -> Result<Retained<MLModelConfiguration>> {
-    if options.compute_units == ComputeUnits::CpuAndNeuralEngine
-        && !available!(macos = 13.0, ios = 16.0)
-    {
+    if options.compute_units == ComputeUnits::CpuAndNe && !available!(macos = 13.0, ios = 16.0) {
         return Err(AppleError::Unavailable {
             feature: "cpuAndNeuralEngine",
             reason: "needs macOS 13 / iOS 16 or later".into(),
@@ -196,7 +201,7 @@ fn configuration(options: &LoadOptions) -> Result<Retained<MLModelConfiguration>
     // SAFETY: creating and setting a fresh configuration object.
     let config = unsafe { MLModelConfiguration::new() };
     // SAFETY: a valid MLComputeUnits value (0…3).
-    unsafe { config.setComputeUnits(MLComputeUnits(ml_compute_units(options.compute_units))) };
+    unsafe { config.setComputeUnits(MLComputeUnits(options.compute_units.coreml_value())) };
     if let Some(f) = &options.function {
         if !available!(macos = 15.0, ios = 18.0) {
             return Err(AppleError::Unavailable {
@@ -216,7 +221,11 @@ impl Backend for CoreMlBackend {
     }
 
     fn availability(&self) -> Availability {
-        Availability::Available
+        // Core ML itself is present on every Apple OS; ML Programs need macOS 12 / iOS 15.
+        match crate::platform::os_reason() {
+            None => Availability::Available,
+            Some(why) => Availability::Unavailable(why),
+        }
     }
 
     fn load(
@@ -228,8 +237,15 @@ impl Backend for CoreMlBackend {
     }
 }
 
-/// An `MLModel` that may be moved between threads.
-struct SharedModel(Retained<MLModel>);
+/// An `MLModel` that may be moved between threads, with the buffers it reuses: output
+/// backings by output name and fp16 input pixel buffers by (width, height), created once
+/// and reused by every synchronous prediction (Core ML is done with them when the call
+/// returns).
+struct SharedModel {
+    model: Retained<MLModel>,
+    backings: HashMap<String, Backing>,
+    input_buffers: HashMap<(usize, usize), Vec<CFRetained<CVPixelBuffer>>>,
+}
 
 // SAFETY: MLModel is a reference-counted Objective-C object not bound to a thread (Core ML
 // documents loading on a background queue and predicting from any thread); every
@@ -261,6 +277,11 @@ fn rt(e: AppleError) -> RuntimeError {
     RuntimeError::Load(e.to_string())
 }
 
+/// A failure while predicting (not loading).
+fn rt_predict(e: AppleError) -> RuntimeError {
+    RuntimeError::Predict(e.to_string())
+}
+
 impl CoreMlModel {
     /// Compiles (cached) and loads `model` with `options`.
     pub fn load(backend: &CoreMlBackend, model: &Model, options: &LoadOptions) -> Result<Self> {
@@ -274,11 +295,19 @@ impl CoreMlModel {
         let url = file_url(&compiled)?;
         let config = configuration(options)?;
         let t0 = std::time::Instant::now();
-        let loaded = autoreleasepool(|_| {
-            // SAFETY: a compiled model URL and a configuration; returns the model or an error.
-            unsafe { MLModel::modelWithContentsOfURL_configuration_error(&url, &config) }
-                .map_err(|e| cf::ns_error("modelWithContentsOfURL:configuration:error:", &e))
-        })?;
+        let loaded = guard(
+            "+[MLModel modelWithContentsOfURL:configuration:error:]",
+            || {
+                autoreleasepool(|_| {
+                    // SAFETY: a compiled model URL and a configuration; returns the model or an
+                    // error.
+                    unsafe { MLModel::modelWithContentsOfURL_configuration_error(&url, &config) }
+                        .map_err(|e| {
+                            cf::ns_error("modelWithContentsOfURL:configuration:error:", &e)
+                        })
+                })
+            },
+        )??;
         tracing::info!(
             compiled = %compiled.display(),
             units = options.compute_units.coreml_name(),
@@ -286,7 +315,11 @@ impl CoreMlModel {
             "loaded with Core ML"
         );
         Ok(Self {
-            model: Mutex::new(SharedModel(loaded)),
+            model: Mutex::new(SharedModel {
+                model: loaded,
+                backings: HashMap::new(),
+                input_buffers: HashMap::new(),
+            }),
             function,
             inputs,
             outputs,
@@ -300,11 +333,11 @@ impl CoreMlModel {
         &self.compiled
     }
 
-    fn with_model<T>(&self, f: impl FnOnce(&MLModel) -> Result<T>) -> Result<T> {
-        let guard = self.model.lock().map_err(|_| {
+    fn with_model<T>(&self, f: impl FnOnce(&mut SharedModel) -> Result<T>) -> Result<T> {
+        let mut guard = self.model.lock().map_err(|_| {
             AppleError::invalid("Core ML model", "lock poisoned by an earlier panic")
         })?;
-        autoreleasepool(|_| f(&guard.0))
+        autoreleasepool(|_| f(&mut guard))
     }
 
     /// Runs a batch of predictions with `predictionsFromBatch:options:error:` (one call
@@ -314,29 +347,31 @@ impl CoreMlModel {
             let mut providers = Vec::with_capacity(batch.len());
             let mut keep = Vec::new();
             for inputs in batch {
-                let (p, k) = feature_provider(inputs, &self.inputs)?;
+                let (p, k) = feature_provider(inputs, &self.inputs, None)?;
                 providers.push(ProtocolObject::from_retained(p));
                 keep.push(k);
             }
             let array = NSArray::from_retained_slice(&providers);
-            // SAFETY: an array of feature providers.
-            let batch_provider = unsafe {
-                MLArrayBatchProvider::initWithFeatureProviderArray(
-                    MLArrayBatchProvider::alloc(),
-                    &array,
-                )
-            };
-            // SAFETY: creating default prediction options.
-            let options = unsafe { MLPredictionOptions::new() };
-            // SAFETY: the providers' arrays point into `batch` (alive for this call) or into
-            // `keep`; the call is synchronous.
-            let out = unsafe {
-                m.predictionsFromBatch_options_error(
-                    ProtocolObject::from_ref(&*batch_provider),
-                    &options,
-                )
-            }
-            .map_err(|e| cf::ns_error("predictionsFromBatch:options:error:", &e))?;
+            let out = guard("-[MLModel predictionsFromBatch:options:error:]", || {
+                // SAFETY: an array of feature providers.
+                let batch_provider = unsafe {
+                    MLArrayBatchProvider::initWithFeatureProviderArray(
+                        MLArrayBatchProvider::alloc(),
+                        &array,
+                    )
+                };
+                // SAFETY: creating default prediction options.
+                let options = unsafe { MLPredictionOptions::new() };
+                // SAFETY: the providers' arrays point into `batch` (alive for this call) or
+                // into `keep`; the call is synchronous.
+                unsafe {
+                    m.model.predictionsFromBatch_options_error(
+                        ProtocolObject::from_ref(&*batch_provider),
+                        &options,
+                    )
+                }
+                .map_err(|e| cf::ns_error("predictionsFromBatch:options:error:", &e))
+            })??;
             drop(keep);
             // SAFETY: reading the count and items of the result batch.
             let n = unsafe { out.count() };
@@ -344,7 +379,7 @@ impl CoreMlModel {
                 .map(|i| {
                     // SAFETY: `i` < count.
                     let features = unsafe { out.featuresAtIndex(i) };
-                    read_outputs(&features, &self.outputs, &[])
+                    read_outputs(&features, &self.outputs, &HashMap::new())
                 })
                 .collect()
         })
@@ -362,7 +397,8 @@ impl CoreMlModel {
         let (tx, rx) = mpsc::channel();
         let inputs = Arc::new(inputs);
         self.with_model(|m| {
-            let (provider, keep) = feature_provider(&inputs, &self.inputs)?;
+            // No pooled buffers: they must outlive this call, until the handler has run.
+            let (provider, keep) = feature_provider(&inputs, &self.inputs, None)?;
             let outputs = self.outputs.clone();
             // The input arrays point into `inputs`: the block keeps them (and the pixel
             // buffers) alive until Core ML has called it and released it.
@@ -375,7 +411,9 @@ impl CoreMlModel {
                     // of the handler.
                     let r = unsafe {
                         match (Retained::retain(result), Retained::retain(err)) {
-                            (Some(p), _) => autoreleasepool(|_| read_outputs(&p, &outputs, &[])),
+                            (Some(p), _) => {
+                                autoreleasepool(|_| read_outputs(&p, &outputs, &HashMap::new()))
+                            }
                             (None, Some(e)) => Err(cf::ns_error(
                                 "predictionFromFeatures:completionHandler:",
                                 &e,
@@ -389,16 +427,40 @@ impl CoreMlModel {
                     let _ = tx.send(r);
                 },
             );
-            // SAFETY: available (checked); the provider's arrays stay alive through `held`.
-            unsafe {
-                m.predictionFromFeatures_completionHandler(
-                    ProtocolObject::from_ref(&*provider),
-                    &block,
-                )
-            };
+            guard(
+                "-[MLModel predictionFromFeatures:completionHandler:]",
+                || {
+                    // SAFETY: available (checked); the provider's arrays stay alive through
+                    // `held`.
+                    unsafe {
+                        m.model.predictionFromFeatures_completionHandler(
+                            ProtocolObject::from_ref(&*provider),
+                            &block,
+                        )
+                    }
+                },
+            )?;
             Ok(())
         })?;
         Ok(AsyncPrediction { rx })
+    }
+
+    /// The output backings of this model, created on first use and kept (a backing that
+    /// cannot be created is left out: a backing is only a proposal).
+    fn ensure_backings(&self, m: &mut SharedModel) {
+        for plan in backing_plans(&self.outputs) {
+            if m.backings.contains_key(&plan.name) {
+                continue;
+            }
+            match Backing::new(&plan) {
+                Ok(b) => {
+                    m.backings.insert(plan.name.clone(), b);
+                }
+                Err(e) => {
+                    tracing::debug!(output = %plan.name, error = %e, "no output backing: Core ML allocates this output");
+                }
+            }
+        }
     }
 
     fn predict_impl(
@@ -407,32 +469,42 @@ impl CoreMlModel {
         state: Option<&mut State>,
     ) -> Result<NamedTensors> {
         self.with_model(|m| {
-            let (provider, keep) = feature_provider(inputs, &self.inputs)?;
+            let (provider, keep) =
+                feature_provider(inputs, &self.inputs, Some(&mut m.input_buffers))?;
+            self.ensure_backings(m);
             let provider = ProtocolObject::from_ref(&*provider);
             // SAFETY: creating prediction options.
             let options = unsafe { MLPredictionOptions::new() };
-            let backings = output_backings(&self.outputs)?;
-            if !backings.is_empty() {
-                let names: Vec<Retained<NSString>> = backings
-                    .iter()
-                    .map(|b| NSString::from_str(&b.name))
-                    .collect();
+            if !m.backings.is_empty() {
+                let names: Vec<Retained<NSString>> =
+                    m.backings.keys().map(|n| NSString::from_str(n)).collect();
                 let name_refs: Vec<&NSString> = names.iter().map(|n| &**n).collect();
-                let arrays: Vec<Retained<AnyObject>> = backings
-                    .iter()
+                let arrays: Vec<Retained<AnyObject>> = m
+                    .backings
+                    .values()
                     .map(|b| crate::cf::any_object(b.array.clone()))
                     .collect();
                 let dict = NSDictionary::from_retained_objects(&name_refs, &arrays);
-                // SAFETY: a dictionary of output name → MLMultiArray backed by an IOSurface.
-                unsafe { options.setOutputBackings(&dict) };
+                // A refused proposal is not an error: Core ML then allocates the output.
+                let set = guard("-[MLPredictionOptions setOutputBackings:]", || {
+                    // SAFETY: a dictionary of output name → MLMultiArray backed by an
+                    // IOSurface pixel buffer.
+                    unsafe { options.setOutputBackings(&dict) }
+                });
+                if let Err(e) = set {
+                    tracing::debug!(error = %e, "output backings not accepted");
+                }
             }
             let result = match state {
-                None => {
+                None => guard("-[MLModel predictionFromFeatures:options:error:]", || {
                     // SAFETY: the inputs' arrays point into `inputs` or `keep`, both alive
                     // for this synchronous call.
-                    unsafe { m.predictionFromFeatures_options_error(provider, &options) }
-                        .map_err(|e| cf::ns_error("predictionFromFeatures:options:error:", &e))?
-                }
+                    unsafe {
+                        m.model
+                            .predictionFromFeatures_options_error(provider, &options)
+                    }
+                    .map_err(|e| cf::ns_error("predictionFromFeatures:options:error:", &e))
+                })??,
                 Some(state) => {
                     if !available!(macos = 15.0, ios = 18.0) {
                         return Err(AppleError::Unavailable {
@@ -440,34 +512,103 @@ impl CoreMlModel {
                             reason: "stateful models need macOS 15 / iOS 18 or later".into(),
                         });
                     }
-                    // SAFETY: available (checked); a zero-initialised state of this model.
-                    let ml_state = unsafe { m.newState() };
-                    for spec in &self.states {
-                        write_state(
-                            &ml_state,
-                            &spec.name,
-                            state.read(&spec.name).map_err(runtime_to_apple)?,
-                        )?;
-                    }
-                    // SAFETY: as above; the state belongs to this model.
-                    let r = unsafe {
-                        m.predictionFromFeatures_usingState_options_error(
-                            provider, &ml_state, &options,
-                        )
-                    }
-                    .map_err(|e| {
-                        cf::ns_error("predictionFromFeatures:usingState:options:error:", &e)
-                    })?;
-                    for spec in &self.states {
-                        let t = read_state(&ml_state, spec)?;
-                        state.write(&spec.name, t).map_err(runtime_to_apple)?;
-                    }
+                    let ml_state = self.ml_state(m, state)?;
+                    let r = guard(
+                        "-[MLModel predictionFromFeatures:usingState:options:error:]",
+                        || {
+                            // SAFETY: available (checked); the state belongs to this model.
+                            unsafe {
+                                m.model.predictionFromFeatures_usingState_options_error(
+                                    provider, &ml_state, &options,
+                                )
+                            }
+                            .map_err(|e| {
+                                cf::ns_error("predictionFromFeatures:usingState:options:error:", &e)
+                            })
+                        },
+                    )??;
+                    // The state now lives in the MLState; it is read out only when asked for.
+                    state.backend_updated();
                     r
                 }
             };
-            drop(keep);
-            read_outputs(&result, &self.outputs, &backings)
+            let out = read_outputs(&result, &self.outputs, &m.backings);
+            let (pixel_buffers, owned) = keep;
+            pixel_buffers.return_to(&mut m.input_buffers);
+            drop(owned);
+            out
         })
+    }
+
+    /// The `MLState` kept for `state`: created from its tensors the first time this model
+    /// sees it (one copy in), then reused; tensors the caller wrote since are handed over.
+    fn ml_state(&self, m: &SharedModel, state: &mut State) -> Result<Retained<MLState>> {
+        let owner = self as *const Self as usize;
+        let pending = state.take_pending();
+        if let Some(b) = state.backend_mut(owner)
+            && let Some(cs) = b.as_any_mut().downcast_mut::<CoreMlState>()
+        {
+            for (name, t) in &pending {
+                write_state(&cs.state, name, t)?;
+            }
+            return Ok(cs.state.clone());
+        }
+        // SAFETY: available (checked by the caller); a zero-initialised state of this model.
+        let ml_state = guard("-[MLModel newState]", || unsafe { m.model.newState() })?;
+        for spec in &self.states {
+            write_state(
+                &ml_state,
+                &spec.name,
+                state.read(&spec.name).map_err(runtime_to_apple)?,
+            )?;
+        }
+        state
+            .attach(Box::new(CoreMlState {
+                owner,
+                state: ml_state.clone(),
+                specs: self.states.clone(),
+            }))
+            .map_err(runtime_to_apple)?;
+        Ok(ml_state)
+    }
+}
+
+/// A caller's state kept as Core ML's `MLState` (anekit-runtime's `BackendState`).
+struct CoreMlState {
+    owner: usize,
+    state: Retained<MLState>,
+    specs: Vec<FeatureSpec>,
+}
+
+// SAFETY: MLState is a reference-counted object; it is only used through `&mut State` (one
+// caller at a time) and inside the model's lock during predictions.
+unsafe impl Send for CoreMlState {}
+// SAFETY: as above; shared references only read it through Core ML's synchronous accessor.
+unsafe impl Sync for CoreMlState {}
+
+impl anekit_runtime::engine::BackendState for CoreMlState {
+    fn owner(&self) -> usize {
+        self.owner
+    }
+
+    fn read(&self, name: &str) -> anekit_runtime::Result<Tensor> {
+        let spec =
+            self.specs
+                .iter()
+                .find(|s| s.name == name)
+                .ok_or_else(|| RuntimeError::State {
+                    name: name.into(),
+                    message: "no such state".into(),
+                })?;
+        autoreleasepool(|_| read_state(&self.state, spec)).map_err(RuntimeError::from)
+    }
+
+    fn write(&mut self, name: &str, value: &Tensor) -> anekit_runtime::Result<()> {
+        autoreleasepool(|_| write_state(&self.state, name, value)).map_err(RuntimeError::from)
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
     }
 }
 
@@ -475,8 +616,24 @@ fn runtime_to_apple(e: RuntimeError) -> AppleError {
     AppleError::invalid("state", e.to_string())
 }
 
-/// Objects that must outlive a prediction (pixel buffers behind input arrays).
-struct Keep(Vec<CFRetained<CVPixelBuffer>>);
+/// Objects that must outlive a prediction: the pixel buffers behind input arrays, by their
+/// (width, height).
+struct Keep(Vec<((usize, usize), CFRetained<CVPixelBuffer>)>);
+
+/// Pooled fp16 input pixel buffers by (width, height).
+type BufferPool = HashMap<(usize, usize), Vec<CFRetained<CVPixelBuffer>>>;
+
+impl Keep {
+    /// Gives the buffers back to `pool` for the next prediction (a few per size).
+    fn return_to(self, pool: &mut BufferPool) {
+        for (size, pb) in self.0 {
+            let v = pool.entry(size).or_default();
+            if v.len() < 4 {
+                v.push(pb);
+            }
+        }
+    }
+}
 
 /// What must outlive an asynchronous prediction, moved into its completion handler.
 struct SendKeep {
@@ -523,7 +680,7 @@ impl ModelInstance for CoreMlModel {
     }
 
     fn predict(&self, inputs: &NamedTensors) -> anekit_runtime::Result<NamedTensors> {
-        self.predict_impl(inputs, None).map_err(rt)
+        self.predict_impl(inputs, None).map_err(rt_predict)
     }
 
     fn predict_with_state(
@@ -531,7 +688,7 @@ impl ModelInstance for CoreMlModel {
         inputs: &NamedTensors,
         state: &mut State,
     ) -> anekit_runtime::Result<NamedTensors> {
-        self.predict_impl(inputs, Some(state)).map_err(rt)
+        self.predict_impl(inputs, Some(state)).map_err(rt_predict)
     }
 }
 
@@ -543,14 +700,6 @@ fn ml_type(t: ElementType) -> Option<MLMultiArrayDataType> {
         ElementType::I8 if available!(macos = 26.0, ios = 26.0) => MLMultiArrayDataType::Int8,
         _ => return None,
     })
-}
-
-fn row_major_strides(shape: &[usize]) -> Vec<usize> {
-    let mut s = vec![1usize; shape.len()];
-    for i in (0..shape.len().saturating_sub(1)).rev() {
-        s[i] = s[i + 1] * shape[i + 1];
-    }
-    s
 }
 
 /// An IOSurface-backed fp16 pixel buffer of `width` × `height`.
@@ -632,13 +781,21 @@ fn input_array(
     t: &Tensor,
     keep: &mut Keep,
     owned: &mut Vec<Vec<u8>>,
+    pool: &mut Option<&mut BufferPool>,
 ) -> Result<Retained<MLMultiArray>> {
     let shape = t.shape().to_vec();
     let ns_shape = cf::ns_usizes(&shape);
     if let Tensor::F16(a) = t
         && let Some((w, h)) = pixel_buffer_layout(&shape)
     {
-        let pb = fp16_pixel_buffer(w, h)?;
+        let pooled = pool
+            .as_deref_mut()
+            .and_then(|p| p.get_mut(&(w, h)))
+            .and_then(Vec::pop);
+        let pb = match pooled {
+            Some(pb) => pb,
+            None => fp16_pixel_buffer(w, h)?,
+        };
         let values: Vec<f16> = a.iter().copied().collect();
         with_locked(&pb, false, |base, stride| {
             for (r, row) in values.chunks(w).enumerate() {
@@ -657,7 +814,7 @@ fn input_array(
         let arr = unsafe {
             MLMultiArray::initWithPixelBuffer_shape(MLMultiArray::alloc(), &pb, &ns_shape)
         };
-        keep.0.push(pb);
+        keep.0.push(((w, h), pb));
         return Ok(arr);
     }
     let strides = cf::ns_usizes(&row_major_strides(&shape));
@@ -737,6 +894,7 @@ fn borrowed_pointer(t: &Tensor) -> Option<(NonNull<c_void>, MLMultiArrayDataType
 fn feature_provider(
     inputs: &NamedTensors,
     specs: &[FeatureSpec],
+    mut pool: Option<&mut BufferPool>,
 ) -> Result<(Retained<MLDictionaryFeatureProvider>, (Keep, Vec<Vec<u8>>))> {
     let mut keep = Keep(Vec::new());
     let mut owned = Vec::new();
@@ -764,7 +922,7 @@ fn feature_provider(
                 ));
             }
             _ => {
-                let arr = input_array(t, &mut keep, &mut owned)?;
+                let arr = input_array(t, &mut keep, &mut owned, &mut pool)?;
                 // SAFETY: wrapping an array in a feature value.
                 unsafe { MLFeatureValue::featureValueWithMultiArray(&arr) }
             }
@@ -786,44 +944,34 @@ fn feature_provider(
     Ok((provider, (keep, owned)))
 }
 
-/// A pre-allocated output (zero copy out).
+/// A pre-allocated output (zero copy out), kept by the model and reused.
 struct Backing {
-    name: String,
     shape: Vec<usize>,
     buffer: CFRetained<CVPixelBuffer>,
     array: Retained<MLMultiArray>,
 }
 
-/// Pixel-buffer backings for the fp16 outputs of fixed shape.
-fn output_backings(outputs: &[FeatureSpec]) -> Result<Vec<Backing>> {
-    let mut out = Vec::new();
-    for spec in outputs {
-        let anekit_runtime::ShapeSpec::Fixed { shape } = &spec.shape else {
-            continue;
-        };
-        if spec.dtype != ElementType::F16 || shape.contains(&0) {
-            continue;
-        }
-        let Some((w, h)) = pixel_buffer_layout(shape) else {
-            continue;
-        };
+impl Backing {
+    fn new(plan: &super::BackingPlan) -> Result<Self> {
+        let (w, h) = plan.layout;
         let buffer = fp16_pixel_buffer(w, h)?;
-        // SAFETY: as in `input_array`.
-        let array = unsafe {
-            MLMultiArray::initWithPixelBuffer_shape(
-                MLMultiArray::alloc(),
-                &buffer,
-                &cf::ns_usizes(shape),
-            )
-        };
-        out.push(Backing {
-            name: spec.name.clone(),
-            shape: shape.clone(),
+        let array = guard("-[MLMultiArray initWithPixelBuffer:shape:]", || {
+            // SAFETY: an fp16 OneComponent16Half pixel buffer whose width is the last
+            // dimension and height the product of the others (`pixel_buffer_layout`).
+            unsafe {
+                MLMultiArray::initWithPixelBuffer_shape(
+                    MLMultiArray::alloc(),
+                    &buffer,
+                    &cf::ns_usizes(&plan.shape),
+                )
+            }
+        })?;
+        Ok(Self {
+            shape: plan.shape.clone(),
             buffer,
             array,
-        });
+        })
     }
-    Ok(out)
 }
 
 fn read_pixel_buffer(pb: &CVPixelBuffer, shape: &[usize]) -> Result<Tensor> {
@@ -847,19 +995,51 @@ fn read_pixel_buffer(pb: &CVPixelBuffer, shape: &[usize]) -> Result<Tensor> {
         .map_err(|e| AppleError::invalid("output", e.to_string()))
 }
 
-fn multi_array_bytes(arr: &MLMultiArray) -> Vec<u8> {
-    let out = RefCell::new(Vec::new());
-    let block = RcBlock::new(|ptr: NonNull<c_void>, len: NSInteger| {
-        let n = usize::try_from(len).unwrap_or(0);
-        // SAFETY: Core ML passes the array's storage and its size in bytes for the duration
-        // of the handler.
-        let bytes = unsafe { std::slice::from_raw_parts(ptr.as_ptr().cast::<u8>(), n) };
-        out.borrow_mut().extend_from_slice(bytes);
-    });
-    // SAFETY: the handler is called synchronously before the method returns.
-    unsafe { arr.getBytesWithHandler(&block) };
-    drop(block);
-    out.into_inner()
+/// The bytes of an array: `getBytesWithHandler:` (macOS 12.3 / iOS 15.4), else the
+/// deprecated `dataPointer` over the extent the shape and strides reach.
+fn multi_array_bytes(
+    arr: &MLMultiArray,
+    elem: usize,
+    shape: &[usize],
+    strides: &[usize],
+) -> Result<Vec<u8>> {
+    if available!(macos = 12.3, ios = 15.4) {
+        let out = RefCell::new(Vec::new());
+        let block = RcBlock::new(|ptr: NonNull<c_void>, len: NSInteger| {
+            let n = usize::try_from(len).unwrap_or(0);
+            // SAFETY: Core ML passes the array's storage and its size in bytes for the
+            // duration of the handler.
+            let bytes = unsafe { std::slice::from_raw_parts(ptr.as_ptr().cast::<u8>(), n) };
+            out.borrow_mut().extend_from_slice(bytes);
+        });
+        guard("-[MLMultiArray getBytesWithHandler:]", || {
+            // SAFETY: available (checked); the handler is called synchronously before the
+            // method returns.
+            unsafe { arr.getBytesWithHandler(&block) }
+        })?;
+        drop(block);
+        return Ok(out.into_inner());
+    }
+    // The furthest element the strides reach, plus one.
+    let extent = shape
+        .iter()
+        .zip(strides)
+        .map(|(&d, &s)| d.saturating_sub(1).saturating_mul(s))
+        .fold(0usize, usize::saturating_add)
+        .saturating_add(1)
+        .saturating_mul(elem);
+    if shape.contains(&0) {
+        return Ok(Vec::new());
+    }
+    // SAFETY: before macOS 12.3 `dataPointer` is the documented accessor; the array holds
+    // every element its shape and strides address (Core ML's MLMultiArray layout), which is
+    // the extent copied here.
+    #[allow(deprecated)]
+    let ptr = guard("-[MLMultiArray dataPointer]", || unsafe {
+        arr.dataPointer()
+    })?;
+    // SAFETY: as above: `extent` bytes are readable at `ptr` while `arr` lives.
+    Ok(unsafe { std::slice::from_raw_parts(ptr.as_ptr().cast::<u8>(), extent) }.to_vec())
 }
 
 /// A tensor from an `MLMultiArray` (any strides).
@@ -868,71 +1048,11 @@ fn array_to_tensor(arr: &MLMultiArray, what: &str) -> Result<Tensor> {
     let (shape, strides, dtype) = unsafe { (arr.shape(), arr.strides(), arr.dataType()) };
     let shape = cf::usizes(&shape, what)?;
     let strides = cf::usizes(&strides, what)?;
-    let (elem, et) = if dtype == MLMultiArrayDataType::Float32 {
-        (4, ElementType::F32)
-    } else if dtype == MLMultiArrayDataType::Float16 {
-        (2, ElementType::F16)
-    } else if dtype == MLMultiArrayDataType::Int32 {
-        (4, ElementType::I32)
-    } else if dtype == MLMultiArrayDataType::Float64 {
-        (8, ElementType::F32)
-    } else if dtype == MLMultiArrayDataType::Int8 {
-        (1, ElementType::I8)
-    } else {
-        return Err(AppleError::invalid(
-            what.to_string(),
-            format!("data type {:#x}", dtype.0),
-        ));
-    };
-    let raw = multi_array_bytes(arr);
-    let bytes = gather_strided(&raw, elem, &shape, &strides)?;
-    let bad = |e: ndarray::ShapeError| AppleError::invalid(what.to_string(), e.to_string());
-    let s = IxDyn(&shape);
-    Ok(match (et, elem) {
-        (ElementType::F32, 8) => Tensor::F32(
-            ArrayD::from_shape_vec(
-                s,
-                bytes
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
-                    .collect(),
-            )
-            .map_err(bad)?,
-        ),
-        (ElementType::F32, _) => Tensor::F32(
-            ArrayD::from_shape_vec(
-                s,
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            )
-            .map_err(bad)?,
-        ),
-        (ElementType::F16, _) => Tensor::F16(
-            ArrayD::from_shape_vec(
-                s,
-                bytes
-                    .chunks_exact(2)
-                    .map(|c| f16::from_le_bytes([c[0], c[1]]))
-                    .collect(),
-            )
-            .map_err(bad)?,
-        ),
-        (ElementType::I32, _) => Tensor::I32(
-            ArrayD::from_shape_vec(
-                s,
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            )
-            .map_err(bad)?,
-        ),
-        _ => Tensor::I8(
-            ArrayD::from_shape_vec(s, bytes.iter().map(|&b| b as i8).collect()).map_err(bad)?,
-        ),
-    })
+    let (elem, _) = super::multi_array_element(dtype.0).ok_or_else(|| {
+        AppleError::invalid(what.to_string(), format!("data type {:#x}", dtype.0))
+    })?;
+    let raw = multi_array_bytes(arr, elem, &shape, &strides)?;
+    super::tensor_from_multi_array(&raw, dtype.0, &shape, &strides, what)
 }
 
 /// The outputs of a prediction: from our backing when Core ML used it, else from the array
@@ -940,7 +1060,7 @@ fn array_to_tensor(arr: &MLMultiArray, what: &str) -> Result<Tensor> {
 fn read_outputs(
     result: &ProtocolObject<dyn MLFeatureProvider>,
     specs: &[FeatureSpec],
-    backings: &[Backing],
+    backings: &HashMap<String, Backing>,
 ) -> Result<NamedTensors> {
     let mut out = NamedTensors::new();
     for spec in specs {
@@ -962,7 +1082,7 @@ fn read_outputs(
         // SAFETY: reading the multi-array of a feature value.
         let arr = unsafe { fv.multiArrayValue() }
             .ok_or_else(|| AppleError::invalid(what.clone(), "not a multi-array"))?;
-        let backed = backings.iter().find(|b| b.name == spec.name).filter(|b| {
+        let backed = backings.get(&spec.name).filter(|b| {
             // Core ML may ignore a backing; it used it when the result wraps our buffer.
             // SAFETY: reading the pixel buffer of the result array.
             unsafe { arr.pixelBuffer() }.is_some_and(|pb| {
@@ -1007,32 +1127,20 @@ fn scalar_feature(fv: &MLFeatureValue, kind: MLFeatureType, what: &str) -> Resul
         // SAFETY: the feature value holds a dictionary.
         let dict = unsafe { fv.dictionaryValue() };
         let (keys, values) = dict.to_vecs();
-        let mut strs = Vec::new();
-        let mut ints = Vec::new();
+        let mut entries = Vec::with_capacity(keys.len());
         for (k, v) in keys.iter().zip(&values) {
-            let v = v.doubleValue();
-            if let Some(s) = k.downcast_ref::<NSString>() {
-                strs.push((s.to_string(), v));
+            let key = if let Some(s) = k.downcast_ref::<NSString>() {
+                super::DictKey::Str(s.to_string())
             } else if let Some(n) = k.downcast_ref::<NSNumber>() {
-                ints.push((n.longLongValue(), v));
+                super::DictKey::Int(n.longLongValue())
             } else {
                 return Err(bad(
                     "a dictionary key that is neither a string nor a number".into(),
                 ));
-            }
+            };
+            entries.push((key, v.doubleValue()));
         }
-        let d = if ints.is_empty() {
-            strs.sort_by(|a, b| a.0.cmp(&b.0));
-            let (k, v) = strs.into_iter().unzip();
-            Dictionary::new(DictKeys::Str(k), v)
-        } else if strs.is_empty() {
-            ints.sort_by_key(|e| e.0);
-            let (k, v) = ints.into_iter().unzip();
-            Dictionary::new(DictKeys::Int(k), v)
-        } else {
-            return Err(bad("a dictionary with both string and integer keys".into()));
-        };
-        Tensor::Dict(d.map_err(|e| bad(e.to_string()))?)
+        Tensor::Dict(super::dictionary_from_entries(entries, what)?)
     } else {
         return Err(bad(format!(
             "feature type {} is not supported (multi-arrays, strings, int64 and dictionaries are)",

@@ -16,14 +16,23 @@ use objc2_core_ml::{
 };
 use objc2_foundation::{NSError, NSURL};
 
-use super::ml_compute_units;
 use crate::cf;
 use crate::error::{AppleError, Result};
 
-/// The Core ML class of a compute device (`MLNeuralEngineComputeDevice`, ...).
+/// The kind of a compute device, by its class and superclasses: `isKindOfClass:`'s
+/// semantics ([`super::device_kind_of`]), so that a subclass Apple adds counts as its family.
 fn device_kind(d: &ProtocolObject<dyn MLComputeDeviceProtocol>) -> DeviceKind {
     let any: &AnyObject = d.as_ref();
-    DeviceKind::from_class(&any.class().name().to_string_lossy())
+    let mut chain = Vec::new();
+    let mut cls = Some(any.class());
+    while let Some(c) = cls {
+        chain.push(c.name().to_string_lossy().into_owned());
+        if chain.len() > 32 {
+            break;
+        }
+        cls = c.superclass();
+    }
+    super::device_kind_of(&chain)
 }
 
 /// Loads the compute plan of the compiled model at `compiled` for `units` and returns one
@@ -43,7 +52,7 @@ pub fn compute_plan(compiled: &Path, units: ComputeUnits) -> Result<Vec<DeviceOp
         // SAFETY: creating and setting a fresh configuration.
         let config = unsafe { MLModelConfiguration::new() };
         // SAFETY: a valid MLComputeUnits value.
-        unsafe { config.setComputeUnits(MLComputeUnits(ml_compute_units(units))) };
+        unsafe { config.setComputeUnits(MLComputeUnits(units.coreml_value())) };
         let (tx, rx) = mpsc::channel::<Result<SendPlan>>();
         let block = RcBlock::new(move |plan: *mut MLComputePlan, err: *mut NSError| {
             // SAFETY: Core ML passes a valid plan or error (or null) for the handler's
@@ -60,10 +69,17 @@ pub fn compute_plan(compiled: &Path, units: ComputeUnits) -> Result<Vec<DeviceOp
             };
             let _ = tx.send(r);
         });
-        // SAFETY: available (checked); the handler is called once.
-        unsafe {
-            MLComputePlan::loadContentsOfURL_configuration_completionHandler(&url, &config, &block)
-        };
+        crate::exception::guard(
+            "+[MLComputePlan loadContentsOfURL:configuration:completionHandler:]",
+            || {
+                // SAFETY: available (checked); the handler is called once.
+                unsafe {
+                    MLComputePlan::loadContentsOfURL_configuration_completionHandler(
+                        &url, &config, &block,
+                    )
+                }
+            },
+        )?;
         let plan = rx
             .recv()
             .map_err(|_| {
@@ -73,7 +89,7 @@ pub fn compute_plan(compiled: &Path, units: ComputeUnits) -> Result<Vec<DeviceOp
                 )
             })??
             .0;
-        extract(&plan)
+        crate::exception::guard("MLComputePlan (reading the plan)", || extract(&plan))?
     })
 }
 

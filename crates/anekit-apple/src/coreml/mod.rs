@@ -3,7 +3,7 @@
 //!
 //! The portable parts live here and are tested on any OS: the compile cache keyed by the
 //! model's content hash and the OS build ([`CompileCache`]), the compute-unit mapping
-//! ([`ml_compute_units`]), the I/O specs of a function ([`io_specs`]), the layout of
+//! (`ComputeUnits::coreml_value`), the I/O specs of a function ([`io_specs`]), the layout of
 //! IOSurface-backed fp16 buffers ([`pixel_buffer_layout`]) and the gathering of strided
 //! `MLMultiArray` bytes ([`gather_strided`]). The Objective-C side (Apple platforms) is in
 //! `backend` and `compute_plan`.
@@ -51,17 +51,6 @@ pub fn compute_plan_records(
             feature: "MLComputePlan",
             reason: "Core ML exists only on Apple platforms".into(),
         })
-    }
-}
-
-/// Core ML's `MLComputeUnits` raw value for `units` (`CPUOnly` = 0, `CPUAndGPU` = 1, `All` =
-/// 2, `CPUAndNeuralEngine` = 3).
-pub fn ml_compute_units(units: ComputeUnits) -> isize {
-    match units {
-        ComputeUnits::CpuOnly => 0,
-        ComputeUnits::CpuAndGpu => 1,
-        ComputeUnits::All => 2,
-        ComputeUnits::CpuAndNeuralEngine => 3,
     }
 }
 
@@ -135,10 +124,198 @@ pub fn io_specs(model: &Model, function: Option<&str>) -> Result<IoSpecs> {
     })
 }
 
+/// An output Core ML may write into a pre-allocated IOSurface-backed buffer (an "output
+/// backing", `MLPredictionOptions.outputBackings`): a name, its fixed shape and the
+/// pixel-buffer layout (width, height) of [`pixel_buffer_layout`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackingPlan {
+    /// The output.
+    pub name: String,
+    /// Its fixed shape.
+    pub shape: Vec<usize>,
+    /// Pixel-buffer width and height.
+    pub layout: (usize, usize),
+}
+
+/// The outputs that get an output backing: fp16 outputs of a fixed, non-empty shape (the
+/// `OneComponent16Half` pixel buffers Core ML writes without a copy, Apple's "Reducing the
+/// memory footprint of Core ML models", WWDC 2023). A backing is a proposal: Core ML may
+/// ignore it, and a backing that cannot be created does not fail the prediction.
+pub fn backing_plans(outputs: &[FeatureSpec]) -> Vec<BackingPlan> {
+    outputs
+        .iter()
+        .filter(|s| s.dtype == anekit_runtime::ElementType::F16)
+        .filter_map(|s| {
+            let anekit_runtime::ShapeSpec::Fixed { shape } = &s.shape else {
+                return None;
+            };
+            Some(BackingPlan {
+                name: s.name.clone(),
+                shape: shape.clone(),
+                layout: pixel_buffer_layout(shape)?,
+            })
+        })
+        .collect()
+}
+
+/// A key of a classifier's probability dictionary.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DictKey {
+    /// A string label.
+    Str(String),
+    /// An integer label.
+    Int(i64),
+}
+
+/// A classifier's probabilities as a [`anekit_runtime::Dictionary`]: Core ML's dictionary
+/// has no order, so the keys come sorted; a dictionary mixing string and integer keys is an
+/// error.
+pub fn dictionary_from_entries(
+    entries: Vec<(DictKey, f64)>,
+    what: &str,
+) -> Result<anekit_runtime::Dictionary> {
+    use anekit_runtime::{DictKeys, Dictionary};
+    let mut strs = Vec::new();
+    let mut ints = Vec::new();
+    for (k, v) in entries {
+        match k {
+            DictKey::Str(s) => strs.push((s, v)),
+            DictKey::Int(i) => ints.push((i, v)),
+        }
+    }
+    let d = if ints.is_empty() {
+        strs.sort_by(|a, b| a.0.cmp(&b.0));
+        let (k, v) = strs.into_iter().unzip();
+        Dictionary::new(DictKeys::Str(k), v)
+    } else if strs.is_empty() {
+        ints.sort_by_key(|e| e.0);
+        let (k, v) = ints.into_iter().unzip();
+        Dictionary::new(DictKeys::Int(k), v)
+    } else {
+        return Err(AppleError::invalid(
+            what.to_string(),
+            "a dictionary with both string and integer keys",
+        ));
+    };
+    d.map_err(|e| AppleError::invalid(what.to_string(), e.to_string()))
+}
+
+/// `MLMultiArrayDataType` raw values (Apple's `MLMultiArrayDataType`: the type class in bits
+/// 16+, the bit width below).
+pub mod multi_array_type {
+    /// `Float64` / `Double`.
+    pub const FLOAT64: isize = 0x10000 | 64;
+    /// `Float32`.
+    pub const FLOAT32: isize = 0x10000 | 32;
+    /// `Float16`.
+    pub const FLOAT16: isize = 0x10000 | 16;
+    /// `Int32`.
+    pub const INT32: isize = 0x20000 | 32;
+    /// `Int8` (macOS 26 / iOS 26).
+    pub const INT8: isize = 0x20000 | 8;
+}
+
+/// Element size and the tensor type an `MLMultiArray` of data type `raw` becomes (Float64
+/// arrays become f32 tensors).
+pub fn multi_array_element(raw: isize) -> Option<(usize, anekit_runtime::ElementType)> {
+    use anekit_runtime::ElementType as E;
+    use multi_array_type as T;
+    Some(match raw {
+        T::FLOAT32 => (4, E::F32),
+        T::FLOAT16 => (2, E::F16),
+        T::INT32 => (4, E::I32),
+        T::FLOAT64 => (8, E::F32),
+        T::INT8 => (1, E::I8),
+        _ => return None,
+    })
+}
+
+/// The tensor an `MLMultiArray` holds: its bytes (as `getBytesWithHandler:` hands them),
+/// data type, shape and element strides, gathered into row-major order with every index
+/// checked against the bytes.
+pub fn tensor_from_multi_array(
+    raw: &[u8],
+    data_type: isize,
+    shape: &[usize],
+    strides: &[usize],
+    what: &str,
+) -> Result<anekit_runtime::Tensor> {
+    use anekit_runtime::Tensor;
+    use ndarray::{ArrayD, IxDyn};
+    let (elem, et) = multi_array_element(data_type).ok_or_else(|| {
+        AppleError::invalid(what.to_string(), format!("data type {data_type:#x}"))
+    })?;
+    let bytes = gather_strided(raw, elem, shape, strides)?;
+    let bad = |e: ndarray::ShapeError| AppleError::invalid(what.to_string(), e.to_string());
+    let s = IxDyn(shape);
+    use anekit_runtime::ElementType as E;
+    Ok(match (et, elem) {
+        (E::F32, 8) => Tensor::F32(
+            ArrayD::from_shape_vec(
+                s,
+                bytes
+                    .chunks_exact(8)
+                    .map(|c| {
+                        f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+                    })
+                    .collect(),
+            )
+            .map_err(bad)?,
+        ),
+        (E::F32, _) => Tensor::F32(
+            ArrayD::from_shape_vec(
+                s,
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            )
+            .map_err(bad)?,
+        ),
+        (E::F16, _) => Tensor::F16(
+            ArrayD::from_shape_vec(
+                s,
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+            )
+            .map_err(bad)?,
+        ),
+        (E::I32, _) => Tensor::I32(
+            ArrayD::from_shape_vec(
+                s,
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            )
+            .map_err(bad)?,
+        ),
+        _ => Tensor::I8(
+            ArrayD::from_shape_vec(s, bytes.iter().map(|&b| b as i8).collect()).map_err(bad)?,
+        ),
+    })
+}
+
+/// The compute device an `MLComputePlan` reports, from its class and superclasses (most
+/// derived first): the first class Core ML documents decides, as `isKindOfClass:` would —
+/// a subclass Apple adds later (`MLNeuralEngineComputeDeviceV2 : MLNeuralEngineComputeDevice`)
+/// still counts as its family, not as an unknown device (which placement counts as the CPU).
+pub fn device_kind_of(class_chain: &[String]) -> anekit_plan::device_plan::DeviceKind {
+    use anekit_plan::device_plan::DeviceKind;
+    class_chain
+        .iter()
+        .map(|c| DeviceKind::from_class(c))
+        .find(|k| !matches!(k, DeviceKind::Other(_)))
+        .unwrap_or_else(|| DeviceKind::Other(class_chain.first().cloned().unwrap_or_default()))
+}
+
 /// How an fp16 tensor of `shape` is laid out in an IOSurface-backed
 /// `kCVPixelFormatType_OneComponent16Half` pixel buffer for
 /// `-[MLMultiArray initWithPixelBuffer:shape:]`: width = last dimension, height = product
-/// of the others (research/ane-facts.md §4.2). `None` for rank 0 or an empty tensor.
+/// of the others (Apple's `MLMultiArray.init(pixelBuffer:shape:)`: the last dimension is the
+/// buffer's width). `None` for rank 0 or an empty tensor.
 pub fn pixel_buffer_layout(shape: &[usize]) -> Option<(usize, usize)> {
     let (&width, rest) = shape.split_last()?;
     let height: usize = rest.iter().product();
@@ -413,25 +590,48 @@ impl CompileCache {
     }
 
     /// Moves a freshly compiled `.mlmodelc` folder (Core ML leaves it in a temporary
-    /// folder) into the cache under `key` and returns its new path. A rename when possible,
-    /// else a copy through a temporary sibling; the marker is written last.
+    /// folder) into the cache under `key` and returns its new path. The folder goes to a
+    /// sibling first (a rename when possible, else a copy) and is renamed into place; the
+    /// marker is written last, itself through a renamed sibling. A finished entry (one with
+    /// its marker) is never deleted: when another process finished first, its entry is kept
+    /// and ours discarded. An unfinished one (no marker, an interrupted insert no reader
+    /// uses) is moved aside before ours takes its place.
     pub fn insert(&self, key: &str, compiled: &Path) -> Result<PathBuf> {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         std::fs::create_dir_all(&self.dir).map_err(|e| AppleError::io(&self.dir, e))?;
         let dest = self.path(key);
-        let tmp = self.dir.join(format!(".{key}.{}.tmp", std::process::id()));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|e| AppleError::io(&tmp, e))?;
-        }
+        let unique = format!(
+            "{}.{}",
+            std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let tmp = self.dir.join(format!(".{key}.{unique}.tmp"));
         if std::fs::rename(compiled, &tmp).is_err() {
             copy_dir(compiled, &tmp, 0)?;
         }
-        if dest.exists() {
-            // Another process finished first, or a stale entry without marker: replace.
-            std::fs::remove_dir_all(&dest).map_err(|e| AppleError::io(&dest, e))?;
+        if self.lookup(key).is_some() {
+            // Another process finished first: keep its entry.
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Ok(dest);
         }
-        std::fs::rename(&tmp, &dest).map_err(|e| AppleError::io(&dest, e))?;
+        if dest.exists() {
+            let stale = self.dir.join(format!(".{key}.{unique}.stale"));
+            std::fs::rename(&dest, &stale).map_err(|e| AppleError::io(&dest, e))?;
+            let _ = std::fs::remove_dir_all(&stale);
+        }
+        if let Err(e) = std::fs::rename(&tmp, &dest) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            // Lost a race to another process that renamed its folder first.
+            if dest.is_dir() {
+                tracing::debug!(key, "another process cached this model first");
+            } else {
+                return Err(AppleError::io(&dest, e));
+            }
+        }
         let marker = self.marker(key);
-        std::fs::write(&marker, b"").map_err(|e| AppleError::io(&marker, e))?;
+        let marker_tmp = self.dir.join(format!(".{key}.{unique}.done"));
+        std::fs::write(&marker_tmp, b"").map_err(|e| AppleError::io(&marker_tmp, e))?;
+        std::fs::rename(&marker_tmp, &marker).map_err(|e| AppleError::io(&marker, e))?;
         tracing::debug!(key, path = %dest.display(), "compiled model cached");
         Ok(dest)
     }
@@ -480,14 +680,6 @@ mod tests {
                 .starts_with("MLComputePlan is unavailable: Core ML exists only on"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn compute_units_map_to_core_ml_values() {
-        assert_eq!(ml_compute_units(ComputeUnits::CpuOnly), 0);
-        assert_eq!(ml_compute_units(ComputeUnits::CpuAndGpu), 1);
-        assert_eq!(ml_compute_units(ComputeUnits::All), 2);
-        assert_eq!(ml_compute_units(ComputeUnits::CpuAndNeuralEngine), 3);
     }
 
     #[test]
@@ -601,6 +793,155 @@ mod tests {
         // An entry without its marker (interrupted insert) is not used.
         std::fs::remove_file(dir.path().join(format!("cache/{k1}.done"))).unwrap();
         assert_eq!(cache.lookup(&k1), None);
+    }
+
+    #[test]
+    fn a_finished_cache_entry_is_never_replaced_and_an_unfinished_one_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompileCache::new(dir.path().join("cache"));
+        let key = CompileCache::key_of_hash("h", "24D70");
+        let compiled = |tag: &str| {
+            let p = dir.path().join(format!("{tag}/model.mlmodelc"));
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::write(p.join("model.mil"), tag).unwrap();
+            p
+        };
+        let first = cache.insert(&key, &compiled("first")).unwrap();
+        // A second process compiling the same model: the finished entry stays.
+        let again = cache.insert(&key, &compiled("second")).unwrap();
+        assert_eq!(first, again);
+        assert_eq!(std::fs::read(first.join("model.mil")).unwrap(), b"first");
+        // An interrupted insert left a folder without its marker: replaced.
+        std::fs::remove_file(dir.path().join(format!("cache/{key}.done"))).unwrap();
+        let third = cache.insert(&key, &compiled("third")).unwrap();
+        assert_eq!(std::fs::read(third.join("model.mil")).unwrap(), b"third");
+        assert_eq!(cache.lookup(&key), Some(third));
+        // No temporary siblings are left behind.
+        let leftovers: Vec<String> = std::fs::read_dir(dir.path().join("cache"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn only_fixed_shape_fp16_outputs_get_backings() {
+        use anekit_runtime::{ElementType, ShapeSpec};
+        let spec = |name: &str, dtype, shape: ShapeSpec| FeatureSpec {
+            name: name.into(),
+            dtype,
+            shape,
+        };
+        let fixed = |s: &[usize]| ShapeSpec::Fixed { shape: s.to_vec() };
+        let plans = backing_plans(&[
+            spec("a", ElementType::F16, fixed(&[1, 3, 8, 64])),
+            spec("b", ElementType::F32, fixed(&[1, 64])),
+            spec("c", ElementType::F16, fixed(&[2, 0])),
+            spec(
+                "d",
+                ElementType::F16,
+                ShapeSpec::Range {
+                    ranges: vec![(1, None)],
+                    default: vec![1],
+                },
+            ),
+            spec("e", ElementType::F16, fixed(&[])),
+        ]);
+        assert_eq!(
+            plans,
+            [BackingPlan {
+                name: "a".into(),
+                shape: vec![1, 3, 8, 64],
+                layout: (64, 24)
+            }]
+        );
+    }
+
+    #[test]
+    fn dictionaries_come_sorted_and_mixed_keys_are_refused() {
+        let d = dictionary_from_entries(
+            vec![
+                (DictKey::Str("dog".into()), 0.7),
+                (DictKey::Str("cat".into()), 0.3),
+            ],
+            "output",
+        )
+        .unwrap();
+        assert_eq!(
+            d.entries(),
+            [("cat".to_string(), 0.3), ("dog".to_string(), 0.7)]
+        );
+        let i = dictionary_from_entries(
+            vec![(DictKey::Int(5), 0.1), (DictKey::Int(-2), 0.9)],
+            "output",
+        )
+        .unwrap();
+        assert_eq!(i.entries()[0].0, "-2");
+        assert!(
+            dictionary_from_entries(
+                vec![(DictKey::Int(1), 0.5), (DictKey::Str("x".into()), 0.5)],
+                "output"
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn multi_arrays_become_tensors_through_their_strides() {
+        use anekit_runtime::Tensor;
+        // A 2x2 Float32 array stored column-major (strides [1, 2]).
+        let raw: Vec<u8> = [1.0f32, 3.0, 2.0, 4.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let t = tensor_from_multi_array(&raw, multi_array_type::FLOAT32, &[2, 2], &[1, 2], "x")
+            .unwrap();
+        assert_eq!(t, Tensor::f32(&[2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap());
+        // Float64 becomes f32; Int32 stays.
+        let d: Vec<u8> = [0.5f64, 1.5].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let t = tensor_from_multi_array(&d, multi_array_type::FLOAT64, &[2], &[1], "x").unwrap();
+        assert_eq!(t, Tensor::f32(&[2], vec![0.5, 1.5]).unwrap());
+        let i: Vec<u8> = [7i32, -1].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let t = tensor_from_multi_array(&i, multi_array_type::INT32, &[2], &[1], "x").unwrap();
+        assert_eq!(t, Tensor::i32(&[2], vec![7, -1]).unwrap());
+        // Unknown types and strides past the bytes are errors, not reads.
+        assert!(tensor_from_multi_array(&raw, 0x30000 | 8, &[4], &[1], "x").is_err());
+        assert!(
+            tensor_from_multi_array(&raw, multi_array_type::FLOAT32, &[2, 2], &[4, 1], "x")
+                .is_err()
+        );
+        assert_eq!(
+            multi_array_element(multi_array_type::INT8).map(|e| e.0),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn compute_devices_are_matched_like_is_kind_of_class() {
+        use anekit_plan::device_plan::DeviceKind;
+        let chain = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            device_kind_of(&chain(&["MLNeuralEngineComputeDevice", "NSObject"])),
+            DeviceKind::NeuralEngine
+        );
+        // A subclass Apple might add counts as its family, not as an unknown device.
+        assert_eq!(
+            device_kind_of(&chain(&[
+                "MLNeuralEngineComputeDeviceV2",
+                "MLNeuralEngineComputeDevice",
+                "NSObject"
+            ])),
+            DeviceKind::NeuralEngine
+        );
+        assert_eq!(
+            device_kind_of(&chain(&["_MLPrivateGPU", "MLGPUComputeDevice", "NSObject"])),
+            DeviceKind::Gpu
+        );
+        assert_eq!(
+            device_kind_of(&chain(&["MLFutureDevice", "NSObject"])),
+            DeviceKind::Other("MLFutureDevice".into())
+        );
     }
 
     #[test]

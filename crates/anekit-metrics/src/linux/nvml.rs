@@ -42,7 +42,6 @@ struct Gpu {
     energy: EnergyCounter,
     power_limit_w: Option<f64>,
     mem_clock_hz: Option<f64>,
-    energy_j: Option<f64>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -119,7 +118,6 @@ impl Nvml {
                 energy: EnergyCounter::new(Wrap::Never, 1e-3),
                 power_limit_w: None,
                 mem_clock_hz: None,
-                energy_j: None,
                 device: d,
             });
         }
@@ -220,10 +218,10 @@ impl Nvml {
                 if u.since.is_some() && u.since == prev_at {
                     power = u.power_w;
                 }
-                g.energy_j = Some(u.total_j);
-            }
-            if let Some(j) = g.energy_j {
-                out.push(r(Metric::Energy, j));
+                // The counter is in the sample only when it was read for it: a value carried
+                // over from an earlier read would be stale (a flat line, then a jump, in a
+                // Prometheus `rate()`), and a 0 before the first read would be false.
+                out.push(r(Metric::Energy, u.total_j));
             }
             if power.is_none() {
                 power = ok(d.power_usage(), g.index, "power", uns).map(|mw| f64::from(mw) / 1e3);

@@ -1,11 +1,9 @@
-//! Control flow, constants, lists, `classify` and states (coremltools
-//! `ops/defs/iOS15/control_flow.py`, `iOS15/classify.py`, `iOS18/states.py`, and the
-//! `write_state` that `backend/mil/load.py` writes for `coreml_update_state`).
+//! Control flow, constants, `select` and lists (coremltools `ops/defs/iOS15/control_flow.py`).
 
-use crate::program::Opset::{Ios15, Ios18};
+use crate::program::Opset::Ios15;
 use crate::types::{DataType, Dim, TensorType, ValueType};
 
-use super::elementwise::broadcast_types;
+use super::elementwise_binary::broadcast_types;
 use super::infer::{InferCtx, InferError, known_shape};
 use super::shape::{UNK, fixed, size, tensor};
 use super::{DefaultValue as D, Family, Op, OpDef, Outputs, dom, dt, ty};
@@ -217,81 +215,6 @@ fn list_scatter(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
     Ok(vec![ls.clone()])
 }
 
-/// `classify`: the top class (string or int64 scalar) and the class → probability dict.
-fn classify(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
-    let p = ctx.tensor("probabilities")?;
-    let c = ctx.arg("classes").ok_or_else(|| InferError::MissingParam {
-        param: "classes".into(),
-    })?;
-    let ValueType::List { element, length } = &c.ty else {
-        return Err(InferError::at(
-            "classes",
-            format!("classes must be a list, found {}", c.ty),
-        ));
-    };
-    let et = element
-        .as_tensor()
-        .filter(|t| t.is_scalar() && matches!(t.dtype, DataType::String | DataType::Int64))
-        .ok_or_else(|| {
-            InferError::at(
-                "classes",
-                "elements of classes must be str or int64 scalars",
-            )
-        })?;
-    if let (Some(n), Some(l)) = (p.element_count(), length.fixed())
-        && n != l
-    {
-        return Err(InferError::at(
-            "classes",
-            format!("number of classes ({l}) must match the size of probabilities ({n})"),
-        ));
-    }
-    let k = ValueType::scalar(et.dtype);
-    Ok(vec![
-        k.clone(),
-        ValueType::Dict {
-            key: Box::new(k),
-            value: Box::new(ValueType::scalar(DataType::Fp64)),
-        },
-    ])
-}
-
-/// The tensor type a state wraps.
-fn wrapped<'a>(ctx: &InferCtx<'a>, p: &str) -> Result<&'a ValueType, InferError> {
-    let a = ctx
-        .arg(p)
-        .ok_or_else(|| InferError::MissingParam { param: p.into() })?;
-    match &a.ty {
-        ValueType::State(inner) if matches!(**inner, ValueType::Tensor(_)) => Ok(inner),
-        other => Err(InferError::WrongType {
-            param: p.into(),
-            message: format!("expected a state wrapping a tensor, found {other}"),
-        }),
-    }
-}
-
-fn read_state(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
-    Ok(vec![wrapped(ctx, "input")?.clone()])
-}
-
-/// `write_state` (serialized `coreml_update_state`): `data` must have the wrapped type.
-fn write_state(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
-    let w = wrapped(ctx, "input")?;
-    let d = &ctx
-        .arg("data")
-        .ok_or_else(|| InferError::MissingParam {
-            param: "data".into(),
-        })?
-        .ty;
-    if w != d {
-        return Err(InferError::at(
-            "data",
-            format!("state wrapped type {w} does not match the data type {d}"),
-        ));
-    }
-    Ok(Vec::new())
-}
-
 pub(super) fn defs(v: &mut Vec<OpDef>) {
     use DataType::*;
     let fam = Family::ControlFlow;
@@ -363,32 +286,5 @@ pub(super) fn defs(v: &mut Vec<OpDef>) {
             .input("indices", i32s)
             .input("value", t)
             .infer(list_scatter),
-    );
-    // states (iOS18)
-    v.push(
-        Op::new(Ios18, "read_state", Family::States)
-            .state("input")
-            .infer(read_state),
-    );
-    v.push(
-        Op::new(Ios18, "write_state", Family::States)
-            .state("input")
-            .input(
-                "data",
-                dom("T", &[Fp16, Fp32, Int8, Int16, Int32, Uint8, Uint16, Bool]),
-            )
-            .outputs(Outputs::Exactly(0))
-            .infer(write_state),
-    );
-}
-
-/// `classify` (its own coremltools file, `iOS15/classify.py`).
-pub(super) fn classify_defs(v: &mut Vec<OpDef>) {
-    v.push(
-        Op::new(Ios15, "classify", Family::Classify)
-            .input("probabilities", ty(dt::FP32))
-            .list("classes", true)
-            .outputs(Outputs::Exactly(2))
-            .infer(classify),
     );
 }

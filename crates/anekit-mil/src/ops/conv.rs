@@ -1,5 +1,4 @@
-//! Convolution and pooling (coremltools `ops/defs/iOS15/conv.py`, `iOS17/conv.py`,
-//! `iOS15/pool.py`).
+//! Convolution (coremltools `ops/defs/iOS15/conv.py`, `iOS17/conv.py`).
 
 use crate::program::Opset::{self, Ios15, Ios17};
 use crate::types::{DataType, Dim, ValueType};
@@ -18,11 +17,11 @@ fn kernel_of(w: &[Dim]) -> Result<Vec<i64>, InferError> {
 }
 
 /// `strides`/`dilations` (default one per spatial dim).
-fn per_dim(ctx: &InferCtx<'_>, name: &str, n: usize) -> Result<Vec<i64>, InferError> {
+pub(super) fn per_dim(ctx: &InferCtx<'_>, name: &str, n: usize) -> Result<Vec<i64>, InferError> {
     Ok(ctx.opt_ints(name)?.unwrap_or_else(|| vec![1; n]))
 }
 
-fn spatial_rank(x: &[Dim]) -> Result<usize, InferError> {
+pub(super) fn spatial_rank(x: &[Dim]) -> Result<usize, InferError> {
     x.len().checked_sub(2).filter(|n| *n > 0).ok_or_else(|| {
         InferError::at(
             "x",
@@ -230,85 +229,6 @@ fn conv_transpose(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
     Ok(vec![tensor(dtype, out)])
 }
 
-/// Shared pooling inference (coremltools `Pooling.type_inference`).
-fn pool(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
-    let x = ctx.shape("x")?;
-    let n = spatial_rank(&x)?;
-    let ksize = ctx.ints("kernel_sizes")?;
-    let strides = per_dim(ctx, "strides", n)?;
-    let raw_pad_type = ctx.str("pad_type")?;
-    let pad_type = raw_pad_type.to_lowercase();
-    if !matches!(
-        pad_type.as_str(),
-        "valid" | "same" | "custom" | "same_lower"
-    ) {
-        return Err(InferError::at(
-            "pad_type",
-            format!("unrecognized value of pad_type: {raw_pad_type}"),
-        ));
-    }
-    let pad = if ctx.has("pad") {
-        ctx.opt_ints("pad")?
-    } else {
-        None
-    };
-    let ceil = ctx.bool("ceil_mode")?;
-    if ceil {
-        if n > 2 {
-            return Err(InferError::at(
-                "ceil_mode",
-                "ceil_mode only supported for 1D or 2D pool",
-            ));
-        }
-        if pad_type == "same" {
-            return Err(InferError::at(
-                "ceil_mode",
-                "ceil_mode must be False when pad_type==same",
-            ));
-        }
-        if let Some(p) = &pad
-            && p.chunks(2).any(|c| c.first() != c.get(1))
-        {
-            return Err(InferError::at(
-                "pad",
-                "padding must be symmetric if ceil_mode is True",
-            ));
-        }
-    }
-    if ctx.opset == Opset::Ios15 && raw_pad_type == "same_lower" {
-        return Err(InferError::at(
-            "pad_type",
-            "iOS15 version of pooling layers do not support pad_type = `same_lower`",
-        ));
-    }
-    let spatial = spatial_out(
-        &pad_type,
-        x.get(2..).unwrap_or(&[]),
-        &ksize,
-        &strides,
-        &vec![1; ksize.len()],
-        pad.as_deref(),
-        ceil,
-    )?;
-    let mut out: Vec<Dim> = x.iter().take(2).copied().collect();
-    out.extend(spatial);
-    Ok(vec![tensor(ctx.dtype("x")?, out)])
-}
-
-fn l2_pool(ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, InferError> {
-    let r = ctx.rank("x")?;
-    if r > 4 {
-        return Err(InferError::at(
-            "x",
-            format!(
-                "l2_pool only supports rank 1 or 2. Got rank: {}",
-                r.saturating_sub(2)
-            ),
-        ));
-    }
-    pool(ctx)
-}
-
 fn conv_params(op: Op, t: TypeDomain, w: TypeDomain, const_w: bool, const_b: bool) -> Op {
     let op = if const_w {
         op.input("x", t).konst("weight", w)
@@ -377,23 +297,4 @@ pub(super) fn defs(v: &mut Vec<OpDef>) {
             .infer(conv_transpose),
         );
     }
-    // pooling
-    let pool_params = |op: Op| {
-        op.input("x", fp)
-            .konst("kernel_sizes", i32s)
-            .opt_konst("strides", i32s, Some(ones))
-            .konst("pad_type", s)
-            .opt_konst("pad", i32s, Some(zeros))
-            .opt_konst("ceil_mode", ty(dt::BOOL), Some(D::Bool(false)))
-    };
-    v.push(
-        pool_params(Op::new(Ios15, "avg_pool", Family::Pool).opt_konst(
-            "exclude_padding_from_average",
-            ty(dt::BOOL),
-            Some(D::Bool(false)),
-        ))
-        .infer(pool),
-    );
-    v.push(pool_params(Op::new(Ios15, "max_pool", Family::Pool)).infer(pool));
-    v.push(pool_params(Op::new(Ios15, "l2_pool", Family::Pool)).infer(l2_pool));
 }

@@ -23,29 +23,37 @@ use std::sync::OnceLock;
 use crate::program::Opset;
 use crate::types::DataType;
 
+// One module per family (named as `Family::name`), plus the shared machinery.
 mod activation;
+mod classify;
 mod constexpr;
 mod control_flow;
 mod conv;
 mod coverage;
-mod elementwise;
+mod effects;
+mod elementwise_binary;
+mod elementwise_unary;
 mod image_resizing;
 mod infer;
 mod linear;
 mod normalization;
+mod pool;
+mod quantization;
 mod random;
 mod recurrent;
 mod reduction;
 mod scatter_gather;
 mod shape;
+mod states;
+mod tables;
 mod tensor_operation;
 mod tensor_transformation;
 mod transformers;
 
-pub use coverage::{
-    CoverageColumn, CoverageRow, coverage_markdown, coverage_markdown_with, coverage_rows,
-};
+pub use coverage::{CoverageColumn, CoverageRow, coverage_rows};
+pub use effects::{EFFECTS, Effect, effect};
 pub use infer::{Arg, Args, InferCtx, InferError, Inferred, SymInt, check_args, infer, infer_with};
+pub use tables::{Audit, audit};
 
 /// Element types of a parameter: a fixed set, or a named set (`"T"`) whose members must all
 /// bind the same element type within one op (coremltools `type_domains`).
@@ -178,7 +186,10 @@ pub enum InferenceStatus {
     Partial(&'static str),
 }
 
-/// The op families, after coremltools' `ops/defs` file names.
+/// The op families, after coremltools' `ops/defs` file names: the one taxonomy of ops in
+/// anekit. The registry defines each family in its own module (`ops/<name>.rs`), the CPU
+/// backend registers its kernels per family (`anekit_runtime::cpu::kernels`), and the op
+/// coverage table (`docs/op-coverage.md`) groups ops by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[allow(missing_docs)]
 pub enum Family {
@@ -205,6 +216,44 @@ pub enum Family {
 }
 
 impl Family {
+    /// Every family, in declaration order.
+    pub const ALL: [Family; 20] = [
+        Family::Activation,
+        Family::Classify,
+        Family::ControlFlow,
+        Family::Conv,
+        Family::ElementwiseBinary,
+        Family::ElementwiseUnary,
+        Family::ImageResizing,
+        Family::Linear,
+        Family::Normalization,
+        Family::Pool,
+        Family::Random,
+        Family::Recurrent,
+        Family::Reduction,
+        Family::ScatterGather,
+        Family::TensorOperation,
+        Family::TensorTransformation,
+        Family::Constexpr,
+        Family::Quantization,
+        Family::States,
+        Family::Transformers,
+    ];
+
+    /// The family of `op_type` (that of its first revision), if the registry knows it.
+    pub fn of(op_type: &str) -> Option<Family> {
+        registry().revisions(op_type).first().map(|d| d.family)
+    }
+
+    /// The ops of this family, sorted.
+    pub fn ops(self) -> Vec<&'static str> {
+        registry()
+            .iter()
+            .filter(|(_, revs)| revs.first().is_some_and(|d| d.family == self))
+            .map(|(name, _)| name)
+            .collect()
+    }
+
     /// The coremltools defs file name without `.py` (`compression` for the iOS18 constexpr
     /// file, `constexpr_ops` for the iOS16 one are both [`Family::Constexpr`]).
     pub fn name(self) -> &'static str {
@@ -343,29 +392,77 @@ pub fn registry() -> &'static Registry {
     })
 }
 
+/// The definitions of one family.
+type FamilyDefs = fn(&mut Vec<OpDef>);
+
+/// Each family and the module that defines its ops (a test checks that a module defines
+/// only ops of its own family, and that every family has a module).
+const FAMILY_MODULES: &[(Family, FamilyDefs)] = &[
+    (Family::Activation, activation::defs),
+    (Family::Classify, classify::defs),
+    (Family::ControlFlow, control_flow::defs),
+    (Family::Conv, conv::defs),
+    (Family::ElementwiseBinary, elementwise_binary::defs),
+    (Family::ElementwiseUnary, elementwise_unary::defs),
+    (Family::ImageResizing, image_resizing::defs),
+    (Family::Linear, linear::defs),
+    (Family::Normalization, normalization::defs),
+    (Family::Pool, pool::defs),
+    (Family::Random, random::defs),
+    (Family::Recurrent, recurrent::defs),
+    (Family::Reduction, reduction::defs),
+    (Family::ScatterGather, scatter_gather::defs),
+    (Family::TensorOperation, tensor_operation::defs),
+    (Family::TensorTransformation, tensor_transformation::defs),
+    (Family::Constexpr, constexpr::defs),
+    (Family::Quantization, quantization::defs),
+    (Family::States, states::defs),
+    (Family::Transformers, transformers::defs),
+];
+
 fn all_defs() -> Vec<OpDef> {
     let mut v = Vec::new();
-    activation::defs(&mut v);
-    classify_defs(&mut v);
-    control_flow::defs(&mut v);
-    conv::defs(&mut v);
-    elementwise::defs(&mut v);
-    image_resizing::defs(&mut v);
-    linear::defs(&mut v);
-    normalization::defs(&mut v);
-    random::defs(&mut v);
-    recurrent::defs(&mut v);
-    reduction::defs(&mut v);
-    scatter_gather::defs(&mut v);
-    tensor_operation::defs(&mut v);
-    tensor_transformation::defs(&mut v);
-    constexpr::defs(&mut v);
-    transformers::defs(&mut v);
+    for (_, defs) in FAMILY_MODULES {
+        defs(&mut v);
+    }
     v
 }
 
-fn classify_defs(v: &mut Vec<OpDef>) {
-    control_flow::classify_defs(v);
+#[cfg(test)]
+mod family_tests {
+    use super::*;
+
+    #[test]
+    fn each_family_module_defines_only_its_family() {
+        for (family, defs) in FAMILY_MODULES {
+            let mut v = Vec::new();
+            defs(&mut v);
+            assert!(!v.is_empty(), "module of {family} defines no op");
+            for d in &v {
+                assert_eq!(
+                    d.family, *family,
+                    "{} is defined in the {family} module",
+                    d.name
+                );
+            }
+        }
+        let listed: Vec<Family> = FAMILY_MODULES.iter().map(|(f, _)| *f).collect();
+        assert_eq!(
+            listed,
+            Family::ALL,
+            "one module per family, in Family::ALL order"
+        );
+    }
+
+    #[test]
+    fn every_revision_of_an_op_keeps_its_family() {
+        for (name, revs) in registry().iter() {
+            let first = revs.first().map(|d| d.family);
+            assert!(revs.iter().all(|d| Some(d.family) == first), "{name}");
+            assert_eq!(Family::of(name), first);
+            assert!(first.is_some_and(|f| f.ops().contains(&name)));
+        }
+    }
 }
 
 // ------------------------------------------------------------------------------------------

@@ -7,13 +7,13 @@ use crate::error::Result;
 use crate::program::{Block, Operation, Program};
 
 /// Drops ops none of whose outputs is used, in every block, until nothing changes.
-/// Side-effecting ops (`write_state`, `coreml_update_state`, random ops) are kept.
+/// Ops with effects beyond their outputs (state writes, random ops;
+/// [`crate::ops::effect`]) are kept.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DeadCodeElimination;
 
 fn has_side_effects(op: &Operation) -> bool {
-    matches!(op.op_type.as_str(), "write_state" | "coreml_update_state")
-        || op.op_type.starts_with("random_")
+    !crate::ops::effect(&op.op_type).removable()
 }
 
 fn sweep(block: &mut Block) -> usize {

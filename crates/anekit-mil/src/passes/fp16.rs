@@ -7,8 +7,9 @@
 //!
 //! # What is converted
 //!
-//! Every op of every function (nested `cond`/`while_loop` blocks included, each block with
-//! its own casts) is converted unless
+//! [`FP16_RULES`] classifies every op type of the registry. Every op of every function
+//! (nested `cond`/`while_loop` blocks included, each block with its own casts) is converted
+//! unless
 //! - it is a `cast`, `while_loop`, `cond`, list op (`make_list`, `list_gather`,
 //!   `list_scatter`, `list_read`, `list_write`, `list_length`), `read_state`,
 //!   `coreml_update_state` (coremltools' `_UNSUPPORTED_FP16_OPS`; the bodies of `cond` and
@@ -96,36 +97,250 @@ const INFINITY_THRESHOLD: f32 = 1e38;
 /// Tensors with fewer elements get the underflow fix.
 const UNDERFLOW_FIX_MAX_ELEMENTS: usize = 400;
 
-/// Op types that are never converted: coremltools' `FP16ComputePrecision._UNSUPPORTED_FP16_OPS`
-/// plus `write_state`, the serialized form of `coreml_update_state` (coremltools' loader turns
-/// it back into `coreml_update_state`).
-pub const UNSUPPORTED_OPS: &[&str] = &[
-    "cast",
-    "while_loop",
-    "cond",
-    "make_list",
-    "list_gather",
-    "list_scatter",
-    "list_read",
-    "list_write",
-    "list_length",
-    "read_state",
-    "coreml_update_state",
-    "write_state",
+/// What the conversion does with an op type (coremltools' `FP16ComputePrecision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fp16Rule {
+    /// Computed in fp16: each fp32 tensor argument whose parameter's type domain allows fp16
+    /// is cast to fp16.
+    Convert,
+    /// As [`Fp16Rule::Convert`], except that from iOS17 on (where these ops take mixed
+    /// precision) the arguments of these parameters stay fp32 (coremltools'
+    /// `_ACTIVATION_ALPHA_OPS`, `_ACTIVATION_ALPHA_BETA_OPS`, `_ELEMENTWISE_UNARY_EPSILON_OPS`).
+    ConvertKeepingFp32(&'static [&'static str]),
+    /// Never converted: coremltools' `_UNSUPPORTED_FP16_OPS`, plus `write_state`, the
+    /// serialized form of its `coreml_update_state` (coremltools' loader turns it back into
+    /// `coreml_update_state`; that name is not an op of the serialized opsets, so it is not in
+    /// the registry). The blocks of `cond` and `while_loop` are converted; the ops themselves
+    /// keep their fp32 interface, and states keep their type.
+    Keep,
+    /// A constant (`const`): replaced by an fp16 constant.
+    Constant,
+}
+
+/// Every registry op type and what the conversion does with it. Source: coremltools 9.0,
+/// `coremltools/converters/mil/mil/passes/defs/quantization.py` (`FP16ComputePrecision`).
+/// A test checks that the table classifies every op of the registry exactly once.
+pub const FP16_RULES: &[(Fp16Rule, &[&str])] = &[
+    (
+        Fp16Rule::Keep,
+        &[
+            "cast",
+            "cond",
+            "while_loop",
+            "make_list",
+            "list_gather",
+            "list_scatter",
+            "list_read",
+            "list_write",
+            "list_length",
+            "read_state",
+            "write_state",
+        ],
+    ),
+    (Fp16Rule::Constant, &["const"]),
+    (
+        Fp16Rule::ConvertKeepingFp32(&["alpha"]),
+        &["elu", "leaky_relu", "prelu", "thresholded_relu"],
+    ),
+    (
+        Fp16Rule::ConvertKeepingFp32(&["alpha", "beta"]),
+        &[
+            "clamped_relu",
+            "linear_activation",
+            "scaled_tanh",
+            "sigmoid_hard",
+            "softplus_parametric",
+        ],
+    ),
+    (
+        Fp16Rule::ConvertKeepingFp32(&["epsilon"]),
+        &["inverse", "log", "rsqrt"],
+    ),
+    (
+        Fp16Rule::Convert,
+        &[
+            "abs",
+            "acos",
+            "add",
+            "affine",
+            "argsort",
+            "asin",
+            "atan",
+            "atanh",
+            "avg_pool",
+            "band_part",
+            "batch_norm",
+            "batch_to_space",
+            "ceil",
+            "classify",
+            "clip",
+            "concat",
+            "constexpr_affine_dequantize",
+            "constexpr_blockwise_shift_scale",
+            "constexpr_cast",
+            "constexpr_lut_to_dense",
+            "constexpr_lut_to_sparse",
+            "constexpr_sparse_blockwise_shift_scale",
+            "constexpr_sparse_to_dense",
+            "conv",
+            "conv_quantized",
+            "conv_transpose",
+            "cos",
+            "cosh",
+            "crop",
+            "crop_resize",
+            "cumsum",
+            "depth_to_space",
+            "dequantize",
+            "einsum",
+            "equal",
+            "erf",
+            "exp",
+            "exp2",
+            "expand_dims",
+            "fill",
+            "fill_like",
+            "flatten2d",
+            "floor",
+            "floor_div",
+            "gather",
+            "gather_along_axis",
+            "gather_nd",
+            "gelu",
+            "greater",
+            "greater_equal",
+            "gru",
+            "identity",
+            "instance_norm",
+            "l2_norm",
+            "l2_pool",
+            "layer_norm",
+            "less",
+            "less_equal",
+            "linear",
+            "local_response_norm",
+            "logical_and",
+            "logical_not",
+            "logical_or",
+            "logical_xor",
+            "lstm",
+            "matmul",
+            "max_pool",
+            "maximum",
+            "minimum",
+            "mod",
+            "mul",
+            "non_maximum_suppression",
+            "non_zero",
+            "not_equal",
+            "one_hot",
+            "pad",
+            "pixel_shuffle",
+            "pixel_unshuffle",
+            "pow",
+            "quantize",
+            "random_bernoulli",
+            "random_categorical",
+            "random_normal",
+            "random_uniform",
+            "range_1d",
+            "real_div",
+            "reduce_argmax",
+            "reduce_argmin",
+            "reduce_l1_norm",
+            "reduce_l2_norm",
+            "reduce_log_sum",
+            "reduce_log_sum_exp",
+            "reduce_max",
+            "reduce_mean",
+            "reduce_min",
+            "reduce_prod",
+            "reduce_sum",
+            "reduce_sum_square",
+            "relu",
+            "relu6",
+            "resample",
+            "reshape",
+            "reshape_like",
+            "resize",
+            "resize_bilinear",
+            "resize_nearest_neighbor",
+            "reverse",
+            "reverse_sequence",
+            "rnn",
+            "round",
+            "scaled_dot_product_attention",
+            "scatter",
+            "scatter_along_axis",
+            "scatter_nd",
+            "select",
+            "shape",
+            "sigmoid",
+            "sign",
+            "silu",
+            "sin",
+            "sinh",
+            "slice_by_index",
+            "slice_by_size",
+            "slice_update",
+            "sliding_windows",
+            "softmax",
+            "softplus",
+            "softsign",
+            "space_to_batch",
+            "space_to_depth",
+            "split",
+            "sqrt",
+            "square",
+            "squeeze",
+            "stack",
+            "sub",
+            "tan",
+            "tanh",
+            "threshold",
+            "tile",
+            "topk",
+            "transpose",
+            "upsample_bilinear",
+            "upsample_nearest_neighbor",
+        ],
+    ),
 ];
 
-/// iOS17+: ops whose `alpha` stays fp32.
-const ALPHA_OPS: &[&str] = &["elu", "leaky_relu", "prelu", "thresholded_relu"];
-/// iOS17+: ops whose `alpha` and `beta` stay fp32.
-const ALPHA_BETA_OPS: &[&str] = &[
-    "clamped_relu",
-    "linear_activation",
-    "scaled_tanh",
-    "sigmoid_hard",
-    "softplus_parametric",
-];
-/// iOS17+: ops whose `epsilon` stays fp32.
-const EPSILON_OPS: &[&str] = &["inverse", "log", "rsqrt"];
+/// The `fp16 pass` column of `docs/op-coverage.md`: [`FP16_RULES`] per op type.
+pub fn coverage_column() -> crate::ops::CoverageColumn {
+    let cells = FP16_RULES
+        .iter()
+        .flat_map(|(rule, ops)| {
+            let cell = match rule {
+                Fp16Rule::Convert => "fp16".to_string(),
+                Fp16Rule::ConvertKeepingFp32(params) => {
+                    format!("fp16; {} fp32 from iOS17", params.join(", "))
+                }
+                Fp16Rule::Keep => "kept".to_string(),
+                Fp16Rule::Constant => "fp16 constant".to_string(),
+            };
+            ops.iter().map(move |op| ((*op).to_string(), cell.clone()))
+        })
+        .collect();
+    crate::ops::CoverageColumn {
+        header: "fp16 pass".into(),
+        legend: "what the fp32 → fp16 compute-precision conversion (`anekit optimize --fp16`, \
+                 `anekit compress --fp16`; coremltools' `FP16ComputePrecision`) does with the op \
+                 type (`anekit_mil::passes::fp16::FP16_RULES`): **fp16** (computed in fp16), \
+                 **kept** (never converted), **fp16 constant** (replaced by an fp16 constant)."
+            .into(),
+        cells,
+    }
+}
+
+/// What the conversion does with `op_type`, or `None` for an op the registry does not know.
+pub fn fp16_rule(op_type: &str) -> Option<Fp16Rule> {
+    FP16_RULES
+        .iter()
+        .find(|(_, ops)| ops.contains(&op_type))
+        .map(|(rule, _)| *rule)
+}
 
 /// An op the conversion left fp32, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -369,18 +584,12 @@ impl Converter<'_> {
             }
             _ => {}
         }
-        if self.opset >= Opset::Ios17 {
-            if ALPHA_OPS.contains(&op_type) && param == "alpha" {
-                return false;
+        match fp16_rule(op_type) {
+            Some(Fp16Rule::ConvertKeepingFp32(params)) if self.opset >= Opset::Ios17 => {
+                !params.contains(&param)
             }
-            if ALPHA_BETA_OPS.contains(&op_type) && (param == "alpha" || param == "beta") {
-                return false;
-            }
-            if EPSILON_OPS.contains(&op_type) && param == "epsilon" {
-                return false;
-            }
+            _ => true,
         }
-        true
     }
 
     /// The first argument of `op` that is an fp32 constant with a finite value beyond the
@@ -420,9 +629,10 @@ impl Converter<'_> {
         env: &mut Env,
         cache: &HashMap<String, String>,
     ) -> Result<Option<Rewrite>> {
-        if UNSUPPORTED_OPS.contains(&op.op_type.as_str())
-            || op.op_type == "const"
-            || !op.blocks.is_empty()
+        if matches!(
+            fp16_rule(&op.op_type),
+            Some(Fp16Rule::Keep | Fp16Rule::Constant)
+        ) || !op.blocks.is_empty()
         {
             return Ok(None);
         }
@@ -868,8 +1078,7 @@ fn dce_block(block: &mut Block) {
     let ops = std::mem::take(&mut block.operations);
     let mut kept = Vec::with_capacity(ops.len());
     for mut op in ops.into_iter().rev() {
-        let side_effect = matches!(op.op_type.as_str(), "coreml_update_state" | "write_state")
-            || op.op_type.starts_with("random_");
+        let side_effect = !crate::ops::effect(&op.op_type).removable();
         if !side_effect && !op.outputs.iter().any(|o| used.contains(&o.name)) {
             continue;
         }
@@ -1214,6 +1423,15 @@ fn const_bytes(program: &Program) -> usize {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
+    #[test]
+    fn fp16_rules_classify_every_registry_op_once() {
+        let keys = super::FP16_RULES
+            .iter()
+            .flat_map(|(_, ops)| ops.iter().copied());
+        let audit = crate::ops::audit("anekit_mil::passes::fp16::FP16_RULES", keys);
+        assert!(audit.is_complete(), "{audit}");
+    }
+
     use super::*;
 
     fn parse(text: &str) -> Program {

@@ -71,7 +71,7 @@
 //!   `KokoroAneModelCompatibilityTests.swift`. Inside composite literals elements are bare
 //!   (`{{"input_ids", [1, 1]}}`, `[[1, 1], [1, 64]]`), as in the buildInfo dict.
 //! - Variadic arguments as `values = (a, b)`; multiple outputs `tensor<…> a, tensor<…> b =
-//!   split(…)`; `state<tensor<…>>` inputs: research notes §4.6 and hand-written programs
+//!   split(…)`; `state<tensor<…>>` inputs: docs/references.md#mil-text and hand-written programs
 //!   accepted by Apple's compiler.
 //!
 //! # anekit choices where Apple's spelling is unknown

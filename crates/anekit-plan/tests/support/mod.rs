@@ -22,6 +22,23 @@ pub fn analyze(text: &str, chip: &str) -> Report {
     analyze_with(text, chip, ComputeUnits::All, &[])
 }
 
+/// Analyse MIL text that fails validation anyway (`Options::allow_invalid`).
+pub fn analyze_invalid(text: &str, chip: &str) -> Report {
+    let p = parse_without_weights(text, "test.mil").expect("test program parses");
+    analyze_program(
+        &p,
+        &[],
+        None,
+        &Options {
+            chip: chip.into(),
+            allow_invalid: true,
+            compare: false,
+            ..Options::default()
+        },
+    )
+    .expect("analysis")
+}
+
 /// Analyse MIL text with options and input facts.
 pub fn analyze_with(text: &str, chip: &str, units: ComputeUnits, inputs: &[InputInfo]) -> Report {
     let p = parse_without_weights(text, "test.mil").expect("test program parses");
@@ -34,6 +51,7 @@ pub fn analyze_with(text: &str, chip: &str, units: ComputeUnits, inputs: &[Input
             compute_units: units,
             function: None,
             compare: false,
+            ..Options::default()
         },
     )
     .expect("analysis")
@@ -83,6 +101,7 @@ pub fn fixture(name: &str, chip: &str, units: ComputeUnits) -> Report {
             compute_units: units,
             function: None,
             compare: false,
+            ..Options::default()
         },
     )
     .expect("analysis")

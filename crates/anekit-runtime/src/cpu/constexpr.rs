@@ -1,13 +1,14 @@
 //! Decompression of the `constexpr_*` ops (compressed weights), done once at load.
 //!
 //! Semantics follow coremltools 9.0 (`defs/iOS16/constexpr_ops.py`, `defs/iOS18/compression.py`,
-//! `optimize/_utils.py`; summarised in research/coreml-format.md §4.5), including the iOS16
+//! `optimize/_utils.py`; summarised in docs/references.md#compression-ops), including the iOS16
 //! packed forms (LSB-first bit order) and the iOS18 forms with per-block scales, grouped and
 //! vector LUTs, and the joint sparse ops. fp16 arithmetic is reproduced exactly: where
 //! coremltools computes in the scale's fp16 dtype, every intermediate is rounded to fp16.
 
 use anekit_format::subbyte;
 use anekit_mil::DataType;
+use anekit_mil::types::row_major_strides as strides;
 use half::f16;
 use ndarray::{ArrayD, IxDyn};
 
@@ -292,15 +293,6 @@ fn sparse_to_dense(nonzero: &[f32], mask: &[i64]) -> Result<Vec<f32>, String> {
             }
         })
         .collect())
-}
-
-/// Row-major strides of `shape`.
-fn strides(shape: &[usize]) -> Vec<usize> {
-    let mut s = vec![1; shape.len()];
-    for d in (0..shape.len().saturating_sub(1)).rev() {
-        s[d] = s[d + 1] * shape[d + 1];
-    }
-    s
 }
 
 /// `out = scale * (data - offset)` with scale/offset repeated blockwise to data's shape; in

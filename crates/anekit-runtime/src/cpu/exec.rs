@@ -1,10 +1,14 @@
 //! Running a plan: steps in order, values in slots, dead values dropped after their last
-//! use, fp16 rounding and non-finite detection per op when fp16 precision is on.
+//! use, fp16 rounding and non-finite detection per op when fp16 precision is on, and with a
+//! chip's [`AneNumerics`] the Neural Engine's own cliffs: matmul and linear outputs beyond
+//! ~32752 become inf, slices at a non-zero last-axis offset clamp beyond 4094 before the A16
+//! tier, row sums stop being exact past 2048 (ANEForge `bench/numeric_cliffs.py`, measured
+//! on 11 machines; docs/runtime.md).
 
 use super::kernels::{Args, RunCtx};
 use super::plan::{Src, SubPlan};
 use super::value::Value;
-use crate::engine::Precision;
+use crate::engine::{AneNumerics, Precision};
 use crate::error::RuntimeError;
 
 /// Live activation bytes of a prediction, and their peak.
@@ -112,8 +116,28 @@ pub fn run(
         }
         for (v, &(slot, dtype)) in outs.into_iter().zip(&step.outputs) {
             let v = if ctx.precision == Precision::Fp16 {
-                let v = super::plan::round_if_fp16(v, dtype);
-                check_finite(&v, step, &args_max(step, &slots, ctx.consts))?;
+                // The exact (f32) result, for the row-sum exactness check.
+                let raw_max = match (&v, ctx.numerics.is_some()) {
+                    (Value::F32(a), true) if step.op_type == "reduce_sum" => a
+                        .iter()
+                        .filter(|x| x.is_finite())
+                        .fold(0.0f32, |m, x| m.max(x.abs())),
+                    _ => 0.0,
+                };
+                let mut v = super::plan::round_if_fp16(v, dtype);
+                let cause = match ctx.numerics {
+                    Some(nm) => ane_cliffs(
+                        step,
+                        &slots,
+                        ctx.consts,
+                        &mut v,
+                        raw_max,
+                        nm,
+                        &mut ctx.numerics_warnings,
+                    ),
+                    None => None,
+                };
+                check_finite(&v, step, &args_max(step, &slots, ctx.consts), cause)?;
                 v
             } else {
                 v
@@ -136,12 +160,10 @@ pub fn run(
                 .get(s)
                 .and_then(Option::as_ref)
                 .cloned()
-                .ok_or_else(|| RuntimeError::Load(format!("output slot {s} was never written"))),
-            Src::Const(i) => {
-                ctx.consts.get(i).cloned().ok_or_else(|| {
-                    RuntimeError::Load(format!("output constant {i} does not exist"))
-                })
-            }
+                .ok_or_else(|| RuntimeError::Predict(format!("output slot {s} was never written"))),
+            Src::Const(i) => ctx.consts.get(i).cloned().ok_or_else(|| {
+                RuntimeError::Predict(format!("output constant {i} does not exist"))
+            }),
         })
         .collect()
 }
@@ -166,7 +188,12 @@ fn args_max(step: &super::plan::Step, slots: &[Option<Value>], consts: &[Value])
     m
 }
 
-fn check_finite(v: &Value, step: &super::plan::Step, max_input: &f32) -> Result<(), RuntimeError> {
+fn check_finite(
+    v: &Value,
+    step: &super::plan::Step,
+    max_input: &f32,
+    cause: Option<String>,
+) -> Result<(), RuntimeError> {
     if let Value::F32(a) = v
         && let Some(bad) = a.iter().find(|x| !x.is_finite())
     {
@@ -176,9 +203,106 @@ fn check_finite(v: &Value, step: &super::plan::Step, max_input: &f32) -> Result<
             what: if bad.is_nan() { "NaN" } else { "inf" },
             precision: "fp16",
             max_input: *max_input,
+            cause: cause.unwrap_or_default(),
         });
     }
     Ok(())
+}
+
+/// The value of parameter `name` of `step`.
+fn param<'v>(
+    step: &super::plan::Step,
+    name: &str,
+    slots: &'v [Option<Value>],
+    consts: &'v [Value],
+) -> Option<&'v Value> {
+    let (_, srcs) = step.params.iter().find(|(p, _)| p == name)?;
+    match *srcs.first()? {
+        Src::Slot(i) => slots.get(i)?.as_ref(),
+        Src::Const(i) => consts.get(i),
+    }
+}
+
+/// Whether a slice starts at a non-zero offset on its last axis (the Neural Engine's
+/// width-offset crop, ANEForge's probe: `crop(x, left = 1)`).
+fn width_offset(step: &super::plan::Step, slots: &[Option<Value>], consts: &[Value]) -> bool {
+    let ints = |name: &str| match param(step, name, slots, consts) {
+        Some(Value::I32(a)) => Some(a.iter().copied().collect::<Vec<i32>>()),
+        _ => None,
+    };
+    match step.op_type.as_str() {
+        "slice_by_index" => {
+            let Some(begin) = ints("begin") else {
+                return false;
+            };
+            let masked = match param(step, "begin_mask", slots, consts) {
+                Some(Value::Bool(m)) => m.iter().last().copied().unwrap_or(false),
+                _ => false,
+            };
+            !masked && begin.last().is_some_and(|b| *b != 0)
+        }
+        "slice_by_size" => ints("begin").is_some_and(|b| b.last().is_some_and(|b| *b != 0)),
+        "crop" => ints("crop_width").is_some_and(|w| w.first().is_some_and(|l| *l > 0)),
+        _ => false,
+    }
+}
+
+/// Turn the values of `a` beyond `limit` into infinities of their sign; whether any was.
+fn saturate(a: &mut ndarray::ArrayD<f32>, limit: f32) -> bool {
+    let mut hit = false;
+    for x in a.iter_mut() {
+        if x.is_finite() && x.abs() > limit {
+            *x = f32::INFINITY.copysign(*x);
+            hit = true;
+        }
+    }
+    hit
+}
+
+/// Apply chip `nm`'s Neural Engine cliffs to the (fp16-rounded) output `v` of `step`
+/// (`raw_max`: the largest magnitude of a `reduce_sum` result before rounding).
+/// Returns why values became infinite; records non-fatal events in `warnings`.
+fn ane_cliffs(
+    step: &super::plan::Step,
+    slots: &[Option<Value>],
+    consts: &[Value],
+    v: &mut Value,
+    raw_max: f32,
+    nm: &AneNumerics,
+    warnings: &mut Vec<String>,
+) -> Option<String> {
+    let Value::F32(a) = v else {
+        return None;
+    };
+    match step.op_type.as_str() {
+        "matmul" | "linear" => saturate(a, nm.matmul_max_finite).then(|| {
+            format!(
+                "; on {} the Neural Engine writes inf for {} outputs above {} (fp16 itself reaches 65504; ANEForge numeric cliffs)",
+                nm.chip, step.op_type, nm.matmul_max_finite
+            )
+        }),
+        "slice_by_index" | "slice_by_size" | "crop" => {
+            let limit = nm.slice_max_finite?;
+            (width_offset(step, slots, consts) && saturate(a, limit)).then(|| {
+                format!(
+                    "; on {} a slice starting off zero on the last axis goes through the crop DMA, which turns values above {limit} into inf (chips before the A16 tier; ANEForge numeric cliffs)",
+                    nm.chip
+                )
+            })
+        }
+        "reduce_sum" => {
+            let limit = nm.exact_integer_sum_max;
+            let largest = raw_max;
+            if largest > limit && warnings.len() < 16 {
+                warnings.push(format!(
+                    "op {:?} (reduce_sum): a sum reaches {largest}; on {} the Neural Engine's integer sums are exact only up to {limit} (the fp16 grid spacing is 2 beyond it; ANEForge measured 2049 read as 2050)",
+                    step.op_name, nm.chip
+                ));
+            }
+            None
+        }
+        _ => None,
+    }
 }
 
 /// Opt-in per-op timing of the executor.

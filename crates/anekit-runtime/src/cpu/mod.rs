@@ -4,9 +4,9 @@
 //! planned, elementwise ops fused into their producers by [`fuse`], large fp16 / quantized /
 //! palettized weights kept in their stored form for the kernels that decode them by
 //! [`packed`], the other compressed constants decompressed once); predicting runs the plan
-//! on a rayon pool of the requested size. Matrix products go through the `gemm` crate (chosen because it is
-//! the fastest pure-Rust f32 GEMM on this class of machine for small M — see
-//! research/peers.md §2.3 — and it parallelises on rayon).
+//! on a rayon pool of the requested size. Matrix products go through `faer` (a pure-Rust GEMM
+//! that parallelises on rayon) and, for one-row products, the backend's own GEMV
+//! ([`kernels::linalg`]; why: docs/references.md#cpu-matrix-products).
 
 pub mod constexpr;
 pub mod exec;
@@ -57,6 +57,8 @@ pub struct CpuModel {
     outputs: Vec<FeatureSpec>,
     states: Vec<FeatureSpec>,
     precision: Precision,
+    numerics: Option<crate::engine::AneNumerics>,
+    numerics_warnings: Mutex<Vec<String>>,
     pool: rayon::ThreadPool,
     threads: usize,
     peak: Mutex<Option<usize>>,
@@ -212,6 +214,11 @@ impl CpuModel {
             outputs,
             states,
             precision: options.precision,
+            numerics: options
+                .ane_numerics
+                .clone()
+                .filter(|_| options.precision == Precision::Fp16),
+            numerics_warnings: Mutex::new(Vec::new()),
             pool,
             threads,
             peak: Mutex::new(None),
@@ -248,15 +255,22 @@ impl CpuModel {
             });
         }
         let mut meter = exec::Meter::default();
-        let outs = self.pool.install(|| {
+        let (outs, warnings) = self.pool.install(|| {
             let mut ctx = RunCtx {
                 precision: self.precision,
+                numerics: self.numerics.as_ref(),
+                numerics_warnings: Vec::new(),
                 state,
                 consts: &self.plan.consts,
                 state_types: &self.plan.state_types,
             };
-            exec::run(&self.plan.main, args, Vec::new(), &mut ctx, &mut meter)
-        })?;
+            let outs = exec::run(&self.plan.main, args, Vec::new(), &mut ctx, &mut meter);
+            (outs, std::mem::take(&mut ctx.numerics_warnings))
+        });
+        if let Ok(mut w) = self.numerics_warnings.lock() {
+            *w = warnings;
+        }
+        let outs = outs?;
         exec::profile::after_prediction();
         if let Ok(mut p) = self.peak.lock() {
             *p = Some(meter.peak);
@@ -271,7 +285,7 @@ impl CpuModel {
             result.insert(
                 name.clone(),
                 value_to_tensor(v, spec.dtype)
-                    .map_err(|m| RuntimeError::Load(format!("output {name:?}: {m}")))?,
+                    .map_err(|m| RuntimeError::Predict(format!("output {name:?}: {m}")))?,
             );
         }
         Ok(result)
@@ -380,6 +394,13 @@ impl ModelInstance for CpuModel {
     fn predict_with_state(&self, inputs: &NamedTensors, state: &mut State) -> Result<NamedTensors> {
         self.run(inputs, Some(state))
     }
+    fn numerics_warnings(&self) -> Vec<String> {
+        self.numerics_warnings
+            .lock()
+            .map(|w| w.clone())
+            .unwrap_or_default()
+    }
+
     fn peak_activation_bytes(&self) -> Option<usize> {
         self.peak.lock().ok().and_then(|p| *p)
     }

@@ -5,7 +5,8 @@
 //!   arithmetic, ...) is run once here and becomes a constant too (constant folding).
 //! - Values live in numbered slots; each step lists the slots to free after it, computed
 //!   from the last use of every value, so activation memory is released as soon as nothing
-//!   needs it (the executor reuses the freed buffers, see [`super::exec`]).
+//!   needs it: the executor ([`super::exec`]) drops the value and the allocator gets the
+//!   memory back. There is no buffer pool or arena: each kernel allocates its outputs.
 //! - Nested blocks (`cond`, `while_loop` bodies) compile to [`SubPlan`]s; values they use
 //!   from the enclosing scope are passed in as captures.
 
@@ -33,16 +34,6 @@ pub const PLAN_OPS: &[&str] = &[
     "constexpr_lut_to_sparse",
     "constexpr_sparse_blockwise_shift_scale",
     "constexpr_sparse_to_dense",
-];
-
-/// Ops never folded at load (their result depends on more than their arguments).
-const NO_FOLD: &[&str] = &[
-    "read_state",
-    "write_state",
-    "random_bernoulli",
-    "random_categorical",
-    "random_normal",
-    "random_uniform",
 ];
 
 /// Where an argument comes from.
@@ -578,7 +569,7 @@ impl Compiler {
                 message: m,
             })?
         };
-        if all_const && op.blocks.is_empty() && !NO_FOLD.contains(&op.op_type.as_str()) {
+        if all_const && op.blocks.is_empty() && anekit_mil::ops::effect(&op.op_type).foldable() {
             let outs = {
                 let args = Args {
                     params: &params,
@@ -588,6 +579,8 @@ impl Compiler {
                 let state_types = BTreeMap::new();
                 let mut rctx = RunCtx {
                     precision: Precision::Fp32,
+                    numerics: None,
+                    numerics_warnings: Vec::new(),
                     state: None,
                     consts: &self.consts,
                     state_types: &state_types,

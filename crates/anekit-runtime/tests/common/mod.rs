@@ -1,6 +1,8 @@
 //! The one-op harness the kernel tests share: build a MIL function of one op whose
 //! arguments are function inputs or literals, compile it for the CPU backend and run it; plus
 //! the small helpers around it (literal bytes, run-time values, numeric views of outputs).
+//! Each test file uses a part of it.
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 
@@ -24,25 +26,10 @@ pub enum Bound {
     Literal(MilValue),
 }
 
-/// `data` as the little-endian bytes of a `dtype` literal.
+/// `data` as the little-endian bytes of a `dtype` literal (the test kit's rule).
 pub fn le_bytes(dtype: DataType, data: &[f64]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for &v in data {
-        match dtype {
-            DataType::Fp32 => out.extend((v as f32).to_le_bytes()),
-            DataType::Fp16 => out.extend(half::f16::from_f64(v).to_le_bytes()),
-            DataType::Int32 => out.extend((v as i32).to_le_bytes()),
-            DataType::Int16 => out.extend((v as i16).to_le_bytes()),
-            DataType::Uint16 => out.extend((v as u16).to_le_bytes()),
-            DataType::Uint32 => out.extend((v as u32).to_le_bytes()),
-            DataType::Int64 => out.extend((v as i64).to_le_bytes()),
-            DataType::Int8 => out.extend((v as i8).to_le_bytes()),
-            DataType::Uint8 => out.extend((v as u8).to_le_bytes()),
-            DataType::Bool => out.push(u8::from(v != 0.0)),
-            d => panic!("unsupported literal dtype {d}"),
-        }
-    }
-    out
+    anekit_testkit::case::le_bytes(dtype, data)
+        .unwrap_or_else(|| panic!("unsupported literal dtype {dtype}"))
 }
 
 /// A CPU value of `dtype` (floats as f32, integers as i32) with this shape and data.
@@ -134,6 +121,8 @@ pub fn run_one_op(
     let plan = plan::compile("main", &function).map_err(|e| format!("compile: {e}"))?;
     let mut ctx = RunCtx {
         precision: Precision::Fp32,
+        numerics: None,
+        numerics_warnings: Vec::new(),
         state: None,
         consts: &plan.consts,
         state_types: &plan.state_types,

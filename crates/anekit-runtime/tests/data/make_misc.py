@@ -128,7 +128,7 @@ def write(family, cases):
     visit(count)
     visit(share)
     with open(path, "w") as fh:
-        json.dump({"generated_by": "make_misc.py", "tensors": tensors, "cases": cases}, fh, separators=(",", ":"))
+        json.dump({"generator": "make_misc.py", "tensors": tensors, "cases": cases}, fh, separators=(",", ":"))
         fh.write("\n")
     print(f"{path}: {len(cases)} cases", file=sys.stderr)
 

@@ -167,7 +167,7 @@ def add(family, name, op, opset, args, expect=None, oracle="coremltools", error=
         n_outputs = 1
     if n_outputs is not None:
         # Output types are not inferred (the test declares n_outputs tensors of unknown shape).
-        case["n_outputs"] = n_outputs
+        case["untyped_outputs"] = n_outputs
     if error is not None:
         case["error"] = error
     else:

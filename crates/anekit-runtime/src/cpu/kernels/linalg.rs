@@ -3,7 +3,7 @@
 //! Products go through faer's GEMM (its safe API over row-major slices); matrix–vector
 //! products (one row, e.g. batch-1 decoding) through [`gemv`], which streams each weight
 //! row once with SIMD dot products — faer treats M = 1 as a general GEMM and reaches a
-//! fraction of memory bandwidth there (research/peers.md §2.3).
+//! fraction of memory bandwidth there (docs/references.md#cpu-matrix-products).
 //!
 //! Threads: a product is split over the rayon pool only when it is large
 //! ([`PAR_FLOPS`]); batched products with many small matrices (attention heads) run one
@@ -27,18 +27,10 @@ pub const OPS: &[&str] = &["linear", "matmul", "einsum"];
 /// Multiply-adds above which a product runs on all threads.
 pub const PAR_FLOPS: usize = 1 << 18;
 
-/// Most elements a kernel of the dense families allocates for one tensor (1 Gi elements,
-/// 4 GiB of f32): a model asking for more is refused with an error instead of aborting on
-/// allocation failure.
-pub const MAX_ELEMENTS: usize = 1 << 30;
-
-/// The element count of `shape`, or an error if it overflows or exceeds [`MAX_ELEMENTS`].
+/// The element count of `shape`, or an error if it overflows or exceeds the project-wide
+/// limit ([`anekit_mil::types::MAX_ELEMENTS`], through [`super::shape::checked_count`]).
 pub fn checked_len(shape: &[usize], what: &str) -> Result<usize, String> {
-    shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .filter(|&n| n <= MAX_ELEMENTS)
-        .ok_or_else(|| format!("{what} of shape {shape:?} is too large"))
+    super::shape::checked_count(shape, what)
 }
 
 thread_local! {

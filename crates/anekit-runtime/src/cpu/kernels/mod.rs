@@ -1,18 +1,24 @@
 //! Kernels of the CPU backend.
 //!
-//! Each op family lives in its own module with
-//! - `pub const OPS: &[&str]` — the op types it runs (this feeds the coverage table), and
+//! Each kernel module has
+//! - `pub const OPS: &[&str]` — the op types it runs (registry names), and
 //! - `pub fn build(ctx: &OpCtx) -> Option<Result<Box<dyn Kernel>, String>>` — `None` when the
 //!   op type is not one of its own, else the kernel for this op (parameters that are
 //!   constants are read here, once, at load).
+//!
+//! [`MODULES`] registers them with the registry families they cover; it is the table
+//! `build` dispatches on and the coverage table reads, and its tests check it against the op
+//! registry (every op classified once, families as declared, builders and lists agreeing).
 //!
 //! A kernel's [`Kernel::run`] gets the op's arguments ([`Args`]) and returns one value per
 //! op output. Floating-point values are f32 whatever the model's width (see
 //! [`super::value`]); the executor rounds fp16-typed outputs when fp16 precision is on.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
 
 use anekit_mil::Opset;
+use anekit_mil::ops::Family;
 use anekit_mil::program::{Block, Operation};
 use anekit_mil::types::{DataType, NamedValueType, TensorType, ValueType};
 
@@ -88,6 +94,10 @@ where
 pub struct RunCtx<'a> {
     /// The precision being emulated.
     pub precision: Precision,
+    /// With fp16 precision: a chip's Neural Engine cliffs to emulate.
+    pub numerics: Option<&'a crate::engine::AneNumerics>,
+    /// Non-fatal numerics events of this prediction (row sums past the exact range).
+    pub numerics_warnings: Vec<String>,
     /// The prediction's state (stateful models).
     pub state: Option<&'a mut State>,
     /// The plan's constants (sub-plans of control-flow ops refer to them).
@@ -269,48 +279,237 @@ impl OpCtx<'_> {
     }
 }
 
-/// The kernel families, tried in order.
+/// Builds the kernel of one op: `None` when the op type is not one of the module's own.
 type Builder = fn(&mut OpCtx<'_>) -> Option<Result<Box<dyn Kernel>, String>>;
 
-const FAMILIES: &[(&[&str], Builder)] = &[
-    (elementwise::OPS, elementwise::build),
-    (activation::OPS, activation::build),
-    (linalg::OPS, linalg::build),
-    (shape::OPS, shape::build),
-    (tensor_op::OPS, tensor_op::build),
-    (gather::OPS, gather::build),
-    (state::OPS, state::build),
-    (control::OPS, control::build),
-    (recurrent::OPS, recurrent::build),
-    (image_resizing::OPS, image_resizing::build),
-    (random::OPS, random::build),
-    (quantize::OPS, quantize::build),
-    (classify::OPS, classify::build),
-    (conv::OPS, conv::build),
-    (pool::OPS, pool::build),
-    (normalization::OPS, normalization::build),
-    (reduction::OPS, reduction::build),
-    (attention::OPS, attention::build),
+/// One kernel module: the registry families whose ops it builds, the op types it has
+/// kernels for (registry names), and its builder.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelModule {
+    /// The module (`linalg`).
+    pub name: &'static str,
+    /// The registry families of its ops (`anekit_mil::ops::Family`, the project's one op
+    /// taxonomy).
+    pub families: &'static [Family],
+    /// The op types it builds.
+    pub ops: &'static [&'static str],
+    /// Its builder.
+    pub build: Builder,
+}
+
+const fn module(
+    name: &'static str,
+    families: &'static [Family],
+    ops: &'static [&'static str],
+    build: Builder,
+) -> KernelModule {
+    KernelModule {
+        name,
+        families,
+        ops,
+        build,
+    }
+}
+
+/// The registration table of the CPU backend: every kernel module with the registry
+/// families and op types it covers. With [`super::plan::PLAN_OPS`] (evaluated while
+/// loading) and [`NO_KERNEL`] it classifies every op of the registry exactly once; a test
+/// fails otherwise, and fails when a module builds an op of a family it does not declare.
+pub const MODULES: &[KernelModule] = &[
+    module(
+        "activation",
+        &[Family::Activation],
+        activation::OPS,
+        activation::build,
+    ),
+    module(
+        "elementwise",
+        &[
+            Family::ElementwiseBinary,
+            Family::ElementwiseUnary,
+            Family::ControlFlow,
+        ],
+        elementwise::OPS,
+        elementwise::build,
+    ),
+    module("linalg", &[Family::Linear], linalg::OPS, linalg::build),
+    module(
+        "shape",
+        &[Family::TensorTransformation, Family::TensorOperation],
+        shape::OPS,
+        shape::build,
+    ),
+    module(
+        "tensor_op",
+        &[Family::TensorOperation],
+        tensor_op::OPS,
+        tensor_op::build,
+    ),
+    module(
+        "gather",
+        &[Family::ScatterGather],
+        gather::OPS,
+        gather::build,
+    ),
+    module("state", &[Family::States], state::OPS, state::build),
+    module(
+        "control",
+        &[Family::ControlFlow],
+        control::OPS,
+        control::build,
+    ),
+    module(
+        "recurrent",
+        &[Family::Recurrent],
+        recurrent::OPS,
+        recurrent::build,
+    ),
+    module(
+        "image_resizing",
+        &[Family::ImageResizing],
+        image_resizing::OPS,
+        image_resizing::build,
+    ),
+    module("random", &[Family::Random], random::OPS, random::build),
+    module(
+        "quantize",
+        &[Family::Quantization, Family::Conv],
+        quantize::OPS,
+        quantize::build,
+    ),
+    module(
+        "classify",
+        &[Family::Classify],
+        classify::OPS,
+        classify::build,
+    ),
+    module("conv", &[Family::Conv], conv::OPS, conv::build),
+    module("pool", &[Family::Pool], pool::OPS, pool::build),
+    module(
+        "normalization",
+        &[Family::Normalization],
+        normalization::OPS,
+        normalization::build,
+    ),
+    module(
+        "reduction",
+        &[Family::Reduction],
+        reduction::OPS,
+        reduction::build,
+    ),
+    module(
+        "attention",
+        &[Family::Transformers],
+        attention::OPS,
+        attention::build,
+    ),
 ];
+
+/// Registry ops the CPU backend has no kernel for (none today). An op added to the registry
+/// must be registered in [`MODULES`] or listed here.
+pub const NO_KERNEL: &[&str] = &[];
+
+/// Op type → builder, from [`MODULES`].
+fn index() -> &'static HashMap<&'static str, Builder> {
+    static INDEX: OnceLock<HashMap<&'static str, Builder>> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        MODULES
+            .iter()
+            .flat_map(|m| m.ops.iter().map(|op| (*op, m.build)))
+            .collect()
+    })
+}
 
 /// Build the kernel for an op, or say why it cannot run.
 pub fn build(ctx: &mut OpCtx<'_>) -> Result<Box<dyn Kernel>, String> {
-    for (_, b) in FAMILIES {
-        if let Some(k) = b(ctx) {
-            return k;
-        }
+    let missing = || format!("no CPU kernel for op type {:?}", ctx.op_type());
+    let b = index().get(ctx.op_type()).ok_or_else(missing)?;
+    match b(ctx) {
+        Some(k) => k,
+        None => Err(format!("no CPU kernel for op type {:?}", ctx.op_type())),
     }
-    Err(format!("no CPU kernel for op type {:?}", ctx.op_type()))
 }
 
 /// Every op type the CPU backend runs (for the coverage table).
 pub fn supported_ops() -> Vec<&'static str> {
-    let mut v: Vec<&str> = FAMILIES
-        .iter()
-        .flat_map(|(ops, _)| ops.iter().copied())
-        .collect();
+    let mut v: Vec<&str> = MODULES.iter().flat_map(|m| m.ops.iter().copied()).collect();
     v.extend(super::plan::PLAN_OPS);
     v.sort_unstable();
     v.dedup();
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use anekit_mil::ops::{Family, audit};
+    use anekit_mil::program::Operation;
+
+    use super::*;
+
+    #[test]
+    fn the_registration_table_classifies_every_registry_op_once() {
+        let keys = MODULES
+            .iter()
+            .flat_map(|m| m.ops.iter().copied())
+            .chain(super::super::plan::PLAN_OPS.iter().copied())
+            .chain(NO_KERNEL.iter().copied());
+        let a = audit("anekit_runtime::cpu::kernels::MODULES", keys);
+        assert!(a.is_complete(), "{a}");
+    }
+
+    #[test]
+    fn modules_build_the_ops_of_the_families_they_declare() {
+        for m in MODULES {
+            for op in m.ops {
+                let f = Family::of(op);
+                assert!(
+                    f.is_some_and(|f| m.families.contains(&f)),
+                    "kernel module {} builds {op} of family {f:?}, not one of {:?}",
+                    m.name,
+                    m.families
+                );
+            }
+            for f in m.families {
+                assert!(
+                    m.ops.iter().any(|op| Family::of(op) == Some(*f)),
+                    "kernel module {} declares {f} but builds none of its ops",
+                    m.name
+                );
+            }
+        }
+    }
+
+    /// Each module's builder answers for exactly the ops it lists: its match arms and its
+    /// table entry agree.
+    #[test]
+    fn builders_answer_for_their_listed_ops_only() {
+        let types = BTreeMap::new();
+        let packed = std::collections::HashMap::new();
+        let all: Vec<&str> = MODULES.iter().flat_map(|m| m.ops.iter().copied()).collect();
+        for m in MODULES {
+            for op in &all {
+                let operation = Operation::new(*op);
+                let mut nested =
+                    |_: &Block| -> Result<SubPlan, String> { Err("no nested blocks".into()) };
+                let mut ctx = OpCtx {
+                    op: &operation,
+                    opset: Opset::Ios18,
+                    params: &[],
+                    consts: &[],
+                    packed: &packed,
+                    types: &types,
+                    nested: &mut nested,
+                };
+                let answered = (m.build)(&mut ctx).is_some();
+                assert_eq!(
+                    answered,
+                    m.ops.contains(op),
+                    "kernel module {}: builder and table disagree on {op}",
+                    m.name
+                );
+            }
+        }
+    }
 }

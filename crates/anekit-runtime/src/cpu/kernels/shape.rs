@@ -38,9 +38,10 @@ pub const OPS: &[&str] = &[
     "flatten2d",
 ];
 
-/// The most elements one output of a tensor op may have (2^31): a hostile shape gives an
-/// error naming the parameter instead of an absurd allocation.
-pub const MAX_ELEMENTS: usize = 1 << 31;
+/// The most elements one tensor may have (the project-wide limit,
+/// [`anekit_mil::types::MAX_ELEMENTS`]): a hostile shape gives an error naming the parameter
+/// instead of an absurd allocation.
+pub use anekit_mil::types::MAX_ELEMENTS;
 
 /// The element count of `shape`, or an error naming `what` when it overflows or exceeds
 /// [`MAX_ELEMENTS`].

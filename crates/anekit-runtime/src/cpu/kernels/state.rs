@@ -1,5 +1,4 @@
-//! States (iOS18, coremltools `ops/defs/iOS18/states.py` and the `coreml` dialect):
-//! `read_state`, `write_state` and `coreml_update_state`.
+//! States (iOS18, coremltools `ops/defs/iOS18/states.py`): `read_state` and `write_state`.
 //!
 //! coremltools serializes its `coreml_update_state(state, value)` as
 //! `write_state(input=state, data=value)` (no outputs) followed, when the result is used, by
@@ -14,7 +13,7 @@ use crate::cpu::{tensor_to_value, value_to_tensor};
 use crate::tensor::{ElementType, Tensor};
 
 /// Op types of this family.
-pub const OPS: &[&str] = &["read_state", "write_state", "coreml_update_state"];
+pub const OPS: &[&str] = &["read_state", "write_state"];
 
 fn state_name<'a>(args: &Args<'a>, param: &str) -> Result<&'a str, String> {
     match args.req(param)? {
@@ -63,11 +62,6 @@ pub fn build(ctx: &mut OpCtx<'_>) -> Option<Result<Box<dyn Kernel>, String>> {
             let name = state_name(args, "input")?;
             write(name, args.req("data")?, ctx)?;
             Ok(Vec::new())
-        }),
-        "coreml_update_state" => kernel(|args: &Args<'_>, ctx: &mut RunCtx<'_>| {
-            let name = state_name(args, "state")?;
-            let t = write(name, args.req("value")?, ctx)?;
-            Ok(vec![tensor_to_value(&t)])
         }),
         _ => return None,
     };

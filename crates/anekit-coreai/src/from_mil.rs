@@ -1,0 +1,1694 @@
+//! Translation of a MIL program (a Core ML model) into a Core AI module: what
+//! `anekit convert MODEL.mlpackage -o MODEL.aimodel` writes.
+//!
+//! Every MIL function becomes a public `graph_v1` (states become `handle_v1` arguments, as
+//! coreai-torch writes them). Ops are written in the `aicode` vocabulary coreai-core
+//! itself writes: primitives (`primitive.conv2d_v1`, `primitive.reshape_v2`, ...) and
+//! composites with their decomposition regions (`broadcasting_add_v1` holds reshape →
+//! broadcast_in_dims → add; `relu_v1`, `sigmoid_v1`, `softmax_v1`, `reduce_sum_v1`, ...).
+//! MIL ops with no `aicode` form are expressed through primitives (`layer_norm`,
+//! `scaled_dot_product_attention`, `linear`); ops that cannot be expressed are named with
+//! the reason ([`ConvertError::Unsupported`], all of them at once). Weights of 1 KiB and
+//! more go to the bytecode's resource section (16-byte aligned), smaller constants inline.
+//! Shapes must be static.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::Bytes;
+
+use anekit_mil::{
+    Binding, DataType, Dim, Function, Operation, Program, TensorType, Value as MilValue, ValueType,
+};
+use anekit_mlir::builder::Builder;
+use anekit_mlir::dialect::PayloadWriter;
+use anekit_mlir::{
+    AttrId, Block, BlockArg, BlockId, Bytecode, DialectId, OpId, Operation as MOp, Properties,
+    Region, RegionId, TypeId, Value,
+};
+
+use crate::ir::{Encoder, EnumKind, Scalar};
+use crate::konst::Konst;
+use crate::schema;
+
+/// The version the asset declares (the aicode dialect version coreai-core 1.0.0b3 writes
+/// for the newest ops it uses).
+pub const ASSET_VERSION: u64 = 20_260_317;
+
+/// The aicode dialect's version blob as coreai-core writes it.
+pub const DIALECT_VERSION: &[u8] = &[0x05];
+
+/// Constants of this many bytes or more go to the resource section.
+pub const RESOURCE_THRESHOLD: usize = 1024;
+
+/// Why a program could not be converted.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    /// Ops that have no Core AI form: `(function, op name, op type, reason)`.
+    #[error("{} op(s) cannot be converted:\n{}", .0.len(), .0.iter().map(|(f, n, t, r)| format!("  {f}: {n} ({t}): {r}")).collect::<Vec<_>>().join("\n"))]
+    Unsupported(Vec<(String, String, String, String)>),
+    /// The program itself is not convertible (no functions, flexible shapes, ...).
+    #[error("{0}")]
+    Program(String),
+    /// Encoding failed.
+    #[error(transparent)]
+    Mlir(#[from] anekit_mlir::MlirError),
+}
+
+/// A value being written: its SSA value, static shape and element type.
+#[derive(Debug, Clone)]
+struct Av {
+    v: Value,
+    shape: Vec<i64>,
+    s: Scalar,
+}
+
+/// State of one function's translation.
+struct Fn<'p> {
+    /// MIL constants by name.
+    consts: HashMap<String, &'p MilValue>,
+    /// Values by MIL name.
+    vars: HashMap<String, Av>,
+    /// State handles by MIL name, with their type.
+    handles: HashMap<String, (Value, TypeId)>,
+    /// The current token of each state (each handle has its own chain of reads and
+    /// writes; the graph returns each chain's last token, in handle order).
+    tokens: HashMap<String, Value>,
+}
+
+/// Writes aicode modules.
+pub struct Writer {
+    b: Builder,
+    dialect: DialectId,
+    loc: AttrId,
+    /// Constants already written (by content) per block.
+    failures: Vec<(String, String, String, String)>,
+}
+
+fn scalar_of(d: DataType) -> Option<Scalar> {
+    Some(match d {
+        DataType::Fp32 => Scalar::F32,
+        DataType::Fp16 => Scalar::F16,
+        DataType::Fp64 => Scalar::F64,
+        DataType::Bf16 => Scalar::BF16,
+        DataType::Bool => Scalar::Bool,
+        DataType::Int8 => Scalar::SInt(8),
+        DataType::Int16 => Scalar::SInt(16),
+        DataType::Int32 => Scalar::SInt(32),
+        DataType::Int64 => Scalar::SInt(64),
+        DataType::Int4 => Scalar::SInt(4),
+        DataType::Uint8 => Scalar::UInt(8),
+        DataType::Uint16 => Scalar::UInt(16),
+        DataType::Uint32 => Scalar::UInt(32),
+        DataType::Uint64 => Scalar::UInt(64),
+        DataType::Uint4 => Scalar::UInt(4),
+        DataType::Uint2 => Scalar::UInt(2),
+        DataType::Uint1 => Scalar::UInt(1),
+        DataType::Uint3 => Scalar::UInt(3),
+        DataType::Uint6 => Scalar::UInt(6),
+        _ => return None,
+    })
+}
+
+fn static_shape(t: &TensorType) -> Option<Vec<i64>> {
+    t.shape
+        .as_ref()?
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(n) => Some(*n as i64),
+            Dim::Unknown { .. } => None,
+        })
+        .collect()
+}
+
+type R<T> = Result<T, String>;
+
+impl Writer {
+    /// A writer for a new module.
+    pub fn new(producer: &str) -> Self {
+        let mut b = Builder::new(6, producer);
+        let dialect = b.dialect(
+            crate::ir::DIALECT,
+            Some(Bytes::from_static(DIALECT_VERSION)),
+        );
+        let mut w = Self {
+            b,
+            dialect,
+            loc: AttrId(0),
+            failures: Vec::new(),
+        };
+        w.loc = w.location();
+        w
+    }
+
+    fn enc(&mut self) -> Encoder<'_> {
+        Encoder::new(&mut self.b, None)
+    }
+
+    /// An unknown-source location (`debuginfo.location_v1` with file "-", no metadata),
+    /// the form coreai-core writes without debug information.
+    fn location(&mut self) -> AttrId {
+        let (f, dir, sha) = (self.b.string("-"), self.b.string(""), self.b.string(""));
+        let mut w = PayloadWriter::new();
+        w.varint(30).string(f).string(dir).string(sha);
+        let file = self.b.attr(self.dialect, true, w.finish());
+        let mut w = PayloadWriter::new();
+        w.varint(31)
+            .attr(file)
+            .varint(0)
+            .varint(0)
+            .varint(0)
+            .varint(0);
+        let src = self.b.attr(self.dialect, true, w.finish());
+        let scope = self.enc().unit();
+        let mut w = PayloadWriter::new();
+        w.varint(40).attr(src).attr(scope).varint(0).varint(0);
+        self.b.attr(self.dialect, true, w.finish())
+    }
+
+    fn ty(&mut self, shape: &[i64], s: Scalar) -> TypeId {
+        let mut e = self.enc();
+        let el = e.scalar(s);
+        e.tensor(shape, el)
+    }
+
+    fn push(
+        &mut self,
+        blk: BlockId,
+        name: &str,
+        operands: &[Value],
+        results: &[TypeId],
+        props: Option<Bytes>,
+        regions: Vec<RegionId>,
+    ) -> OpId {
+        let name_id = self.b.op_name(self.dialect, name, true);
+        let properties = props.map(|p| Properties::Encoded(self.b.properties(p)));
+        let id = self.b.module.ir.push_op(MOp {
+            name: name_id,
+            location: self.loc,
+            attributes: None,
+            properties,
+            result_types: results.to_vec(),
+            operands: operands.to_vec(),
+            successors: Vec::new(),
+            use_list_orders: Vec::new(),
+            isolated: !regions.is_empty(),
+            regions,
+        });
+        self.b.module.ir.blocks[blk.index()].ops.push(id);
+        id
+    }
+
+    fn op1(
+        &mut self,
+        blk: BlockId,
+        name: &str,
+        operands: &[&Av],
+        shape: Vec<i64>,
+        s: Scalar,
+        props: Option<Bytes>,
+    ) -> Av {
+        let t = self.ty(&shape, s);
+        let vals: Vec<Value> = operands.iter().map(|a| a.v).collect();
+        let id = self.push(blk, name, &vals, &[t], props, Vec::new());
+        Av {
+            v: Value::Result { op: id, index: 0 },
+            shape,
+            s,
+        }
+    }
+
+    /// A `constant_v1` of raw elements.
+    fn constant_raw(
+        &mut self,
+        blk: BlockId,
+        shape: Vec<i64>,
+        s: Scalar,
+        data: Bytes,
+        splat: bool,
+    ) -> Av {
+        // Sub-byte elements are packed (two int4 per byte) in resources, as coreai-core
+        // writes them; inline dense elements of those types are only written as splats.
+        let value = if !splat && (data.len() >= RESOURCE_THRESHOLD || s.bits() < 8) {
+            let key = format!("resource_{}", self.b.module.dialect_resources().count());
+            let h = self.b.dialect_blob(self.dialect, &key, 16, data);
+            self.enc().dense_resource(h)
+        } else {
+            self.enc().dense(splat, &data)
+        };
+        let mut p = PayloadWriter::new();
+        p.attr(value);
+        self.op1(
+            blk,
+            "primitive.constant_v1",
+            &[],
+            shape,
+            s,
+            Some(p.finish()),
+        )
+    }
+
+    /// An integer vector constant (`uint32`/`sint32`...).
+    fn ints(&mut self, blk: BlockId, v: &[i64], s: Scalar) -> Av {
+        let k = Konst::i64s(vec![v.len() as u64], v);
+        let c = k.cast_to(s).unwrap_or(k);
+        self.constant_raw(blk, vec![v.len() as i64], s, c.data, false)
+    }
+
+    /// A scalar constant.
+    fn scalar(&mut self, blk: BlockId, v: f64, s: Scalar) -> Av {
+        let data = match s {
+            Scalar::F32 => Bytes::from((v as f32).to_le_bytes().to_vec()),
+            Scalar::F16 => Bytes::from(half::f16::from_f64(v).to_le_bytes().to_vec()),
+            Scalar::F64 => Bytes::from(v.to_le_bytes().to_vec()),
+            Scalar::BF16 => Bytes::from(half::bf16::from_f64(v).to_le_bytes().to_vec()),
+            Scalar::Bool => Bytes::from(vec![u8::from(v != 0.0)]),
+            _ => Konst::i64s(vec![], &[v as i64])
+                .cast_to(s)
+                .map_or_else(Bytes::new, |c| c.data),
+        };
+        self.constant_raw(blk, vec![], s, data, true)
+    }
+
+    /// A composite op `name` over `operands` whose region is built by `body` (given the
+    /// region's block and arguments, returning the value to yield).
+    fn composite(
+        &mut self,
+        blk: BlockId,
+        name: &str,
+        operands: &[&Av],
+        shape: Vec<i64>,
+        s: Scalar,
+        body: impl FnOnce(&mut Self, BlockId, Vec<Av>) -> Av,
+    ) -> Av {
+        let arg_types: Vec<TypeId> = operands.iter().map(|a| self.ty(&a.shape, a.s)).collect();
+        let inner = self.b.module.ir.push_block(Block {
+            args: arg_types
+                .iter()
+                .map(|&ty| BlockArg {
+                    ty,
+                    location: Some(self.loc),
+                })
+                .collect(),
+            ..Block::default()
+        });
+        let args: Vec<Av> = operands
+            .iter()
+            .enumerate()
+            .map(|(i, a)| Av {
+                v: Value::Arg {
+                    block: inner,
+                    index: i as u32,
+                },
+                shape: a.shape.clone(),
+                s: a.s,
+            })
+            .collect();
+        let out = body(self, inner, args);
+        self.push(inner, "dataflow.yield_v1", &[out.v], &[], None, Vec::new());
+        let region = self.b.module.ir.push_region(Region {
+            blocks: vec![inner],
+        });
+        let t = self.ty(&shape, s);
+        let vals: Vec<Value> = operands.iter().map(|a| a.v).collect();
+        let id = self.push(blk, name, &vals, &[t], None, vec![region]);
+        Av {
+            v: Value::Result { op: id, index: 0 },
+            shape,
+            s,
+        }
+    }
+
+    /// `a` broadcast to `shape` the way coreai-torch's regions do it: reshape to the rank,
+    /// then `broadcast_in_dims` over the axes that grow.
+    fn expand(&mut self, blk: BlockId, a: &Av, shape: &[i64]) -> Av {
+        let mut x = a.clone();
+        if x.shape.len() < shape.len() {
+            let mut padded = vec![1i64; shape.len() - x.shape.len()];
+            padded.extend(&x.shape);
+            let sh = self.ints(blk, &padded, Scalar::SInt(32));
+            x = self.op1(blk, "primitive.reshape_v2", &[&x, &sh], padded, x.s, None);
+        }
+        let axes: Vec<i64> = (0..shape.len())
+            .filter(|&i| x.shape[i] != shape[i])
+            .map(|i| i as i64)
+            .collect();
+        if axes.is_empty() {
+            return x;
+        }
+        let sizes: Vec<i64> = axes.iter().map(|&i| shape[i as usize]).collect();
+        let sz = self.ints(blk, &sizes, Scalar::UInt(32));
+        let ax = self.ints(blk, &axes, Scalar::SInt(32));
+        self.op1(
+            blk,
+            "primitive.broadcast_in_dims_v1",
+            &[&x, &sz, &ax],
+            shape.to_vec(),
+            x.s,
+            None,
+        )
+    }
+
+    /// `broadcasting_<prim>_v1(a, b)`.
+    fn bcast(&mut self, blk: BlockId, prim: &str, a: &Av, b: &Av, out_s: Option<Scalar>) -> R<Av> {
+        let shape = broadcast(&a.shape, &b.shape)
+            .ok_or_else(|| format!("shapes {:?} and {:?} do not broadcast", a.shape, b.shape))?;
+        let s = out_s.unwrap_or(a.s);
+        let name = format!("broadcasting_{prim}_v1");
+        let prim_name = format!("primitive.{prim}_v1");
+        Ok(
+            self.composite(blk, &name, &[a, b], shape.clone(), s, |w, inner, args| {
+                let x = w.expand(inner, &args[0], &shape);
+                let y = w.expand(inner, &args[1], &shape);
+                w.op1(inner, &prim_name, &[&x, &y], shape.clone(), s, None)
+            }),
+        )
+    }
+
+    fn reduce(&mut self, blk: BlockId, kind: &str, x: &Av, axes: &[i64]) -> Av {
+        let rank = x.shape.len() as i64;
+        let norm: Vec<i64> = axes
+            .iter()
+            .map(|&a| if a < 0 { a + rank } else { a })
+            .collect();
+        let mut shape = x.shape.clone();
+        for &a in &norm {
+            if let Some(d) = shape.get_mut(a as usize) {
+                *d = 1;
+            }
+        }
+        let ax = self.ints(blk, &norm, Scalar::SInt(32));
+        let (prim, init) = match kind {
+            "sum" => ("add", 0.0),
+            "product" => ("mul", 1.0),
+            "max" => ("maximum", f64::NEG_INFINITY),
+            _ => ("minimum", f64::INFINITY),
+        };
+        let name = format!("reduce_{kind}_v1");
+        let s = x.s;
+        let dyn_shape = vec![i64::MIN; x.shape.len()];
+        let out = shape.clone();
+        self.composite(blk, &name, &[x, &ax], shape, s, move |w, inner, args| {
+            let init_v = w.scalar(inner, init, s);
+            // reduce_v1 with a region combining two scalars.
+            let st = w.ty(&[], s);
+            let cb = w.b.module.ir.push_block(Block {
+                args: vec![
+                    BlockArg {
+                        ty: st,
+                        location: Some(w.loc),
+                    },
+                    BlockArg {
+                        ty: st,
+                        location: Some(w.loc),
+                    },
+                ],
+                ..Block::default()
+            });
+            let a0 = Av {
+                v: Value::Arg {
+                    block: cb,
+                    index: 0,
+                },
+                shape: vec![],
+                s,
+            };
+            let a1 = Av {
+                v: Value::Arg {
+                    block: cb,
+                    index: 1,
+                },
+                shape: vec![],
+                s,
+            };
+            let r = w.op1(
+                cb,
+                &format!("primitive.{prim}_v1"),
+                &[&a0, &a1],
+                vec![],
+                s,
+                None,
+            );
+            w.push(cb, "dataflow.yield_v1", &[r.v], &[], None, Vec::new());
+            let region = w.b.module.ir.push_region(Region { blocks: vec![cb] });
+            let t = w.ty(&dyn_shape, s);
+            let id = w.push(
+                inner,
+                "primitive.reduce_v1",
+                &[args[0].v, args[1].v, init_v.v],
+                &[t],
+                None,
+                vec![region],
+            );
+            Av {
+                v: Value::Result { op: id, index: 0 },
+                shape: out,
+                s,
+            }
+        })
+    }
+
+    fn reshape(&mut self, blk: BlockId, x: &Av, shape: Vec<i64>) -> Av {
+        if x.shape == shape {
+            return x.clone();
+        }
+        let sh = self.ints(blk, &shape, Scalar::SInt(32));
+        self.op1(blk, "primitive.reshape_v2", &[x, &sh], shape, x.s, None)
+    }
+
+    fn transpose(&mut self, blk: BlockId, x: &Av, perm: &[i64]) -> Av {
+        let rank = x.shape.len() as i64;
+        let perm: Vec<i64> = perm
+            .iter()
+            .map(|&p| if p < 0 { p + rank } else { p })
+            .collect();
+        let perm = &perm[..];
+        let p = self.ints(blk, perm, Scalar::UInt(32));
+        let shape: Vec<i64> = perm
+            .iter()
+            .map(|&i| x.shape.get(i as usize).copied().unwrap_or(1))
+            .collect();
+        self.op1(blk, "primitive.transpose_v1", &[x, &p], shape, x.s, None)
+    }
+
+    fn matmul(&mut self, blk: BlockId, x: &Av, y: &Av) -> R<Av> {
+        let (xr, yr) = (x.shape.len(), y.shape.len());
+        if xr < 2 || yr < 2 {
+            return Err("matmul of rank < 2".into());
+        }
+        let batch = broadcast(&x.shape[..xr - 2], &y.shape[..yr - 2])
+            .ok_or("batch dims do not broadcast")?;
+        let mut shape = batch.clone();
+        shape.push(x.shape[xr - 2]);
+        shape.push(y.shape[yr - 1]);
+        let s = x.s;
+        let out = shape.clone();
+        Ok(self.composite(
+            blk,
+            "broadcasting_batch_matmul_v1",
+            &[x, y],
+            shape,
+            s,
+            move |w, inner, args| {
+                let prep = |w: &mut Writer, a: &Av| -> Av {
+                    let r = a.shape.len();
+                    if r - 2 == batch.len() && a.shape[..r - 2] == batch[..] {
+                        return a.clone();
+                    }
+                    let mut target = batch.clone();
+                    target.extend_from_slice(&a.shape[r - 2..]);
+                    w.expand(inner, a, &target)
+                };
+                let xa = prep(w, &args[0]);
+                let ya = prep(w, &args[1]);
+                w.op1(
+                    inner,
+                    "primitive.batch_matmul_v1",
+                    &[&xa, &ya],
+                    out,
+                    s,
+                    None,
+                )
+            },
+        ))
+    }
+
+    fn softmax(&mut self, blk: BlockId, x: &Av, axis: i64) -> Av {
+        let ax = self.scalar(blk, axis as f64, Scalar::SInt(32));
+        let s = x.s;
+        let shape = x.shape.clone();
+        let rank = shape.len() as i64;
+        let axis = if axis < 0 { axis + rank } else { axis };
+        self.composite(
+            blk,
+            "softmax_v1",
+            &[x, &ax],
+            shape.clone(),
+            s,
+            move |w, inner, args| {
+                let e = w.op1(
+                    inner,
+                    "primitive.exp_v1",
+                    &[&args[0]],
+                    shape.clone(),
+                    s,
+                    None,
+                );
+                let sum = w.reduce(inner, "sum", &e, &[axis]);
+                w.bcast(inner, "divide", &e, &sum, None).unwrap_or(e)
+            },
+        )
+    }
+
+    fn unary(&mut self, blk: BlockId, prim: &str, x: &Av) -> Av {
+        self.op1(
+            blk,
+            &format!("primitive.{prim}_v1"),
+            &[x],
+            x.shape.clone(),
+            x.s,
+            None,
+        )
+    }
+}
+
+fn broadcast(a: &[i64], b: &[i64]) -> Option<Vec<i64>> {
+    let n = a.len().max(b.len());
+    (0..n)
+        .map(|i| {
+            let x = if i + a.len() >= n {
+                a[i + a.len() - n]
+            } else {
+                1
+            };
+            let y = if i + b.len() >= n {
+                b[i + b.len() - n]
+            } else {
+                1
+            };
+            match (x, y) {
+                (x, y) if x == y => Some(x),
+                (1, y) => Some(y),
+                (x, 1) => Some(x),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+impl<'p> Fn<'p> {
+    fn binding<'o>(&self, op: &'o Operation, param: &str) -> Option<&'o Binding> {
+        op.inputs.get(param).and_then(|a| a.0.first())
+    }
+
+    /// The constant value of parameter `param` (an input, or an attribute as the iOS16/17
+    /// `constexpr_*` ops carry their parameters).
+    fn value(&self, op: &'p Operation, param: &str) -> Option<&'p MilValue> {
+        match self.binding(op, param) {
+            Some(Binding::Value(v)) => Some(v),
+            Some(Binding::Name(n)) => self.consts.get(n).copied(),
+            None => op.attributes.get(param),
+        }
+    }
+
+    fn ints(&self, op: &'p Operation, param: &str) -> Option<Vec<i64>> {
+        self.value(op, param)?.to_i64_vec()
+    }
+
+    fn int(&self, op: &'p Operation, param: &str) -> Option<i64> {
+        self.value(op, param)?.as_i64()
+    }
+
+    fn bool(&self, op: &'p Operation, param: &str) -> Option<bool> {
+        self.value(op, param)?.as_bool()
+    }
+
+    fn f64(&self, op: &'p Operation, param: &str) -> Option<f64> {
+        self.value(op, param)?.as_f32().map(f64::from)
+    }
+
+    fn string(&self, op: &'p Operation, param: &str) -> Option<String> {
+        self.value(op, param)?.as_str().map(str::to_string)
+    }
+}
+
+/// The elements of a MIL tensor constant as raw bytes in the aicode encoding of `s`.
+fn const_bytes(v: &MilValue) -> Option<Bytes> {
+    v.bytes().cloned()
+}
+
+impl Writer {
+    /// The value of input `param` of `op` (a variable, or a constant written on use).
+    fn input(&mut self, f: &mut Fn<'_>, blk: BlockId, op: &Operation, param: &str) -> R<Av> {
+        let b = f
+            .binding(op, param)
+            .ok_or_else(|| format!("parameter {param} is missing"))?;
+        match b {
+            Binding::Name(n) => {
+                if let Some(a) = f.vars.get(n) {
+                    return Ok(a.clone());
+                }
+                let v = f
+                    .consts
+                    .get(n)
+                    .copied()
+                    .ok_or_else(|| format!("{n} is not defined"))?;
+                let a = self.mil_const(blk, v)?;
+                f.vars.insert(n.clone(), a.clone());
+                Ok(a)
+            }
+            Binding::Value(v) => self.mil_const(blk, v),
+        }
+    }
+
+    fn mil_const(&mut self, blk: BlockId, v: &MilValue) -> R<Av> {
+        let t = v.tensor_type().ok_or("a constant that is not a tensor")?;
+        let s = scalar_of(t.dtype).ok_or_else(|| format!("constants of type {}", t.dtype))?;
+        let shape = static_shape(t).ok_or("a constant of unknown shape")?;
+        let data = const_bytes(v).ok_or("a constant without bytes")?;
+        Ok(self.constant_raw(blk, shape, s, data, false))
+    }
+
+    fn out_type(op: &Operation, i: usize) -> R<(Vec<i64>, Scalar)> {
+        let o = op.outputs.get(i).ok_or("missing output")?;
+        let t = o.ty.as_tensor().ok_or("a non-tensor output")?;
+        let shape = static_shape(t)
+            .ok_or("an output of flexible shape (Core AI conversion needs static shapes)")?;
+        let s = scalar_of(t.dtype).ok_or_else(|| format!("outputs of type {}", t.dtype))?;
+        Ok((shape, s))
+    }
+
+    /// Translate one MIL op; returns its outputs.
+    #[allow(clippy::too_many_lines)]
+    fn op(&mut self, f: &mut Fn<'_>, blk: BlockId, op: &Operation) -> R<Vec<Av>> {
+        let t = op.op_type.as_str();
+        let (shape, s) = if op.outputs.is_empty() {
+            (Vec::new(), Scalar::F32)
+        } else {
+            Self::out_type(op, 0)?
+        };
+        let binary = |t: &str| -> Option<&'static str> {
+            Some(match t {
+                "add" => "add",
+                "sub" => "sub",
+                "mul" => "mul",
+                "real_div" => "divide",
+                "maximum" => "maximum",
+                "minimum" => "minimum",
+                "pow" => "pow",
+                "floor_div" => "floor_divide",
+                "equal" => "equal",
+                "not_equal" => "not_equal",
+                "greater" => "greater",
+                "logical_and" => "logical_and",
+                "logical_or" => "logical_or",
+                "logical_xor" => "logical_xor",
+                _ => return None,
+            })
+        };
+        let unary = |t: &str| -> Option<&'static str> {
+            Some(match t {
+                "abs" => "abs",
+                "exp" => "exp",
+                "log" => "log",
+                "sqrt" => "sqrt",
+                "sin" => "sin",
+                "cos" => "cos",
+                "tan" => "tan",
+                "tanh" => "tanh",
+                "sinh" => "sinh",
+                "cosh" => "cosh",
+                "asin" => "asin",
+                "acos" => "acos",
+                "atan" => "atan",
+                "atanh" => "atanh",
+                "erf" => "erf",
+                "floor" => "floor",
+                "ceil" => "ceil",
+                "round" => "round",
+                "sign" => "sign",
+                "logical_not" => "not",
+                _ => return None,
+            })
+        };
+        if let Some(p) = binary(t) {
+            let x = self.input(f, blk, op, "x")?;
+            let y = self.input(f, blk, op, "y")?;
+            return Ok(vec![self.bcast(blk, p, &x, &y, Some(s))?]);
+        }
+        if let Some(p) = unary(t) {
+            let x = self.input(f, blk, op, "x")?;
+            return Ok(vec![self.unary(blk, p, &x)]);
+        }
+        Ok(match t {
+            "const" => return Err("internal: const handled elsewhere".into()),
+            "identity" => vec![self.input(f, blk, op, "x")?],
+            "less" | "less_equal" | "greater_equal" => {
+                let x = self.input(f, blk, op, "x")?;
+                let y = self.input(f, blk, op, "y")?;
+                let out = match t {
+                    // x < y  ==  y > x
+                    "less" => self.bcast(blk, "greater", &y, &x, Some(Scalar::Bool))?,
+                    // x <= y  ==  not(x > y)
+                    "less_equal" => {
+                        let g = self.bcast(blk, "greater", &x, &y, Some(Scalar::Bool))?;
+                        self.unary(blk, "not", &g)
+                    }
+                    _ => {
+                        let g = self.bcast(blk, "greater", &y, &x, Some(Scalar::Bool))?;
+                        self.unary(blk, "not", &g)
+                    }
+                };
+                vec![out]
+            }
+            "rsqrt" => {
+                let x = self.input(f, blk, op, "x")?;
+                let eps = f.f64(op, "epsilon").unwrap_or(1e-12);
+                let e = self.scalar(blk, eps, x.s);
+                let xe = self.bcast(blk, "add", &x, &e, None)?;
+                vec![self.unary(blk, "rsqrt", &xe)]
+            }
+            "inverse" => {
+                let x = self.input(f, blk, op, "x")?;
+                let eps = f.f64(op, "epsilon").unwrap_or(1e-4);
+                let e = self.scalar(blk, eps, x.s);
+                let one = self.scalar(blk, 1.0, x.s);
+                let xe = self.bcast(blk, "add", &x, &e, None)?;
+                vec![self.bcast(blk, "divide", &one, &xe, None)?]
+            }
+            "square" => {
+                let x = self.input(f, blk, op, "x")?;
+                vec![self.bcast(blk, "mul", &x, &x, None)?]
+            }
+            "relu" => {
+                let x = self.input(f, blk, op, "x")?;
+                let (sh, sc) = (x.shape.clone(), x.s);
+                vec![self.composite(blk, "relu_v1", &[&x], sh, sc, |w, inner, args| {
+                    let z = w.scalar(inner, 0.0, sc);
+                    w.bcast(inner, "maximum", &args[0], &z, None).unwrap_or_else(|_| args[0].clone())
+                })]
+            }
+            "relu6" | "clip" => {
+                let x = self.input(f, blk, op, "x")?;
+                let (lo, hi) = if t == "relu6" {
+                    (0.0, 6.0)
+                } else {
+                    (f.f64(op, "alpha").ok_or("alpha")?, f.f64(op, "beta").ok_or("beta")?)
+                };
+                let l = self.scalar(blk, lo, x.s);
+                let h = self.scalar(blk, hi, x.s);
+                let m = self.bcast(blk, "maximum", &x, &l, None)?;
+                vec![self.bcast(blk, "minimum", &m, &h, None)?]
+            }
+            "sigmoid" => {
+                let x = self.input(f, blk, op, "x")?;
+                let (sh, sc) = (x.shape.clone(), x.s);
+                vec![self.composite(blk, "sigmoid_v1", &[&x], sh.clone(), sc, move |w, inner, args| {
+                    let zero = w.constant_zero1(inner, sc);
+                    let one = w.constant_one1(inner, sc);
+                    let neg = w.bcast(inner, "sub", &zero, &args[0], None).unwrap_or_else(|_| args[0].clone());
+                    let e = w.unary(inner, "exp", &neg);
+                    let d = w.bcast(inner, "add", &one, &e, None).unwrap_or(e);
+                    w.bcast(inner, "divide", &one, &d, None).unwrap_or(d)
+                })]
+            }
+            "silu" => {
+                let x = self.input(f, blk, op, "x")?;
+                let (sh, sc) = (x.shape.clone(), x.s);
+                vec![self.composite(blk, "silu_v1", &[&x], sh, sc, move |w, inner, args| {
+                    let zero = w.constant_zero1(inner, sc);
+                    let one = w.constant_one1(inner, sc);
+                    let neg = w.bcast(inner, "sub", &zero, &args[0], None).unwrap_or_else(|_| args[0].clone());
+                    let e = w.unary(inner, "exp", &neg);
+                    let d = w.bcast(inner, "add", &one, &e, None).unwrap_or(e);
+                    w.bcast(inner, "divide", &args[0], &d, None).unwrap_or(d)
+                })]
+            }
+            "gelu" => {
+                let x = self.input(f, blk, op, "x")?;
+                let mode = f.string(op, "mode").unwrap_or_else(|| "EXACT".into());
+                let v = match mode.as_str() {
+                    "EXACT" => 0,
+                    "TANH_APPROXIMATION" => 1,
+                    _ => 2,
+                };
+                let a = self.enc().enumeration(EnumKind::Approximate, v);
+                let mut p = PayloadWriter::new();
+                p.attr(a);
+                vec![self.op1(blk, "primitive.gelu_v1", &[&x], x.shape.clone(), x.s, Some(p.finish()))]
+            }
+            "softmax" => {
+                let x = self.input(f, blk, op, "x")?;
+                let axis = f.int(op, "axis").unwrap_or(-1);
+                vec![self.softmax(blk, &x, axis)]
+            }
+            "cast" => {
+                let x = self.input(f, blk, op, "x")?;
+                if x.s == s {
+                    vec![x]
+                } else {
+                    vec![self.op1(blk, "primitive.cast_v1", &[&x], x.shape.clone(), s, None)]
+                }
+            }
+            "reshape" | "expand_dims" | "squeeze" | "flatten2d" => {
+                let x = self.input(f, blk, op, "x")?;
+                vec![self.reshape(blk, &x, shape)]
+            }
+            "transpose" => {
+                let x = self.input(f, blk, op, "x")?;
+                let perm = f.ints(op, "perm").ok_or("perm is not a constant")?;
+                vec![self.transpose(blk, &x, &perm)]
+            }
+            "linear" => {
+                let x = self.input(f, blk, op, "x")?;
+                let w = self.input(f, blk, op, "weight")?;
+                let wt = self.transpose(blk, &w, &[1, 0]);
+                let mut y = self.matmul(blk, &x, &wt)?;
+                if f.binding(op, "bias").is_some() {
+                    let b = self.input(f, blk, op, "bias")?;
+                    y = self.bcast(blk, "add", &y, &b, None)?;
+                }
+                vec![y]
+            }
+            "matmul" => {
+                let mut x = self.input(f, blk, op, "x")?;
+                let mut y = self.input(f, blk, op, "y")?;
+                let swap = |a: &Av| -> Vec<i64> {
+                    let r = a.shape.len() as i64;
+                    let mut p: Vec<i64> = (0..r).collect();
+                    p.swap((r - 1) as usize, (r - 2) as usize);
+                    p
+                };
+                if f.bool(op, "transpose_x").unwrap_or(false) {
+                    let p = swap(&x);
+                    x = self.transpose(blk, &x, &p);
+                }
+                if f.bool(op, "transpose_y").unwrap_or(false) {
+                    let p = swap(&y);
+                    y = self.transpose(blk, &y, &p);
+                }
+                vec![self.matmul(blk, &x, &y)?]
+            }
+            "layer_norm" => {
+                let x = self.input(f, blk, op, "x")?;
+                let axes = f.ints(op, "axes").ok_or("axes is not a constant")?;
+                let eps = f.f64(op, "epsilon").unwrap_or(1e-5);
+                let mean = self.mean(blk, &x, &axes)?;
+                let d = self.bcast(blk, "sub", &x, &mean, None)?;
+                let sq = self.bcast(blk, "mul", &d, &d, None)?;
+                let var = self.mean(blk, &sq, &axes)?;
+                let e = self.scalar(blk, eps, x.s);
+                let ve = self.bcast(blk, "add", &var, &e, None)?;
+                let r = self.unary(blk, "rsqrt", &ve);
+                let mut y = self.bcast(blk, "mul", &d, &r, None)?;
+                if f.binding(op, "gamma").is_some() {
+                    let g = self.input(f, blk, op, "gamma")?;
+                    y = self.bcast(blk, "mul", &y, &g, None)?;
+                }
+                if f.binding(op, "beta").is_some() {
+                    let b = self.input(f, blk, op, "beta")?;
+                    y = self.bcast(blk, "add", &y, &b, None)?;
+                }
+                vec![y]
+            }
+            "reduce_sum" | "reduce_mean" | "reduce_max" | "reduce_min" | "reduce_prod" => {
+                let x = self.input(f, blk, op, "x")?;
+                let rank = x.shape.len() as i64;
+                let axes = f.ints(op, "axes").unwrap_or_else(|| (0..rank).collect());
+                let r = match t {
+                    "reduce_mean" => self.mean(blk, &x, &axes)?,
+                    "reduce_sum" => self.reduce(blk, "sum", &x, &axes),
+                    "reduce_max" => self.reduce(blk, "max", &x, &axes),
+                    "reduce_min" => self.reduce(blk, "min", &x, &axes),
+                    _ => self.reduce(blk, "product", &x, &axes),
+                };
+                vec![self.reshape(blk, &r, shape)]
+            }
+            "slice_by_index" => {
+                let x = self.input(f, blk, op, "x")?;
+                let r = x.shape.len();
+                let begin = f.ints(op, "begin").ok_or("begin is not a constant")?;
+                let end = f.ints(op, "end").ok_or("end is not a constant")?;
+                let stride = f.ints(op, "stride").unwrap_or_else(|| vec![1; r]);
+                let bm = f.value(op, "begin_mask").and_then(|v| v.to_i64_vec()).unwrap_or_else(|| vec![0; r]);
+                let em = f.value(op, "end_mask").and_then(|v| v.to_i64_vec()).unwrap_or_else(|| vec![0; r]);
+                let mut b = Vec::with_capacity(r);
+                let mut e = Vec::with_capacity(r);
+                for i in 0..r {
+                    let st = stride.get(i).copied().unwrap_or(1);
+                    let n = x.shape[i];
+                    let bi = if bm.get(i).copied().unwrap_or(0) != 0 { if st > 0 { 0 } else { n - 1 } } else { begin[i] };
+                    let ei = if em.get(i).copied().unwrap_or(0) != 0 { if st > 0 { n } else { -n - 1 } } else { end[i] };
+                    b.push(bi);
+                    e.push(ei);
+                }
+                let bv = self.ints(blk, &b, Scalar::SInt(32));
+                let ev = self.ints(blk, &e, Scalar::SInt(32));
+                let sv = self.ints(blk, &stride, Scalar::SInt(32));
+                // The slice keeps every dim; squeezed dims are reshaped away.
+                let mut kept = Vec::with_capacity(r);
+                for i in 0..r {
+                    let st = stride.get(i).copied().unwrap_or(1);
+                    let n = x.shape[i];
+                    let res = |v: i64, lo: i64, hi: i64| -> i64 {
+                        let v = if v < 0 { v + n } else { v };
+                        v.clamp(lo, hi)
+                    };
+                    let len = if st > 0 {
+                        let (bb, ee) = (res(b[i], 0, n), res(e[i], 0, n));
+                        ((ee - bb) + st - 1).max(0) / st
+                    } else {
+                        let bb = res(b[i], 0, n - 1);
+                        let ee = if e[i] < -n { -1 } else { res(e[i], -1, n - 1) };
+                        ((bb - ee) + (-st) - 1).max(0) / (-st)
+                    };
+                    kept.push(len);
+                }
+                let sl = self.op1(blk, "primitive.slice_v1", &[&x, &bv, &ev, &sv], kept, x.s, None);
+                vec![self.reshape(blk, &sl, shape)]
+            }
+            "concat" => {
+                let axis = f.int(op, "axis").ok_or("axis is not a constant")?;
+                let names: Vec<Binding> = op.inputs.get("values").map(|a| a.0.clone()).unwrap_or_default();
+                let mut vals = Vec::new();
+                for b in &names {
+                    let tmp = Operation {
+                        inputs: BTreeMap::from([("x".to_string(), anekit_mil::Argument(vec![b.clone()]))]),
+                        ..Operation::new("tmp")
+                    };
+                    vals.push(self.input(f, blk, &tmp, "x")?);
+                }
+                if vals.len() == 1 {
+                    vals
+                } else {
+                    let d = self.scalar(blk, axis as f64, Scalar::SInt(32));
+                    let mut ops: Vec<&Av> = vec![&d];
+                    ops.extend(vals.iter());
+                    vec![self.op1(blk, "primitive.concat_v1", &ops, shape, s, None)]
+                }
+            }
+            "split" => {
+                let x = self.input(f, blk, op, "x")?;
+                let axis = f.int(op, "axis").ok_or("axis is not a constant")?;
+                let rank = x.shape.len() as i64;
+                let ax = if axis < 0 { axis + rank } else { axis } as usize;
+                let sizes: Vec<i64> = (0..op.outputs.len())
+                    .map(|i| Self::out_type(op, i).map(|(sh, _)| sh[ax]))
+                    .collect::<R<_>>()?;
+                let sz = self.ints(blk, &sizes, Scalar::UInt(32));
+                let d = self.scalar(blk, axis as f64, Scalar::SInt(32));
+                let types: Vec<TypeId> = (0..op.outputs.len())
+                    .map(|i| Self::out_type(op, i).map(|(sh, sc)| self.ty(&sh, sc)))
+                    .collect::<R<_>>()?;
+                let id = self.push(blk, "primitive.split_v1", &[x.v, sz.v, d.v], &types, None, Vec::new());
+                (0..op.outputs.len())
+                    .map(|i| {
+                        let (sh, sc) = Self::out_type(op, i)?;
+                        Ok(Av { v: Value::Result { op: id, index: i as u32 }, shape: sh, s: sc })
+                    })
+                    .collect::<R<_>>()?
+            }
+            "select" => {
+                let c = self.input(f, blk, op, "cond")?;
+                let a = self.input(f, blk, op, "a")?;
+                let b = self.input(f, blk, op, "b")?;
+                let sh = broadcast(&broadcast(&c.shape, &a.shape).ok_or("shapes do not broadcast")?, &b.shape)
+                    .ok_or("shapes do not broadcast")?;
+                let sc = a.s;
+                let out = sh.clone();
+                vec![self.composite(blk, "broadcasting_where_v1", &[&c, &a, &b], sh, sc, move |w, inner, args| {
+                    let cc = w.expand(inner, &args[0], &out);
+                    let aa = w.expand(inner, &args[1], &out);
+                    let bb = w.expand(inner, &args[2], &out);
+                    w.op1(inner, "primitive.where_v1", &[&cc, &aa, &bb], out.clone(), sc, None)
+                })]
+            }
+            "conv" => {
+                let x = self.input(f, blk, op, "x")?;
+                let w = self.input(f, blk, op, "weight")?;
+                let nsp = x.shape.len().checked_sub(2).ok_or("conv of rank < 3")?;
+                let strides = f.ints(op, "strides").unwrap_or_else(|| vec![1; nsp]);
+                let dil = f.ints(op, "dilations").unwrap_or_else(|| vec![1; nsp]);
+                let groups = f.int(op, "groups").unwrap_or(1);
+                let pads = self.conv_padding(f, op, &x, &w, &strides, &dil)?;
+                let xp = self.pad(blk, &x, &pads, 0.0)?;
+                let (xp, wt, squeeze) = if nsp == 1 {
+                    // conv1d as conv2d over a unit height.
+                    let mut s4 = xp.shape.clone();
+                    s4.insert(2, 1);
+                    let mut w4 = w.shape.clone();
+                    w4.insert(2, 1);
+                    let xr = self.reshape(blk, &xp, s4);
+                    let wr = self.reshape(blk, &w, w4);
+                    (xr, wr, true)
+                } else {
+                    (xp, w, false)
+                };
+                let (st, di) = if squeeze { ([vec![1], strides].concat(), [vec![1], dil].concat()) } else { (strides, dil) };
+                let sv = self.ints(blk, &st, Scalar::UInt(32));
+                let dv = self.ints(blk, &di, Scalar::UInt(32));
+                let gv = self.scalar(blk, groups as f64, Scalar::UInt(32));
+                let name = if nsp == 3 { "primitive.conv3d_v1" } else { "primitive.conv2d_v1" };
+                let mut oshape = shape.clone();
+                if squeeze {
+                    oshape.insert(2, 1);
+                }
+                let mut y = self.op1(blk, name, &[&xp, &wt, &sv, &dv, &gv], oshape, s, None);
+                if f.binding(op, "bias").is_some() {
+                    let b = self.input(f, blk, op, "bias")?;
+                    let mut bshape = vec![b.shape.iter().product::<i64>()];
+                    bshape.extend(std::iter::repeat_n(1, y.shape.len() - 2));
+                    let br = self.reshape(blk, &b, bshape);
+                    y = self.bcast(blk, "add", &y, &br, None)?;
+                }
+                vec![self.reshape(blk, &y, shape)]
+            }
+            "max_pool" | "avg_pool" => {
+                let x = self.input(f, blk, op, "x")?;
+                let k = f.ints(op, "kernel_sizes").ok_or("kernel_sizes is not a constant")?;
+                let nsp = k.len();
+                if nsp != 2 {
+                    return Err("pooling over other than 2 spatial dims".into());
+                }
+                let strides = f.ints(op, "strides").unwrap_or_else(|| vec![1; nsp]);
+                let ceil = f.bool(op, "ceil_mode").unwrap_or(false);
+                let ones = vec![1; nsp];
+                let kshape: Vec<i64> = [vec![0, 0], k.clone()].concat();
+                let pads = self.pool_padding(f, op, &x, &kshape, &strides, &ones)?;
+                let max = t == "max_pool";
+                let exclude = f.bool(op, "exclude_padding_from_average").unwrap_or(false);
+                let xp = self.pad(blk, &x, &pads, if max { f64::NEG_INFINITY } else { 0.0 })?;
+                let kv = self.ints(blk, &k, Scalar::UInt(32));
+                let sv = self.ints(blk, &strides, Scalar::UInt(32));
+                let dv = self.ints(blk, &ones, Scalar::UInt(32));
+                if max {
+                    let cv = self.scalar(blk, if ceil { 1.0 } else { 0.0 }, Scalar::Bool);
+                    vec![self.op1(blk, "primitive.max_pool_2d_v1", &[&xp, &kv, &sv, &dv, &cv], shape, s, None)]
+                } else {
+                    if ceil {
+                        return Err("average pooling in ceil mode".into());
+                    }
+                    let sum = self.op1(blk, "primitive.sum_pool_2d_v1", &[&xp, &kv, &sv, &dv], shape.clone(), s, None);
+                    let area = (k[0] * k[1]) as f64;
+                    let padded = pads.iter().any(|&p| p != 0);
+                    if exclude && padded {
+                        // Count of real (unpadded) elements under each window.
+                        let (ho, wo) = (shape[2], shape[3]);
+                        let (h, w) = (x.shape[2], x.shape[3]);
+                        let mut counts = Vec::with_capacity((ho * wo) as usize);
+                        for i in 0..ho {
+                            for j in 0..wo {
+                                let r0 = i * strides[0] - pads[4];
+                                let c0 = j * strides[1] - pads[6];
+                                let rows = (r0..r0 + k[0]).filter(|&r| r >= 0 && r < h).count();
+                                let cols = (c0..c0 + k[1]).filter(|&c| c >= 0 && c < w).count();
+                                counts.push((rows * cols).max(1) as f32);
+                            }
+                        }
+                        let data: Vec<u8> = counts.iter().flat_map(|c| c.to_le_bytes()).collect();
+                        let cnt = self.constant_raw(blk, vec![1, 1, ho, wo], Scalar::F32, Bytes::from(data), false);
+                        let cnt = if s == Scalar::F32 { cnt } else { self.op1(blk, "primitive.cast_v1", &[&cnt], vec![1, 1, ho, wo], s, None) };
+                        vec![self.bcast(blk, "divide", &sum, &cnt, None)?]
+                    } else {
+                        let a = self.scalar(blk, area, s);
+                        vec![self.bcast(blk, "divide", &sum, &a, None)?]
+                    }
+                }
+            }
+            "gather" => {
+                let x = self.input(f, blk, op, "x")?;
+                let idx = self.input(f, blk, op, "indices")?;
+                let axis = f.int(op, "axis").unwrap_or(0);
+                if f.int(op, "batch_dims").unwrap_or(0) != 0 {
+                    return Err("gather with batch_dims".into());
+                }
+                let rank = x.shape.len() as i64;
+                let ax = (if axis < 0 { axis + rank } else { axis }) as usize;
+                let idx = if idx.s == Scalar::SInt(32) { idx } else { self.op1(blk, "primitive.cast_v1", &[&idx], idx.shape.clone(), Scalar::SInt(32), None) };
+                let mut ishape = idx.shape.clone();
+                ishape.push(1);
+                let ir = self.reshape(blk, &idx, ishape);
+                let mut perm: Vec<i64> = (0..rank).collect();
+                let xt = if ax != 0 {
+                    perm.remove(ax);
+                    perm.insert(0, ax as i64);
+                    self.transpose(blk, &x, &perm)
+                } else {
+                    x.clone()
+                };
+                let mut gshape = idx.shape.clone();
+                gshape.extend_from_slice(&xt.shape[1..]);
+                let g = self.op1(blk, "primitive.gather_nd_v1", &[&xt, &ir], gshape.clone(), x.s, None);
+                if ax == 0 {
+                    vec![g]
+                } else {
+                    // Move the gathered dims back to `axis`.
+                    let q = idx.shape.len() as i64;
+                    let rest = rank - 1;
+                    let mut back: Vec<i64> = Vec::new();
+                    back.extend(q..q + ax as i64);
+                    back.extend(0..q);
+                    back.extend(q + ax as i64..q + rest);
+                    vec![self.transpose(blk, &g, &back)]
+                }
+            }
+            "read_state" => {
+                let name = match f.binding(op, "input") {
+                    Some(Binding::Name(n)) => n.clone(),
+                    _ => return Err("read_state of a non-state".into()),
+                };
+                let (h, _) = *f.handles.get(&name).ok_or("read_state of an unknown state")?;
+                let token = self.token(f, blk, &name);
+                let vt = self.ty(&shape, s);
+                let tt = self.enc().token();
+                let id = self.push(blk, "dataflow.read_handle_v1", &[h, token], &[vt, tt], None, Vec::new());
+                f.tokens.insert(name.clone(), Value::Result { op: id, index: 1 });
+                vec![Av { v: Value::Result { op: id, index: 0 }, shape, s }]
+            }
+            "write_state" => {
+                let name = match f.binding(op, "input") {
+                    Some(Binding::Name(n)) => n.clone(),
+                    _ => return Err("write_state to a non-state".into()),
+                };
+                let (h, _) = *f.handles.get(&name).ok_or("write_state to an unknown state")?;
+                let data = self.input(f, blk, op, "data")?;
+                let token = self.token(f, blk, &name);
+                let tt = self.enc().token();
+                let id = self.push(blk, "dataflow.write_handle_v1", &[h, data.v, token], &[tt], None, Vec::new());
+                f.tokens.insert(name.clone(), Value::Result { op: id, index: 0 });
+                Vec::new()
+            }
+            "slice_update" => {
+                let x = self.input(f, blk, op, "x")?;
+                let u = self.input(f, blk, op, "update")?;
+                let r = x.shape.len();
+                let begin = f.ints(op, "begin").ok_or("begin is not a constant")?;
+                let end = f.ints(op, "end").ok_or("end is not a constant")?;
+                let stride = f.ints(op, "stride").unwrap_or_else(|| vec![1; r]);
+                let bm = f.value(op, "begin_mask").and_then(|v| v.to_i64_vec()).unwrap_or_else(|| vec![0; r]);
+                let em = f.value(op, "end_mask").and_then(|v| v.to_i64_vec()).unwrap_or_else(|| vec![0; r]);
+                let b: Vec<i64> = (0..r).map(|i| if bm[i] != 0 { 0 } else { begin[i] }).collect();
+                let e: Vec<i64> = (0..r).map(|i| if em[i] != 0 { x.shape[i] } else { end[i] }).collect();
+                let bv = self.ints(blk, &b, Scalar::SInt(32));
+                let ev = self.ints(blk, &e, Scalar::SInt(32));
+                let sv = self.ints(blk, &stride, Scalar::SInt(32));
+                let mut ushape = Vec::with_capacity(r);
+                for i in 0..r {
+                    let n = x.shape[i];
+                    let bb = if b[i] < 0 { b[i] + n } else { b[i] }.clamp(0, n);
+                    let ee = if e[i] < 0 { e[i] + n } else { e[i] }.clamp(0, n);
+                    ushape.push(((ee - bb) + stride[i] - 1).max(0) / stride[i]);
+                }
+                let ur = self.reshape(blk, &u, ushape);
+                vec![self.op1(blk, "primitive.slice_update_v1", &[&x, &bv, &ev, &sv, &ur], x.shape.clone(), x.s, None)]
+            }
+            "scaled_dot_product_attention" => {
+                let q = self.input(f, blk, op, "query")?;
+                let k = self.input(f, blk, op, "key")?;
+                let v = self.input(f, blk, op, "value")?;
+                let r = k.shape.len() as i64;
+                let mut p: Vec<i64> = (0..r).collect();
+                p.swap((r - 1) as usize, (r - 2) as usize);
+                let kt = self.transpose(blk, &k, &p);
+                let scores = self.matmul(blk, &q, &kt)?;
+                let d = *q.shape.last().ok_or("query of rank 0")? as f64;
+                let sc = self.scalar(blk, 1.0 / d.sqrt(), q.s);
+                let mut scores = self.bcast(blk, "mul", &scores, &sc, None)?;
+                if f.binding(op, "attn_mask").is_some() {
+                    let m = self.input(f, blk, op, "attn_mask")?;
+                    scores = if m.s == Scalar::Bool {
+                        let neg = self.scalar(blk, -1e4, q.s);
+                        let zero = self.scalar(blk, 0.0, q.s);
+                        let sh = m.shape.clone();
+                        let add = self.composite(blk, "broadcasting_where_v1", &[&m, &zero, &neg], sh.clone(), q.s, move |w, inner, args| {
+                            let z = w.expand(inner, &args[1], &sh);
+                            let n = w.expand(inner, &args[2], &sh);
+                            w.op1(inner, "primitive.where_v1", &[&args[0], &z, &n], sh.clone(), q.s, None)
+                        });
+                        self.bcast(blk, "add", &scores, &add, None)?
+                    } else {
+                        self.bcast(blk, "add", &scores, &m, None)?
+                    };
+                }
+                let probs = self.softmax(blk, &scores, -1);
+                vec![self.matmul(blk, &probs, &v)?]
+            }
+            "constexpr_blockwise_shift_scale" => {
+                let data = f.value(op, "data").ok_or("data is not a constant")?;
+                let scale = f.value(op, "scale").ok_or("scale is not a constant")?;
+                let d = self.mil_const(blk, data)?;
+                let sc = self.mil_const(blk, scale)?;
+                let o1 = match f.value(op, "offset") {
+                    Some(o) => self.mil_const(blk, o)?,
+                    None => self.zeros(blk, &sc.shape, d.s),
+                };
+                let o2 = self.zeros(blk, &sc.shape, sc.s);
+                vec![self.op1(blk, "primitive.blockwise_shift_scale_v2", &[&d, &sc, &o1, &o2], shape, s, None)]
+            }
+            "constexpr_affine_dequantize" => {
+                let data = f.value(op, "quantized_data").ok_or("quantized_data is not a constant")?;
+                let d = self.mil_const(blk, data)?;
+                let axis = f.int(op, "axis").unwrap_or(0);
+                let rank = d.shape.len() as i64;
+                let ax = (if axis < 0 { axis + rank } else { axis }) as usize;
+                let block_shape = |n: usize| -> Vec<i64> {
+                    (0..d.shape.len()).map(|i| if i == ax && n > 1 { n as i64 } else { 1 }).collect()
+                };
+                let scale = f.value(op, "scale").ok_or("scale is not a constant")?;
+                let zp = f.value(op, "zero_point").ok_or("zero_point is not a constant")?;
+                let n = scale.tensor_type().and_then(|t| t.element_count()).unwrap_or(1) as usize;
+                let sc = self.mil_const(blk, scale)?;
+                let sc = self.reshape(blk, &sc, block_shape(n));
+                let zv = self.mil_const(blk, zp)?;
+                let zn = zv.shape.iter().product::<i64>() as usize;
+                let zv = self.reshape(blk, &zv, block_shape(zn));
+                let zv = if zv.shape == sc.shape { zv } else { self.expand(blk, &zv, &sc.shape.clone()) };
+                let o2 = self.zeros(blk, &sc.shape, sc.s);
+                vec![self.op1(blk, "primitive.blockwise_shift_scale_v2", &[&d, &sc, &zv, &o2], shape, s, None)]
+            }
+            "constexpr_lut_to_dense" if op.attributes.contains_key("lut") => {
+                return Err("the iOS16 form of palettized weights (packed indices with a flat LUT) is not written; compress at iOS18 (`anekit compress`) first".into());
+            }
+            "constexpr_lut_to_dense" => {
+                let idx = f.value(op, "indices").ok_or("indices is not a constant")?;
+                let lut = f.value(op, "lut").ok_or("lut is not a constant")?;
+                let iv = self.mil_const(blk, idx)?;
+                let lv = self.mil_const(blk, lut)?;
+                let axis = f.int(op, "vector_axis").unwrap_or(0);
+                let av = self.scalar(blk, axis as f64, Scalar::SInt(16));
+                vec![self.op1(blk, "primitive.lut_to_dense_v1", &[&iv, &lv, &av], shape, s, None)]
+            }
+            "constexpr_sparse_to_dense" => {
+                let values = f.value(op, "nonzero_data").ok_or("nonzero_data is not a constant")?;
+                let mask = f.value(op, "mask").ok_or("mask is not a constant")?;
+                let vt = values.tensor_type().ok_or("nonzero_data")?;
+                let esize = (vt.dtype.bits().unwrap_or(32) / 8) as usize;
+                if esize == 0 {
+                    return Err("sub-byte sparse data".into());
+                }
+                let vb = values.bytes().ok_or("nonzero_data without bytes")?;
+                let n: usize = shape.iter().product::<i64>().max(0) as usize;
+                let mt = mask.tensor_type().ok_or("mask")?;
+                // iOS16 (a `shape` parameter) and 1-D uint8 masks: bits packed LSB first.
+                let packed = f.value(op, "shape").is_some()
+                    || (mt.dtype == DataType::Uint8 && mt.rank() == Some(1) && shape.len() != 1);
+                let bits: Vec<i64> = if packed {
+                    let raw = mask.bytes().ok_or("mask without bytes")?;
+                    anekit_format::subbyte::unpack(raw, 1, n)
+                        .ok_or("mask shorter than the weight")?
+                        .into_iter()
+                        .map(i64::from)
+                        .collect()
+                } else {
+                    mask.to_i64_vec().ok_or("mask")?
+                };
+                let mut out = Vec::with_capacity(bits.len() * esize);
+                let mut next = 0usize;
+                for b in bits {
+                    if b != 0 {
+                        out.extend_from_slice(vb.get(next * esize..(next + 1) * esize).ok_or("fewer values than set mask bits")?);
+                        next += 1;
+                    } else {
+                        out.extend(std::iter::repeat_n(0u8, esize));
+                    }
+                }
+                vec![self.constant_raw(blk, shape, s, Bytes::from(out), false)]
+            }
+            "lstm" | "gru" | "rnn" => return Err("recurrent layers have no Core AI form here (coreai-torch unrolls them into primitives; convert the PyTorch model with coreai-torch)".into()),
+            "cond" | "while_loop" => return Err("control flow (aicode has conditional and loop ops, which this converter does not write yet)".into()),
+            "classify" => return Err("classifier outputs (labels) have no Core AI form".into()),
+            other => return Err(format!("no Core AI counterpart for MIL {other}")),
+        })
+    }
+
+    fn zeros(&mut self, blk: BlockId, shape: &[i64], s: Scalar) -> Av {
+        let n: i64 = shape.iter().product();
+        let bytes = ((n.max(0) as u64 * u64::from(s.bits())).div_ceil(8)) as usize;
+        self.constant_raw(blk, shape.to_vec(), s, Bytes::from(vec![0u8; bytes]), false)
+    }
+
+    fn constant_zero1(&mut self, blk: BlockId, s: Scalar) -> Av {
+        let d = match s {
+            Scalar::F16 => vec![0u8; 2],
+            _ => vec![0u8; 4],
+        };
+        self.constant_raw(blk, vec![1], s, Bytes::from(d), true)
+    }
+
+    fn constant_one1(&mut self, blk: BlockId, s: Scalar) -> Av {
+        let d = match s {
+            Scalar::F16 => half::f16::from_f32(1.0).to_le_bytes().to_vec(),
+            _ => 1.0f32.to_le_bytes().to_vec(),
+        };
+        self.constant_raw(blk, vec![1], s, Bytes::from(d), true)
+    }
+
+    fn token(&mut self, f: &mut Fn<'_>, blk: BlockId, state: &str) -> Value {
+        if let Some(&t) = f.tokens.get(state) {
+            return t;
+        }
+        let tt = self.enc().token();
+        let id = self.push(
+            blk,
+            "dataflow.create_token_v1",
+            &[],
+            &[tt],
+            None,
+            Vec::new(),
+        );
+        let v = Value::Result { op: id, index: 0 };
+        f.tokens.insert(state.to_string(), v);
+        v
+    }
+
+    fn mean(&mut self, blk: BlockId, x: &Av, axes: &[i64]) -> R<Av> {
+        let rank = x.shape.len() as i64;
+        let count: i64 = axes
+            .iter()
+            .map(|&a| {
+                x.shape
+                    .get((if a < 0 { a + rank } else { a }) as usize)
+                    .copied()
+                    .unwrap_or(1)
+            })
+            .product();
+        let s = x.s;
+        let sh = {
+            let mut v = x.shape.clone();
+            for &a in axes {
+                if let Some(d) = v.get_mut((if a < 0 { a + rank } else { a }) as usize) {
+                    *d = 1;
+                }
+            }
+            v
+        };
+        let norm: Vec<i64> = axes
+            .iter()
+            .map(|&a| if a < 0 { a + rank } else { a })
+            .collect();
+        let ax = self.ints(blk, &norm, Scalar::SInt(32));
+        Ok(self.composite(
+            blk,
+            "reduce_mean_v1",
+            &[x, &ax],
+            sh,
+            s,
+            move |w, inner, args| {
+                let sum = w.reduce(inner, "sum", &args[0], &norm);
+                let n = w.scalar(inner, count as f64, s);
+                w.bcast(inner, "divide", &sum, &n, None).unwrap_or(sum)
+            },
+        ))
+    }
+
+    /// `pad_v1` (pairs per dim, for all dims) unless every pad is zero.
+    fn pad(&mut self, blk: BlockId, x: &Av, pads: &[i64], value: f64) -> R<Av> {
+        if pads.iter().all(|&p| p == 0) {
+            return Ok(x.clone());
+        }
+        let pv = self.ints(blk, pads, Scalar::UInt(32));
+        let vv = self.scalar(blk, value, x.s);
+        let shape: Vec<i64> = x
+            .shape
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| d + pads[2 * i] + pads[2 * i + 1])
+            .collect();
+        let mode = self.enc().enumeration(EnumKind::Padding, 1);
+        let mut p = PayloadWriter::new();
+        p.attr(mode);
+        Ok(self.op1(
+            blk,
+            "primitive.pad_v1",
+            &[x, &pv, &vv],
+            shape,
+            x.s,
+            Some(p.finish()),
+        ))
+    }
+
+    /// Padding (pairs for every dim) of a conv from its pad_type.
+    fn conv_padding(
+        &mut self,
+        f: &Fn<'_>,
+        op: &Operation,
+        x: &Av,
+        w: &Av,
+        strides: &[i64],
+        dil: &[i64],
+    ) -> R<Vec<i64>> {
+        let k: Vec<i64> = w.shape.clone();
+        self.pool_padding(f, op, x, &k, strides, dil)
+    }
+
+    fn pool_padding(
+        &mut self,
+        f: &Fn<'_>,
+        op: &Operation,
+        x: &Av,
+        kshape: &[i64],
+        strides: &[i64],
+        dil: &[i64],
+    ) -> R<Vec<i64>> {
+        let nsp = x.shape.len() - 2;
+        let kernel: Vec<i64> = kshape[kshape.len() - nsp..].to_vec();
+        let pad_type = f.string(op, "pad_type").unwrap_or_else(|| "valid".into());
+        let mut pads = vec![0i64; 4];
+        match pad_type.as_str() {
+            "valid" => {}
+            "custom" => {
+                let p = f.ints(op, "pad").unwrap_or_else(|| vec![0; 2 * nsp]);
+                pads.extend(p);
+                return Ok(pads);
+            }
+            "same" | "same_lower" => {
+                for i in 0..nsp {
+                    let n = x.shape[2 + i];
+                    let ek = dil[i] * (kernel[i] - 1) + 1;
+                    let out = (n + strides[i] - 1) / strides[i];
+                    let total = ((out - 1) * strides[i] + ek - n).max(0);
+                    let (a, b) = if pad_type == "same" {
+                        (total / 2, total - total / 2)
+                    } else {
+                        (total - total / 2, total / 2)
+                    };
+                    pads.push(a);
+                    pads.push(b);
+                }
+                return Ok(pads);
+            }
+            other => return Err(format!("pad_type {other}")),
+        }
+        pads.extend(vec![0; 2 * nsp]);
+        Ok(pads)
+    }
+
+    fn function(&mut self, name: &str, func: &Function, asset_blk: BlockId) -> Result<(), String> {
+        let block = func.block().ok_or("no block for the function's opset")?;
+        let mut f = Fn {
+            consts: HashMap::new(),
+            vars: HashMap::new(),
+            handles: HashMap::new(),
+            tokens: HashMap::new(),
+        };
+        for op in &block.operations {
+            if op.op_type == "const"
+                && let (Some(out), Some(v)) = (op.outputs.first(), op.attributes.get("val"))
+            {
+                f.consts.insert(out.name.clone(), v);
+            }
+        }
+        // Arguments: states first (as coreai-torch orders them), then tensors.
+        let mut states: Vec<(&str, &TensorType)> = Vec::new();
+        let mut tensors: Vec<(&str, &TensorType)> = Vec::new();
+        for i in &func.inputs {
+            match &i.ty {
+                ValueType::State(inner) => {
+                    states.push((&i.name, inner.as_tensor().ok_or("a state of a non-tensor")?))
+                }
+                ValueType::Tensor(t) => tensors.push((&i.name, t)),
+                other => return Err(format!("input {} of type {other}", i.name)),
+            }
+        }
+        let mut arg_types = Vec::new();
+        let mut arg_attrs = Vec::new();
+        for (n, t) in &states {
+            let sh = static_shape(t).ok_or_else(|| format!("state {n} has a flexible shape"))?;
+            let s = scalar_of(t.dtype).ok_or("state type")?;
+            let tt = self.ty(&sh, s);
+            let ht = self.enc().handle(tt);
+            arg_types.push(ht);
+            let mut e = self.enc();
+            let mutation = {
+                let v = e.string(n);
+                e.opaque("MutableBuffers.buffer_mutation", &[v])
+            };
+            let nm = {
+                let v = e.string(n);
+                e.opaque("aicode.name", &[v])
+            };
+            arg_attrs.push(e.array(&[mutation, nm]));
+        }
+        for (n, t) in &tensors {
+            let sh = static_shape(t).ok_or_else(|| {
+                format!("input {n} has a flexible shape (Core AI conversion needs static shapes)")
+            })?;
+            let s = scalar_of(t.dtype).ok_or_else(|| format!("input {n} of type {}", t.dtype))?;
+            arg_types.push(self.ty(&sh, s));
+            let mut e = self.enc();
+            let v = e.string(n);
+            let nm = e.opaque("aicode.name", &[v]);
+            arg_attrs.push(e.array(&[nm]));
+        }
+        let body = self.b.module.ir.push_block(Block {
+            args: arg_types
+                .iter()
+                .map(|&ty| BlockArg {
+                    ty,
+                    location: Some(self.loc),
+                })
+                .collect(),
+            ..Block::default()
+        });
+        for (i, (n, t)) in states.iter().chain(tensors.iter()).enumerate() {
+            let v = Value::Arg {
+                block: body,
+                index: i as u32,
+            };
+            if i < states.len() {
+                f.handles.insert(n.to_string(), (v, arg_types[i]));
+            } else {
+                let sh = static_shape(t).unwrap_or_default();
+                let s = scalar_of(t.dtype).unwrap_or(Scalar::F32);
+                f.vars.insert(n.to_string(), Av { v, shape: sh, s });
+            }
+        }
+        let mut failed = false;
+        let mut poisoned: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for op in &block.operations {
+            if op.op_type == "const" {
+                continue;
+            }
+            // An op fed by one that failed is not reported again.
+            let fed_by_failure = op
+                .inputs
+                .values()
+                .flat_map(|a| a.0.iter())
+                .any(|b| matches!(b, Binding::Name(n) if poisoned.contains(n)));
+            if fed_by_failure {
+                poisoned.extend(op.outputs.iter().map(|o| o.name.clone()));
+                continue;
+            }
+            match self.op(&mut f, body, op) {
+                Ok(outs) => {
+                    for (o, a) in op.outputs.iter().zip(outs) {
+                        f.vars.insert(o.name.clone(), a);
+                    }
+                }
+                Err(reason) => {
+                    failed = true;
+                    poisoned.extend(op.outputs.iter().map(|o| o.name.clone()));
+                    self.failures.push((
+                        name.to_string(),
+                        op.display_name().to_string(),
+                        op.op_type.clone(),
+                        reason,
+                    ));
+                }
+            }
+        }
+        if failed {
+            return Ok(());
+        }
+        // Results: one token per state (named after it), then the outputs.
+        let mut results = Vec::new();
+        let mut result_types = Vec::new();
+        let mut res_attrs = Vec::new();
+        for (n, _) in &states {
+            let t = self.token(&mut f, body, n);
+            results.push(t);
+            result_types.push(self.enc().token());
+            let mut e = self.enc();
+            let v = e.string(n);
+            let nm = e.opaque("aicode.name", &[v]);
+            res_attrs.push(e.array(&[nm]));
+        }
+        for o in &block.outputs {
+            let a = match f.vars.get(o) {
+                Some(a) => a.clone(),
+                None => match f.consts.get(o) {
+                    Some(v) => self.mil_const(body, v)?,
+                    None => return Err(format!("output {o} is not defined")),
+                },
+            };
+            results.push(a.v);
+            result_types.push(self.ty(&a.shape, a.s));
+            let mut e = self.enc();
+            let v = e.string(o);
+            let nm = e.opaque("aicode.name", &[v]);
+            res_attrs.push(e.array(&[nm]));
+        }
+        self.push(body, "dataflow.output_v1", &results, &[], None, Vec::new());
+        // The graph op and its properties.
+        let mut e = self.enc();
+        let arg_attrs = e.array(&arg_attrs);
+        let res_attrs = e.array(&res_attrs);
+        let ft = e.function(&arg_types, &result_types);
+        let ft = e.type_attr(ft);
+        let no = e.integer(1, false, 0);
+        let name_attr = e.string(name);
+        let params = e.array(&[]);
+        let slots = schema::slots("dataflow.graph_v1").ok_or("graph_v1 schema")?;
+        let values: BTreeMap<&str, AttrId> = BTreeMap::from([
+            ("argAttrs", arg_attrs),
+            ("externalize", no),
+            ("functionType", ft),
+            ("isPrivate", no),
+            ("name", name_attr),
+            ("noInline", no),
+            ("paramDecls", params),
+            ("resAttrs", res_attrs),
+        ]);
+        let mut p = PayloadWriter::new();
+        for s in slots {
+            let v = values.get(s.name).copied();
+            if s.optional {
+                p.optional_attr(v);
+            } else {
+                p.attr(v.ok_or("graph property")?);
+            }
+        }
+        let region = self.b.module.ir.push_region(Region { blocks: vec![body] });
+        self.push(
+            asset_blk,
+            "dataflow.graph_v1",
+            &[],
+            &[],
+            Some(p.finish()),
+            vec![region],
+        );
+        Ok(())
+    }
+}
+
+/// Convert `program` into a Core AI module (every function a public graph).
+pub fn from_mil(program: &Program, producer: &str) -> Result<Bytecode, ConvertError> {
+    if program.functions.is_empty() {
+        return Err(ConvertError::Program("the program has no functions".into()));
+    }
+    let mut w = Writer::new(producer);
+    let asset_blk = w.b.module.ir.push_block(Block::default());
+    for (name, func) in &program.functions {
+        w.function(name, func, asset_blk)
+            .map_err(ConvertError::Program)?;
+    }
+    if !w.failures.is_empty() {
+        return Err(ConvertError::Unsupported(std::mem::take(&mut w.failures)));
+    }
+    let version = w.enc().integer(32, false, ASSET_VERSION);
+    let slots =
+        schema::slots("serialization.asset").ok_or(ConvertError::Program("asset schema".into()))?;
+    let mut p = PayloadWriter::new();
+    for s in slots {
+        p.optional_attr((s.name == "version").then_some(version));
+    }
+    let region = w.b.module.ir.push_region(Region {
+        blocks: vec![asset_blk],
+    });
+    let name_id = w.b.op_name(w.dialect, "serialization.asset", true);
+    let props = Properties::Encoded(w.b.properties(p.finish()));
+    let loc = w.loc;
+    let top = w.b.module.ir.push_op(MOp {
+        name: name_id,
+        location: loc,
+        attributes: None,
+        properties: Some(props),
+        result_types: Vec::new(),
+        operands: Vec::new(),
+        successors: Vec::new(),
+        use_list_orders: Vec::new(),
+        regions: vec![region],
+        isolated: true,
+    });
+    w.b.module.ir.top = vec![top];
+    Ok(w.b.finish())
+}
