@@ -5,8 +5,8 @@
 //! D = H = 1). Strategies:
 //! - **1×1, stride 1, no padding**: the input plane already is the GEMM operand,
 //!   `out[g] = W[g] · X[g]` (faer GEMM, no copy).
-//! - **depthwise** (`groups == C_in`, one input channel per group): a direct loop per output
-//!   plane, one vectorised multiply-add per kernel tap and output row.
+//! - **depthwise** (`groups == C_in`, one input channel per group): [`super::depthwise`],
+//!   vectorised along blocks of channels.
 //! - **everything else**: im2col by column blocks. The output positions are cut into blocks
 //!   of [`block_cols`] columns; each block's patch matrix (C_in/groups·kernel rows) is
 //!   written into a per-thread buffer small enough to stay in L2, then multiplied by the
@@ -22,7 +22,7 @@ use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
 use super::linalg::{checked_len, contiguous, matmul_views, parallel, with_scratch};
-use super::window::{self, Window};
+use super::depthwise;
 use super::{Args, Kernel, OpCtx, RunCtx};
 use crate::cpu::fuse::{self, Epilogue, EwOp};
 use crate::cpu::value::Value;
@@ -481,21 +481,6 @@ fn im2col(x: &Phased<'_>, c: usize, g: &ConvGeom, p0: usize, len: usize, buf: &m
     }
 }
 
-/// A direct depthwise convolution of one output plane: input plane `x` (D×H×W), the
-/// channel's kernel `w` (kD×kH×kW), output plane `out` (initialised with the bias); see
-/// [`super::window`].
-fn depthwise_plane(x: &[f32], w: &[f32], g: &ConvGeom, out: &mut [f32]) {
-    let win = Window {
-        inp: g.inp,
-        k: g.k,
-        s: g.s,
-        d: g.d,
-        pad: g.pad,
-        out: g.out,
-    };
-    window::run(x, &win, Some(w), 0.0, window::MulAdd, out);
-}
-
 /// Input channels per group from which a 1-D convolution is computed as one GEMM per
 /// kernel tap ([`conv1d_taps`]) instead of through im2col.
 const TAPS_MIN_CHANNELS: usize = 32;
@@ -610,23 +595,7 @@ pub fn conv_forward_fused(
     let par = parallel(flops);
     // Depthwise: one input channel per group.
     if cig == 1 && g.groups > 1 {
-        let run = |(plane, o): (usize, &mut [f32])| {
-            let (b, oc) = (plane / g.c_out, plane % g.c_out);
-            let ic = oc / cog;
-            o.fill(bias.map_or(0.0, |bv| bv[oc]));
-            depthwise_plane(
-                &x[(b * g.c_in + ic) * in_plane..][..in_plane],
-                &w[oc * kl..(oc + 1) * kl],
-                g,
-                o,
-            );
-            epi.apply(o, plane * p);
-        };
-        if par {
-            out.par_chunks_mut(p).enumerate().for_each(run);
-        } else {
-            out.chunks_mut(p).enumerate().for_each(run);
-        }
+        depthwise::forward(x, w, bias, g, epi, &mut out, par);
         return out;
     }
     if let Some(bv) = bias {
