@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anekit_runtime::cpu::kernels::conv::{self, ConvParams, PadType};
 use anekit_runtime::cpu::kernels::pool::{self, PoolKind, PoolParams};
-use anekit_runtime::cpu::kernels::{activation, attention, gemm, linalg, normalization};
+use anekit_runtime::cpu::kernels::{activation, attention, linalg, normalization};
 
 /// What a kernel's rate is measured in.
 #[derive(Clone, Copy)]
@@ -104,48 +104,6 @@ fn benches() -> Vec<Bench> {
             }),
         });
     }
-    // anekit's packed GEMM against faer on convolution-shaped products (M = output
-    // channels, K = input channels × taps, N = output pixels).
-    for (m, k, n) in [
-        (256, 64, 3136),
-        (64, 576, 3136),
-        (96, 16, 12544),
-        (128, 1152, 784),
-        (512, 4608, 49),
-        (2048, 512, 49),
-    ] {
-        let a = data(m * k, 4);
-        let b = data(k * n, 5);
-        let pa = gemm::PackedA::new(&a, m, k, k);
-        let (a2, b2) = (a.clone(), b.clone());
-        v.push(Bench {
-            name: "gemm (faer)",
-            shape: format!("{m}×{k}×{n}"),
-            work: Work::Flops(2.0 * (m * k * n) as f64),
-            run: Box::new(move || {
-                let mut out = vec![0.0f32; m * n];
-                linalg::gemm(m, n, k, &a2, false, &b2, false, &mut out, false);
-                black_box(out);
-            }),
-        });
-        v.push(Bench {
-            name: "gemm (anekit packed)",
-            shape: format!("{m}×{k}×{n}"),
-            work: Work::Flops(2.0 * (m * k * n) as f64),
-            run: Box::new(move || {
-                let mut out = vec![0.0f32; m * n];
-                let src = gemm::RowMajor { data: &b, ld: n };
-                let ops = gemm::TileOps {
-                    bias: None,
-                    accumulate: false,
-                    clamp: None,
-                };
-                let par = rayon::current_num_threads() > 1;
-                gemm::gemm(&pa, &src, n, &mut out, n, ops, &|_, _, _| {}, par);
-                black_box(out);
-            }),
-        });
-    }
     // Convolutions (ResNet-50 / MobileNet shapes).
     v.push(conv_bench(
         "conv 7×7 s2 stem",
@@ -176,6 +134,65 @@ fn benches() -> Vec<Bench> {
         3,
         2,
         96,
+    ));
+    v.push(conv_bench(
+        "depthwise 3×3 mid",
+        [1, 576, 14, 14],
+        576,
+        3,
+        1,
+        576,
+    ));
+    v.push(conv_bench(
+        "depthwise 3×3 late",
+        [1, 960, 7, 7],
+        960,
+        3,
+        1,
+        960,
+    ));
+    // The previous depthwise path (a sliding window per NCHW plane), for comparison.
+    for (c, hw, s) in [(32, 112, 1), (96, 112, 2), (576, 14, 1), (960, 7, 1)] {
+        let o = (hw - 1) / s + 1;
+        let win = anekit_runtime::cpu::kernels::window::Window {
+            inp: [1, hw, hw],
+            k: [1, 3, 3],
+            s: [1, s, s],
+            d: [1, 1, 1],
+            pad: [0, 1, 1],
+            out: [1, o, o],
+        };
+        let x = data(c * hw * hw, 1);
+        let w = data(c * 9, 2);
+        v.push(Bench {
+            name: "depthwise (plane window)",
+            shape: format!("[1, {c}, {hw}, {hw}] s{s}"),
+            work: Work::Bytes(((c * hw * hw + c * o * o) * 4) as f64),
+            run: Box::new(move || {
+                use rayon::prelude::*;
+                let mut out = vec![0.0f32; c * o * o];
+                out.par_chunks_mut(o * o).enumerate().for_each(|(i, dst)| {
+                    anekit_runtime::cpu::kernels::window::run(
+                        &x[i * hw * hw..][..hw * hw],
+                        &win,
+                        Some(&w[i * 9..][..9]),
+                        0.0,
+                        anekit_runtime::cpu::kernels::window::MulAdd,
+                        dst,
+                    );
+                });
+                black_box(out);
+            }),
+        });
+    }
+    v.push(conv_bench("conv 1×1 mnv2", [1, 16, 112, 112], 96, 1, 1, 1));
+    v.push(conv_bench(
+        "conv 1×1 mnv2 late",
+        [1, 960, 7, 7],
+        320,
+        1,
+        1,
+        1,
     ));
     // Linear layers (BERT-base shapes).
     for (m, k, n) in [

@@ -21,8 +21,8 @@ use faer::{MatMut, MatRef};
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
-use super::linalg::{checked_len, contiguous, matmul_views, parallel, with_scratch};
 use super::depthwise;
+use super::linalg::{checked_len, contiguous, matmul_views, parallel, with_scratch};
 use super::{Args, Kernel, OpCtx, RunCtx};
 use crate::cpu::fuse::{self, Epilogue, EwOp};
 use crate::cpu::value::Value;

@@ -72,11 +72,7 @@ pub fn forward(
         bp[bl][c] = bias.map_or(0.0, |b| b[oc]);
     }
     // Bands of output rows: enough tasks for the threads (1-D/2-D only).
-    let threads = if par {
-        rayon::current_num_threads()
-    } else {
-        1
-    };
+    let threads = if par { rayon::current_num_threads() } else { 1 };
     let nb = g.n * nblk;
     let bands = if od == 1 && nb < 4 * threads {
         (4 * threads).div_ceil(nb).min(oh)
@@ -255,7 +251,7 @@ fn row_fixed<const T: usize>(
         for t in 0..T {
             let xv = &buf[p + offs[t]];
             for c in 0..CB {
-                acc[c] += w[t][c] * xv[c];
+                acc[c] = w[t][c].mul_add(xv[c], acc[c]);
             }
         }
         *o = acc;
@@ -279,7 +275,7 @@ fn row_any(
         for (off, wt) in offs.iter().zip(w) {
             let xv = &buf[p + off];
             for c in 0..CB {
-                acc[c] += wt[c] * xv[c];
+                acc[c] = wt[c].mul_add(xv[c], acc[c]);
             }
         }
         *o = acc;
@@ -322,18 +318,18 @@ mod tests {
                             for a in 0..kd {
                                 for bb in 0..kh {
                                     for e in 0..kw {
-                                        let z = (oz * g.s[0] + a * g.d[0]) as isize
-                                            - g.pad[0] as isize;
+                                        let z =
+                                            (oz * g.s[0] + a * g.d[0]) as isize - g.pad[0] as isize;
                                         let y = (oy * g.s[1] + bb * g.d[1]) as isize
                                             - g.pad[1] as isize;
-                                        let xx = (ox * g.s[2] + e * g.d[2]) as isize
-                                            - g.pad[2] as isize;
+                                        let xx =
+                                            (ox * g.s[2] + e * g.d[2]) as isize - g.pad[2] as isize;
                                         if (0..id as isize).contains(&z)
                                             && (0..ih as isize).contains(&y)
                                             && (0..iw as isize).contains(&xx)
                                         {
-                                            let v = xp[(z as usize * ih + y as usize) * iw
-                                                + xx as usize];
+                                            let v = xp
+                                                [(z as usize * ih + y as usize) * iw + xx as usize];
                                             acc += w[(oc * kd + a) * kh * kw + bb * kw + e] * v;
                                         }
                                     }
@@ -380,7 +376,10 @@ mod tests {
         for par in [false, true] {
             let mut got = vec![f32::NAN; want.len()];
             forward(&x, &w, Some(&bias), &g, &Epilogue::none(), &mut got, par);
-            assert_eq!(got, want, "{xs:?} k {k:?} s {s:?} d {d:?} pad {pad:?} par {par}");
+            assert_eq!(
+                got, want,
+                "{xs:?} k {k:?} s {s:?} d {d:?} pad {pad:?} par {par}"
+            );
             // With a fused relu6.
             let ops = [EwOp::Unary(Unary::Relu6)];
             let epi = fuse::prepare(&ops, &g.out_shape(), &|_| None).unwrap();
@@ -399,13 +398,31 @@ mod tests {
         check(1, 3, 1, &[5, 6], &[3, 3], &[2, 2], &[1, 1], &[0, 1, 1, 0]);
         // Channel multiplier, dilation, asymmetric and large padding, odd kernels.
         check(1, 5, 2, &[10, 9], &[3, 3], &[1, 2], &[2, 1], &[2, 0, 3, 1]);
-        check(1, 17, 1, &[12, 12], &[5, 5], &[2, 1], &[1, 1], &[2, 2, 2, 2]);
+        check(
+            1,
+            17,
+            1,
+            &[12, 12],
+            &[5, 5],
+            &[2, 1],
+            &[1, 1],
+            &[2, 2, 2, 2],
+        );
         check(1, 9, 3, &[6, 13], &[2, 4], &[1, 3], &[1, 2], &[0, 0, 0, 0]);
         check(1, 4, 1, &[3, 3], &[3, 3], &[1, 1], &[1, 1], &[4, 4, 4, 4]);
         // Tall planes split into row bands.
         check(1, 2, 1, &[40, 5], &[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1]);
         // 1-D and 3-D.
         check(2, 11, 1, &[37], &[5], &[2], &[2], &[3, 1]);
-        check(1, 10, 1, &[4, 5, 6], &[3, 3, 3], &[1, 2, 1], &[1, 1, 2], &[1, 1, 1, 1, 1, 1]);
+        check(
+            1,
+            10,
+            1,
+            &[4, 5, 6],
+            &[3, 3, 3],
+            &[1, 2, 1],
+            &[1, 1, 2],
+            &[1, 1, 1, 1, 1, 1],
+        );
     }
 }

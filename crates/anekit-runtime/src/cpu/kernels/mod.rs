@@ -34,7 +34,6 @@ pub mod conv;
 pub mod depthwise;
 pub mod elementwise;
 pub mod gather;
-pub mod gemm;
 pub mod image_resizing;
 pub mod linalg;
 pub mod normalization;
