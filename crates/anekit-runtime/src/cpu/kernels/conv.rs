@@ -23,6 +23,7 @@ use rayon::prelude::*;
 
 use super::depthwise;
 use super::linalg::{checked_len, contiguous, matmul_views, parallel, with_scratch};
+use super::simd;
 use super::{Args, Kernel, OpCtx, RunCtx};
 use crate::cpu::fuse::{self, Epilogue, EwOp};
 use crate::cpu::value::Value;
@@ -598,13 +599,13 @@ pub fn conv_forward_fused(
         depthwise::forward(x, w, bias, g, epi, &mut out, par);
         return out;
     }
-    if let Some(bv) = bias {
-        for (i, o) in out.chunks_mut(p).enumerate() {
-            o.fill(bv[i % g.c_out]);
-        }
-    }
-    let acc = bias.is_some();
     if uses_taps(g) {
+        if let Some(bv) = bias {
+            for (i, o) in out.chunks_mut(p).enumerate() {
+                o.fill(bv[i % g.c_out]);
+            }
+        }
+        let acc = bias.is_some();
         let made;
         let wt = match taps {
             Some(t) => t,
@@ -665,7 +666,7 @@ pub fn conv_forward_fused(
         if pointwise {
             let xs = &x[(b * g.c_in + grp * cig) * in_plane..][..cig * in_plane];
             let rhs = MatRef::from_row_major_slice(xs, cig, p).subcols(c0, len);
-            matmul_views(dst.as_mut(), wg, rhs, acc, par);
+            matmul_views(dst.as_mut(), wg, rhs, false, par);
         } else {
             let xs = Phased {
                 data: &phased.data[(b * g.c_in + grp * cig) * chan..][..cig * chan],
@@ -674,14 +675,20 @@ pub fn conv_forward_fused(
             with_scratch(k_rows * len, |buf| {
                 im2col(&xs, cig, g, c0, len, buf);
                 let rhs = MatRef::from_row_major_slice(buf, k_rows, len);
-                matmul_views(dst.as_mut(), wg, rhs, acc, par);
+                matmul_views(dst.as_mut(), wg, rhs, false, par);
             });
         }
-        // The fused epilogue, on this block's rows while they are in cache.
-        if !epi.is_empty() {
+        // The bias and the fused epilogue, on this block's rows while they are in cache
+        // (adding the bias here rather than filling the output with it first saves a pass
+        // over the output).
+        if bias.is_some() || !epi.is_empty() {
             for r in 0..cog {
                 if let Some(row) = dst.as_mut().row_mut(r).try_as_row_major_mut() {
-                    epi.apply(row.as_slice_mut(), (bg * cog + r) * p + c0);
+                    let row = row.as_slice_mut();
+                    if let Some(bv) = bias {
+                        simd::scale_shift(row, 1.0, bv[grp * cog + r]);
+                    }
+                    epi.apply(row, (bg * cog + r) * p + c0);
                 }
             }
         }

@@ -10,8 +10,8 @@
 //! [`CB`] output channels is copied into a zero-padded `[D][H][W][CB]` buffer, so that every
 //! kernel tap of every output pixel is one aligned run of `CB` values, valid without bounds
 //! tests (no border cases, any stride or dilation); each output pixel's `CB` channels are
-//! one vector accumulator (`acc += w[tap] · x[pixel + tap]`, taps in order, so the sums are
-//! those of the definition); each finished output row is transposed back to the NCHW
+//! one vector accumulator (`acc += w[tap] · x[pixel + tap]` as a fused multiply-add, taps
+//! in order from the bias); each finished output row is transposed back to the NCHW
 //! planes and the fused epilogue ([`Epilogue`]) runs on each plane's piece while it is in
 //! cache.
 //!
@@ -344,6 +344,17 @@ mod tests {
         out
     }
 
+    /// Equal up to the rounding of fused multiply-adds (the definition rounds each product).
+    fn close(got: &[f32], want: &[f32], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (a, b)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "{what} at {i}: {a} vs {b}"
+            );
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn check(
         n: usize,
@@ -376,9 +387,10 @@ mod tests {
         for par in [false, true] {
             let mut got = vec![f32::NAN; want.len()];
             forward(&x, &w, Some(&bias), &g, &Epilogue::none(), &mut got, par);
-            assert_eq!(
-                got, want,
-                "{xs:?} k {k:?} s {s:?} d {d:?} pad {pad:?} par {par}"
+            close(
+                &got,
+                &want,
+                &format!("{xs:?} k {k:?} s {s:?} d {d:?} pad {pad:?} par {par}"),
             );
             // With a fused relu6.
             let ops = [EwOp::Unary(Unary::Relu6)];
@@ -386,7 +398,7 @@ mod tests {
             let mut got = vec![f32::NAN; want.len()];
             forward(&x, &w, Some(&bias), &g, &epi, &mut got, par);
             let w6: Vec<f32> = want.iter().map(|v| v.clamp(0.0, 6.0)).collect();
-            assert_eq!(got, w6);
+            close(&got, &w6, "relu6");
         }
     }
 

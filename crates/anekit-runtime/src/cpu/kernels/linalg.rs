@@ -199,11 +199,7 @@ pub fn gemv(
     let par = par && rayon::current_num_threads() > 1;
     if wt {
         let run = |j0: usize, o: &mut [f32]| {
-            for (jj, v) in o.iter_mut().enumerate() {
-                let j = j0 + jj;
-                let d = simd::dot(x, &w[j * k..(j + 1) * k]);
-                *v = if accumulate { *v + d } else { d };
-            }
+            simd::dots(x, &w[j0 * k..], k, o, accumulate);
         };
         if par {
             // ≥ 64 KiB of weights per task, a few tasks per thread.

@@ -240,6 +240,7 @@ fn pool_plane(
         };
     }
     match kind {
+        PoolKind::Max if tiles(&w) => max_tiles(x, &w, out),
         PoolKind::Max => {
             out.fill(f32::NEG_INFINITY);
             window::run(x, &w, None, f32::NEG_INFINITY, window::Max, out);
@@ -269,6 +270,41 @@ fn pool_plane(
             }
         }
     }
+}
+
+/// Whether `w` is a 1-D/2-D window without padding whose windows tile the input (kernel =
+/// stride, as in the 2×2 stride-2 max pooling of most convnets): [`max_tiles`] then reads
+/// the input rows in place, with no padded copy.
+fn tiles(w: &Window) -> bool {
+    w.inp[0] == 1 && w.k[0] == 1 && w.pad == [0, 0, 0] && w.k[1] == w.s[1] && w.k[2] == w.s[2]
+}
+
+/// Max pooling over the non-overlapping windows of [`tiles`]: taps folded in the order
+/// [`window::run`] folds them (rows, then columns), with the same NaN rule, so the result
+/// is the same.
+fn max_tiles(x: &[f32], w: &Window, out: &mut [f32]) {
+    let [_, _, iw] = w.inp;
+    let [_, kh, kw] = w.k;
+    let [_, oh, ow] = w.out;
+    super::simd::vectorize(
+        #[inline(always)]
+        || {
+            for (oy, o) in out.chunks_exact_mut(ow).enumerate().take(oh) {
+                o.fill(f32::NEG_INFINITY);
+                for b in 0..kh {
+                    let row = &x[(oy * kh + b) * iw..][..ow * kw];
+                    for e in 0..kw {
+                        for (v, c) in o.iter_mut().zip(row.chunks_exact(kw)) {
+                            let xv = c[e];
+                            if xv > *v || xv.is_nan() {
+                                *v = xv;
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    );
 }
 
 /// Pool row-major `x` of shape `xs`; returns the output shape and data.
@@ -358,4 +394,45 @@ pub fn build(ctx: &mut OpCtx<'_>) -> Option<Result<Box<dyn Kernel>, String>> {
         _ => return None,
     };
     Some(pool_kernel(ctx, kind))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiled_max_matches_the_window_path() {
+        for (ih, iw, kh, kw) in [
+            (32, 32, 2, 2),
+            (11, 13, 2, 2),
+            (10, 9, 3, 3),
+            (1, 37, 1, 4),
+            (7, 5, 3, 1),
+        ] {
+            let mut x: Vec<f32> = (0..ih * iw)
+                .map(|i| ((i * 7919) % 101) as f32 - 50.0)
+                .collect();
+            x[3] = f32::NAN;
+            x[ih * iw - 1] = f32::NEG_INFINITY;
+            let w = Window {
+                inp: [1, ih, iw],
+                k: [1, kh, kw],
+                s: [1, kh, kw],
+                d: [1, 1, 1],
+                pad: [0, 0, 0],
+                out: [1, (ih - kh) / kh + 1, (iw - kw) / kw + 1],
+            };
+            assert!(tiles(&w));
+            let n = w.out[1] * w.out[2];
+            let mut want = vec![f32::NEG_INFINITY; n];
+            window::run(&x, &w, None, f32::NEG_INFINITY, window::Max, &mut want);
+            let mut got = vec![0.0; n];
+            max_tiles(&x, &w, &mut got);
+            let same = got
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a == b || (a.is_nan() && b.is_nan()));
+            assert!(same, "{ih}x{iw} k {kh}x{kw}: {got:?} vs {want:?}");
+        }
+    }
 }
