@@ -272,11 +272,18 @@ fn pool_plane(
     }
 }
 
-/// Whether `w` is a 1-D/2-D window without padding whose windows tile the input (kernel =
-/// stride, as in the 2×2 stride-2 max pooling of most convnets): [`max_tiles`] then reads
+/// Whether `w` is a 1-D/2-D window without padding whose windows tile (part of) the input
+/// (kernel = stride, every window inside the input, as in the 2×2 stride-2 max pooling of most convnets): [`max_tiles`] then reads
 /// the input rows in place, with no padded copy.
 fn tiles(w: &Window) -> bool {
-    w.inp[0] == 1 && w.k[0] == 1 && w.pad == [0, 0, 0] && w.k[1] == w.s[1] && w.k[2] == w.s[2]
+    w.inp[0] == 1
+        && w.k[0] == 1
+        && w.pad == [0, 0, 0]
+        && w.k[1] == w.s[1]
+        && w.k[2] == w.s[2]
+        // every window inside the input (not so with `ceil_mode`'s partial last window)
+        && w.out[1] * w.k[1] <= w.inp[1]
+        && w.out[2] * w.k[2] <= w.inp[2]
 }
 
 /// Max pooling over the non-overlapping windows of [`tiles`]: taps folded in the order
