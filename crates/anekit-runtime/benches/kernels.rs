@@ -185,6 +185,9 @@ fn benches() -> Vec<Bench> {
             }),
         });
     }
+    // The fixture convnet's layers.
+    v.push(conv_bench("conv 3×3 tiny", [1, 3, 32, 32], 16, 3, 1, 1));
+    v.push(conv_bench("conv 3×3 tiny", [1, 16, 16, 16], 32, 3, 1, 1));
     v.push(conv_bench("conv 1×1 mnv2", [1, 16, 112, 112], 96, 1, 1, 1));
     v.push(conv_bench(
         "conv 1×1 mnv2 late",
@@ -295,6 +298,26 @@ fn benches() -> Vec<Bench> {
             work: Work::Bytes((2 * m * 3072 * 4) as f64),
             run: Box::new(move || {
                 black_box(activation::map(&x, activation::gelu_exact));
+            }),
+        });
+    }
+    {
+        let xs = vec![1, 16, 32, 32];
+        let x = data(xs.iter().product(), 19);
+        let p = PoolParams {
+            kernel: vec![2, 2],
+            strides: Some(vec![2, 2]),
+            pad_type: PadType::Valid,
+            pad: None,
+            ceil_mode: false,
+            kind: PoolKind::Max,
+        };
+        v.push(Bench {
+            name: "max_pool 2×2 s2",
+            shape: format!("{xs:?}"),
+            work: Work::Bytes(((x.len() + x.len() / 4) * 4) as f64),
+            run: Box::new(move || {
+                black_box(pool::pool_forward(&x, &xs, &p).unwrap());
             }),
         });
     }

@@ -286,27 +286,40 @@ fn tiles(w: &Window) -> bool {
         && w.out[2] * w.k[2] <= w.inp[2]
 }
 
-/// Max pooling over the non-overlapping windows of [`tiles`]: taps folded in the order
-/// [`window::run`] folds them (rows, then columns), with the same NaN rule, so the result
-/// is the same.
+/// `max(acc, v)` as [`window::Max`] folds it (NaN propagates), branch-free.
+#[inline(always)]
+fn max_step(acc: f32, v: f32) -> f32 {
+    if v > acc || v.is_nan() { v } else { acc }
+}
+
+/// Max pooling over the non-overlapping windows of [`tiles`]: per output row, the
+/// elementwise maximum of its `kH` input rows (contiguous, vectorised), then of each run of
+/// `kW` columns. NaN propagates as in [`window::Max`].
 fn max_tiles(x: &[f32], w: &Window, out: &mut [f32]) {
     let [_, _, iw] = w.inp;
     let [_, kh, kw] = w.k;
     let [_, oh, ow] = w.out;
+    let span = ow * kw;
+    let mut m = vec![0.0f32; span];
     super::simd::vectorize(
         #[inline(always)]
         || {
             for (oy, o) in out.chunks_exact_mut(ow).enumerate().take(oh) {
-                o.fill(f32::NEG_INFINITY);
-                for b in 0..kh {
-                    let row = &x[(oy * kh + b) * iw..][..ow * kw];
-                    for e in 0..kw {
-                        for (v, c) in o.iter_mut().zip(row.chunks_exact(kw)) {
-                            let xv = c[e];
-                            if xv > *v || xv.is_nan() {
-                                *v = xv;
-                            }
-                        }
+                let r0 = oy * kh * iw;
+                m.copy_from_slice(&x[r0..r0 + span]);
+                for b in 1..kh {
+                    let row = &x[r0 + b * iw..][..span];
+                    for (a, &v) in m.iter_mut().zip(row) {
+                        *a = max_step(*a, v);
+                    }
+                }
+                if kw == 2 {
+                    for (v, c) in o.iter_mut().zip(m.chunks_exact(2)) {
+                        *v = max_step(c[0], c[1]);
+                    }
+                } else {
+                    for (v, c) in o.iter_mut().zip(m.chunks_exact(kw)) {
+                        *v = c.iter().fold(f32::NEG_INFINITY, |a, &x| max_step(a, x));
                     }
                 }
             }
@@ -435,6 +448,7 @@ mod tests {
             window::run(&x, &w, None, f32::NEG_INFINITY, window::Max, &mut want);
             let mut got = vec![0.0; n];
             max_tiles(&x, &w, &mut got);
+            // (Equal as floats: the fold order differs, so a ±0 tie may keep either sign.)
             let same = got
                 .iter()
                 .zip(&want)
