@@ -151,6 +151,43 @@ fn benches() -> Vec<Bench> {
         1,
         960,
     ));
+    // The depthwise kernel alone, into a reused output (no allocation in the timing).
+    for (c, hw, s) in [(32, 112, 1), (96, 112, 2), (144, 56, 1), (576, 14, 1)] {
+        let xs = vec![1, c, hw, hw];
+        let ws = vec![c, 1, 3, 3];
+        let params = ConvParams {
+            strides: Some(vec![s as i64; 2]),
+            dilations: None,
+            pad: Some(vec![1; 4]),
+            pad_type: PadType::Custom,
+            groups: c as i64,
+            output_shape: None,
+        };
+        let g = conv::geometry(&xs, &ws, &params, false).unwrap();
+        let x = data(xs.iter().product(), 1);
+        let w = data(ws.iter().product(), 2);
+        let b = data(c, 3);
+        let n: usize = g.out_shape().iter().product();
+        let out = std::sync::Mutex::new(vec![0.0f32; n]);
+        v.push(Bench {
+            name: "depthwise kernel only",
+            shape: format!("{xs:?} s{s}"),
+            work: Work::Bytes(((x.len() + n) * 4) as f64),
+            run: Box::new(move || {
+                let mut o = out.lock().unwrap();
+                let par = rayon::current_num_threads() > 1;
+                anekit_runtime::cpu::kernels::depthwise::forward(
+                    &x,
+                    &w,
+                    Some(&b),
+                    &g,
+                    &anekit_runtime::cpu::fuse::Epilogue::none(),
+                    &mut o,
+                    par,
+                );
+            }),
+        });
+    }
     // The previous depthwise path (a sliding window per NCHW plane), for comparison.
     for (c, hw, s) in [(32, 112, 1), (96, 112, 2), (576, 14, 1), (960, 7, 1)] {
         let o = (hw - 1) / s + 1;

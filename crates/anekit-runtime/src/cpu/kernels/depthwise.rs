@@ -60,6 +60,10 @@ pub fn forward(
     if p == 0 || c_out == 0 || g.n == 0 {
         return;
     }
+    if uses_rows(g) {
+        rows::forward(x, w, bias, g, epi, out, par);
+        return;
+    }
     let nblk = c_out.div_ceil(CB);
     // Weights as [block][tap][lane], bias as [block][lane] (zero past C_out).
     let mut wp = vec![[0.0f32; CB]; nblk * kl];
@@ -113,6 +117,137 @@ pub fn forward(
         tasks.into_par_iter().for_each(run);
     } else {
         tasks.into_iter().for_each(run);
+    }
+}
+
+/// Output rows from which [`rows`] (vectorised along W) beats the channel-blocked layout,
+/// whose transposes in and out cost about as much as the taps.
+const ROWS_MIN_WIDTH: usize = 32;
+
+/// Whether `g` runs on [`rows`]: a 1-D/2-D convolution without dilation, stride 1 along W
+/// and wide output rows (with stride 2 the phase split costs what the transposes save).
+fn uses_rows(g: &ConvGeom) -> bool {
+    g.inp[0] == 1 && g.k[0] == 1 && g.d == [1, 1, 1] && g.s[2] == 1 && g.out[2] >= ROWS_MIN_WIDTH
+}
+
+/// Depthwise convolution of wide planes, vectorised along the output rows: each input plane
+/// is copied once into the zero-padded, phase-split layout of [`super::window`] (the W
+/// stride's phases as separate rows), so that every tap of an output row is one contiguous
+/// run; each output vector is `bias + Σ w[tap]·x[tap run]` in tap order with fused
+/// multiply-adds (the same operations, in the same order, as the channel-blocked path),
+/// the last partial vector through masked loads and stores.
+mod rows {
+    use pulp::{Arch, Simd, WithSimd};
+    use rayon::prelude::*;
+
+    use super::super::conv::ConvGeom;
+    use super::super::linalg::with_scratch;
+    use super::super::window::{self, Window};
+    use crate::cpu::fuse::Epilogue;
+
+    pub(super) fn forward(
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        g: &ConvGeom,
+        epi: &Epilogue<'_>,
+        out: &mut [f32],
+        par: bool,
+    ) {
+        let win = Window {
+            inp: g.inp,
+            k: g.k,
+            s: g.s,
+            d: g.d,
+            pad: g.pad,
+            out: g.out,
+        };
+        let [_, hp, wp] = win.padded();
+        let sw = g.s[2];
+        let rl = wp.div_ceil(sw);
+        let [_, kh, kw] = g.k;
+        let kl = kh * kw;
+        let p = g.out[1] * g.out[2];
+        let in_plane = g.inp[1] * g.inp[2];
+        let cog = g.c_out / g.groups;
+        // Where each tap's run starts, relative to the output row's first padded row.
+        let offs: Vec<usize> = (0..kl)
+            .map(|t| {
+                let (b, e) = (t / kw, t % kw);
+                (b * sw + e % sw) * rl + e / sw
+            })
+            .collect();
+        let _ = hp;
+        let run = |(plane, o): (usize, &mut [f32])| {
+            let (b, oc) = (plane / g.c_out, plane % g.c_out);
+            let ic = oc / cog;
+            let xs = &x[(b * g.c_in + ic) * in_plane..][..in_plane];
+            with_scratch(win.scratch_len(), |buf| {
+                window::pad_split(xs, &win, 0.0, buf);
+                Arch::new().dispatch(Plane {
+                    buf,
+                    offs: &offs,
+                    w: &w[oc * kl..(oc + 1) * kl],
+                    bias: bias.map_or(0.0, |bv| bv[oc]),
+                    out: o,
+                    ow: g.out[2],
+                    row_step: g.s[1] * sw * rl,
+                });
+            });
+            epi.apply(o, plane * p);
+        };
+        if par {
+            out.par_chunks_mut(p).enumerate().for_each(run);
+        } else {
+            out.chunks_mut(p).enumerate().for_each(run);
+        }
+    }
+
+    struct Plane<'a> {
+        buf: &'a [f32],
+        offs: &'a [usize],
+        w: &'a [f32],
+        bias: f32,
+        out: &'a mut [f32],
+        ow: usize,
+        row_step: usize,
+    }
+
+    impl WithSimd for Plane<'_> {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, s: S) {
+            let ow = self.ow;
+            let full = ow / S::F32_LANES;
+            let bias = s.splat_f32s(self.bias);
+            let wv: Vec<S::f32s> = self.w.iter().map(|&v| s.splat_f32s(v)).collect();
+            // Each tap's run for the current row, as whole vectors and a tail.
+            let mut taps: Vec<(&[S::f32s], &[f32])> = Vec::with_capacity(self.offs.len());
+            for (oy, orow) in self.out.chunks_exact_mut(ow).enumerate() {
+                let base = oy * self.row_step;
+                taps.clear();
+                taps.extend(
+                    self.offs
+                        .iter()
+                        .map(|off| S::as_simd_f32s(&self.buf[base + off..][..ow])),
+                );
+                let (ov, otail) = S::as_mut_simd_f32s(orow);
+                for (j, o) in ov.iter_mut().enumerate().take(full) {
+                    let mut acc = bias;
+                    for ((tv, _), wt) in taps.iter().zip(&wv) {
+                        acc = s.mul_add_f32s(*wt, tv[j], acc);
+                    }
+                    *o = acc;
+                }
+                if !otail.is_empty() {
+                    let mut acc = bias;
+                    for ((_, tt), wt) in taps.iter().zip(&wv) {
+                        acc = s.mul_add_f32s(*wt, s.partial_load_f32s(tt), acc);
+                    }
+                    s.partial_store_f32s(otail, acc);
+                }
+            }
+        }
     }
 }
 
@@ -424,6 +559,11 @@ mod tests {
         check(1, 4, 1, &[3, 3], &[3, 3], &[1, 1], &[1, 1], &[4, 4, 4, 4]);
         // Tall planes split into row bands.
         check(1, 2, 1, &[40, 5], &[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1]);
+        // Wide rows (vectorised along W): stride 1 and 2, odd widths, 1-D.
+        check(1, 3, 1, &[9, 45], &[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1]);
+        check(2, 2, 2, &[8, 83], &[3, 3], &[2, 2], &[1, 1], &[1, 1, 1, 1]);
+        check(1, 2, 1, &[5, 70], &[5, 3], &[1, 3], &[1, 1], &[2, 0, 2, 1]);
+        check(1, 3, 1, &[131], &[7], &[1], &[1], &[3, 3]);
         // 1-D and 3-D.
         check(2, 11, 1, &[37], &[5], &[2], &[2], &[3, 1]);
         check(
