@@ -1,7 +1,7 @@
 //! Compiles `src/exception.m` (an `@try`/`@catch` trampoline; Rust cannot catch
 //! Objective-C exceptions by itself) when the target is an Apple platform and the build runs
 //! on a Mac, whose Xcode clang compiles Objective-C. When Apple targets are only
-//! type-checked from Linux (`../shared/tools/apple-check`: `cargo check`, nothing is
+//! type-checked from Linux (CI's `apple-check` step: `cargo check`, nothing is
 //! linked) there is no Objective-C compiler, and nothing needs one: the helper is declared
 //! in Rust and only the link step would look for it.
 

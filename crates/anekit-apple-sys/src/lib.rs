@@ -21,7 +21,7 @@
 //! selection, string parsing, the exception-to-error mapping — is a plain function tested on
 //! any OS. The rest (under `cfg(target_vendor = "apple")` / `cfg(target_os = "macos")`) is
 //! type-checked for `aarch64-apple-darwin` and `aarch64-apple-ios` by
-//! `../shared/tools/apple-check` and has **never run**: no Mac was available. docs/apple.md
+//! CI's `apple-check` step (`.ci/run`) and has **never run**: no Mac was available. docs/apple.md
 //! says, per interface, what was checked how, and which public implementation each call
 //! follows.
 //!

@@ -630,6 +630,7 @@ fn apple_checks(out: &mut Vec<Check>) {
                         compute_units: ComputeUnits::All,
                         function: None,
                         compare: false,
+                        ..Default::default()
                     },
                 )?;
                 let (plan, comparison) = crate::devices::device_comparison(

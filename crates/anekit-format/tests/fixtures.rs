@@ -217,7 +217,9 @@ fn every_fixture_matches_the_manifest() {
                         }
                         blob_refs += check_blobs(name, &asset);
                     }
-                    (Some(Type::NeuralNetwork(_)), "neuralNetwork") => {}
+                    (Some(Type::NeuralNetwork(_)), "neuralNetwork")
+                    | (Some(Type::NeuralNetworkClassifier(_)), "neuralNetworkClassifier")
+                    | (Some(Type::Pipeline(_)), "pipeline") => {}
                     (t, want) => panic!(
                         "{name}: model type {:?}, manifest says {want}",
                         t.as_ref().map(|_| "other")

@@ -273,11 +273,7 @@ impl std::fmt::Debug for CoreMlModel {
     }
 }
 
-fn rt(e: AppleError) -> RuntimeError {
-    RuntimeError::Load(e.to_string())
-}
-
-/// A failure while predicting (not loading).
+/// A failure while predicting (loading maps through `From<AppleError>`, as a load error).
 fn rt_predict(e: AppleError) -> RuntimeError {
     RuntimeError::Predict(e.to_string())
 }
