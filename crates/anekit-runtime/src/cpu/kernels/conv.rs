@@ -7,6 +7,8 @@
 //!   `out[g] = W[g] · X[g]` (faer GEMM, no copy).
 //! - **depthwise** (`groups == C_in`, one input channel per group): [`super::depthwise`],
 //!   vectorised along blocks of channels.
+//! - **small stride-1 1-D/2-D** (≤ 4M multiply-adds): [`super::conv_direct`], a direct
+//!   convolution on a padded grid with register-blocked output channels.
 //! - **everything else**: im2col by column blocks. The output positions are cut into blocks
 //!   of [`block_cols`] columns; each block's patch matrix (C_in/groups·kernel rows) is
 //!   written into a per-thread buffer small enough to stay in L2, then multiplied by the
@@ -21,10 +23,10 @@ use faer::{MatMut, MatRef};
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
-use super::depthwise;
 use super::linalg::{checked_len, contiguous, matmul_views, parallel, with_scratch};
 use super::simd;
 use super::{Args, Kernel, OpCtx, RunCtx};
+use super::{conv_direct, depthwise};
 use crate::cpu::fuse::{self, Epilogue, EwOp};
 use crate::cpu::value::Value;
 
@@ -631,6 +633,10 @@ pub fn conv_forward_fused(
                 .enumerate()
                 .for_each(|t| run(t, par));
         }
+        return out;
+    }
+    if conv_direct::applies(g) {
+        conv_direct::forward(x, w, bias, g, epi, &mut out);
         return out;
     }
     let pointwise = kl == 1 && g.s == [1, 1, 1] && g.pad == [0, 0, 0] && g.out == g.inp;
