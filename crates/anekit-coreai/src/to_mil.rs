@@ -753,8 +753,11 @@ impl<'m> Tr<'m> {
         }
         match name {
             "primitive.constant_v1" => {
-                let (_, s) = self.tensor_type(m.ir.op(op).result_types[0])?;
-                let shape = match ir::ty(m, m.ir.op(op).result_types[0])? {
+                let Some(&rt) = m.ir.op(op).result_types.first() else {
+                    return Err(self.unsupported(op, "a constant without a result"));
+                };
+                let (_, s) = self.tensor_type(rt)?;
+                let shape = match ir::ty(m, rt)? {
                     Type::Tensor { shape, .. } => shape,
                     _ => Vec::new(),
                 };
@@ -1505,7 +1508,10 @@ impl<'m> Tr<'m> {
                 let dilation = self.ints(op, &arg(4)?, "dilation")?;
                 let out_pad = self.ints(op, &arg(5)?, "output_pad")?;
                 let groups = self.int(op, &arg(6)?, "groups")?;
-                let (ot, _) = self.tensor_type(self.m.ir.op(op).result_types[0])?;
+                let Some(&rt) = self.m.ir.op(op).result_types.first() else {
+                    return Err(self.unsupported(op, "a transposed convolution without a result"));
+                };
+                let (ot, _) = self.tensor_type(rt)?;
                 let out_shape: Vec<i64> = ot
                     .fixed_shape()
                     .ok_or_else(|| self.unsupported(op, "output of unknown shape"))?

@@ -197,6 +197,15 @@ fn read_strings(s: &RawSection<'_>) -> Result<Vec<String>> {
                 format!("string #{idx} is not NUL-terminated"),
             ));
         }
+        // The writer refuses interior NUL bytes (MLIR's own reader would cut such a name at
+        // the NUL when it becomes an identifier), so the reader refuses them too.
+        if let Some(at) = text.iter().position(|&b| b == 0) {
+            return Err(MlirError::malformed(
+                Section::String,
+                s.offset + blob_start + start + at,
+                format!("string #{idx} contains a NUL byte before its end"),
+            ));
+        }
         strings[idx] = std::str::from_utf8(text)
             .map_err(|_| {
                 MlirError::malformed(
@@ -350,12 +359,15 @@ fn read_attr_types(
                 if !custom {
                     // The textual form is NUL-terminated.
                     match bytes.split_last() {
-                        Some((0, text)) => bytes = text,
+                        Some((0, text)) if !text.contains(&0) => bytes = text,
                         _ => {
                             return Err(MlirError::malformed(
                                 Section::AttrType,
                                 data.offset + offset,
-                                format!("textual {what} #{} is not NUL-terminated", out.len()),
+                                format!(
+                                    "textual {what} #{} is not NUL-terminated or holds a NUL byte",
+                                    out.len()
+                                ),
                             ));
                         }
                     }

@@ -106,6 +106,14 @@ impl Builder {
     }
 
     /// An error about the current layer.
+    /// The element count of `shape`, or an error when it exceeds
+    /// [`crate::types::MAX_ELEMENTS`] (shapes come from the untrusted model).
+    pub fn count(&self, shape: &[usize]) -> Result<usize> {
+        crate::types::bounded_element_count(shape)
+            .ok_or_else(|| self.err(format!("shape {shape:?} has too many elements")))
+    }
+
+    /// An error naming the layer being translated.
     pub fn err(&self, message: impl Into<String>) -> MilError {
         MilError::invalid(format!("layer {:?}", self.layer), message)
     }
@@ -170,7 +178,7 @@ impl Builder {
 
     /// An fp32 constant tensor.
     pub fn f32s(&mut self, hint: &str, shape: &[usize], data: Vec<f32>) -> Result<String> {
-        let n: usize = shape.iter().product();
+        let n = self.count(shape)?;
         if n != data.len() {
             return Err(self.err(format!(
                 "constant {hint}: {} values for shape {shape:?}",

@@ -71,7 +71,7 @@ fn to_rank(b: &mut Builder, x: &str, want: usize) -> Result<(String, Option<Vec<
     }
     let shape = b.shape(x)?;
     let new: Vec<usize> = if r > want {
-        let lead: usize = shape[..=r - want].iter().product();
+        let lead = b.count(&shape[..=r - want])?;
         std::iter::once(lead)
             .chain(shape[r - want + 1..].iter().copied())
             .collect()
@@ -188,13 +188,13 @@ pub(super) fn lower(
             vec![b.bin_scalar("real_div", &sum, ins.len() as f32)?]
         }
         L::Scale(p) => {
-            let n: usize = p.shape_scale.iter().map(|&d| u(d)).product();
+            let n = b.count(&p.shape_scale.iter().map(|&d| u(d)).collect::<Vec<_>>())?;
             let sc = wt(b, &p.scale, "scale", &[n], ChannelAxis::First)?;
             let shape: Vec<usize> = p.shape_scale.iter().map(|&d| u(d)).collect();
             let c = chw_const(b, "scale", sc, &shape)?;
             let mut y = b.bin("mul", &x!(), &c)?;
             if p.has_bias {
-                let n: usize = p.shape_bias.iter().map(|&d| u(d)).product();
+                let n = b.count(&p.shape_bias.iter().map(|&d| u(d)).collect::<Vec<_>>())?;
                 let bi = wt(b, &p.bias, "bias", &[n], ChannelAxis::First)?;
                 let shape: Vec<usize> = p.shape_bias.iter().map(|&d| u(d)).collect();
                 let c = chw_const(b, "bias", bi, &shape)?;
@@ -203,7 +203,7 @@ pub(super) fn lower(
             vec![y]
         }
         L::Bias(p) => {
-            let n: usize = p.shape.iter().map(|&d| u(d)).product();
+            let n = b.count(&p.shape.iter().map(|&d| u(d)).collect::<Vec<_>>())?;
             let bi = wt(b, &p.bias, "bias", &[n], ChannelAxis::First)?;
             let shape: Vec<usize> = p.shape.iter().map(|&d| u(d)).collect();
             let c = chw_const(b, "bias", bi, &shape)?;
@@ -214,7 +214,7 @@ pub(super) fn lower(
             if shape.len() != 3 {
                 return Err(b.err("loadConstant shape must have 3 dims [C, H, W]"));
             }
-            let n = shape.iter().product::<usize>();
+            let n = b.count(&shape)?;
             let d = wt(b, &p.data, "data", &[n], ChannelAxis::First)?;
             let full: Vec<usize> = if ctx.mapping == Mapping::Rank5 {
                 [1, 1].iter().chain(shape.iter()).copied().collect()
@@ -225,7 +225,7 @@ pub(super) fn lower(
         }
         L::LoadConstantNd(p) => {
             let shape: Vec<usize> = p.shape.iter().map(|&d| u(d)).collect();
-            let n = shape.iter().product::<usize>();
+            let n = b.count(&shape)?;
             let d = wt(b, &p.data, "data", &[n], ChannelAxis::First)?;
             vec![b.f32s(h, &shape, d)?]
         }
@@ -408,8 +408,8 @@ pub(super) fn lower(
                 return Err(b.err(format!("axis {} out of range for rank {r}", p.axis)));
             }
             let a = a as usize;
-            let d0: usize = shape[..a].iter().product();
-            let d1: usize = shape[a..].iter().product();
+            let d0 = b.count(&shape[..a])?;
+            let d1 = b.count(&shape[a..])?;
             vec![b.reshape(&xv, &[d0, d1])?]
         }
         L::Permute(p) => {
@@ -644,7 +644,7 @@ pub(super) fn lower(
                 .iter()
                 .map(|&d| d.max(0) as usize)
                 .collect();
-            let n: usize = ns.iter().product();
+            let n = b.count(&ns)?;
             let axes: Vec<i64> = ((r - ns.len().min(r))..r).map(|a| a as i64).collect();
             let g = wt(b, &p.gamma, "gamma", &[n], ChannelAxis::First)?;
             let be = wt(b, &p.beta, "beta", &[n], ChannelAxis::First)?;
@@ -1878,7 +1878,7 @@ fn embedding(b: &mut Builder, x: &str, p: &proto::EmbeddingLayerParams, h: &str)
         return Err(b.err("embedding input must have rank >= 3 ([.., 1, 1, 1])"));
     }
     let lead = &shape[..r - 3];
-    let n: usize = lead.iter().product();
+    let n = b.count(lead)?;
     let idx = b.cast(x, "int32")?;
     let idx = b.reshape(&idx, &[n])?;
     let mut y = b.op(
@@ -2131,7 +2131,7 @@ fn flatten(b: &mut Builder, x: &str, channel_last: bool, h: &str) -> Result<Stri
         return Err(b.err("flatten input must have rank >= 3"));
     }
     let lead = &shape[..r - 3];
-    let n: usize = shape[r - 3..].iter().product();
+    let n = b.count(&shape[r - 3..])?;
     let mut y = x.to_string();
     if channel_last {
         let mut perm: Vec<usize> = (0..r).collect();

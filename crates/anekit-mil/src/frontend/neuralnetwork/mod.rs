@@ -477,8 +477,8 @@ fn to_feature(
     let Ok(shape) = b.shape(blob) else {
         return Ok(blob.to_string());
     };
-    let count: usize = shape.iter().product();
-    if !described.is_empty() && described.iter().product::<usize>() == count {
+    let count = b.count(&shape)?;
+    if !described.is_empty() && crate::types::element_count(&described) == Some(count) {
         return b.reshape(blob, &described);
     }
     if mapping == Mapping::Rank5
@@ -525,7 +525,7 @@ fn preprocess(
             }
             Some(P::MeanImage(m)) => {
                 let s = b.shape(&y)?;
-                let n: usize = s.iter().product();
+                let n = b.count(&s)?;
                 if m.mean_image.len() != n {
                     return Err(b.err(format!(
                         "mean image of {} values for an image of {n}",
@@ -561,7 +561,7 @@ fn classify(
         c.label_probability_layer_name.clone()
     };
     let p = ctx.get(b, &probs_blob)?;
-    let n: usize = b.shape(&p)?.iter().product();
+    let n = b.count(&b.shape(&p)?)?;
     let p = b.reshape(&p, &[n])?;
     let (dtype, items): (DataType, Vec<Value>) = match &c.class_labels {
         Some(ClassLabels::StringClassLabels(s)) => (
