@@ -135,6 +135,105 @@ fn benches() -> Vec<Bench> {
         2,
         96,
     ));
+    v.push(conv_bench(
+        "depthwise 3×3 mid",
+        [1, 576, 14, 14],
+        576,
+        3,
+        1,
+        576,
+    ));
+    v.push(conv_bench(
+        "depthwise 3×3 late",
+        [1, 960, 7, 7],
+        960,
+        3,
+        1,
+        960,
+    ));
+    // The depthwise kernel alone, into a reused output (no allocation in the timing).
+    for (c, hw, s) in [(32, 112, 1), (96, 112, 2), (144, 56, 1), (576, 14, 1)] {
+        let xs = vec![1, c, hw, hw];
+        let ws = vec![c, 1, 3, 3];
+        let params = ConvParams {
+            strides: Some(vec![s as i64; 2]),
+            dilations: None,
+            pad: Some(vec![1; 4]),
+            pad_type: PadType::Custom,
+            groups: c as i64,
+            output_shape: None,
+        };
+        let g = conv::geometry(&xs, &ws, &params, false).unwrap();
+        let x = data(xs.iter().product(), 1);
+        let w = data(ws.iter().product(), 2);
+        let b = data(c, 3);
+        let n: usize = g.out_shape().iter().product();
+        let out = std::sync::Mutex::new(vec![0.0f32; n]);
+        v.push(Bench {
+            name: "depthwise kernel only",
+            shape: format!("{xs:?} s{s}"),
+            work: Work::Bytes(((x.len() + n) * 4) as f64),
+            run: Box::new(move || {
+                let mut o = out.lock().unwrap();
+                let par = rayon::current_num_threads() > 1;
+                anekit_runtime::cpu::kernels::depthwise::forward(
+                    &x,
+                    &w,
+                    Some(&b),
+                    &g,
+                    &anekit_runtime::cpu::fuse::Epilogue::none(),
+                    &mut o,
+                    par,
+                );
+            }),
+        });
+    }
+    // The previous depthwise path (a sliding window per NCHW plane), for comparison.
+    for (c, hw, s) in [(32, 112, 1), (96, 112, 2), (576, 14, 1), (960, 7, 1)] {
+        let o = (hw - 1) / s + 1;
+        let win = anekit_runtime::cpu::kernels::window::Window {
+            inp: [1, hw, hw],
+            k: [1, 3, 3],
+            s: [1, s, s],
+            d: [1, 1, 1],
+            pad: [0, 1, 1],
+            out: [1, o, o],
+        };
+        let x = data(c * hw * hw, 1);
+        let w = data(c * 9, 2);
+        v.push(Bench {
+            name: "depthwise (plane window)",
+            shape: format!("[1, {c}, {hw}, {hw}] s{s}"),
+            work: Work::Bytes(((c * hw * hw + c * o * o) * 4) as f64),
+            run: Box::new(move || {
+                use rayon::prelude::*;
+                let mut out = vec![0.0f32; c * o * o];
+                out.par_chunks_mut(o * o).enumerate().for_each(|(i, dst)| {
+                    anekit_runtime::cpu::kernels::window::run(
+                        &x[i * hw * hw..][..hw * hw],
+                        &win,
+                        Some(&w[i * 9..][..9]),
+                        0.0,
+                        anekit_runtime::cpu::kernels::window::MulAdd,
+                        dst,
+                    );
+                });
+                black_box(out);
+            }),
+        });
+    }
+    // The fixture convnet's layers.
+    v.push(conv_bench("conv 3×3 tiny", [1, 3, 32, 32], 16, 3, 1, 1));
+    v.push(conv_bench("conv 3×3 tiny", [1, 16, 16, 16], 32, 3, 1, 1));
+    v.push(conv_bench("conv 1×1 mnv2", [1, 16, 112, 112], 96, 1, 1, 1));
+    v.push(conv_bench(
+        "conv 1×1 mnv2 late",
+        [1, 960, 7, 7],
+        320,
+        1,
+        1,
+        1,
+    ));
     // Linear layers (BERT-base shapes).
     for (m, k, n) in [
         (128, 768, 3072),
@@ -236,6 +335,26 @@ fn benches() -> Vec<Bench> {
             work: Work::Bytes((2 * m * 3072 * 4) as f64),
             run: Box::new(move || {
                 black_box(activation::map(&x, activation::gelu_exact));
+            }),
+        });
+    }
+    {
+        let xs = vec![1, 16, 32, 32];
+        let x = data(xs.iter().product(), 19);
+        let p = PoolParams {
+            kernel: vec![2, 2],
+            strides: Some(vec![2, 2]),
+            pad_type: PadType::Valid,
+            pad: None,
+            ceil_mode: false,
+            kind: PoolKind::Max,
+        };
+        v.push(Bench {
+            name: "max_pool 2×2 s2",
+            shape: format!("{xs:?}"),
+            work: Work::Bytes(((x.len() + x.len() / 4) * 4) as f64),
+            run: Box::new(move || {
+                black_box(pool::pool_forward(&x, &xs, &p).unwrap());
             }),
         });
     }

@@ -4,7 +4,7 @@
 //! scripts/setup-python.sh --with-torch                 # once: .venv with torch, coremltools, onnxruntime
 //! .venv/bin/python scripts/make_bench_models.py        # once: target/bench-models/ (Core ML + ONNX)
 //! cargo bench -p anekit-runtime --bench vs_onnxruntime [-- FILTER ...] [--threads 2] [--runs N]
-//!       [--warmup N] [--seconds S] [--profile] [--profile-top N] [--json FILE]
+//!       [--warmup N] [--block K] [--seconds S] [--profile] [--profile-top N] [--json FILE]
 //! ```
 //!
 //! For each network of `target/bench-models/manifest.json` (or `$ANEKIT_BENCH_MODELS`): the
@@ -21,6 +21,12 @@
 //! Peak RSS is reported for both: anekit's process peak since the network's load (the
 //! peak is reset through Linux `/proc/self/clear_refs` before each network) and the peak of
 //! ORT's own Python process (one per network).
+//!
+//! `--block K` alternates in blocks of K predictions (A×K B×K ...) instead of one by one:
+//! ONNX Runtime's worker threads spin for a while after each of its runs (its thread pool's
+//! default `allow_spinning`), so on a machine with as many cores as threads the prediction
+//! right after one of its runs competes with those spinning threads; with blocks only the
+//! first of each K pays that (`--block 5` is what docs/runtime.md's tables use).
 //!
 //! `--runs 0` (default) times pairs until `--seconds` (default 3 s per network, both engines
 //! together) have passed, at least 15 and at most 1000 pairs; `--warmup` (default 3) pairs
@@ -50,6 +56,7 @@ struct Opts {
     threads: usize,
     runs: usize,
     warmup: usize,
+    block: usize,
     seconds: f64,
     profile: bool,
     profile_top: usize,
@@ -62,6 +69,7 @@ fn parse_args() -> Opts {
         threads: 2,
         runs: 0,
         warmup: 3,
+        block: 1,
         seconds: 3.0,
         profile: false,
         profile_top: 25,
@@ -75,6 +83,10 @@ fn parse_args() -> Opts {
             "--threads" => o.threads = val("--threads").parse().expect("--threads N"),
             "--runs" => o.runs = val("--runs").parse().expect("--runs N"),
             "--warmup" => o.warmup = val("--warmup").parse().expect("--warmup N"),
+            "--block" => {
+                o.block = val("--block").parse().expect("--block N");
+                o.block = o.block.max(1);
+            }
             "--seconds" => o.seconds = val("--seconds").parse().expect("--seconds S"),
             "--json" => o.json = Some(PathBuf::from(val("--json"))),
             "--profile" => o.profile = true,
@@ -302,11 +314,15 @@ fn bench_one(dir: &Path, net: &Json, o: &Opts, engine: &Engine) -> Result<Row, S
     let (mut a, mut b) = (Vec::new(), Vec::new());
     let t0 = Instant::now();
     loop {
-        let t = Instant::now();
-        let r = loaded.predict(&inputs).map_err(|e| e.to_string())?;
-        a.push(t.elapsed().as_secs_f64() * 1e3);
-        drop(r);
-        b.push(ort.run().as_secs_f64() * 1e3);
+        for _ in 0..o.block {
+            let t = Instant::now();
+            let r = loaded.predict(&inputs).map_err(|e| e.to_string())?;
+            a.push(t.elapsed().as_secs_f64() * 1e3);
+            drop(r);
+        }
+        for _ in 0..o.block {
+            b.push(ort.run().as_secs_f64() * 1e3);
+        }
         let n = a.len();
         let done = if o.runs > 0 {
             n >= o.runs

@@ -5,8 +5,10 @@
 //! D = H = 1). Strategies:
 //! - **1×1, stride 1, no padding**: the input plane already is the GEMM operand,
 //!   `out[g] = W[g] · X[g]` (faer GEMM, no copy).
-//! - **depthwise** (`groups == C_in`, one input channel per group): a direct loop per output
-//!   plane, one vectorised multiply-add per kernel tap and output row.
+//! - **depthwise** (`groups == C_in`, one input channel per group): [`super::depthwise`],
+//!   vectorised along blocks of channels.
+//! - **small stride-1 1-D/2-D** (≤ 4M multiply-adds): [`super::conv_direct`], a direct
+//!   convolution on a padded grid with register-blocked output channels.
 //! - **everything else**: im2col by column blocks. The output positions are cut into blocks
 //!   of [`block_cols`] columns; each block's patch matrix (C_in/groups·kernel rows) is
 //!   written into a per-thread buffer small enough to stay in L2, then multiplied by the
@@ -22,8 +24,9 @@ use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
 use super::linalg::{checked_len, contiguous, matmul_views, parallel, with_scratch};
-use super::window::{self, Window};
+use super::simd;
 use super::{Args, Kernel, OpCtx, RunCtx};
+use super::{conv_direct, depthwise};
 use crate::cpu::fuse::{self, Epilogue, EwOp};
 use crate::cpu::value::Value;
 
@@ -481,21 +484,6 @@ fn im2col(x: &Phased<'_>, c: usize, g: &ConvGeom, p0: usize, len: usize, buf: &m
     }
 }
 
-/// A direct depthwise convolution of one output plane: input plane `x` (D×H×W), the
-/// channel's kernel `w` (kD×kH×kW), output plane `out` (initialised with the bias); see
-/// [`super::window`].
-fn depthwise_plane(x: &[f32], w: &[f32], g: &ConvGeom, out: &mut [f32]) {
-    let win = Window {
-        inp: g.inp,
-        k: g.k,
-        s: g.s,
-        d: g.d,
-        pad: g.pad,
-        out: g.out,
-    };
-    window::run(x, &win, Some(w), 0.0, window::MulAdd, out);
-}
-
 /// Input channels per group from which a 1-D convolution is computed as one GEMM per
 /// kernel tap ([`conv1d_taps`]) instead of through im2col.
 const TAPS_MIN_CHANNELS: usize = 32;
@@ -610,32 +598,16 @@ pub fn conv_forward_fused(
     let par = parallel(flops);
     // Depthwise: one input channel per group.
     if cig == 1 && g.groups > 1 {
-        let run = |(plane, o): (usize, &mut [f32])| {
-            let (b, oc) = (plane / g.c_out, plane % g.c_out);
-            let ic = oc / cog;
-            o.fill(bias.map_or(0.0, |bv| bv[oc]));
-            depthwise_plane(
-                &x[(b * g.c_in + ic) * in_plane..][..in_plane],
-                &w[oc * kl..(oc + 1) * kl],
-                g,
-                o,
-            );
-            epi.apply(o, plane * p);
-        };
-        if par {
-            out.par_chunks_mut(p).enumerate().for_each(run);
-        } else {
-            out.chunks_mut(p).enumerate().for_each(run);
-        }
+        depthwise::forward(x, w, bias, g, epi, &mut out, par);
         return out;
     }
-    if let Some(bv) = bias {
-        for (i, o) in out.chunks_mut(p).enumerate() {
-            o.fill(bv[i % g.c_out]);
-        }
-    }
-    let acc = bias.is_some();
     if uses_taps(g) {
+        if let Some(bv) = bias {
+            for (i, o) in out.chunks_mut(p).enumerate() {
+                o.fill(bv[i % g.c_out]);
+            }
+        }
+        let acc = bias.is_some();
         let made;
         let wt = match taps {
             Some(t) => t,
@@ -661,6 +633,10 @@ pub fn conv_forward_fused(
                 .enumerate()
                 .for_each(|t| run(t, par));
         }
+        return out;
+    }
+    if conv_direct::applies(g) {
+        conv_direct::forward(x, w, bias, g, epi, &mut out);
         return out;
     }
     let pointwise = kl == 1 && g.s == [1, 1, 1] && g.pad == [0, 0, 0] && g.out == g.inp;
@@ -696,7 +672,7 @@ pub fn conv_forward_fused(
         if pointwise {
             let xs = &x[(b * g.c_in + grp * cig) * in_plane..][..cig * in_plane];
             let rhs = MatRef::from_row_major_slice(xs, cig, p).subcols(c0, len);
-            matmul_views(dst.as_mut(), wg, rhs, acc, par);
+            matmul_views(dst.as_mut(), wg, rhs, false, par);
         } else {
             let xs = Phased {
                 data: &phased.data[(b * g.c_in + grp * cig) * chan..][..cig * chan],
@@ -705,14 +681,20 @@ pub fn conv_forward_fused(
             with_scratch(k_rows * len, |buf| {
                 im2col(&xs, cig, g, c0, len, buf);
                 let rhs = MatRef::from_row_major_slice(buf, k_rows, len);
-                matmul_views(dst.as_mut(), wg, rhs, acc, par);
+                matmul_views(dst.as_mut(), wg, rhs, false, par);
             });
         }
-        // The fused epilogue, on this block's rows while they are in cache.
-        if !epi.is_empty() {
+        // The bias and the fused epilogue, on this block's rows while they are in cache
+        // (adding the bias here rather than filling the output with it first saves a pass
+        // over the output).
+        if bias.is_some() || !epi.is_empty() {
             for r in 0..cog {
                 if let Some(row) = dst.as_mut().row_mut(r).try_as_row_major_mut() {
-                    epi.apply(row.as_slice_mut(), (bg * cog + r) * p + c0);
+                    let row = row.as_slice_mut();
+                    if let Some(bv) = bias {
+                        simd::scale_shift(row, 1.0, bv[grp * cog + r]);
+                    }
+                    epi.apply(row, (bg * cog + r) * p + c0);
                 }
             }
         }

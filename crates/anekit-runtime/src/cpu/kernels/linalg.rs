@@ -120,6 +120,12 @@ pub fn gemm_par(
         gemv(&b[..k], a, true, m, k, out, accumulate, par);
         return;
     }
+    // Small products: faer's fixed cost (packing buffers, blocking decisions) is several
+    // times the arithmetic there.
+    if !ta && m.saturating_mul(n).saturating_mul(k) <= SMALL_GEMM {
+        small_gemm(m, n, k, a, b, tb, out, accumulate);
+        return;
+    }
     let lhs = if ta {
         MatRef::from_row_major_slice(&a[..k * m], k, m).transpose()
     } else {
@@ -132,6 +138,47 @@ pub fn gemm_par(
     };
     let dst = MatMut::from_row_major_slice_mut(out, m, n);
     matmul_views(dst, lhs, rhs, accumulate, par);
+}
+
+/// Multiply-adds up to which [`gemm_par`] uses [`small_gemm`] instead of faer.
+const SMALL_GEMM: usize = 1 << 15;
+
+/// `out (+)= a · b` for a small row-major `a` (`m × k`) and `b` (`k × n`, or `n × k` when
+/// `tb`): per output row, `k` axpys of the rows of `b`, or `n` dot products with the rows
+/// of `b`ᵀ, in one SIMD dispatch.
+#[allow(clippy::too_many_arguments)]
+fn small_gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    b: &[f32],
+    tb: bool,
+    out: &mut [f32],
+    accumulate: bool,
+) {
+    let (a, b) = (&a[..m * k], &b[..k * n]);
+    if tb {
+        for (ar, or) in a.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
+            simd::dots(ar, b, k, or, accumulate);
+        }
+        return;
+    }
+    simd::vectorize(
+        #[inline(always)]
+        || {
+            for (ar, or) in a.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
+                if !accumulate {
+                    or.fill(0.0);
+                }
+                for (&x, br) in ar.iter().zip(b.chunks_exact(n)) {
+                    for (o, &y) in or.iter_mut().zip(br) {
+                        *o += x * y;
+                    }
+                }
+            }
+        },
+    );
 }
 
 /// `dst (+)= lhs · rhs` on faer views; with `par`, split over the pool's threads.
@@ -199,11 +246,7 @@ pub fn gemv(
     let par = par && rayon::current_num_threads() > 1;
     if wt {
         let run = |j0: usize, o: &mut [f32]| {
-            for (jj, v) in o.iter_mut().enumerate() {
-                let j = j0 + jj;
-                let d = simd::dot(x, &w[j * k..(j + 1) * k]);
-                *v = if accumulate { *v + d } else { d };
-            }
+            simd::dots(x, &w[j0 * k..], k, o, accumulate);
         };
         if par {
             // ≥ 64 KiB of weights per task, a few tasks per thread.

@@ -31,6 +31,8 @@ pub mod attention;
 pub mod classify;
 pub mod control;
 pub mod conv;
+pub mod conv_direct;
+pub mod depthwise;
 pub mod elementwise;
 pub mod gather;
 pub mod image_resizing;

@@ -240,6 +240,7 @@ fn pool_plane(
         };
     }
     match kind {
+        PoolKind::Max if tiles(&w) => max_tiles(x, &w, out),
         PoolKind::Max => {
             out.fill(f32::NEG_INFINITY);
             window::run(x, &w, None, f32::NEG_INFINITY, window::Max, out);
@@ -269,6 +270,61 @@ fn pool_plane(
             }
         }
     }
+}
+
+/// Whether `w` is a 1-D/2-D window without padding whose windows tile (part of) the input
+/// (kernel = stride, every window inside the input, as in the 2×2 stride-2 max pooling of most convnets): [`max_tiles`] then reads
+/// the input rows in place, with no padded copy.
+fn tiles(w: &Window) -> bool {
+    w.inp[0] == 1
+        && w.k[0] == 1
+        && w.pad == [0, 0, 0]
+        && w.k[1] == w.s[1]
+        && w.k[2] == w.s[2]
+        // every window inside the input (not so with `ceil_mode`'s partial last window)
+        && w.out[1] * w.k[1] <= w.inp[1]
+        && w.out[2] * w.k[2] <= w.inp[2]
+}
+
+/// `max(acc, v)` as [`window::Max`] folds it (NaN propagates), branch-free.
+#[inline(always)]
+fn max_step(acc: f32, v: f32) -> f32 {
+    if v > acc || v.is_nan() { v } else { acc }
+}
+
+/// Max pooling over the non-overlapping windows of [`tiles`]: per output row, the
+/// elementwise maximum of its `kH` input rows (contiguous, vectorised), then of each run of
+/// `kW` columns. NaN propagates as in [`window::Max`].
+fn max_tiles(x: &[f32], w: &Window, out: &mut [f32]) {
+    let [_, _, iw] = w.inp;
+    let [_, kh, kw] = w.k;
+    let [_, oh, ow] = w.out;
+    let span = ow * kw;
+    let mut m = vec![0.0f32; span];
+    super::simd::vectorize(
+        #[inline(always)]
+        || {
+            for (oy, o) in out.chunks_exact_mut(ow).enumerate().take(oh) {
+                let r0 = oy * kh * iw;
+                m.copy_from_slice(&x[r0..r0 + span]);
+                for b in 1..kh {
+                    let row = &x[r0 + b * iw..][..span];
+                    for (a, &v) in m.iter_mut().zip(row) {
+                        *a = max_step(*a, v);
+                    }
+                }
+                if kw == 2 {
+                    for (v, c) in o.iter_mut().zip(m.chunks_exact(2)) {
+                        *v = max_step(c[0], c[1]);
+                    }
+                } else {
+                    for (v, c) in o.iter_mut().zip(m.chunks_exact(kw)) {
+                        *v = c.iter().fold(f32::NEG_INFINITY, |a, &x| max_step(a, x));
+                    }
+                }
+            }
+        },
+    );
 }
 
 /// Pool row-major `x` of shape `xs`; returns the output shape and data.
@@ -358,4 +414,46 @@ pub fn build(ctx: &mut OpCtx<'_>) -> Option<Result<Box<dyn Kernel>, String>> {
         _ => return None,
     };
     Some(pool_kernel(ctx, kind))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiled_max_matches_the_window_path() {
+        for (ih, iw, kh, kw) in [
+            (32, 32, 2, 2),
+            (11, 13, 2, 2),
+            (10, 9, 3, 3),
+            (1, 37, 1, 4),
+            (7, 5, 3, 1),
+        ] {
+            let mut x: Vec<f32> = (0..ih * iw)
+                .map(|i| ((i * 7919) % 101) as f32 - 50.0)
+                .collect();
+            x[3] = f32::NAN;
+            x[ih * iw - 1] = f32::NEG_INFINITY;
+            let w = Window {
+                inp: [1, ih, iw],
+                k: [1, kh, kw],
+                s: [1, kh, kw],
+                d: [1, 1, 1],
+                pad: [0, 0, 0],
+                out: [1, (ih - kh) / kh + 1, (iw - kw) / kw + 1],
+            };
+            assert!(tiles(&w));
+            let n = w.out[1] * w.out[2];
+            let mut want = vec![f32::NEG_INFINITY; n];
+            window::run(&x, &w, None, f32::NEG_INFINITY, window::Max, &mut want);
+            let mut got = vec![0.0; n];
+            max_tiles(&x, &w, &mut got);
+            // (Equal as floats: the fold order differs, so a ±0 tie may keep either sign.)
+            let same = got
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a == b || (a.is_nan() && b.is_nan()));
+            assert!(same, "{ih}x{iw} k {kh}x{kw}: {got:?} vs {want:?}");
+        }
+    }
 }

@@ -54,6 +54,47 @@ impl WithSimd for Dot<'_> {
     }
 }
 
+/// `out[j] (+)= Σ_i x[i]·w[j·k + i]` for every `j < out.len()`: one [`dot`] per row of the
+/// row-major `w`, all in one instruction-set dispatch (a matrix–vector product of small
+/// rows, as a recurrent step makes, would otherwise pay a dispatch per row). Each result is
+/// exactly [`dot`]'s.
+pub fn dots(x: &[f32], w: &[f32], k: usize, out: &mut [f32], accumulate: bool) {
+    let x = &x[..k.min(x.len())];
+    Arch::new().dispatch(Dots {
+        x,
+        w,
+        k,
+        out,
+        accumulate,
+    })
+}
+
+struct Dots<'a> {
+    x: &'a [f32],
+    w: &'a [f32],
+    k: usize,
+    out: &'a mut [f32],
+    accumulate: bool,
+}
+
+impl WithSimd for Dots<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let k = self.k;
+        for (j, o) in self.out.iter_mut().enumerate() {
+            let row = &self.w[j * k..(j + 1) * k];
+            let n = self.x.len().min(row.len());
+            let d = Dot {
+                a: &self.x[..n],
+                b: &row[..n],
+            }
+            .with_simd(s);
+            *o = if self.accumulate { *o + d } else { d };
+        }
+    }
+}
+
 /// `Σ a[i]`.
 pub fn sum(a: &[f32]) -> f32 {
     Arch::new().dispatch(Sum { a, center: None })

@@ -29,7 +29,7 @@ pub struct Window {
 
 impl Window {
     /// Padded extent each dimension must have so that every tap of every output exists.
-    fn padded(&self) -> [usize; 3] {
+    pub(crate) fn padded(&self) -> [usize; 3] {
         [0, 1, 2].map(|i| (self.out[i] - 1) * self.s[i] + (self.k[i] - 1) * self.d[i] + 1)
     }
 
@@ -41,7 +41,7 @@ impl Window {
 }
 
 /// Copy plane `x` into `buf` in the padded, phase-split layout (see the module docs).
-fn pad_split(x: &[f32], w: &Window, fill: f32, buf: &mut [f32]) {
+pub(crate) fn pad_split(x: &[f32], w: &Window, fill: f32, buf: &mut [f32]) {
     let [id, ih, iw] = w.inp;
     let [dp, hp, wp] = w.padded();
     let [pd, ph, pw] = w.pad;
