@@ -1575,7 +1575,9 @@ impl<'m> Tr<'m> {
                 }
                 let dt = self.ty_of(fb, &x).map_or(DataType::Fp32, |t| t.dtype);
                 let n = kernel.len();
-                let area: i64 = kernel.iter().product();
+                let Some(area) = kernel.iter().try_fold(1i64, |a, &d| a.checked_mul(d)) else {
+                    return Err(self.unsupported(op, "a pooling window whose area overflows"));
+                };
                 let avg = self.emit1(
                     fb,
                     "avg_pool",
@@ -2619,7 +2621,10 @@ fn norm_axis(ax: i64, rank: usize) -> Option<usize> {
 }
 
 fn resolve_reshape(count: u64, shape: &[i64]) -> Option<Vec<u64>> {
-    let known: i64 = shape.iter().filter(|&&d| d != -1).product();
+    let known = shape
+        .iter()
+        .filter(|&&d| d != -1)
+        .try_fold(1i64, |a, &d| a.checked_mul(d))?;
     let unknown = shape.iter().filter(|&&d| d == -1).count();
     let out: Vec<u64> = shape
         .iter()
@@ -2631,7 +2636,7 @@ fn resolve_reshape(count: u64, shape: &[i64]) -> Option<Vec<u64>> {
             }
         })
         .collect();
-    let total: u64 = out.iter().product();
+    let total = out.iter().try_fold(1u64, |a, &d| a.checked_mul(d))?;
     (unknown <= 1 && total == count).then_some(out)
 }
 
