@@ -308,6 +308,13 @@ fn run_neuralnetwork(
             "--op-type/--skip",
         ),
         (a.granularity.is_some(), "--granularity"),
+        (
+            a.block_size.is_some()
+                || a.group_size.is_some()
+                || a.cluster_dim.is_some()
+                || a.per_channel_scale,
+            "--block-size/--group-size/--cluster-dim/--per-channel-scale",
+        ),
     ];
     if let Some((_, what)) = unsupported.iter().find(|(on, _)| *on) {
         bail!(
@@ -318,6 +325,7 @@ fn run_neuralnetwork(
         (true, None, None) => (NnMode::Fp16, 16),
         (false, Some(q), None) => {
             let bits = match a.nbits {
+                Some(n) if u32::from(n) == q.bits() => q.bits(),
                 Some(n) if (1..=8).contains(&n) && !q.signed() => u32::from(n),
                 Some(n) if (1..=8).contains(&n) => bail!(
                     "--nbits {n}: NeuralNetwork linear quantization below 8 bits is unsigned (--quantize uint8 --nbits {n})"

@@ -149,3 +149,59 @@ fn compress_writes_a_neuralnetwork_back() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("not available for NeuralNetwork models"));
 }
+
+#[test]
+fn compress_takes_any_linear_width_for_a_neuralnetwork() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("q4.mlmodel");
+    let text = ok(&anekit(&[
+        "compress",
+        "fixtures/models/nn_mobilenetv2_fp32.mlmodel",
+        "-o",
+        out.to_str().unwrap(),
+        "--quantize",
+        "uint8",
+        "--nbits",
+        "4",
+        "--json",
+    ]));
+    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(r["nbits"], 4, "{r}");
+    // fp32 -> 4-bit codes: an eighth of the weight bytes, give or take a byte per weight
+    // for the packing of odd-sized rows.
+    let w = &r["compression"];
+    let (before, after) = (
+        w["bytes_before"].as_u64().unwrap(),
+        w["bytes_after"].as_u64().unwrap(),
+    );
+    assert!(after * 7 < before && after * 9 > before, "{r}");
+    assert_eq!(
+        anekit_mil::model::Model::open(&out).unwrap().type_name(),
+        "neuralNetwork"
+    );
+    // A width is unsigned below 8 bits, and ML Programs do not take --nbits.
+    let o = anekit(&[
+        "compress",
+        "fixtures/models/nn_convnet_fp32.mlmodel",
+        "-o",
+        out.to_str().unwrap(),
+        "--quantize",
+        "int8",
+        "--nbits",
+        "3",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unsigned"));
+    let o = anekit(&[
+        "compress",
+        "fixtures/models/mlp_fp16_ios16.mlpackage",
+        "-o",
+        dir.path().join("m.mlpackage").to_str().unwrap(),
+        "--quantize",
+        "uint8",
+        "--nbits",
+        "4",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--nbits is for NeuralNetwork"));
+}
