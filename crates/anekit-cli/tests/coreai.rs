@@ -68,50 +68,7 @@ fn fixture_path(name: &str) -> String {
     coreai_fixtures().join(p).display().to_string()
 }
 
-/// The coreai-core interpreter, or `None` (skip) when interop is not required.
-fn python() -> Option<PathBuf> {
-    match std::env::var_os("ANEKIT_COREAI_PYTHON") {
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            assert!(
-                std::env::var_os("ANEKIT_REQUIRE_INTEROP").is_none(),
-                "ANEKIT_REQUIRE_INTEROP is set but ANEKIT_COREAI_PYTHON is not (scripts/setup-python.sh --coreai)"
-            );
-            eprintln!("skipped: ANEKIT_COREAI_PYTHON is not set");
-            None
-        }
-    }
-}
-
-/// The message of coreai-core 1.0.0b3's Linux runtime when it aborts: about one run in
-/// eight of the same file and input, whatever the model (a C++ exception inside the Swift
-/// runtime). Such a run is tried again, at most [`ORACLE_TRIES`] times in all.
-const FLAKY_ABORT: &str = "C++ exception handling detected";
-const ORACLE_TRIES: usize = 4;
-
-/// `scripts/coreai_oracle.py ARGS` with coreai-core's interpreter: stdout, or stderr.
-fn oracle(py: &Path, args: &[&str]) -> Result<String, String> {
-    let mut last = String::new();
-    for _ in 0..ORACLE_TRIES {
-        let out = Command::new(py)
-            .arg(repo().join("scripts/coreai_oracle.py"))
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-        }
-        last = String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .filter(|l| !l.starts_with("ODIE"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        if !last.contains(FLAKY_ABORT) {
-            break;
-        }
-    }
-    Err(last)
-}
+use anekit_testkit::python::{coreai_oracle as oracle, coreai_python as python};
 
 /// Run `function` of `model` in coreai-core, call by call (`calls`: input name → .npy;
 /// states start at zero with the given shapes), returning each call's outputs.

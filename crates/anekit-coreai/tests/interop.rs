@@ -17,7 +17,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anekit_coreai::from_mil::{ConvertError, from_mil};
 use anekit_mil::model::Model;
@@ -26,49 +25,7 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The coreai-core interpreter, or `None` (skip) when interop is not required.
-fn python() -> Option<PathBuf> {
-    match std::env::var_os("ANEKIT_COREAI_PYTHON") {
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            assert!(
-                std::env::var_os("ANEKIT_REQUIRE_INTEROP").is_none(),
-                "ANEKIT_REQUIRE_INTEROP is set but ANEKIT_COREAI_PYTHON is not (scripts/setup-python.sh --coreai)"
-            );
-            eprintln!("skipped: ANEKIT_COREAI_PYTHON is not set");
-            None
-        }
-    }
-}
-
-/// The message of coreai-core 1.0.0b3's Linux runtime when it aborts: about one run in
-/// eight of the same file and input, whatever the model (a C++ exception inside the Swift
-/// runtime). Such a run is tried again, at most [`ORACLE_TRIES`] times in all.
-const FLAKY_ABORT: &str = "C++ exception handling detected";
-const ORACLE_TRIES: usize = 4;
-
-fn oracle(py: &Path, args: &[&str]) -> Result<String, String> {
-    let mut last = String::new();
-    for _ in 0..ORACLE_TRIES {
-        let out = Command::new(py)
-            .arg(repo().join("scripts/coreai_oracle.py"))
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-        }
-        last = String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .filter(|l| !l.starts_with("ODIE"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        if !last.contains(FLAKY_ABORT) {
-            break;
-        }
-    }
-    Err(last)
-}
+use anekit_testkit::python::{coreai_oracle as oracle, coreai_python as python};
 
 /// Fixtures that do not convert, and a word of the reason anekit must give.
 const NOT_CONVERTED: [(&str, &str); 12] = [

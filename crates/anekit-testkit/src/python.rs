@@ -141,3 +141,55 @@ impl Python {
 pub fn required() -> bool {
     std::env::var("ANEKIT_REQUIRE_INTEROP").as_deref() == Ok("1")
 }
+
+/// The coreai-core interpreter (`ANEKIT_COREAI_PYTHON`, set by `scripts/test.sh`; the venv
+/// of `scripts/setup-python.sh --coreai`), or `None` (skip) when interop is not required.
+///
+/// # Panics
+/// When it is not set and `ANEKIT_REQUIRE_INTEROP` is.
+pub fn coreai_python() -> Option<PathBuf> {
+    match std::env::var_os("ANEKIT_COREAI_PYTHON") {
+        Some(p) => Some(PathBuf::from(p)),
+        None => {
+            assert!(
+                std::env::var_os("ANEKIT_REQUIRE_INTEROP").is_none(),
+                "ANEKIT_REQUIRE_INTEROP is set but ANEKIT_COREAI_PYTHON is not (scripts/setup-python.sh --coreai)"
+            );
+            eprintln!("skipped: ANEKIT_COREAI_PYTHON is not set");
+            None
+        }
+    }
+}
+
+/// The message of coreai-core 1.0.0b3's Linux runtime when it aborts: about one run in
+/// eight of the same file and input, whatever the model (a C++ exception inside the Swift
+/// runtime). Such a run is tried again, at most [`COREAI_TRIES`] times in all.
+pub const COREAI_FLAKY_ABORT: &str = "C++ exception handling detected";
+
+/// Runs of an oracle command that aborted with [`COREAI_FLAKY_ABORT`], in all.
+pub const COREAI_TRIES: usize = 4;
+
+/// `scripts/coreai_oracle.py ARGS` with coreai-core's interpreter `py`: its stdout, or its
+/// stderr (without coreai-core's `ODIE` log lines) when it fails.
+pub fn coreai_oracle(py: &Path, args: &[&str]) -> Result<String, String> {
+    let mut last = String::new();
+    for _ in 0..COREAI_TRIES {
+        let out = Command::new(py)
+            .arg(repo::root().join("scripts/coreai_oracle.py"))
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        last = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| !l.starts_with("ODIE"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        if !last.contains(COREAI_FLAKY_ABORT) {
+            break;
+        }
+    }
+    Err(last)
+}
