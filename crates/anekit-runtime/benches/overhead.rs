@@ -2,7 +2,12 @@
 //!
 //! ```text
 //! cargo bench -p anekit-runtime --bench overhead [-- --threads 2] [--seconds S] [--no-ort]
+//! cargo bench -p anekit-runtime --bench overhead -- [--threads 2] [--seconds S] --net NAME
 //! ```
+//!
+//! `--net NAME` instead times network NAME of `target/bench-models/` (see the
+//! `vs_onnxruntime` bench) alone on anekit, with nothing else running in the process: a
+//! loop to look at with a sampling profiler (`perf record`).
 //!
 //! A chain of `DEPTH` ops `y = add(y, y)` (an op whose input is read twice is neither fused
 //! into its producer nor run in place, so every op is a step of its own with a fresh
@@ -133,6 +138,50 @@ fn ort_ms(dir: &Path, threads: usize, runs: usize) -> Result<f64, String> {
         .ok_or_else(|| "ort_bench.py gave no median_ms".into())
 }
 
+/// Time bench network `name` on anekit alone for `seconds` (for a sampling profiler).
+fn net_alone(name: &str, threads: usize, seconds: f64) {
+    let dir = std::env::var_os("ANEKIT_BENCH_MODELS")
+        .map_or_else(|| root().join("target/bench-models"), PathBuf::from);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).expect(
+            "target/bench-models/manifest.json (run scripts/make_bench_models.py first)",
+        ))
+        .expect("manifest.json");
+    let net = manifest["networks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["name"] == name)
+        .unwrap_or_else(|| panic!("no network {name} in the manifest"));
+    let ndir = dir.join(net["dir"].as_str().unwrap_or(name));
+    let model = Model::open(ndir.join(net["mlpackage"].as_str().unwrap_or("model.mlpackage")))
+        .expect("open the package");
+    let loaded = Engine::new()
+        .load(
+            Arc::new(model),
+            &LoadOptions {
+                compute_units: ComputeUnits::CpuOnly,
+                threads: Some(threads),
+                ..Default::default()
+            },
+        )
+        .expect("load");
+    let mut inputs = NamedTensors::new();
+    for (iname, spec) in net["inputs"].as_object().into_iter().flatten() {
+        let t = npy::read(ndir.join(spec["file"].as_str().unwrap_or_default())).expect("input");
+        let want = loaded
+            .inputs()
+            .iter()
+            .find(|s| &s.name == iname)
+            .map_or(t.dtype(), |s| s.dtype);
+        inputs.insert(iname.clone(), t.cast(want));
+    }
+    let ms = time(seconds, || {
+        std::hint::black_box(loaded.predict(&inputs).unwrap());
+    });
+    println!("{name}: {ms:.4} ms per prediction (median, {threads} threads, anekit alone)");
+}
+
 fn main() {
     let mut threads = 2;
     let mut seconds = 1.0;
@@ -144,6 +193,10 @@ fn main() {
             "--threads" => threads = it.next().and_then(|v| v.parse().ok()).expect("--threads N"),
             "--seconds" => seconds = it.next().and_then(|v| v.parse().ok()).expect("--seconds S"),
             "--no-ort" => with_ort = false,
+            "--net" => {
+                let name = it.next().expect("--net NAME");
+                return net_alone(&name, threads, seconds);
+            }
             s => panic!("unknown argument {s}"),
         }
     }
