@@ -7,7 +7,8 @@
 //!
 //! `--net NAME` instead times network NAME of `target/bench-models/` (see the
 //! `vs_onnxruntime` bench) alone on anekit, with nothing else running in the process: a
-//! loop to look at with a sampling profiler (`perf record`).
+//! loop to look at with a sampling profiler (`perf record`); with `ANEKIT_BENCH_PROFILE=1`
+//! it then prints the per-op profile of 200 predictions.
 //!
 //! A chain of `DEPTH` ops `y = add(y, y)` (an op whose input is read twice is neither fused
 //! into its producer nor run in place, so every op is a step of its own with a fresh
@@ -142,11 +143,11 @@ fn ort_ms(dir: &Path, threads: usize, runs: usize) -> Result<f64, String> {
 fn net_alone(name: &str, threads: usize, seconds: f64) {
     let dir = std::env::var_os("ANEKIT_BENCH_MODELS")
         .map_or_else(|| root().join("target/bench-models"), PathBuf::from);
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).expect(
-            "target/bench-models/manifest.json (run scripts/make_bench_models.py first)",
-        ))
-        .expect("manifest.json");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("manifest.json"))
+            .expect("target/bench-models/manifest.json (run scripts/make_bench_models.py first)"),
+    )
+    .expect("manifest.json");
     let net = manifest["networks"]
         .as_array()
         .into_iter()
@@ -180,12 +181,26 @@ fn net_alone(name: &str, threads: usize, seconds: f64) {
         std::hint::black_box(loaded.predict(&inputs).unwrap());
     });
     println!("{name}: {ms:.4} ms per prediction (median, {threads} threads, anekit alone)");
+    if std::env::var_os("ANEKIT_BENCH_PROFILE").is_some() {
+        anekit_runtime::cpu::exec::profile::collect(true);
+        let n = 200;
+        for _ in 0..n {
+            loaded.predict(&inputs).unwrap();
+        }
+        anekit_runtime::cpu::exec::profile::collect(false);
+        let rows = anekit_runtime::cpu::exec::profile::take();
+        println!(
+            "{}",
+            anekit_runtime::cpu::exec::profile::render(&rows, n, 12)
+        );
+    }
 }
 
 fn main() {
     let mut threads = 2;
     let mut seconds = 1.0;
     let mut with_ort = true;
+    let mut net = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -193,18 +208,16 @@ fn main() {
             "--threads" => threads = it.next().and_then(|v| v.parse().ok()).expect("--threads N"),
             "--seconds" => seconds = it.next().and_then(|v| v.parse().ok()).expect("--seconds S"),
             "--no-ort" => with_ort = false,
-            "--net" => {
-                let name = it.next().expect("--net NAME");
-                return net_alone(&name, threads, seconds);
-            }
+            "--net" => net = Some(it.next().expect("--net NAME")),
             s => panic!("unknown argument {s}"),
         }
     }
+    if let Some(name) = net {
+        return net_alone(&name, threads, seconds);
+    }
     let tmp = tempfile::tempdir().expect("temporary directory");
     let engine = Engine::new();
-    println!(
-        "per-op and per-prediction fixed costs, {threads} threads each, chain of add(y, y)"
-    );
+    println!("per-op and per-prediction fixed costs, {threads} threads each, chain of add(y, y)");
     println!(
         "{:<16} {:>14} {:>14} {:>14} {:>14}",
         "shape", "anekit µs/op", "ORT µs/op", "anekit µs/pred", "ORT µs/pred"
@@ -217,7 +230,9 @@ fn main() {
             .join(",");
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for depth in DEPTHS {
-            let dir = tmp.path().join(format!("{}_{depth}", text.replace(',', "x")));
+            let dir = tmp
+                .path()
+                .join(format!("{}_{depth}", text.replace(',', "x")));
             let st = Command::new(python())
                 .arg(root().join("crates/anekit-runtime/benches/overhead_onnx.py"))
                 .arg(&dir)

@@ -576,14 +576,14 @@ pub fn conv_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeom) ->
 }
 
 /// [`conv_forward`] with fused elementwise ops applied to each output block right after it
-/// is computed, and, for 1-D convolutions computed tap by tap ([`uses_taps`]), the weight
-/// already in [`taps_layout`] (made here when `None`).
+/// is computed, and the weight already in the layout of the path `g` takes when that path
+/// has one ([`Packing::of`]`(g)`; made here when `None`).
 pub fn conv_forward_fused(
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
     g: &ConvGeom,
-    taps: Option<&[f32]>,
+    packed: Option<&[f32]>,
     epi: &Epilogue<'_>,
 ) -> Vec<f32> {
     let (p, kl) = (g.out_len(), g.k_len());
@@ -609,7 +609,7 @@ pub fn conv_forward_fused(
         }
         let acc = bias.is_some();
         let made;
-        let wt = match taps {
+        let wt = match packed {
             Some(t) => t,
             None => {
                 made = taps_layout(w, g.c_out, cig, kl);
@@ -636,7 +636,7 @@ pub fn conv_forward_fused(
         return out;
     }
     if conv_direct::applies(g) {
-        conv_direct::forward(x, w, bias, g, epi, &mut out);
+        conv_direct::forward(x, w, packed, bias, g, epi, &mut out);
         return out;
     }
     let pointwise = kl == 1 && g.s == [1, 1, 1] && g.pad == [0, 0, 0] && g.out == g.inp;
@@ -726,6 +726,39 @@ pub fn conv_forward_fused(
         }
     }
     out
+}
+
+/// A path of [`conv_forward_fused`] that computes with the weight in a layout of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packing {
+    /// The 1-D tap-by-tap path: [`taps_layout`].
+    Taps,
+    /// The direct path: [`conv_direct::pack`].
+    Direct,
+}
+
+impl Packing {
+    /// The packing of the path a convolution of geometry `g` takes, if it has one.
+    pub fn of(g: &ConvGeom) -> Option<Packing> {
+        if g.c_in / g.groups == 1 && g.groups > 1 {
+            None
+        } else if uses_taps(g) {
+            Some(Packing::Taps)
+        } else if conv_direct::applies(g) {
+            Some(Packing::Direct)
+        } else {
+            None
+        }
+    }
+
+    /// The weight `w` (`[C_out, C_in/groups, *k]`) of `g` packed for this path (a constant
+    /// weight is packed once; [`conv_forward_fused`] packs it on every call otherwise).
+    pub fn pack(self, w: &[f32], g: &ConvGeom) -> Vec<f32> {
+        match self {
+            Packing::Taps => taps_layout(w, g.c_out, g.c_in / g.groups, g.k_len()),
+            Packing::Direct => conv_direct::pack(w, g),
+        }
+    }
 }
 
 /// `conv_transpose` on row-major data: `x` [N, C_in, *in], `w` [C_in, C_out/groups, *k],
@@ -849,9 +882,10 @@ fn read_params(ctx: &OpCtx<'_>, transpose: bool) -> Result<ConvParams, String> {
 struct ConvKernel {
     params: ConvParams,
     transpose: bool,
-    /// The weight is a load-time constant: its tap layout is made once, on first use.
+    /// The weight is a load-time constant: its packed layouts ([`Packing`], by path) are
+    /// made once, on first use.
     const_weight: bool,
-    taps: std::sync::OnceLock<Vec<f32>>,
+    packed: [std::sync::OnceLock<Vec<f32>>; 2],
 }
 
 impl Kernel for ConvKernel {
@@ -898,17 +932,21 @@ impl ConvKernel {
         let out = if transpose {
             conv_transpose_forward(&xd, &wd, bias.as_deref(), &g)
         } else {
-            let taps = (self.const_weight && uses_taps(&g)).then(|| {
-                self.taps
-                    .get_or_init(|| taps_layout(&wd, g.c_out, g.c_in / g.groups, g.k_len()))
-                    .as_slice()
-            });
+            // (the path, hence the layout, may change with a flexible input's shape)
+            let packed = match Packing::of(&g) {
+                Some(k) if self.const_weight => Some(
+                    self.packed[k as usize]
+                        .get_or_init(|| k.pack(&wd, &g))
+                        .as_slice(),
+                ),
+                _ => None,
+            };
             conv_forward_fused(
                 &xd,
                 &wd,
                 bias.as_deref(),
                 &g,
-                taps,
+                packed,
                 epi.as_ref().unwrap_or(&Epilogue::none()),
             )
         };
@@ -925,7 +963,7 @@ fn conv_kernel(ctx: &OpCtx<'_>, transpose: bool) -> Result<Box<dyn Kernel>, Stri
         params: read_params(ctx, transpose)?,
         transpose,
         const_weight: ctx.constant("weight").is_some(),
-        taps: std::sync::OnceLock::new(),
+        packed: Default::default(),
     }))
 }
 

@@ -14,13 +14,19 @@
 //! into the NCHW output and the fused epilogue runs on them.
 
 use pulp::{Arch, Simd, WithSimd};
+use rayon::prelude::*;
 
 use super::conv::ConvGeom;
-use super::linalg::with_scratch;
+use super::linalg::{parallel, with_scratch};
 use crate::cpu::fuse::Epilogue;
 
 /// Output channels per register block.
 const MR: usize = 8;
+
+/// Padded-grid outputs are computed in runs of this many (a multiple of every
+/// `lanes × vectors` step of [`Block`]: 16 × 3, 8 × 1, 4 × 3), so that every load and store
+/// of the micro-kernel is a whole vector.
+const RUN: usize = 48;
 
 /// Largest multiply-add count computed here (larger convolutions amortise im2col + GEMM).
 const MAX_MACS: usize = 1 << 22;
@@ -37,11 +43,36 @@ pub fn applies(g: &ConvGeom) -> bool {
         && g.n * g.c_out * p * cig * kl <= MAX_MACS
 }
 
-/// `out` (`[N, C_out, *out]`) = the convolution of `x` with `w` (`[C_out, C_in/groups, *k]`)
-/// plus `bias`, then `epi`; `g` must satisfy [`applies`].
+/// The weights `w` (`[C_out, C_in/groups, *k]`) in the micro-kernel's order:
+/// `[group][block of MR output channels][ci][tap][MR]`, zero rows past a group's channels.
+/// Depends only on the weight's shape and the groups, so a constant weight is packed once.
+pub fn pack(w: &[f32], g: &ConvGeom) -> Vec<f32> {
+    let cig = g.c_in / g.groups;
+    let cog = g.c_out / g.groups;
+    let kl: usize = g.k.iter().product();
+    let nblk = cog.div_ceil(MR);
+    let mut wpk = vec![0.0f32; g.groups * nblk * cig * kl * MR];
+    for co in 0..g.c_out {
+        let (grp, c) = (co / cog, co % cog);
+        let (blk, r) = (c / MR, c % MR);
+        for ci in 0..cig {
+            for t in 0..kl {
+                wpk[((((grp * nblk + blk) * cig + ci) * kl + t) * MR) + r] =
+                    w[(co * cig + ci) * kl + t];
+            }
+        }
+    }
+    wpk
+}
+
+/// `out` (`[N, C_out, *out]`) = the convolution of `x` with `w` (`[C_out, C_in/groups, *k]`,
+/// or already [`pack`]ed in `packed`) plus `bias`, then `epi`; `g` must satisfy
+/// [`applies`]. Split over the pool's threads by (block of output channels, band of output
+/// rows) when the work is large enough.
 pub fn forward(
     x: &[f32],
     w: &[f32],
+    packed: Option<&[f32]>,
     bias: Option<&[f32]>,
     g: &ConvGeom,
     epi: &Epilogue<'_>,
@@ -56,38 +87,49 @@ pub fn forward(
     let cog = g.c_out / g.groups;
     let kl = kh * kw;
     let p = oh * ow;
+    if p == 0 || cog == 0 {
+        return;
+    }
     let wp = ow + (kw - 1) * dw;
     let hp = oh + (kh - 1) * dh;
-    // Outputs on the padded grid, rounded up to whole vectors (of at most 16 lanes).
-    let q = (oh * wp).next_multiple_of(16);
+    let nblk = cog.div_ceil(MR);
+    // Bands of output rows: enough (block, band) tasks for the threads when parallel.
+    let threads = rayon::current_num_threads();
+    let par = parallel(g.n * g.c_out * p * cig * kl);
+    let bands = if par {
+        (2 * threads).div_ceil(nblk).clamp(1, oh)
+    } else {
+        1
+    };
+    let band_rows = oh.div_ceil(bands);
+    let bands = oh.div_ceil(band_rows);
+    // Padded-grid outputs of one band (whole runs), and of the whole plane.
+    let bq = (band_rows * wp).next_multiple_of(RUN);
+    let q = (bands - 1) * band_rows * wp + bq;
     let max_off = (kh - 1) * dh * wp + (kw - 1) * dw;
     let plane = (q + max_off).max(hp * wp);
     let offs: Vec<usize> = (0..kl)
         .map(|t| (t / kw) * dh * wp + (t % kw) * dw)
         .collect();
-    let nblk = cog.div_ceil(MR);
-    // Weights as [group][block][ci][tap][MR] (zero rows past the group's channels).
-    let mut wpk = vec![0.0f32; g.groups * nblk * cig * kl * MR];
-    for co in 0..g.c_out {
-        let (grp, c) = (co / cog, co % cog);
-        let (blk, r) = (c / MR, c % MR);
-        for ci in 0..cig {
-            for t in 0..kl {
-                wpk[((((grp * nblk + blk) * cig + ci) * kl + t) * MR) + r] =
-                    w[(co * cig + ci) * kl + t];
-            }
+    let made;
+    let wpk = match packed {
+        Some(p) => p,
+        None => {
+            made = pack(w, g);
+            &made
         }
-    }
-    with_scratch(cig * plane + MR * q, |buf| {
-        let (xpad, tmp) = buf.split_at_mut(cig * plane);
+    };
+    let tasks = nblk * bands;
+    with_scratch(cig * plane + tasks * MR * bq, |buf| {
+        let (xpad, tmps) = buf.split_at_mut(cig * plane);
         for b in 0..g.n {
             for grp in 0..g.groups {
                 // The padded input of this group.
                 xpad.fill(0.0);
+                let n = iw.min(wp.saturating_sub(pw));
                 for ci in 0..cig {
                     let src = &x[((b * g.c_in + grp * cig + ci) * ih) * iw..][..ih * iw];
                     let dst = &mut xpad[ci * plane..(ci + 1) * plane];
-                    let n = iw.min(wp.saturating_sub(pw));
                     if n == 0 {
                         continue;
                     }
@@ -99,39 +141,57 @@ pub fn forward(
                         dst[yp * wp + pw..][..n].copy_from_slice(&src[y * iw..][..n]);
                     }
                 }
-                for blk in 0..nblk {
-                    let rows = MR.min(cog - blk * MR);
+                let xpad = &*xpad;
+                let base = (b * g.c_out + grp * cog) * p;
+                // Each task's output rows: per channel of its block, the band's rows.
+                let mut parts: Vec<Vec<&mut [f32]>> = (0..tasks).map(|_| Vec::new()).collect();
+                for (c, chan) in out[base..base + cog * p].chunks_mut(p).enumerate() {
+                    for (band, rows) in chan.chunks_mut(band_rows * ow).enumerate() {
+                        if let Some(v) = parts.get_mut((c / MR) * bands + band) {
+                            v.push(rows);
+                        }
+                    }
+                }
+                let task = |(t, (rows, tmp)): (usize, (Vec<&mut [f32]>, &mut [f32]))| {
+                    let (blk, band) = (t / bands, t % bands);
                     let mut init = [0.0f32; MR];
-                    for (r, v) in init.iter_mut().enumerate().take(rows) {
+                    for (r, v) in init.iter_mut().enumerate().take(rows.len()) {
                         *v = bias.map_or(0.0, |bv| bv[grp * cog + blk * MR + r]);
                     }
-                    let wb = &wpk[(grp * nblk + blk) * cig * kl * MR..][..cig * kl * MR];
+                    let q0 = band * band_rows * wp;
                     Arch::new().dispatch(Block {
-                        xpad,
+                        xpad: &xpad[q0..],
                         plane,
                         cig,
                         offs: &offs,
-                        w: wb,
+                        w: &wpk[(grp * nblk + blk) * cig * kl * MR..][..cig * kl * MR],
                         init,
                         tmp,
-                        q,
+                        q: bq,
                     });
-                    for r in 0..rows {
-                        let co = grp * cog + blk * MR + r;
-                        let o = &mut out[(b * g.c_out + co) * p..][..p];
-                        let t = &tmp[r * q..(r + 1) * q];
+                    for (r, o) in rows.into_iter().enumerate() {
+                        let t = &tmp[r * bq..(r + 1) * bq];
                         for (oy, orow) in o.chunks_exact_mut(ow).enumerate() {
                             orow.copy_from_slice(&t[oy * wp..oy * wp + ow]);
                         }
-                        epi.apply(o, (b * g.c_out + co) * p);
+                        epi.apply(o, base + (blk * MR + r) * p + band * band_rows * ow);
                     }
+                };
+                let work = parts.into_iter().zip(tmps.chunks_mut(MR * bq)).enumerate();
+                if par {
+                    work.collect::<Vec<_>>().into_par_iter().for_each(task);
+                } else {
+                    work.for_each(task);
                 }
             }
         }
     });
 }
 
+/// One task of the micro-kernel: `tmp[r][i]` (rows of `q` padded-grid outputs) = `init[r]`
+/// + the taps of output channel `r` of the block at grid position `i`.
 struct Block<'a> {
+    /// The padded input planes, starting at the task's first grid position.
     xpad: &'a [f32],
     plane: usize,
     cig: usize,
@@ -142,31 +202,55 @@ struct Block<'a> {
     q: usize,
 }
 
-impl WithSimd for Block<'_> {
-    type Output = ();
+impl Block<'_> {
+    /// `NV` vectors of consecutive outputs × [`MR`] channels held in registers.
     #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) {
+    fn run<S: Simd, const NV: usize>(self, s: S) {
         let lanes = S::F32_LANES;
+        let step = lanes * NV;
         let kl = self.offs.len();
         let init: [S::f32s; MR] = std::array::from_fn(|r| s.splat_f32s(self.init[r]));
         let mut i = 0;
-        while i < self.q {
-            let n = lanes.min(self.q - i);
-            let mut acc = init;
+        while i + step <= self.q {
+            let mut acc = [[s.splat_f32s(0.0); NV]; MR];
+            for r in 0..MR {
+                acc[r] = [init[r]; NV];
+            }
             for ci in 0..self.cig {
-                let xc = &self.xpad[ci * self.plane..(ci + 1) * self.plane];
+                let xc = &self.xpad[ci * self.plane + i..];
                 let wc = &self.w[ci * kl * MR..(ci + 1) * kl * MR];
-                for (off, wt) in self.offs.iter().zip(wc.chunks_exact(MR)) {
-                    let xv = s.partial_load_f32s(&xc[i + off..][..n]);
+                for (&off, wt) in self.offs.iter().zip(wc.chunks_exact(MR)) {
+                    let (xv, _) = S::as_simd_f32s(&xc[off..off + step]);
+                    let xv: [S::f32s; NV] = std::array::from_fn(|v| xv[v]);
                     for r in 0..MR {
-                        acc[r] = s.mul_add_f32s(s.splat_f32s(wt[r]), xv, acc[r]);
+                        let wv = s.splat_f32s(wt[r]);
+                        for v in 0..NV {
+                            acc[r][v] = s.mul_add_f32s(wv, xv[v], acc[r][v]);
+                        }
                     }
                 }
             }
             for (r, a) in acc.iter().enumerate() {
-                s.partial_store_f32s(&mut self.tmp[r * self.q + i..][..n], *a);
+                let (dst, _) = S::as_mut_simd_f32s(&mut self.tmp[r * self.q + i..][..step]);
+                for v in 0..NV {
+                    dst[v] = a[v];
+                }
             }
-            i += lanes;
+            i += step;
+        }
+    }
+}
+
+impl WithSimd for Block<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        // 8 × 3 accumulators + 3 inputs + 1 weight fit AVX-512's and NEON's 32 registers;
+        // AVX2 has 16.
+        if S::F32_LANES == 16 || (cfg!(target_arch = "aarch64") && S::F32_LANES == 4) {
+            self.run::<S, 3>(s);
+        } else {
+            self.run::<S, 1>(s);
         }
     }
 }
@@ -248,6 +332,9 @@ mod tests {
             (1, 6, 9, 3, &[7, 7], &[5, 5], &[1, 1], &[2, 2, 2, 2]),
             (1, 4, 3, 1, &[5, 6], &[2, 2], &[1, 1], &[0, 0, 0, 0]),
             (1, 7, 13, 1, &[29], &[5], &[2], &[3, 1]),
+            // large enough to be split over threads: blocks × bands of rows
+            (1, 10, 21, 1, &[23, 19], &[3, 3], &[1, 1], &[1, 0, 2, 1]),
+            (2, 8, 12, 2, &[31, 7], &[3, 2], &[1, 2], &[1, 1, 0, 1]),
         ];
         for &(n, c_in, c_out, groups, sp, k, d, pad) in cases {
             let mut xs = vec![n, c_in];
@@ -268,13 +355,23 @@ mod tests {
             let w = data(ws.iter().product(), 2);
             let bias = data(c_out, 3);
             let want = naive(&x, &w, &bias, &g);
-            let got = conv_forward(&x, &w, Some(&bias), &g);
-            assert_eq!(got.len(), want.len());
-            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (f64::from(*a) - b).abs() <= 1e-5 * (1.0 + b.abs()),
-                    "{xs:?} {ws:?} at {i}: {a} vs {b}"
-                );
+            // 1, 2 and 7 threads: the task split must not change the result
+            let mut first = None;
+            for threads in [1, 2, 7] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let got = pool.install(|| conv_forward(&x, &w, Some(&bias), &g));
+                assert_eq!(got.len(), want.len());
+                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (f64::from(*a) - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                        "{xs:?} {ws:?} {threads} threads, at {i}: {a} vs {b}"
+                    );
+                }
+                let first = first.get_or_insert(got.clone());
+                assert_eq!(*first, got, "{xs:?} {ws:?}: {threads} threads");
             }
         }
     }
