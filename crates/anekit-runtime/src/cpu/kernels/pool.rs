@@ -300,6 +300,23 @@ fn max_tiles(x: &[f32], w: &Window, out: &mut [f32]) {
     let [_, kh, kw] = w.k;
     let [_, oh, ow] = w.out;
     let span = ow * kw;
+    if kh == 2 && kw == 2 {
+        // The 2×2 case in one pass over the two input rows: the same maxima in the same
+        // order as below (rows first, then the pair), without the row buffer.
+        return super::simd::vectorize(
+            #[inline(always)]
+            || {
+                for (oy, o) in out.chunks_exact_mut(ow).enumerate().take(oh) {
+                    let r0 = &x[2 * oy * iw..][..span];
+                    let r1 = &x[(2 * oy + 1) * iw..][..span];
+                    for ((v, a), b) in o.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2))
+                    {
+                        *v = max_step(max_step(a[0], b[0]), max_step(a[1], b[1]));
+                    }
+                }
+            },
+        );
+    }
     let mut m = vec![0.0f32; span];
     super::simd::vectorize(
         #[inline(always)]
