@@ -232,9 +232,7 @@ impl Block<'_> {
             }
             for (r, a) in acc.iter().enumerate() {
                 let (dst, _) = S::as_mut_simd_f32s(&mut self.tmp[r * self.q + i..][..step]);
-                for v in 0..NV {
-                    dst[v] = a[v];
-                }
+                dst[..NV].copy_from_slice(a);
             }
             i += step;
         }
