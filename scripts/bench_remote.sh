@@ -13,7 +13,8 @@
 #   vs_onnxruntime at all cores, pinned to 2 cores with 2 threads, pinned to 1 core with 1
 #   thread (taskset: the engines' worker threads and ONNX Runtime's Python process inherit
 #   the affinity), `--block 5` as in docs/runtime.md;
-#   compress_cli (BERT-base fp16, kmeans 4-bit grouped 16) at all cores;
+#   compress_cli (BERT-base fp16, kmeans 4-bit grouped 16) pinned to 2 cores, as the
+#   development machine of the earlier measurements;
 # and writes the tables and JSON to OUT. Networks that need PyPI downloads (the CREPE pair)
 # are not built there. BENCH_ONLY="convnet mlp ..." limits the networks; BENCH_SKIP="1t"
 # (any of: build all 2t 1t compress) leaves runs out; BENCH_ARGS adds arguments to every
@@ -60,26 +61,25 @@ run)
   nets=${BENCH_ONLY:-"convnet mlp mlp_big transformer_encoder decoder_sdpa lstm two_io conv1d multihead_classify tiny resnet50 bert_base mobilenet_v2 vit_b16 decoder_sdpa_512"}
   skip=${BENCH_SKIP:-}
   want() { [[ " $skip " != *" $1 "* ]]; }
-  build=($nets)
-  want compress && build+=(bert_base_fp16)
+  build=($nets bert_base_fp16)
   t0=$(date +%s)
   if want build; then
-  pids=()
-  for n in "${build[@]}"; do
-    "$py" scripts/make_bench_models.py --only "$n" >"$out/make_$n.log" 2>&1 &
-    pids+=($!)
-  done
-  for p in "${pids[@]}"; do wait "$p" || echo "bench_remote: a network failed to build (see $out/make_*.log)" >&2; done
-  # One more pass writes the manifest of everything built.
-  "$py" scripts/make_bench_models.py --only tiny >>"$out/make_tiny.log" 2>&1
-  echo "networks built in $(($(date +%s) - t0)) s"
+    pids=()
+    for n in "${build[@]}"; do
+      "$py" scripts/make_bench_models.py --only "$n" >"$out/make_$n.log" 2>&1 &
+      pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p" || echo "bench_remote: a network failed to build (see $out/make_*.log)" >&2; done
+    # One more pass writes the manifest of everything built.
+    "$py" scripts/make_bench_models.py --only tiny >>"$out/make_tiny.log" 2>&1
+    echo "networks built in $(($(date +%s) - t0)) s"
   fi
   extra=(${BENCH_ARGS:-})
   bench() { "$dir/bin/vs_onnxruntime" $nets --block 5 "${extra[@]}" "$@"; }
   if want all; then bench --threads "$cores" --json "$out/vs_ort_${cores}t.json" | tee "$out/vs_ort_${cores}t.txt"; fi
   if want 2t; then taskset -c 0,1 "$dir/bin/vs_onnxruntime" $nets --block 5 "${extra[@]}" --threads 2 --json "$out/vs_ort_2t.json" | tee "$out/vs_ort_2t.txt"; fi
   if want 1t; then taskset -c 0 "$dir/bin/vs_onnxruntime" $nets --block 5 "${extra[@]}" --threads 1 --json "$out/vs_ort_1t.json" | tee "$out/vs_ort_1t.txt"; fi
-  if want compress; then ANEKIT_BIN=$dir/bin/anekit "$dir/bin/compress_cli" --runs "${COMPRESS_RUNS:-3}" | tee "$out/compress_cli.txt"; fi
+  if want compress; then ANEKIT_BIN=$dir/bin/anekit taskset -c 0,1 "$dir/bin/compress_cli" --runs "${COMPRESS_RUNS:-3}" | tee "$out/compress_cli.txt"; fi
   ;;
 *)
   sed -n '2,20p' "$0"
