@@ -4,8 +4,9 @@
     .venv/bin/python crates/anekit-runtime/benches/overhead_onnx.py OUT_DIR --shape 1,64 --depth 201
 
 writes OUT_DIR/chain.onnx (opset 17): `y = Add(y, y)` DEPTH times from the input `x` of
-SHAPE (fp32), and OUT_DIR/x.npy, the input that benches/overhead.rs feeds both engines. `scripts/ort_bench.py OUT_DIR/chain.onnx --input x=OUT_DIR/x.npy`
-then times it with the same session options as the ONNX Runtime comparison.
+SHAPE (fp32), and OUT_DIR/x.npy, the input that benches/overhead.rs feeds both engines.
+`scripts/ort_bench.py OUT_DIR/chain.onnx --input x=OUT_DIR/x.npy` then times it with the
+same session options as the ONNX Runtime comparison.
 """
 
 import argparse
