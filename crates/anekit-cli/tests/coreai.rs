@@ -765,6 +765,63 @@ fn convert_names_every_op_that_cannot_be_converted() {
     assert!(String::from_utf8_lossy(&o.stderr).contains(".mlpackage"));
 }
 
+#[test]
+fn convert_to_core_ml_names_every_op_that_does_not_translate() {
+    // fixtures/coreai/untranslatable.json: the ops coreai-core's authoring API put in the
+    // module (with source locations) that have no MIL form, in two of its three graphs.
+    let spec: Json = serde_json::from_str(
+        &std::fs::read_to_string(coreai_fixtures().join("untranslatable.json")).unwrap(),
+    )
+    .unwrap();
+    let model = coreai_fixtures().join(spec["path"].as_str().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("u.mlpackage");
+    let o = anekit(&[
+        "convert",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("4 op(s) in 2 function(s) have no MIL form"),
+        "{err}"
+    );
+    let want = spec["untranslated"].as_array().unwrap();
+    for u in want {
+        let line = format!(
+            "{}: {} at {}: ",
+            u["graph"].as_str().unwrap(),
+            u["op"].as_str().unwrap(),
+            u["location"].as_str().unwrap()
+        );
+        assert!(err.contains(&line), "{line:?} not in {err}");
+    }
+    assert!(!out.exists());
+    // --json: the same list, one entry per op.
+    let o = anekit(&[
+        "convert",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(!o.status.success());
+    let r: Json = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["converted"], false);
+    assert_eq!(r["direction"], "Core AI -> Core ML");
+    let list = r["unsupported"].as_array().unwrap();
+    assert_eq!(list.len(), want.len(), "{r}");
+    for (got, want) in list.iter().zip(want) {
+        assert_eq!(got["function"], want["graph"], "{r}");
+        assert_eq!(got["type"], want["op"], "{r}");
+        assert_eq!(got["location"], want["location"], "{r}");
+        assert!(!got["reason"].as_str().unwrap().is_empty());
+    }
+    assert!(!out.exists());
+}
+
 /// A copy of the convnet fixture in a temporary folder.
 fn copy_fixture(dir: &Path) -> PathBuf {
     let src = PathBuf::from(fixture_path("convnet"));

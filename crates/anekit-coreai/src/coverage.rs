@@ -169,6 +169,12 @@ pub const ROWS: &[Row] = &[
         "bool operands only",
         false,
     ),
+    mil(
+        "primitive.bitwise_xor_v1",
+        "logical_xor",
+        "bool operands only",
+        false,
+    ),
     mil("primitive.not_v1", "logical_not", "", true),
     mil("primitive.where_v1", "select", "", true),
     mil("primitive.abs_v1", "abs", "", true),
@@ -342,6 +348,12 @@ pub const ROWS: &[Row] = &[
     mil(
         "broadcasting_bitwise_or_v1",
         "logical_or",
+        "bool operands only",
+        false,
+    ),
+    mil(
+        "broadcasting_bitwise_xor_v1",
+        "logical_xor",
         "bool operands only",
         false,
     ),

@@ -568,6 +568,15 @@ impl Writer {
     }
 }
 
+/// The `scatter_mode_v1` case of a MIL scatter mode.
+fn scatter_mode(m: &str) -> R<u64> {
+    ["update", "add", "sub", "mul", "div", "max", "min"]
+        .iter()
+        .position(|&c| c == m)
+        .map(|i| i as u64)
+        .ok_or_else(|| format!("scatter mode {m}"))
+}
+
 fn broadcast(a: &[i64], b: &[i64]) -> Option<Vec<i64>> {
     let n = a.len().max(b.len());
     (0..n)
@@ -1528,11 +1537,359 @@ impl Writer {
                 }
                 vec![self.constant_raw(blk, shape, s, Bytes::from(out), false)]
             }
+            "reduce_argmax" | "reduce_argmin" => {
+                let x = self.input(f, blk, op, "x")?;
+                let rank = x.shape.len() as i64;
+                let axis = f.int(op, "axis").unwrap_or(-1);
+                let axis = if axis < 0 { axis + rank } else { axis };
+                if !(0..rank).contains(&axis) {
+                    return Err(format!("axis {axis} of a rank-{rank} tensor"));
+                }
+                let idx = self.index_reduction(blk, &x, axis, t == "reduce_argmax")?;
+                let idx = self.int32(blk, idx);
+                vec![self.reshape(blk, &idx, shape)]
+            }
+            "cumsum" => {
+                // scan_v1(x, axis: uint32, reverse: bool) {combiner = sum}, as coreai-torch
+                // writes torch.cumsum; the exclusive sum is the inclusive one shifted by one
+                // along the axis (pad a zero in front, or behind when reversed, and slice).
+                let x = self.input(f, blk, op, "x")?;
+                let rank = x.shape.len() as i64;
+                let axis = f.int(op, "axis").unwrap_or(0);
+                let axis = if axis < 0 { axis + rank } else { axis };
+                if !(0..rank).contains(&axis) {
+                    return Err(format!("axis {axis} of a rank-{rank} tensor"));
+                }
+                let reverse = f.bool(op, "reverse").unwrap_or(false);
+                let exclusive = f.bool(op, "exclusive").unwrap_or(false);
+                let a = self.scalar(blk, axis as f64, Scalar::UInt(32));
+                let r = self.scalar(blk, if reverse { 1.0 } else { 0.0 }, Scalar::Bool);
+                let comb = self.enc().enumeration(EnumKind::ScanCombiner, 0);
+                let mut p = PayloadWriter::new();
+                p.attr(comb);
+                let y = self.op1(blk, "primitive.scan_v1", &[&x, &a, &r], x.shape.clone(), x.s, Some(p.finish()));
+                if exclusive {
+                    let ax = axis as usize;
+                    let mut pads = vec![0; 2 * x.shape.len()];
+                    pads[2 * ax + usize::from(reverse)] = 1;
+                    let padded = self.pad_mode(blk, &y, &pads, 0.0, 1)?;
+                    let mut begin = vec![0i64; x.shape.len()];
+                    if reverse {
+                        begin[ax] = 1;
+                    }
+                    let end: Vec<i64> = begin.iter().zip(&x.shape).map(|(b, d)| b + d).collect();
+                    let bv = self.ints(blk, &begin, Scalar::SInt(32));
+                    let ev = self.ints(blk, &end, Scalar::SInt(32));
+                    let sv = self.ints(blk, &vec![1; x.shape.len()], Scalar::SInt(32));
+                    vec![self.op1(blk, "primitive.slice_v1", &[&padded, &bv, &ev, &sv], x.shape.clone(), x.s, None)]
+                } else {
+                    vec![y]
+                }
+            }
+            "argsort" => {
+                // argsort_v1(x, dim: sint32, descending: bool, stable: bool) -> sint32, as in
+                // coreai-torch's sort_v1 region (stable, so ties keep their order as in MIL).
+                let x = self.input(f, blk, op, "x")?;
+                let rank = x.shape.len() as i64;
+                let axis = f.int(op, "axis").unwrap_or(-1);
+                let axis = if axis < 0 { axis + rank } else { axis };
+                let ascending = f.bool(op, "ascending").unwrap_or(false);
+                let d = self.scalar(blk, axis as f64, Scalar::SInt(32));
+                let desc = self.scalar(blk, if ascending { 0.0 } else { 1.0 }, Scalar::Bool);
+                let stable = self.scalar(blk, 1.0, Scalar::Bool);
+                let idx = self.op1(blk, "primitive.argsort_v1", &[&x, &d, &desc, &stable], x.shape.clone(), Scalar::SInt(32), None);
+                vec![self.int32(blk, idx)]
+            }
+            "scatter_along_axis" => {
+                // scatter_along_axis_v1(data, indices: sint32, updates, axis: sint32)
+                // {scatter_mode}, as coreai-torch writes torch.scatter.
+                let data = self.input(f, blk, op, "data")?;
+                let idx = self.input(f, blk, op, "indices")?;
+                let upd = self.input(f, blk, op, "updates")?;
+                let rank = data.shape.len() as i64;
+                let axis = f.int(op, "axis").unwrap_or(0);
+                let axis = if axis < 0 { axis + rank } else { axis };
+                let mode = scatter_mode(f.string(op, "mode").as_deref().unwrap_or("add"))?;
+                let idx = self.int32(blk, idx);
+                let a = self.scalar(blk, axis as f64, Scalar::SInt(32));
+                let m = self.enc().enumeration(EnumKind::ScatterMode, mode);
+                let mut p = PayloadWriter::new();
+                p.attr(m);
+                vec![self.op1(blk, "primitive.scatter_along_axis_v1", &[&data, &idx, &upd, &a], shape, s, Some(p.finish()))]
+            }
+            "scatter_nd" => {
+                // Update: scatter_nd_v1(data, indices: sint32, updates) with a region
+                // yielding the new scalar, as coreai-torch writes index_put. coreai-core
+                // 1.0.0b3 accepts nothing else in that region and no scatter_mode property
+                // on it, so the other modes go through scatter_along_axis_v1, which has
+                // them (see `scatter_nd_by_axis`).
+                let data = self.input(f, blk, op, "data")?;
+                let idx = self.input(f, blk, op, "indices")?;
+                let upd = self.input(f, blk, op, "updates")?;
+                let mode = scatter_mode(f.string(op, "mode").as_deref().unwrap_or("add"))?;
+                let idx = self.int32(blk, idx);
+                if mode == 0 {
+                    let region = self.scalar_region(data.s, |_, _, _, new| new);
+                    let t = self.ty(&shape, s);
+                    let id = self.push(blk, "primitive.scatter_nd_v1", &[data.v, idx.v, upd.v], &[t], None, vec![region]);
+                    vec![Av { v: Value::Result { op: id, index: 0 }, shape, s }]
+                } else {
+                    vec![self.scatter_nd_by_axis(blk, &data, &idx, &upd, mode)?]
+                }
+            }
+            "stack" => {
+                // Each value reshaped with a 1 at the axis, then concatenated along it
+                // (coreai-torch writes torch.stack as a concat and a reshape).
+                let axis = f.int(op, "axis").ok_or("axis is not a constant")?;
+                let rank = shape.len() as i64;
+                let axis = if axis < 0 { axis + rank } else { axis };
+                if !(0..rank).contains(&axis) {
+                    return Err(format!("stack axis {axis} for a rank-{rank} result"));
+                }
+                let names: Vec<Binding> = op.inputs.get("values").map(|a| a.0.clone()).unwrap_or_default();
+                let mut vals = Vec::new();
+                for b in &names {
+                    let tmp = Operation {
+                        inputs: BTreeMap::from([("x".to_string(), anekit_mil::Argument(vec![b.clone()]))]),
+                        ..Operation::new("tmp")
+                    };
+                    let v = self.input(f, blk, &tmp, "x")?;
+                    let mut sh = v.shape.clone();
+                    sh.insert(axis as usize, 1);
+                    vals.push(self.reshape(blk, &v, sh));
+                }
+                if vals.len() == 1 {
+                    vals
+                } else {
+                    let d = self.scalar(blk, axis as f64, Scalar::SInt(32));
+                    let mut ops: Vec<&Av> = vec![&d];
+                    ops.extend(vals.iter());
+                    vec![self.op1(blk, "primitive.concat_v1", &ops, shape, s, None)]
+                }
+            }
+            "local_response_norm" => {
+                // x / (k + alpha / size * sum of x² over the channel window) ^ beta, the
+                // window being channels c - size/2 ..= c + (size-1)/2 (PyTorch's, and the
+                // CPU backend's); the sum is a sum_pool_3d_v1 over [N, 1, C, H, W] with a
+                // [size, 1, 1] kernel after zero padding, as coreai-torch lowers
+                // F.local_response_norm.
+                let x = self.input(f, blk, op, "x")?;
+                let size = f.int(op, "size").ok_or("size is not a constant")?;
+                if size < 1 {
+                    return Err(format!("size {size}"));
+                }
+                let alpha = f.f64(op, "alpha").unwrap_or(1e-4);
+                let beta = f.f64(op, "beta").unwrap_or(0.75);
+                let k = f.f64(op, "k").unwrap_or(1.0);
+                let (n, c, h, w) = match x.shape[..] {
+                    [c, h, w] => (1, c, h, w),
+                    [n, c, h, w] => (n, c, h, w),
+                    _ => return Err(format!("local_response_norm of a rank-{} tensor (rank 3 or 4 only)", x.shape.len())),
+                };
+                let sq = self.bcast(blk, "mul", &x, &x, None)?;
+                let sq5 = self.reshape(blk, &sq, vec![n, 1, c, h, w]);
+                let mut pads = vec![0; 10];
+                pads[4] = size / 2;
+                pads[5] = (size - 1) / 2;
+                let padded = self.pad_mode(blk, &sq5, &pads, 0.0, 1)?;
+                let kv = self.ints(blk, &[size, 1, 1], Scalar::UInt(32));
+                let ones = self.ints(blk, &[1, 1, 1], Scalar::UInt(32));
+                let sum = self.op1(blk, "primitive.sum_pool_3d_v1", &[&padded, &kv, &ones, &ones], vec![n, 1, c, h, w], x.s, None);
+                let sum = self.reshape(blk, &sum, x.shape.clone());
+                let a = self.scalar(blk, alpha / size as f64, x.s);
+                let kk = self.scalar(blk, k, x.s);
+                let b = self.scalar(blk, beta, x.s);
+                let scaled = self.bcast(blk, "mul", &sum, &a, None)?;
+                let base = self.bcast(blk, "add", &scaled, &kk, None)?;
+                let den = self.bcast(blk, "pow", &base, &b, None)?;
+                vec![self.bcast(blk, "divide", &x, &den, None)?]
+            }
             "lstm" | "gru" | "rnn" => return Err("recurrent layers have no Core AI form here (coreai-torch unrolls them into primitives; convert the PyTorch model with coreai-torch)".into()),
             "cond" | "while_loop" => return Err("control flow (aicode has conditional and loop ops, which this converter does not write yet)".into()),
             "classify" => return Err("classifier outputs (labels) have no Core AI form".into()),
             other => return Err(format!("no Core AI counterpart for MIL {other}")),
         })
+    }
+
+    /// `scatter_nd` with a combining mode (`scatter_mode_v1` case `mode`) through
+    /// `scatter_along_axis_v1`: data [D0 .. Dn-1] viewed as [P, R] (P the product of the K
+    /// indexed dims, R of the rest), each index tuple turned into a row number
+    /// (sum of index k times the product of the indexed dims after k), repeated over the
+    /// R columns, and the updates viewed as [M, R]; scattering along axis 0 with the mode
+    /// combines repeated indices as MIL does.
+    fn scatter_nd_by_axis(
+        &mut self,
+        blk: BlockId,
+        data: &Av,
+        idx: &Av,
+        upd: &Av,
+        mode: u64,
+    ) -> R<Av> {
+        let k = *idx.shape.last().ok_or("scalar indices")? as usize;
+        if k == 0 || k > data.shape.len() {
+            return Err(format!(
+                "indices of depth {k} for a rank-{} tensor",
+                data.shape.len()
+            ));
+        }
+        let p: i64 = data.shape[..k].iter().product();
+        let r: i64 = data.shape[k..].iter().product();
+        let m: i64 = idx.shape[..idx.shape.len() - 1].iter().product();
+        if upd.shape.iter().product::<i64>() != m * r {
+            return Err(format!(
+                "updates of shape {:?} for indices {:?} into {:?}",
+                upd.shape, idx.shape, data.shape
+            ));
+        }
+        let idx2 = self.reshape(blk, idx, vec![m, k as i64]);
+        let mut row: Option<Av> = None;
+        for j in 0..k {
+            let stride: i64 = data.shape[j + 1..k].iter().product();
+            let bv = self.ints(blk, &[0, j as i64], Scalar::SInt(32));
+            let ev = self.ints(blk, &[m, j as i64 + 1], Scalar::SInt(32));
+            let sv = self.ints(blk, &[1, 1], Scalar::SInt(32));
+            let col = self.op1(
+                blk,
+                "primitive.slice_v1",
+                &[&idx2, &bv, &ev, &sv],
+                vec![m, 1],
+                Scalar::SInt(32),
+                None,
+            );
+            let term = if stride == 1 {
+                col
+            } else {
+                let st = self.scalar(blk, stride as f64, Scalar::SInt(32));
+                self.bcast(blk, "mul", &col, &st, None)?
+            };
+            row = Some(match row {
+                None => term,
+                Some(acc) => self.bcast(blk, "add", &acc, &term, None)?,
+            });
+        }
+        let row = row.ok_or("no index")?;
+        let rows = self.expand(blk, &row, &[m, r]);
+        let data2 = self.reshape(blk, data, vec![p, r]);
+        let upd2 = self.reshape(blk, upd, vec![m, r]);
+        let a = self.scalar(blk, 0.0, Scalar::SInt(32));
+        let me = self.enc().enumeration(EnumKind::ScatterMode, mode);
+        let mut pw = PayloadWriter::new();
+        pw.attr(me);
+        let y = self.op1(
+            blk,
+            "primitive.scatter_along_axis_v1",
+            &[&data2, &rows, &upd2, &a],
+            vec![p, r],
+            data.s,
+            Some(pw.finish()),
+        );
+        Ok(self.reshape(blk, &y, data.shape.clone()))
+    }
+
+    /// A region of two scalar arguments of type `s` (the old value and the new, or the
+    /// best so far and a candidate) yielding what `body` computes from them.
+    fn scalar_region(
+        &mut self,
+        s: Scalar,
+        body: impl FnOnce(&mut Self, BlockId, Av, Av) -> Av,
+    ) -> RegionId {
+        let st = self.ty(&[], s);
+        let cb = self.b.module.ir.push_block(Block {
+            args: vec![
+                BlockArg {
+                    ty: st,
+                    location: Some(self.loc),
+                },
+                BlockArg {
+                    ty: st,
+                    location: Some(self.loc),
+                },
+            ],
+            ..Block::default()
+        });
+        let arg = |index| Av {
+            v: Value::Arg { block: cb, index },
+            shape: vec![],
+            s,
+        };
+        let out = body(self, cb, arg(0), arg(1));
+        self.push(cb, "dataflow.yield_v1", &[out.v], &[], None, Vec::new());
+        self.b.module.ir.push_region(Region { blocks: vec![cb] })
+    }
+
+    /// The index of the largest (`max`) or smallest element of `x` along `axis`, as a
+    /// uint32 tensor with that axis kept (size 1). The largest is coreai-torch's
+    /// `argmax_v1(x, axis)` composite, whose region is `reduce_index_v1(x, axis, lowest,
+    /// 0)` comparing `greater(candidate, best)`. aicode has no argmin composite and
+    /// coreai-core 1.0.0b3 does not legalize a `reduce_index_v1` outside `argmax_v1`
+    /// ("failed to legalize operation"), so the smallest is the largest of `-x` (exact
+    /// for floats: negation keeps ties tied). The comparison is strict: the first of
+    /// equal elements wins, as in MIL.
+    fn index_reduction(&mut self, blk: BlockId, x: &Av, axis: i64, max: bool) -> R<Av> {
+        let s = x.s;
+        let extreme = match (s, max) {
+            (Scalar::F32, _) => f64::from(f32::MIN),
+            (Scalar::F16, _) => f64::from(half::f16::MIN),
+            (Scalar::SInt(32), true) => f64::from(i32::MIN),
+            _ => {
+                return Err(format!(
+                    "an index reduction of {s:?} elements (floats only for argmin)"
+                ));
+            }
+        };
+        let mut out = x.shape.clone();
+        if let Some(d) = out.get_mut(axis as usize) {
+            *d = 1;
+        }
+        let ax = self.scalar(blk, axis as f64, Scalar::SInt(32));
+        let dyn_shape = vec![i64::MIN; x.shape.len()];
+        let reduce = move |w: &mut Self, b: BlockId, x: &Av, ax: &Av, result: Vec<i64>| -> Av {
+            let init = w.scalar(b, extreme, s);
+            let zero = w.scalar(b, 0.0, Scalar::UInt(32));
+            let region = w.scalar_region(s, |w, cb, best, cand| {
+                w.op1(
+                    cb,
+                    "primitive.greater_v1",
+                    &[&cand, &best],
+                    vec![],
+                    Scalar::Bool,
+                    None,
+                )
+            });
+            let t = w.ty(&result, Scalar::UInt(32));
+            let id = w.push(
+                b,
+                "primitive.reduce_index_v1",
+                &[x.v, ax.v, init.v, zero.v],
+                &[t],
+                None,
+                vec![region],
+            );
+            Av {
+                v: Value::Result { op: id, index: 0 },
+                shape: result,
+                s: Scalar::UInt(32),
+            }
+        };
+        let x = if max {
+            x.clone()
+        } else {
+            let m = self.scalar(blk, -1.0, s);
+            self.bcast(blk, "mul", x, &m, None)?
+        };
+        let shape = out.clone();
+        Ok(self.composite(
+            blk,
+            "argmax_v1",
+            &[&x, &ax],
+            shape,
+            Scalar::UInt(32),
+            move |w, inner, args| {
+                let mut r = reduce(w, inner, &args[0], &args[1], dyn_shape);
+                r.shape = out;
+                r
+            },
+        ))
     }
 
     fn zeros(&mut self, blk: BlockId, shape: &[i64], s: Scalar) -> Av {
