@@ -723,16 +723,18 @@ fn convert_core_ai_to_core_ml_runs_to_coreai_cores_outputs() {
 #[test]
 fn convert_names_every_op_that_cannot_be_converted() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("gru.aimodel");
-    let model = "fixtures/models/nn_gru_spec1.mlmodel";
+    let out = dir.path().join("palettized.aimodel");
+    let model = "fixtures/models/mlp_palettized4_ios16.mlpackage";
     // Text: every op, with its type and the reason.
     let o = anekit(&["convert", model, "-o", out.to_str().unwrap()]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     for want in [
-        "2 op(s) cannot be converted",
-        "main: gru_seq (stack): no Core AI counterpart",
-        "main: s_1 (rnn): recurrent layers",
+        "4 op(s) cannot be converted",
+        "main: l1_weight_to_fp16_palettized (constexpr_lut_to_dense): the iOS16 form",
+        "main: l2_weight_to_fp16_palettized (constexpr_lut_to_dense): the iOS16 form",
+        "main: l3_weight_to_fp16_palettized (constexpr_lut_to_dense): the iOS16 form",
+        "main: head_weight_to_fp16_palettized (constexpr_lut_to_dense): the iOS16 form",
     ] {
         assert!(err.contains(want), "{want:?} not in {err}");
     }
@@ -743,12 +745,15 @@ fn convert_names_every_op_that_cannot_be_converted() {
     let r: Json = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["converted"], false);
     let list = r["unsupported"].as_array().unwrap();
-    assert_eq!(list.len(), 2, "{r}");
-    assert!(
-        list.iter()
-            .any(|u| u["op"] == "gru_seq" && u["type"] == "stack")
-    );
-    assert!(list.iter().any(|u| u["op"] == "s_1" && u["type"] == "rnn"));
+    assert_eq!(list.len(), 4, "{r}");
+    for l in ["l1", "l2", "l3", "head"] {
+        let op = format!("{l}_weight_to_fp16_palettized");
+        assert!(
+            list.iter()
+                .any(|u| u["op"] == op.as_str() && u["type"] == "constexpr_lut_to_dense"),
+            "{op}: {r}"
+        );
+    }
     assert!(
         list.iter()
             .all(|u| u["function"] == "main" && u["reason"].is_string())

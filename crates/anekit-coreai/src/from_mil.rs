@@ -1704,11 +1704,248 @@ impl Writer {
                 let den = self.bcast(blk, "pow", &base, &b, None)?;
                 vec![self.bcast(blk, "divide", &x, &den, None)?]
             }
-            "lstm" | "gru" | "rnn" => return Err("recurrent layers have no Core AI form here (coreai-torch unrolls them into primitives; convert the PyTorch model with coreai-torch)".into()),
+            "lstm" | "rnn" => self.recurrent(f, blk, op)?,
+            "gru" => return Err("recurrent layer gru has no Core AI form here yet (lstm and rnn are unrolled over their static sequence; coreai-torch unrolls a PyTorch GRU: convert the PyTorch model with it)".into()),
             "cond" | "while_loop" => return Err("control flow (aicode has conditional and loop ops, which this converter does not write yet)".into()),
             "classify" => return Err("classifier outputs (labels) have no Core AI form".into()),
             other => return Err(format!("no Core AI counterpart for MIL {other}")),
         })
+    }
+
+    /// `sigmoid_v1(x)` as coreai-torch writes it (1 / (1 + exp(0 - x)) in its region).
+    fn sigmoid(&mut self, blk: BlockId, x: &Av) -> Av {
+        let (sh, sc) = (x.shape.clone(), x.s);
+        self.composite(blk, "sigmoid_v1", &[x], sh, sc, move |w, inner, args| {
+            let zero = w.constant_zero1(inner, sc);
+            let one = w.constant_one1(inner, sc);
+            let neg = w
+                .bcast(inner, "sub", &zero, &args[0], None)
+                .unwrap_or_else(|_| args[0].clone());
+            let e = w.unary(inner, "exp", &neg);
+            let d = w.bcast(inner, "add", &one, &e, None).unwrap_or(e);
+            w.bcast(inner, "divide", &one, &d, None).unwrap_or(d)
+        })
+    }
+
+    /// A recurrent layer's activation by its MIL name.
+    fn activation(&mut self, blk: BlockId, name: &str, x: &Av) -> R<Av> {
+        Ok(match name {
+            "sigmoid" => self.sigmoid(blk, x),
+            "tanh" => self.unary(blk, "tanh", x),
+            "linear" => x.clone(),
+            "relu" => {
+                let z = self.scalar(blk, 0.0, x.s);
+                self.bcast(blk, "maximum", x, &z, None)?
+            }
+            other => {
+                return Err(format!(
+                    "recurrent activation {other} has no Core AI form here"
+                ));
+            }
+        })
+    }
+
+    /// Columns `lo..hi` of a `[rows, n]` tensor.
+    fn columns(&mut self, blk: BlockId, x: &Av, lo: i64, hi: i64) -> Av {
+        let rows = x.shape[0];
+        let bv = self.ints(blk, &[0, lo], Scalar::SInt(32));
+        let ev = self.ints(blk, &[rows, hi], Scalar::SInt(32));
+        let sv = self.ints(blk, &[1, 1], Scalar::SInt(32));
+        self.op1(
+            blk,
+            "primitive.slice_v1",
+            &[x, &bv, &ev, &sv],
+            vec![rows, hi - lo],
+            x.s,
+            None,
+        )
+    }
+
+    /// Rows `lo..hi` of a `[n, cols]` tensor.
+    fn rows(&mut self, blk: BlockId, x: &Av, lo: i64, hi: i64) -> Av {
+        let cols = x.shape[1];
+        let bv = self.ints(blk, &[lo, 0], Scalar::SInt(32));
+        let ev = self.ints(blk, &[hi, cols], Scalar::SInt(32));
+        let sv = self.ints(blk, &[1, 1], Scalar::SInt(32));
+        self.op1(
+            blk,
+            "primitive.slice_v1",
+            &[x, &bv, &ev, &sv],
+            vec![hi - lo, cols],
+            x.s,
+            None,
+        )
+    }
+
+    fn concat(&mut self, blk: BlockId, vals: &[Av], axis: i64, shape: Vec<i64>) -> Av {
+        if let [one] = vals {
+            return one.clone();
+        }
+        let d = self.scalar(blk, axis as f64, Scalar::SInt(32));
+        let mut ops: Vec<&Av> = vec![&d];
+        ops.extend(vals.iter());
+        let s = vals.first().map_or(Scalar::F32, |v| v.s);
+        self.op1(blk, "primitive.concat_v1", &ops, shape, s, None)
+    }
+
+    /// MIL `lstm` and `rnn` unrolled over their static sequence into primitives, as
+    /// coreai-torch unrolls PyTorch's recurrent layers (matmuls, slices, sigmoid_v1,
+    /// tanh). Semantics as coremltools defines them (`ops/defs/iOS15/recurrent.py`, the
+    /// CPU backend's `recurrent.rs`): `x` is `[seq, batch, input]`, the gate blocks of
+    /// `lstm` are input, forget, output, cell (`ifoz`), `bias` sums both biases;
+    /// `i, f, o = σr(Wx + Rh + b)`, `z = σc(Wx + Rh + b)`, `c = clip(f⊙c + i⊙z)`,
+    /// `h = o⊙σa(c)`; `rnn`: `h = σa(Wx + Rh + b)`. `reverse` emits the states in
+    /// processing order; `bidirectional` concatenates the forward states with the
+    /// backward ones aligned to their input step. Peepholes are refused by name.
+    fn recurrent(&mut self, f: &mut Fn<'_>, blk: BlockId, op: &Operation) -> R<Vec<Av>> {
+        let lstm = op.op_type == "lstm";
+        let g = if lstm { 4 } else { 1 };
+        let x = self.input(f, blk, op, "x")?;
+        let [steps, batch, input] = x.shape[..] else {
+            return Err(format!(
+                "x of shape {:?} (expected [seq, batch, input])",
+                x.shape
+            ));
+        };
+        let direction = f
+            .string(op, "direction")
+            .unwrap_or_else(|| "forward".into());
+        let dirs: &[(&str, bool)] = match direction.as_str() {
+            "forward" => &[("", false)],
+            "reverse" => &[("", true)],
+            "bidirectional" if lstm => &[("", false), ("_back", true)],
+            d => return Err(format!("{} direction {d}", op.op_type)),
+        };
+        let nd = dirs.len() as i64;
+        let output_sequence = f.bool(op, "output_sequence").unwrap_or(false);
+        let act = f.string(op, "activation").unwrap_or_else(|| "tanh".into());
+        let rec = f
+            .string(op, "recurrent_activation")
+            .unwrap_or_else(|| "sigmoid".into());
+        let cell = f
+            .string(op, "cell_activation")
+            .unwrap_or_else(|| "tanh".into());
+        let clip = f.f64(op, "clip");
+        for p in ["peephole", "peephole_back"] {
+            if op.inputs.contains_key(p) {
+                return Err("lstm peepholes have no Core AI form here".into());
+            }
+        }
+        // The input projection of every step at once: [seq·batch, input] @ W_ihᵀ + b.
+        let x2 = self.reshape(blk, &x, vec![steps * batch, input]);
+        let mut seqs = Vec::new();
+        let mut finals_h = Vec::new();
+        let mut finals_c = Vec::new();
+        for (d, &(suffix, reverse)) in dirs.iter().enumerate() {
+            let wih = self.input(f, blk, op, &format!("weight_ih{suffix}"))?;
+            let whh = self.input(f, blk, op, &format!("weight_hh{suffix}"))?;
+            let [gh, h] = whh.shape[..] else {
+                return Err(format!("weight_hh{suffix} of shape {:?}", whh.shape));
+            };
+            if gh != g * h || wih.shape != [gh, input] {
+                return Err(format!(
+                    "weights of shapes {:?} and {:?} for input {input}",
+                    wih.shape, whh.shape
+                ));
+            }
+            let wih_t = self.transpose(blk, &wih, &[1, 0]);
+            let whh_t = self.transpose(blk, &whh, &[1, 0]);
+            let mut xp = self.matmul(blk, &x2, &wih_t)?;
+            if op.inputs.contains_key(&format!("bias{suffix}")) {
+                let b = self.input(f, blk, op, &format!("bias{suffix}"))?;
+                xp = self.bcast(blk, "add", &xp, &b, None)?;
+            }
+            let init = |w: &mut Self, f: &mut Fn<'_>, name: &str| -> R<Av> {
+                if !op.inputs.contains_key(name) {
+                    return Ok(w.zeros(blk, &[batch, h], x.s));
+                }
+                let v = w.input(f, blk, op, name)?;
+                if v.shape.iter().product::<i64>() != batch * nd * h {
+                    return Err(format!("{name} of shape {:?}", v.shape));
+                }
+                let v = w.reshape(blk, &v, vec![batch, nd * h]);
+                Ok(if nd == 1 {
+                    v
+                } else {
+                    w.columns(blk, &v, d as i64 * h, (d as i64 + 1) * h)
+                })
+            };
+            let mut hs = init(self, f, "initial_h")?;
+            let mut cs = if lstm {
+                Some(init(self, f, "initial_c")?)
+            } else {
+                None
+            };
+            let mut states = Vec::new();
+            for k in 0..steps {
+                let t = if reverse { steps - 1 - k } else { k };
+                let xt = self.rows(blk, &xp, t * batch, (t + 1) * batch);
+                let hr = self.matmul(blk, &hs, &whh_t)?;
+                let gates = self.bcast(blk, "add", &xt, &hr, None)?;
+                if let Some(c) = cs.take() {
+                    let gi = self.columns(blk, &gates, 0, h);
+                    let gf = self.columns(blk, &gates, h, 2 * h);
+                    let go = self.columns(blk, &gates, 2 * h, 3 * h);
+                    let gz = self.columns(blk, &gates, 3 * h, 4 * h);
+                    let i = self.activation(blk, &rec, &gi)?;
+                    let fg = self.activation(blk, &rec, &gf)?;
+                    let o = self.activation(blk, &rec, &go)?;
+                    let z = self.activation(blk, &cell, &gz)?;
+                    let fc = self.bcast(blk, "mul", &fg, &c, None)?;
+                    let iz = self.bcast(blk, "mul", &i, &z, None)?;
+                    let mut c = self.bcast(blk, "add", &fc, &iz, None)?;
+                    if let Some(l) = clip {
+                        let lo = self.scalar(blk, -l, c.s);
+                        let hi = self.scalar(blk, l, c.s);
+                        let m = self.bcast(blk, "maximum", &c, &lo, None)?;
+                        c = self.bcast(blk, "minimum", &m, &hi, None)?;
+                    }
+                    let ac = self.activation(blk, &act, &c)?;
+                    hs = self.bcast(blk, "mul", &o, &ac, None)?;
+                    cs = Some(c);
+                } else {
+                    hs = self.activation(blk, &act, &gates)?;
+                }
+                states.push(hs.clone());
+            }
+            // Bidirectional: the backward states aligned with their input step.
+            if nd == 2 && reverse {
+                states.reverse();
+            }
+            if output_sequence {
+                let steps3: Vec<Av> = states
+                    .iter()
+                    .map(|s| self.reshape(blk, s, vec![1, batch, h]))
+                    .collect();
+                seqs.push(self.concat(blk, &steps3, 0, vec![steps, batch, h]));
+            }
+            finals_h.push(hs);
+            if let Some(c) = cs {
+                finals_c.push(c);
+            }
+        }
+        let width: i64 = finals_h.iter().map(|v| v.shape[1]).sum();
+        let hn = self.concat(blk, &finals_h, 1, vec![batch, width]);
+        let first = if output_sequence {
+            let hd = seqs.first().map_or(0, |s| s.shape[2]);
+            self.concat(blk, &seqs, 2, vec![steps, batch, nd * hd])
+        } else {
+            self.reshape(blk, &hn, vec![1, batch, hn.shape[1]])
+        };
+        let mut outs = vec![first, hn];
+        if lstm {
+            outs.push(self.concat(blk, &finals_c, 1, vec![batch, outs[1].shape[1]]));
+        }
+        // The declared output shapes (same sizes; e.g. [batch, H] or [1, batch, H]).
+        let mut result = Vec::new();
+        for (i, v) in outs.into_iter().enumerate().take(op.outputs.len()) {
+            let (sh, _) = Self::out_type(op, i)?;
+            if sh.iter().product::<i64>() != v.shape.iter().product::<i64>() {
+                return Err(format!("output {i} of shape {sh:?} for {:?}", v.shape));
+            }
+            result.push(self.reshape(blk, &v, sh));
+        }
+        Ok(result)
     }
 
     /// `scatter_nd` with a combining mode (`scatter_mode_v1` case `mode`) through

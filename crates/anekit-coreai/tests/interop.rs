@@ -28,8 +28,7 @@ fn repo() -> PathBuf {
 use anekit_testkit::python::{coreai_oracle as oracle, coreai_python as python};
 
 /// Fixtures that do not convert, and a word of the reason anekit must give.
-const NOT_CONVERTED: [(&str, &str); 12] = [
-    ("lstm_fp32_ios15", "recurrent"),
+const NOT_CONVERTED: [(&str, &str); 8] = [
     ("control_flow_fp32_ios17", "control flow"),
     ("flexible_range_fp16_ios17", "flexible shape"),
     ("flexible_enum_fp16_ios17", "flexible shape"),
@@ -40,9 +39,6 @@ const NOT_CONVERTED: [(&str, &str); 12] = [
     // NeuralNetwork models (translated into MIL at load) with layers Core AI has no
     // form for in this converter.
     ("nn_classifier_fp32", "classify"),
-    ("nn_gru_spec1", "recurrent"),
-    ("nn_recurrent_fp32", "recurrent"),
-    ("nn_rank5_classic_spec1", "local_response_norm"),
 ];
 
 fn npy_f32(p: &Path) -> (Vec<usize>, Vec<f32>) {
@@ -258,13 +254,7 @@ fn text_and_op_counts_match_coreai_core() {
 
 /// Functions of the Core AI fixtures that do not come back through MIL, and a word of the
 /// reason anekit must give (ops the writer has no form for yet; see docs/coreai.md).
-const NOT_WRITTEN: [(&str, &str); 5] = [
-    ("ops/argmax", "reduce_argmax"),
-    ("ops/cumsum", "cumsum"),
-    ("ops/index_put", "scatter_nd"),
-    ("ops/scatter", "scatter_along_axis"),
-    ("ops/topk", "argsort"),
-];
+const NOT_WRITTEN: [(&str, &str); 0] = [];
 
 /// Every function of every Core AI fixture, read into MIL and written back as an
 /// `.aimodel` on its own (`to_mil` → `from_mil`), is run by coreai-core to the outputs
