@@ -75,8 +75,8 @@ fn a_module_with_no_translatable_graph_names_every_op() {
     let spec: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root().join("untranslatable.json")).unwrap())
             .unwrap();
-    let asset = anekit_format::aimodel::AiModel::open(&root().join(spec["path"].as_str().unwrap()))
-        .unwrap();
+    let asset =
+        anekit_format::aimodel::AiModel::open(root().join(spec["path"].as_str().unwrap())).unwrap();
     let mut module = asset.module.clone();
     let graphs = anekit_coreai::model::graphs(&module).unwrap();
     let fine = graphs.iter().find(|g| g.name == "fine").unwrap().op;
