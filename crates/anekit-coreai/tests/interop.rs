@@ -499,6 +499,56 @@ const WRITER_FORMS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Recurrent layers (unrolled by the writer) in the forms the Core ML fixtures do not
+/// have: reverse with clip and no sequence output, a relu RNN, a bidirectional LSTM with
+/// initial states, as MIL programs with generated weights.
+fn recurrent_forms() -> Vec<(String, String, &'static str)> {
+    let t = |shape: &[usize], seed: u64| {
+        let n: usize = shape.iter().product();
+        let v: Vec<String> = sample(n, seed)
+            .iter()
+            .map(|x| format!("{}", x * 0.4))
+            .collect();
+        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        format!("tensor<fp32, [{}]>([{}])", dims.join(", "), v.join(", "))
+    };
+    let (s, b, i, h) = (5, 2, 3, 4);
+    let lstm_rev = format!(
+        "tensor<fp32, [{s}, {b}, {i}]> x, tensor<fp32, [{b}, {h}]> h0, tensor<fp32, [{b}, {h}]> c0) {{
+    tensor<fp32, [1, {b}, {h}]> y, tensor<fp32, [{b}, {h}]> hn, tensor<fp32, [{b}, {h}]> cn = lstm(x = x, initial_h = h0, initial_c = c0, weight_ih = {}, weight_hh = {}, bias = {}, direction = string(\"reverse\"), output_sequence = bool(false), recurrent_activation = string(\"sigmoid\"), cell_activation = string(\"tanh\"), activation = string(\"tanh\"), clip = fp32(0.3))[name = string(\"y\")];",
+        t(&[4 * h, i], 101),
+        t(&[4 * h, h], 102),
+        t(&[4 * h], 103)
+    );
+    let rnn = format!(
+        "tensor<fp32, [{s}, {b}, {i}]> x, tensor<fp32, [{b}, {h}]> h0) {{
+    tensor<fp32, [{s}, {b}, {h}]> y, tensor<fp32, [{b}, {h}]> hn = rnn(x = x, initial_h = h0, weight_ih = {}, weight_hh = {}, bias = {}, direction = string(\"reverse\"), output_sequence = bool(true), activation = string(\"relu\"))[name = string(\"y\")];",
+        t(&[h, i], 111),
+        t(&[h, h], 112),
+        t(&[h], 113)
+    );
+    let bi = format!(
+        "tensor<fp32, [{s}, {b}, {i}]> x, tensor<fp32, [{b}, {}]> h0, tensor<fp32, [{b}, {}]> c0) {{
+    tensor<fp32, [{s}, {b}, {}]> y, tensor<fp32, [{b}, {}]> hn, tensor<fp32, [{b}, {}]> cn = lstm(x = x, initial_h = h0, initial_c = c0, weight_ih = {}, weight_hh = {}, bias = {}, weight_ih_back = {}, weight_hh_back = {}, bias_back = {}, direction = string(\"bidirectional\"), output_sequence = bool(true), recurrent_activation = string(\"sigmoid\"), cell_activation = string(\"tanh\"), activation = string(\"tanh\"))[name = string(\"y\")];",
+        2 * h,
+        2 * h,
+        2 * h,
+        2 * h,
+        2 * h,
+        t(&[4 * h, i], 121),
+        t(&[4 * h, h], 122),
+        t(&[4 * h], 123),
+        t(&[4 * h, i], 124),
+        t(&[4 * h, h], 125),
+        t(&[4 * h], 126)
+    );
+    vec![
+        ("lstm_reverse_clip".into(), lstm_rev, "y, hn, cn"),
+        ("rnn_reverse_relu".into(), rnn, "y, hn"),
+        ("lstm_bidirectional".into(), bi, "y, hn, cn"),
+    ]
+}
+
 /// A deterministic pseudo-random normal-ish sample (sum of uniforms), no ties in practice.
 fn sample(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
@@ -544,9 +594,15 @@ fn writer_forms_run_in_coreai_core_like_the_cpu_backend() {
     let Some(py) = python() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
-    for (i, (name, body)) in WRITER_FORMS.iter().enumerate() {
+    let forms: Vec<(String, String, &str)> = WRITER_FORMS
+        .iter()
+        .map(|(n, b)| (n.to_string(), b.to_string(), "y"))
+        .chain(recurrent_forms())
+        .collect();
+    for (i, (name, body, outputs)) in forms.iter().enumerate() {
+        let name = name.as_str();
         let text = format!(
-            "program(1.3)\n[buildInfo = dict<string, string>({{}})]\n{{\n  func main<ios18>({body}\n  }} -> (y);\n}}\n"
+            "program(1.3)\n[buildInfo = dict<string, string>({{}})]\n{{\n  func main<ios18>({body}\n  }} -> ({outputs});\n}}\n"
         );
         let program = anekit_mil::text::parse_without_weights(&text, name)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -621,39 +677,41 @@ fn writer_forms_run_in_coreai_core_like_the_cpu_backend() {
                 continue;
             }
         };
-        let w = want["y"].to_f32();
-        let (_, got) = npy_f32(&out_dir.join("call0/y.npy"));
         let exact = f.block().unwrap().operations.iter().any(|o| {
             o.outputs.iter().any(|v| {
                 v.ty.as_tensor()
                     .is_some_and(|t| t.dtype == anekit_mil::DataType::Int32)
             })
         });
-        let scale = w.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-        for (label, got) in [
-            ("coreai-core", got),
-            (
-                "anekit read back",
-                back["y"].to_f32().iter().copied().collect(),
-            ),
-        ] {
-            if got.len() != w.len() {
-                failures.push(format!(
-                    "{name}: {label}: {} elements vs {}",
-                    got.len(),
-                    w.len()
-                ));
-                continue;
-            }
-            let dev = got
-                .iter()
-                .zip(w.iter())
-                .fold(0f32, |m, (g, w)| m.max((g - w).abs()))
-                / scale;
-            if (exact && dev > 0.0) || dev > 1e-5 {
-                failures.push(format!(
-                    "{name}: {label}: deviation {dev:.3e} from the CPU backend ({got:?} vs {w:?})"
-                ));
+        for key in outputs.split(", ") {
+            let w = want[key].to_f32();
+            let (_, got) = npy_f32(&out_dir.join(format!("call0/{key}.npy")));
+            let scale = w.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+            for (label, got) in [
+                ("coreai-core", got),
+                (
+                    "anekit read back",
+                    back[key].to_f32().iter().copied().collect(),
+                ),
+            ] {
+                if got.len() != w.len() {
+                    failures.push(format!(
+                        "{name}: {key}: {label}: {} elements vs {}",
+                        got.len(),
+                        w.len()
+                    ));
+                    continue;
+                }
+                let dev = got
+                    .iter()
+                    .zip(w.iter())
+                    .fold(0f32, |m, (g, w)| m.max((g - w).abs()))
+                    / scale;
+                if (exact && dev > 0.0) || dev > 1e-5 {
+                    failures.push(format!(
+                        "{name}: {key}: {label}: deviation {dev:.3e} from the CPU backend ({got:?} vs {w:?})"
+                    ));
+                }
             }
         }
     }
