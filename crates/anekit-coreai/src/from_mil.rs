@@ -1704,8 +1704,7 @@ impl Writer {
                 let den = self.bcast(blk, "pow", &base, &b, None)?;
                 vec![self.bcast(blk, "divide", &x, &den, None)?]
             }
-            "lstm" | "rnn" => self.recurrent(f, blk, op)?,
-            "gru" => return Err("recurrent layer gru has no Core AI form here yet (lstm and rnn are unrolled over their static sequence; coreai-torch unrolls a PyTorch GRU: convert the PyTorch model with it)".into()),
+            "lstm" | "gru" | "rnn" => self.recurrent(f, blk, op)?,
             "cond" | "while_loop" => return Err("control flow (aicode has conditional and loop ops, which this converter does not write yet)".into()),
             "classify" => return Err("classifier outputs (labels) have no Core AI form".into()),
             other => return Err(format!("no Core AI counterpart for MIL {other}")),
@@ -1788,18 +1787,29 @@ impl Writer {
         self.op1(blk, "primitive.concat_v1", &ops, shape, s, None)
     }
 
-    /// MIL `lstm` and `rnn` unrolled over their static sequence into primitives, as
+    /// MIL `lstm`, `gru` and `rnn` unrolled over their static sequence into primitives, as
     /// coreai-torch unrolls PyTorch's recurrent layers (matmuls, slices, sigmoid_v1,
     /// tanh). Semantics as coremltools defines them (`ops/defs/iOS15/recurrent.py`, the
     /// CPU backend's `recurrent.rs`): `x` is `[seq, batch, input]`, the gate blocks of
     /// `lstm` are input, forget, output, cell (`ifoz`), `bias` sums both biases;
     /// `i, f, o = σr(Wx + Rh + b)`, `z = σc(Wx + Rh + b)`, `c = clip(f⊙c + i⊙z)`,
-    /// `h = o⊙σa(c)`; `rnn`: `h = σa(Wx + Rh + b)`. `reverse` emits the states in
+    /// `h = o⊙σa(c)`; `gru` (`r|o|z`): `r, z = σr(Wx + Rh + b)`,
+    /// `o = σa(W_o x + b_o + R_o(r⊙h))` (iOS18 `reset_after`: `σa(W_o x + b_io +
+    /// r⊙(R_o h + b_o))`, `input_bias` the input-side biases), `h = (1−z)⊙o + z⊙h₋₁`;
+    /// `rnn`: `h = σa(Wx + Rh + b)`. `reverse` emits the states in
     /// processing order; `bidirectional` concatenates the forward states with the
     /// backward ones aligned to their input step. Peepholes are refused by name.
     fn recurrent(&mut self, f: &mut Fn<'_>, blk: BlockId, op: &Operation) -> R<Vec<Av>> {
         let lstm = op.op_type == "lstm";
-        let g = if lstm { 4 } else { 1 };
+        let gru = op.op_type == "gru";
+        let g = if lstm {
+            4
+        } else if gru {
+            3
+        } else {
+            1
+        };
+        let reset_after = gru && f.bool(op, "reset_after").unwrap_or(false);
         let x = self.input(f, blk, op, "x")?;
         let [steps, batch, input] = x.shape[..] else {
             return Err(format!(
@@ -1851,10 +1861,40 @@ impl Writer {
             let wih_t = self.transpose(blk, &wih, &[1, 0]);
             let whh_t = self.transpose(blk, &whh, &[1, 0]);
             let mut xp = self.matmul(blk, &x2, &wih_t)?;
+            // gru with reset_after: the output gate's `bias` block goes inside r ⊙ (.).
+            let mut bias_o = None;
             if op.inputs.contains_key(&format!("bias{suffix}")) {
-                let b = self.input(f, blk, op, &format!("bias{suffix}"))?;
+                let mut b = self.input(f, blk, op, &format!("bias{suffix}"))?;
+                if reset_after {
+                    let b2 = self.reshape(blk, &b, vec![1, gh]);
+                    bias_o = Some(self.columns(blk, &b2, h, 2 * h));
+                    let mask: Vec<f32> = (0..gh)
+                        .map(|j| if (h..2 * h).contains(&j) { 0.0 } else { 1.0 })
+                        .collect();
+                    let bytes = Bytes::from(
+                        mask.iter()
+                            .flat_map(|v| v.to_le_bytes())
+                            .collect::<Vec<u8>>(),
+                    );
+                    let mut m = self.constant_raw(blk, vec![gh], Scalar::F32, bytes, false);
+                    if b.s != Scalar::F32 {
+                        m = self.op1(blk, "primitive.cast_v1", &[&m], vec![gh], b.s, None);
+                    }
+                    b = self.bcast(blk, "mul", &b, &m, None)?;
+                }
                 xp = self.bcast(blk, "add", &xp, &b, None)?;
             }
+            if gru && op.inputs.contains_key("input_bias") {
+                let b = self.input(f, blk, op, "input_bias")?;
+                xp = self.bcast(blk, "add", &xp, &b, None)?;
+            }
+            // gru without reset_after: R_o applies to r ⊙ h.
+            let r_o_t = if gru && !reset_after {
+                let r_o = self.rows(blk, &whh, h, 2 * h);
+                Some(self.transpose(blk, &r_o, &[1, 0]))
+            } else {
+                None
+            };
             let init = |w: &mut Self, f: &mut Fn<'_>, name: &str| -> R<Av> {
                 if !op.inputs.contains_key(name) {
                     return Ok(w.zeros(blk, &[batch, h], x.s));
@@ -1903,6 +1943,31 @@ impl Writer {
                     let ac = self.activation(blk, &act, &c)?;
                     hs = self.bcast(blk, "mul", &o, &ac, None)?;
                     cs = Some(c);
+                } else if gru {
+                    // r | o | z blocks; h = o + z ⊙ (h₋₁ − o).
+                    let gr = self.columns(blk, &gates, 0, h);
+                    let gz = self.columns(blk, &gates, 2 * h, 3 * h);
+                    let r = self.activation(blk, &rec, &gr)?;
+                    let z = self.activation(blk, &rec, &gz)?;
+                    let xo = self.columns(blk, &xt, h, 2 * h);
+                    let hidden = match &r_o_t {
+                        Some(r_o_t) => {
+                            let rh = self.bcast(blk, "mul", &r, &hs, None)?;
+                            self.matmul(blk, &rh, r_o_t)?
+                        }
+                        None => {
+                            let mut ho = self.columns(blk, &hr, h, 2 * h);
+                            if let Some(bo) = &bias_o {
+                                ho = self.bcast(blk, "add", &ho, bo, None)?;
+                            }
+                            self.bcast(blk, "mul", &r, &ho, None)?
+                        }
+                    };
+                    let pre = self.bcast(blk, "add", &xo, &hidden, None)?;
+                    let o = self.activation(blk, &act, &pre)?;
+                    let d = self.bcast(blk, "sub", &hs, &o, None)?;
+                    let zd = self.bcast(blk, "mul", &z, &d, None)?;
+                    hs = self.bcast(blk, "add", &o, &zd, None)?;
                 } else {
                     hs = self.activation(blk, &act, &gates)?;
                 }

@@ -392,7 +392,8 @@ fn core_ai_fixtures_through_mil_and_back_run_in_coreai_core() {
 
 /// MIL ops whose Core AI forms have no Core ML fixture or Core AI fixture function of
 /// their own (argmin, the cumsum flags, argsort directions, the scatter modes, stack on
-/// any axis, local_response_norm): each small program is written by `from_mil`, loaded
+/// any axis, local_response_norm, and the recurrent forms of `recurrent_forms`): each
+/// small program is written by `from_mil`, loaded
 /// and run by coreai-core, and its outputs equal those of anekit's CPU backend on the MIL
 /// program (exactly for indices; relative 1e-5 for floats); anekit reads the written
 /// module back to the same outputs too.
@@ -500,8 +501,9 @@ const WRITER_FORMS: &[(&str, &str)] = &[
 ];
 
 /// Recurrent layers (unrolled by the writer) in the forms the Core ML fixtures do not
-/// have: reverse with clip and no sequence output, a relu RNN, a bidirectional LSTM with
-/// initial states, as MIL programs with generated weights.
+/// have: GRU (iOS15, and iOS18 `reset_after` with `input_bias`), LSTM reverse with clip
+/// and no sequence output, a relu RNN, a bidirectional LSTM with initial states, as MIL
+/// programs with generated weights.
 fn recurrent_forms() -> Vec<(String, String, &'static str)> {
     let t = |shape: &[usize], seed: u64| {
         let n: usize = shape.iter().product();
@@ -542,7 +544,24 @@ fn recurrent_forms() -> Vec<(String, String, &'static str)> {
         t(&[4 * h, h], 125),
         t(&[4 * h], 126)
     );
+    let gru = format!(
+        "tensor<fp32, [{s}, {b}, {i}]> x, tensor<fp32, [{b}, {h}]> h0) {{
+    tensor<fp32, [{s}, {b}, {h}]> y, tensor<fp32, [{b}, {h}]> hn = gru(x = x, initial_h = h0, weight_ih = {}, weight_hh = {}, bias = {}, direction = string(\"forward\"), output_sequence = bool(true), recurrent_activation = string(\"sigmoid\"), activation = string(\"tanh\"))[name = string(\"y\")];",
+        t(&[3 * h, i], 131),
+        t(&[3 * h, h], 132),
+        t(&[3 * h], 133)
+    );
+    let gru_ra = format!(
+        "tensor<fp32, [{s}, {b}, {i}]> x, tensor<fp32, [{b}, {h}]> h0) {{
+    tensor<fp32, [1, {b}, {h}]> y, tensor<fp32, [{b}, {h}]> hn = gru(x = x, initial_h = h0, weight_ih = {}, weight_hh = {}, bias = {}, input_bias = {}, reset_after = bool(true), direction = string(\"reverse\"), output_sequence = bool(false), recurrent_activation = string(\"sigmoid\"), activation = string(\"tanh\"))[name = string(\"y\")];",
+        t(&[3 * h, i], 141),
+        t(&[3 * h, h], 142),
+        t(&[3 * h], 143),
+        t(&[3 * h], 144)
+    );
     vec![
+        ("gru".into(), gru, "y, hn"),
+        ("gru_reset_after_reverse".into(), gru_ra, "y, hn"),
         ("lstm_reverse_clip".into(), lstm_rev, "y, hn, cn"),
         ("rnn_reverse_relu".into(), rnn, "y, hn"),
         ("lstm_bidirectional".into(), bi, "y, hn, cn"),
