@@ -913,15 +913,23 @@ impl Writer {
                 if x.shape.len() != 4 || shape.len() != 4 {
                     return Err(format!("{t} of a rank-{} tensor (rank 4 only)", x.shape.len()));
                 }
-                let (linear, align) = match t {
-                    "upsample_nearest_neighbor" => (false, false),
-                    "upsample_bilinear" => (true, f.bool(op, "align_corners").unwrap_or(false)),
+                // The grid: 0 half-pixel, 1 align-corners, 2 Core ML's DEFAULT (i·X/N), 3
+                // OFFSET_CORNERS ((i + ½)·max(1, X−1)/N). interpolate_v1 samples input
+                // coordinate (i + ½ − offset)/scale − ½ (what the two coreai-torch forms
+                // give), so DEFAULT is scale N/X with offset (1 − scale)/2 and
+                // OFFSET_CORNERS scale N/max(1, X−1) with offset −scale/2.
+                let (linear, grid) = match t {
+                    "upsample_nearest_neighbor" => (false, 0),
+                    "upsample_bilinear" => (true, u8::from(f.bool(op, "align_corners").unwrap_or(false))),
                     _ => match f.string(op, "sampling_mode").as_deref().unwrap_or("DEFAULT") {
-                        "UNALIGN_CORNERS" => (true, false),
-                        "STRICT_ALIGN_CORNERS" | "ALIGN_CORNERS" => (true, true),
+                        "UNALIGN_CORNERS" => (true, 0),
+                        "STRICT_ALIGN_CORNERS" | "ALIGN_CORNERS" => (true, 1),
+                        "DEFAULT" => (true, 2),
+                        "OFFSET_CORNERS" => (true, 3),
                         m => return Err(format!("resize_bilinear sampling_mode {m} has no Core AI form")),
                     },
                 };
+                let align = grid == 1;
                 if !linear && (0..2).any(|i| shape[2 + i] % x.shape[2 + i] != 0) {
                     return Err("nearest-neighbour upsampling by a non-integer factor".into());
                 }
@@ -933,6 +941,14 @@ impl Writer {
                         let sc = if n > 1.0 { (o - 1.0) / (n - 1.0) } else { 1.0 };
                         scale.push(sc as f32);
                         offset.push((0.5 * (1.0 - sc)) as f32);
+                    } else if grid == 2 {
+                        let sc = o / n;
+                        scale.push(sc as f32);
+                        offset.push((0.5 * (1.0 - sc)) as f32);
+                    } else if grid == 3 {
+                        let sc = o / (n - 1.0).max(1.0);
+                        scale.push(sc as f32);
+                        offset.push((-0.5 * sc) as f32);
                     } else {
                         scale.push((o / n) as f32);
                         offset.push(0.0);

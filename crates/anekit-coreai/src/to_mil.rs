@@ -2596,13 +2596,29 @@ impl<'m> Tr<'m> {
             (sc.get(i).copied().unwrap_or(0.0) - s).abs() < 1e-6
                 && (of.get(i).copied().unwrap_or(0.0) - 0.5 * (1.0 - s)).abs() < 1e-6
         });
+        // Core ML's DEFAULT grid (i·X/N) and OFFSET_CORNERS ((i + ½)·max(1, X−1)/N), as
+        // anekit's writer expresses them (see from_mil's `resize_bilinear`).
+        let grid_of = |scale: &dyn Fn(f64, f64) -> f64, offset: &dyn Fn(f64) -> f64| {
+            (0..2).all(|i| {
+                let (o, n) = ([h, w][i] as f64, shape[2 + i] as f64);
+                let s = scale(o, n);
+                (sc.get(i).copied().unwrap_or(0.0) - s).abs() < 1e-6
+                    && (of.get(i).copied().unwrap_or(0.0) - offset(s)).abs() < 1e-6
+            })
+        };
+        let default = grid_of(&|o, n| o / n, &|s| 0.5 * (1.0 - s));
+        let offset_corners = grid_of(&|o, n| o / (n - 1.0).max(1.0), &|s| -0.5 * s);
         if linear {
             let mode = if half_pixel {
                 "UNALIGN_CORNERS"
             } else if align {
                 "STRICT_ALIGN_CORNERS"
+            } else if default {
+                "DEFAULT"
+            } else if offset_corners {
+                "OFFSET_CORNERS"
             } else {
-                return Err(self.unsupported(op, "bilinear interpolation with a scale/offset other than half-pixel or align-corners"));
+                return Err(self.unsupported(op, "bilinear interpolation with a scale/offset other than the half-pixel, align-corners, DEFAULT or OFFSET_CORNERS grids"));
             };
             self.emit1(
                 fb,

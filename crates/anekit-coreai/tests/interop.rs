@@ -484,6 +484,26 @@ const WRITER_FORMS: &[(&str, &str)] = &[
     tensor<fp32, [2, 3, 2]> y = stack(values = (a, b), axis = int32(-1))[name = string(\"y\")];",
     ),
     (
+        "resize_bilinear_default_up",
+        "tensor<fp32, [1, 2, 3, 4]> x) {
+    tensor<fp32, [1, 2, 7, 6]> y = resize_bilinear(x = x, target_size_height = int32(7), target_size_width = int32(6), sampling_mode = string(\"DEFAULT\"))[name = string(\"y\")];",
+    ),
+    (
+        "resize_bilinear_default_down",
+        "tensor<fp32, [1, 2, 7, 6]> x) {
+    tensor<fp32, [1, 2, 3, 4]> y = resize_bilinear(x = x, target_size_height = int32(3), target_size_width = int32(4), sampling_mode = string(\"DEFAULT\"))[name = string(\"y\")];",
+    ),
+    (
+        "resize_bilinear_offset_corners",
+        "tensor<fp32, [1, 2, 3, 4]> x) {
+    tensor<fp32, [1, 2, 7, 6]> y = resize_bilinear(x = x, target_size_height = int32(7), target_size_width = int32(6), sampling_mode = string(\"OFFSET_CORNERS\"))[name = string(\"y\")];",
+    ),
+    (
+        "resize_bilinear_offset_corners_down",
+        "tensor<fp32, [1, 2, 7, 6]> x) {
+    tensor<fp32, [1, 2, 3, 4]> y = resize_bilinear(x = x, target_size_height = int32(3), target_size_width = int32(4), sampling_mode = string(\"OFFSET_CORNERS\"))[name = string(\"y\")];",
+    ),
+    (
         "local_response_norm",
         "tensor<fp32, [1, 6, 4, 4]> x) {
     tensor<fp32, [1, 6, 4, 4]> y = local_response_norm(x = x, size = int32(3), alpha = fp32(0.5), beta = fp32(0.75), k = fp32(1.0))[name = string(\"y\")];",
