@@ -283,7 +283,13 @@ pub const ROWS: &[Row] = &[
     mil(
         "primitive.conv_transpose2d_v1",
         "conv_transpose",
-        "2-D; written for pad_type valid or custom with begin ≥ end pads",
+        "written for pad_type valid or custom with begin ≥ end pads",
+        true,
+    ),
+    mil(
+        "primitive.conv_transpose3d_v1",
+        "conv_transpose",
+        "written like the 2-D form (coreai-core's authoring API; coreai-torch has none)",
         true,
     ),
     mil(

@@ -969,23 +969,26 @@ impl Writer {
                 // [begin, end] pads are p = begin, output_padding = the rest of the output.
                 let x = self.input(f, blk, op, "x")?;
                 let w = self.input(f, blk, op, "weight")?;
-                if x.shape.len() != 4 || w.shape.len() != 4 {
-                    return Err("conv_transpose other than 2-D".into());
+                // 3-D: conv_transpose3d_v1 with the same operands (coreai-core's authoring
+                // API `conv_transpose3d`; coreai-torch refuses transposed 3-D convolutions).
+                if !matches!(x.shape.len(), 4 | 5) || w.shape.len() != x.shape.len() {
+                    return Err("conv_transpose other than 2-D or 3-D".into());
                 }
-                let strides = f.ints(op, "strides").unwrap_or_else(|| vec![1, 1]);
-                let dil = f.ints(op, "dilations").unwrap_or_else(|| vec![1, 1]);
+                let nsp = x.shape.len() - 2;
+                let strides = f.ints(op, "strides").unwrap_or_else(|| vec![1; nsp]);
+                let dil = f.ints(op, "dilations").unwrap_or_else(|| vec![1; nsp]);
                 let groups = f.int(op, "groups").unwrap_or(1);
                 let pads = match f.string(op, "pad_type").as_deref().unwrap_or("valid") {
-                    "valid" => vec![0; 4],
+                    "valid" => vec![0; 2 * nsp],
                     "custom" => f.ints(op, "pad").ok_or("pad is not a constant")?,
                     other => return Err(format!("conv_transpose pad_type {other}")),
                 };
-                if strides.len() != 2 || dil.len() != 2 || pads.len() != 4 {
+                if strides.len() != nsp || dil.len() != nsp || pads.len() != 2 * nsp {
                     return Err("conv_transpose parameters of the wrong length".into());
                 }
                 let mut padding = Vec::new();
                 let mut out_pad = Vec::new();
-                for i in 0..2 {
+                for i in 0..nsp {
                     let base = (x.shape[2 + i] - 1) * strides[i] + dil[i] * (w.shape[2 + i] - 1) + 1 - 2 * pads[2 * i];
                     let op_i = shape[2 + i] - base;
                     if pads[2 * i] < 0 || op_i < 0 {
@@ -999,11 +1002,14 @@ impl Writer {
                 let dl = self.ints(blk, &dil, Scalar::UInt(32));
                 let opd = self.ints(blk, &out_pad, Scalar::UInt(32));
                 let g = self.scalar(blk, groups as f64, Scalar::UInt(32));
-                let y = self.op1(blk, "primitive.conv_transpose2d_v1", &[&x, &w, &st, &pd, &dl, &opd, &g], shape.clone(), s, None);
+                let prim = format!("primitive.conv_transpose{nsp}d_v1");
+                let y = self.op1(blk, &prim, &[&x, &w, &st, &pd, &dl, &opd, &g], shape.clone(), s, None);
                 if op.inputs.contains_key("bias") {
                     let b = self.input(f, blk, op, "bias")?;
                     let n = b.shape.iter().product::<i64>();
-                    let b = self.reshape(blk, &b, vec![n, 1, 1]);
+                    let mut bs = vec![n];
+                    bs.extend(std::iter::repeat_n(1, nsp));
+                    let b = self.reshape(blk, &b, bs);
                     vec![self.bcast(blk, "add", &y, &b, None)?]
                 } else {
                     vec![y]
