@@ -1727,7 +1727,7 @@ impl Writer {
                 vec![self.bcast(blk, "divide", &x, &den, None)?]
             }
             "lstm" | "gru" | "rnn" => self.recurrent(f, blk, op)?,
-            "cond" | "while_loop" => return Err("control flow (aicode has conditional and loop ops, which this converter does not write yet)".into()),
+            "cond" | "while_loop" => return Err("control flow: aicode's controlflow.if_v1 / while_v1 (coreai-torch's form of torch.cond / torch.while_loop) are not written by this converter yet".into()),
             "classify" => return Err("classifier outputs (labels) have no Core AI form".into()),
             other => return Err(format!("no Core AI counterpart for MIL {other}")),
         })
