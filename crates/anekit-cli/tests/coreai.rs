@@ -804,6 +804,25 @@ fn convert_to_core_ml_names_every_op_that_does_not_translate() {
         assert!(err.contains(&line), "{line:?} not in {err}");
     }
     assert!(!out.exists());
+    // inspect names them too, one line each, and lists them in --json.
+    let text = ok(&anekit(&["inspect", model.to_str().unwrap()]));
+    for u in want {
+        let line = format!(
+            "not translated: {}: {} at {}: ",
+            u["graph"].as_str().unwrap(),
+            u["op"].as_str().unwrap(),
+            u["location"].as_str().unwrap()
+        );
+        assert!(text.contains(&line), "{line:?} not in {text}");
+    }
+    let j = ok_json(&anekit(&["inspect", model.to_str().unwrap(), "--json"]));
+    let listed = j["translation"]["untranslated"].as_array().unwrap();
+    assert_eq!(listed.len(), want.len(), "{j}");
+    for (got, want) in listed.iter().zip(want) {
+        assert_eq!(got["graph"], want["graph"]);
+        assert_eq!(got["op"], want["op"]);
+        assert_eq!(got["location"], want["location"]);
+    }
     // --json: the same list, one entry per op.
     let o = anekit(&[
         "convert",
