@@ -37,6 +37,9 @@ pub const ASSET_VERSION: u64 = 20_260_317;
 /// The aicode dialect's version blob as coreai-core writes it.
 pub const DIALECT_VERSION: &[u8] = &[0x05];
 
+/// The longest recurrent sequence (steps × directions) the writer unrolls.
+pub const MAX_UNROLLED_STEPS: i64 = 4096;
+
 /// Constants of this many bytes or more go to the resource section.
 pub const RESOURCE_THRESHOLD: usize = 1024;
 
@@ -971,7 +974,7 @@ impl Writer {
                 let w = self.input(f, blk, op, "weight")?;
                 // 3-D: conv_transpose3d_v1 with the same operands (coreai-core's authoring
                 // API `conv_transpose3d`; coreai-torch refuses transposed 3-D convolutions).
-                if !matches!(x.shape.len(), 4 | 5) || w.shape.len() != x.shape.len() {
+                if !matches!(x.shape.len(), 4 | 5) || w.shape.len() != x.shape.len() || shape.len() != x.shape.len() {
                     return Err("conv_transpose other than 2-D or 3-D".into());
                 }
                 let nsp = x.shape.len() - 2;
@@ -1676,6 +1679,9 @@ impl Writer {
                         ..Operation::new("tmp")
                     };
                     let v = self.input(f, blk, &tmp, "x")?;
+                    if v.shape.len() + 1 != shape.len() {
+                        return Err(format!("stack of a rank-{} value into rank {rank}", v.shape.len()));
+                    }
                     let mut sh = v.shape.clone();
                     sh.insert(axis as usize, 1);
                     vals.push(self.reshape(blk, &v, sh));
@@ -1768,7 +1774,7 @@ impl Writer {
 
     /// Columns `lo..hi` of a `[rows, n]` tensor.
     fn columns(&mut self, blk: BlockId, x: &Av, lo: i64, hi: i64) -> Av {
-        let rows = x.shape[0];
+        let rows = x.shape.first().copied().unwrap_or(1);
         let bv = self.ints(blk, &[0, lo], Scalar::SInt(32));
         let ev = self.ints(blk, &[rows, hi], Scalar::SInt(32));
         let sv = self.ints(blk, &[1, 1], Scalar::SInt(32));
@@ -1784,7 +1790,7 @@ impl Writer {
 
     /// Rows `lo..hi` of a `[n, cols]` tensor.
     fn rows(&mut self, blk: BlockId, x: &Av, lo: i64, hi: i64) -> Av {
-        let cols = x.shape[1];
+        let cols = x.shape.get(1).copied().unwrap_or(1);
         let bv = self.ints(blk, &[lo, 0], Scalar::SInt(32));
         let ev = self.ints(blk, &[hi, cols], Scalar::SInt(32));
         let sv = self.ints(blk, &[1, 1], Scalar::SInt(32));
@@ -1849,6 +1855,13 @@ impl Writer {
             d => return Err(format!("{} direction {d}", op.op_type)),
         };
         let nd = dirs.len() as i64;
+        // Every step becomes a few dozen ops: bound what a (hostile) sequence length
+        // can make the writer allocate.
+        if steps < 1 || steps * nd > MAX_UNROLLED_STEPS {
+            return Err(format!(
+                "a sequence of {steps} steps ({nd} direction(s)) is not unrolled (at most {MAX_UNROLLED_STEPS} steps)"
+            ));
+        }
         let output_sequence = f.bool(op, "output_sequence").unwrap_or(false);
         let act = f.string(op, "activation").unwrap_or_else(|| "tanh".into());
         let rec = f
@@ -1887,6 +1900,12 @@ impl Writer {
             let mut bias_o = None;
             if op.inputs.contains_key(&format!("bias{suffix}")) {
                 let mut b = self.input(f, blk, op, &format!("bias{suffix}"))?;
+                if b.shape.iter().product::<i64>() != gh {
+                    return Err(format!(
+                        "bias{suffix} of shape {:?} for {gh} gate values",
+                        b.shape
+                    ));
+                }
                 if reset_after {
                     let b2 = self.reshape(blk, &b, vec![1, gh]);
                     bias_o = Some(self.columns(blk, &b2, h, 2 * h));
