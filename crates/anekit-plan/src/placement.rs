@@ -337,21 +337,20 @@ fn cost_plan(g: &Graph<'_>, costs: &[OpCost], target: &Target<'_>, ops: Vec<OpPl
         };
         dispatch_us += d;
         let mut est = d;
-        let (mut flops, mut wbytes) = (0.0, 0.0);
+        let mut work = crate::calibration::Work::default();
         for &i in idx {
             if let Some(s) = op_segment.get_mut(i) {
                 *s = Some(si);
             }
             est += op_us.get(i).copied().unwrap_or(0.0);
             if let Some(c) = costs.get(i) {
-                flops += c.flops;
-                wbytes += crate::cost::ane_weight_bytes(c, target.generation);
+                work.add(c, target.generation);
             }
         }
         match unit {
             Unit::Ane => {
                 energy.ane_mj +=
-                    crate::calibration::energy_mj(&cal.energy, &target.perf, est, flops, wbytes);
+                    crate::calibration::energy_mj(&cal.energy, &target.perf, est, &work);
             }
             Unit::Gpu => energy.gpu_mj += est * 1e-3 * target.perf.gpu_w,
             Unit::Cpu => energy.cpu_mj += est * 1e-3 * target.perf.cpu_w,

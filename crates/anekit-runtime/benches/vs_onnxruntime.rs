@@ -101,8 +101,15 @@ fn parse_args() -> Opts {
     o
 }
 
+/// The repository: where Cargo built this bench, else (a binary carried to another machine,
+/// scripts/bench_remote.sh) the current directory.
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    if built.join("scripts").is_dir() {
+        built
+    } else {
+        PathBuf::from(".")
+    }
 }
 
 /// The oracle venv's interpreter (the test kit's rule), else `python3` from PATH.
