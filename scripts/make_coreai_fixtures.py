@@ -620,6 +620,89 @@ def build_bench(runs):
     print(json.dumps(info))
 
 
+# =========================================================================================
+# A module with ops anekit cannot translate into MIL (the test that every one of them is
+# named, with its graph, location and reason). Written with coreai-core's authoring API,
+# since coreai-torch does not emit these forms; coreai-core runs it (outputs saved). The
+# expected refusals go to fixtures/coreai/untranslatable.json, not to the manifest (the
+# other tests run every manifest fixture through MIL), and the model to
+# fixtures/coreai/refused/, not models/: the authoring API gives each graph a subprogram
+# debug scope (`debuginfo.subprogram_v1`, `compile_unit_v1`, `unresolved_v1`) that
+# anekit reads and prints but does not re-encode yet (tests/reencode.rs re-encodes every
+# model of models/).
+
+def build_untranslatable():
+    from typing import Annotated
+
+    import coreai.authoring as A
+    from coreai.authoring import AIProgram, DebugInfo, Module, TensorType, Value, graph
+
+    f32, i32 = np.float32, np.int32
+    at = lambda line: DebugInfo.file("untranslatable.py", line, 9)  # noqa: E731
+    expected = []
+    mod = Module.create()
+    with mod:
+        @graph
+        def main(
+            x: Annotated[Value, TensorType((1, 3, 8, 8), f32)],
+            i: Annotated[Value, TensorType((2, 3), i32)],
+            j: Annotated[Value, TensorType((2, 3), i32)],
+        ) -> tuple[Annotated[Value, TensorType((1, 3, 8, 8), f32, name="a")],
+                   Annotated[Value, TensorType((1, 3, 2, 2), f32, name="b")],
+                   Annotated[Value, TensorType((2, 3), i32, name="c")],
+                   Annotated[Value, TensorType((1, 3, 8, 8), f32, name="d")]]:
+            # A cumulative product (MIL's cumsum has no product form).
+            a = A.scan(x, np.uint32(3), np.bool_(False), combiner="product", loc=at(10))
+            # Dilated max pooling (MIL's max_pool has no dilation).
+            two = np.array([2, 2], np.uint32)
+            b = A.maxpool2d(TensorType((1, 3, 2, 2), f32), x, two, two, two, np.bool_(False), loc=at(20))
+            # Bitwise and of integers (MIL has logical ops on bools only).
+            c = A.bitwise_and(i, j, loc=at(30))
+            # An op fed by a refused one: translatable, so not named.
+            d = A.abs_(a, loc=at(40))
+            return a, b, c, d
+
+        @graph
+        def second(
+            i: Annotated[Value, TensorType((4,), i32)],
+            j: Annotated[Value, TensorType((4,), i32)],
+        ) -> Annotated[Value, TensorType((4,), i32, name="y")]:
+            return A.bitwise_xor(i, j, loc=at(50))
+
+        @graph
+        def fine(x: Annotated[Value, TensorType((2, 3), f32)]) -> Annotated[Value, TensorType((2, 3), f32, name="y")]:
+            return A.abs_(x)
+    expected = [
+        {"graph": "main", "op": "aicode.primitive.scan_v1", "location": "untranslatable.py:10:9"},
+        {"graph": "main", "op": "aicode.primitive.max_pool_2d_v1", "location": "untranslatable.py:20:9"},
+        {"graph": "main", "op": "aicode.primitive.bitwise_and_v1", "location": "untranslatable.py:30:9"},
+        {"graph": "second", "op": "aicode.primitive.bitwise_xor_v1", "location": "untranslatable.py:50:9"},
+    ]
+    path = FIX / "refused" / "untranslatable.aimodel"
+    if path.exists():
+        shutil.rmtree(path)
+    AIProgram(mod).save_asset(path)
+    meta = json.loads((path / "metadata.json").read_text())
+    meta["creationDate"] = "20260101T000000Z"
+    (path / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
+    rng = np.random.default_rng(7)
+    inputs = {"x": rng.standard_normal((1, 3, 8, 8)).astype(f32),
+              "i": rng.integers(0, 64, (2, 3)).astype(i32), "j": rng.integers(0, 64, (2, 3)).astype(i32)}
+    # coreai-core runs what it wrote (the module is well formed).
+    got, _ = asyncio.run(run_coreai(path, [inputs]))
+    ok = np.array_equal(got[0]["c"], inputs["i"] & inputs["j"]) and np.allclose(
+        got[0]["a"], np.cumprod(inputs["x"], axis=3), rtol=1e-5, atol=1e-6)
+    if not ok:
+        raise RuntimeError("coreai-core's outputs for the untranslatable fixture are not the reference")
+    (FIX / "untranslatable.json").write_text(json.dumps({
+        "path": str(path.relative_to(FIX)),
+        "description": "ops anekit cannot translate into MIL, with source locations (authoring API)",
+        "op_counts": op_counts(path),
+        "untranslated": expected,
+    }, indent=1) + "\n")
+    log(f"untranslatable: {len(expected)} refusals expected; coreai-core runs it")
+
+
 BUILDERS = {
     "convnet": build_convnet,
     "mlp": build_mlp,
@@ -631,6 +714,7 @@ BUILDERS = {
     "multifunction": build_multifunction,
     "ops": build_ops,
     "compressed": build_compressed,
+    "untranslatable": build_untranslatable,
 }
 
 

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anekit_coreai::CoreAiModel;
+use anekit_coreai::OpenError;
 use anekit_coreai::from_mil::{ConvertError, from_mil};
+use anekit_coreai::to_mil::TranslateError;
 use anekit_format::aimodel::{self, Metadata};
 use anekit_format::package::check_output_path;
 use anekit_mil::model::Model;
@@ -39,6 +41,9 @@ struct Refused {
     op: Option<String>,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     op_type: Option<String>,
+    /// The op's source location (`file:line:column`), where the model records one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    location: Option<String>,
     reason: String,
 }
 
@@ -145,6 +150,7 @@ fn to_coreai(input: &Path, output: &Path, json: bool) -> Result<Summary> {
                         function: f.clone(),
                         op: Some(n.clone()),
                         op_type: Some(t.clone()),
+                        location: None,
                         reason: r.clone(),
                     })
                     .collect();
@@ -177,36 +183,70 @@ fn to_coreml(input: &Path, output: &Path, json: bool) -> Result<Summary> {
             input.display()
         );
     }
-    let m = CoreAiModel::open(input)
-        .with_context(|| format!("cannot read Core AI model {}", input.display()))?;
-    if !m.translation.failed.is_empty() {
-        if json {
-            let refused: Vec<Refused> = m
-                .translation
-                .failed
+    // Every op that does not translate is named, in every function (none may be left out
+    // of an .mlpackage).
+    let (m, untranslated, other) = match CoreAiModel::open(input) {
+        Ok(m) => {
+            let failed = &m.translation.failed;
+            let other: Vec<(String, String)> = failed
                 .iter()
-                .map(|(f, why)| Refused {
+                .filter(|(f, _)| !m.translation.untranslated.iter().any(|u| &u.graph == *f))
+                .map(|(f, why)| (f.clone(), why.clone()))
+                .collect();
+            let u = m.translation.untranslated.clone();
+            (Some(m), u, other)
+        }
+        Err(OpenError::Translate {
+            source: TranslateError::Untranslatable(list),
+            ..
+        }) => (None, list, Vec::new()),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot read Core AI model {}", input.display()));
+        }
+    };
+    if !untranslated.is_empty() || !other.is_empty() {
+        if json {
+            let refused: Vec<Refused> = untranslated
+                .iter()
+                .map(|u| Refused {
+                    function: u.graph.clone(),
+                    op: None,
+                    op_type: Some(u.op.clone()),
+                    location: u.location.clone(),
+                    reason: u.reason.clone(),
+                })
+                .chain(other.iter().map(|(f, why)| Refused {
                     function: f.clone(),
                     op: None,
                     op_type: None,
+                    location: None,
                     reason: why.clone(),
-                })
+                }))
                 .collect();
             print_failure(input, output, "Core AI -> Core ML", &refused);
         }
-        let list: Vec<String> = m
-            .translation
-            .failed
+        let functions: std::collections::BTreeSet<&str> = untranslated
             .iter()
-            .map(|(f, why)| format!("  {f}: {why}"))
+            .map(|u| u.graph.as_str())
+            .chain(other.iter().map(|(f, _)| f.as_str()))
+            .collect();
+        let list: Vec<String> = untranslated
+            .iter()
+            .map(|u| format!("  {u}"))
+            .chain(other.iter().map(|(f, why)| format!("  {f}: {why}")))
             .collect();
         bail!(
-            "{} cannot be converted to Core ML: {} function(s) have ops with no MIL form:\n{}",
+            "{} cannot be converted to Core ML: {} op(s) in {} function(s) have no MIL form:\n{}",
             input.display(),
             list.len(),
+            functions.len(),
             list.join("\n")
         );
     }
+    let Some(m) = m else {
+        bail!("{}: nothing to convert", input.display());
+    };
     let model = m.to_mil_model();
     let written = model
         .save_mlpackage(output)

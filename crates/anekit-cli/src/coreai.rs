@@ -110,6 +110,8 @@ pub struct Weights {
 pub struct TranslationReport {
     functions: Vec<String>,
     failed: BTreeMap<String, String>,
+    /// Every op that does not translate (graph, op, location, reason).
+    untranslated: Vec<anekit_coreai::to_mil::Untranslated>,
     mapped: BTreeMap<String, usize>,
     lowered: BTreeMap<String, usize>,
 }
@@ -242,12 +244,34 @@ pub fn report(path: &Path, translate: bool) -> Result<Report> {
                 Ok(t) => TranslationReport {
                     functions: t.program.functions.keys().cloned().collect(),
                     failed: t.failed,
+                    untranslated: t.untranslated,
                     mapped: t.report.mapped,
                     lowered: t.report.lowered,
                 },
+                Err(anekit_coreai::to_mil::TranslateError::Untranslatable(list)) => {
+                    let mut failed = BTreeMap::<String, String>::new();
+                    for u in &list {
+                        let e = failed.entry(u.graph.clone()).or_default();
+                        if !e.is_empty() {
+                            e.push_str("; ");
+                        }
+                        match &u.location {
+                            Some(l) => e.push_str(&format!("{} at {l}: {}", u.op, u.reason)),
+                            None => e.push_str(&format!("{}: {}", u.op, u.reason)),
+                        }
+                    }
+                    TranslationReport {
+                        functions: Vec::new(),
+                        failed,
+                        untranslated: list,
+                        mapped: BTreeMap::new(),
+                        lowered: BTreeMap::new(),
+                    }
+                }
                 Err(e) => TranslationReport {
                     functions: Vec::new(),
                     failed: BTreeMap::from([("*".to_string(), e.to_string())]),
+                    untranslated: Vec::new(),
                     mapped: BTreeMap::new(),
                     lowered: BTreeMap::new(),
                 },
@@ -424,8 +448,13 @@ fn render(r: &Report) -> String {
         for (k, v) in &t.lowered {
             let _ = writeln!(s, "    lowered {v} x {k}");
         }
+        for u in &t.untranslated {
+            let _ = writeln!(s, "  not translated: {u}");
+        }
         for (f, why) in &t.failed {
-            let _ = writeln!(s, "  not translated: {f}: {why}");
+            if !t.untranslated.iter().any(|u| &u.graph == f) {
+                let _ = writeln!(s, "  not translated: {f}: {why}");
+            }
         }
     }
     s

@@ -723,16 +723,18 @@ fn convert_core_ai_to_core_ml_runs_to_coreai_cores_outputs() {
 #[test]
 fn convert_names_every_op_that_cannot_be_converted() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("gru.aimodel");
-    let model = "fixtures/models/nn_gru_spec1.mlmodel";
+    let out = dir.path().join("palettized.aimodel");
+    let model = "fixtures/models/mlp_palettized4_ios16.mlpackage";
     // Text: every op, with its type and the reason.
     let o = anekit(&["convert", model, "-o", out.to_str().unwrap()]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     for want in [
-        "2 op(s) cannot be converted",
-        "main: gru_seq (stack): no Core AI counterpart",
-        "main: s_1 (rnn): recurrent layers",
+        "4 op(s) cannot be converted",
+        "main: l1_weight_to_fp16_palettized (constexpr_lut_to_dense): the iOS16 form",
+        "main: l2_weight_to_fp16_palettized (constexpr_lut_to_dense): the iOS16 form",
+        "main: l3_weight_to_fp16_palettized (constexpr_lut_to_dense): the iOS16 form",
+        "main: head_weight_to_fp16_palettized (constexpr_lut_to_dense): the iOS16 form",
     ] {
         assert!(err.contains(want), "{want:?} not in {err}");
     }
@@ -743,12 +745,15 @@ fn convert_names_every_op_that_cannot_be_converted() {
     let r: Json = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["converted"], false);
     let list = r["unsupported"].as_array().unwrap();
-    assert_eq!(list.len(), 2, "{r}");
-    assert!(
-        list.iter()
-            .any(|u| u["op"] == "gru_seq" && u["type"] == "stack")
-    );
-    assert!(list.iter().any(|u| u["op"] == "s_1" && u["type"] == "rnn"));
+    assert_eq!(list.len(), 4, "{r}");
+    for l in ["l1", "l2", "l3", "head"] {
+        let op = format!("{l}_weight_to_fp16_palettized");
+        assert!(
+            list.iter()
+                .any(|u| u["op"] == op.as_str() && u["type"] == "constexpr_lut_to_dense"),
+            "{op}: {r}"
+        );
+    }
     assert!(
         list.iter()
             .all(|u| u["function"] == "main" && u["reason"].is_string())
@@ -763,6 +768,82 @@ fn convert_names_every_op_that_cannot_be_converted() {
     ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains(".mlpackage"));
+}
+
+#[test]
+fn convert_to_core_ml_names_every_op_that_does_not_translate() {
+    // fixtures/coreai/untranslatable.json: the ops coreai-core's authoring API put in the
+    // module (with source locations) that have no MIL form, in two of its three graphs.
+    let spec: Json = serde_json::from_str(
+        &std::fs::read_to_string(coreai_fixtures().join("untranslatable.json")).unwrap(),
+    )
+    .unwrap();
+    let model = coreai_fixtures().join(spec["path"].as_str().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("u.mlpackage");
+    let o = anekit(&[
+        "convert",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("4 op(s) in 2 function(s) have no MIL form"),
+        "{err}"
+    );
+    let want = spec["untranslated"].as_array().unwrap();
+    for u in want {
+        let line = format!(
+            "{}: {} at {}: ",
+            u["graph"].as_str().unwrap(),
+            u["op"].as_str().unwrap(),
+            u["location"].as_str().unwrap()
+        );
+        assert!(err.contains(&line), "{line:?} not in {err}");
+    }
+    assert!(!out.exists());
+    // inspect names them too, one line each, and lists them in --json.
+    let text = ok(&anekit(&["inspect", model.to_str().unwrap()]));
+    for u in want {
+        let line = format!(
+            "not translated: {}: {} at {}: ",
+            u["graph"].as_str().unwrap(),
+            u["op"].as_str().unwrap(),
+            u["location"].as_str().unwrap()
+        );
+        assert!(text.contains(&line), "{line:?} not in {text}");
+    }
+    let j = ok_json(&anekit(&["inspect", model.to_str().unwrap(), "--json"]));
+    let listed = j["translation"]["untranslated"].as_array().unwrap();
+    assert_eq!(listed.len(), want.len(), "{j}");
+    for (got, want) in listed.iter().zip(want) {
+        assert_eq!(got["graph"], want["graph"]);
+        assert_eq!(got["op"], want["op"]);
+        assert_eq!(got["location"], want["location"]);
+    }
+    // --json: the same list, one entry per op.
+    let o = anekit(&[
+        "convert",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(!o.status.success());
+    let r: Json = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["converted"], false);
+    assert_eq!(r["direction"], "Core AI -> Core ML");
+    let list = r["unsupported"].as_array().unwrap();
+    assert_eq!(list.len(), want.len(), "{r}");
+    for (got, want) in list.iter().zip(want) {
+        assert_eq!(got["function"], want["graph"], "{r}");
+        assert_eq!(got["type"], want["op"], "{r}");
+        assert_eq!(got["location"], want["location"], "{r}");
+        assert!(!got["reason"].as_str().unwrap().is_empty());
+    }
+    assert!(!out.exists());
 }
 
 /// A copy of the convnet fixture in a temporary folder.

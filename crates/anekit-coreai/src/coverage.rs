@@ -169,6 +169,12 @@ pub const ROWS: &[Row] = &[
         "bool operands only",
         false,
     ),
+    mil(
+        "primitive.bitwise_xor_v1",
+        "logical_xor",
+        "bool operands only",
+        false,
+    ),
     mil("primitive.not_v1", "logical_not", "", true),
     mil("primitive.where_v1", "select", "", true),
     mil("primitive.abs_v1", "abs", "", true),
@@ -256,10 +262,15 @@ pub const ROWS: &[Row] = &[
     mil(
         "primitive.scatter_along_axis_v1",
         "scatter_along_axis",
-        "",
-        false,
+        "also written for MIL `scatter_nd` with a combining mode",
+        true,
     ),
-    mil("primitive.scatter_nd_v1", "scatter_nd", "", false),
+    mil(
+        "primitive.scatter_nd_v1",
+        "scatter_nd",
+        "written for the update mode (coreai-core takes no other region)",
+        true,
+    ),
     // linear algebra, convolution, pooling, resampling
     mil("primitive.batch_matmul_v1", "matmul / linear", "", true),
     mil(
@@ -272,7 +283,13 @@ pub const ROWS: &[Row] = &[
     mil(
         "primitive.conv_transpose2d_v1",
         "conv_transpose",
-        "2-D; written for pad_type valid or custom with begin ≥ end pads",
+        "written for pad_type valid or custom with begin ≥ end pads",
+        true,
+    ),
+    mil(
+        "primitive.conv_transpose3d_v1",
+        "conv_transpose",
+        "written like the 2-D form (coreai-core's authoring API; coreai-torch has none)",
         true,
     ),
     mil(
@@ -286,6 +303,18 @@ pub const ROWS: &[Row] = &[
         "avg_pool, mul",
         "dilation 1 only",
         true,
+    ),
+    mil(
+        "primitive.sum_pool_3d_v1",
+        "avg_pool, mul",
+        "dilation 1 only; written for MIL `local_response_norm`",
+        true,
+    ),
+    mil(
+        "primitive.max_pool_3d_v1",
+        "max_pool",
+        "dilation 1 only",
+        false,
     ),
     mil(
         "primitive.interpolate_v1",
@@ -303,11 +332,11 @@ pub const ROWS: &[Row] = &[
     mil(
         "primitive.reduce_index_v1",
         "reduce_argmax / reduce_argmin",
-        "region `greater(candidate, best)` or its mirror",
-        false,
+        "region `greater(candidate, best)` or its mirror; written inside `argmax_v1`",
+        true,
     ),
-    mil("primitive.argsort_v1", "argsort", "", false),
-    mil("primitive.scan_v1", "cumsum", "sum combiner only", false),
+    mil("primitive.argsort_v1", "argsort", "", true),
+    mil("primitive.scan_v1", "cumsum", "sum combiner only", true),
     // composites
     mil(
         "broadcasting_add_v1",
@@ -345,6 +374,12 @@ pub const ROWS: &[Row] = &[
         "bool operands only",
         false,
     ),
+    mil(
+        "broadcasting_bitwise_xor_v1",
+        "logical_xor",
+        "bool operands only",
+        false,
+    ),
     mil("broadcasting_where_v1", "select", "", true),
     mil("broadcasting_batch_matmul_v1", "matmul / linear", "", true),
     mil("softmax_v1", "softmax", "", true),
@@ -357,7 +392,12 @@ pub const ROWS: &[Row] = &[
     mil("reduce_min_v1", "reduce_min", "", true),
     mil("reduce_product_v1", "reduce_prod", "", true),
     mil("any_v1", "cast, reduce_max, cast", "", false),
-    mil("argmax_v1", "reduce_argmax", "", false),
+    mil(
+        "argmax_v1",
+        "reduce_argmax",
+        "MIL `reduce_argmin` is written as the argmax of `-x`",
+        true,
+    ),
     mil("sort_v1", "argsort, gather_along_axis", "", false),
     mil(
         "tile_v2",

@@ -37,6 +37,9 @@ pub const ASSET_VERSION: u64 = 20_260_317;
 /// The aicode dialect's version blob as coreai-core writes it.
 pub const DIALECT_VERSION: &[u8] = &[0x05];
 
+/// The longest recurrent sequence (steps × directions) the writer unrolls.
+pub const MAX_UNROLLED_STEPS: i64 = 4096;
+
 /// Constants of this many bytes or more go to the resource section.
 pub const RESOURCE_THRESHOLD: usize = 1024;
 
@@ -568,6 +571,15 @@ impl Writer {
     }
 }
 
+/// The `scatter_mode_v1` case of a MIL scatter mode.
+fn scatter_mode(m: &str) -> R<u64> {
+    ["update", "add", "sub", "mul", "div", "max", "min"]
+        .iter()
+        .position(|&c| c == m)
+        .map(|i| i as u64)
+        .ok_or_else(|| format!("scatter mode {m}"))
+}
+
 fn broadcast(a: &[i64], b: &[i64]) -> Option<Vec<i64>> {
     let n = a.len().max(b.len());
     (0..n)
@@ -904,15 +916,23 @@ impl Writer {
                 if x.shape.len() != 4 || shape.len() != 4 {
                     return Err(format!("{t} of a rank-{} tensor (rank 4 only)", x.shape.len()));
                 }
-                let (linear, align) = match t {
-                    "upsample_nearest_neighbor" => (false, false),
-                    "upsample_bilinear" => (true, f.bool(op, "align_corners").unwrap_or(false)),
+                // The grid: 0 half-pixel, 1 align-corners, 2 Core ML's DEFAULT (i·X/N), 3
+                // OFFSET_CORNERS ((i + ½)·max(1, X−1)/N). interpolate_v1 samples input
+                // coordinate (i + ½ − offset)/scale − ½ (what the two coreai-torch forms
+                // give), so DEFAULT is scale N/X with offset (1 − scale)/2 and
+                // OFFSET_CORNERS scale N/max(1, X−1) with offset −scale/2.
+                let (linear, grid) = match t {
+                    "upsample_nearest_neighbor" => (false, 0),
+                    "upsample_bilinear" => (true, u8::from(f.bool(op, "align_corners").unwrap_or(false))),
                     _ => match f.string(op, "sampling_mode").as_deref().unwrap_or("DEFAULT") {
-                        "UNALIGN_CORNERS" => (true, false),
-                        "STRICT_ALIGN_CORNERS" | "ALIGN_CORNERS" => (true, true),
+                        "UNALIGN_CORNERS" => (true, 0),
+                        "STRICT_ALIGN_CORNERS" | "ALIGN_CORNERS" => (true, 1),
+                        "DEFAULT" => (true, 2),
+                        "OFFSET_CORNERS" => (true, 3),
                         m => return Err(format!("resize_bilinear sampling_mode {m} has no Core AI form")),
                     },
                 };
+                let align = grid == 1;
                 if !linear && (0..2).any(|i| shape[2 + i] % x.shape[2 + i] != 0) {
                     return Err("nearest-neighbour upsampling by a non-integer factor".into());
                 }
@@ -924,6 +944,14 @@ impl Writer {
                         let sc = if n > 1.0 { (o - 1.0) / (n - 1.0) } else { 1.0 };
                         scale.push(sc as f32);
                         offset.push((0.5 * (1.0 - sc)) as f32);
+                    } else if grid == 2 {
+                        let sc = o / n;
+                        scale.push(sc as f32);
+                        offset.push((0.5 * (1.0 - sc)) as f32);
+                    } else if grid == 3 {
+                        let sc = o / (n - 1.0).max(1.0);
+                        scale.push(sc as f32);
+                        offset.push((-0.5 * sc) as f32);
                     } else {
                         scale.push((o / n) as f32);
                         offset.push(0.0);
@@ -944,23 +972,26 @@ impl Writer {
                 // [begin, end] pads are p = begin, output_padding = the rest of the output.
                 let x = self.input(f, blk, op, "x")?;
                 let w = self.input(f, blk, op, "weight")?;
-                if x.shape.len() != 4 || w.shape.len() != 4 {
-                    return Err("conv_transpose other than 2-D".into());
+                // 3-D: conv_transpose3d_v1 with the same operands (coreai-core's authoring
+                // API `conv_transpose3d`; coreai-torch refuses transposed 3-D convolutions).
+                if !matches!(x.shape.len(), 4 | 5) || w.shape.len() != x.shape.len() || shape.len() != x.shape.len() {
+                    return Err("conv_transpose other than 2-D or 3-D".into());
                 }
-                let strides = f.ints(op, "strides").unwrap_or_else(|| vec![1, 1]);
-                let dil = f.ints(op, "dilations").unwrap_or_else(|| vec![1, 1]);
+                let nsp = x.shape.len() - 2;
+                let strides = f.ints(op, "strides").unwrap_or_else(|| vec![1; nsp]);
+                let dil = f.ints(op, "dilations").unwrap_or_else(|| vec![1; nsp]);
                 let groups = f.int(op, "groups").unwrap_or(1);
                 let pads = match f.string(op, "pad_type").as_deref().unwrap_or("valid") {
-                    "valid" => vec![0; 4],
+                    "valid" => vec![0; 2 * nsp],
                     "custom" => f.ints(op, "pad").ok_or("pad is not a constant")?,
                     other => return Err(format!("conv_transpose pad_type {other}")),
                 };
-                if strides.len() != 2 || dil.len() != 2 || pads.len() != 4 {
+                if strides.len() != nsp || dil.len() != nsp || pads.len() != 2 * nsp {
                     return Err("conv_transpose parameters of the wrong length".into());
                 }
                 let mut padding = Vec::new();
                 let mut out_pad = Vec::new();
-                for i in 0..2 {
+                for i in 0..nsp {
                     let base = (x.shape[2 + i] - 1) * strides[i] + dil[i] * (w.shape[2 + i] - 1) + 1 - 2 * pads[2 * i];
                     let op_i = shape[2 + i] - base;
                     if pads[2 * i] < 0 || op_i < 0 {
@@ -974,11 +1005,14 @@ impl Writer {
                 let dl = self.ints(blk, &dil, Scalar::UInt(32));
                 let opd = self.ints(blk, &out_pad, Scalar::UInt(32));
                 let g = self.scalar(blk, groups as f64, Scalar::UInt(32));
-                let y = self.op1(blk, "primitive.conv_transpose2d_v1", &[&x, &w, &st, &pd, &dl, &opd, &g], shape.clone(), s, None);
+                let prim = format!("primitive.conv_transpose{nsp}d_v1");
+                let y = self.op1(blk, &prim, &[&x, &w, &st, &pd, &dl, &opd, &g], shape.clone(), s, None);
                 if op.inputs.contains_key("bias") {
                     let b = self.input(f, blk, op, "bias")?;
                     let n = b.shape.iter().product::<i64>();
-                    let b = self.reshape(blk, &b, vec![n, 1, 1]);
+                    let mut bs = vec![n];
+                    bs.extend(std::iter::repeat_n(1, nsp));
+                    let b = self.reshape(blk, &b, bs);
                     vec![self.bcast(blk, "add", &y, &b, None)?]
                 } else {
                     vec![y]
@@ -1528,11 +1562,677 @@ impl Writer {
                 }
                 vec![self.constant_raw(blk, shape, s, Bytes::from(out), false)]
             }
-            "lstm" | "gru" | "rnn" => return Err("recurrent layers have no Core AI form here (coreai-torch unrolls them into primitives; convert the PyTorch model with coreai-torch)".into()),
-            "cond" | "while_loop" => return Err("control flow (aicode has conditional and loop ops, which this converter does not write yet)".into()),
+            "reduce_argmax" | "reduce_argmin" => {
+                let x = self.input(f, blk, op, "x")?;
+                let rank = x.shape.len() as i64;
+                let axis = f.int(op, "axis").unwrap_or(-1);
+                let axis = if axis < 0 { axis + rank } else { axis };
+                if !(0..rank).contains(&axis) {
+                    return Err(format!("axis {axis} of a rank-{rank} tensor"));
+                }
+                let idx = self.index_reduction(blk, &x, axis, t == "reduce_argmax")?;
+                let idx = self.int32(blk, idx);
+                vec![self.reshape(blk, &idx, shape)]
+            }
+            "cumsum" => {
+                // scan_v1(x, axis: uint32, reverse: bool) {combiner = sum}, as coreai-torch
+                // writes torch.cumsum; the exclusive sum is the inclusive one shifted by one
+                // along the axis (pad a zero in front, or behind when reversed, and slice).
+                let x = self.input(f, blk, op, "x")?;
+                let rank = x.shape.len() as i64;
+                let axis = f.int(op, "axis").unwrap_or(0);
+                let axis = if axis < 0 { axis + rank } else { axis };
+                if !(0..rank).contains(&axis) {
+                    return Err(format!("axis {axis} of a rank-{rank} tensor"));
+                }
+                let reverse = f.bool(op, "reverse").unwrap_or(false);
+                let exclusive = f.bool(op, "exclusive").unwrap_or(false);
+                let a = self.scalar(blk, axis as f64, Scalar::UInt(32));
+                let r = self.scalar(blk, if reverse { 1.0 } else { 0.0 }, Scalar::Bool);
+                let comb = self.enc().enumeration(EnumKind::ScanCombiner, 0);
+                let mut p = PayloadWriter::new();
+                p.attr(comb);
+                let y = self.op1(blk, "primitive.scan_v1", &[&x, &a, &r], x.shape.clone(), x.s, Some(p.finish()));
+                if exclusive {
+                    let ax = axis as usize;
+                    let mut pads = vec![0; 2 * x.shape.len()];
+                    pads[2 * ax + usize::from(reverse)] = 1;
+                    let padded = self.pad_mode(blk, &y, &pads, 0.0, 1)?;
+                    let mut begin = vec![0i64; x.shape.len()];
+                    if reverse {
+                        begin[ax] = 1;
+                    }
+                    let end: Vec<i64> = begin.iter().zip(&x.shape).map(|(b, d)| b + d).collect();
+                    let bv = self.ints(blk, &begin, Scalar::SInt(32));
+                    let ev = self.ints(blk, &end, Scalar::SInt(32));
+                    let sv = self.ints(blk, &vec![1; x.shape.len()], Scalar::SInt(32));
+                    vec![self.op1(blk, "primitive.slice_v1", &[&padded, &bv, &ev, &sv], x.shape.clone(), x.s, None)]
+                } else {
+                    vec![y]
+                }
+            }
+            "argsort" => {
+                // argsort_v1(x, dim: sint32, descending: bool, stable: bool) -> sint32, as in
+                // coreai-torch's sort_v1 region (stable, so ties keep their order as in MIL).
+                let x = self.input(f, blk, op, "x")?;
+                let rank = x.shape.len() as i64;
+                let axis = f.int(op, "axis").unwrap_or(-1);
+                let axis = if axis < 0 { axis + rank } else { axis };
+                let ascending = f.bool(op, "ascending").unwrap_or(false);
+                let d = self.scalar(blk, axis as f64, Scalar::SInt(32));
+                let desc = self.scalar(blk, if ascending { 0.0 } else { 1.0 }, Scalar::Bool);
+                let stable = self.scalar(blk, 1.0, Scalar::Bool);
+                let idx = self.op1(blk, "primitive.argsort_v1", &[&x, &d, &desc, &stable], x.shape.clone(), Scalar::SInt(32), None);
+                vec![self.int32(blk, idx)]
+            }
+            "scatter_along_axis" => {
+                // scatter_along_axis_v1(data, indices: sint32, updates, axis: sint32)
+                // {scatter_mode}, as coreai-torch writes torch.scatter.
+                let data = self.input(f, blk, op, "data")?;
+                let idx = self.input(f, blk, op, "indices")?;
+                let upd = self.input(f, blk, op, "updates")?;
+                let rank = data.shape.len() as i64;
+                let axis = f.int(op, "axis").unwrap_or(0);
+                let axis = if axis < 0 { axis + rank } else { axis };
+                let mode = scatter_mode(f.string(op, "mode").as_deref().unwrap_or("add"))?;
+                let idx = self.int32(blk, idx);
+                let a = self.scalar(blk, axis as f64, Scalar::SInt(32));
+                let m = self.enc().enumeration(EnumKind::ScatterMode, mode);
+                let mut p = PayloadWriter::new();
+                p.attr(m);
+                vec![self.op1(blk, "primitive.scatter_along_axis_v1", &[&data, &idx, &upd, &a], shape, s, Some(p.finish()))]
+            }
+            "scatter_nd" => {
+                // Update: scatter_nd_v1(data, indices: sint32, updates) with a region
+                // yielding the new scalar, as coreai-torch writes index_put. coreai-core
+                // 1.0.0b3 accepts nothing else in that region and no scatter_mode property
+                // on it, so the other modes go through scatter_along_axis_v1, which has
+                // them (see `scatter_nd_by_axis`).
+                let data = self.input(f, blk, op, "data")?;
+                let idx = self.input(f, blk, op, "indices")?;
+                let upd = self.input(f, blk, op, "updates")?;
+                let mode = scatter_mode(f.string(op, "mode").as_deref().unwrap_or("add"))?;
+                let idx = self.int32(blk, idx);
+                if mode == 0 {
+                    let region = self.scalar_region(data.s, |_, _, _, new| new);
+                    let t = self.ty(&shape, s);
+                    let id = self.push(blk, "primitive.scatter_nd_v1", &[data.v, idx.v, upd.v], &[t], None, vec![region]);
+                    vec![Av { v: Value::Result { op: id, index: 0 }, shape, s }]
+                } else {
+                    vec![self.scatter_nd_by_axis(blk, &data, &idx, &upd, mode)?]
+                }
+            }
+            "stack" => {
+                // Each value reshaped with a 1 at the axis, then concatenated along it
+                // (coreai-torch writes torch.stack as a concat and a reshape).
+                let axis = f.int(op, "axis").ok_or("axis is not a constant")?;
+                let rank = shape.len() as i64;
+                let axis = if axis < 0 { axis + rank } else { axis };
+                if !(0..rank).contains(&axis) {
+                    return Err(format!("stack axis {axis} for a rank-{rank} result"));
+                }
+                let names: Vec<Binding> = op.inputs.get("values").map(|a| a.0.clone()).unwrap_or_default();
+                let mut vals = Vec::new();
+                for b in &names {
+                    let tmp = Operation {
+                        inputs: BTreeMap::from([("x".to_string(), anekit_mil::Argument(vec![b.clone()]))]),
+                        ..Operation::new("tmp")
+                    };
+                    let v = self.input(f, blk, &tmp, "x")?;
+                    if v.shape.len() + 1 != shape.len() {
+                        return Err(format!("stack of a rank-{} value into rank {rank}", v.shape.len()));
+                    }
+                    let mut sh = v.shape.clone();
+                    sh.insert(axis as usize, 1);
+                    vals.push(self.reshape(blk, &v, sh));
+                }
+                if vals.len() == 1 {
+                    vals
+                } else {
+                    let d = self.scalar(blk, axis as f64, Scalar::SInt(32));
+                    let mut ops: Vec<&Av> = vec![&d];
+                    ops.extend(vals.iter());
+                    vec![self.op1(blk, "primitive.concat_v1", &ops, shape, s, None)]
+                }
+            }
+            "local_response_norm" => {
+                // x / (k + alpha / size * sum of x² over the channel window) ^ beta, the
+                // window being channels c - size/2 ..= c + (size-1)/2 (PyTorch's, and the
+                // CPU backend's); the sum is a sum_pool_3d_v1 over [N, 1, C, H, W] with a
+                // [size, 1, 1] kernel after zero padding, as coreai-torch lowers
+                // F.local_response_norm.
+                let x = self.input(f, blk, op, "x")?;
+                let size = f.int(op, "size").ok_or("size is not a constant")?;
+                if size < 1 {
+                    return Err(format!("size {size}"));
+                }
+                let alpha = f.f64(op, "alpha").unwrap_or(1e-4);
+                let beta = f.f64(op, "beta").unwrap_or(0.75);
+                let k = f.f64(op, "k").unwrap_or(1.0);
+                let (n, c, h, w) = match x.shape[..] {
+                    [c, h, w] => (1, c, h, w),
+                    [n, c, h, w] => (n, c, h, w),
+                    _ => return Err(format!("local_response_norm of a rank-{} tensor (rank 3 or 4 only)", x.shape.len())),
+                };
+                let sq = self.bcast(blk, "mul", &x, &x, None)?;
+                let sq5 = self.reshape(blk, &sq, vec![n, 1, c, h, w]);
+                let mut pads = vec![0; 10];
+                pads[4] = size / 2;
+                pads[5] = (size - 1) / 2;
+                let padded = self.pad_mode(blk, &sq5, &pads, 0.0, 1)?;
+                let kv = self.ints(blk, &[size, 1, 1], Scalar::UInt(32));
+                let ones = self.ints(blk, &[1, 1, 1], Scalar::UInt(32));
+                let sum = self.op1(blk, "primitive.sum_pool_3d_v1", &[&padded, &kv, &ones, &ones], vec![n, 1, c, h, w], x.s, None);
+                let sum = self.reshape(blk, &sum, x.shape.clone());
+                let a = self.scalar(blk, alpha / size as f64, x.s);
+                let kk = self.scalar(blk, k, x.s);
+                let b = self.scalar(blk, beta, x.s);
+                let scaled = self.bcast(blk, "mul", &sum, &a, None)?;
+                let base = self.bcast(blk, "add", &scaled, &kk, None)?;
+                let den = self.bcast(blk, "pow", &base, &b, None)?;
+                vec![self.bcast(blk, "divide", &x, &den, None)?]
+            }
+            "lstm" | "gru" | "rnn" => self.recurrent(f, blk, op)?,
+            "cond" | "while_loop" => return Err("control flow: aicode's controlflow.if_v1 / while_v1 (coreai-torch's form of torch.cond / torch.while_loop) are not written by this converter yet".into()),
             "classify" => return Err("classifier outputs (labels) have no Core AI form".into()),
             other => return Err(format!("no Core AI counterpart for MIL {other}")),
         })
+    }
+
+    /// `sigmoid_v1(x)` as coreai-torch writes it (1 / (1 + exp(0 - x)) in its region).
+    fn sigmoid(&mut self, blk: BlockId, x: &Av) -> Av {
+        let (sh, sc) = (x.shape.clone(), x.s);
+        self.composite(blk, "sigmoid_v1", &[x], sh, sc, move |w, inner, args| {
+            let zero = w.constant_zero1(inner, sc);
+            let one = w.constant_one1(inner, sc);
+            let neg = w
+                .bcast(inner, "sub", &zero, &args[0], None)
+                .unwrap_or_else(|_| args[0].clone());
+            let e = w.unary(inner, "exp", &neg);
+            let d = w.bcast(inner, "add", &one, &e, None).unwrap_or(e);
+            w.bcast(inner, "divide", &one, &d, None).unwrap_or(d)
+        })
+    }
+
+    /// A recurrent layer's activation by its MIL name.
+    fn activation(&mut self, blk: BlockId, name: &str, x: &Av) -> R<Av> {
+        Ok(match name {
+            "sigmoid" => self.sigmoid(blk, x),
+            "tanh" => self.unary(blk, "tanh", x),
+            "linear" => x.clone(),
+            "relu" => {
+                let z = self.scalar(blk, 0.0, x.s);
+                self.bcast(blk, "maximum", x, &z, None)?
+            }
+            other => {
+                return Err(format!(
+                    "recurrent activation {other} has no Core AI form here"
+                ));
+            }
+        })
+    }
+
+    /// Columns `lo..hi` of a `[rows, n]` tensor.
+    fn columns(&mut self, blk: BlockId, x: &Av, lo: i64, hi: i64) -> Av {
+        let rows = x.shape.first().copied().unwrap_or(1);
+        let bv = self.ints(blk, &[0, lo], Scalar::SInt(32));
+        let ev = self.ints(blk, &[rows, hi], Scalar::SInt(32));
+        let sv = self.ints(blk, &[1, 1], Scalar::SInt(32));
+        self.op1(
+            blk,
+            "primitive.slice_v1",
+            &[x, &bv, &ev, &sv],
+            vec![rows, hi - lo],
+            x.s,
+            None,
+        )
+    }
+
+    /// Rows `lo..hi` of a `[n, cols]` tensor.
+    fn rows(&mut self, blk: BlockId, x: &Av, lo: i64, hi: i64) -> Av {
+        let cols = x.shape.get(1).copied().unwrap_or(1);
+        let bv = self.ints(blk, &[lo, 0], Scalar::SInt(32));
+        let ev = self.ints(blk, &[hi, cols], Scalar::SInt(32));
+        let sv = self.ints(blk, &[1, 1], Scalar::SInt(32));
+        self.op1(
+            blk,
+            "primitive.slice_v1",
+            &[x, &bv, &ev, &sv],
+            vec![hi - lo, cols],
+            x.s,
+            None,
+        )
+    }
+
+    fn concat(&mut self, blk: BlockId, vals: &[Av], axis: i64, shape: Vec<i64>) -> Av {
+        if let [one] = vals {
+            return one.clone();
+        }
+        let d = self.scalar(blk, axis as f64, Scalar::SInt(32));
+        let mut ops: Vec<&Av> = vec![&d];
+        ops.extend(vals.iter());
+        let s = vals.first().map_or(Scalar::F32, |v| v.s);
+        self.op1(blk, "primitive.concat_v1", &ops, shape, s, None)
+    }
+
+    /// MIL `lstm`, `gru` and `rnn` unrolled over their static sequence into primitives, as
+    /// coreai-torch unrolls PyTorch's recurrent layers (matmuls, slices, sigmoid_v1,
+    /// tanh). Semantics as coremltools defines them (`ops/defs/iOS15/recurrent.py`, the
+    /// CPU backend's `recurrent.rs`): `x` is `[seq, batch, input]`, the gate blocks of
+    /// `lstm` are input, forget, output, cell (`ifoz`), `bias` sums both biases;
+    /// `i, f, o = σr(Wx + Rh + b)`, `z = σc(Wx + Rh + b)`, `c = clip(f⊙c + i⊙z)`,
+    /// `h = o⊙σa(c)`; `gru` (`r|o|z`): `r, z = σr(Wx + Rh + b)`,
+    /// `o = σa(W_o x + b_o + R_o(r⊙h))` (iOS18 `reset_after`: `σa(W_o x + b_io +
+    /// r⊙(R_o h + b_o))`, `input_bias` the input-side biases), `h = (1−z)⊙o + z⊙h₋₁`;
+    /// `rnn`: `h = σa(Wx + Rh + b)`. `reverse` emits the states in
+    /// processing order; `bidirectional` concatenates the forward states with the
+    /// backward ones aligned to their input step. Peepholes are refused by name.
+    fn recurrent(&mut self, f: &mut Fn<'_>, blk: BlockId, op: &Operation) -> R<Vec<Av>> {
+        let lstm = op.op_type == "lstm";
+        let gru = op.op_type == "gru";
+        let g = if lstm {
+            4
+        } else if gru {
+            3
+        } else {
+            1
+        };
+        let reset_after = gru && f.bool(op, "reset_after").unwrap_or(false);
+        let x = self.input(f, blk, op, "x")?;
+        let [steps, batch, input] = x.shape[..] else {
+            return Err(format!(
+                "x of shape {:?} (expected [seq, batch, input])",
+                x.shape
+            ));
+        };
+        let direction = f
+            .string(op, "direction")
+            .unwrap_or_else(|| "forward".into());
+        let dirs: &[(&str, bool)] = match direction.as_str() {
+            "forward" => &[("", false)],
+            "reverse" => &[("", true)],
+            "bidirectional" if lstm => &[("", false), ("_back", true)],
+            d => return Err(format!("{} direction {d}", op.op_type)),
+        };
+        let nd = dirs.len() as i64;
+        // Every step becomes a few dozen ops: bound what a (hostile) sequence length
+        // can make the writer allocate.
+        if steps < 1 || steps * nd > MAX_UNROLLED_STEPS {
+            return Err(format!(
+                "a sequence of {steps} steps ({nd} direction(s)) is not unrolled (at most {MAX_UNROLLED_STEPS} steps)"
+            ));
+        }
+        let output_sequence = f.bool(op, "output_sequence").unwrap_or(false);
+        let act = f.string(op, "activation").unwrap_or_else(|| "tanh".into());
+        let rec = f
+            .string(op, "recurrent_activation")
+            .unwrap_or_else(|| "sigmoid".into());
+        let cell = f
+            .string(op, "cell_activation")
+            .unwrap_or_else(|| "tanh".into());
+        let clip = f.f64(op, "clip");
+        for p in ["peephole", "peephole_back"] {
+            if op.inputs.contains_key(p) {
+                return Err("lstm peepholes have no Core AI form here".into());
+            }
+        }
+        // The input projection of every step at once: [seq·batch, input] @ W_ihᵀ + b.
+        let x2 = self.reshape(blk, &x, vec![steps * batch, input]);
+        let mut seqs = Vec::new();
+        let mut finals_h = Vec::new();
+        let mut finals_c = Vec::new();
+        for (d, &(suffix, reverse)) in dirs.iter().enumerate() {
+            let wih = self.input(f, blk, op, &format!("weight_ih{suffix}"))?;
+            let whh = self.input(f, blk, op, &format!("weight_hh{suffix}"))?;
+            let [gh, h] = whh.shape[..] else {
+                return Err(format!("weight_hh{suffix} of shape {:?}", whh.shape));
+            };
+            if gh != g * h || wih.shape != [gh, input] {
+                return Err(format!(
+                    "weights of shapes {:?} and {:?} for input {input}",
+                    wih.shape, whh.shape
+                ));
+            }
+            let wih_t = self.transpose(blk, &wih, &[1, 0]);
+            let whh_t = self.transpose(blk, &whh, &[1, 0]);
+            let mut xp = self.matmul(blk, &x2, &wih_t)?;
+            // gru with reset_after: the output gate's `bias` block goes inside r ⊙ (.).
+            let mut bias_o = None;
+            if op.inputs.contains_key(&format!("bias{suffix}")) {
+                let mut b = self.input(f, blk, op, &format!("bias{suffix}"))?;
+                if b.shape.iter().product::<i64>() != gh {
+                    return Err(format!(
+                        "bias{suffix} of shape {:?} for {gh} gate values",
+                        b.shape
+                    ));
+                }
+                if reset_after {
+                    let b2 = self.reshape(blk, &b, vec![1, gh]);
+                    bias_o = Some(self.columns(blk, &b2, h, 2 * h));
+                    let mask: Vec<f32> = (0..gh)
+                        .map(|j| if (h..2 * h).contains(&j) { 0.0 } else { 1.0 })
+                        .collect();
+                    let bytes = Bytes::from(
+                        mask.iter()
+                            .flat_map(|v| v.to_le_bytes())
+                            .collect::<Vec<u8>>(),
+                    );
+                    let mut m = self.constant_raw(blk, vec![gh], Scalar::F32, bytes, false);
+                    if b.s != Scalar::F32 {
+                        m = self.op1(blk, "primitive.cast_v1", &[&m], vec![gh], b.s, None);
+                    }
+                    b = self.bcast(blk, "mul", &b, &m, None)?;
+                }
+                xp = self.bcast(blk, "add", &xp, &b, None)?;
+            }
+            if gru && op.inputs.contains_key("input_bias") {
+                let b = self.input(f, blk, op, "input_bias")?;
+                xp = self.bcast(blk, "add", &xp, &b, None)?;
+            }
+            // gru without reset_after: R_o applies to r ⊙ h.
+            let r_o_t = if gru && !reset_after {
+                let r_o = self.rows(blk, &whh, h, 2 * h);
+                Some(self.transpose(blk, &r_o, &[1, 0]))
+            } else {
+                None
+            };
+            let init = |w: &mut Self, f: &mut Fn<'_>, name: &str| -> R<Av> {
+                if !op.inputs.contains_key(name) {
+                    return Ok(w.zeros(blk, &[batch, h], x.s));
+                }
+                let v = w.input(f, blk, op, name)?;
+                if v.shape.iter().product::<i64>() != batch * nd * h {
+                    return Err(format!("{name} of shape {:?}", v.shape));
+                }
+                let v = w.reshape(blk, &v, vec![batch, nd * h]);
+                Ok(if nd == 1 {
+                    v
+                } else {
+                    w.columns(blk, &v, d as i64 * h, (d as i64 + 1) * h)
+                })
+            };
+            let mut hs = init(self, f, "initial_h")?;
+            let mut cs = if lstm {
+                Some(init(self, f, "initial_c")?)
+            } else {
+                None
+            };
+            let mut states = Vec::new();
+            for k in 0..steps {
+                let t = if reverse { steps - 1 - k } else { k };
+                let xt = self.rows(blk, &xp, t * batch, (t + 1) * batch);
+                let hr = self.matmul(blk, &hs, &whh_t)?;
+                let gates = self.bcast(blk, "add", &xt, &hr, None)?;
+                if let Some(c) = cs.take() {
+                    let gi = self.columns(blk, &gates, 0, h);
+                    let gf = self.columns(blk, &gates, h, 2 * h);
+                    let go = self.columns(blk, &gates, 2 * h, 3 * h);
+                    let gz = self.columns(blk, &gates, 3 * h, 4 * h);
+                    let i = self.activation(blk, &rec, &gi)?;
+                    let fg = self.activation(blk, &rec, &gf)?;
+                    let o = self.activation(blk, &rec, &go)?;
+                    let z = self.activation(blk, &cell, &gz)?;
+                    let fc = self.bcast(blk, "mul", &fg, &c, None)?;
+                    let iz = self.bcast(blk, "mul", &i, &z, None)?;
+                    let mut c = self.bcast(blk, "add", &fc, &iz, None)?;
+                    if let Some(l) = clip {
+                        let lo = self.scalar(blk, -l, c.s);
+                        let hi = self.scalar(blk, l, c.s);
+                        let m = self.bcast(blk, "maximum", &c, &lo, None)?;
+                        c = self.bcast(blk, "minimum", &m, &hi, None)?;
+                    }
+                    let ac = self.activation(blk, &act, &c)?;
+                    hs = self.bcast(blk, "mul", &o, &ac, None)?;
+                    cs = Some(c);
+                } else if gru {
+                    // r | o | z blocks; h = o + z ⊙ (h₋₁ − o).
+                    let gr = self.columns(blk, &gates, 0, h);
+                    let gz = self.columns(blk, &gates, 2 * h, 3 * h);
+                    let r = self.activation(blk, &rec, &gr)?;
+                    let z = self.activation(blk, &rec, &gz)?;
+                    let xo = self.columns(blk, &xt, h, 2 * h);
+                    let hidden = match &r_o_t {
+                        Some(r_o_t) => {
+                            let rh = self.bcast(blk, "mul", &r, &hs, None)?;
+                            self.matmul(blk, &rh, r_o_t)?
+                        }
+                        None => {
+                            let mut ho = self.columns(blk, &hr, h, 2 * h);
+                            if let Some(bo) = &bias_o {
+                                ho = self.bcast(blk, "add", &ho, bo, None)?;
+                            }
+                            self.bcast(blk, "mul", &r, &ho, None)?
+                        }
+                    };
+                    let pre = self.bcast(blk, "add", &xo, &hidden, None)?;
+                    let o = self.activation(blk, &act, &pre)?;
+                    let d = self.bcast(blk, "sub", &hs, &o, None)?;
+                    let zd = self.bcast(blk, "mul", &z, &d, None)?;
+                    hs = self.bcast(blk, "add", &o, &zd, None)?;
+                } else {
+                    hs = self.activation(blk, &act, &gates)?;
+                }
+                states.push(hs.clone());
+            }
+            // Bidirectional: the backward states aligned with their input step.
+            if nd == 2 && reverse {
+                states.reverse();
+            }
+            if output_sequence {
+                let steps3: Vec<Av> = states
+                    .iter()
+                    .map(|s| self.reshape(blk, s, vec![1, batch, h]))
+                    .collect();
+                seqs.push(self.concat(blk, &steps3, 0, vec![steps, batch, h]));
+            }
+            finals_h.push(hs);
+            if let Some(c) = cs {
+                finals_c.push(c);
+            }
+        }
+        let width: i64 = finals_h.iter().map(|v| v.shape[1]).sum();
+        let hn = self.concat(blk, &finals_h, 1, vec![batch, width]);
+        let first = if output_sequence {
+            let hd = seqs.first().map_or(0, |s| s.shape[2]);
+            self.concat(blk, &seqs, 2, vec![steps, batch, nd * hd])
+        } else {
+            self.reshape(blk, &hn, vec![1, batch, hn.shape[1]])
+        };
+        let mut outs = vec![first, hn];
+        if lstm {
+            outs.push(self.concat(blk, &finals_c, 1, vec![batch, outs[1].shape[1]]));
+        }
+        // The declared output shapes (same sizes; e.g. [batch, H] or [1, batch, H]).
+        let mut result = Vec::new();
+        for (i, v) in outs.into_iter().enumerate().take(op.outputs.len()) {
+            let (sh, _) = Self::out_type(op, i)?;
+            if sh.iter().product::<i64>() != v.shape.iter().product::<i64>() {
+                return Err(format!("output {i} of shape {sh:?} for {:?}", v.shape));
+            }
+            result.push(self.reshape(blk, &v, sh));
+        }
+        Ok(result)
+    }
+
+    /// `scatter_nd` with a combining mode (`scatter_mode_v1` case `mode`) through
+    /// `scatter_along_axis_v1`: data [D0 .. Dn-1] viewed as [P, R] (P the product of the K
+    /// indexed dims, R of the rest), each index tuple turned into a row number
+    /// (sum of index k times the product of the indexed dims after k), repeated over the
+    /// R columns, and the updates viewed as [M, R]; scattering along axis 0 with the mode
+    /// combines repeated indices as MIL does.
+    fn scatter_nd_by_axis(
+        &mut self,
+        blk: BlockId,
+        data: &Av,
+        idx: &Av,
+        upd: &Av,
+        mode: u64,
+    ) -> R<Av> {
+        let k = *idx.shape.last().ok_or("scalar indices")? as usize;
+        if k == 0 || k > data.shape.len() {
+            return Err(format!(
+                "indices of depth {k} for a rank-{} tensor",
+                data.shape.len()
+            ));
+        }
+        let p: i64 = data.shape[..k].iter().product();
+        let r: i64 = data.shape[k..].iter().product();
+        let m: i64 = idx.shape[..idx.shape.len() - 1].iter().product();
+        if upd.shape.iter().product::<i64>() != m * r {
+            return Err(format!(
+                "updates of shape {:?} for indices {:?} into {:?}",
+                upd.shape, idx.shape, data.shape
+            ));
+        }
+        let idx2 = self.reshape(blk, idx, vec![m, k as i64]);
+        let mut row: Option<Av> = None;
+        for j in 0..k {
+            let stride: i64 = data.shape[j + 1..k].iter().product();
+            let bv = self.ints(blk, &[0, j as i64], Scalar::SInt(32));
+            let ev = self.ints(blk, &[m, j as i64 + 1], Scalar::SInt(32));
+            let sv = self.ints(blk, &[1, 1], Scalar::SInt(32));
+            let col = self.op1(
+                blk,
+                "primitive.slice_v1",
+                &[&idx2, &bv, &ev, &sv],
+                vec![m, 1],
+                Scalar::SInt(32),
+                None,
+            );
+            let term = if stride == 1 {
+                col
+            } else {
+                let st = self.scalar(blk, stride as f64, Scalar::SInt(32));
+                self.bcast(blk, "mul", &col, &st, None)?
+            };
+            row = Some(match row {
+                None => term,
+                Some(acc) => self.bcast(blk, "add", &acc, &term, None)?,
+            });
+        }
+        let row = row.ok_or("no index")?;
+        let rows = self.expand(blk, &row, &[m, r]);
+        let data2 = self.reshape(blk, data, vec![p, r]);
+        let upd2 = self.reshape(blk, upd, vec![m, r]);
+        let a = self.scalar(blk, 0.0, Scalar::SInt(32));
+        let me = self.enc().enumeration(EnumKind::ScatterMode, mode);
+        let mut pw = PayloadWriter::new();
+        pw.attr(me);
+        let y = self.op1(
+            blk,
+            "primitive.scatter_along_axis_v1",
+            &[&data2, &rows, &upd2, &a],
+            vec![p, r],
+            data.s,
+            Some(pw.finish()),
+        );
+        Ok(self.reshape(blk, &y, data.shape.clone()))
+    }
+
+    /// A region of two scalar arguments of type `s` (the old value and the new, or the
+    /// best so far and a candidate) yielding what `body` computes from them.
+    fn scalar_region(
+        &mut self,
+        s: Scalar,
+        body: impl FnOnce(&mut Self, BlockId, Av, Av) -> Av,
+    ) -> RegionId {
+        let st = self.ty(&[], s);
+        let cb = self.b.module.ir.push_block(Block {
+            args: vec![
+                BlockArg {
+                    ty: st,
+                    location: Some(self.loc),
+                },
+                BlockArg {
+                    ty: st,
+                    location: Some(self.loc),
+                },
+            ],
+            ..Block::default()
+        });
+        let arg = |index| Av {
+            v: Value::Arg { block: cb, index },
+            shape: vec![],
+            s,
+        };
+        let out = body(self, cb, arg(0), arg(1));
+        self.push(cb, "dataflow.yield_v1", &[out.v], &[], None, Vec::new());
+        self.b.module.ir.push_region(Region { blocks: vec![cb] })
+    }
+
+    /// The index of the largest (`max`) or smallest element of `x` along `axis`, as a
+    /// uint32 tensor with that axis kept (size 1). The largest is coreai-torch's
+    /// `argmax_v1(x, axis)` composite, whose region is `reduce_index_v1(x, axis, lowest,
+    /// 0)` comparing `greater(candidate, best)`. aicode has no argmin composite and
+    /// coreai-core 1.0.0b3 does not legalize a `reduce_index_v1` outside `argmax_v1`
+    /// ("failed to legalize operation"), so the smallest is the largest of `-x` (exact
+    /// for floats: negation keeps ties tied). The comparison is strict: the first of
+    /// equal elements wins, as in MIL.
+    fn index_reduction(&mut self, blk: BlockId, x: &Av, axis: i64, max: bool) -> R<Av> {
+        let s = x.s;
+        let extreme = match (s, max) {
+            (Scalar::F32, _) => f64::from(f32::MIN),
+            (Scalar::F16, _) => f64::from(half::f16::MIN),
+            (Scalar::SInt(32), true) => f64::from(i32::MIN),
+            _ => {
+                return Err(format!(
+                    "an index reduction of {s:?} elements (floats only for argmin)"
+                ));
+            }
+        };
+        let mut out = x.shape.clone();
+        if let Some(d) = out.get_mut(axis as usize) {
+            *d = 1;
+        }
+        let ax = self.scalar(blk, axis as f64, Scalar::SInt(32));
+        let dyn_shape = vec![i64::MIN; x.shape.len()];
+        let reduce = move |w: &mut Self, b: BlockId, x: &Av, ax: &Av, result: Vec<i64>| -> Av {
+            let init = w.scalar(b, extreme, s);
+            let zero = w.scalar(b, 0.0, Scalar::UInt(32));
+            let region = w.scalar_region(s, |w, cb, best, cand| {
+                w.op1(
+                    cb,
+                    "primitive.greater_v1",
+                    &[&cand, &best],
+                    vec![],
+                    Scalar::Bool,
+                    None,
+                )
+            });
+            let t = w.ty(&result, Scalar::UInt(32));
+            let id = w.push(
+                b,
+                "primitive.reduce_index_v1",
+                &[x.v, ax.v, init.v, zero.v],
+                &[t],
+                None,
+                vec![region],
+            );
+            Av {
+                v: Value::Result { op: id, index: 0 },
+                shape: result,
+                s: Scalar::UInt(32),
+            }
+        };
+        let x = if max {
+            x.clone()
+        } else {
+            let m = self.scalar(blk, -1.0, s);
+            self.bcast(blk, "mul", x, &m, None)?
+        };
+        let shape = out.clone();
+        Ok(self.composite(
+            blk,
+            "argmax_v1",
+            &[&x, &ax],
+            shape,
+            Scalar::UInt(32),
+            move |w, inner, args| {
+                let mut r = reduce(w, inner, &args[0], &args[1], dyn_shape);
+                r.shape = out;
+                r
+            },
+        ))
     }
 
     fn zeros(&mut self, blk: BlockId, shape: &[i64], s: Scalar) -> Av {

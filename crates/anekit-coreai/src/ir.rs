@@ -622,3 +622,28 @@ impl<'b> Encoder<'b> {
         self.attr_of(w)
     }
 }
+
+/// The source position of location attribute `id` (`debuginfo.location_v1`: a source
+/// range in a file), as `file:line:column`; `None` for the unknown location coreai-core
+/// writes without debug information (file `-`, line 0) or for anything that is not an
+/// aicode location.
+pub fn location(m: &Bytecode, id: AttrId) -> Option<String> {
+    // Decode attribute `id` with code `want`, returning a reader past the code.
+    fn payload<'a>(m: &'a Bytecode, id: AttrId, want: u64) -> Option<PayloadReader<'a>> {
+        let entry = m.attributes.get(id.index())?;
+        if !entry.custom || m.dialect_name(entry.dialect) != DIALECT {
+            return None;
+        }
+        let mut r = PayloadReader::new(m, &entry.data, Section::Attribute(id.0));
+        (r.varint().ok()? == want).then_some(r)
+    }
+    let src = payload(m, id, code::DEBUG[4])?.attr().ok()?;
+    let mut r = payload(m, src, code::DEBUG[1])?;
+    let file = r.attr().ok()?;
+    let (line, column) = (r.varint().ok()?, r.varint().ok()?);
+    let name = payload(m, file, code::DEBUG[0])?.string().ok()?;
+    if name.is_empty() || name == "-" || line == 0 {
+        return None;
+    }
+    Some(format!("{name}:{line}:{column}"))
+}

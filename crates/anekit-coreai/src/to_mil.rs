@@ -50,7 +50,38 @@ pub enum TranslateError {
     /// No public graph.
     #[error("the module has no public graph to run")]
     NoGraph,
+    /// Ops of one or more graphs that have no translation: every one of them, not only
+    /// the first.
+    #[error("{} op(s) cannot be translated to MIL:\n{}", .0.len(), .0.iter().map(|u| format!("  {u}")).collect::<Vec<_>>().join("\n"))]
+    Untranslatable(Vec<Untranslated>),
 }
+
+/// An op that has no MIL translation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Untranslated {
+    /// The graph (public function) it is in.
+    pub graph: String,
+    /// The op (`aicode.primitive.foo_v1`; `region` for a malformed region).
+    pub op: String,
+    /// Its source location (`file:line:column`), where the module records one.
+    pub location: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Untranslated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.graph, self.op)?;
+        if let Some(l) = &self.location {
+            write!(f, " at {l}")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// The reason given for an op kind that has no MIL counterpart at all (reported even
+/// where the op's input comes from another op that could not be translated).
+const NO_COUNTERPART: &str = "no MIL counterpart";
 
 /// Options of the translation.
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +118,8 @@ pub struct Translation {
     /// Public graphs that could not be translated, with the reason (the other functions
     /// are usable).
     pub failed: BTreeMap<String, String>,
+    /// Every op of those graphs that has no translation (graph by graph, in order).
+    pub untranslated: Vec<Untranslated>,
 }
 
 /// The MIL opset the translation targets.
@@ -110,6 +143,8 @@ pub fn translate(m: &Bytecode, options: Options) -> Result<Translation, Translat
         report: Report::default(),
         depth: 0,
         graph: String::new(),
+        refused: Vec::new(),
+        tainted: std::collections::HashSet::new(),
     };
     let mut program = Program {
         version: 1,
@@ -117,6 +152,7 @@ pub fn translate(m: &Bytecode, options: Options) -> Result<Translation, Translat
     };
     let mut default_function = None;
     let mut failed = BTreeMap::new();
+    let mut untranslated = Vec::new();
     let mut first_error = None;
     for g in graphs.iter().filter(|g| !g.private) {
         match tr.function(g) {
@@ -126,6 +162,17 @@ pub fn translate(m: &Bytecode, options: Options) -> Result<Translation, Translat
                     default_function = Some(g.name.clone());
                 }
             }
+            Err(TranslateError::Untranslatable(list)) => {
+                let why: Vec<String> = list
+                    .iter()
+                    .map(|u| match &u.location {
+                        Some(l) => format!("{} at {l}: {}", u.op, u.reason),
+                        None => format!("{}: {}", u.op, u.reason),
+                    })
+                    .collect();
+                failed.insert(g.name.clone(), why.join("; "));
+                untranslated.extend(list);
+            }
             Err(e) => {
                 failed.insert(g.name.clone(), e.to_string());
                 first_error.get_or_insert(e);
@@ -133,13 +180,18 @@ pub fn translate(m: &Bytecode, options: Options) -> Result<Translation, Translat
         }
     }
     if program.functions.is_empty() {
-        return Err(first_error.unwrap_or(TranslateError::NoGraph));
+        return Err(match first_error {
+            Some(e) => e,
+            None if !untranslated.is_empty() => TranslateError::Untranslatable(untranslated),
+            None => TranslateError::NoGraph,
+        });
     }
     Ok(Translation {
         program,
         default_function,
         report: tr.report,
         failed,
+        untranslated,
     })
 }
 
@@ -209,6 +261,12 @@ struct Tr<'m> {
     report: Report,
     depth: usize,
     graph: String,
+    /// Ops of the current graph that could not be translated.
+    refused: Vec<Untranslated>,
+    /// MIL variables standing for the results of ops that could not be translated, and
+    /// every variable computed from them (an op fed by them that fails is not reported,
+    /// unless its kind has no translation at all).
+    tainted: std::collections::HashSet<String>,
 }
 
 /// How deep invokes and regions may nest (a hostile module could recurse forever).
@@ -271,6 +329,8 @@ impl<'m> Tr<'m> {
     fn function(&mut self, g: &Graph) -> Result<Function, TranslateError> {
         self.graph = g.name.clone();
         self.depth = 0;
+        self.refused.clear();
+        self.tainted.clear();
         let mut fb = Fb::default();
         let mut inputs = Vec::new();
         let mut args = Vec::new();
@@ -300,7 +360,30 @@ impl<'m> Tr<'m> {
                 }
             }
         }
-        let results = self.region(&mut fb, g.body, args)?;
+        let results = match self.region(&mut fb, g.body, args) {
+            Ok(r) => r,
+            Err(e) => {
+                // The graph's own body is malformed for the translation: report it with
+                // the ops refused before.
+                match e {
+                    TranslateError::Unsupported { op, reason, .. } => {
+                        self.refused.push(Untranslated {
+                            graph: g.name.clone(),
+                            op,
+                            location: None,
+                            reason,
+                        });
+                        Vec::new()
+                    }
+                    other => return Err(other),
+                }
+            }
+        };
+        if !self.refused.is_empty() {
+            return Err(TranslateError::Untranslatable(std::mem::take(
+                &mut self.refused,
+            )));
+        }
         // Outputs: the tensors among the results, under their declared names.
         let mut outputs = Vec::new();
         for (i, r) in results.into_iter().enumerate() {
@@ -365,7 +448,8 @@ impl<'m> Tr<'m> {
     }
 
     /// Translate the single-block region `r` with `args` bound to its arguments; returns
-    /// the operands of its terminator.
+    /// the operands of its terminator. An op that cannot be translated is recorded (see
+    /// [`Tr::refuse`]) and the translation goes on, so that every such op is named.
     fn region(
         &mut self,
         fb: &mut Fb,
@@ -373,17 +457,28 @@ impl<'m> Tr<'m> {
         args: Vec<Tv>,
     ) -> Result<Vec<Tv>, TranslateError> {
         self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(TranslateError::Unsupported {
+        let result = if self.depth > MAX_DEPTH {
+            Err(TranslateError::Unsupported {
                 graph: self.graph.clone(),
                 op: "region".into(),
                 reason: format!("regions or invokes nested deeper than {MAX_DEPTH}"),
-            });
-        }
+            })
+        } else {
+            self.region_body(fb, r, args)
+        };
+        self.depth -= 1;
+        result
+    }
+
+    fn region_body(
+        &mut self,
+        fb: &mut Fb,
+        r: RegionId,
+        args: Vec<Tv>,
+    ) -> Result<Vec<Tv>, TranslateError> {
         let m = self.m;
         let region = m.ir.region(r);
         let [entry] = region.blocks.as_slice() else {
-            self.depth -= 1;
             return Err(TranslateError::Unsupported {
                 graph: self.graph.clone(),
                 op: "region".into(),
@@ -395,7 +490,6 @@ impl<'m> Tr<'m> {
         };
         let block = m.ir.block(*entry);
         if block.args.len() != args.len() {
-            self.depth -= 1;
             return Err(TranslateError::Unsupported {
                 graph: self.graph.clone(),
                 op: "region".into(),
@@ -417,7 +511,6 @@ impl<'m> Tr<'m> {
             );
         }
         let uses = use_counts(m, *entry);
-        let mut result = None;
         for &op in &block.ops {
             let name = m.name_of(op);
             let operands: Result<Vec<Tv>, TranslateError> =
@@ -432,21 +525,29 @@ impl<'m> Tr<'m> {
                     .collect();
             let operands = operands?;
             match short(&name) {
-                "dataflow.output_v1" | "dataflow.yield_v1" => {
-                    result = Some(operands);
-                    break;
-                }
+                "dataflow.output_v1" | "dataflow.yield_v1" => return Ok(operands),
                 _ => {}
             }
-            let outs = self.op(fb, op, operands, &uses)?;
+            let fed_by_failure = operands.iter().any(|t| self.is_tainted(t));
             let n = m.ir.op(op).result_types.len();
-            if outs.len() != n {
-                self.depth -= 1;
-                return Err(self.unsupported(
-                    op,
-                    format!("translation gave {} results for {n}", outs.len()),
-                ));
-            }
+            let outs = match self.op(fb, op, operands, &uses) {
+                Ok(outs) if outs.len() == n => {
+                    if fed_by_failure {
+                        for t in &outs {
+                            self.taint(t);
+                        }
+                    }
+                    outs
+                }
+                Ok(outs) => {
+                    let e = self.unsupported(
+                        op,
+                        format!("translation gave {} results for {n}", outs.len()),
+                    );
+                    self.refuse(fb, op, e, fed_by_failure)?
+                }
+                Err(e) => self.refuse(fb, op, e, fed_by_failure)?,
+            };
             for (i, t) in outs.into_iter().enumerate() {
                 env.insert(
                     Value::Result {
@@ -457,12 +558,73 @@ impl<'m> Tr<'m> {
                 );
             }
         }
-        self.depth -= 1;
-        result.ok_or_else(|| TranslateError::Unsupported {
+        Err(TranslateError::Unsupported {
             graph: self.graph.clone(),
             op: "region".into(),
             reason: "no output_v1 / yield_v1 terminator".into(),
         })
+    }
+
+    /// Record that `op` could not be translated (`e`) and stand in for its results with
+    /// placeholder variables of the declared types, so that the ops after it are still
+    /// checked. An op fed by a placeholder is only reported when its kind has no
+    /// translation at all (its other failures follow from the first). A malformed module
+    /// (not an unsupported op) stops the translation.
+    fn refuse(
+        &mut self,
+        fb: &mut Fb,
+        op: OpId,
+        e: TranslateError,
+        fed_by_failure: bool,
+    ) -> Result<Vec<Tv>, TranslateError> {
+        let (op_name, reason) = match e {
+            TranslateError::Unsupported { op, reason, .. } => (op, reason),
+            TranslateError::Untranslatable(list) => {
+                self.refused.extend(list);
+                (String::new(), String::new())
+            }
+            other => return Err(other),
+        };
+        if !op_name.is_empty() && (!fed_by_failure || reason == NO_COUNTERPART) {
+            let location = ir::location(self.m, self.m.ir.op(op).location);
+            let u = Untranslated {
+                graph: self.graph.clone(),
+                op: op_name,
+                location,
+                reason,
+            };
+            if !self.refused.contains(&u) {
+                self.refused.push(u);
+            }
+        }
+        let types = self.m.ir.op(op).result_types.clone();
+        let mut outs = Vec::with_capacity(types.len());
+        for t in types {
+            let Ok((ty, _)) = self.tensor_type(t) else {
+                outs.push(Tv::Token);
+                continue;
+            };
+            let name = fb.fresh("untranslated");
+            fb.args
+                .insert(name.clone(), Arg::var(ValueType::Tensor(ty.clone())));
+            self.tainted.insert(name.clone());
+            outs.push(Tv::Var {
+                name,
+                ty,
+                transposed: None,
+            });
+        }
+        Ok(outs)
+    }
+
+    fn is_tainted(&self, t: &Tv) -> bool {
+        matches!(t, Tv::Var { name, .. } if self.tainted.contains(name))
+    }
+
+    fn taint(&mut self, t: &Tv) {
+        if let Tv::Var { name, .. } = t {
+            self.tainted.insert(name.clone());
+        }
     }
 
     /// The constant behind `tv`, or an error naming the op and operand.
@@ -808,7 +970,7 @@ impl<'m> Tr<'m> {
                         *self.report.lowered.entry(full.clone()).or_default() += 1;
                         return self.region(fb, r, a);
                     }
-                    Err(self.unsupported(op, "no MIL counterpart"))
+                    Err(self.unsupported(op, NO_COUNTERPART))
                 }
             },
         }
@@ -1714,9 +1876,22 @@ impl<'m> Tr<'m> {
                         ],
                     )?,
                     other => {
+                        let which = match other {
+                            Attr::Enum {
+                                kind: EnumKind::ScanCombiner,
+                                value,
+                            } => EnumKind::ScanCombiner
+                                .case(value)
+                                .unwrap_or("unknown")
+                                .to_string(),
+                            other => format!("{other:?}"),
+                        };
                         return Err(self.unsupported(
                             op,
-                            format!("scan combiner {other:?} has no MIL counterpart"),
+                            format!(
+                                "a cumulative {which} (scan combiner {which}) has no MIL \
+                                 counterpart (MIL's cumsum only sums)"
+                            ),
                         ));
                     }
                 }
@@ -2421,13 +2596,29 @@ impl<'m> Tr<'m> {
             (sc.get(i).copied().unwrap_or(0.0) - s).abs() < 1e-6
                 && (of.get(i).copied().unwrap_or(0.0) - 0.5 * (1.0 - s)).abs() < 1e-6
         });
+        // Core ML's DEFAULT grid (i·X/N) and OFFSET_CORNERS ((i + ½)·max(1, X−1)/N), as
+        // anekit's writer expresses them (see from_mil's `resize_bilinear`).
+        let grid_of = |scale: &dyn Fn(f64, f64) -> f64, offset: &dyn Fn(f64) -> f64| {
+            (0..2).all(|i| {
+                let (o, n) = ([h, w][i] as f64, shape[2 + i] as f64);
+                let s = scale(o, n);
+                (sc.get(i).copied().unwrap_or(0.0) - s).abs() < 1e-6
+                    && (of.get(i).copied().unwrap_or(0.0) - offset(s)).abs() < 1e-6
+            })
+        };
+        let default = grid_of(&|o, n| o / n, &|s| 0.5 * (1.0 - s));
+        let offset_corners = grid_of(&|o, n| o / (n - 1.0).max(1.0), &|s| -0.5 * s);
         if linear {
             let mode = if half_pixel {
                 "UNALIGN_CORNERS"
             } else if align {
                 "STRICT_ALIGN_CORNERS"
+            } else if default {
+                "DEFAULT"
+            } else if offset_corners {
+                "OFFSET_CORNERS"
             } else {
-                return Err(self.unsupported(op, "bilinear interpolation with a scale/offset other than half-pixel or align-corners"));
+                return Err(self.unsupported(op, "bilinear interpolation with a scale/offset other than the half-pixel, align-corners, DEFAULT or OFFSET_CORNERS grids"));
             };
             self.emit1(
                 fb,
