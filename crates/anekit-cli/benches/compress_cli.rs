@@ -135,7 +135,9 @@ fn main() {
     let dir = models.join("bert_base_fp16");
     let src = dir.join("model.mlpackage");
     let input = dir.join("inputs/x.npy");
-    if !src.is_dir() || !py.exists() {
+    // `python3` and the like name a command on PATH, not a file here.
+    let py_missing = py.components().count() > 1 && !py.exists();
+    if !src.is_dir() || py_missing {
         eprintln!(
             "compress_cli bench: needs {} and {} (scripts/setup-python.sh --with-torch, then \
              scripts/make_bench_models.py --only bert_base_fp16)",
