@@ -206,24 +206,17 @@ fn inspect_json_op_counts_equal_coreai_cores() {
         let r = ok_json(&anekit(&["inspect", &path, "--json"]));
         assert_eq!(r["format"], "aimodel", "{name}");
         assert_eq!(r["op_counts"], f["op_counts"], "{name}: op counts");
-        let total: u64 = f["op_counts"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|v| v.as_u64().unwrap())
-            .sum();
-        let by_dialect: u64 = r["ops_by_dialect"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|v| v.as_u64().unwrap())
-            .sum();
-        let by_kind: u64 = r["ops_by_kind"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|v| v.as_u64().unwrap())
-            .sum();
+        let sum = |counts: &serde_json::Value| -> u64 {
+            counts
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|v| v.as_u64().unwrap())
+                .sum()
+        };
+        let total = sum(&f["op_counts"]);
+        let by_dialect = sum(&r["ops_by_dialect"]);
+        let by_kind = sum(&r["ops_by_kind"]);
         assert_eq!(by_dialect, total, "{name}: ops by dialect");
         assert_eq!(by_kind, total, "{name}: ops by kind");
         assert_eq!(

@@ -651,6 +651,21 @@ impl Writer {
         let b = f
             .binding(op, param)
             .ok_or_else(|| format!("parameter {param} is missing"))?;
+        self.bound(f, blk, b)
+    }
+
+    /// The values of the variadic input `param` of `op` (`values` of concat and stack).
+    fn inputs(&mut self, f: &mut Fn<'_>, blk: BlockId, op: &Operation, param: &str) -> R<Vec<Av>> {
+        op.inputs
+            .get(param)
+            .map_or(&[][..], |a| a.0.as_slice())
+            .iter()
+            .map(|b| self.bound(f, blk, b))
+            .collect()
+    }
+
+    /// The value of one binding: a variable, or a constant written on use.
+    fn bound(&mut self, f: &mut Fn<'_>, blk: BlockId, b: &Binding) -> R<Av> {
         match b {
             Binding::Name(n) => {
                 if let Some(a) = f.vars.get(n) {
@@ -1217,23 +1232,11 @@ impl Writer {
             }
             "concat" => {
                 let axis = f.int(op, "axis").ok_or("axis is not a constant")?;
-                let names: Vec<Binding> = op.inputs.get("values").map(|a| a.0.clone()).unwrap_or_default();
-                let mut vals = Vec::new();
-                for b in &names {
-                    let tmp = Operation {
-                        inputs: BTreeMap::from([("x".to_string(), anekit_mil::Argument(vec![b.clone()]))]),
-                        ..Operation::new("tmp")
-                    };
-                    vals.push(self.input(f, blk, &tmp, "x")?);
+                let vals = self.inputs(f, blk, op, "values")?;
+                if vals.is_empty() {
+                    return Err("no values to join".into());
                 }
-                if vals.len() == 1 {
-                    vals
-                } else {
-                    let d = self.scalar(blk, axis as f64, Scalar::SInt(32));
-                    let mut ops: Vec<&Av> = vec![&d];
-                    ops.extend(vals.iter());
-                    vec![self.op1(blk, "primitive.concat_v1", &ops, shape, s, None)]
-                }
+                vec![self.concat(blk, &vals, axis, shape)]
             }
             "split" => {
                 let x = self.input(f, blk, op, "x")?;
@@ -1671,14 +1674,8 @@ impl Writer {
                 if !(0..rank).contains(&axis) {
                     return Err(format!("stack axis {axis} for a rank-{rank} result"));
                 }
-                let names: Vec<Binding> = op.inputs.get("values").map(|a| a.0.clone()).unwrap_or_default();
                 let mut vals = Vec::new();
-                for b in &names {
-                    let tmp = Operation {
-                        inputs: BTreeMap::from([("x".to_string(), anekit_mil::Argument(vec![b.clone()]))]),
-                        ..Operation::new("tmp")
-                    };
-                    let v = self.input(f, blk, &tmp, "x")?;
+                for v in self.inputs(f, blk, op, "values")? {
                     if v.shape.len() + 1 != shape.len() {
                         return Err(format!("stack of a rank-{} value into rank {rank}", v.shape.len()));
                     }
@@ -1686,14 +1683,10 @@ impl Writer {
                     sh.insert(axis as usize, 1);
                     vals.push(self.reshape(blk, &v, sh));
                 }
-                if vals.len() == 1 {
-                    vals
-                } else {
-                    let d = self.scalar(blk, axis as f64, Scalar::SInt(32));
-                    let mut ops: Vec<&Av> = vec![&d];
-                    ops.extend(vals.iter());
-                    vec![self.op1(blk, "primitive.concat_v1", &ops, shape, s, None)]
+                if vals.is_empty() {
+                    return Err("no values to join".into());
                 }
+                vec![self.concat(blk, &vals, axis, shape)]
             }
             "local_response_norm" => {
                 // x / (k + alpha / size * sum of x² over the channel window) ^ beta, the
@@ -1804,6 +1797,7 @@ impl Writer {
         )
     }
 
+    /// `vals` (at least one) joined along `axis` into a value of `shape`; one value is itself.
     fn concat(&mut self, blk: BlockId, vals: &[Av], axis: i64, shape: Vec<i64>) -> Av {
         if let [one] = vals {
             return one.clone();

@@ -41,6 +41,30 @@ const NOT_CONVERTED: [(&str, &str); 8] = [
     ("nn_classifier_fp32", "classify"),
 ];
 
+/// Run `model` in coreai-core (`coreai_oracle.py run`) on the calls of `spec` (written
+/// next to the outputs as `TAG.json`); the folder of its outputs (`call<i>/<output>.npy`).
+fn run_in_coreai_core(
+    py: &Path,
+    model: &Path,
+    spec: &serde_json::Value,
+    dir: &Path,
+    tag: &str,
+) -> Result<PathBuf, String> {
+    let spec_path = dir.join(format!("{tag}.json"));
+    std::fs::write(&spec_path, spec.to_string()).map_err(|e| e.to_string())?;
+    let out_dir = dir.join(format!("{tag}-out"));
+    oracle(
+        py,
+        &[
+            "run",
+            model.to_str().unwrap(),
+            out_dir.to_str().unwrap(),
+            spec_path.to_str().unwrap(),
+        ],
+    )?;
+    Ok(out_dir)
+}
+
 fn npy_f32(p: &Path) -> (Vec<usize>, Vec<f32>) {
     let t = anekit_runtime::npy::read(p).unwrap();
     let shape = t.shape().to_vec();
@@ -144,21 +168,14 @@ fn coreml_fixtures_converted_to_core_ai_run_in_coreai_core() {
                 "states": states,
                 "state_dtype": if f["precision"] == "fp16" { "float16" } else { "float32" },
             });
-            let spec_path = tmp.path().join(format!("{name}-{function}.json"));
-            std::fs::write(&spec_path, spec.to_string()).unwrap();
-            let out_dir = tmp.path().join(format!("{name}-{function}-out"));
-            if let Err(e) = oracle(
-                &py,
-                &[
-                    "run",
-                    out.to_str().unwrap(),
-                    out_dir.to_str().unwrap(),
-                    spec_path.to_str().unwrap(),
-                ],
-            ) {
-                failures.push(format!("{name}/{function}: coreai-core refused it: {e}"));
-                continue;
-            }
+            let tag = format!("{name}-{function}");
+            let out_dir = match run_in_coreai_core(&py, &out, &spec, tmp.path(), &tag) {
+                Ok(d) => d,
+                Err(e) => {
+                    failures.push(format!("{name}/{function}: coreai-core refused it: {e}"));
+                    continue;
+                }
+            };
             for (i, d) in data.iter().enumerate() {
                 let atol = d["tolerance"]["atol"].as_f64().unwrap_or(1e-4) as f32;
                 let rtol = d["tolerance"]["rtol"].as_f64().unwrap_or(1e-3) as f32;
@@ -318,21 +335,14 @@ fn core_ai_fixtures_through_mil_and_back_run_in_coreai_core() {
                 "calls": calls,
                 "states": f.get("states").cloned().unwrap_or(serde_json::json!({})),
             });
-            let spec_path = tmp.path().join(format!("{name}-{function}.json"));
-            std::fs::write(&spec_path, spec.to_string()).unwrap();
-            let out_dir = tmp.path().join(format!("{name}-{function}-out"));
-            if let Err(e) = oracle(
-                &py,
-                &[
-                    "run",
-                    out.to_str().unwrap(),
-                    out_dir.to_str().unwrap(),
-                    spec_path.to_str().unwrap(),
-                ],
-            ) {
-                failures.push(format!("{label}: coreai-core refused it: {e}"));
-                continue;
-            }
+            let tag = format!("{name}-{function}");
+            let out_dir = match run_in_coreai_core(&py, &out, &spec, tmp.path(), &tag) {
+                Ok(d) => d,
+                Err(e) => {
+                    failures.push(format!("{label}: coreai-core refused it: {e}"));
+                    continue;
+                }
+            };
             let tol = if ["cast_half", "bf16"].contains(&function.as_str()) {
                 1e-2
             } else {
@@ -698,21 +708,13 @@ fn writer_forms_run_in_coreai_core_like_the_cpu_backend() {
         )
         .unwrap();
         let spec = serde_json::json!({"function": "main", "calls": [call], "dtypes": dtypes});
-        let spec_path = tmp.path().join(format!("{name}.json"));
-        std::fs::write(&spec_path, spec.to_string()).unwrap();
-        let out_dir = tmp.path().join(format!("{name}-out"));
-        if let Err(e) = oracle(
-            &py,
-            &[
-                "run",
-                out.to_str().unwrap(),
-                out_dir.to_str().unwrap(),
-                spec_path.to_str().unwrap(),
-            ],
-        ) {
-            failures.push(format!("{name}: coreai-core refused it: {e}"));
-            continue;
-        }
+        let out_dir = match run_in_coreai_core(&py, &out, &spec, tmp.path(), name) {
+            Ok(d) => d,
+            Err(e) => {
+                failures.push(format!("{name}: coreai-core refused it: {e}"));
+                continue;
+            }
+        };
         // anekit reading the written module back.
         let back = match anekit_coreai::CoreAiModel::open(&out) {
             Ok(m) => cpu_outputs(m.to_mil_model(), &inputs),

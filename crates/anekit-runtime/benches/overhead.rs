@@ -23,18 +23,14 @@
 //! includes a few µs of Python; its per-op number does not.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anekit_format::proto;
+use anekit_mil::Opset;
 use anekit_mil::model::Model;
-use anekit_mil::{
-    Argument, Binding, Block, DataType, Function, NamedValueType, Operation, Program, TensorType,
-    Value, ValueType,
-};
 use anekit_runtime::cpu::plan;
 use anekit_runtime::{ComputeUnits, Engine, LoadOptions, NamedTensors, npy};
 
@@ -49,46 +45,24 @@ fn python() -> PathBuf {
         .map_or_else(|| PathBuf::from("python3"), |p| p.path().to_path_buf())
 }
 
-/// x → `add(y, y)` × `depth`, fp32 of `shape`.
+/// x → `add(y, y)` × `depth`, fp32 of `shape`, as MIL text.
 fn chain(shape: &[u64], depth: usize) -> Model {
-    let ty = ValueType::Tensor(TensorType::new(DataType::Fp32, shape));
-    let mut ops = Vec::new();
+    let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
+    let ty = format!("tensor<fp32, [{}]>", dims.join(", "));
+    let mut body = String::new();
     let mut prev = "x".to_string();
     for i in 0..depth {
-        let a = format!("a{i}");
-        let mut op = Operation::new("add");
-        for p in ["x", "y"] {
-            op.inputs
-                .insert(p.into(), Argument(vec![Binding::Name(prev.clone())]));
-        }
-        op.outputs.push(NamedValueType::new(a.clone(), ty.clone()));
-        op.attributes
-            .insert("name".into(), Value::string(a.clone()));
-        ops.push(op);
-        prev = a;
+        let _ = writeln!(
+            body,
+            "        {ty} a{i} = add(x = {prev}, y = {prev})[name = string(\"a{i}\")];"
+        );
+        prev = format!("a{i}");
     }
-    let block = Block {
-        inputs: vec![],
-        outputs: vec![prev],
-        operations: ops,
-        attributes: BTreeMap::new(),
-    };
-    let f = Function {
-        inputs: vec![NamedValueType::new("x", ty)],
-        opset: "CoreML5".into(),
-        blocks: [("CoreML5".to_string(), block)].into(),
-        attributes: BTreeMap::new(),
-    };
-    let program = Program {
-        version: 1,
-        functions: [("main".to_string(), f)].into(),
-        ..Default::default()
-    };
-    let spec = proto::Model {
-        specification_version: 6,
-        ..Default::default()
-    };
-    Model::from_program(spec, program)
+    let text = format!(
+        "program(1.0)\n{{\n    func main<ios15>({ty} x) {{\n{body}    }} -> ({prev});\n}}\n"
+    );
+    let program = anekit_mil::text::parse_without_weights(&text, "chain").expect("chain parses");
+    anekit_testkit::case::model_of(program, Opset::Ios15)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
