@@ -1,6 +1,7 @@
 //! The CPU plan's rewrites (elementwise fusion, in-place steps, conv epilogues, packed
-//! weights) change nothing: every fixture model (coremltools-converted PyTorch networks,
-//! compressed ones included) gives the same outputs with the rewrites on and off, and the
+//! weights) and its choice of threads change nothing: every fixture model
+//! (coremltools-converted PyTorch networks, compressed ones included) gives the same outputs
+//! with the rewrites on and off, and inline on the caller's thread as on the pool; the
 //! rewrites do happen on the networks that have fusable chains. (The fixture test,
 //! tests/fixtures.rs, checks the rewritten plan against PyTorch.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -123,5 +124,56 @@ fn rewrites_do_not_change_outputs() {
     assert!(
         fused_total >= 10,
         "only {fused_total} ops fused over all fixtures"
+    );
+}
+
+/// Small plans run inline on the caller's thread (kernels then see one thread); their
+/// outputs are the pool's. Plans with packed weights stay on the pool.
+#[test]
+fn small_plans_run_inline_with_the_pools_outputs() {
+    use anekit_runtime::cpu::kernels;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    let (mut inline, mut pooled) = (0, 0);
+    for path in models() {
+        let model = Model::open(&path).unwrap();
+        let Ok(program) = model.require_program() else {
+            continue;
+        };
+        for (fname, f) in &program.functions {
+            let Some(args) = inputs(f) else { continue };
+            let p = plan::compile_with(fname, f, CompileOptions::default()).unwrap();
+            if !anekit_runtime::cpu::runs_inline(&p) {
+                pooled += 1;
+                continue;
+            }
+            inline += 1;
+            let a = kernels::inline(|| {
+                assert_eq!(kernels::threads(), 1);
+                run(&p, args.clone())
+            });
+            let b = pool.install(|| run(&p, args));
+            for (x, y) in a.iter().zip(&b) {
+                match (x, y) {
+                    (Value::F32(x), Value::F32(y)) => {
+                        let m = y.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+                        let e = x.iter().zip(y).fold(0f32, |e, (p, q)| e.max((p - q).abs()));
+                        assert!(
+                            e <= 1e-6 * m,
+                            "{} {fname}: inline differs by {e}",
+                            path.display()
+                        );
+                    }
+                    (x, y) => assert_eq!(x, y, "{}", path.display()),
+                }
+            }
+        }
+    }
+    assert!(inline >= 10, "only {inline} fixture functions run inline");
+    assert!(
+        pooled >= 3,
+        "only {pooled} fixture functions run on the pool"
     );
 }

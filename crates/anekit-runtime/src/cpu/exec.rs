@@ -150,6 +150,7 @@ pub fn run(
         for &f in &step.frees {
             if let Some(v) = slots.get_mut(f).and_then(Option::take) {
                 meter.sub(v.nbytes());
+                super::buffers::recycle(v);
             }
         }
     }

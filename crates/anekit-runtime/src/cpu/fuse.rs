@@ -520,7 +520,7 @@ impl Epilogue<'_> {
             return;
         }
         const CHUNK: usize = 16_384;
-        if x.len() >= 4 * CHUNK && rayon::current_num_threads() > 1 {
+        if x.len() >= 4 * CHUNK && super::kernels::threads() > 1 {
             x.par_chunks_mut(CHUNK)
                 .enumerate()
                 .for_each(|(i, c)| self.apply(c, i * CHUNK));

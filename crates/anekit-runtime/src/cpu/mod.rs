@@ -8,6 +8,7 @@
 //! that parallelises on rayon) and, for one-row products, the backend's own GEMV
 //! ([`kernels::linalg`]; why: docs/references.md#cpu-matrix-products).
 
+pub mod buffers;
 pub mod constexpr;
 pub mod exec;
 pub mod fuse;
@@ -61,7 +62,52 @@ pub struct CpuModel {
     numerics_warnings: Mutex<Vec<String>>,
     pool: rayon::ThreadPool,
     threads: usize,
+    /// Predictions run on the caller's thread, not the pool ([`runs_inline`]).
+    inline: bool,
     peak: Mutex<Option<usize>>,
+}
+
+/// Bytes of data (activations written, constants read, inputs) below which a prediction
+/// runs on the caller's thread instead of the pool.
+///
+/// Handing a prediction to the pool and waiting for it costs two thread wake-ups, ~8 µs
+/// (measured on the development machine and on an idle 16-core one), which is as long as
+/// the whole prediction of a small network; and a plan that moves less than this cannot
+/// give two threads enough work to win it back: the fixture convnet (~140 KB, the largest
+/// plan below the line) measured the same on 1 and 2 threads, 57 and 58 µs on the idle
+/// 16-core machine (docs/runtime.md).
+pub const INLINE_MAX_BYTES: usize = 256 << 10;
+
+/// Whether predictions of `plan` run inline: every value of a fixed size, no control flow
+/// (a loop body may run any number of times), no weights kept packed (those are large),
+/// and less than [`INLINE_MAX_BYTES`] of data in all.
+pub fn runs_inline(plan: &plan::Plan) -> bool {
+    let main = &plan.main;
+    if plan.packed > 0 || main.slot_bytes.iter().any(Option::is_none) {
+        return false;
+    }
+    let mut bytes: usize = main
+        .inputs
+        .iter()
+        .filter_map(|&s| main.slot_bytes.get(s).copied().flatten())
+        .sum();
+    let mut consts = std::collections::BTreeSet::new();
+    for step in &main.steps {
+        if kernels::control::OPS.contains(&step.op_type.as_str()) {
+            return false;
+        }
+        for &(slot, _) in &step.outputs {
+            bytes += main.slot_bytes.get(slot).copied().flatten().unwrap_or(0);
+        }
+        for src in step.params.iter().flat_map(|(_, srcs)| srcs) {
+            if let plan::Src::Const(i) = *src
+                && consts.insert(i)
+            {
+                bytes += plan.consts.get(i).map_or(0, Value::nbytes);
+            }
+        }
+    }
+    bytes < INLINE_MAX_BYTES
 }
 
 fn spec_from_type(name: &str, ty: &TensorType) -> Option<FeatureSpec> {
@@ -201,6 +247,7 @@ impl CpuModel {
                 RuntimeError::Load(format!("cannot start {threads} worker threads: {e}"))
             })?;
         let (planned_peak, total) = plan.main.planned_memory();
+        buffers::allow(planned_peak);
         tracing::debug!(
             steps = plan.main.steps.len(),
             planned_peak,
@@ -208,7 +255,10 @@ impl CpuModel {
             threads,
             "CPU plan ready"
         );
+        let inline = runs_inline(&plan);
+        tracing::debug!(inline, "predictions run on the caller's thread when inline");
         Ok(Self {
+            inline,
             plan,
             inputs,
             outputs,
@@ -235,6 +285,11 @@ impl CpuModel {
         self.threads
     }
 
+    /// Whether predictions run on the caller's thread (a plan too small for the pool).
+    pub fn runs_inline(&self) -> bool {
+        self.inline
+    }
+
     fn run(&self, inputs: &NamedTensors, state: Option<&mut State>) -> Result<NamedTensors> {
         let mut args = Vec::with_capacity(self.plan.inputs.len());
         for (name, ty) in &self.plan.inputs {
@@ -255,7 +310,7 @@ impl CpuModel {
             });
         }
         let mut meter = exec::Meter::default();
-        let (outs, warnings) = self.pool.install(|| {
+        let body = || {
             let mut ctx = RunCtx {
                 precision: self.precision,
                 numerics: self.numerics.as_ref(),
@@ -266,7 +321,12 @@ impl CpuModel {
             };
             let outs = exec::run(&self.plan.main, args, Vec::new(), &mut ctx, &mut meter);
             (outs, std::mem::take(&mut ctx.numerics_warnings))
-        });
+        };
+        let (outs, warnings) = if self.inline {
+            kernels::inline(body)
+        } else {
+            self.pool.install(body)
+        };
         if let Ok(mut w) = self.numerics_warnings.lock() {
             *w = warnings;
         }
@@ -275,6 +335,8 @@ impl CpuModel {
         if let Ok(mut p) = self.peak.lock() {
             *p = Some(meter.peak);
         }
+        // Shapes only known at run time are missing from the planned peak.
+        buffers::allow(meter.peak);
         let mut result = NamedTensors::new();
         for ((name, _), (v, spec)) in self
             .plan

@@ -48,7 +48,7 @@ pub const OPS: &[&str] = &[
 
 /// `out[i] = f(x[i])`, vectorised, in parallel when large.
 pub fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync + Send + Copy) -> Vec<f32> {
-    let mut out = vec![0.0f32; x.len()];
+    let mut out = crate::cpu::buffers::take(x.len());
     let run = |o: &mut [f32], i: &[f32]| {
         simd::vectorize(
             #[inline(always)]
@@ -195,7 +195,7 @@ fn per_channel(
         .collect::<Result<_, String>>()?;
     let plane: usize = xs[2..].iter().product();
     let xd = contiguous(x);
-    let mut out = vec![0.0f32; xd.len()];
+    let mut out = crate::cpu::buffers::take(xd.len());
     if plane > 0 {
         let run = |(i, (o, xi)): (usize, (&mut [f32], &[f32]))| {
             let ch = i % c;

@@ -133,7 +133,7 @@ pub fn sdpa(
         None => (Vec::new(), 0),
     };
     let scale = 1.0 / (e as f32).sqrt();
-    let mut out = vec![0.0f32; total];
+    let mut out = crate::cpu::buffers::take(total);
     let per_item = l.saturating_mul(s).saturating_mul(e + ev);
     // Query rows per block: ~1M scores.
     let lb = (1 << 20) / s.max(1);
@@ -190,7 +190,7 @@ pub fn sdpa(
         }
     };
     let chunk = (l * ev).max(1);
-    let threads = rayon::current_num_threads();
+    let threads = super::threads();
     if nb > 1 && parallel(per_item.saturating_mul(nb)) && (nb >= threads || !parallel(per_item)) {
         out.par_chunks_mut(chunk)
             .enumerate()

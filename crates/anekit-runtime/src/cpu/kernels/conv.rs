@@ -428,6 +428,29 @@ fn segments(g: &ConvGeom, p0: usize, len: usize) -> Vec<Segment> {
 
 /// Write the im2col patch matrix of `c` input channels for output columns `p0..p0 + len`
 /// into `buf` ([c·kD·kH·kW, len] row-major).
+/// [`im2col`] split over the pool's threads by input channels (for a block that one GEMM
+/// then runs on all threads: a serial copy there would leave them waiting).
+fn im2col_par(x: &Phased<'_>, c: usize, g: &ConvGeom, p0: usize, len: usize, buf: &mut [f32]) {
+    let kl = g.k_len();
+    let chan = x.channel_len();
+    let per = c.div_ceil(2 * super::threads()).max(1);
+    if kl * len == 0 {
+        return;
+    }
+    buf[..c * kl * len]
+        .par_chunks_mut(per * kl * len)
+        .enumerate()
+        .for_each(|(i, b)| {
+            let c0 = i * per;
+            let n = per.min(c - c0);
+            let xs = Phased {
+                data: &x.data[c0 * chan..][..n * chan],
+                ..*x
+            };
+            im2col(&xs, n, g, p0, len, b);
+        });
+}
+
 fn im2col(x: &Phased<'_>, c: usize, g: &ConvGeom, p0: usize, len: usize, buf: &mut [f32]) {
     let [id, ih, iw] = g.inp;
     let [kd, kh, kw] = g.k;
@@ -590,7 +613,9 @@ pub fn conv_forward_fused(
     let cig = g.c_in / g.groups;
     let cog = g.c_out / g.groups;
     let in_plane = g.in_len();
-    let mut out = vec![0.0f32; g.n * g.c_out * p];
+    // Every path below writes each output element (debug builds fill `take`'s buffer with
+    // NaN, so the kernel tests would see one left out).
+    let mut out = crate::cpu::buffers::take(g.n * g.c_out * p);
     if p == 0 || g.c_out == 0 {
         return out;
     }
@@ -617,7 +642,7 @@ pub fn conv_forward_fused(
             }
         };
         let planes = g.n * g.groups;
-        let threads = rayon::current_num_threads();
+        let threads = super::threads();
         let run = |(bg, o): (usize, &mut [f32]), par: bool| {
             let (b, grp) = (bg / g.groups, bg % g.groups);
             let xs = &x[(b * g.c_in + grp * cig) * in_plane..][..cig * in_plane];
@@ -641,7 +666,7 @@ pub fn conv_forward_fused(
     }
     let pointwise = kl == 1 && g.s == [1, 1, 1] && g.pad == [0, 0, 0] && g.out == g.inp;
     let k_rows = cig * kl;
-    let threads = rayon::current_num_threads();
+    let threads = super::threads();
     let bc = block_cols(k_rows, p, g.n * g.groups, if par { threads } else { 1 });
     // Strided W: split the input by phase once, so that im2col copies contiguous runs.
     let rows = g.inp[0] * g.inp[1];
@@ -679,7 +704,11 @@ pub fn conv_forward_fused(
                 ..phased
             };
             with_scratch(k_rows * len, |buf| {
-                im2col(&xs, cig, g, c0, len, buf);
+                if par {
+                    im2col_par(&xs, cig, g, c0, len, buf);
+                } else {
+                    im2col(&xs, cig, g, c0, len, buf);
+                }
                 let rhs = MatRef::from_row_major_slice(buf, k_rows, len);
                 matmul_views(dst.as_mut(), wg, rhs, false, par);
             });
@@ -973,5 +1002,129 @@ pub fn build(ctx: &mut OpCtx<'_>) -> Option<Result<Box<dyn Kernel>, String>> {
         "conv" => Some(conv_kernel(ctx, false)),
         "conv_transpose" => Some(conv_kernel(ctx, true)),
         _ => None,
+    }
+}
+
+/// The definition of a 2-D convolution in f64, and test data (for the kernels' tests).
+#[cfg(test)]
+pub(crate) mod reference {
+    use super::ConvGeom;
+
+    /// Deterministic pseudo-random values in [-1, 1).
+    pub(crate) fn data(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s as f32 / u32::MAX as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// `conv` of a 1-D or 2-D geometry by its definition, in f64.
+    #[allow(clippy::needless_range_loop)]
+    pub(crate) fn naive(x: &[f32], w: &[f32], bias: &[f32], g: &ConvGeom) -> Vec<f64> {
+        let [_, ih, iw] = g.inp;
+        let [_, kh, kw] = g.k;
+        let [_, oh, ow] = g.out;
+        let cig = g.c_in / g.groups;
+        let cog = g.c_out / g.groups;
+        let mut out = Vec::new();
+        for b in 0..g.n {
+            for co in 0..g.c_out {
+                let grp = co / cog;
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut acc = f64::from(bias[co]);
+                        for ci in 0..cig {
+                            for a in 0..kh {
+                                for e in 0..kw {
+                                    let y = (oy * g.s[1] + a * g.d[1]) as isize - g.pad[1] as isize;
+                                    let xx =
+                                        (ox * g.s[2] + e * g.d[2]) as isize - g.pad[2] as isize;
+                                    if (0..ih as isize).contains(&y)
+                                        && (0..iw as isize).contains(&xx)
+                                    {
+                                        let xi = ((b * g.c_in + grp * cig + ci) * ih + y as usize)
+                                            * iw
+                                            + xx as usize;
+                                        let wi = ((co * cig + ci) * kh + a) * kw + e;
+                                        acc += f64::from(w[wi]) * f64::from(x[xi]);
+                                    }
+                                }
+                            }
+                        }
+                        out.push(acc);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reference::{data, naive};
+    use super::*;
+
+    /// The im2col and 1×1 paths on shapes that split into column blocks, or (with more
+    /// threads than blocks) run whole planes with a parallel im2col and faer's parallel
+    /// GEMM: the same result on 1, 2, 5 and 16 threads, and the definition's.
+    #[test]
+    fn im2col_paths_match_the_definition_on_any_thread_count() {
+        #[allow(clippy::type_complexity)]
+        let cases: &[(
+            usize,
+            usize,
+            usize,
+            usize,
+            [usize; 2],
+            [usize; 2],
+            [i64; 2],
+            [i64; 4],
+        )] = &[
+            // (n, c_in, c_out, groups, spatial, kernel, strides, pad)
+            (1, 24, 40, 1, [30, 30], [3, 3], [2, 2], [1, 1, 1, 1]),
+            (1, 3, 16, 1, [64, 64], [7, 7], [2, 2], [3, 3, 3, 3]),
+            (2, 12, 18, 2, [20, 17], [3, 3], [1, 2], [1, 0, 2, 1]),
+            (1, 40, 72, 1, [24, 24], [1, 1], [1, 1], [0, 0, 0, 0]),
+            (1, 64, 130, 1, [14, 13], [3, 3], [2, 2], [1, 1, 1, 1]),
+            (1, 96, 40, 1, [14, 14], [1, 1], [2, 2], [0, 0, 0, 0]),
+        ];
+        for &(n, c_in, c_out, groups, sp, k, st, pad) in cases {
+            let xs = [n, c_in, sp[0], sp[1]];
+            let ws = [c_out, c_in / groups, k[0], k[1]];
+            let params = ConvParams {
+                strides: Some(st.to_vec()),
+                dilations: None,
+                pad: Some(pad.to_vec()),
+                pad_type: PadType::Custom,
+                groups: groups as i64,
+                output_shape: None,
+            };
+            let g = geometry(&xs, &ws, &params, false).unwrap();
+            assert!(!uses_taps(&g) && !conv_direct::applies(&g), "{xs:?} {ws:?}");
+            let x = data(xs.iter().product(), 1);
+            let w = data(ws.iter().product(), 2);
+            let bias = data(c_out, 3);
+            let want = naive(&x, &w, &bias, &g);
+            for threads in [1, 2, 5, 16] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let got = pool.install(|| conv_forward(&x, &w, Some(&bias), &g));
+                assert_eq!(got.len(), want.len());
+                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (f64::from(*a) - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                        "{xs:?} {ws:?} {threads} threads, at {i}: {a} vs {b}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -94,7 +94,7 @@ pub fn forward(
     let hp = oh + (kh - 1) * dh;
     let nblk = cog.div_ceil(MR);
     // Bands of output rows: enough (block, band) tasks for the threads when parallel.
-    let threads = rayon::current_num_threads();
+    let threads = super::threads();
     let par = parallel(g.n * g.c_out * p * cig * kl);
     let bands = if par {
         (2 * threads).div_ceil(nblk).clamp(1, oh)
@@ -256,59 +256,8 @@ impl WithSimd for Block<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::kernels::conv::reference::{data, naive};
     use crate::cpu::kernels::conv::{ConvParams, PadType, conv_forward, geometry};
-
-    fn data(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s as f32 / u32::MAX as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
-
-    /// The definition in f64.
-    #[allow(clippy::needless_range_loop)]
-    fn naive(x: &[f32], w: &[f32], bias: &[f32], g: &ConvGeom) -> Vec<f64> {
-        let [_, ih, iw] = g.inp;
-        let [_, kh, kw] = g.k;
-        let [_, oh, ow] = g.out;
-        let cig = g.c_in / g.groups;
-        let cog = g.c_out / g.groups;
-        let mut out = Vec::new();
-        for b in 0..g.n {
-            for co in 0..g.c_out {
-                let grp = co / cog;
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let mut acc = f64::from(bias[co]);
-                        for ci in 0..cig {
-                            for a in 0..kh {
-                                for e in 0..kw {
-                                    let y = (oy + a * g.d[1]) as isize - g.pad[1] as isize;
-                                    let xx = (ox + e * g.d[2]) as isize - g.pad[2] as isize;
-                                    if (0..ih as isize).contains(&y)
-                                        && (0..iw as isize).contains(&xx)
-                                    {
-                                        let xi = ((b * g.c_in + grp * cig + ci) * ih + y as usize)
-                                            * iw
-                                            + xx as usize;
-                                        let wi = ((co * cig + ci) * kh + a) * kw + e;
-                                        acc += f64::from(w[wi]) * f64::from(x[xi]);
-                                    }
-                                }
-                            }
-                        }
-                        out.push(acc);
-                    }
-                }
-            }
-        }
-        out
-    }
 
     #[test]
     fn matches_the_definition() {

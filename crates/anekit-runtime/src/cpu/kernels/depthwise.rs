@@ -76,7 +76,7 @@ pub fn forward(
         bp[bl][c] = bias.map_or(0.0, |b| b[oc]);
     }
     // Bands of output rows: enough tasks for the threads (1-D/2-D only).
-    let threads = if par { rayon::current_num_threads() } else { 1 };
+    let threads = if par { super::threads() } else { 1 };
     let nb = g.n * nblk;
     let bands = if od == 1 && nb < 4 * threads {
         (4 * threads).div_ceil(nb).min(oh)

@@ -67,7 +67,7 @@ const PAR_MIN: usize = 1 << 15;
 fn zip_repeat(x: &[f32], y: &[f32], f: &(impl Fn(f32, f32) -> f32 + Sync + Send)) -> Vec<f32> {
     let mut out = Vec::with_capacity(x.len());
     if y.len() == x.len() {
-        if x.len() >= PAR_MIN {
+        if x.len() >= PAR_MIN && super::threads() > 1 {
             x.par_iter()
                 .zip(y.par_iter())
                 .map(|(&p, &q)| f(p, q))
@@ -77,7 +77,7 @@ fn zip_repeat(x: &[f32], y: &[f32], f: &(impl Fn(f32, f32) -> f32 + Sync + Send)
         }
     } else if let [q] = y {
         let q = *q;
-        if x.len() >= PAR_MIN {
+        if x.len() >= PAR_MIN && super::threads() > 1 {
             x.par_iter().map(|&p| f(p, q)).collect_into_vec(&mut out);
         } else {
             out.extend(x.iter().map(|&p| f(p, q)));
@@ -129,7 +129,7 @@ fn bin_f32(
     }
     if a.shape() == b.shape() {
         let mut out = a.clone();
-        if out.len() >= PAR_MIN {
+        if out.len() >= PAR_MIN && super::threads() > 1 {
             Zip::from(&mut out)
                 .and(b)
                 .par_for_each(|x, &y| *x = f(*x, y));
@@ -141,7 +141,7 @@ fn bin_f32(
     let shape = broadcast_shape(a.shape(), b.shape())?;
     let av = a.broadcast(IxDyn(&shape)).ok_or("broadcast failed")?;
     let bv = b.broadcast(IxDyn(&shape)).ok_or("broadcast failed")?;
-    if shape.iter().product::<usize>() >= PAR_MIN {
+    if shape.iter().product::<usize>() >= PAR_MIN && super::threads() > 1 {
         Ok(Zip::from(&av).and(&bv).par_map_collect(|&x, &y| f(x, y)))
     } else {
         Ok(Zip::from(&av).and(&bv).map_collect(|&x, &y| f(x, y)))
@@ -362,7 +362,7 @@ fn unary(op: &'static str) -> Result<Box<dyn Kernel>, String> {
 /// Apply `f` to every element (in parallel for large tensors).
 pub fn map_f32(a: &ArrayD<f32>, f: impl Fn(f32) -> f32 + Sync + Send) -> ArrayD<f32> {
     let mut out = a.clone();
-    if out.len() >= PAR_MIN {
+    if out.len() >= PAR_MIN && super::threads() > 1 {
         out.par_mapv_inplace(f);
     } else {
         out.mapv_inplace(f);

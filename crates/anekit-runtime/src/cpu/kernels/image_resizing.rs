@@ -227,7 +227,7 @@ fn resize_axis(x: &ArrayD<f32>, axis: usize, taps: &[Tap]) -> Result<ArrayD<f32>
                 }
             }
         };
-        if out_len >= PAR_MIN && outer > 1 {
+        if out_len >= PAR_MIN && outer > 1 && super::threads() > 1 {
             // Tasks of about PAR_MIN output elements.
             let per = PAR_MIN.checked_div(plane_out).unwrap_or(1).max(1);
             out.par_chunks_mut(plane_out * per)
@@ -296,7 +296,7 @@ fn resize_hw(x: &ArrayD<f32>, th: &[Tap], tw: &[Tap]) -> Result<ArrayD<f32>, Str
             }
         };
         let planes = out_len.checked_div(plane_out).unwrap_or(0);
-        if out_len >= PAR_MIN && planes > 1 {
+        if out_len >= PAR_MIN && planes > 1 && super::threads() > 1 {
             out.par_chunks_mut(plane_out).enumerate().for_each(body);
         } else {
             out.chunks_mut(plane_out).enumerate().for_each(body);
@@ -1035,7 +1035,7 @@ fn grid_sample(
                         .sum();
                 }
             };
-            if total >= PAR_MIN {
+            if total >= PAR_MIN && super::threads() > 1 {
                 dst.par_chunks_mut(plane_out).enumerate().for_each(body);
             } else {
                 dst.chunks_mut(plane_out).enumerate().for_each(body);

@@ -64,7 +64,7 @@ pub fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 
 /// Whether work of `flops` multiply-adds should be split over the pool's threads.
 pub fn parallel(flops: usize) -> bool {
-    flops >= PAR_FLOPS && rayon::current_num_threads() > 1
+    flops >= PAR_FLOPS && super::threads() > 1
 }
 
 /// `out[m×n] = a[m×k] · b[k×n]` (+ `out` when `accumulate`), with `a`/`b` given row-major,
@@ -183,13 +183,16 @@ fn small_gemm(
 
 /// `dst (+)= lhs · rhs` on faer views; with `par`, split over the pool's threads.
 ///
-/// The split is ours, not faer's `Par::rayon`: the output is cut into blocks of columns
-/// (or rows, when it is taller than wide), a few per thread, and each block is an
-/// independent sequential GEMM. On a machine whose cores are shared with other processes
-/// faer's own splitting waits on its slowest thread at every synchronisation point and
-/// measured 2–5× slower than one thread; independent blocks are picked up by whichever
-/// thread is free (rayon work stealing) and keep ~1.8× on two threads. The cost is one
-/// more packing of the shared operand per block (≤ 1/64 of the work).
+/// Up to [`own_split_max_threads`] threads the split is ours, not faer's `Par::rayon`: the
+/// output is cut into blocks of columns (or rows, when it is taller than wide), a few per
+/// thread, and each block is an independent sequential GEMM. On a machine whose cores are
+/// shared with other processes faer's own splitting waits on its slowest thread at every
+/// synchronisation point and measured 2–5× slower than one thread; independent blocks are
+/// picked up by whichever thread is free (rayon work stealing) and keep ~1.8× on two
+/// threads. The cost is one more packing of the shared operand per block (≤ 1/64 of the
+/// work). With more threads, blocks of ≥ 64 columns leave most threads idle on the
+/// products of a network's late layers, and each block packs the shared operand again:
+/// there faer's parallel GEMM (2-D blocking over one shared packing) runs the product.
 pub fn matmul_views(
     dst: MatMut<'_, f32>,
     lhs: MatRef<'_, f32>,
@@ -202,12 +205,20 @@ pub fn matmul_views(
     } else {
         Accum::Replace
     };
-    let threads = rayon::current_num_threads();
+    let threads = super::threads();
     let (m, n) = (dst.nrows(), dst.ncols());
     let seq = |d: MatMut<'_, f32>, l: MatRef<'_, f32>, r: MatRef<'_, f32>| {
         faer::linalg::matmul::matmul(d, accum, l, r, 1.0f32, Par::Seq);
     };
-    if !par || threads < 2 || m.max(n) < 128 {
+    if !par || threads < 2 {
+        seq(dst, lhs, rhs);
+        return;
+    }
+    if threads > own_split_max_threads() {
+        faer::linalg::matmul::matmul(dst, accum, lhs, rhs, 1.0f32, Par::rayon(threads));
+        return;
+    }
+    if m.max(n) < 128 {
         seq(dst, lhs, rhs);
         return;
     }
@@ -227,6 +238,20 @@ pub fn matmul_views(
     }
 }
 
+/// Threads up to which [`matmul_views`] splits products itself (see there).
+pub fn own_split_max_threads() -> usize {
+    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::env::var("ANEKIT_GEMM_OWN_SPLIT_MAX")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(OWN_SPLIT_MAX_THREADS)
+    })
+}
+
+/// Default of [`own_split_max_threads`].
+const OWN_SPLIT_MAX_THREADS: usize = 4;
+
 /// `out[j] (+)= Σ_i x[i]·W(i, j)` for j < n, i < k, where `W` is `w` read as n×k row-major
 /// when `wt` (the layout of a `linear` weight: one dot product per output) or as k×n
 /// row-major otherwise (one axpy per input element).
@@ -243,14 +268,14 @@ pub fn gemv(
 ) {
     let out = &mut out[..n];
     let w = &w[..n * k];
-    let par = par && rayon::current_num_threads() > 1;
+    let par = par && super::threads() > 1;
     if wt {
         let run = |j0: usize, o: &mut [f32]| {
             simd::dots(x, &w[j0 * k..], k, o, accumulate);
         };
         if par {
             // ≥ 64 KiB of weights per task, a few tasks per thread.
-            let t = rayon::current_num_threads();
+            let t = super::threads();
             let chunk = (16_384 / k.max(1)).max(n.div_ceil(t * 4)).clamp(1, n);
             out.par_chunks_mut(chunk)
                 .enumerate()
@@ -271,7 +296,7 @@ pub fn gemv(
             }
         };
         if par {
-            let chunk = n.div_ceil(rayon::current_num_threads() * 4).max(256);
+            let chunk = n.div_ceil(super::threads() * 4).max(256);
             out.par_chunks_mut(chunk)
                 .enumerate()
                 .for_each(|(c, o)| run(c * chunk, o));
@@ -322,7 +347,7 @@ pub fn linear_f32(
     n: usize,
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
-    let mut out = vec![0.0f32; m * n];
+    let mut out = crate::cpu::buffers::take(m * n);
     let acc = match bias {
         Some(b) => {
             for row in out.chunks_exact_mut(n) {
@@ -423,7 +448,7 @@ pub fn batched_matmul(
     let batch = broadcast_shape(a_batch, b_batch)?;
     let nb = checked_len(&batch, "batch")?;
     let total = checked_len(&[nb, m, n], "output")?;
-    let mut out = vec![0.0f32; total];
+    let mut out = crate::cpu::buffers::take(total);
     let a_nb: usize = a_batch.iter().product();
     let b_nb: usize = b_batch.iter().product();
     if b_nb == 1 && !ta && nb > 1 && a_nb == nb {
@@ -435,7 +460,7 @@ pub fn batched_matmul(
     let bo = batch_offsets(b_batch, &batch);
     let (sa, sb, so) = (m * k, k * n, (m * n).max(1));
     let per = m.saturating_mul(n).saturating_mul(k);
-    let threads = rayon::current_num_threads();
+    let threads = super::threads();
     let run = |i: usize, o: &mut [f32], par: bool| {
         let (oa, ob) = (ao[i] * sa, bo[i] * sb);
         gemm_par(
@@ -746,12 +771,12 @@ pub fn linear_packed(
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
     let (n, _) = w.dims();
-    let mut out = vec![0.0f32; m * n];
+    let mut out = crate::cpu::buffers::take(m * n);
     if m == 0 || n == 0 {
         return out;
     }
     let rows = PACKED_ROWS.min(n);
-    let par = rayon::current_num_threads() > 1 && m * n * k >= PAR_FLOPS;
+    let par = super::threads() > 1 && m * n * k >= PAR_FLOPS;
     // Output columns j0..j0+len of every row, for a block of weight rows.
     let block = |j0: usize, len: usize, buf: &mut [f32], dst: MatMut<'_, f32>| {
         w.decode_rows(j0, &mut buf[..len * k]);

@@ -26,6 +26,35 @@ use super::plan::{Src, SubPlan};
 use super::value::Value;
 use crate::engine::{Precision, State};
 
+thread_local! {
+    /// Set while a prediction runs inline on the caller's thread ([`inline`]).
+    static INLINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The threads a kernel may split its work over: the size of the rayon pool it runs on, or
+/// 1 while a prediction runs inline on the caller's thread ([`inline`]). Kernels ask this,
+/// never `rayon::current_num_threads()`, which outside a pool names the global pool.
+pub fn threads() -> usize {
+    if INLINE.with(std::cell::Cell::get) {
+        1
+    } else {
+        rayon::current_num_threads()
+    }
+}
+
+/// Run `f` with [`threads`] answering 1 on this thread (restored afterwards, also on
+/// panic): for plans too small for a thread hop to pay.
+pub fn inline<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            INLINE.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(INLINE.with(|c| c.replace(true)));
+    f()
+}
+
 pub mod activation;
 pub mod attention;
 pub mod classify;
@@ -442,6 +471,23 @@ pub fn supported_ops() -> Vec<&'static str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn inline_runs_report_one_thread_and_restore_the_pool_count() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            assert_eq!(super::threads(), 4);
+            let nested = super::inline(|| (super::threads(), super::inline(super::threads)));
+            assert_eq!(nested, (1, 1));
+            assert_eq!(super::threads(), 4);
+            let caught = std::panic::catch_unwind(|| super::inline(|| panic!("in a kernel")));
+            assert!(caught.is_err());
+            assert_eq!(super::threads(), 4, "restored after a panic");
+        });
+    }
+
     use std::collections::BTreeMap;
 
     use anekit_mil::ops::{Family, audit};

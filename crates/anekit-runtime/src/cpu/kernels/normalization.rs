@@ -40,7 +40,7 @@ pub const PAR_ELEMS: usize = 1 << 16;
 
 /// Whether a memory-bound loop over `n` elements should be split over the threads.
 pub fn par_elems(n: usize) -> bool {
-    n >= PAR_ELEMS && rayon::current_num_threads() > 1
+    n >= PAR_ELEMS && super::threads() > 1
 }
 
 /// Apply `f(group index, input group, output group)` to consecutive groups of `len`
@@ -126,7 +126,7 @@ pub fn layer_norm_rows(
     beta: Option<&[f32]>,
     eps: f32,
 ) -> Vec<f32> {
-    let mut out = vec![0.0f32; x.len()];
+    let mut out = crate::cpu::buffers::take(x.len());
     for_groups(x, &mut out, len, |_, i, o| {
         let (m, r) = mean_rstd(i, eps);
         normalize_row(i, o, m, r, gamma, beta);
@@ -221,7 +221,7 @@ fn batch_norm(args: &Args<'_>) -> Result<Vec<Value>, String> {
         .map(|i| beta.as_ref().map_or(0.0, |b| b[i]) - mean[i] * scale[i])
         .collect();
     let xd = contiguous(x);
-    let mut out = vec![0.0f32; xd.len()];
+    let mut out = crate::cpu::buffers::take(xd.len());
     for_groups(&xd, &mut out, plane, |i, x, o| {
         let (s, t) = (scale[i % c], shift[i % c]);
         simd::vectorize(
@@ -243,7 +243,7 @@ fn instance_norm(args: &Args<'_>) -> Result<Vec<Value>, String> {
     let gamma = opt_vec(args, "gamma", c)?;
     let beta = opt_vec(args, "beta", c)?;
     let xd = contiguous(x);
-    let mut out = vec![0.0f32; xd.len()];
+    let mut out = crate::cpu::buffers::take(xd.len());
     for_groups(&xd, &mut out, plane, |i, x, o| {
         let (m, r) = mean_rstd(x, eps);
         let g = gamma.as_ref().map_or(1.0, |g| g[i % c]);
@@ -270,7 +270,7 @@ fn l2_norm(args: &Args<'_>) -> Result<Vec<Value>, String> {
     let eps = args.f32_or("epsilon", 1e-6)?;
     let len: usize = xs[xs.len() - 3..].iter().product();
     let xd = contiguous(x);
-    let mut out = vec![0.0f32; xd.len()];
+    let mut out = crate::cpu::buffers::take(xd.len());
     for_groups(&xd, &mut out, len, |_, x, o| {
         let ss = simd::dot(x, x);
         let r = 1.0 / (ss + eps).sqrt();
@@ -303,7 +303,7 @@ fn local_response_norm(args: &Args<'_>) -> Result<Vec<Value>, String> {
     let beta = args.f32_or("beta", 0.75)?;
     let k = args.f32_or("k", 1.0)?;
     let xd = contiguous(x);
-    let mut out = vec![0.0f32; xd.len()];
+    let mut out = crate::cpu::buffers::take(xd.len());
     // PyTorch's window: channels c − size/2 ..= c + (size − 1)/2, divided by size.
     let (lo, hi) = (size / 2, (size - 1) / 2);
     let per_batch = c * plane;

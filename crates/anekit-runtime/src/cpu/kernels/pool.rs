@@ -354,7 +354,7 @@ pub fn pool_forward(
     let planes = xs[0] * xs[1];
     let in_plane: usize = g.inp.iter().product();
     let out_plane: usize = g.out.iter().product();
-    let mut out = vec![0.0f32; planes * out_plane];
+    let mut out = crate::cpu::buffers::take(planes * out_plane);
     let kvol: usize = g.k.iter().product();
     let win = [0, 1, 2].map(|d| {
         windows(

@@ -461,7 +461,7 @@ fn step_gemm(
             }
         }
     };
-    let threads = rayon::current_num_threads();
+    let threads = super::threads();
     if threads > 1 && m * n * k >= 1 << 18 {
         let rows = n.div_ceil(threads * 4).max(16);
         scratch

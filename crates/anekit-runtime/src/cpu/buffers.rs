@@ -1,0 +1,280 @@
+//! Recycled f32 buffers for op outputs.
+//!
+//! A kernel's output used to be a fresh `vec![0.0; n]`. For the megabyte-sized activations
+//! of a convolution network that is not free: the allocator hands back memory an earlier op
+//! freed, and `calloc` must zero it — one serial pass over the whole output, on the thread
+//! that runs the plan, before the parallel kernel starts (MobileNetV2 writes ~25 MB of
+//! activations per prediction; on the 2-core development machine that pass was as long as
+//! the 1×1 convolution that followed it). The executor instead hands the buffers of dead
+//! values back here ([`recycle`]), and kernels whose output is written in full take one
+//! back ([`take`]) with its old contents, skipping the zeroing; the memory is also still
+//! in cache.
+//!
+//! One pool serves the process (a lock per take and per recycle, uncontended in practice:
+//! the executor takes and recycles between kernels). It holds only buffers of at least
+//! [`MIN_LEN`] floats (the allocator is cheap below), and at most as many bytes as the
+//! largest activation peak of a loaded model ([`allow`]: the plan's, or a prediction's
+//! measured one), oldest buffers dropped first: a prediction holds its live values plus at
+//! most one peak's worth of pooled buffers.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+
+use ndarray::ArrayD;
+
+use super::value::Value;
+
+/// Buffers shorter than this (in floats, 64 KiB) are left to the allocator.
+pub const MIN_LEN: usize = 16 * 1024;
+
+/// The most buffers a pool holds.
+const MAX_BUFFERS: usize = 256;
+
+/// A pool of f32 buffers (see the module docs); [`take`] and [`recycle`] use the
+/// process-wide one.
+pub struct BufferPool {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    /// Oldest first.
+    free: VecDeque<Vec<f32>>,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+static POOL: BufferPool = BufferPool::new(0);
+
+impl BufferPool {
+    /// An empty pool that holds at most `max_bytes`.
+    pub const fn new(max_bytes: usize) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                free: VecDeque::new(),
+                bytes: 0,
+                max_bytes,
+            }),
+        }
+    }
+
+    fn lock(&self) -> Option<MutexGuard<'_, Inner>> {
+        self.inner.lock().ok()
+    }
+
+    /// Let the pool hold up to `bytes` (a limit is only ever raised).
+    pub fn allow(&self, bytes: usize) {
+        if let Some(mut p) = self.lock() {
+            p.max_bytes = p.max_bytes.max(bytes);
+        }
+    }
+
+    /// Keep `v` for a later [`BufferPool::take`] (short ones are dropped; past the limit
+    /// the oldest pooled buffers are).
+    pub fn recycle_vec(&self, v: Vec<f32>) {
+        let bytes = v.capacity() * 4;
+        if v.len() < MIN_LEN {
+            return;
+        }
+        let evicted = {
+            let Some(mut p) = self.lock() else { return };
+            if bytes > p.max_bytes {
+                return;
+            }
+            p.bytes += bytes;
+            p.free.push_back(v);
+            let mut evicted = Vec::new();
+            while p.bytes > p.max_bytes || p.free.len() > MAX_BUFFERS {
+                let Some(old) = p.free.pop_front() else { break };
+                p.bytes -= old.capacity() * 4;
+                evicted.push(old);
+            }
+            evicted
+        };
+        drop(evicted);
+    }
+
+    /// A buffer of `len` floats with unspecified contents: the smallest pooled one that
+    /// holds `len` floats, else a new one.
+    pub fn take(&self, len: usize) -> Vec<f32> {
+        if len < MIN_LEN {
+            return vec![0.0; len];
+        }
+        let found = self.lock().and_then(|mut p| {
+            let i = p
+                .free
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.capacity() >= len)
+                .min_by_key(|(_, b)| b.capacity())?
+                .0;
+            let v = p.free.remove(i)?;
+            p.bytes -= v.capacity() * 4;
+            Some(v)
+        });
+        match found {
+            Some(mut v) => {
+                if v.len() >= len {
+                    v.truncate(len);
+                } else {
+                    v.resize(len, 0.0);
+                }
+                v
+            }
+            None => vec![0.0; len],
+        }
+    }
+
+    /// Floats held.
+    pub fn pooled_floats(&self) -> usize {
+        self.lock().map_or(0, |p| p.bytes / 4)
+    }
+
+    /// Free every pooled buffer.
+    pub fn clear(&self) {
+        let free = self
+            .lock()
+            .map(|mut p| {
+                p.bytes = 0;
+                std::mem::take(&mut p.free)
+            })
+            .unwrap_or_default();
+        drop(free);
+    }
+}
+
+/// Let the process-wide pool hold up to `bytes` (the activation peak of a model).
+pub fn allow(bytes: usize) {
+    POOL.allow(bytes);
+}
+
+/// Give the buffer of a dead value back to the pool (other values are dropped).
+pub fn recycle(v: Value) {
+    if let Value::F32(a) = v {
+        recycle_array(a);
+    }
+}
+
+/// [`recycle`] for an f32 array.
+pub fn recycle_array(a: ArrayD<f32>) {
+    if let Some(v) = whole_buffer(a) {
+        POOL.recycle_vec(v);
+    }
+}
+
+/// The buffer of `a` when `a` is long enough to pool and owns it whole in standard layout.
+fn whole_buffer(a: ArrayD<f32>) -> Option<Vec<f32>> {
+    if a.len() < MIN_LEN || !a.is_standard_layout() {
+        return None;
+    }
+    match a.into_raw_vec_and_offset() {
+        (v, Some(0)) if v.len() >= MIN_LEN => Some(v),
+        _ => None,
+    }
+}
+
+/// A buffer of `len` floats whose contents are unspecified (values an earlier op left):
+/// for outputs that the caller overwrites in full.
+///
+/// In debug builds (the tests) every element is NaN instead, so that a kernel that leaves
+/// part of its output unwritten fails its comparison with the reference.
+pub fn take(len: usize) -> Vec<f32> {
+    let mut v = POOL.take(len);
+    if cfg!(debug_assertions) {
+        v.fill(f32::NAN);
+    }
+    v
+}
+
+/// A buffer of `len` zeros (a pooled one is cleared: cheaper than fresh memory, which the
+/// allocator must clear too, when it is still in cache).
+pub fn take_zeroed(len: usize) -> Vec<f32> {
+    take_filled(len, 0.0)
+}
+
+/// A buffer of `len` copies of `x`.
+pub fn take_filled(len: usize, x: f32) -> Vec<f32> {
+    let mut v = POOL.take(len);
+    v.fill(x);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_smallest_recycled_buffer_that_fits_is_reused() {
+        let pool = BufferPool::new(1 << 30);
+        let mut v = vec![1.5f32; 3 * MIN_LEN];
+        let ptr = v.as_ptr();
+        v[7] = 2.0;
+        pool.recycle_vec(v);
+        pool.recycle_vec(vec![0.0; 5 * MIN_LEN]);
+        assert_eq!(pool.pooled_floats(), 8 * MIN_LEN);
+        // Too big for either: a new buffer.
+        assert_eq!(pool.take(6 * MIN_LEN).len(), 6 * MIN_LEN);
+        assert_eq!(pool.pooled_floats(), 8 * MIN_LEN);
+        // The smaller one that fits, contents as left.
+        let again = pool.take(2 * MIN_LEN);
+        assert_eq!(again.as_ptr(), ptr);
+        assert_eq!(again.len(), 2 * MIN_LEN);
+        assert_eq!((again[7], again[8]), (2.0, 1.5));
+        assert_eq!(pool.pooled_floats(), 5 * MIN_LEN);
+        // Grown back to its capacity: the gap is written.
+        pool.recycle_vec(again);
+        let full = pool.take(3 * MIN_LEN);
+        assert_eq!(full.as_ptr(), ptr);
+        assert_eq!(full[3 * MIN_LEN - 1], 0.0);
+    }
+
+    #[test]
+    fn the_pool_keeps_to_its_limit_dropping_the_oldest() {
+        let pool = BufferPool::new(4 * MIN_LEN * 4);
+        pool.recycle_vec(vec![0.0; MIN_LEN - 1]);
+        assert_eq!(
+            pool.pooled_floats(),
+            0,
+            "short buffers are left to the allocator"
+        );
+        pool.recycle_vec(vec![0.0; 5 * MIN_LEN]);
+        assert_eq!(pool.pooled_floats(), 0, "larger than the limit");
+        let first = vec![0.0; 3 * MIN_LEN];
+        let first_ptr = first.as_ptr();
+        pool.recycle_vec(first);
+        pool.recycle_vec(vec![0.0; 2 * MIN_LEN]);
+        assert_eq!(pool.pooled_floats(), 2 * MIN_LEN, "the oldest went");
+        let second = pool.take(2 * MIN_LEN);
+        assert_ne!(second.as_ptr(), first_ptr);
+        pool.allow(8 * MIN_LEN * 4);
+        pool.allow(MIN_LEN);
+        pool.recycle_vec(vec![0.0; 3 * MIN_LEN]);
+        pool.recycle_vec(vec![0.0; 5 * MIN_LEN]);
+        assert_eq!(pool.pooled_floats(), 8 * MIN_LEN, "limits are only raised");
+        pool.clear();
+        assert_eq!(pool.pooled_floats(), 0);
+    }
+
+    #[test]
+    fn take_in_debug_builds_marks_every_element_unwritten() {
+        let v = take(MIN_LEN + 3);
+        assert_eq!(v.len(), MIN_LEN + 3);
+        assert_eq!(v.iter().all(|x| x.is_nan()), cfg!(debug_assertions));
+        let z = take_filled(MIN_LEN, 0.5);
+        assert!(z.iter().all(|&x| x == 0.5));
+    }
+
+    #[test]
+    fn only_whole_standard_layout_arrays_are_recycled() {
+        use ndarray::{Axis, IxDyn, Slice};
+        assert!(whole_buffer(ArrayD::zeros(IxDyn(&[4, 4]))).is_none());
+        let big = ArrayD::<f32>::zeros(IxDyn(&[256, 128]));
+        assert!(whole_buffer(big.clone().reversed_axes()).is_none());
+        let mut sliced = big.clone();
+        sliced.slice_axis_inplace(Axis(0), Slice::from(128..));
+        assert!(
+            whole_buffer(sliced).is_none(),
+            "a view that starts past the buffer"
+        );
+        assert_eq!(whole_buffer(big).map(|v| v.len()), Some(256 * 128));
+    }
+}
