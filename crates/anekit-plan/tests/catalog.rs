@@ -120,7 +120,7 @@ fn resolved_peaks_use_measurements_then_derivations() {
     for (n, tf) in [
         ("M1", 4.33),
         ("M1 Max", 4.59),
-        ("M2 Pro", 3.36),
+        ("M2 Pro", 4.2),
         ("M2 Max", 5.38),
         ("M4", 5.44),
         ("M4 Pro", 6.2),
