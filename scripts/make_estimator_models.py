@@ -21,8 +21,10 @@ Architectures (inference form, i.e. after FastViT's structural reparameterisatio
 - fastvit_t8 / fastvit_ma36: apple/ml-fastvit at 256x256 (T8: layers 2-2-4-2, widths
   48-96-192-384, MLP ratio 3, RepMixer everywhere; MA36: 6-6-18-6, 76-152-304-608, MLP ratio
   4, attention and conditional positional encoding in the last stage), reparameterised.
-- whisper_tiny_encoder: openai/whisper AudioEncoder, tiny (d 384, 6 heads, 4 layers), 30 s
-  input (80 x 3000 mel frames).
+- whisper_{tiny,base,small,medium}_encoder: openai/whisper AudioEncoder (tiny: d 384, 6 heads,
+  4 layers; base: 512, 8, 6; small: 768, 12, 12; medium: 1024, 16, 24), 30 s input (80 x 3000
+  mel frames). whisper.cpp's Core ML table (PR #566) has all four sizes on one M1 Pro; every
+  one of them is a validation row.
 - resnet18: torchvision's ResNet-18 at 224x224 (BasicBlock 2-2-2-2, widths 64-512; coremltools
   folds the batch norms into the convolutions, as ANEForge's `load_resnet18` does).
 - minilm_l6: sentence-transformers/all-MiniLM-L6-v2 (BERT, 6 layers, d 384, 12 heads, FFN 1536)
@@ -458,6 +460,9 @@ MODELS = {
     "fastvit_t8": (lambda: FastViT([2, 2, 4, 2], [48, 96, 192, 384], 3, False), {"image": ((1, 3, 256, 256), np.float32)}),
     "fastvit_ma36": (lambda: FastViT([6, 6, 18, 6], [76, 152, 304, 608], 4, True), {"image": ((1, 3, 256, 256), np.float32)}),
     "whisper_tiny_encoder": (lambda: WhisperEncoder(), {"mel": ((1, 80, 3000), np.float32)}),
+    "whisper_base_encoder": (lambda: WhisperEncoder(d=512, heads=8, layers=6), {"mel": ((1, 80, 3000), np.float32)}),
+    "whisper_small_encoder": (lambda: WhisperEncoder(d=768, heads=12, layers=12), {"mel": ((1, 80, 3000), np.float32)}),
+    "whisper_medium_encoder": (lambda: WhisperEncoder(d=1024, heads=16, layers=24), {"mel": ((1, 80, 3000), np.float32)}),
     "resnet18": (lambda: ResNet18(), {"image": ((1, 3, 224, 224), np.float32)}),
     "minilm_l6": (lambda: MiniLM(), {"input_ids": ((1, 14), np.int32)}),
     "vit_b16": (lambda: ViTB16(), {"image": ((1, 3, 224, 224), np.float32)}),
@@ -475,6 +480,9 @@ ANCHORS = [
     ("fastvit_ma36", "iPhone 12 Pro Max", "A14", "coreml", "all", 4.50, None, "huggingface.co/apple/coreml-FastViT-MA36 (iOS 18.0)", ""),
     ("fastvit_ma36", "MacBook Pro M3 Max", "M3 Max", "coreml", "all", 2.99, None, "huggingface.co/apple/coreml-FastViT-MA36 (macOS 15.0)", ""),
     ("whisper_tiny_encoder", "MacBook Pro M1 Pro", "M1 Pro", "coreml", "all", 30.0, None, "github.com/ggml-org/whisper.cpp/pull/566 (Core ML encoder, 2023)", ""),
+    ("whisper_base_encoder", "MacBook Pro M1 Pro", "M1 Pro", "coreml", "all", 64.0, None, "github.com/ggml-org/whisper.cpp/pull/566 (Core ML encoder, 2023)", ""),
+    ("whisper_small_encoder", "MacBook Pro M1 Pro", "M1 Pro", "coreml", "all", 208.0, None, "github.com/ggml-org/whisper.cpp/pull/566 (Core ML encoder, 2023)", ""),
+    ("whisper_medium_encoder", "MacBook Pro M1 Pro", "M1 Pro", "coreml", "all", 1033.0, None, "github.com/ggml-org/whisper.cpp/pull/566 (Core ML encoder, 2023)", ""),
     ("whisper_tiny_encoder", "Mac Studio M2 Ultra", "M2 Ultra", "coreml", "all", 29.37, None, "github.com/ggml-org/whisper.cpp/pull/1716 (original Core ML model)", ""),
     ("resnet18", "ANEForge M2 Pro", "M2 Pro", "direct", "cpu-and-ne", 1.064, 2.636, AF + "M2.json", "fp16, BN folded, e5rt direct path"),
     ("minilm_l6", "ANEForge M2 Pro", "M2 Pro", "direct", "cpu-and-ne", 1.753, 3.000, AF + "M2.json", "latency includes host tokenisation"),
@@ -484,7 +492,8 @@ ANCHORS = [
     ("vit_b16", "ANEForge M5 Pro", "M5 Pro", "direct", "cpu-and-ne", 18.336, 74.666, AF + "M5.json", "12 layers fused"),
 ]
 
-# Published model cost, for checking that the rebuilt architecture is the right size.
+# Published model cost, for checking that the rebuilt architecture is the right size (none found
+# for the larger Whisper encoders).
 PUBLISHED_GMAC = {"fastvit_t8": 0.7, "fastvit_ma36": 7.8, "distilbert_ane": 5.6, "distilbert_linear": 5.6, "whisper_tiny_encoder": 18.5, "resnet18": 1.82, "vit_b16": 17.6, "minilm_l6": 0.15}
 
 
@@ -567,7 +576,7 @@ def main():
             "energy_error_pct": None if mj is None else round(100.0 * (est_mj - mj) / mj, 1),
             "ane_fraction_ops": round(r["coverage"]["ane_fraction_ops"], 3),
             "gflop": round(gflop, 2),
-            "published_gflop": 2 * PUBLISHED_GMAC.get(model, float("nan")),
+            "published_gflop": 2 * PUBLISHED_GMAC[model] if model in PUBLISHED_GMAC else None,
             "ane_ms": round(e["ane_ms"], 3),
             "dispatch_ms": round(e["dispatch_ms"], 3),
             "overhead_ms": round(e["overhead_ms"], 3),
@@ -598,7 +607,7 @@ def main():
         table.append(
             f"| {r['model']} | {r['device']} ({r['chip']}) | {r['path']} | {pub} | {r['estimate_ms']:.2f} | {err} | "
             f"{mj} | {r['estimate_mj']:.2f} | {emj} | {100 * r['ane_fraction_ops']:.0f}% | "
-            f"{r['gflop']:.1f} ({r['published_gflop']:.1f}) | {r['segments']} |"
+            f"{r['gflop']:.1f} ({'—' if r['published_gflop'] is None else format(r['published_gflop'], '.1f')}) | {r['segments']} |"
         )
     table.append("")
     for name, label in (("all", "All"), ("coreml", "Core ML path"), ("direct", "Direct path")):
