@@ -31,6 +31,12 @@ Architectures (inference form, i.e. after FastViT's structural reparameterisatio
   on ANEForge's one sentence, "The Apple Neural Engine is a specialized accelerator for matrix
   math." = 14 WordPiece tokens with [CLS] and [SEP]; mean-pooled and L2-normalised.
 - vit_b16: torchvision's ViT-B/16 at 224x224 (197 tokens, 12 layers, d 768, 12 heads, MLP 3072).
+- depth_anything_small: Depth Anything small as transformers' DepthAnythingForDepthEstimation
+  builds it (DINOv2-S/14: d 384, 6 heads, 12 layers, layer scale; DPT neck from layers 3, 6, 9,
+  12: 1x1 projections to 48/96/192/384 channels, x4/x2 transposed convs, a stride-2 conv, 3x3
+  convs to 64, four fusion stages of pre-activation residual units with bilinear x2 upsampling;
+  head 3x3 conv to 32, bilinear to the input size, 3x3 conv, 1x1 conv to depth) at the 518x392
+  input of Apple's Core ML package. Apple's model card lists four devices; all four are rows.
 
 Validation, honestly split: anekit's Neural Engine constants are fitted on micro-benchmarks
 only (`cargo run -p anekit-plan --example calibrate`); every row here is a whole model the fit
@@ -453,6 +459,96 @@ class ViTB16(nn.Module):
 
 
 # --------------------------------------------------------------------------------------
+# Depth Anything small (DINOv2-S/14 backbone + DPT head, as transformers'
+# DepthAnythingForDepthEstimation with the depth-anything-small config), at the 518x392 input of
+# Apple's Core ML conversion (apple/coreml-depth-anything-small).
+
+
+class PreActResidual(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.c1 = nn.Conv2d(c, c, 3, 1, 1)
+        self.c2 = nn.Conv2d(c, c, 3, 1, 1)
+
+    def forward(self, x):
+        return x + self.c2(F.relu(self.c1(F.relu(x))))
+
+
+class FusionLayer(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.res1 = PreActResidual(c)
+        self.res2 = PreActResidual(c)
+        self.proj = nn.Conv2d(c, c, 1)
+
+    def forward(self, x, skip=None, size=None):
+        if skip is not None:
+            x = x + self.res1(skip)
+        x = self.res2(x)
+        x = F.interpolate(x, size=size, scale_factor=None if size else 2, mode="bilinear", align_corners=True)
+        return self.proj(x)
+
+
+class DepthAnythingSmall(nn.Module):
+    def __init__(self, d=384, heads=6, layers=12, h=392, w=518, patch=14, neck=(48, 96, 192, 384), fusion=64, head=32):
+        super().__init__()
+        self.d, self.h, self.gh, self.gw, self.patch = d, heads, h // patch, w // patch, patch
+        n = self.gh * self.gw + 1
+        self.embed = nn.Conv2d(3, d, patch, patch)
+        self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        self.pos = nn.Parameter(torch.randn(1, n, d) * 0.02)
+        self.blocks = nn.ModuleList()
+        for _ in range(layers):
+            self.blocks.append(nn.ModuleDict(dict(
+                ln1=nn.LayerNorm(d, eps=1e-6), q=nn.Linear(d, d), k=nn.Linear(d, d), v=nn.Linear(d, d),
+                o=nn.Linear(d, d), ln2=nn.LayerNorm(d, eps=1e-6), f1=nn.Linear(d, 4 * d), f2=nn.Linear(4 * d, d))))
+            self.blocks[-1].ls1 = nn.Parameter(torch.full((d,), 0.1))
+            self.blocks[-1].ls2 = nn.Parameter(torch.full((d,), 0.1))
+        self.ln = nn.LayerNorm(d, eps=1e-6)
+        self.out_layers = (3, 6, 9, 12)
+        self.proj = nn.ModuleList(nn.Conv2d(d, c, 1) for c in neck)
+        self.resize = nn.ModuleList([
+            nn.ConvTranspose2d(neck[0], neck[0], 4, 4),
+            nn.ConvTranspose2d(neck[1], neck[1], 2, 2),
+            nn.Identity(),
+            nn.Conv2d(neck[3], neck[3], 3, 2, 1),
+        ])
+        self.convs = nn.ModuleList(nn.Conv2d(c, fusion, 3, 1, 1, bias=False) for c in neck)
+        self.fusion = nn.ModuleList(FusionLayer(fusion) for _ in neck)
+        self.head1 = nn.Conv2d(fusion, head, 3, 1, 1)
+        self.head2 = nn.Conv2d(head, head, 3, 1, 1)
+        self.head3 = nn.Conv2d(head, 1, 1)
+
+    def forward(self, x):
+        size = x.shape[-2:]
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        t = torch.cat([self.cls.expand(t.shape[0], -1, -1), t], dim=1) + self.pos
+        b, n, d = t.shape
+        dh = d // self.h
+        feats = []
+        for i, B in enumerate(self.blocks, 1):
+            y = B["ln1"](t)
+
+            def heads(z):
+                return z.view(b, n, self.h, dh).transpose(1, 2)
+
+            q, k, v = heads(B["q"](y)), heads(B["k"](y)), heads(B["v"](y))
+            a = ((q * dh**-0.5) @ k.transpose(-2, -1)).softmax(-1) @ v
+            t = t + B.ls1 * B["o"](a.transpose(1, 2).reshape(b, n, d))
+            t = t + B.ls2 * B["f2"](F.gelu(B["f1"](B["ln2"](t))))
+            if i in self.out_layers:
+                feats.append(self.ln(t)[:, 1:].transpose(1, 2).reshape(b, d, self.gh, self.gw))
+        maps = [conv(rs(pr(f))) for f, pr, rs, conv in zip(feats, self.proj, self.resize, self.convs)]
+        y = self.fusion[3](maps[3], size=maps[2].shape[-2:])
+        y = self.fusion[2](y, maps[2], size=maps[1].shape[-2:])
+        y = self.fusion[1](y, maps[1], size=maps[0].shape[-2:])
+        y = self.fusion[0](y, maps[0])
+        y = self.head1(y)
+        y = F.interpolate(y, size=(self.gh * self.patch, self.gw * self.patch), mode="bilinear", align_corners=True)
+        return F.relu(self.head3(F.relu(self.head2(y))))
+
+
+# --------------------------------------------------------------------------------------
 
 MODELS = {
     "distilbert_ane": (lambda: DistilBertANE(), {"input_ids": ((1, 128), np.int32)}),
@@ -466,9 +562,11 @@ MODELS = {
     "resnet18": (lambda: ResNet18(), {"image": ((1, 3, 224, 224), np.float32)}),
     "minilm_l6": (lambda: MiniLM(), {"input_ids": ((1, 14), np.int32)}),
     "vit_b16": (lambda: ViTB16(), {"image": ((1, 3, 224, 224), np.float32)}),
+    "depth_anything_small": (lambda: DepthAnythingSmall(), {"image": ((1, 3, 392, 518), np.float32)}),
 }
 
 AF = "github.com/sbryngelson/ANEForge @ 067717a bench/results/device_compare_wattcomplete_results_"
+DA = "huggingface.co/apple/coreml-depth-anything-small (small-float16, 518x392; "
 # Whole-model latencies (and package energy where measured) never used by the fit:
 # (model, device, chip, path, compute units, ms, mJ, source, note)
 ANCHORS = [
@@ -484,6 +582,10 @@ ANCHORS = [
     ("whisper_small_encoder", "MacBook Pro M1 Pro", "M1 Pro", "coreml", "all", 208.0, None, "github.com/ggml-org/whisper.cpp/pull/566 (Core ML encoder, 2023)", ""),
     ("whisper_medium_encoder", "MacBook Pro M1 Pro", "M1 Pro", "coreml", "all", 1033.0, None, "github.com/ggml-org/whisper.cpp/pull/566 (Core ML encoder, 2023)", ""),
     ("whisper_tiny_encoder", "Mac Studio M2 Ultra", "M2 Ultra", "coreml", "all", 29.37, None, "github.com/ggml-org/whisper.cpp/pull/1716 (original Core ML model)", ""),
+    ("depth_anything_small", "iPhone 12 Pro Max", "A14", "coreml", "all", 31.10, None, DA + "iPhone 12 Pro Max, iOS 18.0)", ""),
+    ("depth_anything_small", "iPhone 15 Pro Max", "A17 Pro", "coreml", "all", 33.90, None, DA + "iPhone 15 Pro Max, iOS 17.4)", ""),
+    ("depth_anything_small", "MacBook Pro M1 Max", "M1 Max", "coreml", "all", 32.80, None, DA + "MacBook Pro (M1 Max), macOS 15.0)", ""),
+    ("depth_anything_small", "MacBook Pro M3 Max", "M3 Max", "coreml", "all", 24.58, None, DA + "MacBook Pro (M3 Max), macOS 15.0)", ""),
     ("resnet18", "ANEForge M2 Pro", "M2 Pro", "direct", "cpu-and-ne", 1.064, 2.636, AF + "M2.json", "fp16, BN folded, e5rt direct path"),
     ("minilm_l6", "ANEForge M2 Pro", "M2 Pro", "direct", "cpu-and-ne", 1.753, 3.000, AF + "M2.json", "latency includes host tokenisation"),
     ("vit_b16", "ANEForge M2 Pro", "M2 Pro", "direct", "cpu-and-ne", 21.339, 67.922, AF + "M2.json", "12 layers fused"),
