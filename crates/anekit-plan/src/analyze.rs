@@ -493,6 +493,8 @@ pub fn analyze_program(
             ane_tflops_basis: perf.ane_tflops_basis.clone(),
             ane_stream_gbs: perf.ane_stream_gbs,
             ane_stream_basis: perf.ane_stream_basis.clone(),
+            ane_onchip_base_gbs: perf.ane_onchip_base_gbs,
+            ane_onchip_basis: perf.ane_onchip_basis.clone(),
             ane_dispatch_basis: perf.ane_dispatch_basis.clone(),
             ane_perf_per_w: perf.ane_perf_per_w,
             ane_perf_per_w_basis: perf.ane_perf_per_w_basis.clone(),
