@@ -7,7 +7,8 @@
     .venv/bin/python scripts/make_estimator_models.py [--anekit target/debug/anekit] [--force]
 
 The models are built from their published architecture descriptions in PyTorch with random
-weights (latency does not depend on the weight values), converted by coremltools 9.0 to fp16
+weights (anekit's estimate does not depend on the weight values; ANEForge's direct path was
+measured to, see docs/analyze.md on ViT-B/16), converted by coremltools 9.0 to fp16
 ML Programs, and written to target/estimator-models/ (ignored by git; the FastViT-MA36 package
 alone is ~60 MB). Only the results are committed: docs/analyze-estimates.json and the table
 between the markers in docs/analyze.md.
