@@ -19,9 +19,13 @@ Architectures (inference form, i.e. after FastViT's structural reparameterisatio
   einsum attention (SPLIT_EINSUM), LayerNorm over channels; sequence 128; SST-2 head.
 - distilbert_linear: the same network in the usual (B, S, C) form with nn.Linear and batched
   multi-head attention (the "baseline" of Apple's article).
-- fastvit_t8 / fastvit_ma36: apple/ml-fastvit at 256x256 (T8: layers 2-2-4-2, widths
-  48-96-192-384, MLP ratio 3, RepMixer everywhere; MA36: 6-6-18-6, 76-152-304-608, MLP ratio
-  4, attention and conditional positional encoding in the last stage), reparameterised.
+- fastvit_{t8,t12,s12,sa12,sa24,sa36,ma36}: apple/ml-fastvit at 256x256 (T8: layers 2-2-4-2,
+  widths 48-96-192-384, MLP ratio 3, RepMixer everywhere; T12: 2-2-6-2, 64-128-256-512, ratio
+  3; S12: as T12 with ratio 4; SA12/SA24/SA36: 2-2-6-2 / 4-4-12-4 / 6-6-18-6 at
+  64-128-256-512, ratio 4, attention and conditional positional encoding in the last stage;
+  MA36: 6-6-18-6, 76-152-304-608, ratio 4, attention last), reparameterised. The ml-fastvit
+  README's model zoo (all seven on an iPhone 12 Pro) and the Hugging Face cards (T8 and MA36
+  on an iPhone 12 Pro Max and an M3 Max) are separate sources; every point of both is a row.
 - whisper_{tiny,base,small,medium}_encoder: openai/whisper AudioEncoder (tiny: d 384, 6 heads,
   4 layers; base: 512, 8, 6; small: 768, 12, 12; medium: 1024, 16, 24), 30 s input (80 x 3000
   mel frames). whisper.cpp's Core ML table (PR #566) has all four sizes on one M1 Pro; every
@@ -556,6 +560,11 @@ MODELS = {
     "distilbert_linear": (lambda: DistilBertLinear(), {"input_ids": ((1, 128), np.int32)}),
     "fastvit_t8": (lambda: FastViT([2, 2, 4, 2], [48, 96, 192, 384], 3, False), {"image": ((1, 3, 256, 256), np.float32)}),
     "fastvit_ma36": (lambda: FastViT([6, 6, 18, 6], [76, 152, 304, 608], 4, True), {"image": ((1, 3, 256, 256), np.float32)}),
+    "fastvit_t12": (lambda: FastViT([2, 2, 6, 2], [64, 128, 256, 512], 3, False), {"image": ((1, 3, 256, 256), np.float32)}),
+    "fastvit_s12": (lambda: FastViT([2, 2, 6, 2], [64, 128, 256, 512], 4, False), {"image": ((1, 3, 256, 256), np.float32)}),
+    "fastvit_sa12": (lambda: FastViT([2, 2, 6, 2], [64, 128, 256, 512], 4, True), {"image": ((1, 3, 256, 256), np.float32)}),
+    "fastvit_sa24": (lambda: FastViT([4, 4, 12, 4], [64, 128, 256, 512], 4, True), {"image": ((1, 3, 256, 256), np.float32)}),
+    "fastvit_sa36": (lambda: FastViT([6, 6, 18, 6], [64, 128, 256, 512], 4, True), {"image": ((1, 3, 256, 256), np.float32)}),
     "whisper_tiny_encoder": (lambda: WhisperEncoder(), {"mel": ((1, 80, 3000), np.float32)}),
     "whisper_base_encoder": (lambda: WhisperEncoder(d=512, heads=8, layers=6), {"mel": ((1, 80, 3000), np.float32)}),
     "whisper_small_encoder": (lambda: WhisperEncoder(d=768, heads=12, layers=12), {"mel": ((1, 80, 3000), np.float32)}),
@@ -567,6 +576,7 @@ MODELS = {
 }
 
 AF = "github.com/sbryngelson/ANEForge @ 067717a bench/results/device_compare_wattcomplete_results_"
+FV = "github.com/apple/ml-fastvit @ 8af5928 README.md (model zoo: iPhone 12 Pro, ModelBench app)"
 DA = "huggingface.co/apple/coreml-depth-anything-small (small-float16, 518x392; "
 # Whole-model latencies (and package energy where measured) never used by the fit:
 # (model, device, chip, path, compute units, ms, mJ, source, note)
@@ -578,6 +588,13 @@ ANCHORS = [
     ("fastvit_t8", "MacBook Pro M3 Max", "M3 Max", "coreml", "all", 0.62, None, "huggingface.co/apple/coreml-FastViT-T8 (macOS 14.4)", ""),
     ("fastvit_ma36", "iPhone 12 Pro Max", "A14", "coreml", "all", 4.50, None, "huggingface.co/apple/coreml-FastViT-MA36 (iOS 18.0)", ""),
     ("fastvit_ma36", "MacBook Pro M3 Max", "M3 Max", "coreml", "all", 2.99, None, "huggingface.co/apple/coreml-FastViT-MA36 (macOS 15.0)", ""),
+    ("fastvit_t8", "iPhone 12 Pro", "A14", "coreml", "all", 0.8, None, FV, "rounded to 0.1 ms"),
+    ("fastvit_t12", "iPhone 12 Pro", "A14", "coreml", "all", 1.2, None, FV, "rounded to 0.1 ms"),
+    ("fastvit_s12", "iPhone 12 Pro", "A14", "coreml", "all", 1.4, None, FV, "rounded to 0.1 ms"),
+    ("fastvit_sa12", "iPhone 12 Pro", "A14", "coreml", "all", 1.6, None, FV, "rounded to 0.1 ms"),
+    ("fastvit_sa24", "iPhone 12 Pro", "A14", "coreml", "all", 2.6, None, FV, "rounded to 0.1 ms"),
+    ("fastvit_sa36", "iPhone 12 Pro", "A14", "coreml", "all", 3.5, None, FV, "rounded to 0.1 ms"),
+    ("fastvit_ma36", "iPhone 12 Pro", "A14", "coreml", "all", 4.6, None, FV, "rounded to 0.1 ms"),
     ("whisper_tiny_encoder", "MacBook Pro M1 Pro", "M1 Pro", "coreml", "all", 30.0, None, "github.com/ggml-org/whisper.cpp/pull/566 (Core ML encoder, 2023)", ""),
     ("whisper_base_encoder", "MacBook Pro M1 Pro", "M1 Pro", "coreml", "all", 64.0, None, "github.com/ggml-org/whisper.cpp/pull/566 (Core ML encoder, 2023)", ""),
     ("whisper_small_encoder", "MacBook Pro M1 Pro", "M1 Pro", "coreml", "all", 208.0, None, "github.com/ggml-org/whisper.cpp/pull/566 (Core ML encoder, 2023)", ""),
