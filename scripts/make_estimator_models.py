@@ -7,7 +7,8 @@
     .venv/bin/python scripts/make_estimator_models.py [--anekit target/debug/anekit] [--force]
 
 The models are built from their published architecture descriptions in PyTorch with random
-weights (latency does not depend on the weight values), converted by coremltools 9.0 to fp16
+weights (anekit's estimate does not depend on the weight values; ANEForge's direct path was
+measured to, see docs/analyze.md on ViT-B/16), converted by coremltools 9.0 to fp16
 ML Programs, and written to target/estimator-models/ (ignored by git; the FastViT-MA36 package
 alone is ~60 MB). Only the results are committed: docs/analyze-estimates.json and the table
 between the markers in docs/analyze.md.
@@ -18,17 +19,29 @@ Architectures (inference form, i.e. after FastViT's structural reparameterisatio
   einsum attention (SPLIT_EINSUM), LayerNorm over channels; sequence 128; SST-2 head.
 - distilbert_linear: the same network in the usual (B, S, C) form with nn.Linear and batched
   multi-head attention (the "baseline" of Apple's article).
-- fastvit_t8 / fastvit_ma36: apple/ml-fastvit at 256x256 (T8: layers 2-2-4-2, widths
-  48-96-192-384, MLP ratio 3, RepMixer everywhere; MA36: 6-6-18-6, 76-152-304-608, MLP ratio
-  4, attention and conditional positional encoding in the last stage), reparameterised.
-- whisper_tiny_encoder: openai/whisper AudioEncoder, tiny (d 384, 6 heads, 4 layers), 30 s
-  input (80 x 3000 mel frames).
+- fastvit_{t8,t12,s12,sa12,sa24,sa36,ma36}: apple/ml-fastvit at 256x256 (T8: layers 2-2-4-2,
+  widths 48-96-192-384, MLP ratio 3, RepMixer everywhere; T12: 2-2-6-2, 64-128-256-512, ratio
+  3; S12: as T12 with ratio 4; SA12/SA24/SA36: 2-2-6-2 / 4-4-12-4 / 6-6-18-6 at
+  64-128-256-512, ratio 4, attention and conditional positional encoding in the last stage;
+  MA36: 6-6-18-6, 76-152-304-608, ratio 4, attention last), reparameterised. The ml-fastvit
+  README's model zoo (all seven on an iPhone 12 Pro) and the Hugging Face cards (T8 and MA36
+  on an iPhone 12 Pro Max and an M3 Max) are separate sources; every point of both is a row.
+- whisper_{tiny,base,small,medium}_encoder: openai/whisper AudioEncoder (tiny: d 384, 6 heads,
+  4 layers; base: 512, 8, 6; small: 768, 12, 12; medium: 1024, 16, 24), 30 s input (80 x 3000
+  mel frames). whisper.cpp's Core ML table (PR #566) has all four sizes on one M1 Pro; every
+  one of them is a validation row.
 - resnet18: torchvision's ResNet-18 at 224x224 (BasicBlock 2-2-2-2, widths 64-512; coremltools
   folds the batch norms into the convolutions, as ANEForge's `load_resnet18` does).
 - minilm_l6: sentence-transformers/all-MiniLM-L6-v2 (BERT, 6 layers, d 384, 12 heads, FFN 1536)
   on ANEForge's one sentence, "The Apple Neural Engine is a specialized accelerator for matrix
   math." = 14 WordPiece tokens with [CLS] and [SEP]; mean-pooled and L2-normalised.
 - vit_b16: torchvision's ViT-B/16 at 224x224 (197 tokens, 12 layers, d 768, 12 heads, MLP 3072).
+- depth_anything_small: Depth Anything small as transformers' DepthAnythingForDepthEstimation
+  builds it (DINOv2-S/14: d 384, 6 heads, 12 layers, layer scale; DPT neck from layers 3, 6, 9,
+  12: 1x1 projections to 48/96/192/384 channels, x4/x2 transposed convs, a stride-2 conv, 3x3
+  convs to 64, four fusion stages of pre-activation residual units with bilinear x2 upsampling;
+  head 3x3 conv to 32, bilinear to the input size, 3x3 conv, 1x1 conv to depth) at the 518x392
+  input of Apple's Core ML package. Apple's model card lists four devices; all four are rows.
 
 Validation, honestly split: anekit's Neural Engine constants are fitted on micro-benchmarks
 only (`cargo run -p anekit-plan --example calibrate`); every row here is a whole model the fit
@@ -451,19 +464,120 @@ class ViTB16(nn.Module):
 
 
 # --------------------------------------------------------------------------------------
+# Depth Anything small (DINOv2-S/14 backbone + DPT head, as transformers'
+# DepthAnythingForDepthEstimation with the depth-anything-small config), at the 518x392 input of
+# Apple's Core ML conversion (apple/coreml-depth-anything-small).
+
+
+class PreActResidual(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.c1 = nn.Conv2d(c, c, 3, 1, 1)
+        self.c2 = nn.Conv2d(c, c, 3, 1, 1)
+
+    def forward(self, x):
+        return x + self.c2(F.relu(self.c1(F.relu(x))))
+
+
+class FusionLayer(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.res1 = PreActResidual(c)
+        self.res2 = PreActResidual(c)
+        self.proj = nn.Conv2d(c, c, 1)
+
+    def forward(self, x, skip=None, size=None):
+        if skip is not None:
+            x = x + self.res1(skip)
+        x = self.res2(x)
+        x = F.interpolate(x, size=size, scale_factor=None if size else 2, mode="bilinear", align_corners=True)
+        return self.proj(x)
+
+
+class DepthAnythingSmall(nn.Module):
+    def __init__(self, d=384, heads=6, layers=12, h=392, w=518, patch=14, neck=(48, 96, 192, 384), fusion=64, head=32):
+        super().__init__()
+        self.d, self.h, self.gh, self.gw, self.patch = d, heads, h // patch, w // patch, patch
+        n = self.gh * self.gw + 1
+        self.embed = nn.Conv2d(3, d, patch, patch)
+        self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        self.pos = nn.Parameter(torch.randn(1, n, d) * 0.02)
+        self.blocks = nn.ModuleList()
+        for _ in range(layers):
+            self.blocks.append(nn.ModuleDict(dict(
+                ln1=nn.LayerNorm(d, eps=1e-6), q=nn.Linear(d, d), k=nn.Linear(d, d), v=nn.Linear(d, d),
+                o=nn.Linear(d, d), ln2=nn.LayerNorm(d, eps=1e-6), f1=nn.Linear(d, 4 * d), f2=nn.Linear(4 * d, d))))
+            self.blocks[-1].ls1 = nn.Parameter(torch.full((d,), 0.1))
+            self.blocks[-1].ls2 = nn.Parameter(torch.full((d,), 0.1))
+        self.ln = nn.LayerNorm(d, eps=1e-6)
+        self.out_layers = (3, 6, 9, 12)
+        self.proj = nn.ModuleList(nn.Conv2d(d, c, 1) for c in neck)
+        self.resize = nn.ModuleList([
+            nn.ConvTranspose2d(neck[0], neck[0], 4, 4),
+            nn.ConvTranspose2d(neck[1], neck[1], 2, 2),
+            nn.Identity(),
+            nn.Conv2d(neck[3], neck[3], 3, 2, 1),
+        ])
+        self.convs = nn.ModuleList(nn.Conv2d(c, fusion, 3, 1, 1, bias=False) for c in neck)
+        self.fusion = nn.ModuleList(FusionLayer(fusion) for _ in neck)
+        self.head1 = nn.Conv2d(fusion, head, 3, 1, 1)
+        self.head2 = nn.Conv2d(head, head, 3, 1, 1)
+        self.head3 = nn.Conv2d(head, 1, 1)
+
+    def forward(self, x):
+        size = x.shape[-2:]
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        t = torch.cat([self.cls.expand(t.shape[0], -1, -1), t], dim=1) + self.pos
+        b, n, d = t.shape
+        dh = d // self.h
+        feats = []
+        for i, B in enumerate(self.blocks, 1):
+            y = B["ln1"](t)
+
+            def heads(z):
+                return z.view(b, n, self.h, dh).transpose(1, 2)
+
+            q, k, v = heads(B["q"](y)), heads(B["k"](y)), heads(B["v"](y))
+            a = ((q * dh**-0.5) @ k.transpose(-2, -1)).softmax(-1) @ v
+            t = t + B.ls1 * B["o"](a.transpose(1, 2).reshape(b, n, d))
+            t = t + B.ls2 * B["f2"](F.gelu(B["f1"](B["ln2"](t))))
+            if i in self.out_layers:
+                feats.append(self.ln(t)[:, 1:].transpose(1, 2).reshape(b, d, self.gh, self.gw))
+        maps = [conv(rs(pr(f))) for f, pr, rs, conv in zip(feats, self.proj, self.resize, self.convs)]
+        y = self.fusion[3](maps[3], size=maps[2].shape[-2:])
+        y = self.fusion[2](y, maps[2], size=maps[1].shape[-2:])
+        y = self.fusion[1](y, maps[1], size=maps[0].shape[-2:])
+        y = self.fusion[0](y, maps[0])
+        y = self.head1(y)
+        y = F.interpolate(y, size=(self.gh * self.patch, self.gw * self.patch), mode="bilinear", align_corners=True)
+        return F.relu(self.head3(F.relu(self.head2(y))))
+
+
+# --------------------------------------------------------------------------------------
 
 MODELS = {
     "distilbert_ane": (lambda: DistilBertANE(), {"input_ids": ((1, 128), np.int32)}),
     "distilbert_linear": (lambda: DistilBertLinear(), {"input_ids": ((1, 128), np.int32)}),
     "fastvit_t8": (lambda: FastViT([2, 2, 4, 2], [48, 96, 192, 384], 3, False), {"image": ((1, 3, 256, 256), np.float32)}),
     "fastvit_ma36": (lambda: FastViT([6, 6, 18, 6], [76, 152, 304, 608], 4, True), {"image": ((1, 3, 256, 256), np.float32)}),
+    "fastvit_t12": (lambda: FastViT([2, 2, 6, 2], [64, 128, 256, 512], 3, False), {"image": ((1, 3, 256, 256), np.float32)}),
+    "fastvit_s12": (lambda: FastViT([2, 2, 6, 2], [64, 128, 256, 512], 4, False), {"image": ((1, 3, 256, 256), np.float32)}),
+    "fastvit_sa12": (lambda: FastViT([2, 2, 6, 2], [64, 128, 256, 512], 4, True), {"image": ((1, 3, 256, 256), np.float32)}),
+    "fastvit_sa24": (lambda: FastViT([4, 4, 12, 4], [64, 128, 256, 512], 4, True), {"image": ((1, 3, 256, 256), np.float32)}),
+    "fastvit_sa36": (lambda: FastViT([6, 6, 18, 6], [64, 128, 256, 512], 4, True), {"image": ((1, 3, 256, 256), np.float32)}),
     "whisper_tiny_encoder": (lambda: WhisperEncoder(), {"mel": ((1, 80, 3000), np.float32)}),
+    "whisper_base_encoder": (lambda: WhisperEncoder(d=512, heads=8, layers=6), {"mel": ((1, 80, 3000), np.float32)}),
+    "whisper_small_encoder": (lambda: WhisperEncoder(d=768, heads=12, layers=12), {"mel": ((1, 80, 3000), np.float32)}),
+    "whisper_medium_encoder": (lambda: WhisperEncoder(d=1024, heads=16, layers=24), {"mel": ((1, 80, 3000), np.float32)}),
     "resnet18": (lambda: ResNet18(), {"image": ((1, 3, 224, 224), np.float32)}),
     "minilm_l6": (lambda: MiniLM(), {"input_ids": ((1, 14), np.int32)}),
     "vit_b16": (lambda: ViTB16(), {"image": ((1, 3, 224, 224), np.float32)}),
+    "depth_anything_small": (lambda: DepthAnythingSmall(), {"image": ((1, 3, 392, 518), np.float32)}),
 }
 
 AF = "github.com/sbryngelson/ANEForge @ 067717a bench/results/device_compare_wattcomplete_results_"
+FV = "github.com/apple/ml-fastvit @ 8af5928 README.md (model zoo: iPhone 12 Pro, ModelBench app)"
+DA = "huggingface.co/apple/coreml-depth-anything-small (small-float16, 518x392; "
 # Whole-model latencies (and package energy where measured) never used by the fit:
 # (model, device, chip, path, compute units, ms, mJ, source, note)
 ANCHORS = [
@@ -474,8 +588,22 @@ ANCHORS = [
     ("fastvit_t8", "MacBook Pro M3 Max", "M3 Max", "coreml", "all", 0.62, None, "huggingface.co/apple/coreml-FastViT-T8 (macOS 14.4)", ""),
     ("fastvit_ma36", "iPhone 12 Pro Max", "A14", "coreml", "all", 4.50, None, "huggingface.co/apple/coreml-FastViT-MA36 (iOS 18.0)", ""),
     ("fastvit_ma36", "MacBook Pro M3 Max", "M3 Max", "coreml", "all", 2.99, None, "huggingface.co/apple/coreml-FastViT-MA36 (macOS 15.0)", ""),
+    ("fastvit_t8", "iPhone 12 Pro", "A14", "coreml", "all", 0.8, None, FV, "rounded to 0.1 ms"),
+    ("fastvit_t12", "iPhone 12 Pro", "A14", "coreml", "all", 1.2, None, FV, "rounded to 0.1 ms"),
+    ("fastvit_s12", "iPhone 12 Pro", "A14", "coreml", "all", 1.4, None, FV, "rounded to 0.1 ms"),
+    ("fastvit_sa12", "iPhone 12 Pro", "A14", "coreml", "all", 1.6, None, FV, "rounded to 0.1 ms"),
+    ("fastvit_sa24", "iPhone 12 Pro", "A14", "coreml", "all", 2.6, None, FV, "rounded to 0.1 ms"),
+    ("fastvit_sa36", "iPhone 12 Pro", "A14", "coreml", "all", 3.5, None, FV, "rounded to 0.1 ms"),
+    ("fastvit_ma36", "iPhone 12 Pro", "A14", "coreml", "all", 4.6, None, FV, "rounded to 0.1 ms"),
     ("whisper_tiny_encoder", "MacBook Pro M1 Pro", "M1 Pro", "coreml", "all", 30.0, None, "github.com/ggml-org/whisper.cpp/pull/566 (Core ML encoder, 2023)", ""),
+    ("whisper_base_encoder", "MacBook Pro M1 Pro", "M1 Pro", "coreml", "all", 64.0, None, "github.com/ggml-org/whisper.cpp/pull/566 (Core ML encoder, 2023)", ""),
+    ("whisper_small_encoder", "MacBook Pro M1 Pro", "M1 Pro", "coreml", "all", 208.0, None, "github.com/ggml-org/whisper.cpp/pull/566 (Core ML encoder, 2023)", ""),
+    ("whisper_medium_encoder", "MacBook Pro M1 Pro", "M1 Pro", "coreml", "all", 1033.0, None, "github.com/ggml-org/whisper.cpp/pull/566 (Core ML encoder, 2023)", ""),
     ("whisper_tiny_encoder", "Mac Studio M2 Ultra", "M2 Ultra", "coreml", "all", 29.37, None, "github.com/ggml-org/whisper.cpp/pull/1716 (original Core ML model)", ""),
+    ("depth_anything_small", "iPhone 12 Pro Max", "A14", "coreml", "all", 31.10, None, DA + "iPhone 12 Pro Max, iOS 18.0)", ""),
+    ("depth_anything_small", "iPhone 15 Pro Max", "A17 Pro", "coreml", "all", 33.90, None, DA + "iPhone 15 Pro Max, iOS 17.4)", ""),
+    ("depth_anything_small", "MacBook Pro M1 Max", "M1 Max", "coreml", "all", 32.80, None, DA + "MacBook Pro (M1 Max), macOS 15.0)", ""),
+    ("depth_anything_small", "MacBook Pro M3 Max", "M3 Max", "coreml", "all", 24.58, None, DA + "MacBook Pro (M3 Max), macOS 15.0)", ""),
     ("resnet18", "ANEForge M2 Pro", "M2 Pro", "direct", "cpu-and-ne", 1.064, 2.636, AF + "M2.json", "fp16, BN folded, e5rt direct path"),
     ("minilm_l6", "ANEForge M2 Pro", "M2 Pro", "direct", "cpu-and-ne", 1.753, 3.000, AF + "M2.json", "latency includes host tokenisation"),
     ("vit_b16", "ANEForge M2 Pro", "M2 Pro", "direct", "cpu-and-ne", 21.339, 67.922, AF + "M2.json", "12 layers fused"),
@@ -484,7 +612,8 @@ ANCHORS = [
     ("vit_b16", "ANEForge M5 Pro", "M5 Pro", "direct", "cpu-and-ne", 18.336, 74.666, AF + "M5.json", "12 layers fused"),
 ]
 
-# Published model cost, for checking that the rebuilt architecture is the right size.
+# Published model cost, for checking that the rebuilt architecture is the right size (none found
+# for the larger Whisper encoders).
 PUBLISHED_GMAC = {"fastvit_t8": 0.7, "fastvit_ma36": 7.8, "distilbert_ane": 5.6, "distilbert_linear": 5.6, "whisper_tiny_encoder": 18.5, "resnet18": 1.82, "vit_b16": 17.6, "minilm_l6": 0.15}
 
 
@@ -567,7 +696,7 @@ def main():
             "energy_error_pct": None if mj is None else round(100.0 * (est_mj - mj) / mj, 1),
             "ane_fraction_ops": round(r["coverage"]["ane_fraction_ops"], 3),
             "gflop": round(gflop, 2),
-            "published_gflop": 2 * PUBLISHED_GMAC.get(model, float("nan")),
+            "published_gflop": 2 * PUBLISHED_GMAC[model] if model in PUBLISHED_GMAC else None,
             "ane_ms": round(e["ane_ms"], 3),
             "dispatch_ms": round(e["dispatch_ms"], 3),
             "overhead_ms": round(e["overhead_ms"], 3),
@@ -598,7 +727,7 @@ def main():
         table.append(
             f"| {r['model']} | {r['device']} ({r['chip']}) | {r['path']} | {pub} | {r['estimate_ms']:.2f} | {err} | "
             f"{mj} | {r['estimate_mj']:.2f} | {emj} | {100 * r['ane_fraction_ops']:.0f}% | "
-            f"{r['gflop']:.1f} ({r['published_gflop']:.1f}) | {r['segments']} |"
+            f"{r['gflop']:.1f} ({'—' if r['published_gflop'] is None else format(r['published_gflop'], '.1f')}) | {r['segments']} |"
         )
     table.append("")
     for name, label in (("all", "All"), ("coreml", "Core ML path"), ("direct", "Direct path")):

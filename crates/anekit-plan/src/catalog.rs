@@ -219,6 +219,14 @@ pub struct ChipPerf {
     pub ane_stream_gbs: f64,
     /// How `ane_stream_gbs` was obtained.
     pub ane_stream_basis: String,
+    /// Base of the rate at which tensors kept inside a Neural Engine program move (the cost
+    /// model multiplies it by the calibrated on-chip factor), GB/s: the fastest streaming
+    /// bandwidth measured on a chip of the same generation. The on-chip buffer belongs to the
+    /// engine, which every chip of a generation shares; the streaming figure also carries the
+    /// SoC's DRAM path and dispatch (docs/analyze.md, calibration round 4).
+    pub ane_onchip_base_gbs: f64,
+    /// How `ane_onchip_base_gbs` was obtained.
+    pub ane_onchip_basis: String,
     /// Neural Engine DRAM bandwidth for weights, GB/s.
     pub ane_bandwidth_gbs: f64,
     /// How `ane_bandwidth_gbs` was obtained.
@@ -514,11 +522,39 @@ impl Catalog {
             .as_ref()
             .map(|c| f64::from(c.value))
             .unwrap_or(4.0);
+        // The engine's on-chip rate: the generation's fastest measured streaming bandwidth
+        // (ANEForge's streaming figures also carry each SoC's DRAM path and dispatch: M1
+        // 5.4 GB/s against the M1 Max's 7.44 on one engine whose GEMM peaks are 6% apart).
+        let fastest = self
+            .chips
+            .iter()
+            .filter(|c| c.generation.value == chip.generation.value)
+            .filter_map(|c| {
+                c.ane_stream_gbs_measured
+                    .as_ref()
+                    .map(|m| (m.value, c.name.as_str()))
+            })
+            .fold(None, |best: Option<(f64, &str)>, (v, n)| match best {
+                Some((b, _)) if b >= v => best,
+                _ => Some((v, n)),
+            });
+        let (ane_onchip_base_gbs, ane_onchip_basis) = match fastest {
+            Some((v, name)) if v > ane_stream_gbs => (
+                v,
+                format!(
+                    "streaming measured on {name}, the fastest of generation {}",
+                    chip.generation.value
+                ),
+            ),
+            _ => (ane_stream_gbs, "the chip's streaming bandwidth".to_string()),
+        };
         ChipPerf {
             ane_tflops,
             ane_tflops_basis,
             ane_stream_gbs,
             ane_stream_basis,
+            ane_onchip_base_gbs,
+            ane_onchip_basis,
             ane_bandwidth_gbs,
             ane_bandwidth_basis,
             ane_dispatch_us,

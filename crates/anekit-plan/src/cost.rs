@@ -10,7 +10,9 @@
 //! chip's measured GEMM peak × a calibrated factor for convolutions, linear layers and
 //! run-time matrix products) or its weight stream, whichever is longer, plus its activation
 //! traffic: tensors that cross the program boundary move at the chip's measured streaming
-//! bandwidth, tensors kept inside the program at a calibrated multiple of it, each weighted
+//! bandwidth, tensors kept inside the program at a calibrated multiple of the engine's
+//! (the fastest streaming measured on its generation: the on-chip buffer is the engine's),
+//! each weighted
 //! by a per-class traffic factor (normalisations cost more than a copy). The constants are
 //! fitted on one-op and synthetic micro-benchmarks only (`crate::calibration`). GPU and CPU
 //! keep a roofline: `max(flops / peak, bytes / bandwidth)` plus a per-op overhead.
@@ -1187,8 +1189,9 @@ pub fn ane_weight_bytes(c: &OpCost, generation: &Generation) -> f64 {
 ///
 /// `external(act)` says whether a tensor crosses the program boundary (a program input or
 /// output, read or written through DRAM at the streaming bandwidth) rather than staying
-/// inside the program (moved at `onchip_factor` × that bandwidth while the op's tensors fit
-/// the on-chip buffer).
+/// inside the program (moved at `onchip_factor` × the generation's fastest measured
+/// streaming bandwidth, `perf.ane_onchip_base_gbs`, while the op's tensors fit the on-chip
+/// buffer).
 ///
 /// ```text
 /// t = overhead + max(flops / (κ_class · gemm roof), weight bytes / weight bandwidth)
@@ -1215,7 +1218,7 @@ pub fn ane_op_time(
             let rate = if external(a) {
                 stream
             } else {
-                stream * model.onchip_factor_elementwise
+                (perf.ane_onchip_base_gbs * 1e3).max(1e-9) * model.onchip_factor_elementwise
             };
             act_us += padded_bytes(&a.shape, a.elem, align) / rate;
         }
@@ -1250,6 +1253,7 @@ pub fn ane_op_time(
         .map(|a| padded_bytes(&a.shape, a.elem, align))
         .sum();
     let fits = total_act <= generation.sram_bytes.value as f64;
+    let onchip = (perf.ane_onchip_base_gbs * 1e3).max(1e-9);
     let traffic = model.traffic(c.class);
     // Inside a program, tensors move at the on-chip rate while the op's tensors fit the
     // on-chip buffer; larger ones are tiled through DRAM (at most the DRAM bandwidth).
@@ -1258,9 +1262,9 @@ pub fn ane_op_time(
         _ => model.onchip_factor_elementwise,
     };
     let inner = if fits {
-        stream * factor
+        onchip * factor
     } else {
-        (stream * factor).min(perf.ane_bandwidth_gbs * 1e3)
+        (onchip * factor).min(perf.ane_bandwidth_gbs * 1e3)
     };
     let mut act_us = 0.0;
     for a in &c.activations {

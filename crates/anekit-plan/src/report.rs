@@ -82,6 +82,11 @@ pub struct ChipInfo {
     pub ane_stream_gbs: f64,
     /// How it was obtained.
     pub ane_stream_basis: String,
+    /// Base of the on-chip rate for tensors kept inside a program, GB/s (× the calibrated
+    /// on-chip factor).
+    pub ane_onchip_base_gbs: f64,
+    /// How it was obtained.
+    pub ane_onchip_basis: String,
     /// Neural Engine per-program floor (direct path), µs.
     pub ane_dispatch_us: f64,
     /// How it was obtained.

@@ -120,7 +120,7 @@ fn resolved_peaks_use_measurements_then_derivations() {
     for (n, tf) in [
         ("M1", 4.33),
         ("M1 Max", 4.59),
-        ("M2 Pro", 3.36),
+        ("M2 Pro", 4.2),
         ("M2 Max", 5.38),
         ("M4", 5.44),
         ("M4 Pro", 6.2),
@@ -325,4 +325,30 @@ fn short_islands_move_and_long_segments_stay() {
     assert_eq!(unit(&r, "b"), Unit::Ane);
     assert_eq!(r.switches.count, 2);
     assert!(r.switches.bytes >= 2.0 * 512.0 * 512.0 * 2.0);
+}
+
+/// Sources: ANEFORGE-ROOF. The M1 (MacBook Air) and the M1 Max share one Neural Engine
+/// (h13): their measured GEMM peaks are 6% apart (4.33 and 4.59 TF/s) while their streaming
+/// figures are 38% apart (5.4 and 7.44 GB/s), and the M4 family's streaming spans 3× on one
+/// engine (7.67, 20.42, 23.02 GB/s). Streaming carries the SoC's DRAM path; the rate of
+/// tensors kept on chip is the engine's, the same on every chip of a generation.
+#[test]
+fn onchip_rate_is_the_engines_not_the_socs() {
+    let perf = |n: &str| cat().perf(cat().chip(n).unwrap());
+    let (m1, m1max) = (perf("M1"), perf("M1 Max"));
+    assert!(m1max.ane_tflops / m1.ane_tflops < 1.1);
+    assert!(m1max.ane_stream_gbs / m1.ane_stream_gbs > 1.3);
+    for n in ["M1", "M1 Pro", "M1 Max", "A14"] {
+        assert_eq!(perf(n).ane_onchip_base_gbs, 7.44, "{n}");
+    }
+    // The DRAM path stays the chip's own (or its donor's).
+    assert_eq!(perf("A14").ane_stream_gbs, 5.4);
+    assert!(perf("A14").ane_onchip_basis.contains("M1 Max"));
+    for n in ["M4", "M4 Pro", "M4 Max"] {
+        assert_eq!(perf(n).ane_onchip_base_gbs, 23.02, "{n}");
+    }
+    assert_eq!(perf("M4").ane_stream_gbs, 7.67);
+    // A generation with nothing measured keeps the chip's derived streaming figure.
+    let m3 = perf("M3");
+    assert_eq!(m3.ane_onchip_base_gbs, m3.ane_stream_gbs);
 }
