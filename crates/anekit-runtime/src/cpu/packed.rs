@@ -137,6 +137,18 @@ impl PackedTensor {
         self.data.len() + tables
     }
 
+    /// The stored fp16 bit patterns of a plain fp16 tensor (whose values are exactly its
+    /// decoded ones), where the blob can be read as `u16`s in place (2-byte aligned — weight
+    /// files align blobs to 64 — on a little-endian machine).
+    pub fn f16_bits(&self) -> Option<&[u16]> {
+        match self.kind {
+            Kind::F16 if cfg!(target_endian = "little") => {
+                bytemuck::try_cast_slice(&self.data).ok()
+            }
+            _ => None,
+        }
+    }
+
     /// Decode rows `r0..r0 + out.len() / cols` into `out` (row-major).
     pub fn decode_rows(&self, r0: usize, out: &mut [f32]) {
         let k = self.cols;

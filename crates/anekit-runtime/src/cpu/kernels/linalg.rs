@@ -777,6 +777,32 @@ pub fn linear_packed(
     }
     let rows = PACKED_ROWS.min(n);
     let par = super::threads() > 1 && m * n * k >= PAR_FLOPS;
+    // One row (a batch-1 decoding step, a classifier head) against fp16 weights: dot
+    // products that convert each weight as it streams, no decoded block.
+    if let Some(bits) = w.f16_bits().filter(|_| m == 1) {
+        let cols = if par {
+            (16_384 / k.max(1))
+                .max(n.div_ceil(super::threads() * 4))
+                .clamp(1, n)
+        } else {
+            n
+        };
+        let run = |(c, o): (usize, &mut [f32])| {
+            let j0 = c * cols;
+            simd::dots_f16(&x[..k], &bits[j0 * k..], k, o, false);
+            if let Some(b) = bias {
+                for (v, &bv) in o.iter_mut().zip(&b[j0..]) {
+                    *v += bv;
+                }
+            }
+        };
+        if par {
+            out.par_chunks_mut(cols).enumerate().for_each(run);
+        } else {
+            out.chunks_mut(cols).enumerate().for_each(run);
+        }
+        return out;
+    }
     // Output columns j0..j0+len of every row, for a block of weight rows.
     let block = |j0: usize, len: usize, buf: &mut [f32], dst: MatMut<'_, f32>| {
         w.decode_rows(j0, &mut buf[..len * k]);
