@@ -70,12 +70,11 @@ pub struct CpuModel {
 /// Bytes of data (activations written, constants read, inputs) below which a prediction
 /// runs on the caller's thread instead of the pool.
 ///
-/// Handing a prediction to the pool and waiting for it costs two thread wake-ups, ~8 µs
-/// (measured on the development machine and on an idle 16-core one), which is as long as
-/// the whole prediction of a small network; and a plan that moves less than this cannot
-/// give two threads enough work to win it back: the fixture convnet (~140 KB, the largest
-/// plan below the line) measured the same on 1 and 2 threads, 57 and 58 µs on the idle
-/// 16-core machine (docs/runtime.md).
+/// Handing a prediction to the pool and waiting for it costs two thread wake-ups, 5–10 µs
+/// on the development machine, as long as the whole prediction of a small network; and a
+/// plan that moves less than this cannot give two threads enough work to win it back: the
+/// benchmark's convnet (~150 KB, its largest plan below the line) took the same time on 1
+/// and 2 threads on the pool (docs/runtime.md).
 pub const INLINE_MAX_BYTES: usize = 256 << 10;
 
 /// Whether predictions of `plan` run inline: every value of a fixed size, no control flow

@@ -428,6 +428,34 @@ fn segments(g: &ConvGeom, p0: usize, len: usize) -> Vec<Segment> {
 
 /// Write the im2col patch matrix of `c` input channels for output columns `p0..p0 + len`
 /// into `buf` ([c·kD·kH·kW, len] row-major).
+/// The input samples a 1×1 convolution with strides and no padding reads:
+/// `[N, C_in, out D, out H, out W]`, in parallel over planes with `par`.
+fn subsample(x: &[f32], g: &ConvGeom, par: bool) -> Vec<f32> {
+    let [_, ih, iw] = g.inp;
+    let [sd, sh, sw] = g.s;
+    let [od, oh, ow] = g.out;
+    let (in_plane, out_plane) = (g.in_len(), g.out_len());
+    let mut out = crate::cpu::buffers::take(g.n * g.c_in * out_plane);
+    let run = |(c, o): (usize, &mut [f32])| {
+        let src = &x[c * in_plane..(c + 1) * in_plane];
+        for oz in 0..od {
+            for oy in 0..oh {
+                let row = &src[(oz * sd * ih + oy * sh) * iw..];
+                let dst = &mut o[(oz * oh + oy) * ow..][..ow];
+                for (ox, d) in dst.iter_mut().enumerate() {
+                    *d = row[ox * sw];
+                }
+            }
+        }
+    };
+    if par {
+        out.par_chunks_mut(out_plane).enumerate().for_each(run);
+    } else {
+        out.chunks_mut(out_plane).enumerate().for_each(run);
+    }
+    out
+}
+
 /// [`im2col`] split over the pool's threads by input channels (for a block that one GEMM
 /// then runs on all threads: a serial copy there would leave them waiting).
 fn im2col_par(x: &Phased<'_>, c: usize, g: &ConvGeom, p0: usize, len: usize, buf: &mut [f32]) {
@@ -613,6 +641,18 @@ pub fn conv_forward_fused(
     let cig = g.c_in / g.groups;
     let cog = g.c_out / g.groups;
     let in_plane = g.in_len();
+    // A strided 1×1 convolution (ResNet's downsampling shortcuts): gather the input samples
+    // it reads (a quarter of the input at stride 2), then the stride-1 product on them —
+    // not a phase split of the whole input and an im2col.
+    if kl == 1 && g.pad == [0, 0, 0] && g.s != [1, 1, 1] && p > 0 && Packing::of(g).is_none() {
+        let sub = subsample(x, g, parallel(g.n * g.c_in * p));
+        let g1 = ConvGeom {
+            inp: g.out,
+            s: [1, 1, 1],
+            ..g.clone()
+        };
+        return conv_forward_fused(&sub, w, bias, &g1, None, epi);
+    }
     // Every path below writes each output element (debug builds fill `take`'s buffer with
     // NaN, so the kernel tests would see one left out).
     let mut out = crate::cpu::buffers::take(g.n * g.c_out * p);
@@ -1070,9 +1110,10 @@ mod tests {
     use super::reference::{data, naive};
     use super::*;
 
-    /// The im2col and 1×1 paths on shapes that split into column blocks, or (with more
-    /// threads than blocks) run whole planes with a parallel im2col and faer's parallel
-    /// GEMM: the same result on 1, 2, 5 and 16 threads, and the definition's.
+    /// The im2col and 1×1 paths (strided ones through their input samples) on shapes that
+    /// split into column blocks, or (with more threads than blocks) run whole planes with a
+    /// parallel im2col and faer's parallel GEMM: the definition's result on 1, 2, 5 and 16
+    /// threads.
     #[test]
     fn im2col_paths_match_the_definition_on_any_thread_count() {
         #[allow(clippy::type_complexity)]
@@ -1093,6 +1134,8 @@ mod tests {
             (1, 40, 72, 1, [24, 24], [1, 1], [1, 1], [0, 0, 0, 0]),
             (1, 64, 130, 1, [14, 13], [3, 3], [2, 2], [1, 1, 1, 1]),
             (1, 96, 40, 1, [14, 14], [1, 1], [2, 2], [0, 0, 0, 0]),
+            (2, 20, 33, 1, [13, 11], [1, 1], [3, 2], [0, 0, 0, 0]),
+            (1, 6, 8, 2, [9, 9], [1, 1], [2, 1], [0, 0, 0, 0]),
         ];
         for &(n, c_in, c_out, groups, sp, k, st, pad) in cases {
             let xs = [n, c_in, sp[0], sp[1]];
