@@ -177,3 +177,26 @@ fn small_plans_run_inline_with_the_pools_outputs() {
         "only {pooled} fixture functions run on the pool"
     );
 }
+
+/// One thread runs on the caller's thread whatever the plan; more go to the pool unless the
+/// plan is small. (mlp_big keeps its fp16 weights packed: never small.)
+#[test]
+fn one_thread_runs_on_the_callers_thread() {
+    use anekit_runtime::LoadOptions;
+    use anekit_runtime::cpu::CpuModel;
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/models/mlp_big_fp16_ios18.mlpackage");
+    let model = Model::open(&path).unwrap();
+    let load = |threads| {
+        let options = LoadOptions {
+            threads: Some(threads),
+            ..LoadOptions::default()
+        };
+        CpuModel::load(&model, &options).unwrap()
+    };
+    let (one, two) = (load(1), load(2));
+    assert!(one.plan().packed > 0);
+    assert!(!anekit_runtime::cpu::runs_inline(one.plan()));
+    assert!(one.runs_inline());
+    assert!(!two.runs_inline());
+}

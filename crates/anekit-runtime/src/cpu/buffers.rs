@@ -13,9 +13,10 @@
 //! One pool serves the process (a lock per take and per recycle, uncontended in practice:
 //! the executor takes and recycles between kernels). It holds only buffers of at least
 //! [`MIN_LEN`] floats (the allocator is cheap below), and at most as many bytes as the
-//! largest activation peak of a loaded model ([`allow`]: the plan's, or a prediction's
-//! measured one), oldest buffers dropped first: a prediction holds its live values plus at
-//! most one peak's worth of pooled buffers.
+//! largest activation peak of a loaded model (each model holds a [`Grant`] of its peak: the
+//! plan's, raised to a prediction's measured one), oldest buffers dropped first: a
+//! prediction holds its live values plus at most one peak's worth of pooled buffers, and
+//! when a model is dropped the pool shrinks to the largest peak of those still loaded.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
@@ -40,19 +41,73 @@ struct Inner {
     /// Oldest first.
     free: VecDeque<Vec<f32>>,
     bytes: usize,
-    max_bytes: usize,
+    /// The limit without grants.
+    base: usize,
+    /// Live grants: (id, bytes).
+    grants: Vec<(u64, usize)>,
+    next_id: u64,
+}
+
+impl Inner {
+    fn max_bytes(&self) -> usize {
+        self.grants.iter().map(|g| g.1).fold(self.base, usize::max)
+    }
+
+    /// Drop the oldest buffers until the pool is within its limits; returns them (to be
+    /// freed outside the lock).
+    fn shrink(&mut self) -> Vec<Vec<f32>> {
+        let max = self.max_bytes();
+        let mut evicted = Vec::new();
+        while self.bytes > max || self.free.len() > MAX_BUFFERS {
+            let Some(old) = self.free.pop_front() else {
+                break;
+            };
+            self.bytes -= old.capacity() * 4;
+            evicted.push(old);
+        }
+        evicted
+    }
 }
 
 static POOL: BufferPool = BufferPool::new(0);
 
+/// A loaded model's claim on a pool: while it lives the pool may hold up to its bytes.
+pub struct Grant<'a> {
+    pool: &'a BufferPool,
+    id: u64,
+}
+
+impl Grant<'_> {
+    /// Raise the claim to `bytes` (a prediction's measured peak above the planned one).
+    pub fn raise(&self, bytes: usize) {
+        if let Some(mut p) = self.pool.lock()
+            && let Some(g) = p.grants.iter_mut().find(|g| g.0 == self.id)
+        {
+            g.1 = g.1.max(bytes);
+        }
+    }
+}
+
+impl Drop for Grant<'_> {
+    fn drop(&mut self) {
+        let evicted = self.pool.lock().map(|mut p| {
+            p.grants.retain(|g| g.0 != self.id);
+            p.shrink()
+        });
+        drop(evicted);
+    }
+}
+
 impl BufferPool {
-    /// An empty pool that holds at most `max_bytes`.
+    /// An empty pool that holds at most `max_bytes` besides what grants allow.
     pub const fn new(max_bytes: usize) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 free: VecDeque::new(),
                 bytes: 0,
-                max_bytes,
+                base: max_bytes,
+                grants: Vec::new(),
+                next_id: 0,
             }),
         }
     }
@@ -61,11 +116,15 @@ impl BufferPool {
         self.inner.lock().ok()
     }
 
-    /// Let the pool hold up to `bytes` (a limit is only ever raised).
-    pub fn allow(&self, bytes: usize) {
-        if let Some(mut p) = self.lock() {
-            p.max_bytes = p.max_bytes.max(bytes);
-        }
+    /// Let the pool hold up to `bytes` while the returned grant lives.
+    pub fn grant(&self, bytes: usize) -> Grant<'_> {
+        let id = self.lock().map_or(u64::MAX, |mut p| {
+            let id = p.next_id;
+            p.next_id += 1;
+            p.grants.push((id, bytes));
+            id
+        });
+        Grant { pool: self, id }
     }
 
     /// Keep `v` for a later [`BufferPool::take`] (short ones are dropped; past the limit
@@ -77,18 +136,12 @@ impl BufferPool {
         }
         let evicted = {
             let Some(mut p) = self.lock() else { return };
-            if bytes > p.max_bytes {
+            if bytes > p.max_bytes() {
                 return;
             }
             p.bytes += bytes;
             p.free.push_back(v);
-            let mut evicted = Vec::new();
-            while p.bytes > p.max_bytes || p.free.len() > MAX_BUFFERS {
-                let Some(old) = p.free.pop_front() else { break };
-                p.bytes -= old.capacity() * 4;
-                evicted.push(old);
-            }
-            evicted
+            p.shrink()
         };
         drop(evicted);
     }
@@ -142,9 +195,10 @@ impl BufferPool {
     }
 }
 
-/// Let the process-wide pool hold up to `bytes` (the activation peak of a model).
-pub fn allow(bytes: usize) {
-    POOL.allow(bytes);
+/// Let the process-wide pool hold up to `bytes` (a model's activation peak) while the
+/// grant lives.
+pub fn grant(bytes: usize) -> Grant<'static> {
+    POOL.grant(bytes)
 }
 
 /// Give the buffer of a dead value back to the pool (other values are dropped).
@@ -245,11 +299,32 @@ mod tests {
         assert_eq!(pool.pooled_floats(), 2 * MIN_LEN, "the oldest went");
         let second = pool.take(2 * MIN_LEN);
         assert_ne!(second.as_ptr(), first_ptr);
-        pool.allow(8 * MIN_LEN * 4);
-        pool.allow(MIN_LEN);
-        pool.recycle_vec(vec![0.0; 3 * MIN_LEN]);
+        {
+            let big = pool.grant(8 * MIN_LEN * 4);
+            let small = pool.grant(MIN_LEN * 4);
+            pool.recycle_vec(vec![0.0; 3 * MIN_LEN]);
+            pool.recycle_vec(vec![0.0; 5 * MIN_LEN]);
+            assert_eq!(
+                pool.pooled_floats(),
+                8 * MIN_LEN,
+                "the largest grant counts"
+            );
+            drop(big);
+            assert_eq!(
+                pool.pooled_floats(),
+                0,
+                "back to 4·MIN_LEN: the oldest went"
+            );
+            small.raise(6 * MIN_LEN * 4);
+            pool.recycle_vec(vec![0.0; 5 * MIN_LEN]);
+            assert_eq!(pool.pooled_floats(), 5 * MIN_LEN, "a raised grant");
+        }
         pool.recycle_vec(vec![0.0; 5 * MIN_LEN]);
-        assert_eq!(pool.pooled_floats(), 8 * MIN_LEN, "limits are only raised");
+        assert_eq!(
+            pool.pooled_floats(),
+            0,
+            "no grant left: over the base limit"
+        );
         pool.clear();
         assert_eq!(pool.pooled_floats(), 0);
     }

@@ -62,8 +62,11 @@ pub struct CpuModel {
     numerics_warnings: Mutex<Vec<String>>,
     pool: rayon::ThreadPool,
     threads: usize,
-    /// Predictions run on the caller's thread, not the pool ([`runs_inline`]).
+    /// Predictions run on the caller's thread, not the pool (one thread, or
+    /// [`runs_inline`]).
     inline: bool,
+    /// The recycled-buffer pool may hold this model's activation peak.
+    buffers: buffers::Grant<'static>,
     peak: Mutex<Option<usize>>,
 }
 
@@ -246,7 +249,6 @@ impl CpuModel {
                 RuntimeError::Load(format!("cannot start {threads} worker threads: {e}"))
             })?;
         let (planned_peak, total) = plan.main.planned_memory();
-        buffers::allow(planned_peak);
         tracing::debug!(
             steps = plan.main.steps.len(),
             planned_peak,
@@ -254,10 +256,14 @@ impl CpuModel {
             threads,
             "CPU plan ready"
         );
-        let inline = runs_inline(&plan);
+        // One thread: the caller's own (a one-worker pool only adds the hop, and its worker,
+        // once asleep, took ~60 µs to wake on the development machine).
+        let inline = threads == 1 || runs_inline(&plan);
+        let buffers = buffers::grant(planned_peak);
         tracing::debug!(inline, "predictions run on the caller's thread when inline");
         Ok(Self {
             inline,
+            buffers,
             plan,
             inputs,
             outputs,
@@ -335,7 +341,7 @@ impl CpuModel {
             *p = Some(meter.peak);
         }
         // Shapes only known at run time are missing from the planned peak.
-        buffers::allow(meter.peak);
+        self.buffers.raise(meter.peak);
         let mut result = NamedTensors::new();
         for ((name, _), (v, spec)) in self
             .plan
