@@ -200,3 +200,35 @@ fn one_thread_runs_on_the_callers_thread() {
     assert!(one.runs_inline());
     assert!(!two.runs_inline());
 }
+
+/// A shape-only op whose input dies gives that buffer its new shape (no copy); when the
+/// input lives on, the kernel copies it. Both give the kernel's values.
+#[test]
+fn shape_only_ops_reuse_a_dying_input() {
+    let text = "program(1.0)\n{\n    func main<ios15>(tensor<fp32, [2, 3, 4]> x) {\n            tensor<int32, [2]> s = const()[name = string(\"s\"), val = tensor<int32, [2]>([6, 4])];\n            tensor<fp32, [6, 4]> y = reshape(x = x, shape = s)[name = string(\"y\")];\n            tensor<int32, [1]> a = const()[name = string(\"a\"), val = tensor<int32, [1]>([0])];\n            tensor<fp32, [1, 6, 4]> e = expand_dims(x = y, axes = a)[name = string(\"e\")];\n            tensor<fp32, [1, 6, 4]> z = add(x = e, y = e)[name = string(\"z\")];\n            tensor<fp32, [6, 4]> q = squeeze(x = z, axes = a)[name = string(\"q\")];\n            tensor<fp32, [1, 6, 4]> w = add(x = q, y = z)[name = string(\"w\")];\n        } -> (e, w);\n}\n";
+    let program = anekit_mil::text::parse_without_weights(text, "views").unwrap();
+    let f = &program.functions["main"];
+    let p = plan::compile_with("main", f, CompileOptions::default()).unwrap();
+    let views = |name: &str| {
+        p.main
+            .steps
+            .iter()
+            .find(|s| s.op_name == name)
+            .map(|s| s.dying_view_input().is_some())
+            .unwrap()
+    };
+    // x dies at y; y dies at e; z lives on after q (w reads it).
+    // x dies at y, y at e; z dies at q but q's fused add reads it too.
+    assert!(views("y") && views("e") && !views("q"));
+    let x = ArrayD::from_shape_vec(IxDyn(&[2, 3, 4]), (0..24).map(|v| v as f32).collect()).unwrap();
+    let ptr = x.as_ptr();
+    let outs = run(&p, vec![Value::F32(x)]);
+    let (Value::F32(e), Value::F32(w)) = (&outs[0], &outs[1]) else {
+        panic!("{outs:?}")
+    };
+    assert_eq!(e.shape(), &[1, 6, 4]);
+    assert_eq!(e.as_ptr(), ptr, "the input's buffer, reshaped twice");
+    assert_eq!(w.shape(), &[1, 6, 4]);
+    let want: Vec<f32> = (0..24).map(|v| 4.0 * v as f32).collect();
+    assert_eq!(w.iter().copied().collect::<Vec<_>>(), want);
+}

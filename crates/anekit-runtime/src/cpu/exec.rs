@@ -71,7 +71,23 @@ pub fn run(
             }
             None => None,
         };
-        let mut outs = match taken {
+        // A shape-only op whose input dies here: that value, reshaped (no copy).
+        let viewed = match (taken.is_none(), step.dying_view_input(), &step.view_shape) {
+            (true, Some(s), Some(shape))
+                if slots
+                    .get(s)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|v| v.element_count() == shape.iter().product::<usize>()) =>
+            {
+                slots.get_mut(s).and_then(Option::take).and_then(|v| {
+                    meter.sub(v.nbytes());
+                    v.reshaped(shape)
+                })
+            }
+            _ => None,
+        };
+        let reused = taken.is_some() || viewed.is_some();
+        let mut outs = match taken.or(viewed) {
             Some(v) => vec![v],
             None => {
                 let args = Args {
@@ -88,7 +104,8 @@ pub fn run(
                 }
             }
         };
-        if step.inplace.is_some()
+        if reused
+            && !step.epilogue.is_empty()
             && let Some(first) = outs.first_mut()
         {
             let args = Args {
@@ -154,14 +171,22 @@ pub fn run(
             }
         }
     }
+    // Outputs are moved out of their slots (a slot listed twice is copied for the earlier
+    // ones).
     plan.outputs
         .iter()
-        .map(|o| match *o {
-            Src::Slot(s) => slots
-                .get(s)
-                .and_then(Option::as_ref)
-                .cloned()
-                .ok_or_else(|| RuntimeError::Predict(format!("output slot {s} was never written"))),
+        .enumerate()
+        .map(|(i, o)| match *o {
+            Src::Slot(s) => {
+                let again = plan.outputs[i + 1..].contains(&Src::Slot(s));
+                let slot = slots.get_mut(s);
+                let v = if again {
+                    slot.and_then(|v| v.as_ref().cloned())
+                } else {
+                    slot.and_then(Option::take)
+                };
+                v.ok_or_else(|| RuntimeError::Predict(format!("output slot {s} was never written")))
+            }
             Src::Const(i) => ctx.consts.get(i).cloned().ok_or_else(|| {
                 RuntimeError::Predict(format!("output constant {i} does not exist"))
             }),

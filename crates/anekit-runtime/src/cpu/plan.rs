@@ -66,6 +66,34 @@ pub struct Step {
     /// The kernel does not run: this slot's value (which dies here) is taken and the
     /// epilogue applied to it in place.
     pub inplace: Option<usize>,
+    /// A shape-only op (`reshape`, `expand_dims`, `squeeze`) whose output shape is fixed:
+    /// when its input dies here the executor gives that value this shape instead of
+    /// running the kernel, which copies ([`Step::dying_view_input`]).
+    pub view_shape: Option<Vec<usize>>,
+}
+
+/// Op types whose output is their input `x` under another shape.
+pub const SHAPE_ONLY: &[&str] = &["reshape", "expand_dims", "squeeze"];
+
+impl Step {
+    /// The slot of this step's `x` when the step is a shape-only op with a fixed output
+    /// shape and `x` dies here, read by no other parameter of the step (a fused epilogue's
+    /// operand, say): its buffer can then become the output.
+    pub fn dying_view_input(&self) -> Option<usize> {
+        self.view_shape.as_ref()?;
+        let (_, srcs) = self.params.iter().find(|(n, _)| n == "x")?;
+        let s = match srcs.as_slice() {
+            [Src::Slot(s)] if self.frees.binary_search(s).is_ok() => *s,
+            _ => return None,
+        };
+        let reads = self
+            .params
+            .iter()
+            .flat_map(|(_, srcs)| srcs)
+            .filter(|src| **src == Src::Slot(s))
+            .count();
+        (reads == 1).then_some(s)
+    }
 }
 
 /// A compiled block.
@@ -618,6 +646,20 @@ impl Compiler {
             outputs.push((slot, o.ty.as_tensor().map(|t| t.dtype)));
         }
         let desc = self.describe(op, &params);
+        let view_shape = SHAPE_ONLY
+            .contains(&op.op_type.as_str())
+            .then(|| {
+                op.outputs
+                    .first()?
+                    .ty
+                    .as_tensor()?
+                    .shape
+                    .as_ref()?
+                    .iter()
+                    .map(|d| d.fixed().map(|v| v as usize))
+                    .collect::<Option<Vec<usize>>>()
+            })
+            .flatten();
         steps.push(Step {
             op_name: op.display_name().to_string(),
             op_type: op.op_type.clone(),
@@ -628,6 +670,7 @@ impl Compiler {
             desc,
             epilogue: Vec::new(),
             inplace: None,
+            view_shape,
         });
         Ok(())
     }

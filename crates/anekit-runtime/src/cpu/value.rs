@@ -52,6 +52,41 @@ impl Value {
         }
     }
 
+    /// The same elements under `shape` (row-major order), without a copy when the tensor
+    /// is in standard layout; `None` for lists and states, or when the element counts
+    /// differ.
+    pub fn reshaped(self, shape: &[usize]) -> Option<Value> {
+        fn re<T: Clone>(a: ArrayD<T>, shape: &[usize]) -> Option<ArrayD<T>> {
+            if a.len() != shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))? {
+                return None;
+            }
+            let a = if a.is_standard_layout() {
+                a
+            } else {
+                a.as_standard_layout().into_owned()
+            };
+            a.into_shape_with_order(IxDyn(shape)).ok()
+        }
+        Some(match self {
+            Value::F32(a) => Value::F32(re(a, shape)?),
+            Value::I32(a) => Value::I32(re(a, shape)?),
+            Value::Bool(a) => Value::Bool(re(a, shape)?),
+            Value::Str(a) => Value::Str(re(a, shape)?),
+            Value::List(_) | Value::State(_) => return None,
+        })
+    }
+
+    /// The number of elements of a tensor (0 for lists and states).
+    pub fn element_count(&self) -> usize {
+        match self {
+            Value::F32(a) => a.len(),
+            Value::I32(a) => a.len(),
+            Value::Bool(a) => a.len(),
+            Value::Str(a) => a.len(),
+            Value::List(_) | Value::State(_) => 0,
+        }
+    }
+
     /// A short description for messages: `f32[1, 64]`.
     pub fn describe(&self) -> String {
         match self {
