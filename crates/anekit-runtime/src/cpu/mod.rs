@@ -76,8 +76,8 @@ pub struct CpuModel {
 /// Handing a prediction to the pool and waiting for it costs two thread wake-ups, 5–10 µs
 /// on the development machine, as long as the whole prediction of a small network; and a
 /// plan that moves less than this cannot give two threads enough work to win it back: the
-/// benchmark's convnet (~150 KB, its largest plan below the line) took the same time on 1
-/// and 2 threads on the pool (docs/runtime.md).
+/// benchmark's convnet (~150 KB, its largest plan below the line) took about the same time
+/// on 1 and 2 threads of the pool there.
 pub const INLINE_MAX_BYTES: usize = 256 << 10;
 
 /// Whether predictions of `plan` run inline: every value of a fixed size, no control flow
