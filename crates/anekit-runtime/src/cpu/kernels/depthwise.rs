@@ -64,6 +64,10 @@ pub fn forward(
         rows::forward(x, w, bias, g, epi, out, par);
         return;
     }
+    if grid::applies(g) {
+        grid::forward(x, w, bias, g, epi, out, par);
+        return;
+    }
     let nblk = c_out.div_ceil(CB);
     // Weights as [block][tap][lane], bias as [block][lane] (zero past C_out).
     let mut wp = vec![[0.0f32; CB]; nblk * kl];
@@ -117,6 +121,134 @@ pub fn forward(
         tasks.into_par_iter().for_each(run);
     } else {
         tasks.into_iter().for_each(run);
+    }
+}
+
+/// Small stride-1 planes (MobileNet's 7×7 to 28×28 layers) computed per plane on the
+/// flattened zero-padded plane: with `wp` the padded width, output `(y, x)` sits at
+/// `q = y·wp + x` of a grid whose every kernel tap is the same grid shifted by a constant
+/// (`a·wp + e`), so one run of whole vectors over `oh·wp` positions computes every output
+/// (and `wp − ow` throw-away columns per row), with no border cases and no channel
+/// interleaving; the valid columns are then copied out. All planes of a task share one
+/// instruction-set dispatch and one scratch buffer.
+mod grid {
+    use pulp::{Arch, Simd, WithSimd};
+    use rayon::prelude::*;
+
+    use super::super::conv::ConvGeom;
+    use super::super::linalg::with_scratch;
+    use crate::cpu::fuse::Epilogue;
+
+    /// Kernel taps handled (2-D kernels up to 5×5).
+    const MAX_TAPS: usize = 25;
+
+    /// Planes per task.
+    const PLANES: usize = 16;
+
+    /// Whether `g` runs here: 1-D or 2-D, stride 1, no dilation, output rows narrower than
+    /// the row-vectorised path's, at most [`MAX_TAPS`] taps.
+    pub(super) fn applies(g: &ConvGeom) -> bool {
+        let [_, kh, kw] = g.k;
+        g.inp[0] == 1
+            && g.k[0] == 1
+            && g.s == [1, 1, 1]
+            && g.d == [1, 1, 1]
+            && g.out[2] < super::ROWS_MIN_WIDTH
+            && kh * kw <= MAX_TAPS
+    }
+
+    pub(super) fn forward(
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        g: &ConvGeom,
+        epi: &Epilogue<'_>,
+        out: &mut [f32],
+        par: bool,
+    ) {
+        let [_, ih, iw] = g.inp;
+        let [_, kh, kw] = g.k;
+        let [_, ph, pw] = g.pad;
+        let [_, oh, ow] = g.out;
+        let kl = kh * kw;
+        let p = oh * ow;
+        let in_plane = ih * iw;
+        let cog = g.c_out / g.groups;
+        // Padded plane: `hp` rows of `wp`, enough for every tap of every computed position.
+        let wp = (ow + kw - 1).max(iw + pw);
+        let hp = (oh + kh - 1).max(ih + ph);
+        let lanes = 16;
+        let grid_len = (oh * wp).next_multiple_of(lanes);
+        let max_off = (kh - 1) * wp + (kw - 1);
+        let pad_len = (hp * wp).max(max_off + grid_len);
+        let mut offs = [0usize; MAX_TAPS];
+        for (t, o) in offs.iter_mut().enumerate().take(kl) {
+            *o = (t / kw) * wp + t % kw;
+        }
+        let run = |(task, chunk): (usize, &mut [f32])| {
+            with_scratch(pad_len + grid_len, |buf| {
+                let (pad, grid) = buf.split_at_mut(pad_len);
+                for (i, o) in chunk.chunks_mut(p).enumerate() {
+                    let plane = task * PLANES + i;
+                    let (b, oc) = (plane / g.c_out, plane % g.c_out);
+                    let ic = oc / cog;
+                    let xs = &x[(b * g.c_in + ic) * in_plane..][..in_plane];
+                    pad.fill(0.0);
+                    for (y, row) in xs.chunks_exact(iw).enumerate() {
+                        pad[(y + ph) * wp + pw..][..iw].copy_from_slice(row);
+                    }
+                    let mut wt = [0.0f32; MAX_TAPS];
+                    wt[..kl].copy_from_slice(&w[oc * kl..(oc + 1) * kl]);
+                    Arch::new().dispatch(Grid {
+                        pad,
+                        grid: &mut grid[..grid_len],
+                        offs: &offs[..kl],
+                        w: &wt[..kl],
+                        bias: bias.map_or(0.0, |bv| bv[oc]),
+                    });
+                    for (y, orow) in o.chunks_exact_mut(ow).enumerate() {
+                        orow.copy_from_slice(&grid[y * wp..][..ow]);
+                    }
+                    epi.apply(o, plane * p);
+                }
+            });
+        };
+        if par {
+            out.par_chunks_mut(PLANES * p).enumerate().for_each(run);
+        } else {
+            out.chunks_mut(PLANES * p).enumerate().for_each(run);
+        }
+    }
+
+    struct Grid<'a> {
+        pad: &'a [f32],
+        grid: &'a mut [f32],
+        offs: &'a [usize],
+        w: &'a [f32],
+        bias: f32,
+    }
+
+    impl WithSimd for Grid<'_> {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, s: S) {
+            let n = S::F32_LANES;
+            let bias = s.splat_f32s(self.bias);
+            let mut wv = [bias; MAX_TAPS];
+            for (v, &c) in wv.iter_mut().zip(self.w) {
+                *v = s.splat_f32s(c);
+            }
+            for (j, o) in self.grid.chunks_exact_mut(n).enumerate() {
+                let q = j * n;
+                let mut acc = bias;
+                for (&off, &wt) in self.offs.iter().zip(&wv) {
+                    let (v, _) = S::as_simd_f32s(&self.pad[q + off..][..n]);
+                    acc = s.mul_add_f32s(wt, v[0], acc);
+                }
+                let (ov, _) = S::as_mut_simd_f32s(o);
+                ov[0] = acc;
+            }
+        }
     }
 }
 
@@ -557,8 +689,12 @@ mod tests {
         );
         check(1, 9, 3, &[6, 13], &[2, 4], &[1, 3], &[1, 2], &[0, 0, 0, 0]);
         check(1, 4, 1, &[3, 3], &[3, 3], &[1, 1], &[1, 1], &[4, 4, 4, 4]);
-        // Tall planes split into row bands.
+        // Tall planes split into row bands (or, stride 1, the flattened padded grid).
         check(1, 2, 1, &[40, 5], &[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1]);
+        // The flattened grid: channel multiplier, asymmetric padding, 1-D, 5×5, > 16 planes.
+        check(2, 6, 2, &[9, 11], &[3, 3], &[1, 1], &[1, 1], &[0, 2, 1, 0]);
+        check(1, 5, 1, &[20], &[3], &[1], &[1], &[1, 1]);
+        check(1, 37, 1, &[7, 7], &[5, 5], &[1, 1], &[1, 1], &[2, 2, 2, 2]);
         // Wide rows (vectorised along W): stride 1 and 2, odd widths, 1-D.
         check(1, 3, 1, &[9, 45], &[3, 3], &[1, 1], &[1, 1], &[1, 1, 1, 1]);
         check(2, 2, 2, &[8, 83], &[3, 3], &[2, 2], &[1, 1], &[1, 1, 1, 1]);
