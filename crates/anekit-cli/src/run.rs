@@ -215,7 +215,8 @@ pub fn run(args: &Args) -> Result<()> {
     )?;
     let t0 = Instant::now();
     let outputs = if loaded.instance().states().is_empty() {
-        loaded.predict(&inputs)?
+        // The inputs are not needed afterwards: the CPU backend runs on their buffers.
+        loaded.predict_owned(inputs)?
     } else {
         let mut state = loaded.new_state();
         loaded.predict_with_state(&inputs, &mut state)?

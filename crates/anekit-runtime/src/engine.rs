@@ -341,6 +341,12 @@ pub trait ModelInstance: Send + Sync {
     fn predict(&self, inputs: &NamedTensors) -> Result<NamedTensors>;
     /// Run one prediction that reads and updates `state`.
     fn predict_with_state(&self, inputs: &NamedTensors, state: &mut State) -> Result<NamedTensors>;
+    /// Run one prediction on inputs the caller gives up: a backend that computes on the
+    /// inputs' own buffers (the CPU backend) moves them in instead of copying them. The
+    /// default borrows them ([`ModelInstance::predict`]).
+    fn predict_owned(&self, inputs: NamedTensors) -> Result<NamedTensors> {
+        self.predict(&inputs)
+    }
     /// Peak bytes of activation memory the last prediction held (CPU backend), if known.
     fn peak_activation_bytes(&self) -> Option<usize> {
         None
@@ -592,6 +598,19 @@ impl LoadedModel {
             )));
         }
         self.instance.predict(inputs)
+    }
+
+    /// [`LoadedModel::predict`] on inputs the caller gives up: the CPU backend then runs on
+    /// the input tensors' own buffers instead of copying them (fp32 and int32 tensors).
+    pub fn predict_owned(&self, inputs: NamedTensors) -> Result<NamedTensors> {
+        self.check_inputs(&inputs)?;
+        if !self.instance.states().is_empty() {
+            return Err(RuntimeError::Predict(format!(
+                "function {:?} is stateful: create a state with new_state() and call predict_with_state",
+                self.instance.function()
+            )));
+        }
+        self.instance.predict_owned(inputs)
     }
 
     /// Check inputs and run one prediction that reads and updates `state`.

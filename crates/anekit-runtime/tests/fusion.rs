@@ -232,3 +232,41 @@ fn shape_only_ops_reuse_a_dying_input() {
     let want: Vec<f32> = (0..24).map(|v| 4.0 * v as f32).collect();
     assert_eq!(w.iter().copied().collect::<Vec<_>>(), want);
 }
+
+/// `predict_owned` runs on the caller's input buffer (here it becomes the reshaped output:
+/// no copy in, none out); `predict` copies it. Both give the same values.
+#[test]
+fn owned_inputs_are_not_copied() {
+    use std::sync::Arc;
+
+    use anekit_runtime::{ComputeUnits, Engine, LoadOptions, NamedTensors, Tensor};
+    let text = "program(1.0)\n{\n    func main<ios15>(tensor<fp32, [2, 3, 4]> x) {\n            tensor<int32, [2]> s = const()[name = string(\"s\"), val = tensor<int32, [2]>([6, 4])];\n            tensor<fp32, [6, 4]> y = reshape(x = x, shape = s)[name = string(\"y\")];\n        } -> (y);\n}\n";
+    let program = anekit_mil::text::parse_without_weights(text, "owned").unwrap();
+    let model = anekit_testkit::case::model_of(program, anekit_mil::Opset::Ios15);
+    for threads in [1, 2] {
+        let loaded = Engine::new()
+            .load(
+                Arc::new(model.clone()),
+                &LoadOptions {
+                    compute_units: ComputeUnits::CpuOnly,
+                    threads: Some(threads),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let x =
+            ArrayD::from_shape_vec(IxDyn(&[2, 3, 4]), (0..24).map(|v| v as f32).collect()).unwrap();
+        let ptr = x.as_ptr();
+        let mut inputs = NamedTensors::new();
+        inputs.insert("x".into(), Tensor::F32(x));
+        let copied = loaded.predict(&inputs).unwrap();
+        let owned = loaded.predict_owned(inputs).unwrap();
+        let (Some(Tensor::F32(a)), Some(Tensor::F32(b))) = (copied.get("y"), owned.get("y")) else {
+            panic!("{owned:?}")
+        };
+        assert_eq!(a, b);
+        assert_eq!(b.shape(), &[6, 4]);
+        assert_eq!(b.as_ptr(), ptr, "{threads} threads: the caller's buffer");
+        assert_ne!(a.as_ptr(), ptr, "{threads} threads: predict copies");
+    }
+}

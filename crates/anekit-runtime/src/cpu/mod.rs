@@ -296,11 +296,24 @@ impl CpuModel {
     }
 
     fn run(&self, inputs: &NamedTensors, state: Option<&mut State>) -> Result<NamedTensors> {
+        let args = self.args(state.is_some(), |name| {
+            inputs.get(name).map(tensor_to_value)
+        })?;
+        self.run_values(args, state)
+    }
+
+    /// The plan's arguments: states by name, inputs from `input` (which converts or moves
+    /// the caller's tensor), in the plan's order.
+    fn args(
+        &self,
+        with_state: bool,
+        mut input: impl FnMut(&str) -> Option<Value>,
+    ) -> Result<Vec<Value>> {
         let mut args = Vec::with_capacity(self.plan.inputs.len());
         for (name, ty) in &self.plan.inputs {
             args.push(match ty {
                 ValueType::State(_) => {
-                    if state.is_none() {
+                    if !with_state {
                         return Err(RuntimeError::State {
                             name: name.clone(),
                             message: "the model is stateful: pass a state (new_state) to predict_with_state".into(),
@@ -308,12 +321,16 @@ impl CpuModel {
                     }
                     Value::State(name.clone())
                 }
-                _ => {
-                    let t = inputs.get(name).ok_or_else(|| RuntimeError::Input { name: name.clone(), message: "missing".into() })?;
-                    tensor_to_value(t)
-                }
+                _ => input(name).ok_or_else(|| RuntimeError::Input {
+                    name: name.clone(),
+                    message: "missing".into(),
+                })?,
             });
         }
+        Ok(args)
+    }
+
+    fn run_values(&self, args: Vec<Value>, state: Option<&mut State>) -> Result<NamedTensors> {
         let mut meter = exec::Meter::default();
         let body = || {
             let mut ctx = RunCtx {
@@ -356,6 +373,17 @@ impl CpuModel {
             );
         }
         Ok(result)
+    }
+}
+
+/// A tensor as a CPU value, moved: fp32, int32, bool and string tensors keep their buffer.
+pub fn tensor_into_value(t: Tensor) -> Value {
+    match t {
+        Tensor::F32(a) => Value::F32(a),
+        Tensor::I32(a) => Value::I32(a),
+        Tensor::Bool(a) => Value::Bool(a),
+        Tensor::Str(a) => Value::Str(a),
+        t => tensor_to_value(&t),
     }
 }
 
@@ -460,6 +488,10 @@ impl ModelInstance for CpuModel {
     }
     fn predict_with_state(&self, inputs: &NamedTensors, state: &mut State) -> Result<NamedTensors> {
         self.run(inputs, Some(state))
+    }
+    fn predict_owned(&self, mut inputs: NamedTensors) -> Result<NamedTensors> {
+        let args = self.args(false, |name| inputs.remove(name).map(tensor_into_value))?;
+        self.run_values(args, None)
     }
     fn numerics_warnings(&self) -> Vec<String> {
         self.numerics_warnings
