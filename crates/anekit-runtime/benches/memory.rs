@@ -17,7 +17,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anekit_mil::model::Model;
@@ -25,7 +24,9 @@ use anekit_runtime::cpu::kernels::RunCtx;
 use anekit_runtime::cpu::plan::{self, CompileOptions};
 use anekit_runtime::cpu::value::Value;
 use anekit_runtime::cpu::{exec, tensor_to_value};
-use anekit_runtime::{ComputeUnits, Engine, LoadOptions, NamedTensors, Precision, Tensor, npy};
+use anekit_runtime::{Engine, NamedTensors, Precision, Tensor, npy};
+
+mod common;
 
 fn status_kb(key: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -96,16 +97,7 @@ fn child(pkg: &Path, out: &Path, reference: bool, threads: usize) {
         };
         (Tensor::F32(a), load, t1.elapsed().as_secs_f64())
     } else {
-        let loaded = Engine::new()
-            .load(
-                Arc::new(model),
-                &LoadOptions {
-                    compute_units: ComputeUnits::CpuOnly,
-                    threads: Some(threads),
-                    ..Default::default()
-                },
-            )
-            .expect("load");
+        let loaded = common::load_cpu(&Engine::new(), model, threads).expect("load");
         let load = t0.elapsed().as_secs_f64();
         let name = loaded.inputs()[0].name.clone();
         let inputs: NamedTensors = [(name, ids())].into();

@@ -26,19 +26,17 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anekit_mil::Opset;
 use anekit_mil::model::Model;
 use anekit_runtime::cpu::plan;
-use anekit_runtime::{ComputeUnits, Engine, LoadOptions, NamedTensors, npy};
+use anekit_runtime::{Engine, NamedTensors, npy};
+
+mod common;
+use common::root;
 
 const DEPTHS: [usize; 2] = [1, 201];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn python() -> PathBuf {
     anekit_testkit::Python::find("the ONNX Runtime overhead comparison")
@@ -115,42 +113,17 @@ fn ort_ms(dir: &Path, threads: usize, runs: usize) -> Result<f64, String> {
 
 /// Time bench network `name` on anekit alone for `seconds` (for a sampling profiler).
 fn net_alone(name: &str, threads: usize, seconds: f64) {
-    let dir = std::env::var_os("ANEKIT_BENCH_MODELS")
-        .map_or_else(|| root().join("target/bench-models"), PathBuf::from);
-    let manifest: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("manifest.json"))
-            .expect("target/bench-models/manifest.json (run scripts/make_bench_models.py first)"),
-    )
-    .expect("manifest.json");
+    let dir = common::models_dir();
+    let manifest = common::manifest(&dir).unwrap_or_else(|e| panic!("{e}"));
     let net = manifest["networks"]
         .as_array()
         .into_iter()
         .flatten()
         .find(|n| n["name"] == name)
         .unwrap_or_else(|| panic!("no network {name} in the manifest"));
-    let ndir = dir.join(net["dir"].as_str().unwrap_or(name));
-    let model = Model::open(ndir.join(net["mlpackage"].as_str().unwrap_or("model.mlpackage")))
-        .expect("open the package");
-    let loaded = Engine::new()
-        .load(
-            Arc::new(model),
-            &LoadOptions {
-                compute_units: ComputeUnits::CpuOnly,
-                threads: Some(threads),
-                ..Default::default()
-            },
-        )
-        .expect("load");
-    let mut inputs = NamedTensors::new();
-    for (iname, spec) in net["inputs"].as_object().into_iter().flatten() {
-        let t = npy::read(ndir.join(spec["file"].as_str().unwrap_or_default())).expect("input");
-        let want = loaded
-            .inputs()
-            .iter()
-            .find(|s| &s.name == iname)
-            .map_or(t.dtype(), |s| s.dtype);
-        inputs.insert(iname.clone(), t.cast(want));
-    }
+    let ndir = common::net_dir(&dir, net);
+    let (loaded, inputs) = common::load_net(&Engine::new(), &ndir, net, threads)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     let ms = time(seconds, || {
         std::hint::black_box(loaded.predict(&inputs).unwrap());
     });
@@ -223,16 +196,7 @@ fn main() {
             let f = &model.require_program().unwrap().functions["main"];
             let steps = plan::compile("main", f).unwrap().main.steps.len();
             assert_eq!(steps, depth, "every add is a step of its own");
-            let loaded = engine
-                .load(
-                    Arc::new(model),
-                    &LoadOptions {
-                        compute_units: ComputeUnits::CpuOnly,
-                        threads: Some(threads),
-                        ..Default::default()
-                    },
-                )
-                .expect("load the chain");
+            let loaded = common::load_cpu(&engine, model, threads).expect("load the chain");
             ours.push(time(seconds, || {
                 std::hint::black_box(loaded.predict(&inputs).unwrap());
             }));

@@ -39,13 +39,14 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anekit_mil::model::Model;
 use anekit_runtime::cpu::exec::profile;
-use anekit_runtime::{ComputeUnits, Engine, LoadOptions, NamedTensors, Tensor, npy};
+use anekit_runtime::{Engine, Tensor, npy};
 use serde_json::{Value as Json, json};
+
+mod common;
+use common::root;
 
 /// Fewest and most timed pairs with `--runs 0`.
 const MIN_RUNS: usize = 15;
@@ -99,17 +100,6 @@ fn parse_args() -> Opts {
         }
     }
     o
-}
-
-/// The repository: where Cargo built this bench, else (a binary carried to another machine,
-/// scripts/bench_remote.sh) the current directory.
-fn root() -> PathBuf {
-    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    if built.join("scripts").is_dir() {
-        built
-    } else {
-        PathBuf::from(".")
-    }
 }
 
 /// The oracle venv's interpreter (the test kit's rule), else `python3` from PATH.
@@ -276,27 +266,7 @@ fn reset_peak_rss() {
 fn bench_one(dir: &Path, net: &Json, o: &Opts, engine: &Engine) -> Result<Row, String> {
     let name = net["name"].as_str().unwrap_or("?").to_string();
     reset_peak_rss();
-    let model = Model::open(dir.join(net["mlpackage"].as_str().unwrap_or("model.mlpackage")))
-        .map_err(|e| format!("open: {e}"))?;
-    let options = LoadOptions {
-        compute_units: ComputeUnits::CpuOnly,
-        threads: Some(o.threads),
-        ..Default::default()
-    };
-    let loaded = engine
-        .load(Arc::new(model), &options)
-        .map_err(|e| format!("load: {e}"))?;
-    let mut inputs = NamedTensors::new();
-    for (iname, spec) in net["inputs"].as_object().into_iter().flatten() {
-        let t = npy::read(dir.join(spec["file"].as_str().unwrap_or_default()))
-            .map_err(|e| format!("input {iname}: {e}"))?;
-        let want = loaded
-            .inputs()
-            .iter()
-            .find(|s| &s.name == iname)
-            .map_or(t.dtype(), |s| s.dtype);
-        inputs.insert(iname.clone(), t.cast(want));
-    }
+    let (loaded, inputs) = common::load_net(engine, dir, net, o.threads)?;
     // Correctness first: anekit's outputs against ONNX Runtime's.
     let out = loaded
         .predict(&inputs)
@@ -389,18 +359,11 @@ fn bench_one(dir: &Path, net: &Json, o: &Opts, engine: &Engine) -> Result<Row, S
 
 fn main() {
     let o = parse_args();
-    let dir = std::env::var_os("ANEKIT_BENCH_MODELS")
-        .map_or_else(|| root().join("target/bench-models"), PathBuf::from);
-    let manifest_path = dir.join("manifest.json");
-    let Ok(text) = std::fs::read_to_string(&manifest_path) else {
-        eprintln!(
-            "vs_onnxruntime: {} not found; run `.venv/bin/python scripts/make_bench_models.py` first \
-             (after `scripts/setup-python.sh --with-torch`)",
-            manifest_path.display()
-        );
+    let dir = common::models_dir();
+    let manifest = common::manifest(&dir).unwrap_or_else(|e| {
+        eprintln!("vs_onnxruntime: {e}");
         std::process::exit(2);
-    };
-    let manifest: Json = serde_json::from_str(&text).expect("manifest.json");
+    });
     let engine = Engine::new();
     let mut rows = Vec::new();
     let mut failures = Vec::new();
@@ -410,7 +373,7 @@ fn main() {
         if !o.filters.is_empty() && !o.filters.iter().any(|f| name.contains(f.as_str())) {
             continue;
         }
-        let ndir = dir.join(net["dir"].as_str().unwrap_or(name));
+        let ndir = common::net_dir(&dir, net);
         if ort_info.is_null()
             && let Ok(ort) = Ort::start(&ndir, net, o.threads)
         {

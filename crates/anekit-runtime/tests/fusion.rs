@@ -77,6 +77,22 @@ fn run(p: &plan::Plan, args: Vec<Value>) -> Vec<Value> {
     .unwrap()
 }
 
+/// `a` equals `b` value by value (float tensors within 1e-6 of the largest magnitude).
+fn assert_same(a: &[Value], b: &[Value], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: output count");
+    for (x, y) in a.iter().zip(b) {
+        match (x, y) {
+            (Value::F32(x), Value::F32(y)) => {
+                assert_eq!(x.shape(), y.shape(), "{what}");
+                let m = y.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+                let e = x.iter().zip(y).fold(0f32, |e, (p, q)| e.max((p - q).abs()));
+                assert!(e <= 1e-6 * m, "{what} differs by {e} (max {m})");
+            }
+            (x, y) => assert_eq!(x, y, "{what}"),
+        }
+    }
+}
+
 #[test]
 fn rewrites_do_not_change_outputs() {
     let mut checked = 0;
@@ -93,22 +109,11 @@ fn rewrites_do_not_change_outputs() {
             let off = plan::compile_with(fname, f, CompileOptions::unoptimized()).unwrap();
             assert_eq!(off.fused, 0);
             let (a, b) = (run(&on, args.clone()), run(&off, args));
-            assert_eq!(a.len(), b.len());
-            for (x, y) in a.iter().zip(&b) {
-                match (x, y) {
-                    (Value::F32(x), Value::F32(y)) => {
-                        assert_eq!(x.shape(), y.shape(), "{}", path.display());
-                        let m = y.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
-                        let e = x.iter().zip(y).fold(0f32, |e, (p, q)| e.max((p - q).abs()));
-                        assert!(
-                            e <= 1e-6 * m,
-                            "{} {fname}: fused plan differs by {e} (max {m})",
-                            path.display()
-                        );
-                    }
-                    (x, y) => assert_eq!(x, y, "{}", path.display()),
-                }
-            }
+            assert_same(
+                &a,
+                &b,
+                &format!("{} {fname}: the fused plan", path.display()),
+            );
             fused_total += on.fused;
             packed_total += on.packed;
             assert_eq!(off.packed, 0);
@@ -155,20 +160,7 @@ fn small_plans_run_inline_with_the_pools_outputs() {
                 run(&p, args.clone())
             });
             let b = pool.install(|| run(&p, args));
-            for (x, y) in a.iter().zip(&b) {
-                match (x, y) {
-                    (Value::F32(x), Value::F32(y)) => {
-                        let m = y.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
-                        let e = x.iter().zip(y).fold(0f32, |e, (p, q)| e.max((p - q).abs()));
-                        assert!(
-                            e <= 1e-6 * m,
-                            "{} {fname}: inline differs by {e}",
-                            path.display()
-                        );
-                    }
-                    (x, y) => assert_eq!(x, y, "{}", path.display()),
-                }
-            }
+            assert_same(&a, &b, &format!("{} {fname}: inline", path.display()));
         }
     }
     assert!(inline >= 10, "only {inline} fixture functions run inline");

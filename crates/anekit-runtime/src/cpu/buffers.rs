@@ -178,20 +178,9 @@ impl BufferPool {
     }
 
     /// Floats held.
-    pub fn pooled_floats(&self) -> usize {
+    #[cfg(test)]
+    fn pooled_floats(&self) -> usize {
         self.lock().map_or(0, |p| p.bytes / 4)
-    }
-
-    /// Free every pooled buffer.
-    pub fn clear(&self) {
-        let free = self
-            .lock()
-            .map(|mut p| {
-                p.bytes = 0;
-                std::mem::take(&mut p.free)
-            })
-            .unwrap_or_default();
-        drop(free);
     }
 }
 
@@ -203,14 +192,9 @@ pub fn grant(bytes: usize) -> Grant<'static> {
 
 /// Give the buffer of a dead value back to the pool (other values are dropped).
 pub fn recycle(v: Value) {
-    if let Value::F32(a) = v {
-        recycle_array(a);
-    }
-}
-
-/// [`recycle`] for an f32 array.
-pub fn recycle_array(a: ArrayD<f32>) {
-    if let Some(v) = whole_buffer(a) {
+    if let Value::F32(a) = v
+        && let Some(v) = whole_buffer(a)
+    {
         POOL.recycle_vec(v);
     }
 }
@@ -236,19 +220,6 @@ pub fn take(len: usize) -> Vec<f32> {
     if cfg!(debug_assertions) {
         v.fill(f32::NAN);
     }
-    v
-}
-
-/// A buffer of `len` zeros (a pooled one is cleared: cheaper than fresh memory, which the
-/// allocator must clear too, when it is still in cache).
-pub fn take_zeroed(len: usize) -> Vec<f32> {
-    take_filled(len, 0.0)
-}
-
-/// A buffer of `len` copies of `x`.
-pub fn take_filled(len: usize, x: f32) -> Vec<f32> {
-    let mut v = POOL.take(len);
-    v.fill(x);
     v
 }
 
@@ -325,8 +296,6 @@ mod tests {
             0,
             "no grant left: over the base limit"
         );
-        pool.clear();
-        assert_eq!(pool.pooled_floats(), 0);
     }
 
     #[test]
@@ -334,8 +303,6 @@ mod tests {
         let v = take(MIN_LEN + 3);
         assert_eq!(v.len(), MIN_LEN + 3);
         assert_eq!(v.iter().all(|x| x.is_nan()), cfg!(debug_assertions));
-        let z = take_filled(MIN_LEN, 0.5);
-        assert!(z.iter().all(|&x| x == 0.5));
     }
 
     #[test]

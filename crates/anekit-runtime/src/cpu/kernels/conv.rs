@@ -1063,6 +1063,38 @@ pub(crate) mod reference {
             .collect()
     }
 
+    /// [`super::conv_forward`] of `x`, `w`, `bias` on a pool of each of `threads`, each
+    /// result checked against the definition ([`naive`]) within `tol` relative; returns the
+    /// results.
+    pub(crate) fn check_on_threads(
+        x: &[f32],
+        w: &[f32],
+        bias: &[f32],
+        g: &ConvGeom,
+        threads: &[usize],
+        tol: f64,
+    ) -> Vec<Vec<f32>> {
+        let want = naive(x, w, bias, g);
+        threads
+            .iter()
+            .map(|&t| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(t)
+                    .build()
+                    .unwrap();
+                let got = pool.install(|| super::conv_forward(x, w, Some(bias), g));
+                assert_eq!(got.len(), want.len());
+                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (f64::from(*a) - b).abs() <= tol * (1.0 + b.abs()),
+                        "{g:?}, {t} threads, at {i}: {a} vs {b}"
+                    );
+                }
+                got
+            })
+            .collect()
+    }
+
     /// `conv` of a 1-D or 2-D geometry by its definition, in f64.
     #[allow(clippy::needless_range_loop)]
     pub(crate) fn naive(x: &[f32], w: &[f32], bias: &[f32], g: &ConvGeom) -> Vec<f64> {
@@ -1107,7 +1139,7 @@ pub(crate) mod reference {
 
 #[cfg(test)]
 mod tests {
-    use super::reference::{data, naive};
+    use super::reference::{check_on_threads, data};
     use super::*;
 
     /// The im2col and 1×1 paths (strided ones through their input samples) on shapes that
@@ -1153,21 +1185,7 @@ mod tests {
             let x = data(xs.iter().product(), 1);
             let w = data(ws.iter().product(), 2);
             let bias = data(c_out, 3);
-            let want = naive(&x, &w, &bias, &g);
-            for threads in [1, 2, 5, 16] {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
-                let got = pool.install(|| conv_forward(&x, &w, Some(&bias), &g));
-                assert_eq!(got.len(), want.len());
-                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-                    assert!(
-                        (f64::from(*a) - b).abs() <= 1e-4 * (1.0 + b.abs()),
-                        "{xs:?} {ws:?} {threads} threads, at {i}: {a} vs {b}"
-                    );
-                }
-            }
+            check_on_threads(&x, &w, &bias, &g, &[1, 2, 5, 16], 1e-4);
         }
     }
 }

@@ -553,19 +553,8 @@ fn row_any(
 mod tests {
     use super::*;
     use crate::cpu::fuse::{self, EwOp, Unary};
+    use crate::cpu::kernels::conv::reference::data;
     use crate::cpu::kernels::conv::{ConvParams, PadType, geometry};
-
-    fn data(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s as f32 / u32::MAX as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
 
     /// The definition, taps summed in the same order (bias first).
     fn naive(x: &[f32], w: &[f32], bias: &[f32], g: &ConvGeom) -> Vec<f32> {
