@@ -284,6 +284,8 @@ fn benches() -> Vec<Bench> {
     v.push(blocked_bench("nchwc 3×3 late", [1, 512, 7, 7], 512, 3, 1, false));
     v.push(blocked_bench("nchwc 1×1 mnv2", [1, 16, 112, 112], 96, 1, 1, false));
     v.push(blocked_bench("nchwc 1×1 mnv2 late", [1, 960, 7, 7], 320, 1, 1, false));
+    v.push(blocked_bench("nchwc 1×1 one block", [1, 32, 112, 112], 16, 1, 1, false));
+    v.push(blocked_bench("nchwc 1×1 pad lanes", [1, 24, 56, 56], 144, 1, 1, false));
     v.push(blocked_bench("nchwc depthwise 3×3", [1, 32, 112, 112], 32, 3, 1, true));
     v.push(blocked_bench("nchwc depthwise 3×3 s2", [1, 96, 112, 112], 96, 3, 2, true));
     v.push(blocked_bench("nchwc depthwise 3×3 mid", [1, 576, 14, 14], 576, 3, 1, true));

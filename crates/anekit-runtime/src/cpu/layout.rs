@@ -198,20 +198,21 @@ pub fn enabled_by_env() -> bool {
 }
 
 /// Rewrite `steps` (a block whose outputs are `outputs`) as the module docs say. Returns the
-/// number of convolutions that run blocked.
+/// number of convolutions that run blocked, and the constants (weights, biases) those steps
+/// no longer name: their kernels hold them packed.
 pub fn rewrite(
     steps: &mut Vec<Step>,
     outputs: &[Src],
     consts: &[Value],
     slots: &mut Slots<'_>,
-) -> usize {
+) -> (usize, Vec<usize>) {
     let mut cands: Vec<Option<Candidate>> = steps
         .iter()
         .map(|s| candidate(s, consts, slots))
         .collect();
     let count = cands.iter().flatten().count();
     if count < MIN_CANDIDATES {
-        return 0;
+        return (0, Vec::new());
     }
     // Slots read in NCHW: by a step that stays NCHW, as a non-layout parameter of a
     // candidate, or as a block output.
@@ -234,6 +235,7 @@ pub fn rewrite(
         Src::Const(_) => None,
     }));
     let mut blocked_of: HashMap<usize, usize> = HashMap::new();
+    let mut released = Vec::new();
     let mut out = Vec::with_capacity(steps.len() + 2 * count);
     for (mut step, cand) in std::mem::take(steps).into_iter().zip(cands.iter_mut()) {
         let Some(cand) = cand.take() else {
@@ -265,6 +267,13 @@ pub fn rewrite(
         step.outputs = vec![(ob, dtype)];
         step.op_type = step.op_type.replacen("conv", "conv_nchwc", 1);
         step.kernel = Box::new(cand.kernel);
+        step.params.retain(|(p, srcs)| match (p.as_str(), srcs.as_slice()) {
+            ("weight" | "bias", [Src::Const(i)]) => {
+                released.push(*i);
+                false
+            }
+            _ => true,
+        });
         let name = step.op_name.clone();
         out.push(step);
         blocked_of.insert(o, ob);
@@ -274,5 +283,5 @@ pub fn rewrite(
     }
     *steps = out;
     tracing::debug!(convolutions = count, "channel-blocked layout");
-    count
+    (count, released)
 }

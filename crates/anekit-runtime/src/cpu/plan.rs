@@ -222,6 +222,10 @@ struct Compiler {
     folded: usize,
     fused: usize,
     blocked_convs: usize,
+    /// How many step parameters and block outputs name each constant (counted when made,
+    /// so fusion can only leave it too high): a weight only the blocked layout's packed
+    /// copy needs is dropped.
+    const_uses: HashMap<usize, usize>,
 }
 
 /// How to compile.
@@ -333,6 +337,7 @@ pub fn compile_with(
         folded: 0,
         fused: 0,
         blocked_convs: 0,
+        const_uses: HashMap::new(),
     };
     let mut inputs = Vec::new();
     let mut input_slots = Vec::new();
@@ -461,6 +466,7 @@ impl Compiler {
         for o in &outputs {
             if let Src::Const(i) = *o {
                 self.materialise(i).map_err(crate::RuntimeError::Load)?;
+                *self.const_uses.entry(i).or_default() += 1;
             }
         }
         if self.fuse {
@@ -485,7 +491,18 @@ impl Compiler {
                 bytes: &mut scope.slot_bytes,
                 next: &mut scope.next_slot,
             };
-            self.blocked_convs += layout::rewrite(&mut steps, &outputs, &self.consts, &mut slots);
+            let (count, released) = layout::rewrite(&mut steps, &outputs, &self.consts, &mut slots);
+            self.blocked_convs += count;
+            // Weights and biases now held packed by the blocked kernels only.
+            for i in released {
+                let uses = self.const_uses.entry(i).or_default();
+                *uses = uses.saturating_sub(1);
+                if *uses == 0
+                    && let Some(c) = self.consts.get_mut(i)
+                {
+                    *c = placeholder();
+                }
+            }
         }
         let scope = self.scope();
         let mut plan = SubPlan {
@@ -705,6 +722,11 @@ impl Compiler {
                     .collect::<Option<Vec<usize>>>()
             })
             .flatten();
+        for src in params.iter().flat_map(|(_, v)| v) {
+            if let Src::Const(i) = *src {
+                *self.const_uses.entry(i).or_default() += 1;
+            }
+        }
         steps.push(Step {
             op_name: op.display_name().to_string(),
             op_type: op.op_type.clone(),

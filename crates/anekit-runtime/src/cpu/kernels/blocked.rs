@@ -428,24 +428,21 @@ impl Dense {
                 gw: grid.gw,
             };
             let (y0, y1) = (t.y0, t.y1);
-            simd::vectorize(
-                #[inline(always)]
-                || match (tile, &mut t.pieces[..]) {
-                    (12, [p0, p1]) => job.run::<12, 2>(y0, y1, [p0, p1]),
-                    (12, [p0]) => job.run::<12, 1>(y0, y1, [p0]),
-                    (_, [p0, p1]) => {
-                        job.run::<6, 1>(y0, y1, [p0]);
-                        DenseJob {
-                            w: &job.w[wlen..],
-                            bias: &job.bias[1..],
-                            ..job
-                        }
-                        .run::<6, 1>(y0, y1, [p1]);
+            match &mut t.pieces[..] {
+                [p0, p1] if tile == 12 => job.dispatch::<12, 2>(y0, y1, [p0, p1]),
+                [p0] if tile == 12 => job.dispatch::<12, 1>(y0, y1, [p0]),
+                [p0, p1] => {
+                    job.dispatch::<6, 1>(y0, y1, [p0]);
+                    DenseJob {
+                        w: &job.w[wlen..],
+                        bias: &job.bias[1..],
+                        ..job
                     }
-                    (_, [p0]) => job.run::<6, 1>(y0, y1, [p0]),
-                    _ => {}
-                },
-            );
+                    .dispatch::<6, 1>(y0, y1, [p1]);
+                }
+                [p0] => job.dispatch::<6, 1>(y0, y1, [p0]),
+                _ => {}
+            }
         };
         for_bands(out, g.n, self.c_out, oh, ow, group, epi, par, &f);
         if !grid.direct {
@@ -472,26 +469,65 @@ struct DenseJob<'a> {
     gw: usize,
 }
 
-impl DenseJob<'_> {
-    /// Output rows `y0..y1` of `OB` blocks into `pieces`, in tiles of `R` grid positions.
+impl<'a> DenseJob<'a> {
+    /// Output rows `y0..y1` of `OB` blocks into `pieces`, in tiles of `R` grid positions,
+    /// compiled for this CPU's vector instructions.
+    fn dispatch<const R: usize, const OB: usize>(&self, y0: usize, y1: usize, pieces: [&mut [f32]; OB]) {
+        pulp::Arch::new().dispatch(Tiles::<R, OB> {
+            job: *self,
+            y0,
+            y1,
+            pieces,
+        });
+    }
+}
+
+/// [`DenseJob::dispatch`]'s work.
+struct Tiles<'a, 'p, const R: usize, const OB: usize> {
+    job: DenseJob<'a>,
+    y0: usize,
+    y1: usize,
+    pieces: [&'p mut [f32]; OB],
+}
+
+impl<const R: usize, const OB: usize> pulp::WithSimd for Tiles<'_, '_, R, OB> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, s: S) {
+        // Vectors per block: 1 (AVX-512), 2 (AVX2), 4 (NEON, SSE).
+        match S::F32_LANES {
+            16 => self.run::<S, 1>(s),
+            8 => self.run::<S, 2>(s),
+            4 => self.run::<S, 4>(s),
+            _ => self.run::<S, { CB }>(s),
+        }
+    }
+}
+
+impl<const R: usize, const OB: usize> Tiles<'_, '_, R, OB> {
     /// A tile that would run past the rows' last position is moved back to end there (its
     /// first pixels are computed twice and stored once).
     #[inline(always)]
-    fn run<const R: usize, const OB: usize>(&self, y0: usize, y1: usize, mut pieces: [&mut [f32]; OB]) {
-        let (gw, ow) = (self.gw, self.ow);
+    fn run<S: pulp::Simd, const V: usize>(mut self, s: S) {
+        let job = &self.job;
+        let (gw, ow, y0) = (job.gw, job.ow, self.y0);
         let q0 = y0 * gw;
-        let q1 = (y1 - 1) * gw + ow;
+        let q1 = (self.y1 - 1) * gw + ow;
         let mut q = q0;
         while q < q1 {
             let start = if q + R > q1 { q1.saturating_sub(R) } else { q };
-            let acc = self.tile::<R, OB>(start);
+            let acc = job.tile::<S, R, OB, V>(s, start);
             let (mut oy, mut ox) = (start / gw, start % gw);
             for r in 0..R {
                 let p = start + r;
                 if p >= q && p < q1 && ox < ow {
                     let at = ((oy - y0) * ow + ox) * CB;
-                    for (piece, a) in pieces.iter_mut().zip(&acc) {
-                        piece[at..at + CB].copy_from_slice(&a[r]);
+                    for (piece, a) in self.pieces.iter_mut().zip(&acc) {
+                        let (dst, _) = S::as_mut_simd_f32s(&mut piece[at..at + CB]);
+                        for (d, v) in dst.iter_mut().zip(&a[r]) {
+                            *d = *v;
+                        }
                     }
                 }
                 ox += 1;
@@ -502,14 +538,25 @@ impl DenseJob<'_> {
             q = start + R;
         }
     }
+}
 
-    /// The accumulators of `R` grid positions from `q` on, for `OB` output blocks.
+impl DenseJob<'_> {
+    /// The accumulators (`V` vectors per block) of `R` grid positions from `q` on, for `OB`
+    /// output blocks.
     #[inline(always)]
-    fn tile<const R: usize, const OB: usize>(&self, q: usize) -> [[Lanes; R]; OB] {
-        let mut acc = [[[0.0f32; CB]; R]; OB];
-        for (a, b) in acc.iter_mut().zip(self.bias) {
+    fn tile<S: pulp::Simd, const R: usize, const OB: usize, const V: usize>(
+        &self,
+        s: S,
+        q: usize,
+    ) -> [[[S::f32s; V]; R]; OB] {
+        let (bias, _) = S::as_simd_f32s(self.bias.as_flattened());
+        let (w_all, _) = S::as_simd_f32s(self.w.as_flattened());
+        let mut acc = [[[s.splat_f32s(0.0); V]; R]; OB];
+        for (o, a) in acc.iter_mut().enumerate() {
             for a in a.iter_mut() {
-                *a = *b;
+                for (v, a) in a.iter_mut().enumerate() {
+                    *a = bias[o * V + v];
+                }
             }
         }
         let nt = self.taps.len();
@@ -518,20 +565,22 @@ impl DenseJob<'_> {
             for (t, &to) in self.taps.iter().enumerate() {
                 let xs = &xi[q * CB + to..][..R * CB];
                 let at = (ib * nt + t) * CB;
-                let mut ws: [&[Lanes]; OB] = [&[]; OB];
+                let mut ws: [&[S::f32s]; OB] = [&[]; OB];
                 for (o, w) in ws.iter_mut().enumerate() {
-                    *w = &self.w[o * self.wlen + at..][..CB];
+                    *w = &w_all[(o * self.wlen + at) * V..][..CB * V];
                 }
                 for il in 0..CB {
-                    let mut wv = [[0.0f32; CB]; OB];
-                    for (v, w) in wv.iter_mut().zip(&ws) {
-                        *v = w[il];
+                    let mut wv = [[s.splat_f32s(0.0); V]; OB];
+                    for (wv, w) in wv.iter_mut().zip(&ws) {
+                        for (v, wv) in wv.iter_mut().enumerate() {
+                            *wv = w[il * V + v];
+                        }
                     }
                     for r in 0..R {
-                        let xv = xs[r * CB + il];
+                        let xv = s.splat_f32s(xs[r * CB + il]);
                         for o in 0..OB {
-                            for l in 0..CB {
-                                acc[o][r][l] = xv.mul_add(wv[o][l], acc[o][r][l]);
+                            for v in 0..V {
+                                acc[o][r][v] = s.mul_add_f32s(xv, wv[o][v], acc[o][r][v]);
                             }
                         }
                     }
