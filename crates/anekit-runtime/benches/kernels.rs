@@ -89,7 +89,14 @@ fn conv_bench(
 
 /// The same convolution in the channel-blocked layout (`NCHWc`, the plan's layout between
 /// convolutions): the input already blocked, the output left blocked.
-fn blocked_bench(name: &'static str, x: [usize; 4], c_out: usize, k: usize, stride: usize, dw: bool) -> Bench {
+fn blocked_bench(
+    name: &'static str,
+    x: [usize; 4],
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    dw: bool,
+) -> Bench {
     let [n, c, h, w] = x;
     let groups = if dw { c } else { 1 };
     let xs = vec![n, c, h, w];
@@ -278,18 +285,102 @@ fn benches() -> Vec<Bench> {
     // The fixture convnet's layers.
     // The blocked (NCHWc) kernels on the same shapes.
     v.push(blocked_bench("nchwc 3×3", [1, 64, 56, 56], 64, 3, 1, false));
-    v.push(blocked_bench("nchwc 1×1", [1, 64, 56, 56], 256, 1, 1, false));
-    v.push(blocked_bench("nchwc 1×1", [1, 256, 56, 56], 64, 1, 1, false));
-    v.push(blocked_bench("nchwc 3×3 s2", [1, 128, 56, 56], 128, 3, 2, false));
-    v.push(blocked_bench("nchwc 3×3 late", [1, 512, 7, 7], 512, 3, 1, false));
-    v.push(blocked_bench("nchwc 1×1 mnv2", [1, 16, 112, 112], 96, 1, 1, false));
-    v.push(blocked_bench("nchwc 1×1 mnv2 late", [1, 960, 7, 7], 320, 1, 1, false));
-    v.push(blocked_bench("nchwc 1×1 one block", [1, 32, 112, 112], 16, 1, 1, false));
-    v.push(blocked_bench("nchwc 1×1 pad lanes", [1, 24, 56, 56], 144, 1, 1, false));
-    v.push(blocked_bench("nchwc depthwise 3×3", [1, 32, 112, 112], 32, 3, 1, true));
-    v.push(blocked_bench("nchwc depthwise 3×3 s2", [1, 96, 112, 112], 96, 3, 2, true));
-    v.push(blocked_bench("nchwc depthwise 3×3 mid", [1, 576, 14, 14], 576, 3, 1, true));
-    v.push(blocked_bench("nchwc depthwise 3×3 late", [1, 960, 7, 7], 960, 3, 1, true));
+    v.push(blocked_bench(
+        "nchwc 1×1",
+        [1, 64, 56, 56],
+        256,
+        1,
+        1,
+        false,
+    ));
+    v.push(blocked_bench(
+        "nchwc 1×1",
+        [1, 256, 56, 56],
+        64,
+        1,
+        1,
+        false,
+    ));
+    v.push(blocked_bench(
+        "nchwc 3×3 s2",
+        [1, 128, 56, 56],
+        128,
+        3,
+        2,
+        false,
+    ));
+    v.push(blocked_bench(
+        "nchwc 3×3 late",
+        [1, 512, 7, 7],
+        512,
+        3,
+        1,
+        false,
+    ));
+    v.push(blocked_bench(
+        "nchwc 1×1 mnv2",
+        [1, 16, 112, 112],
+        96,
+        1,
+        1,
+        false,
+    ));
+    v.push(blocked_bench(
+        "nchwc 1×1 mnv2 late",
+        [1, 960, 7, 7],
+        320,
+        1,
+        1,
+        false,
+    ));
+    v.push(blocked_bench(
+        "nchwc 1×1 one block",
+        [1, 32, 112, 112],
+        16,
+        1,
+        1,
+        false,
+    ));
+    v.push(blocked_bench(
+        "nchwc 1×1 pad lanes",
+        [1, 24, 56, 56],
+        144,
+        1,
+        1,
+        false,
+    ));
+    v.push(blocked_bench(
+        "nchwc depthwise 3×3",
+        [1, 32, 112, 112],
+        32,
+        3,
+        1,
+        true,
+    ));
+    v.push(blocked_bench(
+        "nchwc depthwise 3×3 s2",
+        [1, 96, 112, 112],
+        96,
+        3,
+        2,
+        true,
+    ));
+    v.push(blocked_bench(
+        "nchwc depthwise 3×3 mid",
+        [1, 576, 14, 14],
+        576,
+        3,
+        1,
+        true,
+    ));
+    v.push(blocked_bench(
+        "nchwc depthwise 3×3 late",
+        [1, 960, 7, 7],
+        960,
+        3,
+        1,
+        true,
+    ));
     v.push(conv_bench("conv 3×3 tiny", [1, 3, 32, 32], 16, 3, 1, 1));
     v.push(conv_bench("conv 3×3 tiny", [1, 16, 16, 16], 32, 3, 1, 1));
     v.push(conv_bench("conv 1×1 mnv2", [1, 16, 112, 112], 96, 1, 1, 1));

@@ -22,7 +22,10 @@ fn models() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "mlpackage" || e == "mlmodel"))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "mlpackage" || e == "mlmodel")
+        })
         .collect();
     v.sort();
     v
@@ -118,7 +121,11 @@ fn rewrites_do_not_change_outputs() {
             fused_total += on.fused;
             packed_total += on.packed;
             blocked_total += on.blocked;
-            eprintln!("{} {fname}: {} convolutions blocked", path.display(), on.blocked);
+            eprintln!(
+                "{} {fname}: {} convolutions blocked",
+                path.display(),
+                on.blocked
+            );
             assert_eq!(off.packed, 0);
             assert_eq!(off.blocked, 0);
             checked += 1;

@@ -28,7 +28,10 @@ fn literal(shape: &[usize], seed: usize) -> String {
             [] => format!("{:?}", v[0]),
             [_] => format!(
                 "[{}]",
-                v.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(", ")
+                v.iter()
+                    .map(|x| format!("{x:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             [d, rest @ ..] => {
                 let step = v.len() / d;
@@ -85,24 +88,90 @@ fn conv(
 fn program() -> String {
     let mut body = String::new();
     // function input → 3×3, 20 → 24 channels, then relu
-    body += &conv("c1", [1, 24, 13, 11], "x", [24, 20, 3, 3], 1, 1, 1, 1, true, 1);
+    body += &conv(
+        "c1",
+        [1, 24, 13, 11],
+        "x",
+        [24, 20, 3, 3],
+        1,
+        1,
+        1,
+        1,
+        true,
+        1,
+    );
     body += "            tensor<fp32, [1, 24, 13, 11]> r1 = relu(x = c1)[name = tensor<string, []>(\"r1\")];\n";
     // depthwise 3×3, stride 2, then relu6 as clip
-    body += &conv("c2", [1, 24, 7, 6], "r1", [24, 1, 3, 3], 2, 1, 1, 24, true, 3);
+    body += &conv(
+        "c2",
+        [1, 24, 7, 6],
+        "r1",
+        [24, 1, 3, 3],
+        2,
+        1,
+        1,
+        24,
+        true,
+        3,
+    );
     body += "            tensor<fp32, [1, 24, 7, 6]> r2 = clip(alpha = tensor<fp32, []>(0.0), beta = tensor<fp32, []>(6.0), x = c2)[name = tensor<string, []>(\"r2\")];\n";
     // 1×1 without bias, 24 → 40
-    body += &conv("c3", [1, 40, 7, 6], "r2", [40, 24, 1, 1], 1, 1, 0, 1, false, 5);
+    body += &conv(
+        "c3",
+        [1, 40, 7, 6],
+        "r2",
+        [40, 24, 1, 1],
+        1,
+        1,
+        0,
+        1,
+        false,
+        5,
+    );
     // dilated 3×3 with a residual add and relu, then a scalar mul
-    body += &conv("c4", [1, 40, 7, 6], "c3", [40, 40, 3, 3], 1, 2, 2, 1, true, 7);
+    body += &conv(
+        "c4",
+        [1, 40, 7, 6],
+        "c3",
+        [40, 40, 3, 3],
+        1,
+        2,
+        2,
+        1,
+        true,
+        7,
+    );
     body += "            tensor<fp32, [1, 40, 7, 6]> a4 = add(x = c4, y = c3)[name = tensor<string, []>(\"a4\")];\n";
     body += "            tensor<fp32, [1, 40, 7, 6]> r4 = relu(x = a4)[name = tensor<string, []>(\"r4\")];\n";
     body += "            tensor<fp32, [1, 40, 7, 6]> m4 = mul(x = r4, y = tensor<fp32, []>(0.5))[name = tensor<string, []>(\"m4\")];\n";
     // pooling reads a blocked value: converted back
     body += "            tensor<fp32, [1, 40, 1, 1]> pooled = reduce_mean(axes = tensor<int32, [2]>([2, 3]), keep_dims = tensor<bool, []>(true), x = m4)[name = tensor<string, []>(\"pooled\")];\n";
     // a blocked output leaves the function
-    body += &conv("c5", [1, 16, 7, 6], "m4", [16, 40, 1, 1], 1, 1, 0, 1, true, 9);
+    body += &conv(
+        "c5",
+        [1, 16, 7, 6],
+        "m4",
+        [16, 40, 1, 1],
+        1,
+        1,
+        0,
+        1,
+        true,
+        9,
+    );
     // a fused per-channel batch_norm keeps this one in NCHW
-    body += &conv("c6", [1, 40, 7, 6], "c3", [40, 40, 1, 1], 1, 1, 0, 1, true, 11);
+    body += &conv(
+        "c6",
+        [1, 40, 7, 6],
+        "c3",
+        [40, 40, 1, 1],
+        1,
+        1,
+        0,
+        1,
+        true,
+        11,
+    );
     body += &format!(
         "            tensor<fp32, [1, 40, 7, 6]> bn = batch_norm(beta = {}, epsilon = tensor<fp32, []>(0.001), gamma = {}, mean = {}, variance = {}, x = c6)[name = tensor<string, []>(\"bn\")];\n",
         literal(&[40], 12),
@@ -129,7 +198,8 @@ fn run(p: &plan::Plan, x: &[f32], threads: usize) -> Vec<Value> {
             consts: &p.consts,
             state_types: &p.state_types,
         };
-        let input = Value::F32(ArrayD::from_shape_vec(IxDyn(&[1, 20, 13, 11]), x.to_vec()).unwrap());
+        let input =
+            Value::F32(ArrayD::from_shape_vec(IxDyn(&[1, 20, 13, 11]), x.to_vec()).unwrap());
         exec::run(
             &p.main,
             vec![input],

@@ -143,7 +143,13 @@ fn candidate(step: &Step, consts: &[Value], slots: &Slots<'_>) -> Option<Candida
     let taps = g.k[1] * g.k[2];
     let wd: Vec<f32> = w.iter().copied().collect();
     let kind = if g.groups == 1 && g.c_in >= MIN_DENSE_CHANNELS {
-        Kind::Dense(blocked::Dense::new(&wd, bias.as_deref(), g.c_out, g.c_in, taps))
+        Kind::Dense(blocked::Dense::new(
+            &wd,
+            bias.as_deref(),
+            g.c_out,
+            g.c_in,
+            taps,
+        ))
     } else if g.groups == g.c_in && g.c_out == g.c_in && g.c_in > 1 {
         Kind::Depthwise(blocked::Depthwise::new(&wd, bias.as_deref(), g.c_out, taps))
     } else {
@@ -206,10 +212,8 @@ pub fn rewrite(
     consts: &[Value],
     slots: &mut Slots<'_>,
 ) -> (usize, Vec<usize>) {
-    let mut cands: Vec<Option<Candidate>> = steps
-        .iter()
-        .map(|s| candidate(s, consts, slots))
-        .collect();
+    let mut cands: Vec<Option<Candidate>> =
+        steps.iter().map(|s| candidate(s, consts, slots)).collect();
     let count = cands.iter().flatten().count();
     if count < MIN_CANDIDATES {
         return (0, Vec::new());
@@ -267,18 +271,25 @@ pub fn rewrite(
         step.outputs = vec![(ob, dtype)];
         step.op_type = step.op_type.replacen("conv", "conv_nchwc", 1);
         step.kernel = Box::new(cand.kernel);
-        step.params.retain(|(p, srcs)| match (p.as_str(), srcs.as_slice()) {
-            ("weight" | "bias", [Src::Const(i)]) => {
-                released.push(*i);
-                false
-            }
-            _ => true,
-        });
+        step.params
+            .retain(|(p, srcs)| match (p.as_str(), srcs.as_slice()) {
+                ("weight" | "bias", [Src::Const(i)]) => {
+                    released.push(*i);
+                    false
+                }
+                _ => true,
+            });
         let name = step.op_name.clone();
         out.push(step);
         blocked_of.insert(o, ob);
         if nchw_reads.contains(&o) {
-            out.push(reorder_step(&format!("{name}:nchw"), false, ob, o, cand.out));
+            out.push(reorder_step(
+                &format!("{name}:nchw"),
+                false,
+                ob,
+                o,
+                cand.out,
+            ));
         }
     }
     *steps = out;

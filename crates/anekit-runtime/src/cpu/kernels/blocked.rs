@@ -118,7 +118,9 @@ pub fn to_nchw(x: &[f32], n: usize, c: usize, plane: usize, out: &mut [f32]) {
     };
     // One task per (batch, block): the block's up to CB channel planes of the output.
     let out = &mut out[..n * c * plane];
-    let tasks = out.chunks_mut(c * plane).flat_map(|batch| batch.chunks_mut(CB * plane));
+    let tasks = out
+        .chunks_mut(c * plane)
+        .flat_map(|batch| batch.chunks_mut(CB * plane));
     if out_len_is_large(n * c * plane) {
         tasks
             .enumerate()
@@ -163,6 +165,10 @@ fn pack_bias(bias: Option<&[f32]>, c_out: usize) -> Vec<Lanes> {
     b
 }
 
+/// Output floats of one band of rows (all its blocks) at most: 64 KiB, so that the fused
+/// epilogue runs on output still in L2.
+const BAND_FLOATS: usize = 16 * 1024;
+
 /// Bands of output rows so that there are about 4 tasks per thread.
 fn bands(planes: usize, rows: usize, par: bool) -> usize {
     let threads = if par { super::threads() } else { 1 };
@@ -203,7 +209,10 @@ fn for_bands(
         return;
     }
     let groups = cbo.div_ceil(group);
-    let band_rows = oh.div_ceil(bands(n * groups, oh, par));
+    // Bands small enough for the epilogue to find them in cache, and enough of them for the
+    // threads.
+    let cache_rows = (BAND_FLOATS / (ow * CB * group)).max(1);
+    let band_rows = oh.div_ceil(bands(n * groups, oh, par)).min(cache_rows);
     let pad_lanes = cbo * CB - c_out;
     let mut tasks: Vec<Band<'_>> = Vec::new();
     for (b, batch) in out[..n * cbo * plane].chunks_mut(cbo * plane).enumerate() {
@@ -472,7 +481,12 @@ struct DenseJob<'a> {
 impl<'a> DenseJob<'a> {
     /// Output rows `y0..y1` of `OB` blocks into `pieces`, in tiles of `R` grid positions,
     /// compiled for this CPU's vector instructions.
-    fn dispatch<const R: usize, const OB: usize>(&self, y0: usize, y1: usize, pieces: [&mut [f32]; OB]) {
+    fn dispatch<const R: usize, const OB: usize>(
+        &self,
+        y0: usize,
+        y1: usize,
+        pieces: [&mut [f32]; OB],
+    ) {
         pulp::Arch::new().dispatch(Tiles::<R, OB> {
             job: *self,
             y0,
@@ -818,9 +832,7 @@ impl Kernel for BlockedConv {
                 self.x
             ));
         }
-        let xd = x
-            .as_slice()
-            .ok_or("blocked input is not contiguous")?;
+        let xd = x.as_slice().ok_or("blocked input is not contiguous")?;
         let epi = fuse::prepare(epilogue, &self.out, &|p| args.get(p))
             .ok_or("a fused operand does not have the output's blocked shape")?;
         let mut out = buffers::take(self.out.iter().product());
@@ -869,7 +881,14 @@ mod tests {
     use crate::cpu::kernels::conv::reference::{data, naive};
     use crate::cpu::kernels::conv::{self, ConvParams, PadType};
 
-    fn geom(x: [usize; 4], w: [usize; 4], s: usize, d: usize, pad: [i64; 4], groups: usize) -> ConvGeom {
+    fn geom(
+        x: [usize; 4],
+        w: [usize; 4],
+        s: usize,
+        d: usize,
+        pad: [i64; 4],
+        groups: usize,
+    ) -> ConvGeom {
         let p = ConvParams {
             strides: Some(vec![s as i64; 2]),
             dilations: Some(vec![d as i64; 2]),
@@ -918,7 +937,14 @@ mod tests {
     }
 
     /// Run a blocked kernel on 1 and 3 threads and compare with the definition in f64.
-    fn check(x_shape: [usize; 4], w_shape: [usize; 4], s: usize, d: usize, pad: [i64; 4], dw: bool) {
+    fn check(
+        x_shape: [usize; 4],
+        w_shape: [usize; 4],
+        s: usize,
+        d: usize,
+        pad: [i64; 4],
+        dw: bool,
+    ) {
         let groups = if dw { x_shape[1] } else { 1 };
         let g = geom(x_shape, w_shape, s, d, pad, groups);
         let x = data(x_shape.iter().product(), 1);
@@ -930,7 +956,10 @@ mod tests {
         let (oh, ow) = (g.out[1], g.out[2]);
         let cbo = blocks(g.c_out);
         for threads in [1, 3] {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
             let mut out = vec![f32::NAN; g.n * cbo * oh * ow * CB];
             pool.install(|| {
                 if dw {
