@@ -138,7 +138,7 @@ fn blocked_bench(
             let none = anekit_runtime::cpu::fuse::Epilogue::none();
             let par = rayon::current_num_threads() > 1;
             match (&dense, &depthwise) {
-                (Some(d), _) => d.forward(&xb, &g, &none, out, par),
+                (Some(d), _) => d.forward(&xb, &g, &[], &none, out, par),
                 (_, Some(d)) => d.forward(&xb, &g, &none, out, par),
                 _ => {}
             }

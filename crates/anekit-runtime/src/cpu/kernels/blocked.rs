@@ -34,7 +34,7 @@ use super::conv::ConvGeom;
 use super::linalg::parallel;
 use super::{Args, Kernel, RunCtx, simd};
 use crate::cpu::buffers;
-use crate::cpu::fuse::{self, Epilogue, EwOp};
+use crate::cpu::fuse::{self, Bin, Epilogue, EwOp, Unary};
 use crate::cpu::value::Value;
 
 /// Channels per block.
@@ -378,17 +378,52 @@ impl Grid {
     }
 }
 
-/// Tile shape for this CPU: (pixels, output blocks). With 32 vector registers of a whole
-/// block (AVX-512), 12 pixels × 2 blocks = 24 accumulators; otherwise 6 pixels × 1 block
-/// (12 AVX2 registers, 24 NEON ones).
-fn tile_shape() -> (usize, usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return (12, 2);
+/// How [`Dense`] tiles its output on this CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tiling {
+    /// AVX-512 (32 registers of a whole block), output rows a multiple of 7 wide (every
+    /// plane of 224-pixel networks): tiles of 7 pixels of one row × 3 blocks, 21
+    /// accumulators, no grid column and no pixel computed twice.
+    Rows7,
+    /// AVX-512: tiles of 12 grid positions × 2 blocks, 24 accumulators.
+    Wide,
+    /// 16 registers (AVX2; NEON's 32 hold a quarter block each): 6 positions × 1 block.
+    Narrow,
+}
+
+impl Tiling {
+    fn of(ow: usize) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return if ow % 7 == 0 {
+                    Tiling::Rows7
+                } else {
+                    Tiling::Wide
+                };
+            }
+        }
+        let _ = ow;
+        Tiling::Narrow
+    }
+
+    /// Grid positions per tile.
+    fn pixels(self) -> usize {
+        match self {
+            Tiling::Rows7 => 7,
+            Tiling::Wide => 12,
+            Tiling::Narrow => 6,
         }
     }
-    (6, 1)
+
+    /// Output blocks per task.
+    fn group(self) -> usize {
+        match self {
+            Tiling::Rows7 => 3,
+            Tiling::Wide => 2,
+            Tiling::Narrow => 2,
+        }
+    }
 }
 
 impl Dense {
@@ -406,14 +441,27 @@ impl Dense {
     /// `out` (blocked `[N, ⌈C_out/CB⌉, oH, oW, CB]`) = the convolution described by `g` (a
     /// 2-D convolution with one group, `g.c_in`/`g.c_out` as given to [`Dense::new`]) of `x`
     /// (blocked `[N, ⌈C_in/CB⌉, H, W, CB]`), then `epi`.
-    pub fn forward(&self, x: &[f32], g: &ConvGeom, epi: &Epilogue<'_>, out: &mut [f32], par: bool) {
+    ///
+    /// `reg` are fused ops applied to each output vector in registers before it is stored
+    /// ([`RegOp`]); `epi` runs after, on each band.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        x: &[f32],
+        g: &ConvGeom,
+        reg: &[RegOp<'_>],
+        epi: &Epilogue<'_>,
+        out: &mut [f32],
+        par: bool,
+    ) {
         let (oh, ow) = (g.out[1], g.out[2]);
         let cbi = blocks(self.c_in);
+        let cbo = blocks(self.c_out);
         if oh == 0 || ow == 0 || g.n == 0 {
             return;
         }
-        let (tile, group) = tile_shape();
-        let grid = Grid::of(g, tile);
+        let tiling = Tiling::of(ow);
+        let grid = Grid::of(g, tiling.pixels());
         debug_assert_eq!(grid.taps.len(), self.taps);
         let mut scratch = Vec::new();
         let xg: &[f32] = if grid.direct {
@@ -437,23 +485,34 @@ impl Dense {
                 gw: grid.gw,
             };
             let (y0, y1) = (t.y0, t.y1);
-            match &mut t.pieces[..] {
-                [p0, p1] if tile == 12 => job.dispatch::<12, 2>(y0, y1, [p0, p1]),
-                [p0] if tile == 12 => job.dispatch::<12, 1>(y0, y1, [p0]),
-                [p0, p1] => {
-                    job.dispatch::<6, 1>(y0, y1, [p0]);
+            // Float offset of each piece in the whole output (and in a fused operand).
+            let base = |k: usize| ((t.b * cbo + t.blk + k) * oh + y0) * ow * CB;
+            let (b0, b1) = (base(0), base(1));
+            let b2 = base(2);
+            match (tiling, &mut t.pieces[..]) {
+                (Tiling::Rows7, [p0, p1, p2]) => {
+                    job.dispatch::<7, 3>(y0, y1, [p0, p1, p2], [b0, b1, b2], reg)
+                }
+                (Tiling::Rows7, [p0, p1]) => job.dispatch::<7, 2>(y0, y1, [p0, p1], [b0, b1], reg),
+                (Tiling::Rows7, [p0]) => job.dispatch::<7, 1>(y0, y1, [p0], [b0], reg),
+                (Tiling::Wide, [p0, p1]) => {
+                    job.dispatch::<12, 2>(y0, y1, [p0, p1], [b0, b1], reg)
+                }
+                (Tiling::Wide, [p0]) => job.dispatch::<12, 1>(y0, y1, [p0], [b0], reg),
+                (_, [p0, p1]) => {
+                    job.dispatch::<6, 1>(y0, y1, [p0], [b0], reg);
                     DenseJob {
                         w: &job.w[wlen..],
                         bias: &job.bias[1..],
                         ..job
                     }
-                    .dispatch::<6, 1>(y0, y1, [p1]);
+                    .dispatch::<6, 1>(y0, y1, [p1], [b1], reg);
                 }
-                [p0] => job.dispatch::<6, 1>(y0, y1, [p0]),
+                (_, [p0]) => job.dispatch::<6, 1>(y0, y1, [p0], [b0], reg),
                 _ => {}
             }
         };
-        for_bands(out, g.n, self.c_out, oh, ow, group, epi, par, &f);
+        for_bands(out, g.n, self.c_out, oh, ow, tiling.group(), epi, par, &f);
         if !grid.direct {
             buffers::recycle_vec(scratch);
         }
@@ -481,30 +540,38 @@ struct DenseJob<'a> {
 impl<'a> DenseJob<'a> {
     /// Output rows `y0..y1` of `OB` blocks into `pieces`, in tiles of `R` grid positions,
     /// compiled for this CPU's vector instructions.
+    /// `bases`: each piece's float offset in the whole output; `reg`: ops applied to each
+    /// vector before it is stored.
     fn dispatch<const R: usize, const OB: usize>(
         &self,
         y0: usize,
         y1: usize,
         pieces: [&mut [f32]; OB],
+        bases: [usize; OB],
+        reg: &[RegOp<'_>],
     ) {
         pulp::Arch::new().dispatch(Tiles::<R, OB> {
             job: *self,
             y0,
             y1,
             pieces,
+            bases,
+            reg,
         });
     }
 }
 
 /// [`DenseJob::dispatch`]'s work.
-struct Tiles<'a, 'p, const R: usize, const OB: usize> {
+struct Tiles<'a, 'p, 'r, const R: usize, const OB: usize> {
     job: DenseJob<'a>,
     y0: usize,
     y1: usize,
     pieces: [&'p mut [f32]; OB],
+    bases: [usize; OB],
+    reg: &'r [RegOp<'r>],
 }
 
-impl<const R: usize, const OB: usize> pulp::WithSimd for Tiles<'_, '_, R, OB> {
+impl<const R: usize, const OB: usize> pulp::WithSimd for Tiles<'_, '_, '_, R, OB> {
     type Output = ();
 
     #[inline(always)]
@@ -519,13 +586,26 @@ impl<const R: usize, const OB: usize> pulp::WithSimd for Tiles<'_, '_, R, OB> {
     }
 }
 
-impl<const R: usize, const OB: usize> Tiles<'_, '_, R, OB> {
+impl<const R: usize, const OB: usize> Tiles<'_, '_, '_, R, OB> {
     /// A tile that would run past the rows' last position is moved back to end there (its
     /// first pixels are computed twice and stored once).
     #[inline(always)]
     fn run<S: pulp::Simd, const V: usize>(mut self, s: S) {
-        let job = &self.job;
+        let job = self.job;
         let (gw, ow, y0) = (job.gw, job.ow, self.y0);
+        if ow % R == 0 {
+            // Tiles within rows: exactly the output pixels.
+            for oy in y0..self.y1 {
+                for x0 in (0..ow).step_by(R) {
+                    let acc = job.tile::<S, R, OB, V>(s, oy * gw + x0);
+                    for r in 0..R {
+                        let at = ((oy - y0) * ow + x0 + r) * CB;
+                        self.store(s, &acc, r, at);
+                    }
+                }
+            }
+            return;
+        }
         let q0 = y0 * gw;
         let q1 = (self.y1 - 1) * gw + ow;
         let mut q = q0;
@@ -536,13 +616,7 @@ impl<const R: usize, const OB: usize> Tiles<'_, '_, R, OB> {
             for r in 0..R {
                 let p = start + r;
                 if p >= q && p < q1 && ox < ow {
-                    let at = ((oy - y0) * ow + ox) * CB;
-                    for (piece, a) in self.pieces.iter_mut().zip(&acc) {
-                        let (dst, _) = S::as_mut_simd_f32s(&mut piece[at..at + CB]);
-                        for (d, v) in dst.iter_mut().zip(&a[r]) {
-                            *d = *v;
-                        }
-                    }
+                    self.store(s, &acc, r, ((oy - y0) * ow + ox) * CB);
                 }
                 ox += 1;
                 if ox == gw {
@@ -550,6 +624,30 @@ impl<const R: usize, const OB: usize> Tiles<'_, '_, R, OB> {
                 }
             }
             q = start + R;
+        }
+    }
+}
+
+impl<const R: usize, const OB: usize> Tiles<'_, '_, '_, R, OB> {
+    /// Store pixel `r` of the tile `acc` at float `at` of each piece, through the register
+    /// epilogue.
+    #[inline(always)]
+    fn store<S: pulp::Simd, const V: usize>(
+        &mut self,
+        s: S,
+        acc: &[[[S::f32s; V]; R]; OB],
+        r: usize,
+        at: usize,
+    ) {
+        for ((piece, a), base) in self.pieces.iter_mut().zip(acc).zip(self.bases) {
+            let (dst, _) = S::as_mut_simd_f32s(&mut piece[at..at + CB]);
+            for (vi, (d, v)) in dst.iter_mut().zip(&a[r]).enumerate() {
+                *d = if self.reg.is_empty() {
+                    *v
+                } else {
+                    apply_reg(s, self.reg, *v, base + at + vi * S::F32_LANES)
+                };
+            }
         }
     }
 }
@@ -603,6 +701,112 @@ impl DenseJob<'_> {
         }
         acc
     }
+}
+
+/// A fused elementwise op that [`Dense`] applies to each output vector in registers, before
+/// storing it: no second pass over the output (ONNX Runtime's MLAS kernels apply bias,
+/// activation and the residual sum the same way).
+#[derive(Debug, Clone, Copy)]
+pub enum RegOp<'a> {
+    /// `relu`: `max(0, v)`.
+    Relu,
+    /// `clip`, `relu6`: `min(max(v, lo), hi)`.
+    Clamp(f32, f32),
+    /// `a·v + b`.
+    Affine(f32, f32),
+    /// `v ∘ y` (`y ∘ v` unless `v_first`) with `y` the same element of a blocked operand of
+    /// the output's shape.
+    Operand {
+        /// The op.
+        op: Bin,
+        /// The operand, whole.
+        data: &'a [f32],
+        /// Whether the chain value is the left operand.
+        v_first: bool,
+    },
+    /// `v ∘ y` with a scalar `y`.
+    Scalar {
+        /// The op.
+        op: Bin,
+        /// The scalar.
+        y: f32,
+        /// Whether the chain value is the left operand.
+        v_first: bool,
+    },
+}
+
+/// The register form of a fused epilogue for an output of `len` floats, when every op has
+/// one (the others: the transcendental activations, division).
+pub fn reg_ops<'a>(
+    ops: &[EwOp],
+    get: &dyn Fn(&str) -> Option<&'a Value>,
+    len: usize,
+) -> Option<Vec<RegOp<'a>>> {
+    ops.iter()
+        .map(|op| {
+            Some(match op {
+                EwOp::Unary(Unary::Relu) => RegOp::Relu,
+                EwOp::Unary(Unary::Relu6) => RegOp::Clamp(0.0, 6.0),
+                EwOp::Unary(Unary::Clip(lo, hi)) => RegOp::Clamp(*lo, *hi),
+                EwOp::Unary(Unary::Affine(a, b)) => RegOp::Affine(*a, *b),
+                EwOp::Unary(_) | EwOp::Channel { .. } => return None,
+                EwOp::Binary { op, param, v_first } => {
+                    if *op == Bin::Div {
+                        return None;
+                    }
+                    let Value::F32(o) = get(param)? else {
+                        return None;
+                    };
+                    let data = o.as_slice()?;
+                    match data {
+                        [y] => RegOp::Scalar {
+                            op: *op,
+                            y: *y,
+                            v_first: *v_first,
+                        },
+                        _ if data.len() == len => RegOp::Operand {
+                            op: *op,
+                            data,
+                            v_first: *v_first,
+                        },
+                        _ => return None,
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+#[inline(always)]
+fn bin<S: pulp::Simd>(s: S, op: Bin, v: S::f32s, y: S::f32s, v_first: bool) -> S::f32s {
+    let (a, b) = if v_first { (v, y) } else { (y, v) };
+    match op {
+        Bin::Add => s.add_f32s(a, b),
+        Bin::Sub => s.sub_f32s(a, b),
+        Bin::Mul => s.mul_f32s(a, b),
+        Bin::Div => s.div_f32s(a, b),
+        Bin::Max => s.max_f32s(a, b),
+        Bin::Min => s.min_f32s(a, b),
+    }
+}
+
+/// `ops` applied to `v`, the output vector at float offset `at`.
+#[inline(always)]
+fn apply_reg<S: pulp::Simd>(s: S, ops: &[RegOp<'_>], mut v: S::f32s, at: usize) -> S::f32s {
+    for op in ops {
+        v = match *op {
+            // (the second operand wins when one is NaN: a NaN stays NaN)
+            RegOp::Relu => s.max_f32s(s.splat_f32s(0.0), v),
+            RegOp::Clamp(lo, hi) => s.min_f32s(s.max_f32s(v, s.splat_f32s(lo)), s.splat_f32s(hi)),
+            RegOp::Affine(a, b) => s.add_f32s(s.mul_f32s(s.splat_f32s(a), v), s.splat_f32s(b)),
+            RegOp::Operand { op, data, v_first } => {
+                let (y, _) = S::as_simd_f32s(&data[at..at + S::F32_LANES]);
+                bin(s, op, v, y[0], v_first)
+            }
+            RegOp::Scalar { op, y, v_first } => bin(s, op, v, s.splat_f32s(y), v_first),
+        };
+    }
+    v
 }
 
 /// A depthwise convolution (one input channel per group, channel multiplier 1) over blocked
@@ -833,12 +1037,21 @@ impl Kernel for BlockedConv {
             ));
         }
         let xd = x.as_slice().ok_or("blocked input is not contiguous")?;
-        let epi = fuse::prepare(epilogue, &self.out, &|p| args.get(p))
-            .ok_or("a fused operand does not have the output's blocked shape")?;
-        let mut out = buffers::take(self.out.iter().product());
+        let len: usize = self.out.iter().product();
+        let get = |p: &str| args.get(p);
+        let reg = match self.kind {
+            Kind::Dense(_) => reg_ops(epilogue, &get, len),
+            Kind::Depthwise(_) => None,
+        };
+        let epi = match reg {
+            Some(_) => Epilogue::none(),
+            None => fuse::prepare(epilogue, &self.out, &get)
+                .ok_or("a fused operand does not have the output's blocked shape")?,
+        };
+        let mut out = buffers::take(len);
         let par = parallel(self.macs);
         match &self.kind {
-            Kind::Dense(d) => d.forward(xd, &self.g, &epi, &mut out, par),
+            Kind::Dense(d) => d.forward(xd, &self.g, reg.as_deref().unwrap_or(&[]), &epi, &mut out, par),
             Kind::Depthwise(d) => d.forward(xd, &self.g, &epi, &mut out, par),
         }
         let a = ArrayD::from_shape_vec(IxDyn(&self.out), out).map_err(|e| e.to_string())?;
@@ -974,6 +1187,7 @@ mod tests {
                     Dense::new(&w, Some(&bias), g.c_out, g.c_in, taps).forward(
                         &xb,
                         &g,
+                        &[],
                         &Epilogue::none(),
                         &mut out,
                         true,
