@@ -358,20 +358,22 @@ impl Grid {
                         continue;
                     };
                     let srow = &src[y * w * l..][..w * l];
+                    // Columns qx with 0 ≤ qx·sx + b − pl < w: from lo to hi.
+                    let lo = pl.saturating_sub(b).div_ceil(sx).min(gw);
+                    let hi = (w + pl).saturating_sub(b).div_ceil(sx).min(gw).max(lo);
+                    row[..lo * l].fill(0.0);
+                    row[hi * l..].fill(0.0);
+                    let x0 = lo * sx + b - pl;
+                    let dst = &mut row[lo * l..hi * l];
                     if sx == 1 {
-                        // Columns qx with 0 ≤ qx + b − pl < w, copied as one run.
-                        let lo = pl.saturating_sub(b).min(gw);
-                        let hi = (w + pl).saturating_sub(b).min(gw).max(lo);
-                        row[..lo * l].fill(0.0);
-                        let x0 = lo + b - pl;
-                        row[lo * l..hi * l].copy_from_slice(&srow[x0 * l..(x0 + hi - lo) * l]);
-                        row[hi * l..].fill(0.0);
+                        dst.copy_from_slice(&srow[x0 * l..(x0 + hi - lo) * l]);
+                    } else if l == 1 {
+                        for (d, v) in dst.iter_mut().zip(srow[x0..].iter().step_by(sx)) {
+                            *d = *v;
+                        }
                     } else {
-                        for (qx, px) in row.chunks_exact_mut(l).enumerate() {
-                            match (qx * sx + b).checked_sub(pl).filter(|&x| x < w) {
-                                Some(x) => px.copy_from_slice(&srow[x * l..][..l]),
-                                None => px.fill(0.0),
-                            }
+                        for (d, v) in dst.chunks_exact_mut(l).zip(srow[x0 * l..].chunks(l).step_by(sx)) {
+                            d.copy_from_slice(v);
                         }
                     }
                 }
