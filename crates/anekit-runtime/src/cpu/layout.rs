@@ -27,6 +27,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::fuse::EwOp;
 use super::kernels::blocked::{self, BlockedConv, Kind};
+use super::kernels::conv::ConvGeom;
 use super::kernels::conv::{self, ConvParams, PadType};
 use super::plan::{Src, Step};
 use super::value::Value;
@@ -63,9 +64,30 @@ impl Slots<'_> {
     }
 }
 
+/// The constants of the plan being compiled.
+pub trait ConstTable {
+    /// Constant `i`.
+    fn get(&self, i: usize) -> Option<&Value>;
+    /// A step stopped naming constant `i` (its kernel holds it packed): drop it when nothing
+    /// else names it.
+    fn release(&mut self, i: usize);
+}
+
+/// Which blocked kernel.
+#[derive(Clone, Copy)]
+enum Form {
+    Dense,
+    DenseNchwInput,
+    Depthwise,
+}
+
 /// What makes a step a candidate.
 struct Candidate {
-    kernel: BlockedConv,
+    g: ConvGeom,
+    form: Form,
+    /// The weight and bias constants.
+    weight: usize,
+    bias: Option<usize>,
     /// Slots the step reads that must come blocked (`x` and same-shape epilogue operands),
     /// with their NCHW shapes.
     blocked_inputs: Vec<(String, usize, [usize; 4])>,
@@ -81,7 +103,11 @@ fn single(step: &Step, name: &str) -> Option<Src> {
 }
 
 /// A parameter that must be a load-time constant when present: `Ok(None)` when absent.
-fn constant<'c>(step: &Step, consts: &'c [Value], name: &str) -> Result<Option<&'c Value>, ()> {
+fn constant<'c>(
+    step: &Step,
+    consts: &'c dyn ConstTable,
+    name: &str,
+) -> Result<Option<&'c Value>, ()> {
     if !step.params.iter().any(|(p, _)| p == name) {
         return Ok(None);
     }
@@ -91,13 +117,13 @@ fn constant<'c>(step: &Step, consts: &'c [Value], name: &str) -> Result<Option<&
     }
 }
 
-fn ints(step: &Step, consts: &[Value], name: &str) -> Result<Option<Vec<i64>>, ()> {
+fn ints(step: &Step, consts: &dyn ConstTable, name: &str) -> Result<Option<Vec<i64>>, ()> {
     constant(step, consts, name)?
         .map(|v| v.to_i64s().map_err(|_| ()))
         .transpose()
 }
 
-fn candidate(step: &Step, consts: &[Value], slots: &Slots<'_>) -> Option<Candidate> {
+fn candidate(step: &Step, consts: &dyn ConstTable, slots: &Slots<'_>) -> Option<Candidate> {
     let base = step.op_type.split('+').next()?;
     if base != "conv" || step.inplace.is_some() || step.outputs.len() != 1 {
         return None;
@@ -111,9 +137,14 @@ fn candidate(step: &Step, consts: &[Value], slots: &Slots<'_>) -> Option<Candida
     };
     let bias = match constant(step, consts, "bias").ok()? {
         None => None,
-        Some(Value::F32(b)) => Some(b.iter().copied().collect::<Vec<f32>>()),
+        Some(b @ Value::F32(_)) => Some(b),
         Some(_) => return None,
     };
+    let const_index = |name: &str| match single(step, name) {
+        Some(Src::Const(i)) => Some(i),
+        _ => None,
+    };
+    let (weight, bias_index) = (const_index("weight")?, const_index("bias"));
     let pad_type = match constant(step, consts, "pad_type").ok()? {
         None => PadType::Valid,
         Some(v) => PadType::parse(v.as_str().ok()?).ok()?,
@@ -140,23 +171,22 @@ fn candidate(step: &Step, consts: &[Value], slots: &Slots<'_>) -> Option<Candida
     if slots.shape(out_slot).is_some_and(|s| s != out) {
         return None;
     }
-    let taps = g.k[1] * g.k[2];
-    let wd: Vec<f32> = w.iter().copied().collect();
-    let b = bias.as_deref();
-    let kind = if g.groups == 1 && g.c_in >= MIN_DENSE_CHANNELS {
-        Kind::Dense(blocked::Dense::new(&wd, b, g.c_out, g.c_in, taps))
+    let form = if g.groups == 1 && g.c_in >= MIN_DENSE_CHANNELS {
+        Form::Dense
     } else if g.groups == 1 {
-        Kind::Dense(blocked::Dense::nchw_input(&wd, b, g.c_out, g.c_in, taps))
+        Form::DenseNchwInput
     } else if g.groups == g.c_in && g.c_out == g.c_in && g.c_in > 1 {
-        Kind::Depthwise(blocked::Depthwise::new(&wd, bias.as_deref(), g.c_out, taps))
+        Form::Depthwise
     } else {
         return None;
     };
-    if bias.as_ref().is_some_and(|b| b.len() != g.c_out) {
+    if bias.is_some_and(|b| b.element_count() != g.c_out)
+        || w.len() != g.c_out * (g.c_in / g.groups) * g.k[1] * g.k[2]
+    {
         return None;
     }
     let mut blocked_inputs = Vec::new();
-    if !matches!(&kind, Kind::Dense(d) if d.reads_nchw()) {
+    if !matches!(form, Form::DenseNchwInput) {
         blocked_inputs.push(("x".to_string(), x, xs));
     }
     for op in &step.epilogue {
@@ -173,10 +203,36 @@ fn candidate(step: &Step, consts: &[Value], slots: &Slots<'_>) -> Option<Candida
         }
     }
     Some(Candidate {
-        kernel: BlockedConv::new(g, kind),
+        g,
+        form,
+        weight,
+        bias: bias_index,
         blocked_inputs,
         out,
     })
+}
+
+/// The candidate's kernel, its weights packed from the constants.
+fn kernel(c: &Candidate, consts: &dyn ConstTable) -> Option<BlockedConv> {
+    let Some(Value::F32(w)) = consts.get(c.weight) else {
+        return None;
+    };
+    let w: Vec<f32> = w.iter().copied().collect();
+    let bias: Option<Vec<f32>> = match c.bias.map(|i| consts.get(i)) {
+        None => None,
+        Some(Some(Value::F32(b))) => Some(b.iter().copied().collect()),
+        Some(_) => return None,
+    };
+    let (g, b) = (&c.g, bias.as_deref());
+    let taps = g.k[1] * g.k[2];
+    let kind = match c.form {
+        Form::Dense => Kind::Dense(blocked::Dense::new(&w, b, g.c_out, g.c_in, taps)),
+        Form::DenseNchwInput => {
+            Kind::Dense(blocked::Dense::nchw_input(&w, b, g.c_out, g.c_in, taps))
+        }
+        Form::Depthwise => Kind::Depthwise(blocked::Depthwise::new(&w, b, g.c_out, taps)),
+    };
+    Some(BlockedConv::new(g.clone(), kind))
 }
 
 fn reorder_step(name: &str, to_blocked: bool, from: usize, to: usize, nchw: [usize; 4]) -> Step {
@@ -204,19 +260,22 @@ pub fn enabled_by_env() -> bool {
 }
 
 /// Rewrite `steps` (a block whose outputs are `outputs`) as the module docs say. Returns the
-/// number of convolutions that run blocked, and the constants (weights, biases) those steps
-/// no longer name: their kernels hold them packed.
+/// number of convolutions that run blocked. The weights and biases of those steps are
+/// packed one step at a time and released from `consts` (the blocked kernels hold them
+/// packed), so the model's copy and the packed one do not all live at once.
 pub fn rewrite(
     steps: &mut Vec<Step>,
     outputs: &[Src],
-    consts: &[Value],
+    consts: &mut dyn ConstTable,
     slots: &mut Slots<'_>,
-) -> (usize, Vec<usize>) {
-    let mut cands: Vec<Option<Candidate>> =
-        steps.iter().map(|s| candidate(s, consts, slots)).collect();
+) -> usize {
+    let mut cands: Vec<Option<Candidate>> = steps
+        .iter()
+        .map(|s| candidate(s, &*consts, slots))
+        .collect();
     let count = cands.iter().flatten().count();
     if count < MIN_CANDIDATES {
-        return (0, Vec::new());
+        return 0;
     }
     // Slots read in NCHW: by a step that stays NCHW, as a non-layout parameter of a
     // candidate, or as a block output.
@@ -239,13 +298,17 @@ pub fn rewrite(
         Src::Const(_) => None,
     }));
     let mut blocked_of: HashMap<usize, usize> = HashMap::new();
-    let mut released = Vec::new();
+    let mut blocked = 0;
     let mut out = Vec::with_capacity(steps.len() + 2 * count);
     for (mut step, cand) in std::mem::take(steps).into_iter().zip(cands.iter_mut()) {
-        let Some(cand) = cand.take() else {
+        let Some((cand, kernel)) = cand
+            .take()
+            .and_then(|c| kernel(&c, &*consts).map(|k| (c, k)))
+        else {
             out.push(step);
             continue;
         };
+        blocked += 1;
         for (param, s, nchw) in &cand.blocked_inputs {
             let b = match blocked_of.get(s) {
                 Some(&b) => b,
@@ -270,11 +333,11 @@ pub fn rewrite(
         let ob = slots.add(blocked::blocked_dims(cand.out));
         step.outputs = vec![(ob, dtype)];
         step.op_type = step.op_type.replacen("conv", "conv_nchwc", 1);
-        step.kernel = Box::new(cand.kernel);
+        step.kernel = Box::new(kernel);
         step.params
             .retain(|(p, srcs)| match (p.as_str(), srcs.as_slice()) {
                 ("weight" | "bias", [Src::Const(i)]) => {
-                    released.push(*i);
+                    consts.release(*i);
                     false
                 }
                 _ => true,
@@ -293,6 +356,6 @@ pub fn rewrite(
         }
     }
     *steps = out;
-    tracing::debug!(convolutions = count, "channel-blocked layout");
-    (count, released)
+    tracing::debug!(convolutions = blocked, "channel-blocked layout");
+    blocked
 }

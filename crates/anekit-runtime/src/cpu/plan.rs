@@ -491,18 +491,11 @@ impl Compiler {
                 bytes: &mut scope.slot_bytes,
                 next: &mut scope.next_slot,
             };
-            let (count, released) = layout::rewrite(&mut steps, &outputs, &self.consts, &mut slots);
-            self.blocked_convs += count;
-            // Weights and biases now held packed by the blocked kernels only.
-            for i in released {
-                let uses = self.const_uses.entry(i).or_default();
-                *uses = uses.saturating_sub(1);
-                if *uses == 0
-                    && let Some(c) = self.consts.get_mut(i)
-                {
-                    *c = placeholder();
-                }
-            }
+            let mut table = ConstUses {
+                consts: &mut self.consts,
+                uses: &mut self.const_uses,
+            };
+            self.blocked_convs += layout::rewrite(&mut steps, &outputs, &mut table, &mut slots);
         }
         let scope = self.scope();
         let mut plan = SubPlan {
@@ -942,6 +935,28 @@ pub fn round_if_fp16(v: Value, dtype: Option<DataType>) -> Value {
             Value::F32(a.mapv(|x| half::f16::from_f32(x).to_f32()))
         }
         (v, _) => v,
+    }
+}
+
+/// The plan's constants with their use counts, for [`layout::rewrite`].
+struct ConstUses<'a> {
+    consts: &'a mut Vec<Value>,
+    uses: &'a mut HashMap<usize, usize>,
+}
+
+impl layout::ConstTable for ConstUses<'_> {
+    fn get(&self, i: usize) -> Option<&Value> {
+        self.consts.get(i)
+    }
+
+    fn release(&mut self, i: usize) {
+        let uses = self.uses.entry(i).or_default();
+        *uses = uses.saturating_sub(1);
+        if *uses == 0
+            && let Some(c) = self.consts.get_mut(i)
+        {
+            *c = placeholder();
+        }
     }
 }
 

@@ -372,7 +372,10 @@ impl Grid {
                             *d = *v;
                         }
                     } else {
-                        for (d, v) in dst.chunks_exact_mut(l).zip(srow[x0 * l..].chunks(l).step_by(sx)) {
+                        for (d, v) in dst
+                            .chunks_exact_mut(l)
+                            .zip(srow[x0 * l..].chunks(l).step_by(sx))
+                        {
                             d.copy_from_slice(v);
                         }
                     }
