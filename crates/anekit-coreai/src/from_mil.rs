@@ -2310,6 +2310,24 @@ impl Writer {
                 "loop variables {types:?} and results {declared:?} differ (Core AI loops keep their types)"
             ));
         }
+        // A constant condition: the loop never runs, or never ends. coreai-core 1.0.0b3
+        // refuses a while_v1 whose condition_v1 takes a constant ("failed to legalize
+        // operation 'arith.constant'"), so the first case is written without a loop.
+        let constant = c.outputs.first().and_then(|n| {
+            c.operations
+                .iter()
+                .find(|o| o.op_type == "const" && o.outputs.first().is_some_and(|x| &x.name == n))
+                .and_then(|o| o.attributes.get("val"))
+                .or_else(|| f.consts.get(n).copied())
+                .and_then(MilValue::as_bool)
+        });
+        match constant {
+            Some(false) => return Ok(vars),
+            Some(true) => {
+                return Err("the loop condition is always true: the loop never ends".into());
+            }
+            None => {}
+        }
         // Before: the cond block, then condition_v1(c, the arguments).
         let (before, args) = self.region_block(&vars);
         let outs = self.nested(f, before, c, args.clone())?;

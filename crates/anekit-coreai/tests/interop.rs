@@ -401,7 +401,8 @@ fn core_ai_fixtures_through_mil_and_back_run_in_coreai_core() {
 
 /// MIL ops whose Core AI forms have no Core ML fixture or Core AI fixture function of
 /// their own (argmin, the cumsum flags, argsort directions, the scatter modes, stack on
-/// any axis, local_response_norm, and the recurrent forms of `recurrent_forms`): each
+/// any axis, local_response_norm, control-flow forms the fixtures do not have, and the
+/// recurrent forms of `recurrent_forms`): each
 /// small program is written by `from_mil`, loaded
 /// and run by coreai-core, and its outputs equal those of anekit's CPU backend on the MIL
 /// program (exactly for indices; relative 1e-5 for floats); anekit reads the written
@@ -553,6 +554,27 @@ const WRITER_FORMS: &[(&str, &str)] = &[
                     tensor<fp32, [2, 3]> e = add(x = x_b, y = fp32(1.5))[name = string(\"e\")];
                 } -> (e);
         } -> (i_next, x_next);",
+    ),
+    // Constant conditions: anekit reads the module back choosing the region at
+    // translation (the false one here), and a loop whose condition is constant false
+    // never runs its body.
+    (
+        "cond_constant_predicate",
+        "tensor<fp32, [2, 3]> x) {
+    tensor<fp32, [2, 3]> y = cond(pred = bool(false))[name = string(\"y\")] {
+            tensor<fp32, [2, 3]> m = mul(x = x, y = fp32(3.0))[name = string(\"m\")];
+        } -> (m) {
+            tensor<fp32, [2, 3]> n = sub(x = x, y = fp32(0.5))[name = string(\"n\")];
+        } -> (n);",
+    ),
+    (
+        "while_loop_never_entered",
+        "tensor<fp32, [2, 3]> x) {
+    tensor<fp32, [2, 3]> y = while_loop(loop_vars = (x))[name = string(\"y\")] (tensor<fp32, [2, 3]> x_c) {
+            bool go = const()[name = string(\"go\"), val = bool(false)];
+        } -> (go) (tensor<fp32, [2, 3]> x_b) {
+            tensor<fp32, [2, 3]> x_next = mul(x = x_b, y = fp32(2.0))[name = string(\"x_next\")];
+        } -> (x_next);",
     ),
     (
         "local_response_norm",
