@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anekit_runtime::cpu::kernels::conv::{self, ConvParams, PadType};
 use anekit_runtime::cpu::kernels::pool::{self, PoolKind, PoolParams};
-use anekit_runtime::cpu::kernels::{activation, attention, linalg, normalization};
+use anekit_runtime::cpu::kernels::{activation, attention, blocked, linalg, normalization};
 
 /// What a kernel's rate is measured in.
 #[derive(Clone, Copy)]
@@ -83,6 +83,66 @@ fn conv_bench(
         work,
         run: Box::new(move || {
             black_box(conv::conv_forward(&xd, &wd, Some(&bias), &g));
+        }),
+    }
+}
+
+/// The same convolution in the channel-blocked layout (`NCHWc`, the plan's layout between
+/// convolutions): the input already blocked, the output left blocked.
+fn blocked_bench(
+    name: &'static str,
+    x: [usize; 4],
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    dw: bool,
+) -> Bench {
+    let [n, c, h, w] = x;
+    let groups = if dw { c } else { 1 };
+    let xs = vec![n, c, h, w];
+    let ws = vec![c_out, c / groups, k, k];
+    let params = ConvParams {
+        strides: Some(vec![stride as i64; 2]),
+        dilations: None,
+        pad: None,
+        pad_type: PadType::Same,
+        groups: groups as i64,
+        output_shape: None,
+    };
+    let g = conv::geometry(&xs, &ws, &params, false).unwrap();
+    let xd = data(xs.iter().product(), 1);
+    let wd = data(ws.iter().product(), 2);
+    let bias = data(c_out, 3);
+    let mut xb = vec![0.0; n * blocked::blocks(c) * h * w * blocked::CB];
+    blocked::to_blocked(&xd, n, c, h * w, &mut xb);
+    let [_, _, oh, ow]: [usize; 4] = g.out_shape().try_into().unwrap();
+    let out_len = n * blocked::blocks(c_out) * oh * ow * blocked::CB;
+    let macs = n * c_out * oh * ow * (c / groups) * k * k;
+    let work = if dw {
+        Work::Bytes(((xd.len() + n * c_out * oh * ow) * 4) as f64)
+    } else {
+        Work::Flops(2.0 * macs as f64)
+    };
+    let taps = k * k;
+    let dense = (!dw).then(|| blocked::Dense::new(&wd, Some(&bias), c_out, c, taps));
+    let depthwise = dw.then(|| blocked::Depthwise::new(&wd, Some(&bias), c_out, taps));
+    let out_buf = std::sync::Mutex::new(vec![0.0f32; out_len]);
+    Bench {
+        name,
+        shape: format!("{xs:?}→{:?} k{k} s{stride} g{groups}", g.out_shape()),
+        work,
+        // One output buffer for all runs, as the plan's buffer pool gives.
+        run: Box::new(move || {
+            let mut out = out_buf.lock().unwrap();
+            let out = &mut out[..];
+            let none = anekit_runtime::cpu::fuse::Epilogue::none();
+            let par = rayon::current_num_threads() > 1;
+            match (&dense, &depthwise) {
+                (Some(d), _) => d.forward(&xb, &g, &[], &none, out, par),
+                (_, Some(d)) => d.forward(&xb, &g, &none, out, par),
+                _ => {}
+            }
+            black_box(out);
         }),
     }
 }
@@ -223,6 +283,104 @@ fn benches() -> Vec<Bench> {
         });
     }
     // The fixture convnet's layers.
+    // The blocked (NCHWc) kernels on the same shapes.
+    v.push(blocked_bench("nchwc 3×3", [1, 64, 56, 56], 64, 3, 1, false));
+    v.push(blocked_bench(
+        "nchwc 1×1",
+        [1, 64, 56, 56],
+        256,
+        1,
+        1,
+        false,
+    ));
+    v.push(blocked_bench(
+        "nchwc 1×1",
+        [1, 256, 56, 56],
+        64,
+        1,
+        1,
+        false,
+    ));
+    v.push(blocked_bench(
+        "nchwc 3×3 s2",
+        [1, 128, 56, 56],
+        128,
+        3,
+        2,
+        false,
+    ));
+    v.push(blocked_bench(
+        "nchwc 3×3 late",
+        [1, 512, 7, 7],
+        512,
+        3,
+        1,
+        false,
+    ));
+    v.push(blocked_bench(
+        "nchwc 1×1 mnv2",
+        [1, 16, 112, 112],
+        96,
+        1,
+        1,
+        false,
+    ));
+    v.push(blocked_bench(
+        "nchwc 1×1 mnv2 late",
+        [1, 960, 7, 7],
+        320,
+        1,
+        1,
+        false,
+    ));
+    v.push(blocked_bench(
+        "nchwc 1×1 one block",
+        [1, 32, 112, 112],
+        16,
+        1,
+        1,
+        false,
+    ));
+    v.push(blocked_bench(
+        "nchwc 1×1 pad lanes",
+        [1, 24, 56, 56],
+        144,
+        1,
+        1,
+        false,
+    ));
+    v.push(blocked_bench(
+        "nchwc depthwise 3×3",
+        [1, 32, 112, 112],
+        32,
+        3,
+        1,
+        true,
+    ));
+    v.push(blocked_bench(
+        "nchwc depthwise 3×3 s2",
+        [1, 96, 112, 112],
+        96,
+        3,
+        2,
+        true,
+    ));
+    v.push(blocked_bench(
+        "nchwc depthwise 3×3 mid",
+        [1, 576, 14, 14],
+        576,
+        3,
+        1,
+        true,
+    ));
+    v.push(blocked_bench(
+        "nchwc depthwise 3×3 late",
+        [1, 960, 7, 7],
+        960,
+        3,
+        1,
+        true,
+    ));
     v.push(conv_bench("conv 3×3 tiny", [1, 3, 32, 32], 16, 3, 1, 1));
     v.push(conv_bench("conv 3×3 tiny", [1, 16, 16, 16], 32, 3, 1, 1));
     v.push(conv_bench("conv 1×1 mnv2", [1, 16, 112, 112], 96, 1, 1, 1));

@@ -22,7 +22,10 @@ fn models() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "mlpackage"))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "mlpackage" || e == "mlmodel")
+        })
         .collect();
     v.sort();
     v
@@ -98,6 +101,7 @@ fn rewrites_do_not_change_outputs() {
     let mut checked = 0;
     let mut fused_total = 0;
     let mut packed_total = 0;
+    let mut blocked_total = 0;
     for path in models() {
         let model = Model::open(&path).unwrap();
         let Ok(program) = model.require_program() else {
@@ -116,7 +120,14 @@ fn rewrites_do_not_change_outputs() {
             );
             fused_total += on.fused;
             packed_total += on.packed;
+            blocked_total += on.blocked;
+            eprintln!(
+                "{} {fname}: {} convolutions blocked",
+                path.display(),
+                on.blocked
+            );
             assert_eq!(off.packed, 0);
+            assert_eq!(off.blocked, 0);
             checked += 1;
         }
     }
@@ -129,6 +140,11 @@ fn rewrites_do_not_change_outputs() {
     assert!(
         fused_total >= 10,
         "only {fused_total} ops fused over all fixtures"
+    );
+    // the NeuralNetwork MobileNetV2 and conv nets
+    assert!(
+        blocked_total >= 10,
+        "only {blocked_total} convolutions ran channel-blocked over all fixtures"
     );
 }
 

@@ -199,6 +199,11 @@ pub fn recycle(v: Value) {
     }
 }
 
+/// Give a scratch buffer (from [`take`]) back to the pool.
+pub fn recycle_vec(v: Vec<f32>) {
+    POOL.recycle_vec(v);
+}
+
 /// The buffer of `a` when `a` is long enough to pool and owns it whole in standard layout.
 fn whole_buffer(a: ArrayD<f32>) -> Option<Vec<f32>> {
     if a.len() < MIN_LEN || !a.is_standard_layout() {

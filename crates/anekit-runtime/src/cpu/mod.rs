@@ -13,6 +13,7 @@ pub mod constexpr;
 pub mod exec;
 pub mod fuse;
 pub mod kernels;
+pub mod layout;
 pub mod packed;
 pub mod plan;
 pub mod value;
@@ -164,7 +165,7 @@ impl CpuModel {
             f,
             plan::CompileOptions {
                 fuse: options.precision != Precision::Fp16,
-                pack_weights: true,
+                ..plan::CompileOptions::default()
             },
         )?;
         // I/O specs: the description's (flexible shapes) where it covers this function, else

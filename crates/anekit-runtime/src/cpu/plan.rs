@@ -20,6 +20,7 @@ use anekit_mil::value::Value as MilValue;
 use super::constexpr;
 use super::fuse;
 use super::kernels::{self, Args, Kernel, OpCtx, RunCtx};
+use super::layout;
 use super::packed;
 use super::value::Value;
 use crate::engine::Precision;
@@ -155,6 +156,8 @@ pub struct Plan {
     pub folded: usize,
     /// Number of elementwise ops fused into the step before them.
     pub fused: usize,
+    /// Number of convolutions that run in the channel-blocked layout ([`layout`]).
+    pub blocked: usize,
     /// Weights kept packed for the kernels that decode them ([`packed`]).
     pub packed: usize,
 }
@@ -164,6 +167,8 @@ struct Scope {
     captures: Vec<(String, usize)>,
     next_slot: usize,
     slot_bytes: Vec<Option<usize>>,
+    /// Declared shape of each slot, where fixed (for [`layout`]).
+    slot_shapes: Vec<Option<Vec<usize>>>,
 }
 
 impl Scope {
@@ -173,11 +178,19 @@ impl Scope {
             captures: Vec::new(),
             next_slot: 0,
             slot_bytes: Vec::new(),
+            slot_shapes: Vec::new(),
         }
     }
     fn slot(&mut self, ty: Option<&ValueType>) -> usize {
         self.next_slot += 1;
         self.slot_bytes.push(ty.and_then(byte_size));
+        self.slot_shapes.push(ty.and_then(|t| {
+            t.as_tensor()?
+                .fixed_shape()?
+                .iter()
+                .map(|&d| usize::try_from(d).ok())
+                .collect()
+        }));
         self.next_slot - 1
     }
 }
@@ -195,6 +208,8 @@ fn byte_size(ty: &ValueType) -> Option<usize> {
 struct Compiler {
     /// Whether elementwise ops are fused ([`fuse`]).
     fuse: bool,
+    /// Whether convolutional regions run channel-blocked ([`layout`]).
+    blocked: bool,
     /// Whether big weights stay packed ([`packed`]).
     pack: bool,
     /// Constants not converted yet (their `consts` entry is a placeholder).
@@ -206,6 +221,11 @@ struct Compiler {
     scopes: Vec<Scope>,
     folded: usize,
     fused: usize,
+    blocked_convs: usize,
+    /// How many step parameters and block outputs name each constant (counted when made,
+    /// so fusion can only leave it too high): a weight only the blocked layout's packed
+    /// copy needs is dropped.
+    const_uses: HashMap<usize, usize>,
 }
 
 /// How to compile.
@@ -217,6 +237,9 @@ pub struct CompileOptions {
     /// Keep large fp16 / quantized / palettized weights in their stored form for the
     /// kernels that decode them on the fly ([`packed`]).
     pub pack_weights: bool,
+    /// Run convolutional regions in the channel-blocked layout ([`layout`]); with `fuse`
+    /// only. The default is on unless `ANEKIT_NCHWC=0`.
+    pub blocked_layout: bool,
 }
 
 impl Default for CompileOptions {
@@ -224,6 +247,7 @@ impl Default for CompileOptions {
         Self {
             fuse: true,
             pack_weights: true,
+            blocked_layout: layout::enabled_by_env(),
         }
     }
 }
@@ -235,6 +259,7 @@ impl CompileOptions {
         Self {
             fuse: false,
             pack_weights: false,
+            blocked_layout: false,
         }
     }
 }
@@ -302,6 +327,7 @@ pub fn compile_with(
     let opset = function.known_opset().unwrap_or(Opset::Ios18);
     let mut c = Compiler {
         fuse: options.fuse,
+        blocked: options.fuse && options.blocked_layout,
         pack: options.pack_weights,
         lazy: HashMap::new(),
         consts: Vec::new(),
@@ -310,6 +336,8 @@ pub fn compile_with(
         scopes: vec![Scope::new()],
         folded: 0,
         fused: 0,
+        blocked_convs: 0,
+        const_uses: HashMap::new(),
     };
     let mut inputs = Vec::new();
     let mut input_slots = Vec::new();
@@ -359,6 +387,7 @@ pub fn compile_with(
         state_types,
         folded: c.folded,
         fused: c.fused,
+        blocked: c.blocked_convs,
         packed: c
             .lazy
             .values()
@@ -437,10 +466,43 @@ impl Compiler {
         for o in &outputs {
             if let Src::Const(i) = *o {
                 self.materialise(i).map_err(crate::RuntimeError::Load)?;
+                *self.const_uses.entry(i).or_default() += 1;
             }
         }
         if self.fuse {
             self.fused += fuse::fuse(&mut steps, &outputs);
+        }
+        if self.blocked {
+            // The candidates' weights and biases, converted.
+            for step in &steps {
+                if step.op_type.split('+').next() != Some("conv") {
+                    continue;
+                }
+                for (name, srcs) in &step.params {
+                    if let ("weight" | "bias", [Src::Const(i)]) = (name.as_str(), srcs.as_slice()) {
+                        self.materialise(*i).map_err(crate::RuntimeError::Load)?;
+                    }
+                }
+            }
+            let n = self.scopes.len();
+            let scope = &mut self.scopes[n - 1];
+            let mut slots = layout::Slots {
+                shapes: &mut scope.slot_shapes,
+                bytes: &mut scope.slot_bytes,
+                next: &mut scope.next_slot,
+            };
+            let (count, released) = layout::rewrite(&mut steps, &outputs, &self.consts, &mut slots);
+            self.blocked_convs += count;
+            // Weights and biases now held packed by the blocked kernels only.
+            for i in released {
+                let uses = self.const_uses.entry(i).or_default();
+                *uses = uses.saturating_sub(1);
+                if *uses == 0
+                    && let Some(c) = self.consts.get_mut(i)
+                {
+                    *c = placeholder();
+                }
+            }
         }
         let scope = self.scope();
         let mut plan = SubPlan {
@@ -660,6 +722,11 @@ impl Compiler {
                     .collect::<Option<Vec<usize>>>()
             })
             .flatten();
+        for src in params.iter().flat_map(|(_, v)| v) {
+            if let Src::Const(i) = *src {
+                *self.const_uses.entry(i).or_default() += 1;
+            }
+        }
         steps.push(Step {
             op_name: op.display_name().to_string(),
             op_type: op.op_type.clone(),

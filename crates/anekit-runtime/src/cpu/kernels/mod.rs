@@ -57,6 +57,7 @@ pub fn inline<R>(f: impl FnOnce() -> R) -> R {
 
 pub mod activation;
 pub mod attention;
+pub mod blocked;
 pub mod classify;
 pub mod control;
 pub mod conv;

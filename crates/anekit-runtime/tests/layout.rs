@@ -1,0 +1,277 @@
+//! The channel-blocked layout pass (`cpu::layout`): on a small convolutional network with
+//! every kind of edge it handles — a function input read by a convolution, depthwise with
+//! stride 2, a 1×1 without bias, a dilated 3×3 with a fused residual `add` + `relu` and a
+//! fused scalar `mul`, a pooling op reading a blocked value, a blocked value leaving the
+//! function, and a convolution whose fused `batch_norm` keeps it in NCHW — the optimised
+//! plan runs the right steps blocked and gives the unoptimised plan's outputs (the
+//! unoptimised plan is the one the fixture tests check against PyTorch).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use anekit_runtime::Precision;
+use anekit_runtime::cpu::exec;
+use anekit_runtime::cpu::kernels::RunCtx;
+use anekit_runtime::cpu::plan::{self, CompileOptions};
+use anekit_runtime::cpu::value::Value;
+use ndarray::{ArrayD, IxDyn};
+
+/// Deterministic values in [-0.5, 0.5).
+fn values(n: usize, seed: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * 7919 + seed * 104_729) % 1009) as f32 / 1009.0 - 0.5)
+        .collect()
+}
+
+/// A MIL tensor literal of `shape` with [`values`].
+fn literal(shape: &[usize], seed: usize) -> String {
+    fn nest(v: &[f32], shape: &[usize]) -> String {
+        match shape {
+            [] => format!("{:?}", v[0]),
+            [_] => format!(
+                "[{}]",
+                v.iter()
+                    .map(|x| format!("{x:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            [d, rest @ ..] => {
+                let step = v.len() / d;
+                let parts: Vec<String> = v.chunks(step).map(|c| nest(c, rest)).collect();
+                format!("[{}]", parts.join(", "))
+            }
+        }
+    }
+    let n: usize = shape.iter().product();
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    format!(
+        "tensor<fp32, [{}]>({})",
+        dims.join(", "),
+        nest(&values(n, seed), shape)
+    )
+}
+
+fn ints(v: &[i64]) -> String {
+    let s: Vec<String> = v.iter().map(|d| d.to_string()).collect();
+    format!("tensor<int32, [{}]>([{}])", v.len(), s.join(", "))
+}
+
+/// `out = conv(x)` with a weight of shape `w`.
+#[allow(clippy::too_many_arguments)]
+fn conv(
+    out: &str,
+    out_shape: [usize; 4],
+    x: &str,
+    w: [usize; 4],
+    stride: i64,
+    dilation: i64,
+    pad: i64,
+    groups: i64,
+    bias: bool,
+    seed: usize,
+) -> String {
+    let [n, c, h, wd] = out_shape;
+    let bias = if bias {
+        format!("bias = {}, ", literal(&w[..1], seed + 1))
+    } else {
+        String::new()
+    };
+    format!(
+        "            tensor<fp32, [{n}, {c}, {h}, {wd}]> {out} = conv({bias}dilations = {}, groups = \
+         tensor<int32, []>({groups}), pad = {}, pad_type = tensor<string, []>(\"custom\"), \
+         strides = {}, weight = {}, x = {x})[name = tensor<string, []>(\"{out}\")];\n",
+        ints(&[dilation, dilation]),
+        ints(&[pad; 4]),
+        ints(&[stride, stride]),
+        literal(&w, seed),
+    )
+}
+
+fn program() -> String {
+    let mut body = String::new();
+    // function input → 3×3, 20 → 24 channels, then relu
+    body += &conv(
+        "c1",
+        [1, 24, 13, 11],
+        "x",
+        [24, 20, 3, 3],
+        1,
+        1,
+        1,
+        1,
+        true,
+        1,
+    );
+    body += "            tensor<fp32, [1, 24, 13, 11]> r1 = relu(x = c1)[name = tensor<string, []>(\"r1\")];\n";
+    // depthwise 3×3, stride 2, then relu6 as clip
+    body += &conv(
+        "c2",
+        [1, 24, 7, 6],
+        "r1",
+        [24, 1, 3, 3],
+        2,
+        1,
+        1,
+        24,
+        true,
+        3,
+    );
+    body += "            tensor<fp32, [1, 24, 7, 6]> r2 = clip(alpha = tensor<fp32, []>(0.0), beta = tensor<fp32, []>(6.0), x = c2)[name = tensor<string, []>(\"r2\")];\n";
+    // 1×1 without bias, 24 → 40
+    body += &conv(
+        "c3",
+        [1, 40, 7, 6],
+        "r2",
+        [40, 24, 1, 1],
+        1,
+        1,
+        0,
+        1,
+        false,
+        5,
+    );
+    // dilated 3×3 with a residual add and relu, then a scalar mul
+    body += &conv(
+        "c4",
+        [1, 40, 7, 6],
+        "c3",
+        [40, 40, 3, 3],
+        1,
+        2,
+        2,
+        1,
+        true,
+        7,
+    );
+    body += "            tensor<fp32, [1, 40, 7, 6]> a4 = add(x = c4, y = c3)[name = tensor<string, []>(\"a4\")];\n";
+    body += "            tensor<fp32, [1, 40, 7, 6]> r4 = relu(x = a4)[name = tensor<string, []>(\"r4\")];\n";
+    body += "            tensor<fp32, [1, 40, 7, 6]> m4 = mul(x = r4, y = tensor<fp32, []>(0.5))[name = tensor<string, []>(\"m4\")];\n";
+    // pooling reads a blocked value: converted back
+    body += "            tensor<fp32, [1, 40, 1, 1]> pooled = reduce_mean(axes = tensor<int32, [2]>([2, 3]), keep_dims = tensor<bool, []>(true), x = m4)[name = tensor<string, []>(\"pooled\")];\n";
+    // a blocked output leaves the function
+    body += &conv(
+        "c5",
+        [1, 16, 7, 6],
+        "m4",
+        [16, 40, 1, 1],
+        1,
+        1,
+        0,
+        1,
+        true,
+        9,
+    );
+    // a fused per-channel batch_norm keeps this one in NCHW
+    body += &conv(
+        "c6",
+        [1, 40, 7, 6],
+        "c3",
+        [40, 40, 1, 1],
+        1,
+        1,
+        0,
+        1,
+        true,
+        11,
+    );
+    body += &format!(
+        "            tensor<fp32, [1, 40, 7, 6]> bn = batch_norm(beta = {}, epsilon = tensor<fp32, []>(0.001), gamma = {}, mean = {}, variance = {}, x = c6)[name = tensor<string, []>(\"bn\")];\n",
+        literal(&[40], 12),
+        literal(&[40], 13),
+        literal(&[40], 14),
+        "tensor<fp32, [40]>([".to_string() + &vec!["1.5"; 40].join(", ") + "])",
+    );
+    format!(
+        "program(1.0)\n{{\n    func main<ios15>(tensor<fp32, [1, 20, 13, 11]> x) {{\n{body}        }} -> (pooled, c5, bn);\n}}\n"
+    )
+}
+
+fn run(p: &plan::Plan, x: &[f32], threads: usize) -> Vec<Value> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let mut ctx = RunCtx {
+            precision: Precision::Fp32,
+            numerics: None,
+            numerics_warnings: Vec::new(),
+            state: None,
+            consts: &p.consts,
+            state_types: &p.state_types,
+        };
+        let input =
+            Value::F32(ArrayD::from_shape_vec(IxDyn(&[1, 20, 13, 11]), x.to_vec()).unwrap());
+        exec::run(
+            &p.main,
+            vec![input],
+            Vec::new(),
+            &mut ctx,
+            &mut exec::Meter::default(),
+        )
+        .unwrap()
+    })
+}
+
+#[test]
+fn blocked_regions_give_the_unoptimised_outputs() {
+    let text = program();
+    let program = anekit_mil::text::parse_without_weights(&text, "layout").unwrap();
+    let f = &program.functions["main"];
+    let on = plan::compile_with(
+        "main",
+        f,
+        CompileOptions {
+            blocked_layout: true,
+            ..CompileOptions::default()
+        },
+    )
+    .unwrap();
+    let off = plan::compile_with("main", f, CompileOptions::unoptimized()).unwrap();
+    // c1..c5 run blocked; c6 (fused batch_norm) does not.
+    assert_eq!(on.blocked, 5);
+    let types: Vec<&str> = on.main.steps.iter().map(|s| s.op_type.as_str()).collect();
+    let count = |t: &str| types.iter().filter(|s| **s == t).count();
+    // x once; back for c3 (read by c6), m4 (read by the pooling) and c5 (an output)
+    assert_eq!(count("reorder_nchwc"), 1, "{types:?}");
+    assert_eq!(count("reorder_nchw"), 3, "{types:?}");
+    assert!(types.contains(&"conv_nchwc+relu"), "{types:?}");
+    assert!(types.contains(&"conv_nchwc+add+relu+mul"), "{types:?}");
+    assert!(types.contains(&"conv+batch_norm"), "{types:?}");
+    let x = values(20 * 13 * 11, 99);
+    let want = run(&off, &x, 1);
+    for threads in [1, 2, 5] {
+        let got = run(&on, &x, threads);
+        assert_eq!(got.len(), want.len());
+        for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+            let (Value::F32(a), Value::F32(b)) = (a, b) else {
+                panic!("output {k}: {a:?} {b:?}")
+            };
+            assert_eq!(a.shape(), b.shape(), "output {k}");
+            let m = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+            for (p, q) in a.iter().zip(b) {
+                assert!(
+                    (p - q).abs() <= 1e-5 * m.max(1.0),
+                    "output {k} on {threads} threads: {p} vs {q}"
+                );
+            }
+        }
+    }
+}
+
+/// `ANEKIT_NCHWC=0`-style option off: no step runs blocked.
+#[test]
+fn the_pass_can_be_turned_off() {
+    let text = program();
+    let program = anekit_mil::text::parse_without_weights(&text, "layout").unwrap();
+    let f = &program.functions["main"];
+    let p = plan::compile_with(
+        "main",
+        f,
+        CompileOptions {
+            blocked_layout: false,
+            ..CompileOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(p.blocked, 0);
+    assert!(p.main.steps.iter().all(|s| !s.op_type.contains("nchw")));
+}
