@@ -36,6 +36,13 @@ fn main() -> ExitCode {
             cal.fit.energy_max_abs_error * 100.0,
             cal.fit.energy.len()
         );
+        let obj: f64 = cal
+            .fit
+            .latency
+            .iter()
+            .map(|p| (p.model / p.measured).ln().powi(2))
+            .sum();
+        eprintln!("objective (sum of squared log errors): {obj:.3}");
         eprintln!("model: {:?}\nenergy: {:?}", cal.ane, cal.energy);
         Ok(serde_json::to_string_pretty(&cal)? + "\n")
     };

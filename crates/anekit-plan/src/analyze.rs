@@ -19,7 +19,7 @@ use crate::report::{
 
 /// The median absolute latency error of the estimate on the held-out whole-model validation
 /// set (docs/analyze.md, scripts/make_estimator_models.py), quoted in every report's notes.
-pub const VALIDATION_MEDIAN_ERROR_PCT: f64 = 44.3;
+pub const VALIDATION_MEDIAN_ERROR_PCT: f64 = 33.5;
 use crate::rules::{self, Ctx, Effect, Hit};
 
 /// What to analyse for.

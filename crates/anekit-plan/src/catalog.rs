@@ -38,7 +38,8 @@ pub struct Generation {
     pub conv_kernel_width_max: Fact<u64>,
     /// The last axis of an ANE buffer is padded to a multiple of this many bytes.
     pub last_axis_alignment_bytes: Fact<u64>,
-    /// On-chip buffer for activations (weights stream from DRAM).
+    /// On-chip working set: the largest single operand (activation or weight) a layer keeps on
+    /// chip; a larger one is tiled and streamed from DRAM (weights always stream from DRAM).
     pub sram_bytes: Fact<u64>,
     /// Whether int8 × int8 compute (int8 activations) is faster than fp16.
     pub int8_activations: Fact<bool>,
@@ -380,11 +381,26 @@ impl Catalog {
         // One prediction runs on one Neural Engine: an Ultra's second engine does not speed
         // up a single model (whisper.cpp: tiny encoder 30 ms on M1 Pro, 29.4 ms on M2 Ultra).
         let engines = f64::from(chip.ane_engines.value.max(1));
+        // A figure measured on another chip of the same generation: the one whose system
+        // memory bandwidth is closest (by ratio) to this chip's, so a phone borrows from the
+        // base Mac of its generation and a Pro, Max or Ultra from its own die class (the
+        // compiler's targets split a generation into a base die and a Pro/Max/Ultra die:
+        // ane-guide, chapter 34), independently of the catalog's order (ties: the first).
+        let my_mem = chip.memory_bandwidth_gbs.as_ref().map(|m| m.value);
+        let distance = |c: &Chip| match (my_mem, c.memory_bandwidth_gbs.as_ref()) {
+            (Some(a), Some(b)) if a > 0.0 && b.value > 0.0 => (a / b.value).ln().abs(),
+            _ => f64::INFINITY,
+        };
         let sibling = |f: &dyn Fn(&Chip) -> Option<f64>| {
             self.chips
                 .iter()
                 .filter(|c| c.generation.value == chip.generation.value && c.name != chip.name)
-                .find_map(|c| f(c).map(|v| (v, c.name.clone())))
+                .filter_map(|c| f(c).map(|v| (v, c)))
+                .fold(None, |best: Option<(f64, &Chip)>, (v, c)| match best {
+                    Some((_, b)) if distance(b) <= distance(c) => best,
+                    _ => Some((v, c)),
+                })
+                .map(|(v, c)| (v, c.name.clone()))
         };
         // A measured speed-up over another chip (the reference resolved without recursion
         // beyond one level).

@@ -6,16 +6,17 @@
 //! Neural Engine every activation's last axis is padded to the generation's alignment
 //! (64 bytes; `APPLE-ART` Principle 1), so a `[…, 1]` tensor costs 32× its size in fp16.
 //!
-//! On the Neural Engine an op's time ([`ane_op_time`]) is its compute at the class roof (the
-//! chip's measured GEMM peak × a calibrated factor for convolutions, linear layers and
-//! run-time matrix products) or its weight stream, whichever is longer, plus its activation
-//! traffic: tensors that cross the program boundary move at the chip's measured streaming
-//! bandwidth, tensors kept inside the program at a calibrated multiple of the engine's
-//! (the fastest streaming measured on its generation: the on-chip buffer is the engine's),
-//! each weighted
-//! by a per-class traffic factor (normalisations cost more than a copy). The constants are
-//! fitted on one-op and synthetic micro-benchmarks only (`crate::calibration`). GPU and CPU
-//! keep a roofline: `max(flops / peak, bytes / bandwidth)` plus a per-op overhead.
+//! On the Neural Engine an op's time ([`ane_op_time`]) is the longest of its compute at the
+//! class roof (the chip's measured GEMM peak × a calibrated factor for convolutions, linear
+//! layers and run-time matrix products, × a further calibrated factor when the layer runs
+//! fused inside a program with its operands in the on-chip working set), its weight stream
+//! and its activation traffic: tensors that cross the program boundary move at the chip's
+//! measured streaming bandwidth, tensors kept inside the program at a calibrated multiple of
+//! the engine's (the fastest streaming measured on its generation: the on-chip buffer is the
+//! engine's) while the op's largest tensor fits the working set, each weighted by a
+//! per-class traffic factor (normalisations cost more than a copy). The constants are fitted
+//! on one-op and synthetic micro-benchmarks only (`crate::calibration`). GPU and CPU keep a
+//! roofline: `max(flops / peak, bytes / bandwidth)` plus a per-op overhead.
 
 use anekit_mil::{DataType, TensorType};
 use serde::Serialize;
@@ -1151,7 +1152,7 @@ pub struct OpTime {
 }
 
 /// Bytes the Neural Engine moves for `c` on `generation`: (weights, activations, whether
-/// the activations fit on chip).
+/// the activations stay in the on-chip working set, [`activations_fit`]).
 pub fn ane_bytes(c: &OpCost, generation: &Generation) -> (f64, f64, bool) {
     let w = ane_weight_bytes(c, generation);
     let align = generation.last_axis_alignment_bytes.value;
@@ -1163,7 +1164,40 @@ pub fn ane_bytes(c: &OpCost, generation: &Generation) -> (f64, f64, bool) {
             .map(|a| padded_bytes(&a.shape, a.elem, align))
             .sum()
     };
-    (w, act, act <= generation.sram_bytes.value as f64)
+    (w, act, activations_fit(c, generation))
+}
+
+/// The padded size of the largest run-time tensor `c` reads or writes on `generation`.
+fn largest_activation(c: &OpCost, generation: &Generation) -> f64 {
+    let align = generation.last_axis_alignment_bytes.value;
+    c.activations
+        .iter()
+        .map(|a| padded_bytes(&a.shape, a.elem, align))
+        .fold(0.0, f64::max)
+}
+
+/// Whether `c`'s activations stay in the engine's on-chip working set: the compiler keeps a
+/// layer on chip while its largest single operand fits the working-set size
+/// (`generation.sram_bytes`, the hardware table's `MemCacheSize`: 2 MB on the M1, 4.72 MB
+/// measured on the M5) and tiles and streams it from DRAM beyond (ane-guide, chapter 21,
+/// `ZinMirMatMul::LowerNEMatMulToNEConv`). The test is on the size of one tensor, not on the
+/// sum of the operands.
+pub fn activations_fit(c: &OpCost, generation: &Generation) -> bool {
+    largest_activation(c, generation) <= generation.sram_bytes.value as f64
+}
+
+/// Whether a convolution or matrix product runs at the fused in-program rate: none of its
+/// tensors crosses the program boundary and its largest operand, weights included, fits the
+/// working set. A fused chain of such layers runs well above the rate of the same layer as a
+/// one-op program (ane-guide, chapter 9: a fused matmul chain ~12 TFLOP/s on the M1 against
+/// 4.8 for one large matmul past the working set; 19.6 against 9.5 on the M5).
+fn runs_fused(c: &OpCost, generation: &Generation, external: &dyn Fn(&Act) -> bool) -> bool {
+    matches!(
+        c.class,
+        AneClass::Conv | AneClass::Linear | AneClass::Matmul
+    ) && !c.activations.iter().any(external)
+        && largest_activation(c, generation).max(ane_weight_bytes(c, generation))
+            <= generation.sram_bytes.value as f64
 }
 
 /// Weight bytes the Neural Engine streams for `c`: as stored when the generation streams the
@@ -1190,12 +1224,14 @@ pub fn ane_weight_bytes(c: &OpCost, generation: &Generation) -> f64 {
 /// `external(act)` says whether a tensor crosses the program boundary (a program input or
 /// output, read or written through DRAM at the streaming bandwidth) rather than staying
 /// inside the program (moved at `onchip_factor` × the generation's fastest measured
-/// streaming bandwidth, `perf.ane_onchip_base_gbs`, while the op's tensors fit the on-chip
-/// buffer).
+/// streaming bandwidth, `perf.ane_onchip_base_gbs`, while the op's largest tensor fits the
+/// on-chip working set, [`activations_fit`]). A convolution or matrix product entirely
+/// inside a program whose operands fit the working set computes at `fused_vs_single` × its
+/// class roof.
 ///
 /// ```text
-/// t = overhead + max(flops / (κ_class · gemm roof), weight bytes / weight bandwidth)
-///              + Σ tensors  padded bytes · traffic_class / (stream or on-chip bandwidth)
+/// t = overhead + max(flops / (κ_class · [fused] · gemm roof), weight bytes / weight bandwidth,
+///                    Σ tensors  padded bytes · traffic_class / (stream or on-chip bandwidth))
 /// ```
 pub fn ane_op_time(
     c: &OpCost,
@@ -1235,6 +1271,11 @@ pub fn ane_op_time(
         AneClass::Matmul | AneClass::Attention => model.matmul_vs_gemm,
         _ => 0.0,
     };
+    let kappa = if runs_fused(c, generation, external) {
+        kappa * model.fused_vs_single
+    } else {
+        kappa
+    };
     let compute_us = if kappa > 0.0 && roof > 0.0 {
         c.flops / (kappa * roof)
     } else {
@@ -1247,16 +1288,12 @@ pub fn ane_op_time(
     };
     let align = generation.last_axis_alignment_bytes.value;
     let stream = (perf.ane_stream_gbs * 1e3).max(1e-9); // bytes per µs
-    let total_act: f64 = c
-        .activations
-        .iter()
-        .map(|a| padded_bytes(&a.shape, a.elem, align))
-        .sum();
-    let fits = total_act <= generation.sram_bytes.value as f64;
+    let fits = activations_fit(c, generation);
     let onchip = (perf.ane_onchip_base_gbs * 1e3).max(1e-9);
     let traffic = model.traffic(c.class);
-    // Inside a program, tensors move at the on-chip rate while the op's tensors fit the
-    // on-chip buffer; larger ones are tiled through DRAM (at most the DRAM bandwidth).
+    // Inside a program, tensors move at the on-chip rate while the op's largest tensor fits
+    // the on-chip working set; beyond it they are tiled through DRAM (at most the DRAM
+    // bandwidth).
     let factor = match c.class {
         AneClass::Conv | AneClass::Linear | AneClass::Matmul => model.onchip_factor,
         _ => model.onchip_factor_elementwise,

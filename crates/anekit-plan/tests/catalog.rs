@@ -352,3 +352,44 @@ fn onchip_rate_is_the_engines_not_the_socs() {
     let m3 = perf("M3");
     assert_eq!(m3.ane_onchip_base_gbs, m3.ane_stream_gbs);
 }
+
+/// A figure a chip lacks is borrowed from the chip of its generation whose system memory
+/// bandwidth is closest, whatever the catalog's order: a phone from the base Mac of its
+/// generation, a Pro, Max or Ultra from its own die class (the compiler's targets: the M1
+/// Pro, Max and Ultra share one die target, the M1 another; ane-guide, chapter 34).
+#[test]
+fn borrowed_figures_come_from_the_nearest_memory_class() {
+    let perf = |n: &str| cat().perf(cat().chip(n).unwrap());
+    // The A14 (34 GB/s) borrows the M1's (68 GB/s) streaming rate and floor ...
+    let a14 = perf("A14");
+    assert_eq!(a14.ane_stream_gbs, 5.4);
+    assert_eq!(a14.ane_dispatch_us, 220.0);
+    assert!(
+        a14.ane_stream_basis.contains("on M1 ("),
+        "{}",
+        a14.ane_stream_basis
+    );
+    // ... the M1 Pro (200 GB/s) and M1 Ultra the M1 Max's (400 GB/s).
+    for n in ["M1 Pro", "M1 Ultra"] {
+        let p = perf(n);
+        assert_eq!(p.ane_stream_gbs, 7.44, "{n}");
+        assert_eq!(p.ane_dispatch_us, 164.0, "{n}");
+        assert_eq!(p.ane_tflops, 4.59, "{n}");
+    }
+    // The A17 Pro borrows from the M4, not the M4 Max.
+    assert_eq!(perf("A17 Pro").ane_tflops, 5.44);
+}
+
+/// Source: ANE-GUIDE (chapters 12 and 21). The on-chip working set is a bound on the largest
+/// single operand of a layer: 2 MB on the M1 (the hardware table's MemCacheSize), 4.72 MB
+/// measured on the M5; assumed the same across the generations without a figure.
+#[test]
+fn working_set_is_a_per_operand_bound() {
+    let ws = |g: &str| cat().generation(g).unwrap().sram_bytes.value;
+    assert_eq!(ws("h13"), 2 * 1024 * 1024);
+    assert_eq!(ws("h17"), 4_720_000);
+    assert_eq!(ws("h14"), ws("h13"));
+    assert_eq!(ws("h15"), ws("h13"));
+    assert_eq!(ws("h16"), ws("h17"));
+    assert_eq!(ws("h18"), ws("h17"));
+}

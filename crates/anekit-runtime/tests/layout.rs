@@ -1,5 +1,6 @@
 //! The channel-blocked layout pass (`cpu::layout`): on a small convolutional network with
-//! every kind of edge it handles — a function input read by a convolution, depthwise with
+//! every kind of edge it handles — a 3-channel function input read NCHW by a convolution
+//! with a blocked output, a pooling between blocked convolutions, depthwise with
 //! stride 2, a 1×1 without bias, a dilated 3×3 with a fused residual `add` + `relu` and a
 //! fused scalar `mul`, a pooling op reading a blocked value, a blocked value leaving the
 //! function, and a convolution whose fused `batch_norm` keeps it in NCHW — the optimised
@@ -87,11 +88,26 @@ fn conv(
 
 fn program() -> String {
     let mut body = String::new();
-    // function input → 3×3, 20 → 24 channels, then relu
+    // the function input's 3 channels, read NCHW: 3×3, 3 → 20 channels
+    body += &conv(
+        "c0",
+        [1, 20, 13, 11],
+        "x",
+        [20, 3, 3, 3],
+        1,
+        1,
+        1,
+        1,
+        true,
+        15,
+    );
+    // a pooling reads it NCHW, and the next convolution reads the pooling blocked
+    body += "            tensor<fp32, [1, 20, 13, 11]> p0 = max_pool(kernel_sizes = tensor<int32, [2]>([3, 3]), pad = tensor<int32, [4]>([1, 1, 1, 1]), pad_type = tensor<string, []>(\"custom\"), strides = tensor<int32, [2]>([1, 1]), x = c0)[name = tensor<string, []>(\"p0\")];\n";
+    // 3×3, 20 → 24 channels, then relu
     body += &conv(
         "c1",
         [1, 24, 13, 11],
-        "x",
+        "p0",
         [24, 20, 3, 3],
         1,
         1,
@@ -180,7 +196,7 @@ fn program() -> String {
         "tensor<fp32, [40]>([".to_string() + &vec!["1.5"; 40].join(", ") + "])",
     );
     format!(
-        "program(1.0)\n{{\n    func main<ios15>(tensor<fp32, [1, 20, 13, 11]> x) {{\n{body}        }} -> (pooled, c5, bn);\n}}\n"
+        "program(1.0)\n{{\n    func main<ios15>(tensor<fp32, [1, 3, 13, 11]> x) {{\n{body}        }} -> (pooled, c5, bn);\n}}\n"
     )
 }
 
@@ -198,8 +214,7 @@ fn run(p: &plan::Plan, x: &[f32], threads: usize) -> Vec<Value> {
             consts: &p.consts,
             state_types: &p.state_types,
         };
-        let input =
-            Value::F32(ArrayD::from_shape_vec(IxDyn(&[1, 20, 13, 11]), x.to_vec()).unwrap());
+        let input = Value::F32(ArrayD::from_shape_vec(IxDyn(&[1, 3, 13, 11]), x.to_vec()).unwrap());
         exec::run(
             &p.main,
             vec![input],
@@ -226,17 +241,18 @@ fn blocked_regions_give_the_unoptimised_outputs() {
     )
     .unwrap();
     let off = plan::compile_with("main", f, CompileOptions::unoptimized()).unwrap();
-    // c1..c5 run blocked; c6 (fused batch_norm) does not.
-    assert_eq!(on.blocked, 5);
+    // c0..c5 run blocked; c6 (fused batch_norm) does not.
+    assert_eq!(on.blocked, 6);
     let types: Vec<&str> = on.main.steps.iter().map(|s| s.op_type.as_str()).collect();
     let count = |t: &str| types.iter().filter(|s| **s == t).count();
-    // x once; back for c3 (read by c6), m4 (read by the pooling) and c5 (an output)
+    // p0 to blocked; back for c0 (read by the max_pool), c3 (read by c6), m4 (read by the
+    // mean) and c5 (an output)
     assert_eq!(count("reorder_nchwc"), 1, "{types:?}");
-    assert_eq!(count("reorder_nchw"), 3, "{types:?}");
+    assert_eq!(count("reorder_nchw"), 4, "{types:?}");
     assert!(types.contains(&"conv_nchwc+relu"), "{types:?}");
     assert!(types.contains(&"conv_nchwc+add+relu+mul"), "{types:?}");
     assert!(types.contains(&"conv+batch_norm"), "{types:?}");
-    let x = values(20 * 13 * 11, 99);
+    let x = values(3 * 13 * 11, 99);
     let want = run(&off, &x, 1);
     for threads in [1, 2, 5] {
         let got = run(&on, &x, threads);

@@ -6,9 +6,9 @@
 //! level (`onnxruntime/core/optimizer/nchwc_transformer.cc`).
 //!
 //! 1. A **candidate** is a 2-D `conv` step whose shapes, weight, bias and parameters are known
-//!    at load: one group with at least [`MIN_DENSE_CHANNELS`] input channels (fewer, such as
-//!    an image's 3, would be mostly zero lanes), or depthwise with one output channel per
-//!    input channel. Its fused epilogue may hold activations, scalar constants and operands
+//!    at load: one group (with fewer than [`MIN_DENSE_CHANNELS`] input channels, such as an
+//!    image's 3, the input stays NCHW: blocks of them would be mostly zero lanes), or
+//!    depthwise with one output channel per input channel. Its fused epilogue may hold activations, scalar constants and operands
 //!    of exactly the output's shape (a residual `add`); a broadcast operand (a per-channel
 //!    `batch_norm`, say) keeps the step in NCHW, since its lanes would not line up.
 //! 2. With at least [`MIN_CANDIDATES`] candidates in a block, each runs blocked: its output
@@ -142,14 +142,11 @@ fn candidate(step: &Step, consts: &[Value], slots: &Slots<'_>) -> Option<Candida
     }
     let taps = g.k[1] * g.k[2];
     let wd: Vec<f32> = w.iter().copied().collect();
+    let b = bias.as_deref();
     let kind = if g.groups == 1 && g.c_in >= MIN_DENSE_CHANNELS {
-        Kind::Dense(blocked::Dense::new(
-            &wd,
-            bias.as_deref(),
-            g.c_out,
-            g.c_in,
-            taps,
-        ))
+        Kind::Dense(blocked::Dense::new(&wd, b, g.c_out, g.c_in, taps))
+    } else if g.groups == 1 {
+        Kind::Dense(blocked::Dense::nchw_input(&wd, b, g.c_out, g.c_in, taps))
     } else if g.groups == g.c_in && g.c_out == g.c_in && g.c_in > 1 {
         Kind::Depthwise(blocked::Depthwise::new(&wd, bias.as_deref(), g.c_out, taps))
     } else {
@@ -158,7 +155,10 @@ fn candidate(step: &Step, consts: &[Value], slots: &Slots<'_>) -> Option<Candida
     if bias.as_ref().is_some_and(|b| b.len() != g.c_out) {
         return None;
     }
-    let mut blocked_inputs = vec![("x".to_string(), x, xs)];
+    let mut blocked_inputs = Vec::new();
+    if !matches!(&kind, Kind::Dense(d) if d.reads_nchw()) {
+        blocked_inputs.push(("x".to_string(), x, xs));
+    }
     for op in &step.epilogue {
         match op {
             EwOp::Unary(_) => {}

@@ -136,19 +136,19 @@ fn out_len_is_large(len: usize) -> bool {
     len >= PAR_COPY && super::threads() > 1
 }
 
-/// Weights as vectors of `CB` output channels, zero past the real channels:
-/// `[⌈C_out/CB⌉][groups' input blocks][taps][input lanes]` for [`Dense`] (`cin_lanes` = CB),
-/// `[⌈C/CB⌉][taps]` for [`Depthwise`] (`cin_lanes` = 1, `c_in` = 1).
-fn pack(w: &[f32], c_out: usize, c_in: usize, taps: usize, dense: bool) -> Vec<Lanes> {
+/// Weights `w` (`[C_out, C_in, taps]`) as vectors of `CB` output channels, zero past the
+/// real channels: `[⌈C_out/CB⌉][⌈C_in/lanes⌉][taps][lanes]`, where `lanes` is the input's
+/// channels per block: CB for a blocked input, 1 for an NCHW one ([`Dense`]), 1 with
+/// `C_in` = 1 for [`Depthwise`] (`[⌈C/CB⌉][taps]`).
+fn pack(w: &[f32], c_out: usize, c_in: usize, taps: usize, lanes: usize) -> Vec<Lanes> {
     let cbo = blocks(c_out);
-    let (cbi, lanes) = if dense { (blocks(c_in), CB) } else { (1, 1) };
+    let cbi = c_in.div_ceil(lanes);
     let mut p = vec![[0.0f32; CB]; cbo * cbi * taps * lanes];
     for oc in 0..c_out {
         for ic in 0..c_in {
             for t in 0..taps {
                 let v = w[(oc * c_in + ic) * taps + t];
-                let (ib, il) = if dense { (ic / CB, ic % CB) } else { (0, 0) };
-                p[(((oc / CB) * cbi + ib) * taps + t) * lanes + il][oc % CB] = v;
+                p[(((oc / CB) * cbi + ic / lanes) * taps + t) * lanes + ic % lanes][oc % CB] = v;
             }
         }
     }
@@ -253,7 +253,10 @@ fn for_bands(
     }
 }
 
-/// A convolution with one group over blocked activations, weights packed at load.
+/// A convolution with one group writing blocked activations, weights packed at load. Its
+/// input is blocked too ([`Dense::new`]), or NCHW for the few channels of an image
+/// ([`Dense::nchw_input`]: each channel plane is a "block" of one lane, so the same tiles
+/// broadcast from it and no conversion runs before the network's first convolution).
 #[derive(Debug, Clone)]
 pub struct Dense {
     w: Vec<Lanes>,
@@ -261,32 +264,36 @@ pub struct Dense {
     c_in: usize,
     c_out: usize,
     taps: usize,
+    /// Input channels per input block: CB, or 1 (NCHW).
+    lanes: usize,
 }
 
 /// Pixels of slack after each grid plane, so that a tile never reads past it.
 const SLACK: usize = 16;
 
 /// How the input is laid out for the tiles of [`Dense::forward`]: output pixel `(oy, ox)`
-/// is grid position `q = oy·gw + ox`, and kernel tap `t` of it reads input pixel
-/// `q + taps[t]` (in floats: `(q·CB + taps[t])`) of the block's grid planes. For a stride-1
-/// convolution the grid is the zero-padded input (columns `ox ≥ ow` are computed and
-/// dropped); for stride `s` the padded input is split into its `s × s` phases (the pixels
+/// is grid position `q = oy·gw + ox`, and kernel tap `t` of it reads input pixel `q` shifted
+/// by a constant (in floats: `q·lanes + taps[t]`) of the block's grid planes, a pixel being
+/// `lanes` floats (CB, or 1 for an NCHW input). For a stride-1 convolution the grid is the
+/// zero-padded input (columns `ox ≥ ow` are computed and dropped, unless tiles follow rows);
+/// for stride `s` the padded input is split into its `s × s` phases (the pixels
 /// `(y·s + a, x·s + b)`), each its own grid plane, so every tap is again a constant offset.
 struct Grid {
     gh: usize,
     gw: usize,
+    lanes: usize,
     /// The phases `(a, b)` the taps read, in plane order.
     phases: Vec<(usize, usize)>,
     /// Float offset of each tap.
     taps: Vec<usize>,
-    /// Floats per input block: every phase plane plus [`SLACK`].
+    /// Floats per input block: every phase plane plus [`SLACK`] pixels.
     block: usize,
     /// The input can be read as it is (stride 1, no padding, nothing past its end).
     direct: bool,
 }
 
 impl Grid {
-    fn of(g: &ConvGeom, tile: usize) -> Self {
+    fn of(g: &ConvGeom, tile: usize, lanes: usize) -> Self {
         let (h, w) = (g.inp[1], g.inp[2]);
         let (oh, ow) = (g.out[1], g.out[2]);
         let (kh, kw) = (g.k[1], g.k[2]);
@@ -308,7 +315,7 @@ impl Grid {
                     }
                 };
                 let within = (ky * dy / sy) * gw + kx * dx / sx;
-                taps.push((pi * gh * gw + within) * CB);
+                taps.push((pi * gh * gw + within) * lanes);
             }
         }
         let direct = sy == 1
@@ -319,13 +326,14 @@ impl Grid {
             && gh <= h
             && h * w >= tile;
         let block = if direct {
-            h * w * CB
+            h * w * lanes
         } else {
-            (phases.len() * gh * gw + SLACK) * CB
+            (phases.len() * gh * gw + SLACK) * lanes
         };
         Grid {
             gh,
             gw,
+            lanes,
             phases,
             taps,
             block,
@@ -333,35 +341,35 @@ impl Grid {
         }
     }
 
-    /// Write the grid planes of `planes` blocked input planes (`h × w`) into `out`.
+    /// Write the grid planes of `planes` input planes (`h × w` pixels) into `out`.
     fn fill(&self, x: &[f32], planes: usize, g: &ConvGeom, out: &mut [f32]) {
         let (h, w) = (g.inp[1], g.inp[2]);
         let (sy, sx) = (g.s[1], g.s[2]);
         let (pt, pl) = (g.pad[1], g.pad[2]);
-        let (gh, gw) = (self.gh, self.gw);
+        let (gh, gw, l) = (self.gh, self.gw, self.lanes);
         let work = |(i, o): (usize, &mut [f32])| {
-            let src = &x[i * h * w * CB..][..h * w * CB];
-            let (grids, slack) = o.split_at_mut(self.phases.len() * gh * gw * CB);
+            let src = &x[i * h * w * l..][..h * w * l];
+            let (grids, slack) = o.split_at_mut(self.phases.len() * gh * gw * l);
             slack.fill(0.0);
-            for (&(a, b), plane) in self.phases.iter().zip(grids.chunks_exact_mut(gh * gw * CB)) {
-                for (qy, row) in plane.chunks_exact_mut(gw * CB).enumerate() {
+            for (&(a, b), plane) in self.phases.iter().zip(grids.chunks_exact_mut(gh * gw * l)) {
+                for (qy, row) in plane.chunks_exact_mut(gw * l).enumerate() {
                     let Some(y) = (qy * sy + a).checked_sub(pt).filter(|&y| y < h) else {
                         row.fill(0.0);
                         continue;
                     };
-                    let srow = &src[y * w * CB..][..w * CB];
+                    let srow = &src[y * w * l..][..w * l];
                     if sx == 1 {
                         // Columns qx with 0 ≤ qx + b − pl < w, copied as one run.
                         let lo = pl.saturating_sub(b).min(gw);
                         let hi = (w + pl).saturating_sub(b).min(gw).max(lo);
-                        row[..lo * CB].fill(0.0);
+                        row[..lo * l].fill(0.0);
                         let x0 = lo + b - pl;
-                        row[lo * CB..hi * CB].copy_from_slice(&srow[x0 * CB..(x0 + hi - lo) * CB]);
-                        row[hi * CB..].fill(0.0);
+                        row[lo * l..hi * l].copy_from_slice(&srow[x0 * l..(x0 + hi - lo) * l]);
+                        row[hi * l..].fill(0.0);
                     } else {
-                        for (qx, px) in row.chunks_exact_mut(CB).enumerate() {
+                        for (qx, px) in row.chunks_exact_mut(l).enumerate() {
                             match (qx * sx + b).checked_sub(pl).filter(|&x| x < w) {
-                                Some(x) => px.copy_from_slice(&srow[x * CB..][..CB]),
+                                Some(x) => px.copy_from_slice(&srow[x * l..][..l]),
                                 None => px.fill(0.0),
                             }
                         }
@@ -427,20 +435,48 @@ impl Tiling {
 }
 
 impl Dense {
-    /// Pack `w` (`[C_out, C_in, kH, kW]`, row-major) and `bias`.
+    /// Pack `w` (`[C_out, C_in, kH, kW]`, row-major) and `bias`, for a blocked input.
     pub fn new(w: &[f32], bias: Option<&[f32]>, c_out: usize, c_in: usize, taps: usize) -> Self {
+        Self::with_lanes(w, bias, c_out, c_in, taps, CB)
+    }
+
+    /// As [`Dense::new`], for an NCHW input.
+    pub fn nchw_input(
+        w: &[f32],
+        bias: Option<&[f32]>,
+        c_out: usize,
+        c_in: usize,
+        taps: usize,
+    ) -> Self {
+        Self::with_lanes(w, bias, c_out, c_in, taps, 1)
+    }
+
+    fn with_lanes(
+        w: &[f32],
+        bias: Option<&[f32]>,
+        c_out: usize,
+        c_in: usize,
+        taps: usize,
+        lanes: usize,
+    ) -> Self {
         Self {
-            w: pack(w, c_out, c_in, taps, true),
+            w: pack(w, c_out, c_in, taps, lanes),
             bias: pack_bias(bias, c_out),
             c_in,
             c_out,
             taps,
+            lanes,
         }
+    }
+
+    /// Whether the input is NCHW ([`Dense::nchw_input`]).
+    pub fn reads_nchw(&self) -> bool {
+        self.lanes == 1
     }
 
     /// `out` (blocked `[N, ⌈C_out/CB⌉, oH, oW, CB]`) = the convolution described by `g` (a
     /// 2-D convolution with one group, `g.c_in`/`g.c_out` as given to [`Dense::new`]) of `x`
-    /// (blocked `[N, ⌈C_in/CB⌉, H, W, CB]`), then `epi`.
+    /// (blocked `[N, ⌈C_in/CB⌉, H, W, CB]`, or NCHW for [`Dense::nchw_input`]), then `epi`.
     ///
     /// `reg` are fused ops applied to each output vector in registers before it is stored
     /// ([`RegOp`]); `epi` runs after, on each band.
@@ -455,13 +491,14 @@ impl Dense {
         par: bool,
     ) {
         let (oh, ow) = (g.out[1], g.out[2]);
-        let cbi = blocks(self.c_in);
+        let lanes = self.lanes;
+        let cbi = self.c_in.div_ceil(lanes);
         let cbo = blocks(self.c_out);
         if oh == 0 || ow == 0 || g.n == 0 {
             return;
         }
         let tiling = Tiling::of(ow);
-        let grid = Grid::of(g, tiling.pixels());
+        let grid = Grid::of(g, tiling.pixels(), lanes);
         debug_assert_eq!(grid.taps.len(), self.taps);
         let mut scratch = Vec::new();
         let xg: &[f32] = if grid.direct {
@@ -471,9 +508,10 @@ impl Dense {
             grid.fill(x, g.n * cbi, g, &mut scratch);
             &scratch
         };
-        let wlen = cbi * self.taps * CB;
+        let wlen = cbi * self.taps * lanes;
         let f = |t: &mut Band<'_>| {
             let job = DenseJob {
+                lanes,
                 xb: &xg[t.b * cbi * grid.block..][..cbi * grid.block],
                 block: grid.block,
                 taps: &grid.taps,
@@ -495,9 +533,7 @@ impl Dense {
                 }
                 (Tiling::Rows7, [p0, p1]) => job.dispatch::<7, 2>(y0, y1, [p0, p1], [b0, b1], reg),
                 (Tiling::Rows7, [p0]) => job.dispatch::<7, 1>(y0, y1, [p0], [b0], reg),
-                (Tiling::Wide, [p0, p1]) => {
-                    job.dispatch::<12, 2>(y0, y1, [p0, p1], [b0, b1], reg)
-                }
+                (Tiling::Wide, [p0, p1]) => job.dispatch::<12, 2>(y0, y1, [p0, p1], [b0, b1], reg),
                 (Tiling::Wide, [p0]) => job.dispatch::<12, 1>(y0, y1, [p0], [b0], reg),
                 (_, [p0, p1]) => {
                     job.dispatch::<6, 1>(y0, y1, [p0], [b0], reg);
@@ -522,13 +558,15 @@ impl Dense {
 /// One task of [`Dense::forward`]: one batch, output blocks from the first of `w`/`bias`.
 #[derive(Clone, Copy)]
 struct DenseJob<'a> {
+    /// Input channels per input block: CB or 1.
+    lanes: usize,
     /// The batch's grid planes, `[cbi][block]`.
     xb: &'a [f32],
     block: usize,
     /// Float offsets of the kernel taps in a block's grid planes.
     taps: &'a [usize],
     /// Weights from the first output block on, `wlen` floats (as [`Lanes`]) per block:
-    /// `[cbi][taps][CB]`.
+    /// `[cbi][taps][lanes]`.
     w: &'a [Lanes],
     wlen: usize,
     bias: &'a [Lanes],
@@ -550,19 +588,30 @@ impl<'a> DenseJob<'a> {
         bases: [usize; OB],
         reg: &[RegOp<'_>],
     ) {
-        pulp::Arch::new().dispatch(Tiles::<R, OB> {
-            job: *self,
-            y0,
-            y1,
-            pieces,
-            bases,
-            reg,
-        });
+        if self.lanes == CB {
+            pulp::Arch::new().dispatch(Tiles::<R, OB, CB> {
+                job: *self,
+                y0,
+                y1,
+                pieces,
+                bases,
+                reg,
+            });
+        } else {
+            pulp::Arch::new().dispatch(Tiles::<R, OB, 1> {
+                job: *self,
+                y0,
+                y1,
+                pieces,
+                bases,
+                reg,
+            });
+        }
     }
 }
 
 /// [`DenseJob::dispatch`]'s work.
-struct Tiles<'a, 'p, 'r, const R: usize, const OB: usize> {
+struct Tiles<'a, 'p, 'r, const R: usize, const OB: usize, const LI: usize> {
     job: DenseJob<'a>,
     y0: usize,
     y1: usize,
@@ -571,7 +620,9 @@ struct Tiles<'a, 'p, 'r, const R: usize, const OB: usize> {
     reg: &'r [RegOp<'r>],
 }
 
-impl<const R: usize, const OB: usize> pulp::WithSimd for Tiles<'_, '_, '_, R, OB> {
+impl<const R: usize, const OB: usize, const LI: usize> pulp::WithSimd
+    for Tiles<'_, '_, '_, R, OB, LI>
+{
     type Output = ();
 
     #[inline(always)]
@@ -586,7 +637,7 @@ impl<const R: usize, const OB: usize> pulp::WithSimd for Tiles<'_, '_, '_, R, OB
     }
 }
 
-impl<const R: usize, const OB: usize> Tiles<'_, '_, '_, R, OB> {
+impl<const R: usize, const OB: usize, const LI: usize> Tiles<'_, '_, '_, R, OB, LI> {
     /// A tile that would run past the rows' last position is moved back to end there (its
     /// first pixels are computed twice and stored once).
     #[inline(always)]
@@ -597,7 +648,7 @@ impl<const R: usize, const OB: usize> Tiles<'_, '_, '_, R, OB> {
             // Tiles within rows: exactly the output pixels.
             for oy in y0..self.y1 {
                 for x0 in (0..ow).step_by(R) {
-                    let acc = job.tile::<S, R, OB, V>(s, oy * gw + x0);
+                    let acc = job.tile::<S, R, OB, V, LI>(s, oy * gw + x0);
                     for r in 0..R {
                         let at = ((oy - y0) * ow + x0 + r) * CB;
                         self.store(s, &acc, r, at);
@@ -611,7 +662,7 @@ impl<const R: usize, const OB: usize> Tiles<'_, '_, '_, R, OB> {
         let mut q = q0;
         while q < q1 {
             let start = if q + R > q1 { q1.saturating_sub(R) } else { q };
-            let acc = job.tile::<S, R, OB, V>(s, start);
+            let acc = job.tile::<S, R, OB, V, LI>(s, start);
             let (mut oy, mut ox) = (start / gw, start % gw);
             for r in 0..R {
                 let p = start + r;
@@ -628,7 +679,7 @@ impl<const R: usize, const OB: usize> Tiles<'_, '_, '_, R, OB> {
     }
 }
 
-impl<const R: usize, const OB: usize> Tiles<'_, '_, '_, R, OB> {
+impl<const R: usize, const OB: usize, const LI: usize> Tiles<'_, '_, '_, R, OB, LI> {
     /// Store pixel `r` of the tile `acc` at float `at` of each piece, through the register
     /// epilogue.
     #[inline(always)]
@@ -656,7 +707,7 @@ impl DenseJob<'_> {
     /// The accumulators (`V` vectors per block) of `R` grid positions from `q` on, for `OB`
     /// output blocks.
     #[inline(always)]
-    fn tile<S: pulp::Simd, const R: usize, const OB: usize, const V: usize>(
+    fn tile<S: pulp::Simd, const R: usize, const OB: usize, const V: usize, const LI: usize>(
         &self,
         s: S,
         q: usize,
@@ -675,13 +726,13 @@ impl DenseJob<'_> {
         for ib in 0..self.cbi {
             let xi = &self.xb[ib * self.block..][..self.block];
             for (t, &to) in self.taps.iter().enumerate() {
-                let xs = &xi[q * CB + to..][..R * CB];
-                let at = (ib * nt + t) * CB;
+                let xs = &xi[q * LI + to..][..R * LI];
+                let at = (ib * nt + t) * LI;
                 let mut ws: [&[S::f32s]; OB] = [&[]; OB];
                 for (o, w) in ws.iter_mut().enumerate() {
-                    *w = &w_all[(o * self.wlen + at) * V..][..CB * V];
+                    *w = &w_all[(o * self.wlen + at) * V..][..LI * V];
                 }
-                for il in 0..CB {
+                for il in 0..LI {
                     let mut wv = [[s.splat_f32s(0.0); V]; OB];
                     for (wv, w) in wv.iter_mut().zip(&ws) {
                         for (v, wv) in wv.iter_mut().enumerate() {
@@ -689,7 +740,7 @@ impl DenseJob<'_> {
                         }
                     }
                     for r in 0..R {
-                        let xv = s.splat_f32s(xs[r * CB + il]);
+                        let xv = s.splat_f32s(xs[r * LI + il]);
                         for o in 0..OB {
                             for v in 0..V {
                                 acc[o][r][v] = s.mul_add_f32s(xv, wv[o][v], acc[o][r][v]);
@@ -823,7 +874,7 @@ impl Depthwise {
     /// Pack `w` (`[C, 1, kH, kW]`) and `bias`.
     pub fn new(w: &[f32], bias: Option<&[f32]>, c: usize, taps: usize) -> Self {
         Self {
-            w: pack(w, c, 1, taps, false),
+            w: pack(w, c, 1, taps, 1),
             bias: pack_bias(bias, c),
             c,
             taps,
@@ -983,7 +1034,8 @@ pub enum Kind {
 }
 
 /// A `conv` step in the blocked layout ([`crate::cpu::layout`]): reads its `x` (and any
-/// fused operand) blocked, writes its output blocked.
+/// fused operand) blocked — `x` NCHW for [`Dense::nchw_input`] — and writes its output
+/// blocked.
 pub struct BlockedConv {
     g: ConvGeom,
     kind: Kind,
@@ -995,7 +1047,10 @@ pub struct BlockedConv {
 impl BlockedConv {
     /// The step of the 2-D convolution `g` (shapes fixed at load).
     pub fn new(g: ConvGeom, kind: Kind) -> Self {
-        let x = blocked_dims([g.n, g.c_in, g.inp[1], g.inp[2]]);
+        let x = match &kind {
+            Kind::Dense(d) if d.reads_nchw() => vec![g.n, g.c_in, g.inp[1], g.inp[2]],
+            _ => blocked_dims([g.n, g.c_in, g.inp[1], g.inp[2]]),
+        };
         let out = blocked_dims([g.n, g.c_out, g.out[1], g.out[2]]);
         let per_out = match kind {
             Kind::Dense(_) => g.c_in * g.k[1] * g.k[2],
@@ -1051,7 +1106,14 @@ impl Kernel for BlockedConv {
         let mut out = buffers::take(len);
         let par = parallel(self.macs);
         match &self.kind {
-            Kind::Dense(d) => d.forward(xd, &self.g, reg.as_deref().unwrap_or(&[]), &epi, &mut out, par),
+            Kind::Dense(d) => d.forward(
+                xd,
+                &self.g,
+                reg.as_deref().unwrap_or(&[]),
+                &epi,
+                &mut out,
+                par,
+            ),
             Kind::Depthwise(d) => d.forward(xd, &self.g, &epi, &mut out, par),
         }
         let a = ArrayD::from_shape_vec(IxDyn(&self.out), out).map_err(|e| e.to_string())?;
@@ -1229,6 +1291,40 @@ mod tests {
         check([1, 18, 9, 8], [33, 18, 3, 5], 1, 1, [0, 2, 1, 0], false);
         // 7×7 with every tile width's remainder.
         check([1, 16, 23, 29], [16, 16, 7, 7], 2, 1, [3, 3, 3, 3], false);
+    }
+
+    #[test]
+    fn nchw_input_matches_the_definition() {
+        // An image's few channels, read without conversion (stem convolutions).
+        check_nchw([1, 3, 23, 29], [32, 3, 3, 3], 2, [1, 1, 1, 1]);
+        check_nchw([2, 3, 20, 20], [20, 3, 7, 7], 2, [3, 3, 3, 3]);
+        check_nchw([1, 1, 9, 14], [16, 1, 3, 3], 1, [1, 1, 1, 1]);
+        check_nchw([1, 5, 8, 9], [40, 5, 1, 1], 1, [0, 0, 0, 0]);
+    }
+
+    fn check_nchw(x_shape: [usize; 4], w_shape: [usize; 4], s: usize, pad: [i64; 4]) {
+        let g = geom(x_shape, w_shape, s, 1, pad, 1);
+        let x = data(x_shape.iter().product(), 4);
+        let w = data(w_shape.iter().product(), 5);
+        let bias = data(w_shape[0], 6);
+        let want = naive(&x, &w, &bias, &g);
+        let (oh, ow) = (g.out[1], g.out[2]);
+        let d = Dense::nchw_input(&w, Some(&bias), g.c_out, g.c_in, w_shape[2] * w_shape[3]);
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut out = vec![f32::NAN; g.n * blocks(g.c_out) * oh * ow * CB];
+            pool.install(|| d.forward(&x, &g, &[], &Epilogue::none(), &mut out, true));
+            let got = unblocked(&out, g.n, g.c_out, oh * ow);
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (*a as f64 - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "{x_shape:?} {w_shape:?} s{s}: element {i}: {a} vs {b}"
+                );
+            }
+        }
     }
 
     #[test]
