@@ -139,7 +139,7 @@ fn blocked_bench(
             let par = rayon::current_num_threads() > 1;
             match (&dense, &depthwise) {
                 (Some(d), _) => d.forward(&xb, &g, &[], &none, out, par),
-                (_, Some(d)) => d.forward(&xb, &g, &none, out, par),
+                (_, Some(d)) => d.forward(&xb, &g, &[], &none, out, par),
                 _ => {}
             }
             black_box(out);

@@ -32,7 +32,7 @@ use ndarray::{ArrayD, IxDyn};
 
 use super::conv::ConvGeom;
 use super::linalg::parallel;
-use super::{Args, Kernel, RunCtx, simd};
+use super::{Args, Kernel, RunCtx};
 use crate::cpu::buffers;
 use crate::cpu::fuse::{self, Bin, Epilogue, EwOp, Unary};
 use crate::cpu::value::Value;
@@ -358,20 +358,22 @@ impl Grid {
                         continue;
                     };
                     let srow = &src[y * w * l..][..w * l];
+                    // Columns qx with 0 ≤ qx·sx + b − pl < w: from lo to hi.
+                    let lo = pl.saturating_sub(b).div_ceil(sx).min(gw);
+                    let hi = (w + pl).saturating_sub(b).div_ceil(sx).min(gw).max(lo);
+                    row[..lo * l].fill(0.0);
+                    row[hi * l..].fill(0.0);
+                    let x0 = lo * sx + b - pl;
+                    let dst = &mut row[lo * l..hi * l];
                     if sx == 1 {
-                        // Columns qx with 0 ≤ qx + b − pl < w, copied as one run.
-                        let lo = pl.saturating_sub(b).min(gw);
-                        let hi = (w + pl).saturating_sub(b).min(gw).max(lo);
-                        row[..lo * l].fill(0.0);
-                        let x0 = lo + b - pl;
-                        row[lo * l..hi * l].copy_from_slice(&srow[x0 * l..(x0 + hi - lo) * l]);
-                        row[hi * l..].fill(0.0);
+                        dst.copy_from_slice(&srow[x0 * l..(x0 + hi - lo) * l]);
+                    } else if l == 1 {
+                        for (d, v) in dst.iter_mut().zip(srow[x0..].iter().step_by(sx)) {
+                            *d = *v;
+                        }
                     } else {
-                        for (qx, px) in row.chunks_exact_mut(l).enumerate() {
-                            match (qx * sx + b).checked_sub(pl).filter(|&x| x < w) {
-                                Some(x) => px.copy_from_slice(&srow[x * l..][..l]),
-                                None => px.fill(0.0),
-                            }
+                        for (d, v) in dst.chunks_exact_mut(l).zip(srow[x0 * l..].chunks(l).step_by(sx)) {
+                            d.copy_from_slice(v);
                         }
                     }
                 }
@@ -881,8 +883,17 @@ impl Depthwise {
         }
     }
 
-    /// `out` (blocked) = the depthwise convolution `g` of `x` (blocked), then `epi`.
-    pub fn forward(&self, x: &[f32], g: &ConvGeom, epi: &Epilogue<'_>, out: &mut [f32], par: bool) {
+    /// `out` (blocked) = the depthwise convolution `g` of `x` (blocked), then `reg` on each
+    /// vector before it is stored ([`RegOp`]), then `epi` on each band.
+    pub fn forward(
+        &self,
+        x: &[f32],
+        g: &ConvGeom,
+        reg: &[RegOp<'_>],
+        epi: &Epilogue<'_>,
+        out: &mut [f32],
+        par: bool,
+    ) {
         let geo = Geo::of(g);
         let cb = blocks(self.c);
         if geo.oh == 0 || geo.ow == 0 || g.n == 0 {
@@ -894,11 +905,19 @@ impl Depthwise {
             let w = &self.w[t.blk * self.taps..][..self.taps];
             let bias = &self.bias[t.blk];
             let (y0, y1) = (t.y0, t.y1);
+            let base = ((t.b * cb + t.blk) * geo.oh + y0) * geo.ow * CB;
             if let [piece] = &mut t.pieces[..] {
-                simd::vectorize(
-                    #[inline(always)]
-                    || geo.depthwise_rows(xi, w, bias, y0, y1, piece),
-                );
+                pulp::Arch::new().dispatch(DwRows {
+                    geo,
+                    xi,
+                    w,
+                    bias,
+                    y0,
+                    y1,
+                    piece,
+                    base,
+                    reg,
+                });
             }
         };
         for_bands(out, g.n, self.c, geo.oh, geo.ow, 1, epi, par, &f);
@@ -952,76 +971,153 @@ impl Geo {
         };
         (lo, hi.max(lo))
     }
+}
 
-    /// Output rows `y0..y1` of one block plane.
+/// Output rows `y0..y1` of one block plane of a [`Depthwise`] convolution (`piece`, whose
+/// first float is at `base` of the whole output).
+struct DwRows<'a, 'p, 'r> {
+    geo: Geo,
+    xi: &'a [f32],
+    w: &'a [Lanes],
+    bias: &'a Lanes,
+    y0: usize,
+    y1: usize,
+    piece: &'p mut [f32],
+    base: usize,
+    reg: &'r [RegOp<'r>],
+}
+
+impl pulp::WithSimd for DwRows<'_, '_, '_> {
+    type Output = ();
+
     #[inline(always)]
-    fn depthwise_rows(
-        &self,
-        xi: &[f32],
-        w: &[Lanes],
-        bias: &Lanes,
-        y0: usize,
-        y1: usize,
-        piece: &mut [f32],
-    ) {
+    fn with_simd<S: pulp::Simd>(self, s: S) {
+        match S::F32_LANES {
+            16 => self.run::<S, 1>(s),
+            8 => self.run::<S, 2>(s),
+            4 => self.run::<S, 4>(s),
+            _ => self.run::<S, { CB }>(s),
+        }
+    }
+}
+
+impl DwRows<'_, '_, '_> {
+    /// Every output pixel is the bias plus, for each kernel tap inside the input, the tap's
+    /// weights times the input pixel, lane by lane. Border columns check their taps; the
+    /// others run in tiles of 8 pixels.
+    #[inline(always)]
+    fn run<S: pulp::Simd, const V: usize>(self, s: S) {
         const R: usize = 8;
-        let (lo, hi) = self.interior();
-        let row_len = self.w * CB;
+        let DwRows {
+            geo,
+            xi,
+            w,
+            bias,
+            y0,
+            y1,
+            piece,
+            base,
+            reg,
+        } = self;
+        let (w, _) = S::as_simd_f32s(w.as_flattened());
+        let (bias, _) = S::as_simd_f32s(bias);
+        let mut b = [s.splat_f32s(0.0); V];
+        for (b, v) in b.iter_mut().zip(bias) {
+            *b = *v;
+        }
+        let (lo, hi) = geo.interior();
         for oy in y0..y1 {
-            // The input row of kernel row `ky`, when it lies inside the input.
-            let input_row = |ky: usize| {
-                (oy * self.sy + ky * self.dy)
-                    .checked_sub(self.pt)
-                    .filter(|&iy| iy < self.h)
-                    .map(|iy| &xi[iy * row_len..][..row_len])
-            };
-            let out_row = &mut piece[(oy - y0) * self.ow * CB..][..self.ow * CB];
-            // Border columns: every tap checked.
-            for ox in (0..lo).chain(hi..self.ow) {
-                let mut acc = *bias;
-                for ky in 0..self.kh {
-                    let Some(xr) = input_row(ky) else { continue };
-                    for kx in 0..self.kw {
-                        let Some(ix) = (ox * self.sx + kx * self.dx)
-                            .checked_sub(self.pl)
-                            .filter(|&ix| ix < self.w)
+            let row_at = (oy - y0) * geo.ow * CB;
+            // Border columns (and interior ones past the last whole tile): taps checked.
+            let mut tail = hi;
+            while tail > lo && (tail - lo) % R != 0 {
+                tail -= 1;
+            }
+            for ox in (0..lo).chain(tail..geo.ow) {
+                let mut acc = b;
+                for ky in 0..geo.kh {
+                    let Some(xr) = geo.input_row(xi, oy, ky) else {
+                        continue;
+                    };
+                    for kx in 0..geo.kw {
+                        let Some(ix) = (ox * geo.sx + kx * geo.dx)
+                            .checked_sub(geo.pl)
+                            .filter(|&ix| ix < geo.w)
                         else {
                             continue;
                         };
-                        let wv = &w[ky * self.kw + kx];
-                        let xv = &xr[ix * CB..][..CB];
-                        for l in 0..CB {
-                            acc[l] = xv[l].mul_add(wv[l], acc[l]);
+                        let t = ky * geo.kw + kx;
+                        for (v, a) in acc.iter_mut().enumerate() {
+                            *a = s.mul_add_f32s(load::<S>(xr, ix, v), w[t * V + v], *a);
                         }
                     }
                 }
-                out_row[ox * CB..][..CB].copy_from_slice(&acc);
+                store::<S, V>(s, piece, row_at + ox * CB, &acc, reg, base);
             }
-            // Interior columns in tiles of R pixels (the last tile repeats its last pixel).
-            let mut ox = lo;
-            while ox < hi {
-                let count = R.min(hi - ox);
-                let mut acc = [*bias; R];
-                for ky in 0..self.kh {
-                    let Some(xr) = input_row(ky) else { continue };
-                    for kx in 0..self.kw {
-                        let wv = &w[ky * self.kw + kx];
-                        let base = kx * self.dx;
-                        for (r, a) in acc.iter_mut().enumerate() {
-                            let ix = (ox + r.min(count - 1)) * self.sx + base - self.pl;
-                            let xv = &xr[ix * CB..][..CB];
-                            for l in 0..CB {
-                                a[l] = xv[l].mul_add(wv[l], a[l]);
+            // Interior columns in tiles of R pixels.
+            for ox in (lo..tail).step_by(R) {
+                let mut acc = [b; R];
+                for ky in 0..geo.kh {
+                    let Some(xr) = geo.input_row(xi, oy, ky) else {
+                        continue;
+                    };
+                    for kx in 0..geo.kw {
+                        let t = ky * geo.kw + kx;
+                        let ix0 = ox * geo.sx + kx * geo.dx - geo.pl;
+                        for (r, acc) in acc.iter_mut().enumerate() {
+                            for (v, a) in acc.iter_mut().enumerate() {
+                                let x = load::<S>(xr, ix0 + r * geo.sx, v);
+                                *a = s.mul_add_f32s(x, w[t * V + v], *a);
                             }
                         }
                     }
                 }
-                for (r, a) in acc.iter().take(count).enumerate() {
-                    out_row[(ox + r) * CB..][..CB].copy_from_slice(a);
+                for (r, acc) in acc.iter().enumerate() {
+                    store::<S, V>(s, piece, row_at + (ox + r) * CB, acc, reg, base);
                 }
-                ox += count;
             }
         }
+    }
+}
+
+impl Geo {
+    /// The row of the blocked plane `xi` that kernel row `ky` of output row `oy` reads, if
+    /// inside the input.
+    #[inline(always)]
+    fn input_row<'x>(&self, xi: &'x [f32], oy: usize, ky: usize) -> Option<&'x [f32]> {
+        let row_len = self.w * CB;
+        (oy * self.sy + ky * self.dy)
+            .checked_sub(self.pt)
+            .filter(|&iy| iy < self.h)
+            .map(|iy| &xi[iy * row_len..][..row_len])
+    }
+}
+
+/// Vector `v` of pixel `ix` of a blocked row.
+#[inline(always)]
+fn load<S: pulp::Simd>(row: &[f32], ix: usize, v: usize) -> S::f32s {
+    let (x, _) = S::as_simd_f32s(&row[ix * CB..][..CB]);
+    x[v]
+}
+
+/// Store a pixel's vectors at float `at` of `piece` (float `base + at` of the whole output)
+/// through the register epilogue.
+#[inline(always)]
+fn store<S: pulp::Simd, const V: usize>(
+    s: S,
+    piece: &mut [f32],
+    at: usize,
+    acc: &[S::f32s; V],
+    reg: &[RegOp<'_>],
+    base: usize,
+) {
+    let (dst, _) = S::as_mut_simd_f32s(&mut piece[at..at + CB]);
+    for (vi, (d, a)) in dst.iter_mut().zip(acc).enumerate() {
+        *d = if reg.is_empty() {
+            *a
+        } else {
+            apply_reg(s, reg, *a, base + at + vi * S::F32_LANES)
+        };
     }
 }
 
@@ -1094,10 +1190,7 @@ impl Kernel for BlockedConv {
         let xd = x.as_slice().ok_or("blocked input is not contiguous")?;
         let len: usize = self.out.iter().product();
         let get = |p: &str| args.get(p);
-        let reg = match self.kind {
-            Kind::Dense(_) => reg_ops(epilogue, &get, len),
-            Kind::Depthwise(_) => None,
-        };
+        let reg = reg_ops(epilogue, &get, len);
         let epi = match reg {
             Some(_) => Epilogue::none(),
             None => fuse::prepare(epilogue, &self.out, &get)
@@ -1114,7 +1207,14 @@ impl Kernel for BlockedConv {
                 &mut out,
                 par,
             ),
-            Kind::Depthwise(d) => d.forward(xd, &self.g, &epi, &mut out, par),
+            Kind::Depthwise(d) => d.forward(
+                xd,
+                &self.g,
+                reg.as_deref().unwrap_or(&[]),
+                &epi,
+                &mut out,
+                par,
+            ),
         }
         let a = ArrayD::from_shape_vec(IxDyn(&self.out), out).map_err(|e| e.to_string())?;
         Ok(vec![Value::F32(a)])
@@ -1241,6 +1341,7 @@ mod tests {
                     Depthwise::new(&w, Some(&bias), g.c_out, taps).forward(
                         &xb,
                         &g,
+                        &[],
                         &Epilogue::none(),
                         &mut out,
                         true,
