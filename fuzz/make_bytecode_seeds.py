@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Write the seeds of the `mlir_bytecode` fuzz target into fuzz/corpus/mlir_bytecode/.
 
-Valid seeds (`seed-valid-*`) are small modules coreai-core wrote (fixtures/coreai); the
-malformed ones (`seed-*`, each must be refused) are cut or patched from them: truncated
-sections, bad magic, an unknown version, a bad varint, out-of-range indices, huge claimed
-sizes, a duplicate section, bad alignment padding, regions nested past the depth limit.
+Valid seeds (`seed-valid-*`) are small modules coreai-core wrote (fixtures/coreai, one with
+control flow); the malformed ones (`seed-*`, each must be refused) are cut or patched from
+them: truncated sections, bad magic, an unknown version, a bad varint, out-of-range
+indices, huge claimed sizes, a duplicate section, bad alignment padding, regions nested
+past the depth limit.
 Needs only fixtures/ (no third-party package).
 """
 
@@ -58,7 +59,9 @@ def main():
     for old in OUT.glob("seed-*"):
         old.unlink()
     valid = {}
-    for name in ["two_io", "mlp_palettized4", "mlp_int4", "stateful_kv"]:
+    # control_flow_authored: if_v1 inside a while_v1 body, regions that are not isolated
+    # (they use the values around them: inline value numbering, no nested IR section).
+    for name in ["two_io", "mlp_palettized4", "mlp_int4", "stateful_kv", "control_flow_authored"]:
         data = (ROOT / "fixtures" / "coreai" / "models" / f"{name}.aimodel" / "main.mlirb").read_bytes()
         valid[name] = data
         (OUT / f"seed-valid-{name}").write_bytes(data)

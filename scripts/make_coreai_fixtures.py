@@ -470,6 +470,209 @@ def build_ops():
 
 
 # =========================================================================================
+# Control flow: torch.cond and torch.while_loop, which coreai-torch converts to
+# coreai.if / coreai.while (saved as aicode.controlflow.if_v1 / while_v1 with
+# condition_v1 and yield_v1 terminators). Each function is called on inputs that take
+# each branch / a different number of iterations.
+
+_while_loop = torch._higher_order_ops.while_loop
+
+
+class CondLinear(nn.Module):
+    """torch.cond on the sign of x.sum(): a linear layer (weights captured by the branch)
+    plus y, else sin(x - y)."""
+
+    def __init__(s):
+        super().__init__()
+        s.l = nn.Linear(3, 3)
+
+    def forward(s, x, y):
+        return torch.cond(x.sum() > 0, lambda x, y: s.l(x) + y, lambda x, y: (x - y).sin(), (x, y))
+
+
+class CondTwo(nn.Module):
+    """torch.cond with two results, and a result used after it."""
+
+    def forward(s, x):
+        def t(x):
+            return (x * 2, x.sum(dim=-1))
+
+        def f(x):
+            return (x.exp(), x.amax(dim=-1))
+
+        a, b = torch.cond(x.mean() < 0.1, t, f, (x,))
+        return a + 1, b
+
+
+class WhileCounter(nn.Module):
+    """torch.while_loop counting to 5: a = a * 1.5 + 0.1 each time; returns a and the count."""
+
+    def forward(s, x):
+        def c(i, a):
+            return i < 5
+
+        def b(i, a):
+            return (i + 1, a * 1.5 + 0.1)
+
+        i, a = _while_loop(c, b, (torch.tensor(0), x))
+        return a, i.float()
+
+
+class WhileData(nn.Module):
+    """torch.while_loop halving a until sum(|a|) <= 2 (a data-dependent number of steps)."""
+
+    def forward(s, x):
+        def c(i, a):
+            return a.abs().sum() > 2.0
+
+        def b(i, a):
+            return (i + 1, a * 0.5)
+
+        i, a = _while_loop(c, b, (torch.tensor(0), x))
+        return a, i.float()
+
+
+def build_control_flow():
+    rng = seed_for("control_flow")
+    x23 = lambda scale=1.0: randn(rng, 2, 3, scale=scale)  # noqa: E731
+    pos = np.abs(x23())
+    neg = -np.abs(x23())
+    cases = [
+        # (function, module, [calls], output names)
+        ("cond", CondLinear(), [{"x": pos, "y": x23()}, {"x": neg, "y": x23()}], ["z"]),
+        ("cond_two_results", CondTwo(), [{"x": neg}, {"x": pos + 0.5}], ["a", "b"]),
+        ("while_counter", WhileCounter(), [{"x": x23()}], ["a", "n"]),
+        ("while_data", WhileData(), [{"x": x23(8.0)}, {"x": x23(0.2)}], ["a", "n"]),
+    ]
+    entries, refs = [], {}
+    for fname, m, calls, outs in cases:
+        m.eval()
+        refs[fname] = [run_torch(m, c, outs) for c in calls]
+        entries.append((m, calls[0], list(calls[0]), outs, fname, None))
+    path = convert(entries, "control_flow")
+    for fname, m, calls, outs in cases:
+        got, _ = asyncio.run(run_coreai(path, calls, fname))
+        record("control_flow", path,
+               "torch.cond and torch.while_loop (controlflow.if_v1 / while_v1): a branch with "
+               "a linear layer, two results, a counting loop, a data-dependent loop; each "
+               "function called on inputs that take each branch / loop a different number of "
+               "times (data[i]: one call each), fp32.",
+               calls, refs[fname], got, function=fname)
+
+
+def build_control_flow_authored():
+    """Control flow coreai-torch 0.4.3 cannot write, authored with coreai-core's dialect
+    builders (the ones coreai-torch itself uses: `GraphOp`, `coreai.while_`, `coreai.if_`,
+    `coreai.condition`, `coreai.yield_`) and saved with `AIProgram.save_asset`:
+
+    - `nested`: a while loop whose body holds an if (coreai-torch 0.4.3 fails on a
+      torch.cond inside a torch.while_loop or torch.cond: "'GraphModule' object has no
+      attribute 'true_graph_0'" / a recursion error);
+    - `projected`: a while loop whose condition_v1 passes on values computed in the
+      condition region (2·a) rather than its own arguments, so the loop's results are not
+      its loop-carried values (coreai-torch always passes the arguments on).
+
+    The reference outputs (saved as `torch/`) are computed with numpy in float32."""
+    from coreai._compiler import ir as mir
+    from coreai._compiler.dialects import coreai as C
+    from coreai._compiler.dialects.debuginfo.attrs import location_attr
+    from coreai.authoring import AIProgram, Module
+    from coreai.authoring.graph_builder import GraphOp
+
+    def tt(shape, et):
+        return mir.RankedTensorType.get(list(shape), et)
+
+    def scalar_sum(v):
+        s = C.reduce_sum(v, C.constant(np.array([0, 1], np.int32)))
+        return C.reshape(s, C.constant(np.zeros((0,), np.uint32)))
+
+    # The module and every op get the location coreai-torch's release mode writes: no
+    # source ("", 0:0) and a unit scope (coreai-core's `debuginfo.location_attr`), not the
+    # authoring API's compile unit and subprogram scopes (which anekit's re-encoder does
+    # not handle yet; docs/coreai.md).
+    with IRContext():
+        loc = location_attr(src=mir.Location.file("", 0, 0), scope=mir.UnitAttr.get())
+        with loc:
+            mod = Module.create()
+    with mod, loc:
+        f32, si32 = mir.F32Type.get(), mir.IntegerType.get_signed(32)
+        T = tt((2, 3), f32)
+        # nested(x) -> (y, n): while sum|a| > 1: a = a/2 if sum(a) > 0 else a/2 + 1/4; n += 1
+        g = GraphOp("nested", [T], [T, tt((), f32)], ["x"], ["y", "n"])
+        blk = g.regions[0].blocks[0]
+        with mir.InsertionPoint(blk):
+            x = blk.arguments[0]
+            half = C.constant(np.array(0.5, np.float32))
+            res, (before, after) = C.while_([T, tt((), f32)], [x, C.constant(np.array(0.0, np.float32))])
+            with before:
+                a, n = before.arguments
+                c = C.broadcasting_greater(scalar_sum(C.abs_(a)), C.constant(np.array(1.0, np.float32)))
+                C.condition(c, a, n)
+            with after:
+                a, n = after.arguments
+                p = C.broadcasting_greater(scalar_sum(a), C.constant(np.array(0.0, np.float32)))
+                r, (then_b, else_b) = C.if_([T], p)
+                with then_b:
+                    C.yield_([C.broadcasting_mul(a, half)])
+                with else_b:
+                    C.yield_([C.broadcasting_add(C.broadcasting_mul(a, half), C.constant(np.array(0.25, np.float32)))])
+                C.yield_([r, C.broadcasting_add(n, C.constant(np.array(1.0, np.float32)))])
+            C.output([res[0], res[1]])
+        # projected(x) -> (i, y): (i, a) = (0, x); while i < 3 passes (i, 2a) on; the body
+        # yields (i + 1, 2a - x); the results are the last (i, 2a).
+        g = GraphOp("projected", [T], [tt((), si32), T], ["x"], ["i", "y"])
+        blk = g.regions[0].blocks[0]
+        with mir.InsertionPoint(blk):
+            x = blk.arguments[0]
+            res, (before, after) = C.while_([tt((), si32), T], [C.constant(np.array(0, np.int32)), x])
+            with before:
+                i, a = before.arguments
+                c = C.broadcasting_greater(C.constant(np.array(3, np.int32)), i)
+                C.condition(c, i, C.broadcasting_mul(a, C.constant(np.array(2.0, np.float32))))
+            with after:
+                i, b = after.arguments
+                C.yield_([C.broadcasting_add(i, C.constant(np.array(1, np.int32))), C.broadcasting_sub(b, x)])
+            C.output([res[0], res[1]])
+    path = FIX / "models" / "control_flow_authored.aimodel"
+    if path.exists():
+        shutil.rmtree(path)
+    AIProgram(mod).save_asset(path)
+    meta = json.loads((path / "metadata.json").read_text())
+    meta["creationDate"] = "20260101T000000Z"
+    (path / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+    f = np.float32
+
+    def nested_ref(x):
+        a, n = x.astype(f), f(0)
+        while np.abs(a).sum(dtype=f) > 1:
+            a = (a * f(0.5)) if a.sum(dtype=f) > 0 else (a * f(0.5) + f(0.25))
+            n += f(1)
+        return {"y": a, "n": np.array(n, f)}
+
+    def projected_ref(x):
+        i, a = 0, x.astype(f)
+        while True:
+            passed = a * f(2)
+            if not 3 > i:
+                return {"i": np.array(i, np.int32), "y": passed}
+            i, a = i + 1, passed - x
+
+    rng = seed_for("control_flow_authored")
+    for fname, ref, calls in [
+        ("nested", nested_ref, [{"x": randn(rng, 2, 3, scale=3.0)}, {"x": -np.abs(randn(rng, 2, 3, scale=3.0))}]),
+        ("projected", projected_ref, [{"x": randn(rng, 2, 3)}]),
+    ]:
+        got, _ = asyncio.run(run_coreai(path, calls, fname))
+        record("control_flow_authored", path,
+               "control flow coreai-torch cannot write, authored with coreai-core's dialect "
+               "builders: an if_v1 inside a while_v1 body (nested), and a while_v1 whose "
+               "condition_v1 passes on values computed in its region (projected); the "
+               "references (torch/) are numpy float32.",
+               calls, [ref(c["x"]) for c in calls], got, function=fname)
+
+
+# =========================================================================================
 # Compressed weights: coreai-torch's compression modules as parametrizations of the linear
 # weights of a small MLP (weight dequantization and palettization).
 
@@ -714,6 +917,8 @@ BUILDERS = {
     "multifunction": build_multifunction,
     "ops": build_ops,
     "compressed": build_compressed,
+    "control_flow": build_control_flow,
+    "control_flow_authored": build_control_flow_authored,
     "untranslatable": build_untranslatable,
 }
 

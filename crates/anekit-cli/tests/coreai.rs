@@ -574,11 +574,13 @@ fn convert_core_ml_to_core_ai_runs_in_coreai_core() {
     .unwrap();
     let py = python();
     let dir = tempfile::tempdir().unwrap();
-    // A plain model, a multifunction model and a stateful one.
+    // A plain model, a multifunction model, a stateful one and one with control flow
+    // (a while_loop and a cond).
     for name in [
         "mlp_fp32_ios15",
         "multifunction_fp16_ios18",
         "stateful_fp16_ios18",
+        "control_flow_fp32_ios17",
     ] {
         let f = manifest["fixtures"]
             .as_array()
@@ -684,7 +686,14 @@ fn convert_core_ml_to_core_ai_runs_in_coreai_core() {
 fn convert_core_ai_to_core_ml_runs_to_coreai_cores_outputs() {
     let m = manifest();
     let dir = tempfile::tempdir().unwrap();
-    for name in ["convnet", "multifunction", "stateful_kv", "mlp_int8"] {
+    for name in [
+        "convnet",
+        "multifunction",
+        "stateful_kv",
+        "mlp_int8",
+        "control_flow",
+        "control_flow_authored",
+    ] {
         let out = dir.path().join(format!("{name}.mlpackage"));
         let s = ok_json(&anekit(&[
             "convert",

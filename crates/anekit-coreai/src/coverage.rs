@@ -103,6 +103,25 @@ pub const ROWS: &[Row] = &[
     ),
     structure("dataflow.read_handle_v1", "read_state", "", true),
     structure("dataflow.write_handle_v1", "write_state", "", true),
+    // control flow
+    mil(
+        "controlflow.if_v1",
+        "cond",
+        "the then and else regions become the true and false blocks (both capture the values around them; an outer value a branch returns goes through `identity`); a constant condition selects its region at translation; MIL `cond` is written as `if_v1` with a rank-0 bool condition",
+        true,
+    ),
+    mil(
+        "controlflow.while_v1",
+        "while_loop",
+        "the first region (ending in `condition_v1`) becomes the cond block, the second the body block; when `condition_v1` passes on values other than its region's arguments, the body block runs both regions and the first runs once more on the final values for the results; MIL `while_loop` is written as `while_v1` whose `condition_v1` passes on its arguments",
+        true,
+    ),
+    structure(
+        "controlflow.condition_v1",
+        "the cond block's output",
+        "terminates the first region of `while_v1`: the condition, and the values passed on",
+        true,
+    ),
     // constants and compression
     mil(
         "primitive.constant_v1",

@@ -76,6 +76,8 @@ struct Fn<'p> {
     /// The current token of each state (each handle has its own chain of reads and
     /// writes; the graph returns each chain's last token, in handle order).
     tokens: HashMap<String, Value>,
+    /// How many control-flow blocks enclose the ops being written.
+    nested: usize,
 }
 
 /// Writes aicode modules.
@@ -703,7 +705,7 @@ impl Writer {
 
     /// Translate one MIL op; returns its outputs.
     #[allow(clippy::too_many_lines)]
-    fn op(&mut self, f: &mut Fn<'_>, blk: BlockId, op: &Operation) -> R<Vec<Av>> {
+    fn op<'p>(&mut self, f: &mut Fn<'p>, blk: BlockId, op: &'p Operation) -> R<Vec<Av>> {
         let t = op.op_type.as_str();
         let (shape, s) = if op.outputs.is_empty() {
             (Vec::new(), Scalar::F32)
@@ -803,17 +805,23 @@ impl Writer {
             "relu" => {
                 let x = self.input(f, blk, op, "x")?;
                 let (sh, sc) = (x.shape.clone(), x.s);
-                vec![self.composite(blk, "relu_v1", &[&x], sh, sc, |w, inner, args| {
-                    let z = w.scalar(inner, 0.0, sc);
-                    w.bcast(inner, "maximum", &args[0], &z, None).unwrap_or_else(|_| args[0].clone())
-                })]
+                vec![
+                    self.composite(blk, "relu_v1", &[&x], sh, sc, |w, inner, args| {
+                        let z = w.scalar(inner, 0.0, sc);
+                        w.bcast(inner, "maximum", &args[0], &z, None)
+                            .unwrap_or_else(|_| args[0].clone())
+                    }),
+                ]
             }
             "relu6" | "clip" => {
                 let x = self.input(f, blk, op, "x")?;
                 let (lo, hi) = if t == "relu6" {
                     (0.0, 6.0)
                 } else {
-                    (f.f64(op, "alpha").ok_or("alpha")?, f.f64(op, "beta").ok_or("beta")?)
+                    (
+                        f.f64(op, "alpha").ok_or("alpha")?,
+                        f.f64(op, "beta").ok_or("beta")?,
+                    )
                 };
                 let l = self.scalar(blk, lo, x.s);
                 let h = self.scalar(blk, hi, x.s);
@@ -823,7 +831,11 @@ impl Writer {
             "linear_activation" => {
                 // alpha * x + beta (MIL's activation op; NeuralNetwork models' LINEAR).
                 let x = self.input(f, blk, op, "x")?;
-                let a = self.scalar(blk, f.f64(op, "alpha").ok_or("alpha is not a constant")?, x.s);
+                let a = self.scalar(
+                    blk,
+                    f.f64(op, "alpha").ok_or("alpha is not a constant")?,
+                    x.s,
+                );
                 let b = self.scalar(blk, f.f64(op, "beta").unwrap_or(0.0), x.s);
                 let ax = self.bcast(blk, "mul", &x, &a, None)?;
                 vec![self.bcast(blk, "add", &ax, &b, None)?]
@@ -848,8 +860,22 @@ impl Writer {
                 let z = self.scalar(blk, 0.0, x.s);
                 let pos = self.bcast(blk, "greater", &x, &z, Some(Scalar::Bool))?;
                 let neg = self.bcast(blk, "greater", &z, &x, Some(Scalar::Bool))?;
-                let pos = self.op1(blk, "primitive.cast_v1", &[&pos], pos.shape.clone(), x.s, None);
-                let neg = self.op1(blk, "primitive.cast_v1", &[&neg], neg.shape.clone(), x.s, None);
+                let pos = self.op1(
+                    blk,
+                    "primitive.cast_v1",
+                    &[&pos],
+                    pos.shape.clone(),
+                    x.s,
+                    None,
+                );
+                let neg = self.op1(
+                    blk,
+                    "primitive.cast_v1",
+                    &[&neg],
+                    neg.shape.clone(),
+                    x.s,
+                    None,
+                );
                 vec![self.bcast(blk, "sub", &pos, &neg, None)?]
             }
             "pad" => {
@@ -883,7 +909,14 @@ impl Writer {
                     vec![x]
                 } else {
                     let d = self.ints(blk, &axes, Scalar::SInt(32));
-                    vec![self.op1(blk, "primitive.reverse_v1", &[&x, &d], x.shape.clone(), x.s, None)]
+                    vec![self.op1(
+                        blk,
+                        "primitive.reverse_v1",
+                        &[&x, &d],
+                        x.shape.clone(),
+                        x.s,
+                        None,
+                    )]
                 }
             }
             "tile" => {
@@ -898,7 +931,12 @@ impl Writer {
                     vec![x]
                 } else {
                     let inter: Vec<i64> = x.shape.iter().flat_map(|&d| [1, d]).collect();
-                    let big: Vec<i64> = x.shape.iter().zip(&reps).flat_map(|(&d, &r)| [r, d]).collect();
+                    let big: Vec<i64> = x
+                        .shape
+                        .iter()
+                        .zip(&reps)
+                        .flat_map(|(&d, &r)| [r, d])
+                        .collect();
                     let r = self.reshape(blk, &x, inter);
                     let b = self.expand(blk, &r, &big);
                     vec![self.reshape(blk, &b, shape.clone())]
@@ -921,7 +959,14 @@ impl Writer {
                 let axis = if axis < 0 { axis + rank } else { axis };
                 let idx = self.int32(blk, idx);
                 let a = self.scalar(blk, axis as f64, Scalar::SInt(32));
-                vec![self.op1(blk, "primitive.gather_along_axis_v1", &[&x, &idx, &a], shape, s, None)]
+                vec![self.op1(
+                    blk,
+                    "primitive.gather_along_axis_v1",
+                    &[&x, &idx, &a],
+                    shape,
+                    s,
+                    None,
+                )]
             }
             "upsample_nearest_neighbor" | "upsample_bilinear" | "resize_bilinear" => {
                 // interpolate_v1(x, output shape, scale, offset per dim), as coreai-torch
@@ -929,7 +974,10 @@ impl Writer {
                 // scale (out-1)/(in-1) with offset (1 - scale)/2 (to_mil reads them back).
                 let x = self.input(f, blk, op, "x")?;
                 if x.shape.len() != 4 || shape.len() != 4 {
-                    return Err(format!("{t} of a rank-{} tensor (rank 4 only)", x.shape.len()));
+                    return Err(format!(
+                        "{t} of a rank-{} tensor (rank 4 only)",
+                        x.shape.len()
+                    ));
                 }
                 // The grid: 0 half-pixel, 1 align-corners, 2 Core ML's DEFAULT (i·X/N), 3
                 // OFFSET_CORNERS ((i + ½)·max(1, X−1)/N). interpolate_v1 samples input
@@ -938,13 +986,23 @@ impl Writer {
                 // OFFSET_CORNERS scale N/max(1, X−1) with offset −scale/2.
                 let (linear, grid) = match t {
                     "upsample_nearest_neighbor" => (false, 0),
-                    "upsample_bilinear" => (true, u8::from(f.bool(op, "align_corners").unwrap_or(false))),
-                    _ => match f.string(op, "sampling_mode").as_deref().unwrap_or("DEFAULT") {
+                    "upsample_bilinear" => {
+                        (true, u8::from(f.bool(op, "align_corners").unwrap_or(false)))
+                    }
+                    _ => match f
+                        .string(op, "sampling_mode")
+                        .as_deref()
+                        .unwrap_or("DEFAULT")
+                    {
                         "UNALIGN_CORNERS" => (true, 0),
                         "STRICT_ALIGN_CORNERS" | "ALIGN_CORNERS" => (true, 1),
                         "DEFAULT" => (true, 2),
                         "OFFSET_CORNERS" => (true, 3),
-                        m => return Err(format!("resize_bilinear sampling_mode {m} has no Core AI form")),
+                        m => {
+                            return Err(format!(
+                                "resize_bilinear sampling_mode {m} has no Core AI form"
+                            ));
+                        }
                     },
                 };
                 let align = grid == 1;
@@ -973,13 +1031,24 @@ impl Writer {
                     }
                 }
                 let os = self.ints(blk, &shape, Scalar::SInt(32));
-                let f32s = |v: &[f32]| Bytes::from(v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
+                let f32s = |v: &[f32]| {
+                    Bytes::from(v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
+                };
                 let sc = self.constant_raw(blk, vec![4], Scalar::F32, f32s(&scale), false);
                 let of = self.constant_raw(blk, vec![4], Scalar::F32, f32s(&offset), false);
-                let mode = self.enc().enumeration(EnumKind::Interpolation, if linear { 0 } else { 1 });
+                let mode = self
+                    .enc()
+                    .enumeration(EnumKind::Interpolation, if linear { 0 } else { 1 });
                 let mut p = PayloadWriter::new();
                 p.attr(mode);
-                vec![self.op1(blk, "primitive.interpolate_v1", &[&x, &os, &sc, &of], shape, s, Some(p.finish()))]
+                vec![self.op1(
+                    blk,
+                    "primitive.interpolate_v1",
+                    &[&x, &os, &sc, &of],
+                    shape,
+                    s,
+                    Some(p.finish()),
+                )]
             }
             "conv_transpose" => {
                 // conv_transpose2d_v1(x, weight, stride, padding, dilation, output_padding,
@@ -989,7 +1058,10 @@ impl Writer {
                 let w = self.input(f, blk, op, "weight")?;
                 // 3-D: conv_transpose3d_v1 with the same operands (coreai-core's authoring
                 // API `conv_transpose3d`; coreai-torch refuses transposed 3-D convolutions).
-                if !matches!(x.shape.len(), 4 | 5) || w.shape.len() != x.shape.len() || shape.len() != x.shape.len() {
+                if !matches!(x.shape.len(), 4 | 5)
+                    || w.shape.len() != x.shape.len()
+                    || shape.len() != x.shape.len()
+                {
                     return Err("conv_transpose other than 2-D or 3-D".into());
                 }
                 let nsp = x.shape.len() - 2;
@@ -1007,10 +1079,14 @@ impl Writer {
                 let mut padding = Vec::new();
                 let mut out_pad = Vec::new();
                 for i in 0..nsp {
-                    let base = (x.shape[2 + i] - 1) * strides[i] + dil[i] * (w.shape[2 + i] - 1) + 1 - 2 * pads[2 * i];
+                    let base =
+                        (x.shape[2 + i] - 1) * strides[i] + dil[i] * (w.shape[2 + i] - 1) + 1
+                            - 2 * pads[2 * i];
                     let op_i = shape[2 + i] - base;
                     if pads[2 * i] < 0 || op_i < 0 {
-                        return Err(format!("conv_transpose padding {pads:?} for output {shape:?}"));
+                        return Err(format!(
+                            "conv_transpose padding {pads:?} for output {shape:?}"
+                        ));
                     }
                     padding.push(pads[2 * i]);
                     out_pad.push(op_i);
@@ -1021,7 +1097,14 @@ impl Writer {
                 let opd = self.ints(blk, &out_pad, Scalar::UInt(32));
                 let g = self.scalar(blk, groups as f64, Scalar::UInt(32));
                 let prim = format!("primitive.conv_transpose{nsp}d_v1");
-                let y = self.op1(blk, &prim, &[&x, &w, &st, &pd, &dl, &opd, &g], shape.clone(), s, None);
+                let y = self.op1(
+                    blk,
+                    &prim,
+                    &[&x, &w, &st, &pd, &dl, &opd, &g],
+                    shape.clone(),
+                    s,
+                    None,
+                );
                 if op.inputs.contains_key("bias") {
                     let b = self.input(f, blk, op, "bias")?;
                     let n = b.shape.iter().product::<i64>();
@@ -1036,7 +1119,11 @@ impl Writer {
             "threshold" => {
                 // max(x, alpha)
                 let x = self.input(f, blk, op, "x")?;
-                let a = self.scalar(blk, f.f64(op, "alpha").ok_or("alpha is not a constant")?, x.s);
+                let a = self.scalar(
+                    blk,
+                    f.f64(op, "alpha").ok_or("alpha is not a constant")?,
+                    x.s,
+                );
                 vec![self.bcast(blk, "maximum", &x, &a, None)?]
             }
             "leaky_relu" | "prelu" | "elu" => {
@@ -1049,7 +1136,9 @@ impl Writer {
                     shape.extend(std::iter::repeat_n(1, x.shape.len().saturating_sub(2)));
                     self.reshape(blk, &a, shape)
                 } else {
-                    let v = f.f64(op, "alpha").unwrap_or(if t == "elu" { 1.0 } else { 0.01 });
+                    let v = f
+                        .f64(op, "alpha")
+                        .unwrap_or(if t == "elu" { 1.0 } else { 0.01 });
                     self.scalar(blk, v, x.s)
                 };
                 let z = self.scalar(blk, 0.0, x.s);
@@ -1066,26 +1155,39 @@ impl Writer {
             "sigmoid" => {
                 let x = self.input(f, blk, op, "x")?;
                 let (sh, sc) = (x.shape.clone(), x.s);
-                vec![self.composite(blk, "sigmoid_v1", &[&x], sh.clone(), sc, move |w, inner, args| {
-                    let zero = w.constant_zero1(inner, sc);
-                    let one = w.constant_one1(inner, sc);
-                    let neg = w.bcast(inner, "sub", &zero, &args[0], None).unwrap_or_else(|_| args[0].clone());
-                    let e = w.unary(inner, "exp", &neg);
-                    let d = w.bcast(inner, "add", &one, &e, None).unwrap_or(e);
-                    w.bcast(inner, "divide", &one, &d, None).unwrap_or(d)
-                })]
+                vec![self.composite(
+                    blk,
+                    "sigmoid_v1",
+                    &[&x],
+                    sh.clone(),
+                    sc,
+                    move |w, inner, args| {
+                        let zero = w.constant_zero1(inner, sc);
+                        let one = w.constant_one1(inner, sc);
+                        let neg = w
+                            .bcast(inner, "sub", &zero, &args[0], None)
+                            .unwrap_or_else(|_| args[0].clone());
+                        let e = w.unary(inner, "exp", &neg);
+                        let d = w.bcast(inner, "add", &one, &e, None).unwrap_or(e);
+                        w.bcast(inner, "divide", &one, &d, None).unwrap_or(d)
+                    },
+                )]
             }
             "silu" => {
                 let x = self.input(f, blk, op, "x")?;
                 let (sh, sc) = (x.shape.clone(), x.s);
-                vec![self.composite(blk, "silu_v1", &[&x], sh, sc, move |w, inner, args| {
-                    let zero = w.constant_zero1(inner, sc);
-                    let one = w.constant_one1(inner, sc);
-                    let neg = w.bcast(inner, "sub", &zero, &args[0], None).unwrap_or_else(|_| args[0].clone());
-                    let e = w.unary(inner, "exp", &neg);
-                    let d = w.bcast(inner, "add", &one, &e, None).unwrap_or(e);
-                    w.bcast(inner, "divide", &args[0], &d, None).unwrap_or(d)
-                })]
+                vec![
+                    self.composite(blk, "silu_v1", &[&x], sh, sc, move |w, inner, args| {
+                        let zero = w.constant_zero1(inner, sc);
+                        let one = w.constant_one1(inner, sc);
+                        let neg = w
+                            .bcast(inner, "sub", &zero, &args[0], None)
+                            .unwrap_or_else(|_| args[0].clone());
+                        let e = w.unary(inner, "exp", &neg);
+                        let d = w.bcast(inner, "add", &one, &e, None).unwrap_or(e);
+                        w.bcast(inner, "divide", &args[0], &d, None).unwrap_or(d)
+                    }),
+                ]
             }
             "gelu" => {
                 let x = self.input(f, blk, op, "x")?;
@@ -1098,7 +1200,14 @@ impl Writer {
                 let a = self.enc().enumeration(EnumKind::Approximate, v);
                 let mut p = PayloadWriter::new();
                 p.attr(a);
-                vec![self.op1(blk, "primitive.gelu_v1", &[&x], x.shape.clone(), x.s, Some(p.finish()))]
+                vec![self.op1(
+                    blk,
+                    "primitive.gelu_v1",
+                    &[&x],
+                    x.shape.clone(),
+                    x.s,
+                    Some(p.finish()),
+                )]
             }
             "softmax" => {
                 let x = self.input(f, blk, op, "x")?;
@@ -1193,15 +1302,29 @@ impl Writer {
                 let begin = f.ints(op, "begin").ok_or("begin is not a constant")?;
                 let end = f.ints(op, "end").ok_or("end is not a constant")?;
                 let stride = f.ints(op, "stride").unwrap_or_else(|| vec![1; r]);
-                let bm = f.value(op, "begin_mask").and_then(|v| v.to_i64_vec()).unwrap_or_else(|| vec![0; r]);
-                let em = f.value(op, "end_mask").and_then(|v| v.to_i64_vec()).unwrap_or_else(|| vec![0; r]);
+                let bm = f
+                    .value(op, "begin_mask")
+                    .and_then(|v| v.to_i64_vec())
+                    .unwrap_or_else(|| vec![0; r]);
+                let em = f
+                    .value(op, "end_mask")
+                    .and_then(|v| v.to_i64_vec())
+                    .unwrap_or_else(|| vec![0; r]);
                 let mut b = Vec::with_capacity(r);
                 let mut e = Vec::with_capacity(r);
                 for i in 0..r {
                     let st = stride.get(i).copied().unwrap_or(1);
                     let n = x.shape[i];
-                    let bi = if bm.get(i).copied().unwrap_or(0) != 0 { if st > 0 { 0 } else { n - 1 } } else { begin[i] };
-                    let ei = if em.get(i).copied().unwrap_or(0) != 0 { if st > 0 { n } else { -n - 1 } } else { end[i] };
+                    let bi = if bm.get(i).copied().unwrap_or(0) != 0 {
+                        if st > 0 { 0 } else { n - 1 }
+                    } else {
+                        begin[i]
+                    };
+                    let ei = if em.get(i).copied().unwrap_or(0) != 0 {
+                        if st > 0 { n } else { -n - 1 }
+                    } else {
+                        end[i]
+                    };
                     b.push(bi);
                     e.push(ei);
                 }
@@ -1227,7 +1350,14 @@ impl Writer {
                     };
                     kept.push(len);
                 }
-                let sl = self.op1(blk, "primitive.slice_v1", &[&x, &bv, &ev, &sv], kept, x.s, None);
+                let sl = self.op1(
+                    blk,
+                    "primitive.slice_v1",
+                    &[&x, &bv, &ev, &sv],
+                    kept,
+                    x.s,
+                    None,
+                );
                 vec![self.reshape(blk, &sl, shape)]
             }
             "concat" => {
@@ -1251,11 +1381,25 @@ impl Writer {
                 let types: Vec<TypeId> = (0..op.outputs.len())
                     .map(|i| Self::out_type(op, i).map(|(sh, sc)| self.ty(&sh, sc)))
                     .collect::<R<_>>()?;
-                let id = self.push(blk, "primitive.split_v1", &[x.v, sz.v, d.v], &types, None, Vec::new());
+                let id = self.push(
+                    blk,
+                    "primitive.split_v1",
+                    &[x.v, sz.v, d.v],
+                    &types,
+                    None,
+                    Vec::new(),
+                );
                 (0..op.outputs.len())
                     .map(|i| {
                         let (sh, sc) = Self::out_type(op, i)?;
-                        Ok(Av { v: Value::Result { op: id, index: i as u32 }, shape: sh, s: sc })
+                        Ok(Av {
+                            v: Value::Result {
+                                op: id,
+                                index: i as u32,
+                            },
+                            shape: sh,
+                            s: sc,
+                        })
                     })
                     .collect::<R<_>>()?
             }
@@ -1263,16 +1407,33 @@ impl Writer {
                 let c = self.input(f, blk, op, "cond")?;
                 let a = self.input(f, blk, op, "a")?;
                 let b = self.input(f, blk, op, "b")?;
-                let sh = broadcast(&broadcast(&c.shape, &a.shape).ok_or("shapes do not broadcast")?, &b.shape)
-                    .ok_or("shapes do not broadcast")?;
+                let sh = broadcast(
+                    &broadcast(&c.shape, &a.shape).ok_or("shapes do not broadcast")?,
+                    &b.shape,
+                )
+                .ok_or("shapes do not broadcast")?;
                 let sc = a.s;
                 let out = sh.clone();
-                vec![self.composite(blk, "broadcasting_where_v1", &[&c, &a, &b], sh, sc, move |w, inner, args| {
-                    let cc = w.expand(inner, &args[0], &out);
-                    let aa = w.expand(inner, &args[1], &out);
-                    let bb = w.expand(inner, &args[2], &out);
-                    w.op1(inner, "primitive.where_v1", &[&cc, &aa, &bb], out.clone(), sc, None)
-                })]
+                vec![self.composite(
+                    blk,
+                    "broadcasting_where_v1",
+                    &[&c, &a, &b],
+                    sh,
+                    sc,
+                    move |w, inner, args| {
+                        let cc = w.expand(inner, &args[0], &out);
+                        let aa = w.expand(inner, &args[1], &out);
+                        let bb = w.expand(inner, &args[2], &out);
+                        w.op1(
+                            inner,
+                            "primitive.where_v1",
+                            &[&cc, &aa, &bb],
+                            out.clone(),
+                            sc,
+                            None,
+                        )
+                    },
+                )]
             }
             "conv" => {
                 let x = self.input(f, blk, op, "x")?;
@@ -1295,11 +1456,19 @@ impl Writer {
                 } else {
                     (xp, w, false)
                 };
-                let (st, di) = if squeeze { ([vec![1], strides].concat(), [vec![1], dil].concat()) } else { (strides, dil) };
+                let (st, di) = if squeeze {
+                    ([vec![1], strides].concat(), [vec![1], dil].concat())
+                } else {
+                    (strides, dil)
+                };
                 let sv = self.ints(blk, &st, Scalar::UInt(32));
                 let dv = self.ints(blk, &di, Scalar::UInt(32));
                 let gv = self.scalar(blk, groups as f64, Scalar::UInt(32));
-                let name = if nsp == 3 { "primitive.conv3d_v1" } else { "primitive.conv2d_v1" };
+                let name = if nsp == 3 {
+                    "primitive.conv3d_v1"
+                } else {
+                    "primitive.conv2d_v1"
+                };
                 let mut oshape = shape.clone();
                 if squeeze {
                     oshape.insert(2, 1);
@@ -1316,7 +1485,9 @@ impl Writer {
             }
             "max_pool" | "avg_pool" => {
                 let x = self.input(f, blk, op, "x")?;
-                let k = f.ints(op, "kernel_sizes").ok_or("kernel_sizes is not a constant")?;
+                let k = f
+                    .ints(op, "kernel_sizes")
+                    .ok_or("kernel_sizes is not a constant")?;
                 let nsp = k.len();
                 if nsp != 2 {
                     return Err("pooling over other than 2 spatial dims".into());
@@ -1334,12 +1505,26 @@ impl Writer {
                 let dv = self.ints(blk, &ones, Scalar::UInt(32));
                 if max {
                     let cv = self.scalar(blk, if ceil { 1.0 } else { 0.0 }, Scalar::Bool);
-                    vec![self.op1(blk, "primitive.max_pool_2d_v1", &[&xp, &kv, &sv, &dv, &cv], shape, s, None)]
+                    vec![self.op1(
+                        blk,
+                        "primitive.max_pool_2d_v1",
+                        &[&xp, &kv, &sv, &dv, &cv],
+                        shape,
+                        s,
+                        None,
+                    )]
                 } else {
                     if ceil {
                         return Err("average pooling in ceil mode".into());
                     }
-                    let sum = self.op1(blk, "primitive.sum_pool_2d_v1", &[&xp, &kv, &sv, &dv], shape.clone(), s, None);
+                    let sum = self.op1(
+                        blk,
+                        "primitive.sum_pool_2d_v1",
+                        &[&xp, &kv, &sv, &dv],
+                        shape.clone(),
+                        s,
+                        None,
+                    );
                     let area = (k[0] * k[1]) as f64;
                     let padded = pads.iter().any(|&p| p != 0);
                     if exclude && padded {
@@ -1357,8 +1542,25 @@ impl Writer {
                             }
                         }
                         let data: Vec<u8> = counts.iter().flat_map(|c| c.to_le_bytes()).collect();
-                        let cnt = self.constant_raw(blk, vec![1, 1, ho, wo], Scalar::F32, Bytes::from(data), false);
-                        let cnt = if s == Scalar::F32 { cnt } else { self.op1(blk, "primitive.cast_v1", &[&cnt], vec![1, 1, ho, wo], s, None) };
+                        let cnt = self.constant_raw(
+                            blk,
+                            vec![1, 1, ho, wo],
+                            Scalar::F32,
+                            Bytes::from(data),
+                            false,
+                        );
+                        let cnt = if s == Scalar::F32 {
+                            cnt
+                        } else {
+                            self.op1(
+                                blk,
+                                "primitive.cast_v1",
+                                &[&cnt],
+                                vec![1, 1, ho, wo],
+                                s,
+                                None,
+                            )
+                        };
                         vec![self.bcast(blk, "divide", &sum, &cnt, None)?]
                     } else {
                         let a = self.scalar(blk, area, s);
@@ -1375,7 +1577,18 @@ impl Writer {
                 }
                 let rank = x.shape.len() as i64;
                 let ax = (if axis < 0 { axis + rank } else { axis }) as usize;
-                let idx = if idx.s == Scalar::SInt(32) { idx } else { self.op1(blk, "primitive.cast_v1", &[&idx], idx.shape.clone(), Scalar::SInt(32), None) };
+                let idx = if idx.s == Scalar::SInt(32) {
+                    idx
+                } else {
+                    self.op1(
+                        blk,
+                        "primitive.cast_v1",
+                        &[&idx],
+                        idx.shape.clone(),
+                        Scalar::SInt(32),
+                        None,
+                    )
+                };
                 let mut ishape = idx.shape.clone();
                 ishape.push(1);
                 let ir = self.reshape(blk, &idx, ishape);
@@ -1389,7 +1602,14 @@ impl Writer {
                 };
                 let mut gshape = idx.shape.clone();
                 gshape.extend_from_slice(&xt.shape[1..]);
-                let g = self.op1(blk, "primitive.gather_nd_v1", &[&xt, &ir], gshape.clone(), x.s, None);
+                let g = self.op1(
+                    blk,
+                    "primitive.gather_nd_v1",
+                    &[&xt, &ir],
+                    gshape.clone(),
+                    x.s,
+                    None,
+                );
                 if ax == 0 {
                     vec![g]
                 } else {
@@ -1404,29 +1624,61 @@ impl Writer {
                 }
             }
             "read_state" => {
+                if f.nested > 0 {
+                    return Err("state access inside a control-flow block (the token chain that orders it would have to pass through the block)".into());
+                }
                 let name = match f.binding(op, "input") {
                     Some(Binding::Name(n)) => n.clone(),
                     _ => return Err("read_state of a non-state".into()),
                 };
-                let (h, _) = *f.handles.get(&name).ok_or("read_state of an unknown state")?;
+                let (h, _) = *f
+                    .handles
+                    .get(&name)
+                    .ok_or("read_state of an unknown state")?;
                 let token = self.token(f, blk, &name);
                 let vt = self.ty(&shape, s);
                 let tt = self.enc().token();
-                let id = self.push(blk, "dataflow.read_handle_v1", &[h, token], &[vt, tt], None, Vec::new());
-                f.tokens.insert(name.clone(), Value::Result { op: id, index: 1 });
-                vec![Av { v: Value::Result { op: id, index: 0 }, shape, s }]
+                let id = self.push(
+                    blk,
+                    "dataflow.read_handle_v1",
+                    &[h, token],
+                    &[vt, tt],
+                    None,
+                    Vec::new(),
+                );
+                f.tokens
+                    .insert(name.clone(), Value::Result { op: id, index: 1 });
+                vec![Av {
+                    v: Value::Result { op: id, index: 0 },
+                    shape,
+                    s,
+                }]
             }
             "write_state" => {
+                if f.nested > 0 {
+                    return Err("state access inside a control-flow block (the token chain that orders it would have to pass through the block)".into());
+                }
                 let name = match f.binding(op, "input") {
                     Some(Binding::Name(n)) => n.clone(),
                     _ => return Err("write_state to a non-state".into()),
                 };
-                let (h, _) = *f.handles.get(&name).ok_or("write_state to an unknown state")?;
+                let (h, _) = *f
+                    .handles
+                    .get(&name)
+                    .ok_or("write_state to an unknown state")?;
                 let data = self.input(f, blk, op, "data")?;
                 let token = self.token(f, blk, &name);
                 let tt = self.enc().token();
-                let id = self.push(blk, "dataflow.write_handle_v1", &[h, data.v, token], &[tt], None, Vec::new());
-                f.tokens.insert(name.clone(), Value::Result { op: id, index: 0 });
+                let id = self.push(
+                    blk,
+                    "dataflow.write_handle_v1",
+                    &[h, data.v, token],
+                    &[tt],
+                    None,
+                    Vec::new(),
+                );
+                f.tokens
+                    .insert(name.clone(), Value::Result { op: id, index: 0 });
                 Vec::new()
             }
             "slice_update" => {
@@ -1436,10 +1688,20 @@ impl Writer {
                 let begin = f.ints(op, "begin").ok_or("begin is not a constant")?;
                 let end = f.ints(op, "end").ok_or("end is not a constant")?;
                 let stride = f.ints(op, "stride").unwrap_or_else(|| vec![1; r]);
-                let bm = f.value(op, "begin_mask").and_then(|v| v.to_i64_vec()).unwrap_or_else(|| vec![0; r]);
-                let em = f.value(op, "end_mask").and_then(|v| v.to_i64_vec()).unwrap_or_else(|| vec![0; r]);
-                let b: Vec<i64> = (0..r).map(|i| if bm[i] != 0 { 0 } else { begin[i] }).collect();
-                let e: Vec<i64> = (0..r).map(|i| if em[i] != 0 { x.shape[i] } else { end[i] }).collect();
+                let bm = f
+                    .value(op, "begin_mask")
+                    .and_then(|v| v.to_i64_vec())
+                    .unwrap_or_else(|| vec![0; r]);
+                let em = f
+                    .value(op, "end_mask")
+                    .and_then(|v| v.to_i64_vec())
+                    .unwrap_or_else(|| vec![0; r]);
+                let b: Vec<i64> = (0..r)
+                    .map(|i| if bm[i] != 0 { 0 } else { begin[i] })
+                    .collect();
+                let e: Vec<i64> = (0..r)
+                    .map(|i| if em[i] != 0 { x.shape[i] } else { end[i] })
+                    .collect();
                 let bv = self.ints(blk, &b, Scalar::SInt(32));
                 let ev = self.ints(blk, &e, Scalar::SInt(32));
                 let sv = self.ints(blk, &stride, Scalar::SInt(32));
@@ -1451,7 +1713,14 @@ impl Writer {
                     ushape.push(((ee - bb) + stride[i] - 1).max(0) / stride[i]);
                 }
                 let ur = self.reshape(blk, &u, ushape);
-                vec![self.op1(blk, "primitive.slice_update_v1", &[&x, &bv, &ev, &sv, &ur], x.shape.clone(), x.s, None)]
+                vec![self.op1(
+                    blk,
+                    "primitive.slice_update_v1",
+                    &[&x, &bv, &ev, &sv, &ur],
+                    x.shape.clone(),
+                    x.s,
+                    None,
+                )]
             }
             "scaled_dot_product_attention" => {
                 let q = self.input(f, blk, op, "query")?;
@@ -1471,11 +1740,25 @@ impl Writer {
                         let neg = self.scalar(blk, -1e4, q.s);
                         let zero = self.scalar(blk, 0.0, q.s);
                         let sh = m.shape.clone();
-                        let add = self.composite(blk, "broadcasting_where_v1", &[&m, &zero, &neg], sh.clone(), q.s, move |w, inner, args| {
-                            let z = w.expand(inner, &args[1], &sh);
-                            let n = w.expand(inner, &args[2], &sh);
-                            w.op1(inner, "primitive.where_v1", &[&args[0], &z, &n], sh.clone(), q.s, None)
-                        });
+                        let add = self.composite(
+                            blk,
+                            "broadcasting_where_v1",
+                            &[&m, &zero, &neg],
+                            sh.clone(),
+                            q.s,
+                            move |w, inner, args| {
+                                let z = w.expand(inner, &args[1], &sh);
+                                let n = w.expand(inner, &args[2], &sh);
+                                w.op1(
+                                    inner,
+                                    "primitive.where_v1",
+                                    &[&args[0], &z, &n],
+                                    sh.clone(),
+                                    q.s,
+                                    None,
+                                )
+                            },
+                        );
                         self.bcast(blk, "add", &scores, &add, None)?
                     } else {
                         self.bcast(blk, "add", &scores, &m, None)?
@@ -1494,28 +1777,55 @@ impl Writer {
                     None => self.zeros(blk, &sc.shape, d.s),
                 };
                 let o2 = self.zeros(blk, &sc.shape, sc.s);
-                vec![self.op1(blk, "primitive.blockwise_shift_scale_v2", &[&d, &sc, &o1, &o2], shape, s, None)]
+                vec![self.op1(
+                    blk,
+                    "primitive.blockwise_shift_scale_v2",
+                    &[&d, &sc, &o1, &o2],
+                    shape,
+                    s,
+                    None,
+                )]
             }
             "constexpr_affine_dequantize" => {
-                let data = f.value(op, "quantized_data").ok_or("quantized_data is not a constant")?;
+                let data = f
+                    .value(op, "quantized_data")
+                    .ok_or("quantized_data is not a constant")?;
                 let d = self.mil_const(blk, data)?;
                 let axis = f.int(op, "axis").unwrap_or(0);
                 let rank = d.shape.len() as i64;
                 let ax = (if axis < 0 { axis + rank } else { axis }) as usize;
                 let block_shape = |n: usize| -> Vec<i64> {
-                    (0..d.shape.len()).map(|i| if i == ax && n > 1 { n as i64 } else { 1 }).collect()
+                    (0..d.shape.len())
+                        .map(|i| if i == ax && n > 1 { n as i64 } else { 1 })
+                        .collect()
                 };
                 let scale = f.value(op, "scale").ok_or("scale is not a constant")?;
-                let zp = f.value(op, "zero_point").ok_or("zero_point is not a constant")?;
-                let n = scale.tensor_type().and_then(|t| t.element_count()).unwrap_or(1) as usize;
+                let zp = f
+                    .value(op, "zero_point")
+                    .ok_or("zero_point is not a constant")?;
+                let n = scale
+                    .tensor_type()
+                    .and_then(|t| t.element_count())
+                    .unwrap_or(1) as usize;
                 let sc = self.mil_const(blk, scale)?;
                 let sc = self.reshape(blk, &sc, block_shape(n));
                 let zv = self.mil_const(blk, zp)?;
                 let zn = zv.shape.iter().product::<i64>() as usize;
                 let zv = self.reshape(blk, &zv, block_shape(zn));
-                let zv = if zv.shape == sc.shape { zv } else { self.expand(blk, &zv, &sc.shape.clone()) };
+                let zv = if zv.shape == sc.shape {
+                    zv
+                } else {
+                    self.expand(blk, &zv, &sc.shape.clone())
+                };
                 let o2 = self.zeros(blk, &sc.shape, sc.s);
-                vec![self.op1(blk, "primitive.blockwise_shift_scale_v2", &[&d, &sc, &zv, &o2], shape, s, None)]
+                vec![self.op1(
+                    blk,
+                    "primitive.blockwise_shift_scale_v2",
+                    &[&d, &sc, &zv, &o2],
+                    shape,
+                    s,
+                    None,
+                )]
             }
             "constexpr_lut_to_dense" if op.attributes.contains_key("lut") => {
                 return Err("the iOS16 form of palettized weights (packed indices with a flat LUT) is not written; compress at iOS18 (`anekit compress`) first".into());
@@ -1527,10 +1837,19 @@ impl Writer {
                 let lv = self.mil_const(blk, lut)?;
                 let axis = f.int(op, "vector_axis").unwrap_or(0);
                 let av = self.scalar(blk, axis as f64, Scalar::SInt(16));
-                vec![self.op1(blk, "primitive.lut_to_dense_v1", &[&iv, &lv, &av], shape, s, None)]
+                vec![self.op1(
+                    blk,
+                    "primitive.lut_to_dense_v1",
+                    &[&iv, &lv, &av],
+                    shape,
+                    s,
+                    None,
+                )]
             }
             "constexpr_sparse_to_dense" => {
-                let values = f.value(op, "nonzero_data").ok_or("nonzero_data is not a constant")?;
+                let values = f
+                    .value(op, "nonzero_data")
+                    .ok_or("nonzero_data is not a constant")?;
                 let mask = f.value(op, "mask").ok_or("mask is not a constant")?;
                 let vt = values.tensor_type().ok_or("nonzero_data")?;
                 let esize = (vt.dtype.bits().unwrap_or(32) / 8) as usize;
@@ -1557,7 +1876,10 @@ impl Writer {
                 let mut next = 0usize;
                 for b in bits {
                     if b != 0 {
-                        out.extend_from_slice(vb.get(next * esize..(next + 1) * esize).ok_or("fewer values than set mask bits")?);
+                        out.extend_from_slice(
+                            vb.get(next * esize..(next + 1) * esize)
+                                .ok_or("fewer values than set mask bits")?,
+                        );
                         next += 1;
                     } else {
                         out.extend(std::iter::repeat_n(0u8, esize));
@@ -1595,7 +1917,14 @@ impl Writer {
                 let comb = self.enc().enumeration(EnumKind::ScanCombiner, 0);
                 let mut p = PayloadWriter::new();
                 p.attr(comb);
-                let y = self.op1(blk, "primitive.scan_v1", &[&x, &a, &r], x.shape.clone(), x.s, Some(p.finish()));
+                let y = self.op1(
+                    blk,
+                    "primitive.scan_v1",
+                    &[&x, &a, &r],
+                    x.shape.clone(),
+                    x.s,
+                    Some(p.finish()),
+                );
                 if exclusive {
                     let ax = axis as usize;
                     let mut pads = vec![0; 2 * x.shape.len()];
@@ -1609,7 +1938,14 @@ impl Writer {
                     let bv = self.ints(blk, &begin, Scalar::SInt(32));
                     let ev = self.ints(blk, &end, Scalar::SInt(32));
                     let sv = self.ints(blk, &vec![1; x.shape.len()], Scalar::SInt(32));
-                    vec![self.op1(blk, "primitive.slice_v1", &[&padded, &bv, &ev, &sv], x.shape.clone(), x.s, None)]
+                    vec![self.op1(
+                        blk,
+                        "primitive.slice_v1",
+                        &[&padded, &bv, &ev, &sv],
+                        x.shape.clone(),
+                        x.s,
+                        None,
+                    )]
                 } else {
                     vec![y]
                 }
@@ -1625,7 +1961,14 @@ impl Writer {
                 let d = self.scalar(blk, axis as f64, Scalar::SInt(32));
                 let desc = self.scalar(blk, if ascending { 0.0 } else { 1.0 }, Scalar::Bool);
                 let stable = self.scalar(blk, 1.0, Scalar::Bool);
-                let idx = self.op1(blk, "primitive.argsort_v1", &[&x, &d, &desc, &stable], x.shape.clone(), Scalar::SInt(32), None);
+                let idx = self.op1(
+                    blk,
+                    "primitive.argsort_v1",
+                    &[&x, &d, &desc, &stable],
+                    x.shape.clone(),
+                    Scalar::SInt(32),
+                    None,
+                );
                 vec![self.int32(blk, idx)]
             }
             "scatter_along_axis" => {
@@ -1643,7 +1986,14 @@ impl Writer {
                 let m = self.enc().enumeration(EnumKind::ScatterMode, mode);
                 let mut p = PayloadWriter::new();
                 p.attr(m);
-                vec![self.op1(blk, "primitive.scatter_along_axis_v1", &[&data, &idx, &upd, &a], shape, s, Some(p.finish()))]
+                vec![self.op1(
+                    blk,
+                    "primitive.scatter_along_axis_v1",
+                    &[&data, &idx, &upd, &a],
+                    shape,
+                    s,
+                    Some(p.finish()),
+                )]
             }
             "scatter_nd" => {
                 // Update: scatter_nd_v1(data, indices: sint32, updates) with a region
@@ -1659,8 +2009,19 @@ impl Writer {
                 if mode == 0 {
                     let region = self.scalar_region(data.s, |_, _, _, new| new);
                     let t = self.ty(&shape, s);
-                    let id = self.push(blk, "primitive.scatter_nd_v1", &[data.v, idx.v, upd.v], &[t], None, vec![region]);
-                    vec![Av { v: Value::Result { op: id, index: 0 }, shape, s }]
+                    let id = self.push(
+                        blk,
+                        "primitive.scatter_nd_v1",
+                        &[data.v, idx.v, upd.v],
+                        &[t],
+                        None,
+                        vec![region],
+                    );
+                    vec![Av {
+                        v: Value::Result { op: id, index: 0 },
+                        shape,
+                        s,
+                    }]
                 } else {
                     vec![self.scatter_nd_by_axis(blk, &data, &idx, &upd, mode)?]
                 }
@@ -1677,7 +2038,10 @@ impl Writer {
                 let mut vals = Vec::new();
                 for v in self.inputs(f, blk, op, "values")? {
                     if v.shape.len() + 1 != shape.len() {
-                        return Err(format!("stack of a rank-{} value into rank {rank}", v.shape.len()));
+                        return Err(format!(
+                            "stack of a rank-{} value into rank {rank}",
+                            v.shape.len()
+                        ));
                     }
                     let mut sh = v.shape.clone();
                     sh.insert(axis as usize, 1);
@@ -1705,7 +2069,12 @@ impl Writer {
                 let (n, c, h, w) = match x.shape[..] {
                     [c, h, w] => (1, c, h, w),
                     [n, c, h, w] => (n, c, h, w),
-                    _ => return Err(format!("local_response_norm of a rank-{} tensor (rank 3 or 4 only)", x.shape.len())),
+                    _ => {
+                        return Err(format!(
+                            "local_response_norm of a rank-{} tensor (rank 3 or 4 only)",
+                            x.shape.len()
+                        ));
+                    }
                 };
                 let sq = self.bcast(blk, "mul", &x, &x, None)?;
                 let sq5 = self.reshape(blk, &sq, vec![n, 1, c, h, w]);
@@ -1715,7 +2084,14 @@ impl Writer {
                 let padded = self.pad_mode(blk, &sq5, &pads, 0.0, 1)?;
                 let kv = self.ints(blk, &[size, 1, 1], Scalar::UInt(32));
                 let ones = self.ints(blk, &[1, 1, 1], Scalar::UInt(32));
-                let sum = self.op1(blk, "primitive.sum_pool_3d_v1", &[&padded, &kv, &ones, &ones], vec![n, 1, c, h, w], x.s, None);
+                let sum = self.op1(
+                    blk,
+                    "primitive.sum_pool_3d_v1",
+                    &[&padded, &kv, &ones, &ones],
+                    vec![n, 1, c, h, w],
+                    x.s,
+                    None,
+                );
                 let sum = self.reshape(blk, &sum, x.shape.clone());
                 let a = self.scalar(blk, alpha / size as f64, x.s);
                 let kk = self.scalar(blk, k, x.s);
@@ -1726,10 +2102,268 @@ impl Writer {
                 vec![self.bcast(blk, "divide", &x, &den, None)?]
             }
             "lstm" | "gru" | "rnn" => self.recurrent(f, blk, op)?,
-            "cond" | "while_loop" => return Err("control flow: aicode's controlflow.if_v1 / while_v1 (coreai-torch's form of torch.cond / torch.while_loop) are not written by this converter yet".into()),
+            "cond" => self.cond(f, blk, op)?,
+            "while_loop" => self.while_loop(f, blk, op)?,
             "classify" => return Err("classifier outputs (labels) have no Core AI form".into()),
             other => return Err(format!("no Core AI counterpart for MIL {other}")),
         })
+    }
+
+    /// Write the ops of the nested MIL `block` into the aicode block `blk` with `inputs`
+    /// bound to the block's inputs; returns the values of the block's outputs. Names
+    /// defined (and constants written) inside do not leak out: aicode regions, like MIL
+    /// blocks, see the values around them, but not the other way round.
+    fn nested<'p>(
+        &mut self,
+        f: &mut Fn<'p>,
+        blk: BlockId,
+        block: &'p anekit_mil::Block,
+        inputs: Vec<Av>,
+    ) -> R<Vec<Av>> {
+        if inputs.len() != block.inputs.len() {
+            return Err(format!(
+                "a nested block with {} inputs given {} values",
+                block.inputs.len(),
+                inputs.len()
+            ));
+        }
+        let saved_vars = f.vars.clone();
+        let saved_consts = f.consts.clone();
+        f.nested += 1;
+        let result = (|| {
+            for (i, a) in block.inputs.iter().zip(inputs) {
+                f.vars.insert(i.name.clone(), a);
+            }
+            for op in &block.operations {
+                if op.op_type == "const"
+                    && let (Some(out), Some(v)) = (op.outputs.first(), op.attributes.get("val"))
+                {
+                    f.vars.remove(&out.name);
+                    f.consts.insert(out.name.clone(), v);
+                }
+            }
+            for op in &block.operations {
+                if op.op_type == "const" {
+                    continue;
+                }
+                let outs = self.op(f, blk, op).map_err(|e| {
+                    format!("{} ({}) in its block: {e}", op.display_name(), op.op_type)
+                })?;
+                for (o, a) in op.outputs.iter().zip(outs) {
+                    f.vars.insert(o.name.clone(), a);
+                }
+            }
+            block
+                .outputs
+                .iter()
+                .map(|o| {
+                    if let Some(a) = f.vars.get(o) {
+                        return Ok(a.clone());
+                    }
+                    let v = f
+                        .consts
+                        .get(o)
+                        .copied()
+                        .ok_or_else(|| format!("block output {o} is not defined"))?;
+                    self.mil_const(blk, v)
+                })
+                .collect::<R<Vec<Av>>>()
+        })();
+        f.nested -= 1;
+        f.vars = saved_vars;
+        f.consts = saved_consts;
+        result
+    }
+
+    /// A bool predicate as the rank-0 `tensor<bool>` that `if_v1` and `condition_v1`
+    /// take (MIL allows a one-element tensor).
+    fn predicate(&mut self, blk: BlockId, p: Av, what: &str) -> R<Av> {
+        if p.s != Scalar::Bool {
+            return Err(format!("the {what} is {:?}, not bool", p.s));
+        }
+        if p.shape.iter().product::<i64>() != 1 {
+            return Err(format!("the {what} has shape {:?}, not one value", p.shape));
+        }
+        Ok(self.reshape(blk, &p, Vec::new()))
+    }
+
+    /// A new aicode block with arguments of the types of `like`; its arguments as values.
+    fn region_block(&mut self, like: &[Av]) -> (BlockId, Vec<Av>) {
+        let types: Vec<TypeId> = like.iter().map(|a| self.ty(&a.shape, a.s)).collect();
+        let b = self.b.module.ir.push_block(Block {
+            args: types
+                .iter()
+                .map(|&ty| BlockArg {
+                    ty,
+                    location: Some(self.loc),
+                })
+                .collect(),
+            ..Block::default()
+        });
+        let args = like
+            .iter()
+            .enumerate()
+            .map(|(i, a)| Av {
+                v: Value::Arg {
+                    block: b,
+                    index: i as u32,
+                },
+                shape: a.shape.clone(),
+                s: a.s,
+            })
+            .collect();
+        (b, args)
+    }
+
+    /// Check that `got` (what a block returns) has the types of `want`.
+    fn same_types(got: &[Av], want: &[(Vec<i64>, Scalar)], what: &str) -> R<()> {
+        if got.len() != want.len() {
+            return Err(format!(
+                "{what} returns {} values for {}",
+                got.len(),
+                want.len()
+            ));
+        }
+        for (i, (g, (shape, s))) in got.iter().zip(want).enumerate() {
+            if g.shape != *shape || g.s != *s {
+                return Err(format!(
+                    "{what} returns {:?} {:?} as value {i}, where {:?} {:?} is declared",
+                    g.s, g.shape, s, shape
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A control-flow op: not isolated from above (its regions use the values around
+    /// them), as coreai-torch writes `if_v1` and `while_v1`.
+    fn push_control_flow(
+        &mut self,
+        blk: BlockId,
+        name: &str,
+        operands: &[Value],
+        results: &[(Vec<i64>, Scalar)],
+        regions: Vec<RegionId>,
+    ) -> Vec<Av> {
+        let types: Vec<TypeId> = results.iter().map(|(sh, s)| self.ty(sh, *s)).collect();
+        let id = self.push(blk, name, operands, &types, None, regions);
+        self.b.module.ir.ops[id.index()].isolated = false;
+        results
+            .iter()
+            .enumerate()
+            .map(|(i, (shape, s))| Av {
+                v: Value::Result {
+                    op: id,
+                    index: i as u32,
+                },
+                shape: shape.clone(),
+                s: *s,
+            })
+            .collect()
+    }
+
+    /// MIL `cond(pred)` with a true and a false block → `controlflow.if_v1(pred)` with a
+    /// then and an else region ending in `dataflow.yield_v1`, the form coreai-torch writes
+    /// for `torch.cond`. Values the blocks use from outside are used from the regions as
+    /// they are (aicode's control-flow regions capture them, as MIL blocks do).
+    fn cond<'p>(&mut self, f: &mut Fn<'p>, blk: BlockId, op: &'p Operation) -> R<Vec<Av>> {
+        let [t, e] = op.blocks.as_slice() else {
+            return Err(format!("cond with {} blocks", op.blocks.len()));
+        };
+        let p = self.input(f, blk, op, "pred")?;
+        let p = self.predicate(blk, p, "predicate")?;
+        let results: Vec<(Vec<i64>, Scalar)> = (0..op.outputs.len())
+            .map(|i| Self::out_type(op, i))
+            .collect::<R<_>>()?;
+        let mut regions = Vec::with_capacity(2);
+        for (block, what) in [(t, "the true block"), (e, "the false block")] {
+            let (b, _) = self.region_block(&[]);
+            let outs = self.nested(f, b, block, Vec::new())?;
+            Self::same_types(&outs, &results, what)?;
+            let vals: Vec<Value> = outs.iter().map(|a| a.v).collect();
+            self.push(b, "dataflow.yield_v1", &vals, &[], None, Vec::new());
+            regions.push(self.b.module.ir.push_region(Region { blocks: vec![b] }));
+        }
+        Ok(self.push_control_flow(blk, "controlflow.if_v1", &[p.v], &results, regions))
+    }
+
+    /// MIL `while_loop(loop_vars)` with a cond and a body block →
+    /// `controlflow.while_v1(loop_vars)`: the first region runs the cond block on the
+    /// loop-carried values and ends in `condition_v1(c, values…)` (passing them on
+    /// unchanged: the loop's results when `c` is false, the body's arguments otherwise);
+    /// the second runs the body block and yields the next values. This is the form
+    /// coreai-torch writes for `torch.while_loop`.
+    fn while_loop<'p>(&mut self, f: &mut Fn<'p>, blk: BlockId, op: &'p Operation) -> R<Vec<Av>> {
+        let [c, body] = op.blocks.as_slice() else {
+            return Err(format!("while_loop with {} blocks", op.blocks.len()));
+        };
+        let vars = self.inputs(f, blk, op, "loop_vars")?;
+        if vars.is_empty() {
+            return Err("a while_loop without loop variables".into());
+        }
+        let types: Vec<(Vec<i64>, Scalar)> = vars.iter().map(|a| (a.shape.clone(), a.s)).collect();
+        let declared: Vec<(Vec<i64>, Scalar)> = (0..op.outputs.len())
+            .map(|i| Self::out_type(op, i))
+            .collect::<R<_>>()?;
+        if declared != types {
+            return Err(format!(
+                "loop variables {types:?} and results {declared:?} differ (Core AI loops keep their types)"
+            ));
+        }
+        // A constant condition: the loop never runs, or never ends. coreai-core 1.0.0b3
+        // refuses a while_v1 whose condition_v1 takes a constant ("failed to legalize
+        // operation 'arith.constant'"), so the first case is written without a loop.
+        let constant = c.outputs.first().and_then(|n| {
+            c.operations
+                .iter()
+                .find(|o| o.op_type == "const" && o.outputs.first().is_some_and(|x| &x.name == n))
+                .and_then(|o| o.attributes.get("val"))
+                .or_else(|| f.consts.get(n).copied())
+                .and_then(MilValue::as_bool)
+        });
+        match constant {
+            Some(false) => return Ok(vars),
+            Some(true) => {
+                return Err("the loop condition is always true: the loop never ends".into());
+            }
+            None => {}
+        }
+        // Before: the cond block, then condition_v1(c, the arguments).
+        let (before, args) = self.region_block(&vars);
+        let outs = self.nested(f, before, c, args.clone())?;
+        let [cv] = outs.as_slice() else {
+            return Err(format!(
+                "the cond block returns {} values, not one bool",
+                outs.len()
+            ));
+        };
+        let cv = self.predicate(before, cv.clone(), "loop condition")?;
+        let mut operands = vec![cv.v];
+        operands.extend(args.iter().map(|a| a.v));
+        self.push(
+            before,
+            "controlflow.condition_v1",
+            &operands,
+            &[],
+            None,
+            Vec::new(),
+        );
+        // After: the body block, yielding the next values.
+        let (after, args) = self.region_block(&vars);
+        let next = self.nested(f, after, body, args)?;
+        Self::same_types(&next, &types, "the body block")?;
+        let vals: Vec<Value> = next.iter().map(|a| a.v).collect();
+        self.push(after, "dataflow.yield_v1", &vals, &[], None, Vec::new());
+        let regions = vec![
+            self.b.module.ir.push_region(Region {
+                blocks: vec![before],
+            }),
+            self.b.module.ir.push_region(Region {
+                blocks: vec![after],
+            }),
+        ];
+        let operands: Vec<Value> = vars.iter().map(|a| a.v).collect();
+        Ok(self.push_control_flow(blk, "controlflow.while_v1", &operands, &types, regions))
     }
 
     /// `sigmoid_v1(x)` as coreai-torch writes it (1 / (1 + exp(0 - x)) in its region).
@@ -2410,6 +3044,7 @@ impl Writer {
             vars: HashMap::new(),
             handles: HashMap::new(),
             tokens: HashMap::new(),
+            nested: 0,
         };
         for op in &block.operations {
             if op.op_type == "const"

@@ -269,6 +269,7 @@ pub fn reencode(src: &Bytecode, producer: &str) -> Result<Bytecode, MlirError> {
     };
     let mut ir = Ir::default();
     let mut blocks: HashMap<BlockId, BlockId> = HashMap::new();
+    let mut block_args: HashMap<BlockId, Vec<BlockArg>> = HashMap::new();
     let mut ops: HashMap<OpId, OpId> = HashMap::new();
     // Ops are created first with placeholder operands, then operands are mapped (values
     // may be used before their definition in graph regions).
@@ -337,7 +338,6 @@ pub fn reencode(src: &Bytecode, producer: &str) -> Result<Bytecode, MlirError> {
         });
         ops.insert(op, id);
         for &r in &o.regions {
-            let mut region = Region::default();
             for &blk in &src.ir.region(r).blocks {
                 let sb = src.ir.block(blk);
                 let args = sb
@@ -350,17 +350,53 @@ pub fn reencode(src: &Bytecode, producer: &str) -> Result<Bytecode, MlirError> {
                         })
                     })
                     .collect::<Result<Vec<_>, MlirError>>()?;
-                let nb = ir.push_block(Block {
-                    args,
-                    arg_use_list_orders: sb.arg_use_list_orders.clone(),
-                    ops: Vec::new(),
-                });
-                blocks.insert(blk, nb);
-                region.blocks.push(nb);
+                block_args.insert(blk, args);
             }
-            let rid: RegionId = ir.push_region(region);
-            ir.ops[id.index()].regions.push(rid);
         }
+    }
+    // Blocks and regions keep the numbering of `src` (the order in which the reader
+    // meets them: the regions of a control-flow op and the isolated regions of the ops in
+    // them interleave), so that the module read back from what is written has the same
+    // ids.
+    let mut old_blocks: Vec<BlockId> = block_args.keys().copied().collect();
+    old_blocks.sort_by_key(|b| b.0);
+    for old in old_blocks {
+        let args = block_args.remove(&old).unwrap_or_default();
+        let nb = ir.push_block(Block {
+            args,
+            arg_use_list_orders: src.ir.block(old).arg_use_list_orders.clone(),
+            ops: Vec::new(),
+        });
+        blocks.insert(old, nb);
+    }
+    let mut old_regions: Vec<RegionId> = order
+        .iter()
+        .flat_map(|&op| src.ir.op(op).regions.iter().copied())
+        .collect();
+    old_regions.sort_by_key(|r| r.0);
+    old_regions.dedup();
+    let mut regions: HashMap<RegionId, RegionId> = HashMap::new();
+    for old in old_regions {
+        let region = Region {
+            blocks: src
+                .ir
+                .region(old)
+                .blocks
+                .iter()
+                .filter_map(|b| blocks.get(b).copied())
+                .collect(),
+        };
+        regions.insert(old, ir.push_region(region));
+    }
+    for &op in &order {
+        let new = ops[&op];
+        ir.ops[new.index()].regions = src
+            .ir
+            .op(op)
+            .regions
+            .iter()
+            .filter_map(|r| regions.get(r).copied())
+            .collect();
     }
     let map_value = |v: &Value| -> Option<Value> {
         Some(match *v {

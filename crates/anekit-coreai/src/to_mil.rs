@@ -274,6 +274,15 @@ const MAX_DEPTH: usize = 64;
 
 type Env = HashMap<Value, Tv>;
 
+/// The terminator a region must end with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Term {
+    /// `dataflow.output_v1` (a graph) or `dataflow.yield_v1` (any other region).
+    Yield,
+    /// `controlflow.condition_v1` (the first region of a `controlflow.while_v1`).
+    Condition,
+}
+
 fn short(name: &str) -> &str {
     name.strip_prefix("aicode.").unwrap_or(name)
 }
@@ -456,6 +465,20 @@ impl<'m> Tr<'m> {
         r: RegionId,
         args: Vec<Tv>,
     ) -> Result<Vec<Tv>, TranslateError> {
+        self.region_in(fb, r, args, &Env::new(), Term::Yield)
+    }
+
+    /// Translate region `r` (see [`Tr::region`]) whose ops may also use the values of
+    /// `outer` (the enclosing regions of a control-flow op, which capture them), ending
+    /// in a terminator of kind `term`.
+    fn region_in(
+        &mut self,
+        fb: &mut Fb,
+        r: RegionId,
+        args: Vec<Tv>,
+        outer: &Env,
+        term: Term,
+    ) -> Result<Vec<Tv>, TranslateError> {
         self.depth += 1;
         let result = if self.depth > MAX_DEPTH {
             Err(TranslateError::Unsupported {
@@ -464,7 +487,7 @@ impl<'m> Tr<'m> {
                 reason: format!("regions or invokes nested deeper than {MAX_DEPTH}"),
             })
         } else {
-            self.region_body(fb, r, args)
+            self.region_body(fb, r, args, outer, term)
         };
         self.depth -= 1;
         result
@@ -475,6 +498,8 @@ impl<'m> Tr<'m> {
         fb: &mut Fb,
         r: RegionId,
         args: Vec<Tv>,
+        outer: &Env,
+        term: Term,
     ) -> Result<Vec<Tv>, TranslateError> {
         let m = self.m;
         let region = m.ir.region(r);
@@ -500,7 +525,8 @@ impl<'m> Tr<'m> {
                 ),
             });
         }
-        let mut env: Env = HashMap::new();
+        // Control-flow regions capture the values of the regions around them.
+        let mut env: Env = outer.clone();
         for (i, a) in args.into_iter().enumerate() {
             env.insert(
                 Value::Arg {
@@ -524,13 +550,25 @@ impl<'m> Tr<'m> {
                     })
                     .collect();
             let operands = operands?;
-            match short(&name) {
-                "dataflow.output_v1" | "dataflow.yield_v1" => return Ok(operands),
+            match (short(&name), term) {
+                ("dataflow.output_v1" | "dataflow.yield_v1", Term::Yield)
+                | ("controlflow.condition_v1", Term::Condition) => return Ok(operands),
+                ("dataflow.output_v1" | "dataflow.yield_v1" | "controlflow.condition_v1", _) => {
+                    return Err(self.unsupported(
+                        op,
+                        "a terminator the enclosing op does not take (condition_v1 ends a while_v1's first region, yield_v1 the others)",
+                    ));
+                }
                 _ => {}
             }
             let fed_by_failure = operands.iter().any(|t| self.is_tainted(t));
             let n = m.ir.op(op).result_types.len();
-            let outs = match self.op(fb, op, operands, &uses) {
+            let translated = match short(&name) {
+                "controlflow.if_v1" => self.if_op(fb, op, operands, &env),
+                "controlflow.while_v1" => self.while_op(fb, op, operands, &env),
+                _ => self.op(fb, op, operands, &uses),
+            };
+            let outs = match translated {
                 Ok(outs) if outs.len() == n => {
                     if fed_by_failure {
                         for t in &outs {
@@ -561,7 +599,10 @@ impl<'m> Tr<'m> {
         Err(TranslateError::Unsupported {
             graph: self.graph.clone(),
             op: "region".into(),
-            reason: "no output_v1 / yield_v1 terminator".into(),
+            reason: match term {
+                Term::Yield => "no output_v1 / yield_v1 terminator".into(),
+                Term::Condition => "a while_v1 region without its condition_v1 terminator".into(),
+            },
         })
     }
 
@@ -625,6 +666,319 @@ impl<'m> Tr<'m> {
         if let Tv::Var { name, .. } = t {
             self.tainted.insert(name.clone());
         }
+    }
+
+    /// A MIL block nested in `fb`'s (a branch of `cond`, a block of `while_loop`): it
+    /// sees the enclosing block's variables and materialized constants, and takes no
+    /// names the function already uses.
+    fn child(fb: &Fb) -> Fb {
+        Fb {
+            ops: Vec::new(),
+            taken: fb.taken.clone(),
+            args: fb.args.clone(),
+            consts: fb.consts.clone(),
+            def: HashMap::new(),
+        }
+    }
+
+    /// Block inputs for values of the types of `like` (the loop variables), bound in
+    /// `child`: their MIL declarations and the values to bind to the region's arguments.
+    fn block_inputs(
+        &mut self,
+        child: &mut Fb,
+        like: &[(String, TensorType)],
+    ) -> (Vec<NamedValueType>, Vec<Tv>) {
+        let mut decls = Vec::new();
+        let mut tvs = Vec::new();
+        for (base, ty) in like {
+            let name = child.fresh(&format!("{base}_in"));
+            let vt = ValueType::Tensor(ty.clone());
+            child.args.insert(name.clone(), Arg::var(vt.clone()));
+            decls.push(NamedValueType::new(name.clone(), vt));
+            tvs.push(Tv::Var {
+                name,
+                ty: ty.clone(),
+                transposed: None,
+            });
+        }
+        (decls, tvs)
+    }
+
+    /// Close `child` as a MIL block returning `outs`: a value the block does not define
+    /// itself (one it captures from an enclosing block) is returned through an
+    /// `identity`, as coremltools' builder returns outer values from a block. The names
+    /// the block took stay taken in `fb`.
+    fn finish_block(
+        &mut self,
+        fb: &mut Fb,
+        mut child: Fb,
+        inputs: Vec<NamedValueType>,
+        outs: &[Tv],
+    ) -> Result<(Block, Vec<ValueType>), TranslateError> {
+        let mut names = Vec::with_capacity(outs.len());
+        let mut types = Vec::with_capacity(outs.len());
+        for t in outs {
+            let mut n = self.var(&mut child, t)?;
+            let local = child.def.contains_key(&n) || inputs.iter().any(|i| i.name == n);
+            if !local {
+                let out =
+                    self.emit_named(&mut child, "identity", vec![("x", P::T(t.clone()))], None)?;
+                n = self.var(&mut child, &out[0])?;
+            }
+            let ty = child
+                .args
+                .get(&n)
+                .map(|a| a.ty.clone())
+                .or_else(|| self.ty_of(&child, t).map(ValueType::Tensor))
+                .unwrap_or_else(|| ValueType::Tensor(TensorType::scalar(DataType::Fp32)));
+            types.push(ty);
+            names.push(n);
+        }
+        fb.taken = std::mem::take(&mut child.taken);
+        Ok((
+            Block {
+                inputs,
+                outputs: names,
+                operations: child.ops,
+                ..Block::default()
+            },
+            types,
+        ))
+    }
+
+    /// Emit a control-flow op (`cond`, `while_loop`) with its blocks; its outputs' types
+    /// come from the op registry's inference over the blocks' output types.
+    fn emit_blocks(
+        &mut self,
+        fb: &mut Fb,
+        op_type: &str,
+        param: &str,
+        operands: Vec<String>,
+        blocks: Vec<(Block, Vec<ValueType>)>,
+    ) -> Result<Vec<Tv>, TranslateError> {
+        let mut op = Operation::new(op_type);
+        let args: Vec<Arg> = operands
+            .iter()
+            .map(|n| {
+                fb.args.get(n).cloned().unwrap_or_else(|| {
+                    Arg::var(ValueType::Tensor(TensorType::scalar(DataType::Fp32)))
+                })
+            })
+            .collect();
+        op.inputs.insert(
+            param.to_string(),
+            Argument(operands.into_iter().map(Binding::Name).collect()),
+        );
+        let block_types: Vec<Vec<ValueType>> = blocks.iter().map(|(_, t)| t.clone()).collect();
+        let inferred = infer(
+            op_type,
+            OPSET,
+            &BTreeMap::from([(param.to_string(), args)]),
+            &block_types,
+        )
+        .map_err(|e| TranslateError::Unsupported {
+            graph: self.graph.clone(),
+            op: format!("MIL {op_type}"),
+            reason: e.to_string(),
+        })?;
+        op.blocks = blocks.into_iter().map(|(b, _)| b).collect();
+        let mut outs = Vec::new();
+        for ty in &inferred.outputs {
+            let n = fb.fresh(op_type);
+            op.outputs.push(NamedValueType::new(n.clone(), ty.clone()));
+            fb.args.insert(n.clone(), Arg::var(ty.clone()));
+            fb.def.insert(n.clone(), fb.ops.len());
+            outs.push(Tv::Var {
+                name: n,
+                ty: ty
+                    .as_tensor()
+                    .cloned()
+                    .unwrap_or_else(|| TensorType::scalar(DataType::Fp32)),
+                transposed: None,
+            });
+        }
+        let op_name = op
+            .outputs
+            .first()
+            .map(|o| o.name.clone())
+            .unwrap_or_else(|| fb.fresh(op_type));
+        op.attributes
+            .insert("name".into(), MilValue::string(op_name));
+        fb.ops.push(op);
+        Ok(outs)
+    }
+
+    /// The truth of a constant predicate (any non-zero element: it has one).
+    fn const_truth(&self, op: OpId, k: &Konst) -> Result<bool, TranslateError> {
+        if k.count() != Some(1) {
+            return Err(self.unsupported(op, "a condition that is not a single value"));
+        }
+        Ok(k.f64_at(0) != 0.0)
+    }
+
+    /// `controlflow.if_v1(pred) {then} {else}` → MIL `cond(pred)` with a true and a false
+    /// block. Both aicode regions and MIL blocks capture the values around them, so the
+    /// regions translate in place (their `yield_v1` operands are the blocks' outputs); a
+    /// constant predicate selects its region at translation.
+    fn if_op(
+        &mut self,
+        fb: &mut Fb,
+        op: OpId,
+        a: Vec<Tv>,
+        env: &Env,
+    ) -> Result<Vec<Tv>, TranslateError> {
+        let m = self.m;
+        let [pred] = a.as_slice() else {
+            return Err(self.unsupported(op, format!("{} operands (the condition only)", a.len())));
+        };
+        let regions = m.ir.op(op).regions.clone();
+        let results = m.ir.op(op).result_types.len();
+        if results == 0 {
+            // Nothing observable: the regions compute values no one can see.
+            return Ok(Vec::new());
+        }
+        let [then_r, else_r] = regions.as_slice() else {
+            return Err(self.unsupported(
+                op,
+                format!(
+                    "{} regions (then and else are needed when it has results)",
+                    regions.len()
+                ),
+            ));
+        };
+        if let Tv::Const(k) = pred {
+            let chosen = if self.const_truth(op, k)? {
+                *then_r
+            } else {
+                *else_r
+            };
+            return self.region_in(fb, chosen, Vec::new(), env, Term::Yield);
+        }
+        let p = self.var(fb, pred)?;
+        match self.ty_of(fb, pred) {
+            Some(t) if t.dtype == DataType::Bool => {}
+            other => {
+                return Err(
+                    self.unsupported(op, format!("the condition is {other:?}, not a bool tensor"))
+                );
+            }
+        }
+        let mut blocks = Vec::with_capacity(2);
+        for r in [*then_r, *else_r] {
+            let mut child = Self::child(fb);
+            let outs = self.region_in(&mut child, r, Vec::new(), env, Term::Yield)?;
+            if outs.len() != results {
+                return Err(self.unsupported(
+                    op,
+                    format!(
+                        "a region yields {} values for {results} results",
+                        outs.len()
+                    ),
+                ));
+            }
+            blocks.push(self.finish_block(fb, child, Vec::new(), &outs)?);
+        }
+        self.emit_blocks(fb, "cond", "pred", vec![p], blocks)
+    }
+
+    /// `controlflow.while_v1(inits) {before} {after}` → MIL `while_loop(loop_vars)`.
+    ///
+    /// aicode's loop (MLIR `scf.while`'s form) runs `before` on the loop-carried values;
+    /// its `condition_v1(c, args…)` either stops the loop with `args` as the results or
+    /// passes `args` to `after`, whose `yield_v1` gives the next loop-carried values. MIL's
+    /// `while_loop` runs its cond block on the loop variables and, while it returns true,
+    /// the body block; the results are the loop variables. When `condition_v1` passes the
+    /// block's own arguments on (what coreai-torch writes for `torch.while_loop`), the
+    /// regions translate to the two blocks as they are. Otherwise the body block runs
+    /// `before` then `after`, and `before` runs once more on the final loop variables for
+    /// the results (its ops are pure, so it computes the same values again).
+    fn while_op(
+        &mut self,
+        fb: &mut Fb,
+        op: OpId,
+        a: Vec<Tv>,
+        env: &Env,
+    ) -> Result<Vec<Tv>, TranslateError> {
+        let m = self.m;
+        let regions = m.ir.op(op).regions.clone();
+        let [before, after] = regions.as_slice() else {
+            return Err(
+                self.unsupported(op, format!("{} regions (before and after)", regions.len()))
+            );
+        };
+        let (before, after) = (*before, *after);
+        if a.is_empty() {
+            return Err(self.unsupported(op, "a loop without loop-carried values"));
+        }
+        // The loop variables, materialized in the enclosing block.
+        let mut vars = Vec::with_capacity(a.len());
+        let mut like = Vec::with_capacity(a.len());
+        for (i, t) in a.iter().enumerate() {
+            let n = self.var(fb, t)?;
+            let ty = self
+                .ty_of(fb, t)
+                .ok_or_else(|| self.unsupported(op, format!("loop value {i} is not a tensor")))?;
+            like.push((format!("loop_var{i}"), ty));
+            vars.push(n);
+        }
+        // The cond block: `before`, returning the condition.
+        let mut cond = Self::child(fb);
+        let (cond_in, cond_args) = self.block_inputs(&mut cond, &like);
+        let c_out = self.region_in(&mut cond, before, cond_args.clone(), env, Term::Condition)?;
+        let Some((c, passed)) = c_out.split_first() else {
+            return Err(self.unsupported(op, "condition_v1 without a condition"));
+        };
+        if let Tv::Const(k) = c {
+            if self.const_truth(op, k)? {
+                return Err(
+                    self.unsupported(op, "the loop condition is always true: the loop never ends")
+                );
+            }
+            // Never entered: the results are what `before` passes on for the initial values.
+            fb.taken = std::mem::take(&mut cond.taken);
+            let out = self.region_in(fb, before, a, env, Term::Condition)?;
+            return Ok(out.into_iter().skip(1).collect());
+        }
+        let passes_args = passed.len() == cond_args.len()
+            && passed.iter().zip(&cond_args).all(|(p, q)| match (p, q) {
+                (Tv::Var { name: x, .. }, Tv::Var { name: y, .. }) => x == y,
+                _ => false,
+            });
+        let c = c.clone();
+        let cond_block = self.finish_block(fb, cond, cond_in, &[c])?;
+        // The body block.
+        let mut body = Self::child(fb);
+        let (body_in, body_args) = self.block_inputs(&mut body, &like);
+        let after_args = if passes_args {
+            body_args
+        } else {
+            let out = self.region_in(&mut body, before, body_args, env, Term::Condition)?;
+            out.into_iter().skip(1).collect()
+        };
+        let next = self.region_in(&mut body, after, after_args, env, Term::Yield)?;
+        if next.len() != like.len() {
+            return Err(self.unsupported(
+                op,
+                format!(
+                    "the loop body yields {} values for {} loop-carried values",
+                    next.len(),
+                    like.len()
+                ),
+            ));
+        }
+        let body_block = self.finish_block(fb, body, body_in, &next)?;
+        let outs = self.emit_blocks(
+            fb,
+            "while_loop",
+            "loop_vars",
+            vars,
+            vec![cond_block, body_block],
+        )?;
+        if passes_args {
+            return Ok(outs);
+        }
+        let out = self.region_in(fb, before, outs, env, Term::Condition)?;
+        Ok(out.into_iter().skip(1).collect())
     }
 
     /// The constant behind `tv`, or an error naming the op and operand.
@@ -2862,29 +3216,44 @@ fn push_const(fb: &mut Fb, name: &str, value: MilValue) {
     fb.ops.push(c);
 }
 
+/// Whether `op` (or a block nested in it) uses the variable `name`.
 fn uses(op: &Operation, name: &str) -> bool {
     op.inputs.values().any(|a| {
         a.0.iter()
             .any(|b| matches!(b, Binding::Name(n) if n == name))
-    })
+    }) || op
+        .blocks
+        .iter()
+        .any(|b| b.outputs.iter().any(|o| o == name) || b.operations.iter().any(|o| uses(o, name)))
 }
 
 /// How many times each value of `block` (and of the block's arguments) is used by its
-/// ops.
+/// ops, the ops of their regions included (a control-flow region uses the values around
+/// it).
 fn use_counts(m: &Bytecode, block: anekit_mlir::BlockId) -> HashMap<Value, usize> {
-    let mut c = HashMap::new();
-    for &op in &m.ir.block(block).ops {
-        for v in &m.ir.op(op).operands {
-            *c.entry(*v).or_default() += 1;
+    fn count(m: &Bytecode, block: anekit_mlir::BlockId, c: &mut HashMap<Value, usize>) {
+        for &op in &m.ir.block(block).ops {
+            for v in &m.ir.op(op).operands {
+                *c.entry(*v).or_default() += 1;
+            }
+            for &r in &m.ir.op(op).regions {
+                for &b in &m.ir.region(r).blocks {
+                    count(m, b, c);
+                }
+            }
         }
     }
+    let mut c = HashMap::new();
+    count(m, block, &mut c);
     c
 }
 
-/// Drop ops whose outputs nothing uses (repeatedly), keeping state writes.
+/// Drop ops whose outputs nothing uses (repeatedly), keeping state writes, in nested
+/// blocks too (MIL names are unique in a function, so one set of used names serves every
+/// block).
 fn dce(block: &mut Block) {
-    loop {
-        let mut used: BTreeSet<String> = block.outputs.iter().cloned().collect();
+    fn used_names(block: &Block, used: &mut BTreeSet<String>) {
+        used.extend(block.outputs.iter().cloned());
         for op in &block.operations {
             for a in op.inputs.values() {
                 for b in &a.0 {
@@ -2893,12 +3262,35 @@ fn dce(block: &mut Block) {
                     }
                 }
             }
+            for b in &op.blocks {
+                used_names(b, used);
+            }
         }
+    }
+    fn writes_state(op: &Operation) -> bool {
+        op.op_type == "write_state"
+            || op
+                .blocks
+                .iter()
+                .any(|b| b.operations.iter().any(writes_state))
+    }
+    fn prune(block: &mut Block, used: &BTreeSet<String>) -> usize {
         let before = block.operations.len();
-        block.operations.retain(|op| {
-            op.op_type == "write_state" || op.outputs.iter().any(|o| used.contains(&o.name))
-        });
-        if block.operations.len() == before {
+        block
+            .operations
+            .retain(|op| writes_state(op) || op.outputs.iter().any(|o| used.contains(&o.name)));
+        let mut dropped = before - block.operations.len();
+        for op in &mut block.operations {
+            for b in &mut op.blocks {
+                dropped += prune(b, used);
+            }
+        }
+        dropped
+    }
+    loop {
+        let mut used = BTreeSet::new();
+        used_names(block, &mut used);
+        if prune(block, &used) == 0 {
             break;
         }
     }

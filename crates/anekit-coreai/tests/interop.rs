@@ -28,8 +28,7 @@ fn repo() -> PathBuf {
 use anekit_testkit::python::{coreai_oracle as oracle, coreai_python as python};
 
 /// Fixtures that do not convert, and a word of the reason anekit must give.
-const NOT_CONVERTED: [(&str, &str); 8] = [
-    ("control_flow_fp32_ios17", "control flow"),
+const NOT_CONVERTED: [(&str, &str); 7] = [
     ("flexible_range_fp16_ios17", "flexible shape"),
     ("flexible_enum_fp16_ios17", "flexible shape"),
     ("mlp_palettized4_ios16", "iOS16 form"),
@@ -402,7 +401,8 @@ fn core_ai_fixtures_through_mil_and_back_run_in_coreai_core() {
 
 /// MIL ops whose Core AI forms have no Core ML fixture or Core AI fixture function of
 /// their own (argmin, the cumsum flags, argsort directions, the scatter modes, stack on
-/// any axis, local_response_norm, and the recurrent forms of `recurrent_forms`): each
+/// any axis, local_response_norm, control-flow forms the fixtures do not have, and the
+/// recurrent forms of `recurrent_forms`): each
 /// small program is written by `from_mil`, loaded
 /// and run by coreai-core, and its outputs equal those of anekit's CPU backend on the MIL
 /// program (exactly for indices; relative 1e-5 for floats); anekit reads the written
@@ -517,6 +517,64 @@ const WRITER_FORMS: &[(&str, &str)] = &[
         "conv_transpose_3d",
         "tensor<fp32, [1, 2, 3, 4, 4]> x) {
     tensor<fp32, [1, 3, 6, 8, 7]> y = conv_transpose(x = x, weight = tensor<fp32, [2, 3, 3, 3, 3]>([-0.55, 0.15, -0.3, 0.4, -0.05, -0.5, 0.2, -0.25, 0.45, 0.0, -0.45, 0.25, -0.2, 0.5, 0.05, -0.4, 0.3, -0.15, 0.55, 0.1, -0.35, 0.35, -0.1, -0.55, 0.15, -0.3, 0.4, -0.05, -0.5, 0.2, -0.25, 0.45, 0.0, -0.45, 0.25, -0.2, 0.5, 0.05, -0.4, 0.3, -0.15, 0.55, 0.1, -0.35, 0.35, -0.1, -0.55, 0.15, -0.3, 0.4, -0.05, -0.5, 0.2, -0.25, 0.45, 0.0, -0.45, 0.25, -0.2, 0.5, 0.05, -0.4, 0.3, -0.15, 0.55, 0.1, -0.35, 0.35, -0.1, -0.55, 0.15, -0.3, 0.4, -0.05, -0.5, 0.2, -0.25, 0.45, 0.0, -0.45, 0.25, -0.2, 0.5, 0.05, -0.4, 0.3, -0.15, 0.55, 0.1, -0.35, 0.35, -0.1, -0.55, 0.15, -0.3, 0.4, -0.05, -0.5, 0.2, -0.25, 0.45, 0.0, -0.45, 0.25, -0.2, 0.5, 0.05, -0.4, 0.3, -0.15, 0.55, 0.1, -0.35, 0.35, -0.1, -0.55, 0.15, -0.3, 0.4, -0.05, -0.5, 0.2, -0.25, 0.45, 0.0, -0.45, 0.25, -0.2, 0.5, 0.05, -0.4, 0.3, -0.15, 0.55, 0.1, -0.35, 0.35, -0.1, -0.55, 0.15, -0.3, 0.4, -0.05, -0.5, 0.2, -0.25, 0.45, 0.0, -0.45, 0.25, -0.2, 0.5, 0.05, -0.4, 0.3, -0.15, 0.55, 0.1, -0.35, 0.35, -0.1, -0.55]), bias = tensor<fp32, [3]>([0.5, -0.25, 1.0]), strides = tensor<int32, [3]>([2, 2, 2]), dilations = tensor<int32, [3]>([1, 1, 1]), pad_type = string(\"custom\"), pad = tensor<int32, [6]>([1, 0, 1, 0, 1, 1]), groups = int32(1))[name = string(\"y\")];",
+    ),
+    // Control flow: a `cond` whose true block returns an outer value as it is and whose
+    // predicate is a [1, 1] tensor, taken both ways (the sum of the results is checked);
+    // a `while_loop` whose body holds a `cond` that uses an outer value, with an fp32
+    // counter the cond block reads and a variable it does not.
+    (
+        "cond_both_branches",
+        "tensor<fp32, [2, 3]> x) {
+    tensor<fp32, [1, 1]> s = reduce_sum(x = x, axes = tensor<int32, [2]>([0, 1]), keep_dims = bool(true))[name = string(\"s\")];
+    tensor<bool, [1, 1]> p = greater(x = s, y = fp32(-100.0))[name = string(\"p\")];
+    tensor<bool, [1, 1]> q = greater(x = s, y = fp32(100.0))[name = string(\"q\")];
+    tensor<fp32, [2, 3]> a = cond(pred = p)[name = string(\"a\")] {
+        } -> (x) {
+            tensor<fp32, [2, 3]> m = mul(x = x, y = fp32(-1.0))[name = string(\"m\")];
+        } -> (m);
+    tensor<fp32, [2, 3]> b = cond(pred = q)[name = string(\"b\")] {
+        } -> (x) {
+            tensor<fp32, [2, 3]> n = mul(x = x, y = fp32(-2.0))[name = string(\"n\")];
+        } -> (n);
+    tensor<fp32, [2, 3]> y = add(x = a, y = b)[name = string(\"y\")];",
+    ),
+    (
+        "while_loop_with_cond",
+        "tensor<fp32, [2, 3]> x) {
+    fp32 i0 = const()[name = string(\"i0\"), val = fp32(0.0)];
+    fp32 k, tensor<fp32, [2, 3]> y = while_loop(loop_vars = (i0, x))[name = string(\"loop\")] (fp32 i_c, tensor<fp32, [2, 3]> x_c) {
+            bool go = less(x = i_c, y = fp32(4.0))[name = string(\"go\")];
+        } -> (go) (fp32 i_b, tensor<fp32, [2, 3]> x_b) {
+            fp32 i_next = add(x = i_b, y = fp32(1.0))[name = string(\"i_next\")];
+            tensor<fp32, [1, 1]> t = reduce_sum(x = x_b, axes = tensor<int32, [2]>([0, 1]), keep_dims = bool(true))[name = string(\"t\")];
+            tensor<bool, [1, 1]> pos = greater(x = t, y = fp32(0.0))[name = string(\"pos\")];
+            tensor<fp32, [2, 3]> x_next = cond(pred = pos)[name = string(\"c\")] {
+                    tensor<fp32, [2, 3]> d = sub(x = x_b, y = x)[name = string(\"d\")];
+                } -> (d) {
+                    tensor<fp32, [2, 3]> e = add(x = x_b, y = fp32(1.5))[name = string(\"e\")];
+                } -> (e);
+        } -> (i_next, x_next);",
+    ),
+    // Constant conditions: anekit reads the module back choosing the region at
+    // translation (the false one here), and a loop whose condition is constant false
+    // never runs its body.
+    (
+        "cond_constant_predicate",
+        "tensor<fp32, [2, 3]> x) {
+    tensor<fp32, [2, 3]> y = cond(pred = bool(false))[name = string(\"y\")] {
+            tensor<fp32, [2, 3]> m = mul(x = x, y = fp32(3.0))[name = string(\"m\")];
+        } -> (m) {
+            tensor<fp32, [2, 3]> n = sub(x = x, y = fp32(0.5))[name = string(\"n\")];
+        } -> (n);",
+    ),
+    (
+        "while_loop_never_entered",
+        "tensor<fp32, [2, 3]> x) {
+    tensor<fp32, [2, 3]> y = while_loop(loop_vars = (x))[name = string(\"y\")] (tensor<fp32, [2, 3]> x_c) {
+            bool go = const()[name = string(\"go\"), val = bool(false)];
+        } -> (go) (tensor<fp32, [2, 3]> x_b) {
+            tensor<fp32, [2, 3]> x_next = mul(x = x_b, y = fp32(2.0))[name = string(\"x_next\")];
+        } -> (x_next);",
     ),
     (
         "local_response_norm",
