@@ -409,7 +409,7 @@ impl Tiling {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
-                return if ow % 7 == 0 {
+                return if ow.is_multiple_of(7) {
                     Tiling::Rows7
                 } else {
                     Tiling::Wide
@@ -649,7 +649,7 @@ impl<const R: usize, const OB: usize, const LI: usize> Tiles<'_, '_, '_, R, OB, 
     fn run<S: pulp::Simd, const V: usize>(mut self, s: S) {
         let job = self.job;
         let (gw, ow, y0) = (job.gw, job.ow, self.y0);
-        if ow % R == 0 {
+        if ow.is_multiple_of(R) {
             // Tiles within rows: exactly the output pixels.
             for oy in y0..self.y1 {
                 for x0 in (0..ow).step_by(R) {
@@ -1033,7 +1033,7 @@ impl DwRows<'_, '_, '_> {
             let row_at = (oy - y0) * geo.ow * CB;
             // Border columns (and interior ones past the last whole tile): taps checked.
             let mut tail = hi;
-            while tail > lo && (tail - lo) % R != 0 {
+            while tail > lo && !(tail - lo).is_multiple_of(R) {
                 tail -= 1;
             }
             for ox in (0..lo).chain(tail..geo.ow) {
