@@ -26,6 +26,8 @@
 //! of it, [`crate::cpu::layout`]). The pad lanes of an output are zeroed after its epilogue,
 //! so they stay zero whatever the epilogue computes.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use rayon::prelude::*;
 
 use ndarray::{ArrayD, IxDyn};
@@ -51,6 +53,28 @@ pub fn blocks(c: usize) -> usize {
 /// The blocked shape `[N, ⌈C/CB⌉, H, W, CB]` of the NCHW shape `[N, C, H, W]`.
 pub fn blocked_dims([n, c, h, w]: [usize; 4]) -> Vec<usize> {
     vec![n, blocks(c), h, w, CB]
+}
+
+/// Vector lanes the kernels are made to use instead of the CPU's (0: the CPU's). Tests set
+/// it ([`emulate_lanes`]) to run the 8-lane (AVX2), 4-lane (NEON) and scalar code paths and
+/// the narrow tiles on any machine, through `pulp`'s portable implementations.
+static EMULATED_LANES: AtomicUsize = AtomicUsize::new(0);
+
+/// Run the kernels as on a CPU with `lanes`-wide f32 vectors (8, 4 or 1; 0 restores the
+/// CPU's own), for tests of the code paths this machine would not take.
+pub fn emulate_lanes(lanes: usize) {
+    EMULATED_LANES.store(lanes, Ordering::Relaxed);
+}
+
+/// Run `op` with the CPU's vector instructions (or the emulated width).
+#[inline(always)]
+fn dispatch<Op: pulp::WithSimd>(op: Op) -> Op::Output {
+    match EMULATED_LANES.load(Ordering::Relaxed) {
+        8 => op.with_simd(pulp::Scalar256b),
+        4 => op.with_simd(pulp::Scalar128b),
+        1 => op.with_simd(pulp::Scalar),
+        _ => pulp::Arch::new().dispatch(op),
+    }
 }
 
 /// Copies of at least this many floats are split over the threads.
@@ -406,6 +430,9 @@ enum Tiling {
 
 impl Tiling {
     fn of(ow: usize) -> Self {
+        if EMULATED_LANES.load(Ordering::Relaxed) != 0 {
+            return Tiling::Narrow;
+        }
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
@@ -594,7 +621,7 @@ impl<'a> DenseJob<'a> {
         reg: &[RegOp<'_>],
     ) {
         if self.lanes == CB {
-            pulp::Arch::new().dispatch(Tiles::<R, OB, CB> {
+            dispatch(Tiles::<R, OB, CB> {
                 job: *self,
                 y0,
                 y1,
@@ -603,7 +630,7 @@ impl<'a> DenseJob<'a> {
                 reg,
             });
         } else {
-            pulp::Arch::new().dispatch(Tiles::<R, OB, 1> {
+            dispatch(Tiles::<R, OB, 1> {
                 job: *self,
                 y0,
                 y1,
@@ -910,7 +937,7 @@ impl Depthwise {
             let (y0, y1) = (t.y0, t.y1);
             let base = ((t.b * cb + t.blk) * geo.oh + y0) * geo.ow * CB;
             if let [piece] = &mut t.pieces[..] {
-                pulp::Arch::new().dispatch(DwRows {
+                dispatch(DwRows {
                     geo,
                     xi,
                     w,
@@ -1429,6 +1456,21 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The 8-lane (AVX2), 4-lane (NEON) and 1-lane paths with the narrow tiles, through
+    /// `pulp`'s portable vectors.
+    #[test]
+    fn narrower_vectors_match_the_definition() {
+        for lanes in [8, 4, 1] {
+            emulate_lanes(lanes);
+            check([2, 37, 9, 6], [21, 37, 1, 1], 1, 1, [0; 4], false);
+            check([1, 20, 15, 14], [33, 20, 3, 3], 2, 1, [1, 1, 1, 1], false);
+            check([1, 37, 13, 17], [37, 1, 3, 3], 1, 1, [1, 1, 1, 1], true);
+            check([1, 24, 20, 21], [24, 1, 3, 3], 2, 1, [1, 1, 1, 1], true);
+            check_nchw([1, 3, 23, 29], [32, 3, 3, 3], 2, [1, 1, 1, 1]);
+        }
+        emulate_lanes(0);
     }
 
     #[test]
