@@ -5,12 +5,14 @@
 //! a convolution's fused epilogue moves with it. ONNX Runtime does the same rewrite at graph
 //! level (`onnxruntime/core/optimizer/nchwc_transformer.cc`).
 //!
-//! 1. A **candidate** is a 2-D `conv` step whose shapes, weight, bias and parameters are known
-//!    at load: one group (with fewer than [`MIN_DENSE_CHANNELS`] input channels, such as an
+//! 1. A **candidate** is a 2-D `conv` over image planes (at least 2 × 2; a `[C, 1, T]`
+//!    sequence, as in the Neural Engine's transformer layout, stays a matrix product) whose
+//!    shapes, weight, bias and parameters are known at load: one group (with fewer than [`MIN_DENSE_CHANNELS`] input channels, such as an
 //!    image's 3, the input stays NCHW: blocks of them would be mostly zero lanes), or
-//!    depthwise with one output channel per input channel. Its fused epilogue may hold activations, scalar constants and operands
-//!    of exactly the output's shape (a residual `add`); a broadcast operand (a per-channel
-//!    `batch_norm`, say) keeps the step in NCHW, since its lanes would not line up.
+//!    depthwise with one output channel per input channel. Its fused epilogue may hold
+//!    activations, scalar constants and operands of exactly the output's shape (a residual
+//!    `add`); a broadcast operand (a per-channel `batch_norm`, say) keeps the step in NCHW,
+//!    since its lanes would not line up.
 //! 2. With at least [`MIN_CANDIDATES`] candidates in a block, each runs blocked: its output
 //!    goes to a new slot in the blocked layout, and later candidates read that slot
 //!    directly. A value that a candidate reads but that was made in NCHW (the network's
@@ -19,16 +21,19 @@
 //!    block) is converted back right after its step (`reorder_nchw`) into its original slot,
 //!    so the rest of the plan is unchanged.
 //!
+//! 3. Each blocked step's weights are packed one step at a time and the model's copy is
+//!    released ([`ConstTable::release`]) when nothing else names it, so the two copies of a
+//!    network's weights never all live at once.
+//!
 //! The blocked kernels compute the same sums as the NCHW ones in another order, so outputs
-//! agree to rounding (`tests/fusion.rs` checks every fixture network with the pass on and
-//! off). `ANEKIT_NCHWC=0` turns the pass off.
+//! agree to rounding (`tests/layout.rs`; `tests/fusion.rs` checks every fixture network with
+//! the pass on and off). `ANEKIT_NCHWC=0` turns the pass off.
 
 use std::collections::{HashMap, HashSet};
 
 use super::fuse::EwOp;
 use super::kernels::blocked::{self, BlockedConv, Kind};
-use super::kernels::conv::ConvGeom;
-use super::kernels::conv::{self, ConvParams, PadType};
+use super::kernels::conv::{self, ConvGeom, ConvParams, PadType};
 use super::plan::{Src, Step};
 use super::value::Value;
 
@@ -163,7 +168,10 @@ fn candidate(step: &Step, consts: &dyn ConstTable, slots: &Slots<'_>) -> Option<
         output_shape: None,
     };
     let g = conv::geometry(&xs, w.shape(), &params, false).ok()?;
-    if g.spatial != 2 || g.squeezed || g.n == 0 {
+    // Image planes only: a 1×1 convolution over a `[C, 1, T]` sequence (a `linear` in the
+    // Neural Engine's transformer layout) sits between layer norms and attention, which
+    // would convert its input and output every time; it stays a matrix product.
+    if g.spatial != 2 || g.squeezed || g.n == 0 || g.inp[1] < 2 || g.inp[2] < 2 {
         return None;
     }
     let out: [usize; 4] = g.out_shape().try_into().ok()?;
@@ -218,12 +226,19 @@ fn kernel(c: &Candidate, consts: &dyn ConstTable) -> Option<BlockedConv> {
         return None;
     };
     let w: Vec<f32> = w.iter().copied().collect();
+    let g = &c.g;
+    if w.len() != g.c_out * (g.c_in / g.groups) * g.k[1] * g.k[2] {
+        return None;
+    }
     let bias: Option<Vec<f32>> = match c.bias.map(|i| consts.get(i)) {
         None => None,
         Some(Some(Value::F32(b))) => Some(b.iter().copied().collect()),
         Some(_) => return None,
     };
-    let (g, b) = (&c.g, bias.as_deref());
+    if bias.as_ref().is_some_and(|b| b.len() != g.c_out) {
+        return None;
+    }
+    let b = bias.as_deref();
     let taps = g.k[1] * g.k[2];
     let kind = match c.form {
         Form::Dense => Kind::Dense(blocked::Dense::new(&w, b, g.c_out, g.c_in, taps)),
@@ -298,13 +313,31 @@ pub fn rewrite(
         Src::Const(_) => None,
     }));
     let mut blocked_of: HashMap<usize, usize> = HashMap::new();
+    // Values whose NCHW slot is never written (their producer runs blocked).
+    let mut only_blocked: HashSet<usize> = HashSet::new();
     let mut blocked = 0;
     let mut out = Vec::with_capacity(steps.len() + 2 * count);
     for (mut step, cand) in std::mem::take(steps).into_iter().zip(cands.iter_mut()) {
-        let Some((cand, kernel)) = cand
-            .take()
-            .and_then(|c| kernel(&c, &*consts).map(|k| (c, k)))
-        else {
+        let Some(cand) = cand.take() else {
+            out.push(step);
+            continue;
+        };
+        let Some(kernel) = kernel(&cand, &*consts) else {
+            // (candidate() checked the constants, so this does not happen.) The step stays
+            // NCHW: inputs that only exist blocked so far are converted back first.
+            for (_, s, nchw) in &cand.blocked_inputs {
+                if let Some(&b) = blocked_of.get(s)
+                    && only_blocked.remove(s)
+                {
+                    out.push(reorder_step(
+                        &format!("{}:nchw", step.op_name),
+                        false,
+                        b,
+                        *s,
+                        *nchw,
+                    ));
+                }
+            }
             out.push(step);
             continue;
         };
@@ -345,7 +378,9 @@ pub fn rewrite(
         let name = step.op_name.clone();
         out.push(step);
         blocked_of.insert(o, ob);
-        if nchw_reads.contains(&o) {
+        if !nchw_reads.contains(&o) {
+            only_blocked.insert(o);
+        } else {
             out.push(reorder_step(
                 &format!("{name}:nchw"),
                 false,

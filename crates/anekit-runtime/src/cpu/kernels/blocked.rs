@@ -11,20 +11,28 @@
 //! packing of the activations before a product and no transposition around depthwise layers.
 //!
 //! - [`Dense`]: a convolution with one group, computed directly. A tile of `R` output pixels
-//!   of one output block lives in `R` vector accumulators; for every input channel of every
-//!   input block and kernel tap, the block's `CB` weights for that input channel are one
-//!   vector and each pixel's input value is broadcast against it (`acc[r] += x[r][i] ·
-//!   w[i]`, a fused multiply-add). Padding is a zero border copied around the input once per
-//!   call, so a tile may run across output rows and every tap is a constant offset.
+//!   × `OB` output blocks lives in vector accumulators (on AVX-512, 7 pixels of a row × 3
+//!   blocks or 12 grid positions × 2 blocks; 6 × 1 with 16 registers); for every input
+//!   channel of every input block and kernel tap, the `CB` weights of each output block for
+//!   that channel are one vector and each pixel's input value is broadcast against them
+//!   (`acc[o][r] += x[r][i] · w[o][i]`, fused multiply-adds). The input is read as a grid:
+//!   zero-padded and split into phases for strides, so every tap is a constant offset. The input may also be NCHW ([`Dense::nchw_input`]: an image's few channels).
 //! - [`Depthwise`]: one input channel per group; a pixel's block of channels is multiplied
 //!   lane by lane with the tap's weights. Border pixels check their taps; the others run in
-//!   tiles without checks.
+//!   tiles of 8 without checks.
 //! - [`to_blocked`] / [`to_nchw`]: the conversions at the edges of a blocked region.
 //!
-//! Fused epilogues ([`Epilogue`]) run on each finished band of output rows while it is in
-//! cache; their operands are blocked tensors of the output's own shape (the plan makes sure
-//! of it, [`crate::cpu::layout`]). The pad lanes of an output are zeroed after its epilogue,
-//! so they stay zero whatever the epilogue computes.
+//! Fused epilogues: activations, affine maps and residual or scalar operands ([`RegOp`])
+//! are applied to each output vector in registers before it is stored; any other fused op
+//! ([`Epilogue`]) runs on each finished band of ≤ 64 KiB of output while it is in cache.
+//! Operands are blocked tensors of the output's own shape (the plan makes sure of it,
+//! [`crate::cpu::layout`]). The pad lanes of an output are zeroed after its epilogue, so they
+//! stay zero whatever the epilogue computes.
+//!
+//! The tiles are written with `pulp`'s explicit vectors, generic over the vector width
+//! (`S::F32_LANES` of 16, 8 or 4 gives 1, 2 or 4 vectors per block): left to the
+//! auto-vectoriser, one tile shape compiled into gathers across pixels. Tests run the 8-,
+//! 4- and 1-lane paths on any machine through [`emulate_lanes`].
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -1420,6 +1428,10 @@ mod tests {
         check([1, 20, 15, 13], [17, 20, 3, 3], 2, 1, [1, 1, 1, 1], false);
         check([2, 16, 10, 12], [16, 16, 3, 3], 1, 2, [2, 2, 2, 2], false);
         check([1, 18, 9, 8], [33, 18, 3, 5], 1, 1, [0, 2, 1, 0], false);
+        // One-row planes (a `linear` rewritten as a 1×1 convolution over [C, 1, T]).
+        check([1, 64, 1, 9], [96, 64, 1, 1], 1, 1, [0; 4], false);
+        check([2, 37, 1, 5], [21, 37, 1, 1], 1, 1, [0; 4], false);
+        check([1, 32, 1, 14], [48, 32, 1, 3], 1, 1, [0, 0, 1, 1], false);
         // 7×7 with every tile width's remainder.
         check([1, 16, 23, 29], [16, 16, 7, 7], 2, 1, [3, 3, 3, 3], false);
     }
