@@ -47,14 +47,15 @@ fn data(n: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
-fn conv_bench(
-    name: &'static str,
+/// A `k×k` convolution of `x` (`[N, C, H, W]`, SAME padding) to `c_out` channels: its
+/// geometry, input, weight and bias.
+fn conv_case(
     x: [usize; 4],
     c_out: usize,
     k: usize,
     stride: usize,
     groups: usize,
-) -> Bench {
+) -> (conv::ConvGeom, Vec<f32>, Vec<f32>, Vec<f32>) {
     let [n, c, h, w] = x;
     let xs = vec![n, c, h, w];
     let ws = vec![c_out, c / groups, k, k];
@@ -70,6 +71,20 @@ fn conv_bench(
     let xd = data(xs.iter().product(), 1);
     let wd = data(ws.iter().product(), 2);
     let bias = data(c_out, 3);
+    (g, xd, wd, bias)
+}
+
+fn conv_bench(
+    name: &'static str,
+    x: [usize; 4],
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    groups: usize,
+) -> Bench {
+    let c = x[1];
+    let xs = x.to_vec();
+    let (g, xd, wd, bias) = conv_case(x, c_out, k, stride, groups);
     let out: usize = g.out_shape().iter().product();
     let macs = out * (c / groups) * k * k;
     let work = if groups > 1 && groups == c {
@@ -99,20 +114,8 @@ fn blocked_bench(
 ) -> Bench {
     let [n, c, h, w] = x;
     let groups = if dw { c } else { 1 };
-    let xs = vec![n, c, h, w];
-    let ws = vec![c_out, c / groups, k, k];
-    let params = ConvParams {
-        strides: Some(vec![stride as i64; 2]),
-        dilations: None,
-        pad: None,
-        pad_type: PadType::Same,
-        groups: groups as i64,
-        output_shape: None,
-    };
-    let g = conv::geometry(&xs, &ws, &params, false).unwrap();
-    let xd = data(xs.iter().product(), 1);
-    let wd = data(ws.iter().product(), 2);
-    let bias = data(c_out, 3);
+    let xs = x.to_vec();
+    let (g, xd, wd, bias) = conv_case(x, c_out, k, stride, groups);
     let mut xb = vec![0.0; n * blocked::blocks(c) * h * w * blocked::CB];
     blocked::to_blocked(&xd, n, c, h * w, &mut xb);
     let [_, _, oh, ow]: [usize; 4] = g.out_shape().try_into().unwrap();

@@ -660,6 +660,23 @@ struct Tiles<'a, 'p, 'r, const R: usize, const OB: usize, const LI: usize> {
     reg: &'r [RegOp<'r>],
 }
 
+/// Work written once for any number `V` of vectors per block.
+trait PerBlockVectors {
+    /// Run with `V` = `CB / S::F32_LANES`.
+    fn run<S: pulp::Simd, const V: usize>(self, s: S);
+}
+
+/// `work` with `V` chosen for `S`: 1 (AVX-512), 2 (AVX2), 4 (NEON, SSE), CB (scalar).
+#[inline(always)]
+fn per_block<W: PerBlockVectors, S: pulp::Simd>(work: W, s: S) {
+    match S::F32_LANES {
+        16 => work.run::<S, 1>(s),
+        8 => work.run::<S, 2>(s),
+        4 => work.run::<S, 4>(s),
+        _ => work.run::<S, { CB }>(s),
+    }
+}
+
 impl<const R: usize, const OB: usize, const LI: usize> pulp::WithSimd
     for Tiles<'_, '_, '_, R, OB, LI>
 {
@@ -667,17 +684,13 @@ impl<const R: usize, const OB: usize, const LI: usize> pulp::WithSimd
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, s: S) {
-        // Vectors per block: 1 (AVX-512), 2 (AVX2), 4 (NEON, SSE).
-        match S::F32_LANES {
-            16 => self.run::<S, 1>(s),
-            8 => self.run::<S, 2>(s),
-            4 => self.run::<S, 4>(s),
-            _ => self.run::<S, { CB }>(s),
-        }
+        per_block(self, s)
     }
 }
 
-impl<const R: usize, const OB: usize, const LI: usize> Tiles<'_, '_, '_, R, OB, LI> {
+impl<const R: usize, const OB: usize, const LI: usize> PerBlockVectors
+    for Tiles<'_, '_, '_, R, OB, LI>
+{
     /// A tile that would run past the rows' last position is moved back to end there (its
     /// first pixels are computed twice and stored once).
     #[inline(always)]
@@ -1030,16 +1043,11 @@ impl pulp::WithSimd for DwRows<'_, '_, '_> {
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, s: S) {
-        match S::F32_LANES {
-            16 => self.run::<S, 1>(s),
-            8 => self.run::<S, 2>(s),
-            4 => self.run::<S, 4>(s),
-            _ => self.run::<S, { CB }>(s),
-        }
+        per_block(self, s)
     }
 }
 
-impl DwRows<'_, '_, '_> {
+impl PerBlockVectors for DwRows<'_, '_, '_> {
     /// Every output pixel is the bias plus, for each kernel tap inside the input, the tap's
     /// weights times the input pixel, lane by lane. Border columns check their taps; the
     /// others run in tiles of 8 pixels.
