@@ -273,6 +273,61 @@ fn blocked_regions_give_the_unoptimised_outputs() {
     }
 }
 
+/// A convolution whose padded grid would dwarf its input and output (a dilation and padding
+/// of 500 around a 5×5 input) stays in NCHW, and gives the unoptimised plan's output.
+#[test]
+fn a_grid_far_larger_than_the_planes_stays_nchw() {
+    let mut body = String::new();
+    body += &conv("a", [1, 16, 5, 5], "x", [16, 3, 1, 1], 1, 1, 0, 1, true, 21);
+    body += &conv(
+        "b",
+        [1, 16, 5, 5],
+        "a",
+        [16, 16, 3, 3],
+        1,
+        500,
+        500,
+        1,
+        true,
+        22,
+    );
+    let text = format!(
+        "program(1.0)\n{{\n    func main<ios15>(tensor<fp32, [1, 3, 5, 5]> x) {{\n{body}        }} -> (b);\n}}\n"
+    );
+    let program = anekit_mil::text::parse_without_weights(&text, "grid").unwrap();
+    let f = &program.functions["main"];
+    let on = plan::compile_with("main", f, CompileOptions::default()).unwrap();
+    let off = plan::compile_with("main", f, CompileOptions::unoptimized()).unwrap();
+    assert_eq!(on.blocked, 0, "a lone candidate is not enough either");
+    let x = values(3 * 5 * 5, 5);
+    let run5 = |p: &plan::Plan| {
+        let mut ctx = RunCtx {
+            precision: Precision::Fp32,
+            numerics: None,
+            numerics_warnings: Vec::new(),
+            state: None,
+            consts: &p.consts,
+            state_types: &p.state_types,
+        };
+        let input = Value::F32(ArrayD::from_shape_vec(IxDyn(&[1, 3, 5, 5]), x.clone()).unwrap());
+        exec::run(
+            &p.main,
+            vec![input],
+            Vec::new(),
+            &mut ctx,
+            &mut exec::Meter::default(),
+        )
+        .unwrap()
+    };
+    let (a, b) = (run5(&on), run5(&off));
+    let (Value::F32(a), Value::F32(b)) = (&a[0], &b[0]) else {
+        panic!()
+    };
+    for (p, q) in a.iter().zip(b) {
+        assert!((p - q).abs() <= 1e-5 * (1.0 + q.abs()), "{p} vs {q}");
+    }
+}
+
 /// `ANEKIT_NCHWC=0`-style option off: no step runs blocked.
 #[test]
 fn the_pass_can_be_turned_off() {

@@ -174,6 +174,17 @@ fn candidate(step: &Step, consts: &dyn ConstTable, slots: &Slots<'_>) -> Option<
     if g.spatial != 2 || g.squeezed || g.n == 0 || g.inp[1] < 2 || g.inp[2] < 2 {
         return None;
     }
+    // The grid a direct convolution reads (the zero-padded input, split into phases for
+    // strides) must stay of the order of its input and output: a huge dilation or padding
+    // around a small input (a malformed model, say) is left to the NCHW kernels.
+    let reach = |i: usize| (g.k[i] - 1).saturating_mul(g.d[i]) / g.s[i];
+    let grid = (g.out[1].saturating_add(reach(1)))
+        .saturating_mul(g.out[2].saturating_add(reach(2)))
+        .saturating_mul(g.s[1].saturating_mul(g.s[2]));
+    let planes = g.inp[1] * g.inp[2] + g.out[1] * g.out[2];
+    if grid > planes.saturating_mul(4).saturating_add(1024) {
+        return None;
+    }
     let out: [usize; 4] = g.out_shape().try_into().ok()?;
     let (out_slot, _) = step.outputs[0];
     if slots.shape(out_slot).is_some_and(|s| s != out) {
