@@ -6,13 +6,12 @@
 //! tests/fixtures.rs, checks the rewritten plan against PyTorch.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::PathBuf;
 
 use anekit_mil::model::Model;
 use anekit_mil::types::{DataType, ValueType};
-use anekit_runtime::Precision;
-use anekit_runtime::cpu::exec;
-use anekit_runtime::cpu::kernels::RunCtx;
 use anekit_runtime::cpu::plan::{self, CompileOptions};
 use anekit_runtime::cpu::value::Value;
 use ndarray::{ArrayD, IxDyn};
@@ -62,22 +61,7 @@ fn inputs(f: &anekit_mil::Function) -> Option<Vec<Value>> {
 }
 
 fn run(p: &plan::Plan, args: Vec<Value>) -> Vec<Value> {
-    let mut ctx = RunCtx {
-        precision: Precision::Fp32,
-        numerics: None,
-        numerics_warnings: Vec::new(),
-        state: None,
-        consts: &p.consts,
-        state_types: &p.state_types,
-    };
-    exec::run(
-        &p.main,
-        args,
-        Vec::new(),
-        &mut ctx,
-        &mut exec::Meter::default(),
-    )
-    .unwrap()
+    common::run_plan(p, args).unwrap()
 }
 
 /// `a` equals `b` value by value (float tensors within 1e-6 of the largest magnitude).

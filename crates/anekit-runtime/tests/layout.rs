@@ -8,9 +8,8 @@
 //! unoptimised plan is the one the fixture tests check against PyTorch).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use anekit_runtime::Precision;
-use anekit_runtime::cpu::exec;
-use anekit_runtime::cpu::kernels::RunCtx;
+mod common;
+
 use anekit_runtime::cpu::plan::{self, CompileOptions};
 use anekit_runtime::cpu::value::Value;
 use ndarray::{ArrayD, IxDyn};
@@ -55,17 +54,14 @@ fn ints(v: &[i64]) -> String {
     format!("tensor<int32, [{}]>([{}])", v.len(), s.join(", "))
 }
 
-/// `out = conv(x)` with a weight of shape `w`.
-#[allow(clippy::too_many_arguments)]
+/// `out = conv(x)` to `out_shape` with a weight of shape `w`; `[stride, dilation, pad,
+/// groups]` the same along both axes (padding on every side).
 fn conv(
     out: &str,
-    out_shape: [usize; 4],
     x: &str,
+    out_shape: [usize; 4],
     w: [usize; 4],
-    stride: i64,
-    dilation: i64,
-    pad: i64,
-    groups: i64,
+    [stride, dilation, pad, groups]: [i64; 4],
     bias: bool,
     seed: usize,
 ) -> String {
@@ -86,18 +82,24 @@ fn conv(
     )
 }
 
+/// A program whose function `main` takes `x` (fp32, `x_shape`), runs `body` and returns
+/// `outputs`.
+fn program_text(x_shape: [usize; 4], body: &str, outputs: &str) -> String {
+    let [n, c, h, w] = x_shape;
+    format!(
+        "program(1.0)\n{{\n    func main<ios15>(tensor<fp32, [{n}, {c}, {h}, {w}]> x) {{\n{body}        }} -> ({outputs});\n}}\n"
+    )
+}
+
 fn program() -> String {
     let mut body = String::new();
     // the function input's 3 channels, read NCHW: 3×3, 3 → 20 channels
     body += &conv(
         "c0",
-        [1, 20, 13, 11],
         "x",
+        [1, 20, 13, 11],
         [20, 3, 3, 3],
-        1,
-        1,
-        1,
-        1,
+        [1, 1, 1, 1],
         true,
         15,
     );
@@ -106,13 +108,10 @@ fn program() -> String {
     // 3×3, 20 → 24 channels, then relu
     body += &conv(
         "c1",
-        [1, 24, 13, 11],
         "p0",
+        [1, 24, 13, 11],
         [24, 20, 3, 3],
-        1,
-        1,
-        1,
-        1,
+        [1, 1, 1, 1],
         true,
         1,
     );
@@ -120,13 +119,10 @@ fn program() -> String {
     // depthwise 3×3, stride 2, then relu6 as clip
     body += &conv(
         "c2",
-        [1, 24, 7, 6],
         "r1",
+        [1, 24, 7, 6],
         [24, 1, 3, 3],
-        2,
-        1,
-        1,
-        24,
+        [2, 1, 1, 24],
         true,
         3,
     );
@@ -134,26 +130,20 @@ fn program() -> String {
     // 1×1 without bias, 24 → 40
     body += &conv(
         "c3",
-        [1, 40, 7, 6],
         "r2",
+        [1, 40, 7, 6],
         [40, 24, 1, 1],
-        1,
-        1,
-        0,
-        1,
+        [1, 1, 0, 1],
         false,
         5,
     );
     // dilated 3×3 with a residual add and relu, then a scalar mul
     body += &conv(
         "c4",
-        [1, 40, 7, 6],
         "c3",
+        [1, 40, 7, 6],
         [40, 40, 3, 3],
-        1,
-        2,
-        2,
-        1,
+        [1, 2, 2, 1],
         true,
         7,
     );
@@ -165,26 +155,20 @@ fn program() -> String {
     // a blocked output leaves the function
     body += &conv(
         "c5",
-        [1, 16, 7, 6],
         "m4",
+        [1, 16, 7, 6],
         [16, 40, 1, 1],
-        1,
-        1,
-        0,
-        1,
+        [1, 1, 0, 1],
         true,
         9,
     );
     // a fused per-channel batch_norm keeps this one in NCHW
     body += &conv(
         "c6",
-        [1, 40, 7, 6],
         "c3",
+        [1, 40, 7, 6],
         [40, 40, 1, 1],
-        1,
-        1,
-        0,
-        1,
+        [1, 1, 0, 1],
         true,
         11,
     );
@@ -195,35 +179,36 @@ fn program() -> String {
         literal(&[40], 14),
         "tensor<fp32, [40]>([".to_string() + &vec!["1.5"; 40].join(", ") + "])",
     );
-    format!(
-        "program(1.0)\n{{\n    func main<ios15>(tensor<fp32, [1, 3, 13, 11]> x) {{\n{body}        }} -> (pooled, c5, bn);\n}}\n"
-    )
+    program_text([1, 3, 13, 11], &body, "pooled, c5, bn")
 }
 
-fn run(p: &plan::Plan, x: &[f32], threads: usize) -> Vec<Value> {
+/// Run `p` on the input `x` of shape `x_shape` on a pool of `threads` threads.
+fn run(p: &plan::Plan, x_shape: [usize; 4], x: &[f32], threads: usize) -> Vec<Value> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .unwrap();
-    pool.install(|| {
-        let mut ctx = RunCtx {
-            precision: Precision::Fp32,
-            numerics: None,
-            numerics_warnings: Vec::new(),
-            state: None,
-            consts: &p.consts,
-            state_types: &p.state_types,
+    let input = Value::F32(ArrayD::from_shape_vec(IxDyn(&x_shape), x.to_vec()).unwrap());
+    pool.install(|| common::run_plan(p, vec![input]).unwrap())
+}
+
+/// Every output of `got` within 1e-5 of `want`'s (relative to the largest magnitude, at
+/// least 1).
+fn assert_close(got: &[Value], want: &[Value], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (k, (a, b)) in got.iter().zip(want).enumerate() {
+        let (Value::F32(a), Value::F32(b)) = (a, b) else {
+            panic!("{what}: output {k}: {a:?} {b:?}")
         };
-        let input = Value::F32(ArrayD::from_shape_vec(IxDyn(&[1, 3, 13, 11]), x.to_vec()).unwrap());
-        exec::run(
-            &p.main,
-            vec![input],
-            Vec::new(),
-            &mut ctx,
-            &mut exec::Meter::default(),
-        )
-        .unwrap()
-    })
+        assert_eq!(a.shape(), b.shape(), "{what}: output {k}");
+        let m = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (p, q) in a.iter().zip(b) {
+            assert!(
+                (p - q).abs() <= 1e-5 * m.max(1.0),
+                "{what}: output {k}: {p} vs {q}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -253,23 +238,10 @@ fn blocked_regions_give_the_unoptimised_outputs() {
     assert!(types.contains(&"conv_nchwc+add+relu+mul"), "{types:?}");
     assert!(types.contains(&"conv+batch_norm"), "{types:?}");
     let x = values(3 * 13 * 11, 99);
-    let want = run(&off, &x, 1);
+    let want = run(&off, [1, 3, 13, 11], &x, 1);
     for threads in [1, 2, 5] {
-        let got = run(&on, &x, threads);
-        assert_eq!(got.len(), want.len());
-        for (k, (a, b)) in got.iter().zip(&want).enumerate() {
-            let (Value::F32(a), Value::F32(b)) = (a, b) else {
-                panic!("output {k}: {a:?} {b:?}")
-            };
-            assert_eq!(a.shape(), b.shape(), "output {k}");
-            let m = b.iter().fold(0f32, |m, v| m.max(v.abs()));
-            for (p, q) in a.iter().zip(b) {
-                assert!(
-                    (p - q).abs() <= 1e-5 * m.max(1.0),
-                    "output {k} on {threads} threads: {p} vs {q}"
-                );
-            }
-        }
+        let got = run(&on, [1, 3, 13, 11], &x, threads);
+        assert_close(&got, &want, &format!("{threads} threads"));
     }
 }
 
@@ -278,54 +250,36 @@ fn blocked_regions_give_the_unoptimised_outputs() {
 #[test]
 fn a_grid_far_larger_than_the_planes_stays_nchw() {
     let mut body = String::new();
-    body += &conv("a", [1, 16, 5, 5], "x", [16, 3, 1, 1], 1, 1, 0, 1, true, 21);
+    body += &conv(
+        "a",
+        "x",
+        [1, 16, 5, 5],
+        [16, 3, 1, 1],
+        [1, 1, 0, 1],
+        true,
+        21,
+    );
     body += &conv(
         "b",
-        [1, 16, 5, 5],
         "a",
+        [1, 16, 5, 5],
         [16, 16, 3, 3],
-        1,
-        500,
-        500,
-        1,
+        [1, 500, 500, 1],
         true,
         22,
     );
-    let text = format!(
-        "program(1.0)\n{{\n    func main<ios15>(tensor<fp32, [1, 3, 5, 5]> x) {{\n{body}        }} -> (b);\n}}\n"
-    );
+    let text = program_text([1, 3, 5, 5], &body, "b");
     let program = anekit_mil::text::parse_without_weights(&text, "grid").unwrap();
     let f = &program.functions["main"];
     let on = plan::compile_with("main", f, CompileOptions::default()).unwrap();
     let off = plan::compile_with("main", f, CompileOptions::unoptimized()).unwrap();
     assert_eq!(on.blocked, 0, "a lone candidate is not enough either");
     let x = values(3 * 5 * 5, 5);
-    let run5 = |p: &plan::Plan| {
-        let mut ctx = RunCtx {
-            precision: Precision::Fp32,
-            numerics: None,
-            numerics_warnings: Vec::new(),
-            state: None,
-            consts: &p.consts,
-            state_types: &p.state_types,
-        };
-        let input = Value::F32(ArrayD::from_shape_vec(IxDyn(&[1, 3, 5, 5]), x.clone()).unwrap());
-        exec::run(
-            &p.main,
-            vec![input],
-            Vec::new(),
-            &mut ctx,
-            &mut exec::Meter::default(),
-        )
-        .unwrap()
-    };
-    let (a, b) = (run5(&on), run5(&off));
-    let (Value::F32(a), Value::F32(b)) = (&a[0], &b[0]) else {
-        panic!()
-    };
-    for (p, q) in a.iter().zip(b) {
-        assert!((p - q).abs() <= 1e-5 * (1.0 + q.abs()), "{p} vs {q}");
-    }
+    let (a, b) = (
+        run(&on, [1, 3, 5, 5], &x, 1),
+        run(&off, [1, 3, 5, 5], &x, 1),
+    );
+    assert_close(&a, &b, "grid");
 }
 
 /// `ANEKIT_NCHWC=0`-style option off: no step runs blocked.

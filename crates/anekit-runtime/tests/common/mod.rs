@@ -1,6 +1,7 @@
 //! The one-op harness the kernel tests share: build a MIL function of one op whose
 //! arguments are function inputs or literals, compile it for the CPU backend and run it; plus
-//! the small helpers around it (literal bytes, run-time values, numeric views of outputs).
+//! the small helpers around it (running a compiled plan, literal bytes, run-time values,
+//! numeric views of outputs).
 //! Each test file uses a part of it.
 #![allow(dead_code)]
 
@@ -119,6 +120,11 @@ pub fn run_one_op(
         attributes: BTreeMap::new(),
     };
     let plan = plan::compile("main", &function).map_err(|e| format!("compile: {e}"))?;
+    run_plan(&plan, values)
+}
+
+/// Run a compiled plan's main block in f32 on `inputs` (on the current rayon pool).
+pub fn run_plan(plan: &plan::Plan, inputs: Vec<Value>) -> Result<Vec<Value>, String> {
     let mut ctx = RunCtx {
         precision: Precision::Fp32,
         numerics: None,
@@ -128,7 +134,7 @@ pub fn run_one_op(
         state_types: &plan.state_types,
     };
     let mut meter = exec::Meter::default();
-    exec::run(&plan.main, values, Vec::new(), &mut ctx, &mut meter).map_err(|e| e.to_string())
+    exec::run(&plan.main, inputs, Vec::new(), &mut ctx, &mut meter).map_err(|e| e.to_string())
 }
 
 /// The shape and values (as f64) of a numeric tensor output; panics on anything else.

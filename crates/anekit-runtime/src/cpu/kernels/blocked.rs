@@ -119,7 +119,7 @@ pub fn to_blocked(x: &[f32], n: usize, c: usize, plane: usize, out: &mut [f32]) 
         }
     };
     let out = &mut out[..n * nb * plane * CB];
-    if out.len() >= PAR_COPY && super::threads() > 1 {
+    if split_copy(out.len()) {
         out.par_chunks_mut(plane * CB).enumerate().for_each(work);
     } else {
         out.chunks_mut(plane * CB).enumerate().for_each(work);
@@ -150,10 +150,11 @@ pub fn to_nchw(x: &[f32], n: usize, c: usize, plane: usize, out: &mut [f32]) {
     };
     // One task per (batch, block): the block's up to CB channel planes of the output.
     let out = &mut out[..n * c * plane];
+    let par = split_copy(out.len());
     let tasks = out
         .chunks_mut(c * plane)
         .flat_map(|batch| batch.chunks_mut(CB * plane));
-    if out_len_is_large(n * c * plane) {
+    if par {
         tasks
             .enumerate()
             .collect::<Vec<_>>()
@@ -164,7 +165,8 @@ pub fn to_nchw(x: &[f32], n: usize, c: usize, plane: usize, out: &mut [f32]) {
     }
 }
 
-fn out_len_is_large(len: usize) -> bool {
+/// Whether a copy writing `len` floats is split over the threads.
+fn split_copy(len: usize) -> bool {
     len >= PAR_COPY && super::threads() > 1
 }
 
@@ -415,7 +417,7 @@ impl Grid {
             }
         };
         let out = &mut out[..planes * self.block];
-        if out.len() >= PAR_COPY && super::threads() > 1 {
+        if split_copy(out.len()) {
             out.par_chunks_mut(self.block).enumerate().for_each(work);
         } else {
             out.chunks_mut(self.block).enumerate().for_each(work);
